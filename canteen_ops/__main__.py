@@ -1,0 +1,3 @@
+from canteen_ops.cli.app import main
+
+main()

@@ -1,0 +1,45 @@
+"""Options shared by every command that works on devices, and small rendering helpers."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import TYPE_CHECKING, Annotated, Any, Optional
+
+import typer
+
+if TYPE_CHECKING:
+    from canteen_ops.context import Env
+    from canteen_ops.inventory.model import Device
+
+SchoolOpt = Annotated[Optional[list[str]], typer.Option("--school", "-s", help="School id or name (repeatable)")]
+DeviceOpt = Annotated[Optional[list[str]], typer.Option("--device", "-d", help="Device id glob, e.g. 'xc-cam-*'")]
+KindOpt = Annotated[Optional[list[str]], typer.Option("--kind", help="camera | nvr")]
+VendorOpt = Annotated[Optional[list[str]], typer.Option("--vendor", help="hikvision | dahua | onvif")]
+AreaOpt = Annotated[Optional[list[str]], typer.Option("--area", help="Canteen area, e.g. 烹饪区")]
+TagOpt = Annotated[Optional[list[str]], typer.Option("--tag", help="Device tag (repeatable)")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output")]
+
+
+def env(ctx: typer.Context) -> "Env":
+    return ctx.find_root().obj
+
+
+def select(ctx: typer.Context, school=None, device=None, kind=None, vendor=None, area=None, tag=None
+           ) -> list["Device"]:
+    """Load the inventory and apply the selection flags."""
+    from canteen_ops.errors import UsageError
+    from canteen_ops.inventory.model import KINDS, VENDORS
+    from canteen_ops.inventory.select import Selection
+
+    for values, allowed, flag in ((kind, KINDS, "--kind"), (vendor, VENDORS, "--vendor")):
+        for v in values or ():
+            if v not in allowed:
+                raise UsageError(f"{flag} {v!r}: expected one of {', '.join(allowed)}")
+    sel = Selection(tuple(school or ()), tuple(device or ()), tuple(kind or ()), tuple(vendor or ()),
+                    tuple(area or ()), tuple(tag or ()))
+    return sel.apply(env(ctx).inventory())
+
+
+def print_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, ensure_ascii=False, indent=2, default=str) + "\n")

@@ -1,0 +1,68 @@
+"""The environment a command runs in: paths, operator, console, lazily opened inventory and log.
+
+Passed to every command instead of globals, so tests can build one directly (httpie-style).
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from canteen_ops.inventory.model import Inventory
+    from canteen_ops.store.log import MaintenanceLog
+
+
+@dataclass
+class Env:
+    inventory_path: Path
+    db_path: Path
+    operator: str
+    quiet: bool = False
+    argv: list[str] = field(default_factory=lambda: list(sys.argv[1:]))
+    _inventory: Any = None
+    _log: Any = None
+    _console: Any = None
+    _err: Any = None
+
+    @property
+    def console(self) -> "Console":
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(quiet=self.quiet)
+        return self._console
+
+    @property
+    def err(self) -> "Console":
+        if self._err is None:
+            from rich.console import Console
+
+            self._err = Console(stderr=True)
+        return self._err
+
+    def inventory(self) -> "Inventory":
+        if self._inventory is None:
+            from canteen_ops.inventory.loader import load_inventory
+
+            self._inventory = load_inventory(self.inventory_path)
+            if not self.quiet:
+                for w in self._inventory.warnings:
+                    self.err.print(f"[yellow]warning:[/] {w}", markup=True, highlight=False)
+        return self._inventory
+
+    def log(self) -> "MaintenanceLog":
+        if self._log is None:
+            from canteen_ops.store.log import MaintenanceLog
+
+            self._log = MaintenanceLog.open(self.db_path)
+        return self._log
+
+    def close(self) -> None:
+        if self._log is not None:
+            self._log.close()
+            self._log = None

@@ -1,0 +1,71 @@
+"""Error types and the exit statuses they map to (documented in the README).
+
+The core raises; only the CLI turns exceptions into exit codes (httpie-style).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+EXIT_OK = 0
+EXIT_WARN = 1
+EXIT_CRIT = 2
+EXIT_UNKNOWN = 3
+EXIT_USAGE = 64  # bad command line
+EXIT_DATAERR = 65  # invalid input file: inventory, playbook, firmware catalog
+EXIT_NOINPUT = 66  # an input file or record does not exist
+EXIT_UNAVAILABLE = 69  # upstream / device unreachable (sync offline)
+EXIT_SOFTWARE = 70  # internal error
+EXIT_CANTCREAT = 73  # cannot write output
+EXIT_TEMPFAIL = 75  # another run holds the lock; try again later
+EXIT_NOPERM = 77  # refused by change control (no started change / permit)
+EXIT_INTERRUPTED = 130  # Ctrl-C
+
+
+class CanteenOpsError(Exception):
+    exit_code = EXIT_SOFTWARE
+
+
+class UsageError(CanteenOpsError):
+    exit_code = EXIT_USAGE
+
+
+class NotFound(CanteenOpsError):
+    exit_code = EXIT_NOINPUT
+
+
+class Unavailable(CanteenOpsError):
+    exit_code = EXIT_UNAVAILABLE
+
+
+class LockHeld(CanteenOpsError):
+    exit_code = EXIT_TEMPFAIL
+
+
+class PermissionRefused(CanteenOpsError):
+    exit_code = EXIT_NOPERM
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One problem in an input file, located precisely."""
+
+    file: str
+    line: int  # 1-based
+    column: int  # 1-based
+    path: str  # dotted field path, e.g. schools[0].devices[2].port
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}:{self.column}"
+        return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+
+
+class InvalidFile(CanteenOpsError):
+    """An input file failed validation; carries every problem found, not just the first."""
+
+    exit_code = EXIT_DATAERR
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))

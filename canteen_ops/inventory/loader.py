@@ -1,0 +1,509 @@
+"""Load and validate an inventory file: every problem reported with file:line:column and field path.
+
+Validation is strict (unknown keys, wrong types, duplicates, dangling references are errors) and complete
+(all problems are collected before failing). Values inherit defaults → group → school → device.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import re
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+from canteen_ops.errors import InvalidFile, Problem
+from canteen_ops.inventory.model import (
+    KINDS,
+    POLICY_FIELDS,
+    VENDORS,
+    WEEKDAYS,
+    Contact,
+    Credentials,
+    Device,
+    Inventory,
+    Policy,
+    School,
+    Settings,
+    WorkingHours,
+)
+from canteen_ops.inventory.yamlpos import PositionMap, YamlSyntaxError, load_with_positions
+
+SUPPORTED_VERSIONS = (1,)
+ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+HOSTNAME_RE = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9\-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9\-]{0,61}[A-Za-z0-9])?)*$")
+TIME_RE = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
+
+# Settings that may appear at defaults, group, school and device level and are inherited downwards.
+INHERITED = {"credentials", "port", "rtsp_port", "https", "timeout", "policy", "tags"}
+SCHOOL_INHERITED = INHERITED | {"working_hours"}
+TOP_KEYS = {"version", "settings", "defaults", "credentials", "groups", "schools"}
+SETTINGS_KEYS = {f.name for f in fields(Settings)}
+CRED_KEYS = {"username", "password_env", "password_file", "password"}
+GROUP_KEYS = SCHOOL_INHERITED | {"description"}
+SCHOOL_KEYS = SCHOOL_INHERITED | {"id", "name", "district", "address", "contacts", "group", "devices"}
+DEVICE_KEYS = INHERITED | {
+    "id", "kind", "vendor", "host", "name", "area", "nvr", "nvr_channel", "model", "serial",
+    "installed", "warranty_until",
+}
+CONTACT_KEYS = {"name", "role", "phone", "email"}
+WH_KEYS = {"days", "start", "end", "timezone"}
+
+
+def _fmt_path(path: tuple) -> str:
+    out = ""
+    for p in path:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out
+
+
+def _type_name(value: Any) -> str:
+    return {bool: "boolean", int: "integer", float: "number", str: "string", list: "list", dict: "mapping",
+            type(None): "null", dt.date: "date", dt.datetime: "timestamp"}.get(type(value), type(value).__name__)
+
+
+class _Validator:
+    """Collects problems while walking the raw YAML data."""
+
+    def __init__(self, file: str, positions: PositionMap):
+        self.file = file
+        self.positions = positions
+        self.problems: list[Problem] = []
+        self.warnings: list[str] = []
+
+    def problem(self, path: tuple, message: str, *, key: bool = False) -> None:
+        mark = self.positions.get(path + ("__key__",)) if key else None
+        mark = mark or self.positions.at(path)
+        self.problems.append(Problem(self.file, mark.line, mark.column, _fmt_path(path), message))
+
+    def where(self, path: tuple) -> str:
+        m = self.positions.at(path)
+        return f"{self.file}:{m.line}:{m.column}"
+
+    # --- generic shape checks -------------------------------------------------------------------------
+    def mapping(self, value: Any, path: tuple, allowed: set[str], required: tuple[str, ...] = ()) -> dict:
+        if not isinstance(value, dict):
+            self.problem(path, f"expected a mapping, got {_type_name(value)}")
+            return {}
+        for key in value:
+            if key not in allowed:
+                hint = _suggest(str(key), allowed)
+                self.problem(path + (key,), f"unknown key {key!r}" + (f" (did you mean {hint!r}?)" if hint else ""),
+                             key=True)
+        for key in required:
+            if key not in value or value[key] is None:
+                self.problem(path, f"missing required key {key!r}")
+        return value
+
+    def typed(self, value: Any, path: tuple, kind: type | tuple, what: str, *, secret: bool = False) -> Any:
+        ok = isinstance(value, kind) and not (isinstance(value, bool) and bool not in _as_tuple(kind))
+        if not ok:
+            shown = "" if secret or isinstance(value, (dict, list)) else f" {value!r}"
+            self.problem(path, f"expected {what}, got {_type_name(value)}{shown}")
+            return None
+        return value
+
+    def string(self, m: dict, key: str, path: tuple, *, secret: bool = False) -> str | None:
+        if m.get(key) is None:
+            return None
+        v = m[key]
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and not secret:
+            return str(v)  # phone numbers, serials written without quotes
+        return self.typed(v, path + (key,), str, "a string", secret=secret)
+
+    def ident(self, m: dict, key: str, path: tuple) -> str | None:
+        v = self.string(m, key, path)
+        if v is not None and not ID_RE.match(v):
+            self.problem(path + (key,), f"invalid id {v!r}: use letters, digits, '-', '_' and '.'")
+            return None
+        return v
+
+    def port(self, v: Any, path: tuple) -> int | None:
+        if self.typed(v, path, int, "a port number (integer)") is None:
+            return None
+        if not 1 <= v <= 65535:
+            self.problem(path, f"port {v} out of range 1-65535")
+            return None
+        return v
+
+    def positive(self, v: Any, path: tuple) -> float | None:
+        if self.typed(v, path, (int, float), "a number") is None:
+            return None
+        if v <= 0:
+            self.problem(path, f"must be greater than 0, got {v}")
+            return None
+        return float(v)
+
+    def boolean(self, v: Any, path: tuple) -> bool | None:
+        return self.typed(v, path, bool, "true or false")
+
+    def date(self, m: dict, key: str, path: tuple) -> dt.date | None:
+        v = m.get(key)
+        if v is None:
+            return None
+        if isinstance(v, dt.date) and not isinstance(v, dt.datetime):
+            return v
+        if isinstance(v, str):
+            try:
+                return dt.date.fromisoformat(v)
+            except ValueError:
+                pass
+        self.problem(path + (key,), f"expected a date (YYYY-MM-DD), got {v!r}")
+        return None
+
+    def str_list(self, v: Any, path: tuple) -> tuple[str, ...] | None:
+        if isinstance(v, str):
+            return (v,)
+        if self.typed(v, path, list, "a list of strings") is None:
+            return None
+        out = []
+        for i, item in enumerate(v):
+            if self.typed(item, path + (i,), str, "a string") is not None:
+                out.append(item)
+        return tuple(out)
+
+    def host(self, v: Any, path: tuple) -> str | None:
+        if self.typed(v, path, str, "a host name or IP address") is None:
+            return None
+        try:
+            ipaddress.ip_address(v)
+            return v
+        except ValueError:
+            pass
+        if re.fullmatch(r"[0-9.]+", v) or not HOSTNAME_RE.match(v):
+            self.problem(path, f"invalid host {v!r}: expected an IPv4/IPv6 address or a DNS name")
+            return None
+        return v
+
+    # --- domain pieces ----------------------------------------------------------------------------------
+    def settings_layer(self, m: dict, path: tuple, cred_names: set[str]) -> dict:
+        """Validate the inheritable settings present in a mapping; return the clean ones."""
+        out: dict[str, Any] = {}
+        for key in ("port", "rtsp_port"):
+            if m.get(key) is not None and (v := self.port(m[key], path + (key,))) is not None:
+                out[key] = v
+        if m.get("https") is not None and (v := self.boolean(m["https"], path + ("https",))) is not None:
+            out["https"] = v
+        if m.get("timeout") is not None and (v := self.positive(m["timeout"], path + ("timeout",))) is not None:
+            out["timeout"] = v
+        if m.get("credentials") is not None:
+            c = self.string(m, "credentials", path)
+            if c is not None:
+                if c not in cred_names:
+                    self.problem(path + ("credentials",), f"unknown credentials {c!r}"
+                                 + (f" (defined: {', '.join(sorted(cred_names))})" if cred_names else ""))
+                else:
+                    out["credentials"] = c
+        if m.get("tags") is not None and (v := self.str_list(m["tags"], path + ("tags",))) is not None:
+            out["tags"] = v
+        if m.get("policy") is not None:
+            out["policy"] = self.policy(m["policy"], path + ("policy",))
+        if m.get("working_hours") is not None:
+            out["working_hours"] = self.working_hours(m["working_hours"], path + ("working_hours",))
+        return out
+
+    def policy(self, v: Any, path: tuple) -> dict:
+        m = self.mapping(v, path, set(POLICY_FIELDS))
+        out: dict[str, Any] = {}
+        for key, value in m.items():
+            if key not in POLICY_FIELDS:
+                continue
+            p = path + (key,)
+            default = POLICY_FIELDS[key].default
+            if isinstance(default, tuple):
+                if (lst := self.str_list(value, p)) is not None:
+                    out[key] = lst
+            elif isinstance(default, str):
+                if self.typed(value, p, str, "a string") is not None:
+                    if key == "min_resolution" and not re.fullmatch(r"\d+[xX]\d+", value):
+                        self.problem(p, f"expected WIDTHxHEIGHT such as 1920x1080, got {value!r}")
+                    else:
+                        out[key] = value
+            elif isinstance(default, int) and not isinstance(default, bool) and not isinstance(default, float):
+                if self.typed(value, p, int, "an integer") is not None:
+                    out[key] = value
+            else:
+                if self.typed(value, p, (int, float), "a number") is not None:
+                    if value < 0:
+                        self.problem(p, f"must not be negative, got {value}")
+                    else:
+                        out[key] = float(value)
+        return out
+
+    def working_hours(self, v: Any, path: tuple) -> dict:
+        m = self.mapping(v, path, WH_KEYS)
+        out: dict[str, Any] = {}
+        if "days" in m:
+            days = self.str_list(m["days"], path + ("days",))
+            if days is not None:
+                bad = [d for d in days if d.lower()[:3] not in WEEKDAYS]
+                if bad:
+                    self.problem(path + ("days",), f"unknown weekday(s) {', '.join(bad)}: use mon..sun")
+                else:
+                    out["days"] = tuple(sorted({WEEKDAYS.index(d.lower()[:3]) for d in days}))
+        for key in ("start", "end"):
+            if key in m:
+                t = _parse_time(m[key])
+                if t is None:
+                    self.problem(path + (key,), f"expected a time HH:MM, got {m[key]!r}")
+                else:
+                    out[key] = t
+        if "timezone" in m and self.typed(m["timezone"], path + ("timezone",), str, "a time zone name"):
+            if _valid_tz(m["timezone"]):
+                out["timezone"] = m["timezone"]
+            else:
+                self.problem(path + ("timezone",), f"unknown time zone {m['timezone']!r} (e.g. Asia/Shanghai)")
+        return out
+
+
+def _as_tuple(kind: type | tuple) -> tuple:
+    return kind if isinstance(kind, tuple) else (kind,)
+
+
+def _suggest(key: str, allowed: set[str]) -> str | None:
+    import difflib
+
+    match = difflib.get_close_matches(key, sorted(allowed), n=1, cutoff=0.75)
+    return match[0] if match else None
+
+
+def _parse_time(v: Any) -> dt.time | None:
+    if isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 24 * 60:
+        return dt.time(v // 60, v % 60)  # YAML 1.1 reads unquoted 18:00 as sexagesimal 1080
+    if isinstance(v, str) and (m := TIME_RE.match(v.strip())):
+        return dt.time(int(m.group(1)), int(m.group(2)))
+    return None
+
+
+def _valid_tz(name: str) -> bool:
+    from zoneinfo import ZoneInfo
+
+    try:
+        ZoneInfo(name)
+        return True
+    except (KeyError, ValueError, OSError):
+        return False
+
+
+def _merge(*layers: dict) -> dict:
+    """Inherit settings: later layers override; policy merges per key; tags accumulate."""
+    out: dict[str, Any] = {}
+    policy: dict[str, Any] = {}
+    wh: dict[str, Any] = {}
+    tags: list[str] = []
+    for layer in layers:
+        for key, value in layer.items():
+            if key == "policy":
+                policy.update(value)
+            elif key == "working_hours":
+                wh.update(value)
+            elif key == "tags":
+                tags.extend(t for t in value if t not in tags)
+            else:
+                out[key] = value
+    out["policy"], out["working_hours"], out["tags"] = policy, wh, tuple(tags)
+    return out
+
+
+def load_inventory(path: str | Path) -> Inventory:
+    """Read, validate and resolve an inventory. Raises InvalidFile listing every problem."""
+    file = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InvalidFile([Problem(file, 1, 1, "", "inventory file not found "
+                                   "(use --inventory or CANTEEN_OPS_INVENTORY)")]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidFile([Problem(file, 1, 1, "", f"cannot read inventory: {exc}")]) from None
+    return parse_inventory(text, file)
+
+
+def parse_inventory(text: str, file: str = "<inventory>") -> Inventory:
+    try:
+        data, positions, duplicates = load_with_positions(text)
+    except YamlSyntaxError as exc:
+        raise InvalidFile([Problem(file, exc.mark.line, exc.mark.column, "", exc.message)]) from None
+    v = _Validator(file, positions)
+    for dpath, mark, msg in duplicates:
+        v.problems.append(Problem(file, mark.line, mark.column, _fmt_path(dpath), msg))
+    inv = _build(v, data if data is not None else {})
+    if v.problems:
+        raise InvalidFile(sorted(set(v.problems), key=lambda p: (p.line, p.column, p.path)))
+    return inv
+
+
+def _build(v: _Validator, data: Any) -> Inventory | None:
+    root = v.mapping(data, (), TOP_KEYS, required=("version", "schools"))
+    version = root.get("version")
+    if version is not None and version not in SUPPORTED_VERSIONS:
+        v.problem(("version",), f"unsupported inventory version {version!r} (supported: 1)")
+
+    # settings
+    sraw = v.mapping(root.get("settings") or {}, ("settings",), SETTINGS_KEYS)
+    settings = Settings(**{k: v.string(sraw, k, ("settings",)) for k in SETTINGS_KEYS if sraw.get(k) is not None})
+    if sraw.get("timezone") and not _valid_tz(str(sraw["timezone"])):
+        v.problem(("settings", "timezone"), f"unknown time zone {sraw['timezone']!r}")
+
+    # credentials
+    creds: dict[str, Credentials] = {}
+    craw = root.get("credentials") or {}
+    if v.typed(craw, ("credentials",), dict, "a mapping of named credential sets") is None:
+        craw = {}
+    for name, c in craw.items():
+        p = ("credentials", name)
+        m = v.mapping(c, p, CRED_KEYS, required=("username",))
+        sources = [k for k in ("password_env", "password_file", "password") if m.get(k) is not None]
+        if len(sources) != 1:
+            v.problem(p, "give exactly one of password_env, password_file or password"
+                      + (f" (found {', '.join(sources)})" if sources else ""))
+        if "password" in m:
+            v.warnings.append(f"{v.where(p + ('password',))}: credentials {name!r} has a plaintext password; "
+                              "use password_env or password_file instead")
+        username = v.string(m, "username", p)
+        creds[str(name)] = Credentials(
+            name=str(name), username=username or "",
+            password_env=v.string(m, "password_env", p), password_file=v.string(m, "password_file", p),
+            password=v.string(m, "password", p, secret=True),
+        )
+    cred_names = set(creds)
+
+    defaults = v.settings_layer(v.mapping(root.get("defaults") or {}, ("defaults",), SCHOOL_INHERITED),
+                                ("defaults",), cred_names)
+
+    groups: dict[str, dict] = {}
+    graw = root.get("groups") or {}
+    if v.typed(graw, ("groups",), dict, "a mapping of named groups") is None:
+        graw = {}
+    for name, g in graw.items():
+        p = ("groups", name)
+        groups[str(name)] = v.settings_layer(v.mapping(g, p, GROUP_KEYS), p, cred_names)
+
+    schools_raw = root.get("schools")
+    if schools_raw is not None and v.typed(schools_raw, ("schools",), list, "a list of schools") is None:
+        schools_raw = []
+    schools_raw = schools_raw or []
+
+    school_ids: dict[str, tuple] = {}
+    device_ids: dict[str, tuple] = {}
+    pending: list[tuple[dict, tuple, list[tuple[dict, tuple, dict]]]] = []
+    for si, s in enumerate(schools_raw):
+        sp = ("schools", si)
+        sm = v.mapping(s, sp, SCHOOL_KEYS, required=("id", "name", "devices"))
+        sid = v.ident(sm, "id", sp)
+        if sid is not None:
+            if sid in school_ids:
+                v.problem(sp + ("id",), f"duplicate school id {sid!r} (first defined at {v.where(school_ids[sid])})")
+            else:
+                school_ids[sid] = sp + ("id",)
+        group = v.string(sm, "group", sp)
+        if group is not None and group not in groups:
+            v.problem(sp + ("group",), f"unknown group {group!r}" + (f" (defined: {', '.join(sorted(groups))})"
+                                                                      if groups else ""))
+            group = None
+        slayer = v.settings_layer(sm, sp, cred_names)
+        devices_raw = sm.get("devices")
+        if devices_raw is not None and v.typed(devices_raw, sp + ("devices",), list, "a list of devices") is None:
+            devices_raw = []
+        devs = []
+        for di, d in enumerate(devices_raw or []):
+            dp = sp + ("devices", di)
+            dm = v.mapping(d, dp, DEVICE_KEYS, required=("id", "kind", "vendor", "host"))
+            did = v.ident(dm, "id", dp)
+            if did is not None:
+                if did in device_ids:
+                    v.problem(dp + ("id",), f"duplicate device id {did!r} (first defined at "
+                                            f"{v.where(device_ids[did])})")
+                else:
+                    device_ids[did] = dp + ("id",)
+            for key, choices in (("kind", KINDS), ("vendor", VENDORS)):
+                val = dm.get(key)
+                if val is not None and val not in choices:
+                    v.problem(dp + (key,), f"invalid {key} {val!r}: expected one of {', '.join(choices)}")
+            if dm.get("host") is not None:
+                v.host(dm["host"], dp + ("host",))
+            if dm.get("nvr_channel") is not None:
+                ch = v.typed(dm["nvr_channel"], dp + ("nvr_channel",), int, "a channel number (integer)")
+                if ch is not None and ch < 1:
+                    v.problem(dp + ("nvr_channel",), f"channel numbers start at 1, got {ch}")
+            for key in ("name", "area", "model", "serial", "nvr"):
+                v.string(dm, key, dp)
+            for key in ("installed", "warranty_until"):
+                v.date(dm, key, dp)
+            devs.append((dm, dp, v.settings_layer(dm, dp, cred_names)))
+        contacts = []
+        craw_list = sm.get("contacts") or []
+        if v.typed(craw_list, sp + ("contacts",), list, "a list of contacts") is None:
+            craw_list = []
+        for ci, c in enumerate(craw_list):
+            cp = sp + ("contacts", ci)
+            cm = v.mapping(c, cp, CONTACT_KEYS, required=("name",))
+            contacts.append(Contact(**{k: v.string(cm, k, cp) for k in CONTACT_KEYS if cm.get(k) is not None}))
+        pending.append((sm, sp, devs, group, slayer, sid, tuple(contacts)))
+
+    # Cross references need every device id first.
+    kinds = {}
+    for sm, sp, devs, *_ in pending:
+        for dm, dp, _layer in devs:
+            if isinstance(dm.get("id"), str):
+                kinds[dm["id"]] = (dm.get("kind"), sp)
+    channels: dict[tuple[str, int], tuple] = {}
+    for sm, sp, devs, *_ in pending:
+        for dm, dp, _layer in devs:
+            nvr = dm.get("nvr")
+            if nvr is not None and isinstance(nvr, str):
+                if nvr not in kinds:
+                    v.problem(dp + ("nvr",), f"unknown nvr {nvr!r}")
+                elif kinds[nvr][0] != "nvr":
+                    v.problem(dp + ("nvr",), f"device {nvr!r} is a {kinds[nvr][0]}, not an nvr")
+                elif kinds[nvr][1] != sp:
+                    v.problem(dp + ("nvr",), f"nvr {nvr!r} belongs to another school")
+                if dm.get("kind") == "nvr":
+                    v.problem(dp + ("nvr",), "an nvr cannot itself be attached to an nvr")
+                ch = dm.get("nvr_channel")
+                if isinstance(ch, int):
+                    if (nvr, ch) in channels:
+                        v.problem(dp + ("nvr_channel",), f"channel {ch} of {nvr!r} is already used at "
+                                                         f"{v.where(channels[(nvr, ch)])}")
+                    else:
+                        channels[(nvr, ch)] = dp + ("nvr_channel",)
+            elif dm.get("nvr_channel") is not None:
+                v.problem(dp + ("nvr_channel",), "nvr_channel needs nvr")
+
+    if v.problems:
+        return None
+
+    default_policy = Policy(**defaults.get("policy", {}))
+    schools = []
+    for sm, sp, devs, group, slayer, sid, contacts in pending:
+        school_settings = _merge(defaults, groups.get(group, {}) if group else {}, slayer)
+        wh = WorkingHours(**school_settings["working_hours"])
+        devices = []
+        for dm, dp, dlayer in devs:
+            eff = _merge(defaults, groups.get(group, {}) if group else {}, slayer, dlayer)
+            https = eff.get("https", False)
+            cred = eff.get("credentials")
+            devices.append(Device(
+                id=dm["id"], kind=dm["kind"], vendor=dm["vendor"], host=dm["host"],
+                port=eff.get("port", 443 if https else 80), rtsp_port=eff.get("rtsp_port", 554), https=https,
+                school_id=sid, credentials=creds[cred] if cred else None, timeout=eff.get("timeout", 5.0),
+                policy=Policy(**eff["policy"]), name=_s(dm.get("name")), area=_s(dm.get("area")),
+                nvr=dm.get("nvr"), nvr_channel=dm.get("nvr_channel"), model=_s(dm.get("model")),
+                serial=_s(dm.get("serial")), installed=v.date(dm, "installed", dp),
+                warranty_until=v.date(dm, "warranty_until", dp), tags=eff["tags"],
+                line=v.positions.at(dp).line,
+            ))
+        schools.append(School(
+            id=sid, name=str(sm["name"]), district=_s(sm.get("district")), address=_s(sm.get("address")),
+            contacts=contacts, working_hours=wh, policy=Policy(**school_settings["policy"]),
+            devices=tuple(devices), group=group, tags=school_settings["tags"],
+        ))
+    return Inventory(
+        path=v.file, version=version, settings=settings, policy=default_policy, credentials=creds,
+        groups=tuple(groups), schools=tuple(schools), warnings=tuple(v.warnings),
+    )
+
+
+def _s(value: Any) -> str | None:
+    return None if value is None else str(value)
+

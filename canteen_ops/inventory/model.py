@@ -1,0 +1,188 @@
+"""Typed inventory objects. Everything here is already validated and fully inherited."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from canteen_ops.errors import CanteenOpsError
+
+KINDS = ("camera", "nvr")
+VENDORS = ("hikvision", "dahua", "onvif")
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+class SecretUnavailable(CanteenOpsError):
+    """A credential's password could not be read (env var unset, file missing)."""
+
+
+@dataclass(frozen=True)
+class Credentials:
+    name: str
+    username: str
+    password_env: str | None = None
+    password_file: str | None = None
+    password: str | None = field(default=None, repr=False)  # plaintext: allowed, warned about
+
+    def resolve(self) -> str:
+        """Return the password. Never log or print the result."""
+        if self.password_env:
+            value = os.environ.get(self.password_env)
+            if value is None:
+                raise SecretUnavailable(
+                    f"credentials {self.name!r}: environment variable {self.password_env} is not set"
+                )
+            return value
+        if self.password_file:
+            try:
+                return Path(self.password_file).expanduser().read_text(encoding="utf-8").rstrip("\r\n")
+            except OSError as exc:
+                raise SecretUnavailable(
+                    f"credentials {self.name!r}: cannot read password_file {self.password_file}: {exc.strerror}"
+                ) from None
+        if self.password is not None:
+            return self.password
+        raise SecretUnavailable(f"credentials {self.name!r} has no password source")
+
+
+@dataclass(frozen=True)
+class WorkingHours:
+    days: tuple[int, ...] = (0, 1, 2, 3, 4)  # Monday = 0
+    start: dt.time = dt.time(8, 0)
+    end: dt.time = dt.time(18, 0)
+    timezone: str = "Asia/Shanghai"
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Thresholds. Every field can be overridden at defaults, group, school or device level."""
+
+    clock_warn_s: float = 5.0
+    clock_crit_s: float = 60.0
+    retention_warn_days: float = 30.0
+    retention_crit_days: float = 7.0
+    gap_window_hours: float = 24.0
+    gap_min_minutes: float = 5.0
+    hdd_free_warn_pct: float = 0.0  # NVRs overwrite when full; 0 disables the free-space warning
+    min_resolution: str = "1920x1080"
+    min_fps: float = 15.0
+    stream_timeout_s: float = 10.0
+    latency_warn_ms: float = 400.0
+    dark_luma: float = 30.0
+    bright_luma: float = 220.0
+    low_contrast: float = 25.0
+    blur_laplacian: float = 100.0
+    blur_drop_pct: float = 50.0
+    colour_cast_k: float = 1.5
+    frozen_similarity: float = 0.95
+    frozen_frames: int = 10
+    covered_uniform_pct: float = 98.0
+    backup_stale_hours: float = 24.0
+    required_areas: tuple[str, ...] = ("加工区", "烹饪区", "专间", "洗消间", "备餐区", "留样区")
+
+    @property
+    def min_width_height(self) -> tuple[int, int]:
+        w, h = self.min_resolution.lower().split("x")
+        return int(w), int(h)
+
+
+POLICY_FIELDS = {f.name: f for f in fields(Policy)}
+
+
+@dataclass(frozen=True)
+class Contact:
+    name: str
+    role: str | None = None
+    phone: str | None = None
+    email: str | None = None
+
+
+@dataclass(frozen=True)
+class Device:
+    id: str
+    kind: str
+    vendor: str
+    host: str
+    port: int
+    rtsp_port: int
+    https: bool
+    school_id: str
+    credentials: Credentials | None
+    timeout: float
+    policy: Policy
+    name: str | None = None
+    area: str | None = None
+    nvr: str | None = None
+    nvr_channel: int | None = None
+    model: str | None = None
+    serial: str | None = None
+    installed: dt.date | None = None
+    warranty_until: dt.date | None = None
+    tags: tuple[str, ...] = ()
+    line: int = 0  # where the device is defined in the inventory file
+
+    @property
+    def base_url(self) -> str:
+        scheme = "https" if self.https else "http"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{scheme}://{host}:{self.port}"
+
+    @property
+    def label(self) -> str:
+        return f"{self.id} ({self.name})" if self.name else self.id
+
+
+@dataclass(frozen=True)
+class School:
+    id: str
+    name: str
+    district: str | None
+    address: str | None
+    contacts: tuple[Contact, ...]
+    working_hours: WorkingHours
+    policy: Policy
+    devices: tuple[Device, ...]
+    group: str | None = None
+    tags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Tool-wide settings from the inventory's `settings` block."""
+
+    backup_dir: str | None = None
+    firmware_catalog: str | None = None
+    upstream_url: str | None = None
+    upstream_token_env: str = "CANTEEN_OPS_UPSTREAM_TOKEN"
+    upstream_token_file: str | None = None
+    timezone: str = "Asia/Shanghai"
+
+
+@dataclass(frozen=True)
+class Inventory:
+    path: str
+    version: int
+    settings: Settings
+    policy: Policy  # the defaults-level policy
+    credentials: dict[str, Credentials]
+    groups: tuple[str, ...]
+    schools: tuple[School, ...]
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def devices(self) -> list[Device]:
+        return [d for s in self.schools for d in s.devices]
+
+    def device(self, device_id: str) -> Device:
+        for d in self.devices:
+            if d.id == device_id:
+                return d
+        raise KeyError(device_id)
+
+    def school(self, school_id: str) -> School:
+        for s in self.schools:
+            if s.id == school_id:
+                return s
+        raise KeyError(school_id)

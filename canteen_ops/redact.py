@@ -1,0 +1,30 @@
+"""Keep secrets out of output, logs and the maintenance log."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+SECRET_KEYS = re.compile(r"pass(word|wd)?|pwd|secret|token|authorization|cookie|credential_value", re.I)
+URL_USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.\-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@/\s]*)@", re.I)
+MASK = "***"
+
+
+def redact_text(s: str, secrets: tuple[str, ...] = ()) -> str:
+    s = URL_USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:{MASK}@", s)
+    for secret in secrets:
+        if secret and len(secret) >= 3:
+            s = s.replace(secret, MASK)
+    return s
+
+
+def redact(value: Any, secrets: tuple[str, ...] = ()) -> Any:
+    """Recursively mask secret-looking keys, URL passwords and any known secret value."""
+    if isinstance(value, dict):
+        return {k: (MASK if isinstance(k, str) and SECRET_KEYS.search(k) and v not in (None, "")
+                    else redact(v, secrets)) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(redact(v, secrets) for v in value)
+    if isinstance(value, str):
+        return redact_text(value, secrets)
+    return value

@@ -1,0 +1,1 @@
+"""Maintenance log (SQLite) and the backup file store."""

@@ -1,0 +1,104 @@
+"""Log schema and its migrations. PRAGMA user_version holds the schema version.
+
+To change the schema, append a migration; never edit one that has shipped.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+# Columns every synced table starts with.
+_COMMON = """
+  id TEXT PRIMARY KEY,
+  seq INTEGER NOT NULL,
+  created_at TEXT NOT NULL,
+  updated_at TEXT NOT NULL"""
+
+_V1 = f"""
+CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+INSERT INTO counters (name, value) VALUES ('seq', 0);
+
+CREATE TABLE runs ({_COMMON},
+  operator TEXT, host TEXT, command TEXT NOT NULL, args TEXT,
+  started_at TEXT NOT NULL, ended_at TEXT, status TEXT NOT NULL, exit_code INTEGER, pid INTEGER);
+
+CREATE TABLE results ({_COMMON},
+  run_id TEXT REFERENCES runs(id), school_id TEXT, device_id TEXT, check_name TEXT NOT NULL,
+  status TEXT NOT NULL, summary TEXT, data TEXT, duration_ms REAL, observed_at TEXT NOT NULL);
+CREATE INDEX results_device_check ON results (device_id, check_name, seq);
+
+CREATE TABLE backups ({_COMMON},
+  run_id TEXT REFERENCES runs(id), school_id TEXT, device_id TEXT NOT NULL, status TEXT NOT NULL,
+  reason TEXT, method TEXT, path TEXT, sha256 TEXT, size INTEGER, content_type TEXT, change_id TEXT);
+CREATE INDEX backups_device ON backups (device_id, seq);
+
+CREATE TABLE snapshots ({_COMMON},
+  run_id TEXT REFERENCES runs(id), school_id TEXT, device_id TEXT NOT NULL, sha256 TEXT NOT NULL,
+  data TEXT NOT NULL, accepted_at TEXT, accepted_by TEXT);
+CREATE INDEX snapshots_device ON snapshots (device_id, seq);
+
+CREATE TABLE firmware_findings ({_COMMON},
+  run_id TEXT REFERENCES runs(id), school_id TEXT, device_id TEXT NOT NULL, vendor TEXT, model TEXT,
+  version TEXT, status TEXT NOT NULL, latest TEXT, minimum TEXT, advisories TEXT, summary TEXT);
+
+CREATE TABLE incidents ({_COMMON},
+  dedup_key TEXT, level TEXT NOT NULL, state TEXT NOT NULL, school_id TEXT, device_ids TEXT,
+  title TEXT NOT NULL, description TEXT, opened_at TEXT NOT NULL, opened_by TEXT,
+  acked_at TEXT, acked_by TEXT, arrived_at TEXT, arrived_by TEXT, resolved_at TEXT, resolved_by TEXT,
+  resolution TEXT, arrive_deadline TEXT, escalated_at TEXT, source_result_id TEXT, data TEXT);
+CREATE INDEX incidents_state ON incidents (state, dedup_key);
+
+CREATE TABLE incident_events ({_COMMON},
+  incident_id TEXT NOT NULL REFERENCES incidents(id), at TEXT NOT NULL, actor TEXT, action TEXT NOT NULL,
+  note TEXT, data TEXT);
+
+CREATE TABLE changes ({_COMMON},
+  title TEXT NOT NULL, description TEXT, state TEXT NOT NULL, school_id TEXT, device_ids TEXT,
+  window_start TEXT, window_end TEXT, requested_at TEXT, requested_by TEXT, approved_at TEXT,
+  approved_by TEXT, notified_at TEXT, notified_by TEXT, notice_to TEXT, started_at TEXT, started_by TEXT,
+  completed_at TEXT, completed_by TEXT, rolled_back_at TEXT, rolled_back_by TEXT, data TEXT);
+
+CREATE TABLE change_events ({_COMMON},
+  change_id TEXT NOT NULL REFERENCES changes(id), at TEXT NOT NULL, actor TEXT, action TEXT NOT NULL,
+  note TEXT, data TEXT);
+
+CREATE TABLE notes ({_COMMON},
+  run_id TEXT REFERENCES runs(id), at TEXT NOT NULL, operator TEXT, school_id TEXT, device_id TEXT,
+  kind TEXT NOT NULL, text TEXT NOT NULL);
+
+CREATE TABLE playbook_steps ({_COMMON},
+  run_id TEXT REFERENCES runs(id), playbook TEXT NOT NULL, step_index INTEGER NOT NULL, step_name TEXT,
+  task TEXT NOT NULL, status TEXT NOT NULL, started_at TEXT, ended_at TEXT, actor TEXT, summary TEXT,
+  data TEXT);
+
+CREATE TABLE sync_state (table_name TEXT PRIMARY KEY, last_seq INTEGER NOT NULL, synced_at TEXT,
+  upstream TEXT);
+"""
+
+# One entry per schema version, applied in order inside one transaction each.
+MIGRATIONS: list[str] = [_V1]
+
+SYNCED_TABLES = (
+    "runs", "results", "backups", "snapshots", "firmware_findings", "incidents", "incident_events",
+    "changes", "change_events", "notes", "playbook_steps",
+)
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Bring the database up to the newest schema. Must be called inside a transaction."""
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > len(MIGRATIONS):
+        from canteen_ops.errors import CanteenOpsError
+
+        raise CanteenOpsError(f"maintenance log schema v{version} is newer than this canteen-ops "
+                              f"(knows v{len(MIGRATIONS)}); upgrade canteen-ops")
+    for target, script in enumerate(MIGRATIONS[version:], start=version + 1):
+        for statement in _statements(script):
+            conn.execute(statement)
+        conn.execute(f"PRAGMA user_version = {target}")
+    return len(MIGRATIONS)
+
+
+def _statements(script: str) -> list[str]:
+    # executescript() would COMMIT our transaction; split on ';' instead (no ';' inside our DDL).
+    return [s.strip() for s in script.split(";") if s.strip()]

@@ -1,0 +1,56 @@
+"""Time helpers: the log stores UTC ISO-8601 with a trailing Z; people see local time."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+UTC = dt.timezone.utc
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(UTC)
+
+
+def iso(t: dt.datetime | None = None) -> str:
+    t = (t or utcnow()).astimezone(UTC)
+    return t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_iso(s: str) -> dt.datetime:
+    t = dt.datetime.fromisoformat(s.replace("Z", "+00:00"))
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(s: str) -> dt.timedelta:
+    """'90s', '15m', '24h', '7d', '2w' → timedelta. Raises ValueError with a readable message."""
+    m = _DURATION.match(s)
+    if not m:
+        raise ValueError(f"invalid duration {s!r}: use a number and s/m/h/d/w, e.g. 24h or 7d")
+    return dt.timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2)])
+
+
+def parse_since(s: str, now: dt.datetime | None = None) -> dt.datetime:
+    """A duration back from now ('24h', '7d') or an ISO date/time ('2026-11-01', '2026-11-01T08:00')."""
+    try:
+        return (now or utcnow()) - parse_duration(s)
+    except ValueError:
+        pass
+    try:
+        return parse_iso(s)
+    except ValueError:
+        raise ValueError(f"invalid time {s!r}: use a duration such as 24h / 7d or a date such as 2026-11-01") \
+            from None
+
+
+def local(s: str | None, tz: str = "Asia/Shanghai") -> str:
+    """Render a stored UTC timestamp in a person's time zone, to the second."""
+    if not s:
+        return ""
+    from zoneinfo import ZoneInfo
+
+    return parse_iso(s).astimezone(ZoneInfo(tz)).strftime("%Y-%m-%d %H:%M:%S")

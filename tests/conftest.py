@@ -1,0 +1,45 @@
+"""Shared fixtures: an isolated environment per test and a CLI runner that captures output."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "inventory.example.yaml"
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path, monkeypatch):
+    """No test touches the real user data directory or picks up the developer's environment."""
+    monkeypatch.setenv("CANTEEN_OPS_DB", str(tmp_path / "log.db"))
+    monkeypatch.setenv("CANTEEN_OPS_OPERATOR", "tester")
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    monkeypatch.delenv("CANTEEN_OPS_INVENTORY", raising=False)
+    monkeypatch.chdir(tmp_path)
+    yield
+
+
+class CLIResult:
+    def __init__(self, code: int, out: str, err: str):
+        self.code, self.out, self.err = code, out, err
+
+    def __repr__(self) -> str:
+        return f"CLIResult(code={self.code}, out={self.out[-2000:]!r}, err={self.err[-2000:]!r})"
+
+
+@pytest.fixture
+def cli(capsys):
+    """Run canteen-ops in-process: cli('inventory', 'list') → CLIResult(code, out, err)."""
+    from canteen_ops.cli.app import run
+
+    def invoke(*args: str) -> CLIResult:
+        capsys.readouterr()
+        os.environ["COLUMNS"] = "200"
+        code = run([str(a) for a in args])
+        out, err = capsys.readouterr()
+        return CLIResult(code, out, err)
+
+    return invoke
