@@ -1,0 +1,1 @@
+"""Diagnostics: each check is a small function (device, driver, policy) → Result."""

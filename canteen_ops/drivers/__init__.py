@@ -1,0 +1,1 @@
+"""Device drivers: one interface (base.py), three vendors."""

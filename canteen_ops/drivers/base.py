@@ -1,0 +1,246 @@
+"""The one driver interface (NAPALM-style getters with typed return models) and its error types.
+
+Every vendor driver implements the same getters. A getter a device cannot answer raises NotSupported, which
+checks report as "not supported", never as a failure. Drivers never retry a rejected login: the first
+AuthFailed for a device is remembered for the rest of the process and re-raised without network traffic.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from canteen_ops.inventory.model import Device
+
+
+# --- errors -------------------------------------------------------------------------------------------
+class DriverError(Exception):
+    """Base for everything a driver raises about a device."""
+
+
+class NotSupported(DriverError):
+    """The device (or this driver) does not offer this operation."""
+
+
+class Offline(DriverError):
+    """Connection refused, host unreachable, DNS failure: the device is not there."""
+
+
+class Timeout(DriverError):
+    """The device accepted or was sent a request but did not answer within the deadline."""
+
+
+class AuthFailed(DriverError):
+    """The device rejected our credentials. Never retried."""
+
+
+class Locked(AuthFailed):
+    """The device has locked our source address after failed logins."""
+
+    def __init__(self, message: str, unlock_in_s: float | None = None):
+        super().__init__(message)
+        self.unlock_in_s = unlock_in_s
+
+
+class ProtocolError(DriverError):
+    """The device answered with something we cannot use: malformed or hostile XML, a huge body, bad status."""
+
+
+# --- return models -------------------------------------------------------------------------------------
+@dataclass
+class Facts:
+    vendor: str
+    model: str | None = None
+    serial: str | None = None
+    firmware: str | None = None  # as the vendor writes it, e.g. "V5.7.18 build 240826"
+    device_type: str | None = None  # IPCamera / NVR / ...
+    mac: str | None = None
+    name: str | None = None
+    hardware: str | None = None
+
+
+@dataclass
+class Clock:
+    device_utc: dt.datetime | None  # the device's idea of "now", converted to UTC
+    host_utc: dt.datetime  # our UTC at the moment of the reading (mid-RTT)
+    timezone: str | None = None  # as the device writes it, e.g. "CST-8:00:00"
+    mode: str | None = None  # "NTP" | "manual" | None if unknown
+    ntp_servers: list[str] = field(default_factory=list)
+    ntp_enabled: bool | None = None
+
+    @property
+    def drift_s(self) -> float | None:
+        if self.device_utc is None:
+            return None
+        return (self.device_utc - self.host_utc).total_seconds()
+
+
+@dataclass
+class Disk:
+    id: str
+    status: str  # normalized: ok | error | unformatted | full | absent | unknown
+    raw_status: str | None = None
+    capacity_mb: float | None = None
+    free_mb: float | None = None
+    read_only: bool = False
+    name: str | None = None
+
+
+@dataclass
+class Channel:
+    id: int  # 1-based channel number as the technician knows it
+    online: bool | None  # None when the device does not say
+    name: str | None = None
+    detail: str | None = None  # e.g. chanDetectResult / VideoLoss reason
+    ip: str | None = None
+
+
+@dataclass
+class RecordingSpan:
+    channel: int
+    start: dt.datetime  # UTC
+    end: dt.datetime  # UTC
+
+
+@dataclass
+class StreamInfo:
+    channel: int
+    name: str | None
+    uri: str | None  # never with credentials inside
+    codec: str | None = None
+    width: int | None = None
+    height: int | None = None
+    fps: float | None = None
+    bitrate_kbps: float | None = None
+    main: bool = True
+
+
+@dataclass
+class ConfigExport:
+    content: bytes
+    content_type: str
+    method: str  # e.g. "isapi-configurationData", "dahua-Config.backup", "onvif-GetSystemBackup"
+    extension: str  # file extension for the stored backup, e.g. ".bin", ".json"
+
+
+@dataclass
+class UpgradeStatus:
+    upgrading: bool
+    percent: int | None = None
+    state: str | None = None
+
+
+# --- the login guard ------------------------------------------------------------------------------------
+class _AuthGuard:
+    """Remembers rejected logins per device for the life of the process (= one run)."""
+
+    def __init__(self) -> None:
+        self._failed: dict[str, AuthFailed] = {}
+        self._lock = threading.Lock()
+
+    def check(self, device_id: str) -> None:
+        with self._lock:
+            exc = self._failed.get(device_id)
+        if exc is not None:
+            raise type(exc)(f"{exc} (not retried: a device locks us out after repeated failures)")
+
+    def record(self, device_id: str, exc: AuthFailed) -> None:
+        with self._lock:
+            self._failed.setdefault(device_id, exc)
+
+    def reset(self) -> None:  # for tests and long-lived processes that start a new run
+        with self._lock:
+            self._failed.clear()
+
+
+auth_guard = _AuthGuard()
+
+
+# --- the interface ---------------------------------------------------------------------------------------
+class Driver:
+    """Base class. Subclasses implement the getters they can; the rest raise NotSupported."""
+
+    vendor = "generic"
+
+    def __init__(self, device: "Device", password: str, *, timeout: float | None = None):
+        self.device = device
+        self._password = password  # never logged, never returned
+        self.timeout = timeout if timeout is not None else device.timeout
+
+    def __repr__(self) -> str:  # no secrets in reprs
+        return f"<{type(self).__name__} {self.device.id} {self.device.host}:{self.device.port}>"
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self) -> None:
+        pass
+
+    # Getters -------------------------------------------------------------------------------------------
+    def login(self) -> None:
+        """Verify credentials with one cheap authenticated request."""
+        raise NotSupported("login")
+
+    def facts(self) -> Facts:
+        raise NotSupported("facts")
+
+    def clock(self) -> Clock:
+        raise NotSupported("clock")
+
+    def storage(self) -> list[Disk]:
+        raise NotSupported("storage")
+
+    def channels(self) -> list[Channel]:
+        raise NotSupported("channels")
+
+    def recordings(self, channel: int, start: dt.datetime, end: dt.datetime) -> list[RecordingSpan]:
+        """Recorded spans of one channel between start and end (UTC), oldest first."""
+        raise NotSupported("recordings")
+
+    def streams(self) -> list[StreamInfo]:
+        raise NotSupported("streams")
+
+    def stream_uri(self, channel: int = 1, main: bool = True) -> str:
+        """RTSP URI of a live stream, without credentials."""
+        raise NotSupported("stream_uri")
+
+    def export_config(self) -> ConfigExport:
+        raise NotSupported("export_config")
+
+    def import_config(self, export: ConfigExport) -> None:
+        raise NotSupported("import_config")
+
+    def settings(self) -> dict[str, Any]:
+        """Raw settings for a normalized snapshot: identity, network, time, streams, recording, users, ports."""
+        raise NotSupported("settings")
+
+    def upgrade_status(self) -> UpgradeStatus:
+        raise NotSupported("upgrade_status")
+
+
+def open_driver(device: "Device", *, timeout: float | None = None) -> Driver:
+    """Build the right driver for a device, resolving its password from env/file (never printed)."""
+    from canteen_ops.inventory.model import SecretUnavailable
+
+    auth_guard.check(device.id)
+    if device.credentials is None:
+        raise AuthFailed(f"{device.id}: no credentials configured in the inventory")
+    try:
+        password = device.credentials.resolve()
+    except SecretUnavailable as exc:
+        raise AuthFailed(str(exc)) from None
+    if device.vendor == "hikvision":
+        from canteen_ops.drivers.hikvision import HikvisionDriver as cls
+    elif device.vendor == "dahua":
+        from canteen_ops.drivers.dahua import DahuaDriver as cls
+    elif device.vendor == "onvif":
+        from canteen_ops.drivers.onvif import OnvifDriver as cls
+    else:  # pragma: no cover - the inventory validates vendors
+        raise NotSupported(f"vendor {device.vendor}")
+    return cls(device, password, timeout=timeout)

@@ -1,0 +1,1 @@
+"""Simulated cameras and NVRs speaking the real protocols over loopback, with fault injection."""

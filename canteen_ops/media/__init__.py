@@ -1,0 +1,1 @@
+"""RTSP probing and image-quality metrics (PyAV, numpy)."""

@@ -1,0 +1,1 @@
+"""Backup, snapshot and firmware tasks."""
