@@ -1,0 +1,151 @@
+"""Run one task per device with bounded concurrency, a per-device deadline, progress and clean Ctrl-C.
+
+Modelled on Nornir's threaded runner: each device is handled by exactly one worker (so one connection at a
+time per device), results come back to the calling thread (so the log is written from one place), and the
+worst status decides the exit code.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable, Iterable
+
+from canteen_ops.status import Result, Status, worst
+
+if TYPE_CHECKING:
+    from canteen_ops.inventory.model import Device
+
+DeviceTask = Callable[["Device"], Iterable[Result]]
+
+
+def default_workers() -> int:
+    """Sized for a technician's laptop: I/O bound work, but be gentle with fragile site networks."""
+    return int(os.environ.get("CANTEEN_OPS_WORKERS", "0")) or min(32, (os.cpu_count() or 2) * 8)
+
+
+@dataclass
+class RunOutcome:
+    results: list[Result] = field(default_factory=list)
+    interrupted: bool = False
+    timed_out: list[str] = field(default_factory=list)  # device ids that hit the deadline
+
+    @property
+    def status(self) -> Status:
+        return worst(r.status for r in self.results)
+
+    @property
+    def exit_code(self) -> int:
+        return self.status.exit_code
+
+
+def run_devices(
+    devices: list["Device"],
+    task: DeviceTask,
+    *,
+    workers: int | None = None,
+    deadline_s: float | None = None,
+    on_result: Callable[[Result], None] | None = None,
+    progress: bool | None = None,
+    label: str = "devices",
+) -> RunOutcome:
+    """Run `task(device)` for every device. A task returns the device's results; an exception in a task
+    becomes one `unknown` result for that device, so one broken device never stops the fleet.
+
+    deadline_s bounds each device (drivers bound each call too); a device past its deadline gets an
+    `unknown` result and its late results are dropped. Ctrl-C stops scheduling, keeps what finished and
+    re-raises KeyboardInterrupt after `on_result` has seen every finished result.
+    """
+    outcome = RunOutcome()
+    if not devices:
+        return outcome
+    workers = max(1, min(workers or default_workers(), len(devices)))
+    show = sys.stderr.isatty() if progress is None else progress
+
+    def emit(result: Result) -> None:
+        outcome.results.append(result)
+        if on_result:
+            on_result(result)
+
+    def guarded(device: "Device") -> list[Result]:
+        t0 = time.monotonic()
+        try:
+            results = list(task(device))
+        except Exception as exc:  # contained per device
+            results = [Result(device.id, "task", Status.UNKNOWN, f"internal error: {type(exc).__name__}: {exc}",
+                              school_id=device.school_id)]
+        for r in results:
+            r.school_id = r.school_id or device.school_id
+            if r.duration_ms is None:
+                r.duration_ms = round((time.monotonic() - t0) * 1000, 1)
+        return results
+
+    bar = _Progress(len(devices), label) if show else None
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="device")
+    pending: dict[Future, tuple["Device", float]] = {}
+    queue = list(devices)
+    try:
+        while queue or pending:
+            while queue and len(pending) < workers:
+                device = queue.pop(0)
+                pending[pool.submit(guarded, device)] = (device, time.monotonic())
+            timeout = None
+            if deadline_s:
+                oldest = min(started for _, started in pending.values())
+                timeout = max(0.0, oldest + deadline_s - time.monotonic())
+            done, _ = wait(pending, timeout=timeout, return_when=FIRST_COMPLETED)
+            for fut in done:
+                device, _ = pending.pop(fut)
+                for r in fut.result():
+                    emit(r)
+                if bar:
+                    bar.advance()
+            if deadline_s:
+                now = time.monotonic()
+                for fut, (device, started) in list(pending.items()):
+                    if now - started >= deadline_s:
+                        pending.pop(fut)
+                        fut.cancel()
+                        outcome.timed_out.append(device.id)
+                        emit(Result(device.id, "deadline", Status.UNKNOWN,
+                                    f"no answer within the {deadline_s:g} s per-device deadline",
+                                    school_id=device.school_id))
+                        if bar:
+                            bar.advance()
+    except KeyboardInterrupt:
+        outcome.interrupted = True
+        for fut in pending:
+            fut.cancel()
+        # Keep whatever finished in the meantime.
+        for fut, (device, _) in list(pending.items()):
+            if fut.done() and not fut.cancelled():
+                for r in fut.result():
+                    emit(r)
+        raise
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+        if bar:
+            bar.close()
+    return outcome
+
+
+class _Progress:
+    """A rich progress bar on stderr, only when a person is watching (never in cron or pipes)."""
+
+    def __init__(self, total: int, label: str):
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self._p = Progress(TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                           console=Console(stderr=True), transient=True)
+        self._p.start()
+        self._t = self._p.add_task(label, total=total)
+
+    def advance(self) -> None:
+        self._p.advance(self._t)
+
+    def close(self) -> None:
+        self._p.stop()
