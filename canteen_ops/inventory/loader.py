@@ -227,6 +227,8 @@ class _Validator:
                 if self.typed(value, p, (int, float), "a number") is not None:
                     if value < 0:
                         self.problem(p, f"must not be negative, got {value}")
+                    elif key.startswith("incident_") and value == 0:
+                        self.problem(p, "an incident deadline must be greater than 0 hours")
                     else:
                         out[key] = float(value)
         return out

@@ -81,6 +81,13 @@ class Policy:
     covered_uniform_pct: float = 98.0
     backup_stale_hours: float = 24.0
     required_areas: tuple[str, ...] = ("加工区", "烹饪区", "专间", "洗消间", "备餐区", "留样区")
+    # Incident SLAs (O&M plan §1.3.2): hours from opening until a technician must be on site, chosen by whether
+    # the incident was opened inside or outside the school's working hours; and the restore limit (GB/T 29315).
+    incident_major_inside_h: float = 1.0
+    incident_major_outside_h: float = 2.0
+    incident_general_inside_h: float = 2.0
+    incident_general_outside_h: float = 4.0
+    incident_resolve_h: float = 24.0
 
     @property
     def min_width_height(self) -> tuple[int, int]:

@@ -75,8 +75,17 @@ CREATE TABLE sync_state (table_name TEXT PRIMARY KEY, last_seq INTEGER NOT NULL,
   upstream TEXT);
 """
 
+# v2 (incidents/SLA): the restore deadline and whether the incident was opened inside working hours, so reports
+# and the upstream can tell which allowance applied without recomputing it from a possibly changed inventory.
+_V2 = """
+ALTER TABLE incidents ADD COLUMN resolve_deadline TEXT;
+ALTER TABLE incidents ADD COLUMN opened_in_hours INTEGER;
+CREATE INDEX incidents_dedup ON incidents (dedup_key, state);
+CREATE INDEX changes_state ON changes (state)
+"""
+
 # One entry per schema version, applied in order inside one transaction each.
-MIGRATIONS: list[str] = [_V1]
+MIGRATIONS: list[str] = [_V1, _V2]
 
 SYNCED_TABLES = (
     "runs", "results", "backups", "snapshots", "firmware_findings", "incidents", "incident_events",

@@ -1,0 +1,205 @@
+"""`canteen-ops incident open | ack | arrive | resolve | list | show`: faults against the plan's deadlines."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from canteen_ops.cli.common import JsonOpt, env, print_json
+
+app = typer.Typer(help="Incidents (故障) with on-site SLA clocks: major 重大 1 h / 2 h, general 一般 2 h / 4 h.",
+                  no_args_is_help=True)
+
+IdArg = Annotated[str, typer.Argument(metavar="ID", help="Incident id or unique prefix (≥ 6 characters)")]
+AtOpt = Annotated[Optional[str], typer.Option(
+    "--at", help="When it happened, if not now: ISO time, local to the inventory time zone unless it has an offset")]
+NoteOpt = Annotated[Optional[str], typer.Option("--note", "-n", help="Free text for the timeline")]
+
+
+def _tz(ctx: typer.Context) -> str:
+    """The display time zone: the inventory's, or Asia/Shanghai when no valid inventory is at hand."""
+    from canteen_ops.errors import CanteenOpsError
+
+    e = env(ctx)
+    try:
+        return e.inventory().settings.timezone if e.inventory_path.exists() else "Asia/Shanghai"
+    except CanteenOpsError:
+        return "Asia/Shanghai"
+
+
+def _parse_at(at: str | None, tz: str):
+    if at is None:
+        return None
+    import datetime as dt
+    from zoneinfo import ZoneInfo
+
+    from canteen_ops.errors import UsageError
+
+    try:
+        t = dt.datetime.fromisoformat(at.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageError(f"--at {at!r}: expected an ISO time such as 2026-11-27T10:15") from None
+    return t if t.tzinfo else t.replace(tzinfo=ZoneInfo(tz))
+
+
+@app.command("open")
+def open_(ctx: typer.Context,
+          level: Annotated[str, typer.Option("--level", "-l", help="major (重大) or general (一般)")],
+          title: Annotated[str, typer.Option("--title", "-t", help="Short description of the fault")],
+          device: Annotated[Optional[list[str]], typer.Option("--device", "-d", help="Affected device id (repeatable)")] = None,
+          school: Annotated[Optional[str], typer.Option("--school", "-s", help="School id (if no device is named)")] = None,
+          description: Annotated[Optional[str], typer.Option("--description", help="Details")] = None,
+          at: AtOpt = None, json: JsonOpt = False) -> int:
+    """Open an incident; prints its on-site deadline."""
+    from canteen_ops.incidents import open_incident
+
+    e = env(ctx)
+    inv = e.inventory()
+    level = {"重大": "major", "一般": "general"}.get(level, level)
+    opened_at = _parse_at(at, inv.settings.timezone)
+    if opened_at is not None:
+        from canteen_ops.errors import UsageError
+        from canteen_ops.timeutil import utcnow
+
+        if opened_at > utcnow():
+            raise UsageError(f"--at {at} is in the future")
+    inc = open_incident(e.log(), inv, level=level, title=title, actor=e.operator, device_ids=device or [],
+                        school_id=school, description=description, opened_at=opened_at)
+    if json:
+        print_json(inc)
+        return 0
+    from canteen_ops.timeutil import local
+
+    tz = _school_tz(inv, inc["school_id"])
+    where = "inside" if inc["opened_in_hours"] else "outside"
+    e.console.print(f"incident {inc['id']} opened: {inc['level']} at {inc['school_id']}, {where} working hours; "
+                    f"on site by {local(inc['arrive_deadline'], tz)} ({tz})", highlight=False, markup=False)
+    return 0
+
+
+def _school_tz(inv, school_id: str | None) -> str:
+    try:
+        return inv.school(school_id).working_hours.timezone if school_id else inv.settings.timezone
+    except KeyError:
+        return inv.settings.timezone
+
+
+def _act(ctx: typer.Context, verb: str, ident: str, at: str | None, **kw) -> int:
+    from canteen_ops import incidents
+
+    e = env(ctx)
+    tz = _tz(ctx)
+    inc = getattr(incidents, verb)(e.log(), ident, e.operator, at=_parse_at(at, tz), **kw)
+    from canteen_ops.sla import arrive_sla
+    from canteen_ops.timeutil import utcnow
+
+    sla = arrive_sla(inc, utcnow())
+    extra = f"; on-site SLA {sla}" if verb in ("arrive", "resolve") else ""
+    e.console.print(f"incident {inc['id'][:8]} {inc['state']}{extra}", highlight=False, markup=False)
+    return 0
+
+
+@app.command()
+def ack(ctx: typer.Context, ident: IdArg, note: NoteOpt = None, at: AtOpt = None) -> int:
+    """Acknowledge: someone has taken the incident on."""
+    return _act(ctx, "ack", ident, at, note=note)
+
+
+@app.command()
+def arrive(ctx: typer.Context, ident: IdArg, note: NoteOpt = None, at: AtOpt = None) -> int:
+    """Record arrival on site (stops the on-site SLA clock)."""
+    return _act(ctx, "arrive", ident, at, note=note)
+
+
+@app.command()
+def resolve(ctx: typer.Context, ident: IdArg,
+            resolution: Annotated[str, typer.Option("--resolution", "-r", help="What fixed it")],
+            at: AtOpt = None) -> int:
+    """Resolve: the fault is fixed."""
+    return _act(ctx, "resolve", ident, at, resolution=resolution)
+
+
+@app.command("list")
+def list_(ctx: typer.Context,
+          overdue: Annotated[bool, typer.Option("--overdue", help="Only SLA breaches (exit 2 if any)")] = False,
+          all_: Annotated[bool, typer.Option("--all", help="Include resolved incidents")] = False,
+          school: Annotated[Optional[list[str]], typer.Option("--school", "-s", help="School id")] = None,
+          level: Annotated[Optional[list[str]], typer.Option("--level", "-l", help="major | general")] = None,
+          json: JsonOpt = False) -> int:
+    """Active incidents (escalated ones in red); `--overdue` lists on-site deadline breaches."""
+    from canteen_ops.errors import UsageError
+    from canteen_ops.incidents import escalate_overdue, list_incidents
+    from canteen_ops.sla import LEVELS
+    from canteen_ops.timeutil import local, utcnow
+
+    for lv in level or ():
+        if lv not in LEVELS:
+            raise UsageError(f"--level {lv!r}: expected one of {', '.join(LEVELS)}")
+    e = env(ctx)
+    now = utcnow()
+    escalate_overdue(e.log(), now)
+    rows = list_incidents(e.log(), include_resolved=all_, overdue=overdue, schools=school or (),
+                          levels=level or (), now=now)
+    code = 2 if overdue and rows else 0
+    if json:
+        print_json(rows)
+        return code
+    from rich.table import Table
+    from rich.text import Text
+
+    tz = _tz(ctx)
+    title = f"{len(rows)} {'overdue ' if overdue else ''}incident{'s' if len(rows) != 1 else ''}"
+    table = Table(title=title, title_justify="left")
+    for col in ("id", "level", "state", "school", "devices", "title", "opened", "on site by", "SLA", ""):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        escalated = bool(r.get("escalated_at")) and r["state"] != "resolved" and not r.get("arrived_at")
+        style = "bold red" if escalated else ("red" if r["sla"] == "breached" else None)
+        table.add_row(r["id"][:8], r["level"], r["state"], r["school_id"] or "", ", ".join(r["device_ids"] or []),
+                      r["title"], local(r["opened_at"], tz), local(r["arrive_deadline"], tz), r["sla"],
+                      Text("ESCALATED", style="bold white on red") if escalated else "", style=style)
+    e.console.print(table)
+    if any(r.get("escalated_at") and not r.get("arrived_at") and r["state"] != "resolved" for r in rows):
+        e.console.print("[bold red]escalated: on-site deadline passed without arrival — report to the leading "
+                        "group (领导小组)[/]")
+    return code
+
+
+@app.command()
+def show(ctx: typer.Context, ident: IdArg, json: JsonOpt = False) -> int:
+    """One incident with its timeline."""
+    from canteen_ops.incidents import escalate_overdue, events, find_incident
+    from canteen_ops.sla import arrive_sla, resolve_sla
+    from canteen_ops.timeutil import local, utcnow
+
+    e = env(ctx)
+    now = utcnow()
+    escalate_overdue(e.log(), now)
+    inc = find_incident(e.log(), ident)
+    inc["sla"], inc["resolve_sla"] = arrive_sla(inc, now), resolve_sla(inc, now)
+    evs = events(e.log(), inc["id"])
+    if json:
+        print_json({"incident": inc, "events": evs})
+        return 0
+    tz = _tz(ctx)
+    c = e.console
+    c.print(f"[bold]incident {inc['id']}[/bold]  {inc['level']} / {inc['state']}", highlight=False)
+    if inc.get("escalated_at") and not inc.get("arrived_at") and inc["state"] != "resolved":
+        c.print(f"[bold white on red] ESCALATED at {local(inc['escalated_at'], tz)} [/]", highlight=False)
+    lines = [
+        ("title", inc["title"]), ("description", inc.get("description") or ""),
+        ("school", inc.get("school_id") or ""), ("devices", ", ".join(inc.get("device_ids") or [])),
+        ("opened", f"{local(inc['opened_at'], tz)} by {inc.get('opened_by') or ''}"
+                   f" ({'inside' if inc.get('opened_in_hours') else 'outside'} working hours)"),
+        ("on site by", f"{local(inc.get('arrive_deadline'), tz)}  SLA {inc['sla']}"),
+        ("restore by", f"{local(inc.get('resolve_deadline'), tz)}  SLA {inc['resolve_sla']}"),
+        ("resolution", inc.get("resolution") or ""),
+    ]
+    for k, v in lines:
+        c.print(f"  {k:<12} {v}", highlight=False, markup=False)
+    c.print("  timeline:", highlight=False)
+    for ev in evs:
+        c.print(f"    {local(ev['at'], tz)}  {ev['action']:<16} {ev.get('actor') or '':<12} {ev.get('note') or ''}",
+                highlight=False, markup=False)
+    return 0

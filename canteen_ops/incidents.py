@@ -1,0 +1,342 @@
+"""Incidents (故障) tracked against the O&M plan's on-site deadlines.
+
+Life cycle: open → acked → arrived → resolved. `arrive` may follow `open` directly (the technician who turns up
+has acknowledged it) and `resolve` may follow any state (a remote fix needs nobody on site). Escalation is not a
+state but a mark: when the on-site deadline passes without arrival, `escalated_at` is set once and an
+`escalate` event is written. It is evaluated by `escalate_overdue`, which every `incident list/show` and every
+check run calls, so the mark lands in the log (and upstream) even when nobody is looking.
+
+Every action writes an `incident_events` row (who, when, what), so the timeline is complete.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Iterable, Mapping
+
+from canteen_ops.errors import NotFound, UsageError
+from canteen_ops.inventory.model import Inventory, Policy, WorkingHours
+from canteen_ops.sla import LEVELS, arrive_sla, deadlines
+from canteen_ops.store.log import MaintenanceLog
+from canteen_ops.timeutil import iso, parse_iso, utcnow
+
+STATES = ("open", "acked", "arrived", "resolved")
+ACTIVE_STATES = ("open", "acked", "arrived")
+SYSTEM_ACTOR = "canteen-ops"
+
+# Automatic incidents from check results (see `classify`): the checks whose failure means lost evidence for the
+# whole school — recordings and required-area coverage — are major; anything on an NVR is major too, since every
+# camera of the school records through it. Everything else on a single camera is general.
+MAJOR_CHECKS = frozenset({"retention", "recording", "gaps", "hdd", "storage", "coverage"})
+
+
+class IncidentStateError(UsageError):
+    """An action that does not fit the incident's current state (exit 64)."""
+
+
+# --- opening -------------------------------------------------------------------------------------------------
+def open_incident(log: MaintenanceLog, inventory: Inventory, *, level: str, title: str, actor: str,
+                  device_ids: Iterable[str] = (), school_id: str | None = None, description: str | None = None,
+                  opened_at: dt.datetime | None = None, dedup_key: str | None = None,
+                  source_result_id: str | None = None, data: dict | None = None) -> dict[str, Any]:
+    """Open an incident and compute its deadlines from the school's working hours and policy."""
+    if level not in LEVELS:
+        raise UsageError(f"level {level!r}: expected one of {', '.join(LEVELS)}")
+    if not title or not title.strip():
+        raise UsageError("an incident needs a title")
+    device_ids = list(dict.fromkeys(device_ids))
+    school_id = _school_of(inventory, device_ids, school_id)
+    opened = opened_at or utcnow()
+    wh, policy = _school_clock(inventory, school_id)
+    d = deadlines(level, opened, wh, policy)
+    with log.transaction():
+        incident_id = log.insert("incidents", {
+            "dedup_key": dedup_key, "level": level, "state": "open", "school_id": school_id,
+            "device_ids": device_ids, "title": title.strip(), "description": description,
+            "opened_at": iso(opened), "opened_by": actor, "arrive_deadline": iso(d.arrive_by),
+            "resolve_deadline": iso(d.resolve_by), "opened_in_hours": d.in_working_hours,
+            "source_result_id": source_result_id, "data": data,
+        })
+        _event(log, incident_id, opened, actor, "open",
+               f"{level}; {'inside' if d.in_working_hours else 'outside'} working hours; on site within "
+               f"{_hours(d.allowance)}", {"arrive_deadline": iso(d.arrive_by)})
+    return log.get("incidents", incident_id)
+
+
+def _school_of(inventory: Inventory, device_ids: list[str], school_id: str | None) -> str | None:
+    schools = set()
+    for did in device_ids:
+        try:
+            schools.add(inventory.device(did).school_id)
+        except KeyError:
+            raise NotFound(f"device {did!r} is not in the inventory {inventory.path}") from None
+    if school_id is not None:
+        try:
+            school = next(s for s in inventory.schools if school_id in (s.id, s.name))
+        except StopIteration:
+            raise NotFound(f"school {school_id!r} is not in the inventory {inventory.path}") from None
+        school_id = school.id
+        if schools - {school_id}:
+            raise UsageError(f"devices {', '.join(device_ids)} do not all belong to school {school_id}")
+        return school_id
+    if len(schools) > 1:
+        raise UsageError("an incident belongs to one school; these devices span "
+                         f"{', '.join(sorted(schools))} — open one incident per school")
+    if not schools:
+        raise UsageError("name the affected device(s) or the school")
+    return schools.pop()
+
+
+def _school_clock(inventory: Inventory, school_id: str | None) -> tuple[WorkingHours, Policy]:
+    try:
+        school = inventory.school(school_id) if school_id else None
+    except KeyError:
+        school = None
+    if school is None:
+        return WorkingHours(timezone=inventory.settings.timezone), inventory.policy
+    return school.working_hours, school.policy
+
+
+# --- actions -------------------------------------------------------------------------------------------------
+def find_incident(log: MaintenanceLog, ident: str) -> dict[str, Any]:
+    """By full id or a unique prefix of at least 6 characters."""
+    row = log.get("incidents", ident)
+    if row:
+        return row
+    if len(ident) >= 6:
+        rows = log.query("SELECT * FROM incidents WHERE id LIKE ? LIMIT 2", [ident.replace("%", "") + "%"])
+        if len(rows) == 1:
+            return rows[0]
+        if len(rows) > 1:
+            raise UsageError(f"incident id prefix {ident!r} is ambiguous; give more characters")
+    raise NotFound(f"no incident with id {ident!r}")
+
+
+def ack(log: MaintenanceLog, ident: str, actor: str, *, note: str | None = None,
+        at: dt.datetime | None = None) -> dict[str, Any]:
+    inc = find_incident(log, ident)
+    _require(inc, ("open",), "acknowledge")
+    t = _when(inc, at)
+    with log.transaction():
+        log.update("incidents", inc["id"], {"state": "acked", "acked_at": iso(t), "acked_by": actor})
+        _event(log, inc["id"], t, actor, "ack", note)
+    return log.get("incidents", inc["id"])
+
+
+def arrive(log: MaintenanceLog, ident: str, actor: str, *, note: str | None = None,
+           at: dt.datetime | None = None) -> dict[str, Any]:
+    inc = find_incident(log, ident)
+    _require(inc, ("open", "acked"), "record arrival for")
+    t = _when(inc, at)
+    changes: dict[str, Any] = {"state": "arrived", "arrived_at": iso(t), "arrived_by": actor}
+    if not inc.get("acked_at"):
+        changes.update(acked_at=iso(t), acked_by=actor)
+    late = parse_iso(inc["arrive_deadline"]) < t if inc.get("arrive_deadline") else False
+    with log.transaction():
+        log.update("incidents", inc["id"], changes)
+        _event(log, inc["id"], t, actor, "arrive", note,
+               {"sla": "breached" if late else "met", "arrive_deadline": inc.get("arrive_deadline")})
+    return log.get("incidents", inc["id"])
+
+
+def resolve(log: MaintenanceLog, ident: str, actor: str, *, resolution: str,
+            at: dt.datetime | None = None) -> dict[str, Any]:
+    if not resolution or not resolution.strip():
+        raise UsageError("say how it was resolved (--resolution), e.g. '更换交换机端口' / 'replaced PoE switch port'")
+    inc = find_incident(log, ident)
+    _require(inc, ACTIVE_STATES, "resolve")
+    t = _when(inc, at)
+    with log.transaction():
+        log.update("incidents", inc["id"], {"state": "resolved", "resolved_at": iso(t), "resolved_by": actor,
+                                            "resolution": resolution.strip()})
+        _event(log, inc["id"], t, actor, "resolve", resolution.strip())
+    return log.get("incidents", inc["id"])
+
+
+def _require(inc: Mapping[str, Any], states: tuple[str, ...], verb: str) -> None:
+    if inc["state"] not in states:
+        raise IncidentStateError(f"cannot {verb} incident {inc['id'][:8]}: it is {inc['state']}"
+                                 f" (allowed when {' or '.join(states)})")
+
+
+def _when(inc: Mapping[str, Any], at: dt.datetime | None) -> dt.datetime:
+    """The time of an action: now, or a back-dated time a technician gives (never before opening, never future)."""
+    now = utcnow()
+    if at is None:
+        return now
+    if at > now + dt.timedelta(minutes=1):
+        raise UsageError(f"--at {at.isoformat()} is in the future")
+    if at < parse_iso(inc["opened_at"]):
+        raise UsageError(f"--at {at.isoformat()} is before the incident was opened ({inc['opened_at']})")
+    for step in ("acked_at", "arrived_at"):
+        if inc.get(step) and at < parse_iso(inc[step]):
+            raise UsageError(f"--at {at.isoformat()} is before the recorded {step[:-3]} time ({inc[step]})")
+    return at
+
+
+def _event(log: MaintenanceLog, incident_id: str, at: dt.datetime, actor: str | None, action: str,
+           note: str | None = None, data: dict | None = None) -> str:
+    return log.insert("incident_events", {"incident_id": incident_id, "at": iso(at), "actor": actor,
+                                          "action": action, "note": note, "data": data})
+
+
+def _hours(td: dt.timedelta) -> str:
+    h = td.total_seconds() / 3600
+    return f"{h:g} h"
+
+
+# --- escalation and listing ----------------------------------------------------------------------------------
+def escalate_overdue(log: MaintenanceLog, now: dt.datetime | None = None) -> list[dict[str, Any]]:
+    """Mark every active incident whose on-site deadline passed without arrival. Idempotent."""
+    now = now or utcnow()
+    with log.transaction():
+        due = log.query("SELECT * FROM incidents WHERE state IN ('open', 'acked') AND arrived_at IS NULL "
+                        "AND escalated_at IS NULL AND arrive_deadline < ? ORDER BY arrive_deadline", [iso(now)])
+        for inc in due:
+            log.update("incidents", inc["id"], {"escalated_at": iso(now)})
+            _event(log, inc["id"], now, SYSTEM_ACTOR, "escalate",
+                   f"on-site deadline {inc['arrive_deadline']} passed without arrival")
+    return [log.get("incidents", inc["id"]) for inc in due]
+
+
+def list_incidents(log: MaintenanceLog, *, include_resolved: bool = False, overdue: bool = False,
+                   schools: Iterable[str] = (), levels: Iterable[str] = (), now: dt.datetime | None = None
+                   ) -> list[dict[str, Any]]:
+    """Incidents, newest first, each with `sla` (met / breached / pending). `overdue` keeps breaches only."""
+    now = now or utcnow()
+    where, params = [], []
+    if not include_resolved and not overdue:
+        where.append("state != 'resolved'")
+    schools, levels = list(schools), list(levels)
+    if schools:
+        where.append(f"school_id IN ({', '.join('?' * len(schools))})")
+        params += schools
+    if levels:
+        where.append(f"level IN ({', '.join('?' * len(levels))})")
+        params += levels
+    sql = "SELECT * FROM incidents" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY opened_at DESC"
+    rows = []
+    for inc in log.query(sql, params):
+        inc["sla"] = arrive_sla(inc, now)
+        if overdue and inc["sla"] != "breached":
+            continue
+        rows.append(inc)
+    return rows
+
+
+def events(log: MaintenanceLog, incident_id: str) -> list[dict[str, Any]]:
+    return log.query("SELECT * FROM incident_events WHERE incident_id = ? ORDER BY at, seq", [incident_id])
+
+
+# --- incidents from check results ----------------------------------------------------------------------------
+def classify(inventory: Inventory | None, result_row: Mapping[str, Any]) -> str:
+    """major or general for a critical check result (rule documented at MAJOR_CHECKS and in docs/incidents.md)."""
+    check = result_row.get("check_name") or result_row.get("check") or ""
+    if check in MAJOR_CHECKS:
+        return "major"
+    device_id = result_row.get("device_id")
+    if device_id is None:  # a school-level finding
+        return "major"
+    if inventory is not None:
+        try:
+            if inventory.device(device_id).kind == "nvr":
+                return "major"
+        except KeyError:
+            pass
+    return "general"
+
+
+def dedup_key_for(result_row: Mapping[str, Any]) -> str:
+    check = result_row.get("check_name") or result_row.get("check")
+    device_id = result_row.get("device_id")
+    return f"{device_id}:{check}" if device_id else f"school:{result_row.get('school_id')}:{check}"
+
+
+def open_or_update_for_result(log: MaintenanceLog, inventory: Inventory | None, result_row: Mapping[str, Any],
+                              *, actor: str = SYSTEM_ACTOR, now: dt.datetime | None = None
+                              ) -> dict[str, Any] | None:
+    """For `check --open-incidents`: one active incident per device+check, never two.
+
+    - a crit result opens an incident, or updates the active one with the same dedup key (latest summary, a
+      count of occurrences, a `recurrence` event) and raises its level to major if the new result is major;
+    - an ok result adds one `check-recovered` event to an active incident (it does not resolve it: a person
+      confirms the repair with `incident resolve`);
+    - anything else is ignored. Returns the incident touched, or None.
+    """
+    status = str(getattr(result_row.get("status"), "value", result_row.get("status")))
+    if status not in ("crit", "ok"):
+        return None
+    now = now or utcnow()
+    key = dedup_key_for(result_row)
+    check = result_row.get("check_name") or result_row.get("check")
+    summary = result_row.get("summary") or ""
+    with log.transaction():  # BEGIN IMMEDIATE: two concurrent check runs cannot both open one
+        active = log.query("SELECT * FROM incidents WHERE dedup_key = ? AND state != 'resolved' "
+                           "ORDER BY opened_at LIMIT 1", [key])
+        if status == "ok":
+            if not active:
+                return None
+            inc = active[0]
+            last = log.query("SELECT action FROM incident_events WHERE incident_id = ? ORDER BY seq DESC LIMIT 1",
+                             [inc["id"]])
+            if not last or last[0]["action"] != "check-recovered":
+                _event(log, inc["id"], now, actor, "check-recovered", f"{check} ok again: {summary}",
+                       {"result_id": result_row.get("id")})
+            return log.get("incidents", inc["id"])
+        level = classify(inventory, result_row)
+        if active:
+            inc = active[0]
+            data = dict(inc.get("data") or {})
+            data["occurrences"] = int(data.get("occurrences", 1)) + 1
+            data["last_seen"] = iso(now)
+            changes: dict[str, Any] = {"description": summary, "source_result_id": result_row.get("id"),
+                                       "data": data}
+            if level == "major" and inc["level"] != "major":
+                changes["level"] = "major"
+                wh, policy = _school_clock(inventory, inc.get("school_id")) if inventory else (WorkingHours(), Policy())
+                d = deadlines("major", parse_iso(inc["opened_at"]), wh, policy)
+                changes["arrive_deadline"] = iso(d.arrive_by)
+                _event(log, inc["id"], now, actor, "level-raised", f"general → major: {summary}",
+                       {"arrive_deadline": iso(d.arrive_by)})
+            log.update("incidents", inc["id"], changes)
+            _event(log, inc["id"], now, actor, "recurrence", summary, {"result_id": result_row.get("id")})
+            return log.get("incidents", inc["id"])
+        device_id = result_row.get("device_id")
+        school_id = result_row.get("school_id")
+        known = inventory is not None and _in_inventory(inventory, device_id, school_id)
+        if known and device_id:
+            school_id = inventory.device(device_id).school_id
+        title = f"{device_id or school_id}: {check} critical"
+        if not known:
+            # The device left the inventory since the check ran: still track it, with the default clock.
+            return _open_unchecked(log, inventory, level, title, summary, device_id, school_id, key,
+                                   result_row, actor, now)
+        return open_incident(log, inventory, level=level, title=title, description=summary, actor=actor,
+                             device_ids=[device_id] if device_id else [], school_id=school_id,
+                             opened_at=now, dedup_key=key, source_result_id=result_row.get("id"),
+                             data={"occurrences": 1, "check": check, "last_seen": iso(now)})
+
+
+def _in_inventory(inventory: Inventory, device_id: str | None, school_id: str | None) -> bool:
+    try:
+        if device_id:
+            inventory.device(device_id)
+        else:
+            inventory.school(school_id or "")
+        return True
+    except KeyError:
+        return False
+
+
+def _open_unchecked(log, inventory, level, title, summary, device_id, school_id, key, result_row, actor, now):
+    wh, policy = _school_clock(inventory, school_id) if inventory else (WorkingHours(), Policy())
+    d = deadlines(level, now, wh, policy)
+    incident_id = log.insert("incidents", {
+        "dedup_key": key, "level": level, "state": "open", "school_id": school_id,
+        "device_ids": [device_id] if device_id else [], "title": title, "description": summary,
+        "opened_at": iso(now), "opened_by": actor, "arrive_deadline": iso(d.arrive_by),
+        "resolve_deadline": iso(d.resolve_by), "opened_in_hours": d.in_working_hours,
+        "source_result_id": result_row.get("id"), "data": {"occurrences": 1, "last_seen": iso(now)},
+    })
+    _event(log, incident_id, now, actor, "open", f"{level}; from check result")
+    return log.get("incidents", incident_id)
