@@ -28,6 +28,7 @@ GROUPS = [
     ("inventory", "canteen_ops.cli.inventory_cmd"),
     ("log", "canteen_ops.cli.log_cmd"),
     ("incident", "canteen_ops.cli.incident_cmd"),
+    ("change", "canteen_ops.cli.change_cmd"),
 ]
 # Single commands registered on the root (name, module, function).
 COMMANDS: list[tuple[str, str, str]] = []

@@ -28,7 +28,8 @@ def _tz(ctx: typer.Context) -> str:
         return "Asia/Shanghai"
 
 
-def _parse_at(at: str | None, tz: str):
+def _parse_at(at: str | None, tz: str, flag: str = "--at"):
+    """An ISO time typed by a person: local to `tz` unless it carries an offset."""
     if at is None:
         return None
     import datetime as dt
@@ -39,7 +40,7 @@ def _parse_at(at: str | None, tz: str):
     try:
         t = dt.datetime.fromisoformat(at.strip().replace("Z", "+00:00"))
     except ValueError:
-        raise UsageError(f"--at {at!r}: expected an ISO time such as 2026-11-27T10:15") from None
+        raise UsageError(f"{flag} {at!r}: expected an ISO time such as 2026-11-27T10:15") from None
     return t if t.tzinfo else t.replace(tzinfo=ZoneInfo(tz))
 
 

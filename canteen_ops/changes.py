@@ -1,0 +1,295 @@
+"""Changes under work permits (工作许可制度), as the O&M plan's 申请和预告制度 describes them.
+
+    requested → approved → notified → started → completed
+                                              ↘ rolled_back
+
+- request: what, which devices, the intended window;
+- approve: by someone other than the requester (a permit one signs for oneself is no permit);
+- notify: the notice (预告) — who was told, when, the affected devices and the window;
+- start: only inside the announced window, only if no other started change holds one of the devices, and only
+  after a backup of every affected device succeeded (the `backup_devices` hook);
+- complete / roll back: close the permit.
+
+Anything else is refused with PermissionRefused (exit 77) and the reason. Commands that alter devices (backup
+restore, firmware upgrade) call `require_started_change` first.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+from canteen_ops.errors import NotFound, PermissionRefused, UsageError
+from canteen_ops.inventory.model import Device, Inventory
+from canteen_ops.store.log import MaintenanceLog
+from canteen_ops.timeutil import iso, parse_iso, utcnow
+
+STATES = ("requested", "approved", "notified", "started", "completed", "rolled_back")
+OPEN_STATES = ("requested", "approved", "notified", "started")
+
+# backup_devices(devices, change_id) → one outcome per device: a canteen_ops.status.Result, a mapping or any
+# object with `device_id` and `status` ("ok" / Status.OK means a good backup) and optionally `id` / `backup_id`.
+BackupHook = Callable[[Sequence[Device], str], Iterable[Any]]
+
+
+class BackupsUnavailable(PermissionRefused):
+    """The backup module is not part of this build, so no change may start."""
+
+
+def default_backup_hook(log: MaintenanceLog, inventory: Inventory, actor: str) -> BackupHook:
+    """The real hook: canteen_ops.tasks.backup.run_backups, imported only when a change starts.
+
+    Contract for the backup module: `run_backups(devices=[Device], change_id=str, log=MaintenanceLog,
+    inventory=Inventory, operator=str)` backs every device up, records a `backups` row per attempt (with
+    `change_id`), and returns one outcome per device as described at BackupHook.
+    """
+    def hook(devices: Sequence[Device], change_id: str) -> Iterable[Any]:
+        try:
+            from canteen_ops.tasks.backup import run_backups
+        except ImportError as exc:
+            if exc.name in ("canteen_ops.tasks.backup", "canteen_ops.tasks") or "run_backups" in str(exc):
+                raise BackupsUnavailable(
+                    "backups not available: this canteen-ops has no backup module (canteen_ops.tasks.backup), "
+                    "and a change cannot start without a backup of every affected device") from None
+            raise
+        return run_backups(devices=list(devices), change_id=change_id, log=log, inventory=inventory,
+                           operator=actor)
+
+    return hook
+
+
+# --- lookup --------------------------------------------------------------------------------------------------
+def find_change(log: MaintenanceLog, ident: str) -> dict[str, Any]:
+    row = log.get("changes", ident)
+    if row:
+        return row
+    if len(ident) >= 6:
+        rows = log.query("SELECT * FROM changes WHERE id LIKE ? LIMIT 2", [ident.replace("%", "") + "%"])
+        if len(rows) == 1:
+            return rows[0]
+        if len(rows) > 1:
+            raise UsageError(f"change id prefix {ident!r} is ambiguous; give more characters")
+    raise NotFound(f"no change with id {ident!r}")
+
+
+def events(log: MaintenanceLog, change_id: str) -> list[dict[str, Any]]:
+    return log.query("SELECT * FROM change_events WHERE change_id = ? ORDER BY seq", [change_id])
+
+
+def list_changes(log: MaintenanceLog, *, include_closed: bool = False, states: Iterable[str] = ()
+                 ) -> list[dict[str, Any]]:
+    states = list(states) or (list(STATES) if include_closed else list(OPEN_STATES))
+    return log.query(f"SELECT * FROM changes WHERE state IN ({', '.join('?' * len(states))}) "
+                     "ORDER BY created_at DESC", states)
+
+
+def _event(log: MaintenanceLog, change_id: str, actor: str | None, action: str, note: str | None = None,
+           data: dict | None = None, at: dt.datetime | None = None) -> str:
+    return log.insert("change_events", {"change_id": change_id, "at": iso(at), "actor": actor, "action": action,
+                                        "note": note, "data": data})
+
+
+def _require_state(ch: Mapping[str, Any], allowed: tuple[str, ...], verb: str) -> None:
+    if ch["state"] not in allowed:
+        nxt = {"requested": "approve", "approved": "notify", "notified": "start", "started": "complete or rollback"}
+        hint = f"; next step: {nxt[ch['state']]}" if ch["state"] in nxt else ""
+        raise PermissionRefused(f"cannot {verb} change {ch['id'][:8]} ({ch['title']}): it is {ch['state']}, "
+                                f"allowed only when {' or '.join(allowed)}{hint}")
+
+
+def _check_window(start: dt.datetime | None, end: dt.datetime | None) -> None:
+    if start and end and end <= start:
+        raise UsageError(f"the window ends ({iso(end)}) before it starts ({iso(start)})")
+
+
+# --- the permit flow -----------------------------------------------------------------------------------------
+def request(log: MaintenanceLog, inventory: Inventory, *, title: str, device_ids: Iterable[str], actor: str,
+            description: str | None = None, window_start: dt.datetime | None = None,
+            window_end: dt.datetime | None = None) -> dict[str, Any]:
+    device_ids = list(dict.fromkeys(device_ids))
+    if not title or not title.strip():
+        raise UsageError("a change needs a title")
+    if not device_ids:
+        raise UsageError("name the device(s) the change affects (--device)")
+    schools = set()
+    for did in device_ids:
+        try:
+            schools.add(inventory.device(did).school_id)
+        except KeyError:
+            raise NotFound(f"device {did!r} is not in the inventory {inventory.path}") from None
+    _check_window(window_start, window_end)
+    with log.transaction():
+        cid = log.insert("changes", {
+            "title": title.strip(), "description": description, "state": "requested",
+            "school_id": schools.pop() if len(schools) == 1 else None, "device_ids": device_ids,
+            "window_start": iso(window_start) if window_start else None,
+            "window_end": iso(window_end) if window_end else None,
+            "requested_at": iso(), "requested_by": actor,
+        })
+        _event(log, cid, actor, "request", description, {"device_ids": device_ids})
+    return log.get("changes", cid)
+
+
+def approve(log: MaintenanceLog, ident: str, actor: str, *, note: str | None = None) -> dict[str, Any]:
+    ch = find_change(log, ident)
+    _require_state(ch, ("requested",), "approve")
+    if actor == ch.get("requested_by"):
+        raise PermissionRefused(f"cannot approve change {ch['id'][:8]}: {actor} requested it; another person "
+                                "(the responsible leader) must approve")
+    with log.transaction():
+        log.update("changes", ch["id"], {"state": "approved", "approved_at": iso(), "approved_by": actor})
+        _event(log, ch["id"], actor, "approve", note)
+    return log.get("changes", ch["id"])
+
+
+def notify(log: MaintenanceLog, ident: str, actor: str, *, notice_to: Sequence[str],
+           window_start: dt.datetime | None = None, window_end: dt.datetime | None = None,
+           note: str | None = None, now: dt.datetime | None = None) -> dict[str, Any]:
+    """Record the notice (预告): who was told, when, which devices, which window."""
+    ch = find_change(log, ident)
+    _require_state(ch, ("approved",), "record the notice for")
+    told = [n.strip() for n in notice_to if n and n.strip()]
+    if not told:
+        raise UsageError("say who was told (--to, repeatable), e.g. --to '王建国 后勤主任'")
+    start = window_start or (parse_iso(ch["window_start"]) if ch.get("window_start") else None)
+    end = window_end or (parse_iso(ch["window_end"]) if ch.get("window_end") else None)
+    if not (start and end):
+        raise UsageError("the notice must state the window (--window-start and --window-end)")
+    _check_window(start, end)
+    now = now or utcnow()
+    if end <= now:
+        raise UsageError(f"the announced window already ended ({iso(end)})")
+    with log.transaction():
+        log.update("changes", ch["id"], {"state": "notified", "notified_at": iso(now), "notified_by": actor,
+                                         "notice_to": told, "window_start": iso(start), "window_end": iso(end)})
+        _event(log, ch["id"], actor, "notify", note, {"notice_to": told, "device_ids": ch["device_ids"],
+                                                      "window_start": iso(start), "window_end": iso(end)}, at=now)
+    return log.get("changes", ch["id"])
+
+
+def start(log: MaintenanceLog, inventory: Inventory, ident: str, actor: str, *,
+          backup_devices: BackupHook | None = None, now: dt.datetime | None = None) -> dict[str, Any]:
+    """Start the work: inside the window, devices free, and a good backup of every device first."""
+    ch = find_change(log, ident)
+    _require_state(ch, ("notified",), "start")
+    now = now or utcnow()
+    ws, we = parse_iso(ch["window_start"]), parse_iso(ch["window_end"])
+    if not ws <= now <= we:
+        raise PermissionRefused(f"cannot start change {ch['id'][:8]}: now is outside the announced window "
+                                f"{ch['window_start']} – {ch['window_end']}")
+    devices = []
+    for did in ch["device_ids"]:
+        try:
+            devices.append(inventory.device(did))
+        except KeyError:
+            raise PermissionRefused(f"cannot start change {ch['id'][:8]}: device {did!r} is no longer in the "
+                                    "inventory") from None
+    busy = _devices_in_started_changes(log, set(ch["device_ids"]), exclude=ch["id"])
+    if busy:
+        raise PermissionRefused(f"cannot start change {ch['id'][:8]}: " + "; ".join(
+            f"{d} is under started change {c[:8]}" for d, c in sorted(busy.items())))
+    hook = backup_devices or default_backup_hook(log, inventory, actor)
+    try:
+        outcomes = list(hook(devices, ch["id"]))
+    except BackupsUnavailable as exc:
+        _event(log, ch["id"], actor, "start-refused", str(exc))
+        raise
+    good, bad = _judge_backups(ch["device_ids"], outcomes)
+    if bad:
+        msg = "; ".join(f"{d}: {why}" for d, why in bad.items())
+        _event(log, ch["id"], actor, "start-refused", f"backup failed: {msg}", {"failed": bad})
+        raise PermissionRefused(f"cannot start change {ch['id'][:8]}: no good backup of every affected device "
+                                f"({msg})")
+    with log.transaction():
+        log.update("changes", ch["id"], {"state": "started", "started_at": iso(now), "started_by": actor,
+                                         "data": {**(ch.get("data") or {}), "backups": good}})
+        _event(log, ch["id"], actor, "start", None, {"backups": good}, at=now)
+    return log.get("changes", ch["id"])
+
+
+def _judge_backups(device_ids: Sequence[str], outcomes: Iterable[Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Split hook outcomes into {device: backup id or None} that succeeded and {device: reason} that did not."""
+    good: dict[str, Any] = {}
+    bad: dict[str, str] = {}
+    for o in outcomes:
+        get = o.get if isinstance(o, Mapping) else (lambda k, _o=o: getattr(_o, k, None))
+        did = get("device_id")
+        status = get("status")
+        status = getattr(status, "value", status)
+        if did not in device_ids:
+            continue
+        if status == "ok":
+            good[did] = get("backup_id") or get("id")
+            bad.pop(did, None)
+        elif did not in good:
+            bad[did] = str(get("summary") or get("reason") or status or "failed")
+    for did in device_ids:
+        if did not in good and did not in bad:
+            bad[did] = "no backup outcome reported"
+    return good, bad
+
+
+def _devices_in_started_changes(log: MaintenanceLog, device_ids: set[str], exclude: str | None = None
+                                ) -> dict[str, str]:
+    busy = {}
+    for c in log.query("SELECT id, device_ids FROM changes WHERE state = 'started'"):
+        if c["id"] == exclude:
+            continue
+        for d in set(c["device_ids"] or ()) & device_ids:
+            busy[d] = c["id"]
+    return busy
+
+
+def complete(log: MaintenanceLog, ident: str, actor: str, *, note: str | None = None) -> dict[str, Any]:
+    ch = find_change(log, ident)
+    _require_state(ch, ("started",), "complete")
+    with log.transaction():
+        log.update("changes", ch["id"], {"state": "completed", "completed_at": iso(), "completed_by": actor})
+        _event(log, ch["id"], actor, "complete", note)
+    return log.get("changes", ch["id"])
+
+
+def rollback(log: MaintenanceLog, ident: str, actor: str, *, reason: str) -> dict[str, Any]:
+    if not reason or not reason.strip():
+        raise UsageError("say why the change is rolled back (--reason)")
+    ch = find_change(log, ident)
+    _require_state(ch, ("started",), "roll back")
+    with log.transaction():
+        log.update("changes", ch["id"], {"state": "rolled_back", "rolled_back_at": iso(),
+                                         "rolled_back_by": actor})
+        _event(log, ch["id"], actor, "rollback", reason.strip())
+    return log.get("changes", ch["id"])
+
+
+# --- the guard for commands that alter devices ---------------------------------------------------------------
+def require_started_change(log: MaintenanceLog, device_ids: Iterable[str], change_id: str | None = None,
+                           now: dt.datetime | None = None) -> dict[str, Any]:
+    """The started change whose permit covers every one of `device_ids`, or PermissionRefused (exit 77).
+
+    With `change_id`, that change must be the one. A change whose window has ended no longer covers anything:
+    complete it (or roll back) and request a new one.
+    """
+    wanted = list(dict.fromkeys(device_ids))
+    if not wanted:
+        raise UsageError("require_started_change needs at least one device")
+    now = now or utcnow()
+    if change_id:
+        candidates = [find_change(log, change_id)]
+    else:
+        candidates = log.query("SELECT * FROM changes WHERE state = 'started' ORDER BY started_at DESC")
+    reasons = []
+    for ch in candidates:
+        missing = [d for d in wanted if d not in (ch.get("device_ids") or [])]
+        if ch["state"] != "started":
+            reasons.append(f"change {ch['id'][:8]} is {ch['state']}, not started")
+        elif missing:
+            reasons.append(f"change {ch['id'][:8]} does not cover {', '.join(missing)}")
+        elif ch.get("window_end") and parse_iso(ch["window_end"]) < now:
+            reasons.append(f"change {ch['id'][:8]}'s window ended at {ch['window_end']}")
+        else:
+            return ch
+    detail = "; ".join(reasons) if reasons else "no change is started"
+    raise PermissionRefused(
+        f"refused: altering {', '.join(wanted)} needs a started change (work permit) covering "
+        f"{'it' if len(wanted) == 1 else 'them'} ({detail}). Use: canteen-ops change request → approve → notify → "
+        "start")
