@@ -52,7 +52,7 @@ class Env:
             self._inventory = load_inventory(self.inventory_path)
             if not self.quiet:
                 for w in self._inventory.warnings:
-                    self.err.print(f"[yellow]warning:[/] {w}", markup=True, highlight=False)
+                    self.err.print(f"warning: {w}", style="yellow", markup=False, highlight=False, soft_wrap=True)
         return self._inventory
 
     def log(self) -> "MaintenanceLog":

@@ -38,6 +38,16 @@ class Unavailable(CanteenOpsError):
     exit_code = EXIT_UNAVAILABLE
 
 
+class LogUnusable(CanteenOpsError):
+    """The maintenance log cannot be opened: not SQLite, another program's database, or a newer schema."""
+
+    exit_code = EXIT_DATAERR
+
+
+class CannotWrite(CanteenOpsError):
+    exit_code = EXIT_CANTCREAT
+
+
 class LockHeld(CanteenOpsError):
     exit_code = EXIT_TEMPFAIL
 

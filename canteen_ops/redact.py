@@ -5,13 +5,19 @@ from __future__ import annotations
 import re
 from typing import Any
 
-SECRET_KEYS = re.compile(r"pass(word|wd)?|pwd|secret|token|authorization|cookie|credential_value", re.I)
+# Keys whose values are secrets. Bare "pass" is left out on purpose: it would also hide "pass_rate", "passed".
+SECRET_KEYS = re.compile(r"password|passwd|passphrase|pwd|secret|token|authorization|cookie|api_?key|"
+                         r"credential_value", re.I)
 URL_USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.\-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@/\s]*)@", re.I)
+# `password=hunter2`, `pwd: hunter2`, `"password": "hunter2"` inside free text (device error bodies, URLs).
+INLINE_SECRET = re.compile(r"(?P<key>\b(?:password|passwd|pwd)\"?\s*[=:]\s*\"?)(?P<value>[^\s\"&,;}]+)",
+                           re.I)
 MASK = "***"
 
 
 def redact_text(s: str, secrets: tuple[str, ...] = ()) -> str:
     s = URL_USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:{MASK}@", s)
+    s = INLINE_SECRET.sub(lambda m: f"{m['key']}{MASK}", s)
     for secret in secrets:
         if secret and len(secret) >= 3:
             s = s.replace(secret, MASK)

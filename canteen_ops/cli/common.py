@@ -41,5 +41,16 @@ def select(ctx: typer.Context, school=None, device=None, kind=None, vendor=None,
     return sel.apply(env(ctx).inventory())
 
 
+def write_output(path, data: bytes) -> None:
+    """Write a command's output file atomically; a failure is a clear error (exit 73), never a half file."""
+    from canteen_ops.errors import CannotWrite
+    from canteen_ops.store.files import atomic_write
+
+    try:
+        atomic_write(path, data)
+    except OSError as exc:
+        raise CannotWrite(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
 def print_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, ensure_ascii=False, indent=2, default=str) + "\n")

@@ -17,7 +17,8 @@ def validate(ctx: typer.Context) -> int:
     """Validate the inventory: every problem with file:line:column; exit 65 if any."""
     inv = env(ctx).inventory()
     n = len(inv.devices)
-    env(ctx).console.print(f"{inv.path}: OK — {len(inv.schools)} schools, {n} devices", highlight=False)
+    env(ctx).console.print(f"{inv.path}: OK — {len(inv.schools)} schools, {n} devices", highlight=False,
+                           markup=False, soft_wrap=True)
     return 0
 
 
@@ -30,7 +31,7 @@ def list_(ctx: typer.Context, school: SchoolOpt = None, device: DeviceOpt = None
     if json:
         from canteen_ops.cli.common import print_json
 
-        print_json([device_row(inv, d) for d in devices])
+        print_json([device_json(inv, d) for d in devices])
         return 0
     from rich.table import Table
 
@@ -63,6 +64,21 @@ def device_row(inv, d) -> dict:
     }
 
 
+def device_json(inv, d) -> dict:
+    """`inventory list --json`: the effective (inherited) settings with real types; never a password."""
+    s = inv.school(d.school_id)
+    return {
+        "id": d.id, "school_id": s.id, "school_name": s.name, "district": s.district, "name": d.name,
+        "kind": d.kind, "vendor": d.vendor, "host": d.host, "port": d.port, "https": d.https,
+        "rtsp_port": d.rtsp_port, "timeout": d.timeout, "credentials": d.credentials.name if d.credentials else None,
+        "username": d.credentials.username if d.credentials else None, "area": d.area, "nvr": d.nvr,
+        "nvr_channel": d.nvr_channel, "model": d.model, "serial": d.serial,
+        "installed": d.installed.isoformat() if d.installed else None,
+        "warranty_until": d.warranty_until.isoformat() if d.warranty_until else None,
+        "tags": list(d.tags), "line": d.line,
+    }
+
+
 @app.command()
 def ledger(ctx: typer.Context, output: Annotated[Optional[Path], typer.Option(
                "--output", "-o", help="Write the CSV here (atomically) instead of stdout")] = None,
@@ -81,9 +97,9 @@ def ledger(ctx: typer.Context, output: Annotated[Optional[Path], typer.Option(
     for d in devices:
         writer.writerow({**device_row(inv, d), **observed.get(d.id, {})})
     if output:
-        from canteen_ops.store.files import atomic_write
+        from canteen_ops.cli.common import write_output
 
-        atomic_write(output, buf.getvalue().encode("utf-8-sig"))  # BOM so Excel reads the Chinese names
+        write_output(output, buf.getvalue().encode("utf-8-sig"))  # BOM so Excel reads the Chinese names
         env(ctx).err.print(f"ledger: {len(devices)} devices written to {output}")
     else:
         typer.echo(buf.getvalue(), nl=False)
@@ -97,13 +113,24 @@ def _observed_facts(e) -> dict[str, dict]:
     log = e.log()
     out: dict[str, dict] = {}
     for r in log.latest_results():
+        if r["device_id"] is None:  # school-level results (coverage) have no device row
+            continue
         row = out.setdefault(r["device_id"], {})
         if r["observed_at"] > row.get("last_check_at", ""):
             row["last_check_at"], row["last_status"] = r["observed_at"], r["status"]
-        if r["check_name"] == "facts" and isinstance(r["data"], dict):
-            row["observed_model"] = r["data"].get("model", "")
-            row["observed_serial"] = r["data"].get("serial", "")
-            row["firmware"] = r["data"].get("firmware", "")
+    # Facts from the newest facts result that actually carried them: a later failed login (no data)
+    # must not blank out what the device reported last time.
+    for r in log.query("""
+            SELECT r.device_id, r.data FROM results r JOIN (
+              SELECT device_id, MAX(seq) AS seq FROM results
+              WHERE check_name = 'facts' AND device_id IS NOT NULL AND json_valid(data)
+                AND COALESCE(json_extract(data, '$.model'), json_extract(data, '$.serial'),
+                             json_extract(data, '$.firmware')) IS NOT NULL
+              GROUP BY device_id) m ON r.seq = m.seq"""):
+        row = out.setdefault(r["device_id"], {})
+        for col, key in (("observed_model", "model"), ("observed_serial", "serial"), ("firmware", "firmware")):
+            value = r["data"].get(key)
+            row[col] = "" if value is None else str(value)
     for b in log.query("SELECT device_id, MAX(created_at) AS at FROM backups WHERE status = 'ok' GROUP BY device_id"):
         out.setdefault(b["device_id"], {})["last_backup_at"] = b["at"]
     return out

@@ -162,9 +162,9 @@ def export(ctx: typer.Context,
             w.writerow({k: _json.dumps(v, ensure_ascii=False) if isinstance(v, (dict, list)) else v
                         for k, v in r.items()})
     if output:
-        from canteen_ops.store.files import atomic_write
+        from canteen_ops.cli.common import write_output
 
-        atomic_write(output, buf.getvalue().encode("utf-8"))
+        write_output(output, buf.getvalue().encode("utf-8"))
         env(ctx).err.print(f"exported {len(rows)} records to {output}")
     else:
         typer.echo(buf.getvalue(), nl=False)

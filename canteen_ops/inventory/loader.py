@@ -13,7 +13,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from canteen_ops.errors import InvalidFile, Problem
+from canteen_ops.errors import InvalidFile, NotFound, Problem
 from canteen_ops.inventory.model import (
     KINDS,
     POLICY_FIELDS,
@@ -28,11 +28,12 @@ from canteen_ops.inventory.model import (
     Settings,
     WorkingHours,
 )
-from canteen_ops.inventory.yamlpos import PositionMap, YamlSyntaxError, load_with_positions
+from canteen_ops.inventory.yamlpos import PositionMap, Sexagesimal, YamlSyntaxError, load_with_positions
 
 SUPPORTED_VERSIONS = (1,)
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 HOSTNAME_RE = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9\-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9\-]{0,61}[A-Za-z0-9])?)*$")
+ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 TIME_RE = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
 
 # Settings that may appear at defaults, group, school and device level and are inherited downwards.
@@ -222,7 +223,10 @@ class _Validator:
                         out[key] = value
             elif isinstance(default, int) and not isinstance(default, bool) and not isinstance(default, float):
                 if self.typed(value, p, int, "an integer") is not None:
-                    out[key] = value
+                    if value < 1:
+                        self.problem(p, f"must be at least 1, got {value}")
+                    else:
+                        out[key] = int(value)
             else:
                 if self.typed(value, p, (int, float), "a number") is not None:
                     if value < 0:
@@ -239,18 +243,22 @@ class _Validator:
         if "days" in m:
             days = self.str_list(m["days"], path + ("days",))
             if days is not None:
-                bad = [d for d in days if d.lower()[:3] not in WEEKDAYS]
+                bad = [d for d in days if _weekday(d) is None]
                 if bad:
                     self.problem(path + ("days",), f"unknown weekday(s) {', '.join(bad)}: use mon..sun")
                 else:
-                    out["days"] = tuple(sorted({WEEKDAYS.index(d.lower()[:3]) for d in days}))
+                    out["days"] = tuple(sorted({_weekday(d) for d in days}))
         for key in ("start", "end"):
             if key in m:
                 t = _parse_time(m[key])
                 if t is None:
-                    self.problem(path + (key,), f"expected a time HH:MM, got {m[key]!r}")
+                    hint = " (write hours as HH:MM, e.g. \"08:00\")" if type(m[key]) is int else ""
+                    self.problem(path + (key,), f"expected a time HH:MM, got {m[key]!r}{hint}")
                 else:
                     out[key] = t
+        if "start" in out and "end" in out and out["end"] <= out["start"]:
+            self.problem(path + ("end",), f"end {out['end']:%H:%M} must be after start {out['start']:%H:%M}")
+            del out["end"]
         if "timezone" in m and self.typed(m["timezone"], path + ("timezone",), str, "a time zone name"):
             if _valid_tz(m["timezone"]):
                 out["timezone"] = m["timezone"]
@@ -270,9 +278,21 @@ def _suggest(key: str, allowed: set[str]) -> str | None:
     return match[0] if match else None
 
 
+def _weekday(name: str) -> int | None:
+    n = name.strip().lower()
+    for i, day in enumerate(WEEKDAYS):
+        if n == day or n == _WEEKDAY_NAMES[i]:
+            return i
+    return None
+
+
+_WEEKDAY_NAMES = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
 def _parse_time(v: Any) -> dt.time | None:
-    if isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 24 * 60:
-        return dt.time(v // 60, v % 60)  # YAML 1.1 reads unquoted 18:00 as sexagesimal 1080
+    # YAML 1.1 reads an unquoted 18:00 as the base-60 integer 1080; accept that, but not a bare 18.
+    if isinstance(v, Sexagesimal) and 0 <= v < 24 * 60:
+        return dt.time(v // 60, v % 60)
     if isinstance(v, str) and (m := TIME_RE.match(v.strip())):
         return dt.time(int(m.group(1)), int(m.group(2)))
     return None
@@ -314,8 +334,7 @@ def load_inventory(path: str | Path) -> Inventory:
     try:
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise InvalidFile([Problem(file, 1, 1, "", "inventory file not found "
-                                   "(use --inventory or CANTEEN_OPS_INVENTORY)")]) from None
+        raise NotFound(f"{file}: inventory file not found (use --inventory or CANTEEN_OPS_INVENTORY)") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise InvalidFile([Problem(file, 1, 1, "", f"cannot read inventory: {exc}")]) from None
     return parse_inventory(text, file)
@@ -331,14 +350,15 @@ def parse_inventory(text: str, file: str = "<inventory>") -> Inventory:
         v.problems.append(Problem(file, mark.line, mark.column, _fmt_path(dpath), msg))
     inv = _build(v, data if data is not None else {})
     if v.problems:
-        raise InvalidFile(sorted(set(v.problems), key=lambda p: (p.line, p.column, p.path)))
+        unique = list(dict.fromkeys(v.problems))  # dedupe, keeping the order found for equal positions
+        raise InvalidFile(sorted(unique, key=lambda p: (p.line, p.column, p.path)))
     return inv
 
 
 def _build(v: _Validator, data: Any) -> Inventory | None:
     root = v.mapping(data, (), TOP_KEYS, required=("version", "schools"))
     version = root.get("version")
-    if version is not None and version not in SUPPORTED_VERSIONS:
+    if version is not None and (type(version) is not int or version not in SUPPORTED_VERSIONS):
         v.problem(("version",), f"unsupported inventory version {version!r} (supported: 1)")
 
     # settings
@@ -356,16 +376,22 @@ def _build(v: _Validator, data: Any) -> Inventory | None:
         p = ("credentials", name)
         m = v.mapping(c, p, CRED_KEYS, required=("username",))
         sources = [k for k in ("password_env", "password_file", "password") if m.get(k) is not None]
-        if len(sources) != 1:
+        misspelt = any(k not in CRED_KEYS for k in m)  # already reported as an unknown key: say it once
+        if len(sources) > 1 or (not sources and not misspelt):
             v.problem(p, "give exactly one of password_env, password_file or password"
                       + (f" (found {', '.join(sources)})" if sources else ""))
         if "password" in m:
             v.warnings.append(f"{v.where(p + ('password',))}: credentials {name!r} has a plaintext password; "
                               "use password_env or password_file instead")
         username = v.string(m, "username", p)
+        password_env = v.string(m, "password_env", p, secret=True)
+        if password_env is not None and not ENV_NAME_RE.match(password_env):
+            # Not echoed: people sometimes paste the password itself here.
+            v.problem(p + ("password_env",), "expected the name of an environment variable (letters, digits, _), "
+                                             "not a password")
         creds[str(name)] = Credentials(
             name=str(name), username=username or "",
-            password_env=v.string(m, "password_env", p), password_file=v.string(m, "password_file", p),
+            password_env=password_env, password_file=v.string(m, "password_file", p),
             password=v.string(m, "password", p, secret=True),
         )
     cred_names = set(creds)
@@ -398,6 +424,8 @@ def _build(v: _Validator, data: Any) -> Inventory | None:
                 v.problem(sp + ("id",), f"duplicate school id {sid!r} (first defined at {v.where(school_ids[sid])})")
             else:
                 school_ids[sid] = sp + ("id",)
+        for key in ("name", "district", "address"):
+            v.string(sm, key, sp)
         group = v.string(sm, "group", sp)
         if group is not None and group not in groups:
             v.problem(sp + ("group",), f"unknown group {group!r}" + (f" (defined: {', '.join(sorted(groups))})"
@@ -480,6 +508,9 @@ def _build(v: _Validator, data: Any) -> Inventory | None:
     for sm, sp, devs, group, slayer, sid, contacts in pending:
         school_settings = _merge(defaults, groups.get(group, {}) if group else {}, slayer)
         wh = WorkingHours(**school_settings["working_hours"])
+        if wh.end <= wh.start:  # each layer was fine alone, but e.g. a school's start is after the default end
+            v.problem(sp + ("working_hours",), f"working hours end {wh.end:%H:%M} must be after start "
+                                               f"{wh.start:%H:%M} (after inheriting from defaults/group)")
         devices = []
         for dm, dp, dlayer in devs:
             eff = _merge(defaults, groups.get(group, {}) if group else {}, slayer, dlayer)

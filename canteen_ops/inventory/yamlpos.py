@@ -33,6 +33,27 @@ class PositionMap(dict):
         return self.get(path, Mark(1, 1))
 
 
+class Sexagesimal(int):
+    """An int YAML 1.1 read from base-60 notation: unquoted `18:00` is 1080. Kept apart from plain ints so a
+    time field can accept `18:00` while rejecting a bare `18` (which would otherwise silently mean 00:18)."""
+
+    text: str
+
+    def __new__(cls, value: int, text: str) -> "Sexagesimal":
+        obj = super().__new__(cls, value)
+        obj.text = text
+        return obj
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+_PLAIN_TAGS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
+
+# Aliases can expand a small file into a huge tree ("billion laughs"); no real inventory comes close.
+MAX_NODES = 1_000_000
+
+
 class YamlSyntaxError(Exception):
     def __init__(self, mark: Mark, message: str):
         self.mark, self.message = mark, message
@@ -54,30 +75,72 @@ def load_with_positions(text: str) -> tuple[Any, PositionMap, list[tuple[tuple, 
     except yaml.MarkedYAMLError as exc:
         m = exc.problem_mark
         mark = Mark(m.line + 1, m.column + 1) if m else Mark(1, 1)
-        raise YamlSyntaxError(mark, f"YAML syntax error: {exc.problem}") from None
+        raise YamlSyntaxError(mark, f"YAML syntax error: {exc.problem or exc.context}") from None
     positions = PositionMap()
     duplicates: list[tuple[tuple, Mark, str]] = []
     if root is None:
         return None, positions, duplicates
     constructor = yaml.SafeLoader("")  # only used to construct scalars with YAML's type rules
 
+    count = 0
+    active: set[int] = set()  # nodes on the current path: a recursive alias would never end
+    merged: dict[int, int] = {}  # mapping node → how many of its pairs came from `<<` merges
+
     def build(node: yaml.Node, path: tuple) -> Any:
+        nonlocal count
+        count += 1
+        if count > MAX_NODES:
+            raise YamlSyntaxError(_mark(node), f"document too large after expanding aliases (> {MAX_NODES} nodes)")
         positions[path] = _mark(node)
+        if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)):
+            if id(node) in active:
+                raise YamlSyntaxError(_mark(node), "YAML syntax error: recursive alias")
+            if node.tag not in _PLAIN_TAGS:  # e.g. !!python/object/apply on a list: never honoured, so refuse
+                raise YamlSyntaxError(_mark(node), f"YAML syntax error: unsupported tag {node.tag!r}")
+            active.add(id(node))
+            try:
+                return build_collection(node, path)
+            finally:
+                active.discard(id(node))
+        return scalar(node)
+
+    def build_collection(node: yaml.Node, path: tuple) -> Any:
         if isinstance(node, yaml.MappingNode):
-            constructor.flatten_mapping(node)  # resolve `<<: *anchor` merges
+            if id(node) not in merged:
+                own = sum(1 for k, _ in node.value if k.tag != "tag:yaml.org,2002:merge")
+                try:
+                    constructor.flatten_mapping(node)  # resolve `<<: *anchor` merges (they come first)
+                except yaml.MarkedYAMLError as exc:
+                    raise YamlSyntaxError(_mark(node), f"YAML syntax error: {exc.problem}") from None
+                merged[id(node)] = len(node.value) - own
             out: dict = {}
-            for key_node, value_node in node.value:
-                key = constructor.construct_object(key_node, deep=True)
-                if isinstance(key, (list, dict)):
-                    key = str(key)
-                if key in out:
-                    duplicates.append((path + (key,), _mark(key_node), f"duplicate key {key!r}"))
+            own_keys: set = set()
+            for i, (key_node, value_node) in enumerate(node.value):
+                if isinstance(key_node, yaml.ScalarNode):
+                    key = scalar(key_node)
+                else:  # a list or mapping as a key: keep it printable so validation can reject it
+                    key = yaml.serialize(key_node, default_flow_style=True).strip()
+                if i >= merged[id(node)]:  # a key written here, not merged in: overriding a merge is fine
+                    if key in own_keys:
+                        duplicates.append((path + (key,), _mark(key_node), f"duplicate key {key!r}"))
+                    own_keys.add(key)
                 out[key] = build(value_node, path + (key,))
                 # A key's own position is more useful than its value's for "unknown key" errors.
                 positions[path + (key, "__key__")] = _mark(key_node)
             return out
-        if isinstance(node, yaml.SequenceNode):
-            return [build(child, path + (i,)) for i, child in enumerate(node.value)]
-        return constructor.construct_object(node, deep=True)
+        return [build(child, path + (i,)) for i, child in enumerate(node.value)]
+
+    def scalar(node: yaml.ScalarNode) -> Any:
+        try:
+            value = constructor.construct_object(node, deep=True)
+        except yaml.MarkedYAMLError as exc:  # e.g. a !!python/object tag: not allowed in a safe load
+            constructor.recursive_objects.pop(node, None)
+            raise YamlSyntaxError(_mark(node), f"YAML syntax error: {exc.problem}") from None
+        except ValueError:  # a timestamp-shaped value that is no date (2023-13-45): let validation name it
+            constructor.recursive_objects.pop(node, None)
+            return node.value
+        if type(value) is int and ":" in node.value:
+            return Sexagesimal(value, node.value)
+        return value
 
     return build(root, ()), positions, duplicates

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+from canteen_ops.errors import LogUnusable
 from canteen_ops.redact import redact
 from canteen_ops.status import Result
 from canteen_ops.store.schema import SYNCED_TABLES, migrate
@@ -34,22 +35,38 @@ class MaintenanceLog:
         self.conn = conn
         self.path = path
         self.db = sqlite_utils.Database(conn)
+        # Secret values known to this process (e.g. resolved device passwords); masked wherever they appear.
+        self.secrets: set[str] = set()
+
+    def add_secret(self, value: str | None) -> None:
+        if value:
+            self.secrets.add(value)
 
     @classmethod
     def open(cls, path: str | Path) -> "MaintenanceLog":
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # isolation_level=None: we manage transactions explicitly with BEGIN IMMEDIATE (see `transaction`).
-        conn = sqlite3.connect(str(path), timeout=30, isolation_level=None, check_same_thread=False)
-        conn.row_factory = sqlite3.Row
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across app crashes, atomic always
-        conn.execute("PRAGMA foreign_keys=ON")
-        conn.execute("PRAGMA busy_timeout=30000")
-        log = cls(conn, path)
-        with log.transaction():
-            migrate(conn)
-        log.recover_interrupted_runs()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # isolation_level=None: we manage transactions explicitly with BEGIN IMMEDIATE (see `transaction`).
+            conn = sqlite3.connect(str(path), timeout=30, isolation_level=None, check_same_thread=False)
+        except (OSError, sqlite3.Error) as exc:
+            raise LogUnusable(f"cannot open the maintenance log {path}: {exc}") from None
+        try:
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA busy_timeout=30000")
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across app crashes, atomic always
+            conn.execute("PRAGMA foreign_keys=ON")
+            log = cls(conn, path)
+            with log.transaction():
+                migrate(conn)
+            log.recover_interrupted_runs()
+        except sqlite3.DatabaseError as exc:  # not SQLite, or another program's database
+            conn.close()
+            raise LogUnusable(f"{path} is not a usable canteen-ops maintenance log: {exc}") from None
+        except BaseException:
+            conn.close()
+            raise
         return log
 
     def close(self) -> None:
@@ -82,7 +99,8 @@ class MaintenanceLog:
     def insert(self, table: str, record: dict[str, Any]) -> str:
         """Insert one record (secrets redacted, JSON columns encoded); returns its id."""
         now = iso()
-        rec = {k: _encode(k, redact(v)) for k, v in record.items()}
+        secrets = tuple(self.secrets)
+        rec = {k: _encode(k, redact(v, secrets)) for k, v in record.items()}
         rec.setdefault("id", new_id())
         rec.setdefault("created_at", now)
         rec["updated_at"] = now
@@ -94,7 +112,7 @@ class MaintenanceLog:
         return rec["id"]
 
     def update(self, table: str, record_id: str, changes: dict[str, Any]) -> None:
-        rec = {k: _encode(k, redact(v)) for k, v in changes.items()}
+        rec = {k: _encode(k, redact(v, tuple(self.secrets))) for k, v in changes.items()}
         rec["updated_at"] = iso()
         with self.transaction():
             rec["seq"] = self._next_seq()
@@ -129,10 +147,14 @@ class MaintenanceLog:
         except KeyboardInterrupt:
             self.finish_run(handle.id, "interrupted", 130)
             raise
+        except SystemExit as exc:
+            if exc.code in (None, 0):  # sys.exit(0) inside a run is a normal end
+                self.finish_run(handle.id, handle.status, handle.exit_code)
+            else:
+                self.finish_run(handle.id, "failed", exc.code if isinstance(exc.code, int) else 1)
+            raise
         except BaseException as exc:
             code = getattr(exc, "exit_code", None)
-            if isinstance(exc, SystemExit):
-                code = exc.code if isinstance(exc.code, int) else 1
             self.finish_run(handle.id, "failed", code if isinstance(code, int) else 70)
             raise
         else:

@@ -97,9 +97,9 @@ def migrate(conn: sqlite3.Connection) -> int:
     """Bring the database up to the newest schema. Must be called inside a transaction."""
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     if version > len(MIGRATIONS):
-        from canteen_ops.errors import CanteenOpsError
+        from canteen_ops.errors import LogUnusable
 
-        raise CanteenOpsError(f"maintenance log schema v{version} is newer than this canteen-ops "
+        raise LogUnusable(f"maintenance log schema v{version} is newer than this canteen-ops "
                               f"(knows v{len(MIGRATIONS)}); upgrade canteen-ops")
     for target, script in enumerate(MIGRATIONS[version:], start=version + 1):
         for statement in _statements(script):
