@@ -29,6 +29,7 @@ GROUPS = [
     ("log", "canteen_ops.cli.log_cmd"),
     ("incident", "canteen_ops.cli.incident_cmd"),
     ("change", "canteen_ops.cli.change_cmd"),
+    ("playbook", "canteen_ops.cli.playbook_cmd"),
 ]
 # Single commands registered on the root (name, module, function).
 COMMANDS: list[tuple[str, str, str]] = []

@@ -1,0 +1,108 @@
+"""`canteen-ops playbook run | list | validate`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from canteen_ops.cli.common import env
+
+app = typer.Typer(help="Playbooks: nightly jobs, daily inspection (巡检) and emergency drills (演练).",
+                  no_args_is_help=True)
+
+
+def playbook_dirs() -> list[Path]:
+    """Where playbooks are looked up by name: $CANTEEN_OPS_PLAYBOOKS, ./playbooks, then the shipped ones."""
+    dirs = [Path(p) for p in os.environ.get("CANTEEN_OPS_PLAYBOOKS", "").split(os.pathsep) if p]
+    return dirs + [Path("playbooks"), Path(__file__).resolve().parents[2] / "playbooks"]
+
+
+def resolve(name: str) -> Path:
+    from canteen_ops.errors import NotFound
+
+    path = Path(name)
+    if path.exists():
+        return path
+    for d in playbook_dirs():
+        for candidate in (d / name, d / f"{name}.yaml", d / f"{name}.yml"):
+            if candidate.is_file():
+                return candidate
+    raise NotFound(f"playbook {name!r} not found (looked in {', '.join(str(d) for d in playbook_dirs())})")
+
+
+@app.command()
+def run(ctx: typer.Context,
+        playbook: Annotated[str, typer.Argument(help="File, or name of a playbook in playbooks/")],
+        check: Annotated[bool, typer.Option("--check", help="Dry run: show what would run, touch nothing")] = False,
+        non_interactive: Annotated[bool, typer.Option(
+            "--non-interactive", help="Prompts take their defaults (or fail without one)")] = False,
+        var: Annotated[Optional[list[str]], typer.Option("--var", help="Set a variable: NAME=VALUE")] = None,
+        ) -> int:
+    """Run a playbook. Exit status = the worst step status (0/1/2/3); 75 if it is already running."""
+    from canteen_ops.errors import UsageError
+    from canteen_ops.playbooks.model import load_playbook
+    from canteen_ops.playbooks.run import PlaybookRunner
+
+    variables = {}
+    for item in var or ():
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--var {item!r}: expected NAME=VALUE")
+        variables[key] = value
+    book = load_playbook(resolve(playbook))
+    outcome = PlaybookRunner(book, env(ctx), check_mode=check, non_interactive=non_interactive,
+                             variables=variables).run()
+    if not check:
+        e = env(ctx)
+        if not e.quiet or outcome.exit_code:
+            e.console.print(f"playbook {book.name}: {outcome.status.value} "
+                            f"({sum(1 for s in outcome.steps if s.raw)} of {len(book.steps)} steps run)",
+                            highlight=False)
+    return outcome.exit_code
+
+
+@app.command()
+def validate(ctx: typer.Context, playbooks: Annotated[list[str], typer.Argument(help="Files or names")]) -> int:
+    """Validate playbooks: every problem with file:line and the step; exit 65 if any."""
+    from canteen_ops.errors import InvalidFile
+    from canteen_ops.playbooks.model import load_playbook
+
+    problems = []
+    for name in playbooks:
+        try:
+            book = load_playbook(resolve(name))
+            env(ctx).console.print(f"{book.path}: OK — {book.name}, {len(book.steps)} steps", highlight=False)
+        except InvalidFile as exc:
+            problems += exc.problems
+    if problems:
+        raise InvalidFile(problems)
+    return 0
+
+
+@app.command("list")
+def list_(ctx: typer.Context) -> int:
+    """List the playbooks found in the playbook directories."""
+    from rich.table import Table
+
+    from canteen_ops.errors import InvalidFile
+    from canteen_ops.playbooks.model import load_playbook
+
+    table = Table(title="playbooks", title_justify="left")
+    for col in ("name", "kind", "steps", "file", "description"):
+        table.add_column(col, overflow="fold")
+    seen = set()
+    for d in playbook_dirs():
+        for path in sorted(d.glob("*.y*ml")) if d.is_dir() else ():
+            if path.name in seen:
+                continue
+            seen.add(path.name)
+            try:
+                b = load_playbook(path)
+                table.add_row(b.name, b.kind, str(len(b.steps)), str(path), b.description)
+            except InvalidFile as exc:
+                table.add_row(path.stem, "", "", str(path), f"INVALID: {exc.problems[0]}")
+    env(ctx).console.print(table)
+    return 0

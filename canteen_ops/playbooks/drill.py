@@ -1,0 +1,68 @@
+"""The drill report: what was detected, how fast, and whether the on-site deadline was met."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from canteen_ops.status import Result, Status
+from canteen_ops.timeutil import iso, local, parse_iso
+
+if TYPE_CHECKING:
+    from canteen_ops.context import Env
+    from canteen_ops.playbooks.model import Playbook
+    from canteen_ops.playbooks.run import PlaybookOutcome
+    from canteen_ops.store.log import MaintenanceLog
+
+
+def drill_summary(log: "MaintenanceLog", outcome: "PlaybookOutcome") -> dict[str, Any]:
+    incidents = log.query("SELECT * FROM incidents WHERE opened_at >= ? ORDER BY seq", [iso(outcome.started)])
+    first = outcome.started
+    rows = []
+    for inc in incidents:
+        opened = parse_iso(inc["opened_at"])
+        arrived = parse_iso(inc["arrived_at"]) if inc["arrived_at"] else None
+        deadline = parse_iso(inc["arrive_deadline"])
+        rows.append({
+            "id": inc["id"], "level": inc["level"], "devices": inc["device_ids"] or [], "title": inc["title"],
+            "state": inc["state"], "detected_after_s": round((opened - first).total_seconds(), 1),
+            "arrive_deadline": inc["arrive_deadline"],
+            "arrived_after_s": round((arrived - opened).total_seconds(), 1) if arrived else None,
+            "within_deadline": bool(arrived and arrived <= deadline),
+        })
+    return {
+        "steps": [{"index": s.step.index, "name": s.step.name, "task": s.step.task,
+                   "status": s.status.value if s.raw else "skipped",
+                   "started_at": iso(s.started) if s.started else None, "seconds": round(s.seconds, 2)}
+                  for s in outcome.steps],
+        "incidents": rows,
+        "detected": bool(rows),
+        "all_within_deadline": bool(rows) and all(r["within_deadline"] for r in rows),
+    }
+
+
+def print_drill_report(env: "Env", log: "MaintenanceLog", book: "Playbook", outcome: "PlaybookOutcome") -> None:
+    from rich.table import Table
+
+    summary = drill_summary(log, outcome)
+    status = outcome.status if summary["detected"] else Status.CRIT
+    log.record_result(outcome.run_id, Result(None, "drill", status,
+                                             f"drill {book.name}: {len(summary['incidents'])} incident(s), "
+                                             f"within deadline: {summary['all_within_deadline']}", summary))
+    if env.quiet:
+        return
+    tz = env.inventory().settings.timezone if env.inventory_path.exists() else "Asia/Shanghai"
+    table = Table(title=f"演练报告 drill report: {book.name}", title_justify="left")
+    for col in ("#", "step", "start (local)", "seconds", "by", "status"):
+        table.add_column(col)
+    for s in outcome.steps:
+        table.add_row(str(s.step.index), s.step.name, local(iso(s.started), tz) if s.started else "",
+                      f"{s.seconds:.1f}", env.operator, s.status.value if s.raw else "skipped")
+    env.console.print(table)
+    if not summary["incidents"]:
+        env.console.print("[red]no incident was opened: the fault was not detected[/]")
+    for r in summary["incidents"]:
+        verdict = "[green]within deadline[/]" if r["within_deadline"] else "[red]deadline missed[/]"
+        arrived = f"on site after {r['arrived_after_s']:.0f} s" if r["arrived_after_s"] is not None else "no arrival"
+        env.console.print(f"incident {r['id'][:8]} [{r['level']}] {', '.join(r['devices'])}: {r['title']} — "
+                          f"detected {r['detected_after_s']:.0f} s into the drill, {arrived}, deadline "
+                          f"{local(r['arrive_deadline'], tz)}: {verdict}", highlight=False)

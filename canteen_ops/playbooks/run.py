@@ -1,0 +1,270 @@
+"""Execute a playbook: one step after another, each timed, logged and judged; drills get a timeline report.
+
+Command steps run as `python -m canteen_ops ...` child processes: a step's timeout can then really stop it,
+and a step behaves exactly like the command typed by hand. The playbook run, every step (start, end, actor,
+status) and the drill report's data land in the maintenance log.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import os
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterator
+
+from canteen_ops.errors import LockHeld, UsageError
+from canteen_ops.playbooks.model import Playbook, Step, substitute
+from canteen_ops.playbooks.tasks import INTERNAL, TASKS
+from canteen_ops.status import Status, worst
+from canteen_ops.timeutil import iso, local, utcnow
+
+if TYPE_CHECKING:
+    from canteen_ops.context import Env
+    from canteen_ops.store.log import MaintenanceLog
+
+# Exit statuses of canteen-ops commands → step status. 64+ means the step itself failed to run.
+_BY_CODE = {0: Status.OK, 1: Status.WARN, 2: Status.CRIT, 3: Status.UNKNOWN}
+
+
+@dataclass
+class StepOutcome:
+    step: Step
+    status: Status  # after `expect`
+    raw: Status | None  # what the task itself reported (None if skipped)
+    summary: str
+    started: dt.datetime | None = None
+    ended: dt.datetime | None = None
+    argv: list[str] = field(default_factory=list)
+
+    @property
+    def seconds(self) -> float:
+        return (self.ended - self.started).total_seconds() if self.started and self.ended else 0.0
+
+
+@dataclass
+class PlaybookOutcome:
+    steps: list[StepOutcome] = field(default_factory=list)
+    run_id: str | None = None
+    started: dt.datetime | None = None
+
+    @property
+    def status(self) -> Status:
+        return worst(s.status for s in self.steps if s.raw is not None)
+
+    @property
+    def exit_code(self) -> int:
+        return self.status.exit_code
+
+
+@contextmanager
+def playbook_lock(lock_dir: Path, name: str) -> Iterator[None]:
+    """One run per playbook at a time (cron and a technician, or two crons)."""
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+    fd = os.open(lock_dir / f"playbook-{safe}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise LockHeld(f"playbook {name!r} is already running (lock {lock_dir}/playbook-{safe}.lock); "
+                           "try again when it has finished") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield
+    finally:
+        os.close(fd)
+
+
+class PlaybookRunner:
+    def __init__(self, book: Playbook, env: "Env", *, check_mode: bool = False, non_interactive: bool = False,
+                 variables: dict[str, str] | None = None, ask=input):
+        self.book, self.env = book, env
+        self.check_mode, self.non_interactive = check_mode, non_interactive
+        now = utcnow()
+        self.vars = {"operator": env.operator, "date": now.strftime("%Y-%m-%d"), "now": iso(now),
+                     **book.variables, **(variables or {})}
+        self.ask = ask
+        self.out = env.console
+
+    # --- entry points --------------------------------------------------------------------------------
+    def run(self) -> PlaybookOutcome:
+        if self.check_mode:
+            return self._plan()
+        with playbook_lock(self.env.db_path.parent / "locks", self.book.name):
+            log = self.env.log()
+            with log.run("playbook", [self.book.path, *self.env.argv], self.env.operator) as handle:
+                outcome = PlaybookOutcome(run_id=handle.id, started=utcnow())
+                self._execute(log, outcome)
+                handle.set_outcome(outcome.status.value, outcome.exit_code)
+            if self.book.kind == "drill":
+                from canteen_ops.playbooks.drill import print_drill_report
+
+                print_drill_report(self.env, log, self.book, outcome)
+            return outcome
+
+    def _plan(self) -> PlaybookOutcome:
+        """--check: say what would run; touch nothing (no log, no lock, no device)."""
+        self.out.print(f"[bold]{self.book.name}[/] — {len(self.book.steps)} steps (check mode: nothing is run)")
+        outcome = PlaybookOutcome()
+        for step in self.book.steps:
+            args = substitute(step.args, self.vars)
+            what = self._describe(step, args)
+            self.out.print(f"  {step.index}. {step.name}: {what}", highlight=False, markup=False)
+            outcome.steps.append(StepOutcome(step, Status.OK, None, what))
+        return outcome
+
+    # --- execution -----------------------------------------------------------------------------------
+    def _execute(self, log: "MaintenanceLog", outcome: PlaybookOutcome) -> None:
+        stopped = False
+        for step in self.book.steps:
+            if stopped:
+                outcome.steps.append(StepOutcome(step, Status.OK, None, "skipped (an earlier step failed)"))
+                self._record(log, outcome, outcome.steps[-1])
+                continue
+            started = utcnow()
+            if not self.env.quiet:
+                self.out.print(f"[bold]▶ {step.index}. {step.name}[/] ({step.task})", highlight=False)
+            raw, summary, argv = self._run_step(log, step, outcome)
+            status = Status.OK if step.expect and raw.value in step.expect else raw
+            if step.expect and raw.value not in step.expect:
+                summary += f" (expected {'/'.join(step.expect)})"
+                status = Status.CRIT
+            so = StepOutcome(step, status, raw, summary, started, utcnow(), argv)
+            outcome.steps.append(so)
+            self._record(log, outcome, so)
+            if not self.env.quiet or status not in (Status.OK,):
+                colour = {"ok": "green", "warn": "yellow", "crit": "red", "unknown": "magenta"}[status.value]
+                self.out.print(f"  [{colour}]{status.value}[/] {summary} ({so.seconds:.1f} s)", highlight=False)
+            if status in (Status.CRIT, Status.UNKNOWN) and step.on_failure == "stop":
+                stopped = True
+
+    def _run_step(self, log: "MaintenanceLog", step: Step, outcome: PlaybookOutcome
+                  ) -> tuple[Status, str, list[str]]:
+        args = substitute(step.args, self.vars)
+        if step.task in INTERNAL:
+            return (*getattr(self, "_task_" + step.task)(TASKS[step.task].normalize(args), log, outcome), [])
+        try:
+            argv = self._argv(log, step, args)
+        except UsageError as exc:
+            return Status.CRIT, str(exc), []
+        return (*self._subprocess(argv, step.timeout), argv)
+
+    def _argv(self, log: "MaintenanceLog", step: Step, args) -> list[str]:
+        spec = TASKS[step.task]
+        args = spec.normalize(args)
+        if step.task == "incident" and args.get("action", "open") != "open":
+            # Act on the open incident of the named device: drills cannot know incident ids in advance.
+            device = args.pop("device", None)
+            if not device:
+                raise UsageError(f"step {step.index}: incident {args.get('action')} needs device")
+            rows = log.query("SELECT id FROM incidents WHERE state != 'resolved' AND device_ids LIKE ? "
+                             "ORDER BY seq DESC LIMIT 1", [f'%"{device}"%'])
+            if not rows:
+                raise UsageError(f"no open incident for device {device}")
+            argv = spec.argv(args, None)
+            return argv[:2] + [rows[0]["id"]] + argv[2:]
+        return spec.argv(args, step.target if step.target is not None else self.book.targets)
+
+    def _subprocess(self, argv: list[str], timeout: float) -> tuple[Status, str]:
+        cmd = [sys.executable, "-m", "canteen_ops", "--db", str(self.env.db_path), "--operator", self.env.operator]
+        if self.env.inventory_path.exists():
+            cmd += ["--inventory", str(self.env.inventory_path)]
+        if self.env.quiet:
+            cmd.append("--quiet")
+        env = {**os.environ, "COLUMNS": os.environ.get("COLUMNS", "120")}
+        try:
+            proc = subprocess.run(cmd + argv, capture_output=True, text=True, timeout=timeout, env=env,
+                                  stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired:
+            return Status.CRIT, f"timed out after {timeout:g} s: canteen-ops {' '.join(argv)}"
+        output = (proc.stdout + proc.stderr).rstrip()
+        if output and (not self.env.quiet or proc.returncode):
+            for line in output.splitlines():
+                self.out.print(f"    {line}", highlight=False, markup=False)
+        status = _BY_CODE.get(proc.returncode)
+        last = next((ln.strip() for ln in reversed(output.splitlines()) if ln.strip()), "")
+        if status is None:
+            return Status.CRIT, f"canteen-ops {' '.join(argv)} failed (exit {proc.returncode}): {last}"
+        return status, f"canteen-ops {' '.join(argv)} → exit {proc.returncode}"
+
+    # --- internal tasks --------------------------------------------------------------------------------
+    def _task_wait(self, args: dict, log, outcome) -> tuple[Status, str]:
+        seconds = float(args["seconds"])
+        time.sleep(seconds)
+        return Status.OK, f"waited {seconds:g} s"
+
+    def _task_prompt(self, args: dict, log, outcome) -> tuple[Status, str]:
+        message, default = args["message"], args.get("default")
+        choices = [str(c) for c in args.get("choices", [])]
+        if self.non_interactive or not sys.stdin.isatty():
+            if default is None:
+                return Status.CRIT, f"prompt {message!r} has no default and the run is non-interactive"
+            answer = str(default)
+        else:
+            suffix = f" [{'/'.join(choices)}]" if choices else ""
+            answer = self.ask(f"{message}{suffix} ({default or ''}): ").strip() or str(default or "")
+        if choices and answer not in choices:
+            return Status.CRIT, f"answer {answer!r} is not one of {', '.join(choices)}"
+        if args.get("var"):
+            self.vars[args["var"]] = answer
+        return Status.OK, f"{message} → {answer}"
+
+    def _task_assert(self, args: dict, log: "MaintenanceLog", outcome: PlaybookOutcome) -> tuple[Status, str]:
+        failures, checked = [], []
+        if "step" in args:
+            wanted = args.get("status", ["ok"])
+            wanted = [wanted] if isinstance(wanted, str) else wanted
+            target = next((s for s in outcome.steps if s.step.name == args["step"]), None)
+            if target is None or target.raw is None:
+                failures.append(f"step {args['step']!r} did not run")
+            elif target.raw.value not in wanted:
+                failures.append(f"step {args['step']!r} was {target.raw.value}, expected {'/'.join(wanted)}")
+            checked.append(f"step {args['step']}")
+        incidents = log.query("SELECT * FROM incidents WHERE opened_at >= ? ORDER BY seq",
+                              [iso(outcome.started)])
+        if "incident_device" in args:
+            dev = args["incident_device"]
+            hits = [i for i in incidents if dev in (i["device_ids"] or [])]
+            if args.get("incident_level"):
+                hits = [i for i in hits if i["level"] == args["incident_level"]]
+            if not hits:
+                failures.append(f"no incident opened for {dev} during this run")
+            checked.append(f"incident for {dev}")
+        if args.get("within_deadline"):
+            late = [i for i in incidents if not i["arrived_at"] or i["arrived_at"] > i["arrive_deadline"]]
+            if late:
+                failures.append(f"{len(late)} incident(s) without arrival before the deadline")
+            checked.append("deadlines")
+        if failures:
+            return Status.CRIT, "; ".join(failures)
+        return Status.OK, "holds: " + ", ".join(checked or ["nothing to check"])
+
+    # --- bookkeeping -------------------------------------------------------------------------------------
+    def _record(self, log: "MaintenanceLog", outcome: PlaybookOutcome, so: StepOutcome) -> None:
+        log.insert("playbook_steps", {
+            "run_id": outcome.run_id, "playbook": self.book.name, "step_index": so.step.index,
+            "step_name": so.step.name, "task": so.step.task,
+            "status": so.status.value if so.raw is not None else "skipped",
+            "started_at": iso(so.started) if so.started else None,
+            "ended_at": iso(so.ended) if so.ended else None, "actor": self.env.operator, "summary": so.summary,
+            "data": {"argv": so.argv, "raw_status": so.raw.value if so.raw else None,
+                     "expect": list(so.step.expect)},
+        })
+
+    def _describe(self, step: Step, args) -> str:
+        if step.task in INTERNAL:
+            return f"{step.task} {args}"
+        if step.task == "incident" and isinstance(args, dict) and args.get("action", "open") != "open":
+            return f"canteen-ops incident {args['action']} <open incident of {args.get('device')}>"
+        target = step.target if step.target is not None else self.book.targets
+        return "canteen-ops " + " ".join(TASKS[step.task].argv(args, target))
+
+
+def local_time(ts: dt.datetime | None, tz: str) -> str:
+    return local(iso(ts), tz) if ts else ""
