@@ -177,7 +177,10 @@ class PlaybookRunner:
             cmd += ["--inventory", str(self.env.inventory_path)]
         if self.env.quiet:
             cmd.append("--quiet")
-        env = {**os.environ, "COLUMNS": os.environ.get("COLUMNS", "120")}
+        # The child must import this very canteen_ops, even from a source checkout that is not installed.
+        pkg_root = str(Path(__file__).resolve().parents[2])
+        env = {**os.environ, "COLUMNS": os.environ.get("COLUMNS", "120"),
+               "PYTHONPATH": os.pathsep.join(filter(None, [pkg_root, os.environ.get("PYTHONPATH")]))}
         try:
             proc = subprocess.run(cmd + argv, capture_output=True, text=True, timeout=timeout, env=env,
                                   stdin=subprocess.DEVNULL)
