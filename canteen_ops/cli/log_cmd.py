@@ -57,7 +57,7 @@ def list_(ctx: typer.Context,
 def add(ctx: typer.Context,
         text: Annotated[str, typer.Argument(help="What was done or seen, e.g. '镜头已清洁' / 'lens cleaned'")],
         kind: Annotated[str, typer.Option("--kind", help=f"One of: {', '.join(NOTE_KINDS)}")] = "inspection",
-        school: Annotated[Optional[str], typer.Option("--school", "-s", help="School id")] = None,
+        school: Annotated[Optional[str], typer.Option("--school", "-s", help="School id or name")] = None,
         device: Annotated[Optional[str], typer.Option("--device", "-d", help="Device id")] = None) -> int:
     """Add a technician's note (inspection, lens cleaned, disk replaced, ...)."""
     from canteen_ops.errors import UsageError
@@ -68,19 +68,22 @@ def add(ctx: typer.Context,
     if not text.strip():
         raise UsageError("the note text is empty")
     e = env(ctx)
-    school_id = school
-    if device or school:
+    school_id = None
+    if device or school:  # checked against the inventory before anything is written
         inv = e.inventory()
+        if school:
+            matches = [s.id for s in inv.schools if school in (s.id, s.name)]
+            if not matches:
+                raise UsageError(f"--school {school!r} is not in {inv.path}")
+            school_id = matches[0]
         if device:
             try:
                 d = inv.device(device)
             except KeyError:
                 raise UsageError(f"--device {device!r} is not in {inv.path}") from None
-            if school and school != d.school_id:
+            if school_id and school_id != d.school_id:
                 raise UsageError(f"device {device} belongs to school {d.school_id}, not {school}")
             school_id = d.school_id
-        elif school not in {s.id for s in inv.schools}:
-            raise UsageError(f"--school {school!r} is not in {inv.path}")
     note_id = e.log().insert("notes", {"at": iso(), "operator": e.operator, "school_id": school_id,
                                        "device_id": device, "kind": kind, "text": text.strip()})
     e.console.print(f"note {note_id} added", highlight=False)

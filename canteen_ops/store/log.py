@@ -54,6 +54,10 @@ class MaintenanceLog:
         try:
             conn.row_factory = sqlite3.Row
             conn.execute("PRAGMA busy_timeout=30000")
+            # Refuse another program's database before touching it (switching to WAL would change its file).
+            if (conn.execute("PRAGMA user_version").fetchone()[0] == 0
+                    and conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone()):
+                raise LogUnusable(f"{path} is another program's SQLite database, not a canteen-ops maintenance log")
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across app crashes, atomic always
             conn.execute("PRAGMA foreign_keys=ON")
