@@ -32,7 +32,9 @@ GROUPS = [
     ("playbook", "canteen_ops.cli.playbook_cmd"),
 ]
 # Single commands registered on the root (name, module, function).
-COMMANDS: list[tuple[str, str, str]] = []
+COMMANDS: list[tuple[str, str, str]] = [
+    ("check", "canteen_ops.cli.check_cmd", "check"),
+]
 
 
 def _version(value: bool) -> None:

@@ -1,0 +1,166 @@
+"""Run the selected checks across devices: one CheckContext per device, the runner's bounded threads, then the
+per-school coverage check over what the run found."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable
+
+from canteen_ops.checks import CHECK_NAMES, DEVICE_CHECK_NAMES
+from canteen_ops.checks.context import CheckContext, DriverFactory, History, NoCredentials
+from canteen_ops.drivers.base import AuthFailed, DriverError, NotSupported, Offline, ProtocolError, Timeout
+from canteen_ops.runner import RunOutcome, run_devices
+from canteen_ops.status import Result, Status
+
+if TYPE_CHECKING:
+    from canteen_ops.inventory.model import Device, Inventory
+    from canteen_ops.store.log import MaintenanceLog
+
+DEFAULT_DEADLINE_S = 90.0
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    fn: Callable[[CheckContext], list[Result]]
+    kinds: tuple[str, ...] = ("camera", "nvr")
+
+
+def _registry() -> dict[str, Check]:
+    from canteen_ops.checks import device, nvr
+
+    both, nvr_only = ("camera", "nvr"), ("nvr",)
+    checks = [
+        Check("reachable", device.reachable, both),
+        Check("login", device.login, both),
+        Check("facts", device.facts, both),
+        Check("clock", device.clock, both),
+        Check("ntp", device.ntp, both),
+        Check("storage", nvr.storage, nvr_only),
+        Check("channels", nvr.channels, nvr_only),
+        Check("retention", nvr.retention, nvr_only),
+        Check("gaps", nvr.gaps, nvr_only),
+    ]
+    assert tuple(c.name for c in checks) == DEVICE_CHECK_NAMES
+    return {c.name: c for c in checks}
+
+
+def check_device(ctx: CheckContext, names: list[str], checks: dict[str, Check] | None = None) -> list[Result]:
+    """Run the device's applicable checks in order. A device that is not there or refuses our login gets one
+    clear line (the check that found out) and the rest are skipped: no further login is attempted."""
+    checks = checks or _registry()
+    todo = [n for n in names if n in checks and ctx.device.kind in checks[n].kinds]
+    results: list[Result] = []
+    try:
+        for i, name in enumerate(todo):
+            t0 = time.monotonic()
+            rest = todo[i + 1:]
+            out, stop = _run_one(ctx, checks[name], rest)
+            for r in out:
+                r.duration_ms = round((time.monotonic() - t0) * 1000, 1)
+            results.extend(out)
+            if stop or ctx.skip_reason:
+                if rest and out and "skipped" not in out[-1].data:
+                    out[-1].summary += f" — {len(rest)} other check{'s' if len(rest) != 1 else ''} skipped"
+                    out[-1].data["skipped"] = rest
+                break
+    finally:
+        ctx.close()
+    return results
+
+
+def _run_one(ctx: CheckContext, check: Check, rest: list[str]) -> tuple[list[Result], bool]:
+    """(results, stop): exceptions become results here so each check's failure names the check."""
+    from canteen_ops.checks.device import describe_login_failure, result
+
+    name = check.name
+    try:
+        return check.fn(ctx), False
+    except NotSupported as exc:
+        return [result(ctx, name, Status.UNKNOWN, f"not supported by this {ctx.device.vendor} device ({exc})",
+                       error="NotSupported")], False
+    except (Offline, AuthFailed, NoCredentials) as exc:
+        stop_status = Status.UNKNOWN if isinstance(exc, NoCredentials) else Status.CRIT
+        return [result(ctx, name, stop_status, describe_login_failure(exc, ctx.device.timeout),
+                       error=type(exc).__name__, **_lock_data(exc))], True
+    except Timeout as exc:
+        if not ctx.answered:  # never answered: a black hole; waiting on every other check would waste minutes
+            return [result(ctx, name, Status.CRIT, describe_login_failure(exc, ctx.device.timeout),
+                           error="Timeout")], True
+        return [result(ctx, name, Status.UNKNOWN, f"no answer within {ctx.device.timeout:g} s ({exc})",
+                       error="Timeout")], False
+    except ProtocolError as exc:
+        return [result(ctx, name, Status.UNKNOWN, f"unusable answer from the device: {exc}",
+                       error="ProtocolError")], False
+    except DriverError as exc:
+        return [result(ctx, name, Status.UNKNOWN, f"{type(exc).__name__}: {exc}", error=type(exc).__name__)], False
+    except Exception as exc:  # a bug in a check must not cost the device its other results
+        return [result(ctx, name, Status.UNKNOWN, f"internal error: {type(exc).__name__}: {exc}",
+                       error="internal")], False
+
+
+def _lock_data(exc: Exception) -> dict:
+    unlock = getattr(exc, "unlock_in_s", None)
+    return {"unlock_in_s": unlock} if unlock else {}
+
+
+def select_checks(only: list[str] | None = None, skip: list[str] | None = None) -> list[str]:
+    """Validate --only/--skip (comma lists allowed) and return the checks to run, in the standard order."""
+    from canteen_ops.errors import UsageError
+
+    def parse(values: list[str] | None, flag: str) -> set[str]:
+        names = {n.strip() for v in values or () for n in v.split(",") if n.strip()}
+        bad = sorted(names - set(CHECK_NAMES))
+        if bad:
+            raise UsageError(f"{flag}: unknown check {', '.join(bad)}; known: {', '.join(CHECK_NAMES)}")
+        return names
+
+    chosen = parse(only, "--only") or set(CHECK_NAMES)
+    chosen -= parse(skip, "--skip")
+    if not chosen:
+        raise UsageError("no checks left to run after --only/--skip")
+    return [n for n in CHECK_NAMES if n in chosen]
+
+
+def run_checks(devices: list["Device"], inventory: "Inventory", names: list[str], *,
+               log: "MaintenanceLog | None" = None, workers: int | None = None,
+               deadline_s: float | None = DEFAULT_DEADLINE_S, on_result: Callable[[Result], None] | None = None,
+               progress: bool | None = None, driver_factory: DriverFactory | None = None) -> RunOutcome:
+    """Check `devices`, then coverage of their schools. Results reach `on_result` in the calling thread as they
+    finish; Ctrl-C propagates (KeyboardInterrupt) after every finished result was delivered."""
+    import datetime as dt
+
+    from canteen_ops.checks.coverage import SchoolContext, coverage
+
+    device_names = [n for n in names if n in DEVICE_CHECK_NAMES]
+    schools = {s.id: s for s in inventory.schools}
+    checks = _registry()
+    history = History.load(log, [d.id for d in devices if d.kind == "camera"]) if "picture" in names else History()
+    now = dt.datetime.now(dt.timezone.utc)
+
+    def task(device: "Device") -> list[Result]:
+        ctx = CheckContext(device, schools[device.school_id], inventory, history=history,
+                           driver_factory=driver_factory, now=now)
+        return check_device(ctx, device_names, checks)
+
+    if device_names:
+        outcome = run_devices(devices, task, workers=workers, deadline_s=deadline_s, on_result=on_result,
+                              progress=progress, label="checking")
+    else:
+        outcome = RunOutcome()
+    if "coverage" in names:
+        by_device: dict[str, list[Result]] = {}
+        for r in outcome.results:
+            if r.device_id:
+                by_device.setdefault(r.device_id, []).append(r)
+        seen = []
+        for d in devices:
+            if d.school_id not in seen:
+                seen.append(d.school_id)
+        for sid in seen:
+            for r in coverage(SchoolContext(schools[sid], inventory, by_device, log)):
+                outcome.results.append(r)
+                if on_result:
+                    on_result(r)
+    return outcome
