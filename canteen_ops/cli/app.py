@@ -30,6 +30,7 @@ GROUPS = [
     ("incident", "canteen_ops.cli.incident_cmd"),
     ("change", "canteen_ops.cli.change_cmd"),
     ("playbook", "canteen_ops.cli.playbook_cmd"),
+    ("sync", "canteen_ops.cli.sync_cmd"),
 ]
 # Single commands registered on the root (name, module, function).
 COMMANDS: list[tuple[str, str, str]] = [
