@@ -31,6 +31,8 @@ GROUPS = [
     ("change", "canteen_ops.cli.change_cmd"),
     ("playbook", "canteen_ops.cli.playbook_cmd"),
     ("sync", "canteen_ops.cli.sync_cmd"),
+    ("backup", "canteen_ops.cli.backup_cmd"),
+    ("firmware", "canteen_ops.cli.firmware_cmd"),
 ]
 # Single commands registered on the root (name, module, function).
 COMMANDS: list[tuple[str, str, str]] = [
