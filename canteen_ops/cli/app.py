@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -10,6 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from canteen_ops import __version__
+from canteen_ops.cli import lazy
 from canteen_ops.context import Env
 
 app = typer.Typer(
@@ -20,6 +20,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
+    cls=lazy.LazyGroup,
 )
 
 # (command group name, module with a `app` Typer). Each module imports only typer at top level, so
@@ -70,10 +71,9 @@ def root(
     ctx.call_on_close(ctx.obj.close)
 
 
-for _name, _module in GROUPS:
-    app.add_typer(importlib.import_module(_module).app, name=_name)
-for _name, _module, _func in COMMANDS:
-    app.command(_name)(getattr(importlib.import_module(_module), _func))
+# Groups and commands are imported and built only when used (cli/lazy.py), so start-up stays fast.
+lazy.LAZY.update({name: (module, "app", True) for name, module in GROUPS})
+lazy.LAZY.update({name: (module, func, False) for name, module, func in COMMANDS})
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -12,12 +12,14 @@ if TYPE_CHECKING:
     from canteen_ops.context import Env
     from canteen_ops.inventory.model import Device
 
-SchoolOpt = Annotated[Optional[list[str]], typer.Option("--school", "-s", help="School id or name (repeatable)")]
-DeviceOpt = Annotated[Optional[list[str]], typer.Option("--device", "-d", help="Device id glob, e.g. 'xc-cam-*'")]
-KindOpt = Annotated[Optional[list[str]], typer.Option("--kind", help="camera | nvr")]
-VendorOpt = Annotated[Optional[list[str]], typer.Option("--vendor", help="hikvision | dahua | onvif")]
-AreaOpt = Annotated[Optional[list[str]], typer.Option("--area", help="Canteen area, e.g. 烹饪区")]
-TagOpt = Annotated[Optional[list[str]], typer.Option("--tag", help="Device tag (repeatable)")]
+SchoolOpt = Annotated[Optional[list[str]],
+    typer.Option("--school", "-s", metavar="SCHOOL", help="School id or name (repeatable)")]
+DeviceOpt = Annotated[Optional[list[str]],
+    typer.Option("--device", "-d", metavar="GLOB", help="Device id glob, e.g. 'xc-cam-*'")]
+KindOpt = Annotated[Optional[list[str]], typer.Option("--kind", metavar="KIND", help="camera | nvr")]
+VendorOpt = Annotated[Optional[list[str]], typer.Option("--vendor", metavar="VENDOR", help="hikvision | dahua | onvif")]
+AreaOpt = Annotated[Optional[list[str]], typer.Option("--area", metavar="AREA", help="Canteen area, e.g. 烹饪区")]
+TagOpt = Annotated[Optional[list[str]], typer.Option("--tag", metavar="TAG", help="Device tag (repeatable)")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output")]
 
 

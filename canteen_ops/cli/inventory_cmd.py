@@ -37,7 +37,7 @@ def list_(ctx: typer.Context, school: SchoolOpt = None, device: DeviceOpt = None
 
     table = Table(title=f"{len(devices)} devices", title_justify="left")
     for col in ("school", "device", "kind", "vendor", "host", "area", "name", "nvr/ch", "model"):
-        table.add_column(col)
+        table.add_column(col, overflow="fold")  # wrap, never cut: an id or host with "…" is useless
     for d in devices:
         nvr = f"{d.nvr}/{d.nvr_channel}" if d.nvr else ""
         table.add_row(inv.school(d.school_id).name, d.id, d.kind, d.vendor, f"{d.host}:{d.port}", d.area or "",

@@ -1,0 +1,107 @@
+"""Start-up stays light: heavy libraries are imported only by the commands that use them.
+
+These are correctness tests on sys.modules in a fresh interpreter, not timings (those are in bench/).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import EXAMPLE, ROOT
+
+HEAVY = ("zeep", "onvif", "av", "numpy", "httpx", "sqlite_utils", "lxml")
+# Not heavy in general, but nothing in these paths needs them: pydantic (Typer's coercion, see cli/lazy.py),
+# rich (only for tables), yaml (only to read the inventory).
+HELP_ALSO_ABSENT = ("pydantic", "rich", "yaml")
+
+
+def loaded_after(tmp_path, argv: list[str]) -> set[str]:
+    code = (
+        "import io, contextlib, json, sys\n"
+        "import canteen_ops.cli.app as app\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        f"    rc = app.run({argv!r})\n"
+        "print(json.dumps({'rc': rc, 'mods': sorted({m.split('.')[0] for m in sys.modules})}))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "CANTEEN_OPS_DB": str(tmp_path / "log.db")}
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path,
+                       timeout=60)
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout.strip().splitlines()[-1])
+    assert out["rc"] == 0, p.stderr
+    return set(out["mods"])
+
+
+def test_import_app_loads_nothing_heavy(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    p = subprocess.run([sys.executable, "-c", "import sys, canteen_ops.cli.app; "
+                        "print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))"],
+                       capture_output=True, text=True, env=env, timeout=60)
+    assert p.returncode == 0, p.stderr
+    mods = set(p.stdout.split())
+    assert mods.isdisjoint(HEAVY + HELP_ALSO_ABSENT), mods & set(HEAVY + HELP_ALSO_ABSENT)
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["inventory", "--help"], ["log", "--help"], ["--version"]])
+def test_help_loads_nothing_heavy(tmp_path, argv):
+    mods = loaded_after(tmp_path, argv)
+    assert mods.isdisjoint(HEAVY + HELP_ALSO_ABSENT), mods & set(HEAVY + HELP_ALSO_ABSENT)
+
+
+def test_inventory_list_loads_nothing_heavy(tmp_path):
+    mods = loaded_after(tmp_path, ["-i", str(EXAMPLE), "inventory", "list", "--kind", "camera", "-s", "海淀区育才中学"])
+    assert "yaml" in mods and "rich" in mods  # it did load and render the inventory
+    assert mods.isdisjoint(HEAVY + ("pydantic",)), mods & set(HEAVY + ("pydantic",))
+    assert not (tmp_path / "log.db").exists()
+
+
+def test_root_help_lists_every_group_without_building_them(cli):
+    from canteen_ops.cli import app as app_module
+
+    r = cli("--help")
+    assert r.code == 0
+    for name, _module in app_module.GROUPS:
+        assert f"  {name} " in r.out
+    assert "Read, check and list the inventory (设备台帐)." in r.out
+    for name, _module, _func in app_module.COMMANDS:
+        assert f"  {name} " in r.out
+
+
+def test_unknown_command_suggests_lazily_registered_ones(cli):
+    r = cli("invntory", "list")
+    assert r.code == 64
+    assert "No such command 'invntory'. Did you mean 'inventory'?" in r.err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["log", "list", "--limit", "many"], "Invalid value for '--limit': 'many' is not a valid integer."),
+    (["log", "list", "--limit"], "Option '--limit' requires an argument."),
+])
+def test_plain_coercion_errors_are_usage_errors(cli, args, message):
+    r = cli(*args)
+    assert r.code == 64
+    assert message in r.err
+
+
+def test_plain_coercion_values(cli, tmp_path):
+    from canteen_ops.cli.lazy import _plain_converter
+    from typer.models import OptionInfo
+
+    info = OptionInfo()
+    assert _plain_converter(int, info)(" 7 ") == 7
+    assert _plain_converter(float, info)("2.5") == 2.5
+    assert _plain_converter(bool, info)("yes") is True and _plain_converter(bool, info)("0") is False
+    assert _plain_converter(list[str], info)(("a", "b")) == ["a", "b"]
+    from pathlib import Path
+
+    assert _plain_converter(Path, info)("x/y") == Path("x/y")
+    assert _plain_converter(Path, OptionInfo(exists=True)) is None  # constrained: Typer's own coercion
+    assert _plain_converter(int, OptionInfo(min=1)) is None
+    # and through the CLI: repeated list options and a Path option
+    r = cli("-i", EXAMPLE, "inventory", "list", "--json", "--kind", "nvr", "--kind", "camera", "--vendor", "onvif")
+    assert r.code == 0 and len(json.loads(r.out)) == 2
