@@ -1,0 +1,826 @@
+"""ONVIF driver: zeep with the WSDLs shipped by onvif-zeep, parsed once per process and shared by every device.
+
+Why not `onvif.ONVIFCamera` per device: it parses the WSDLs again for every device (~150 ms CPU each), calls
+CreatePullPointSubscription behind our back, skips the Search/Recording XAddrs (protocols.md C.3) and configures
+the root logger on import. Here each WSDL becomes one zeep Client per process (built lazily under a lock); a
+device gets shallow copies of those clients carrying its own WS-Security token and transport, bound to its
+XAddrs with `create_service(binding, xaddr)`.
+
+Per device:
+- the first authenticated call is preceded by one unauthenticated GetSystemDateAndTime; the device-minus-host
+  offset shifts the UsernameToken `Created` (as onvif-zeep's adjust_time), so a drifted device still accepts us;
+- XAddrs come from GetServices (GetCapabilities as fallback) and are re-pointed at the inventory's host:port,
+  so a device behind NAT, or one that names another address, is still reached only where the inventory says;
+- faults map to the driver errors: NotAuthorized → AuthFailed (recorded in auth_guard, never retried),
+  ActionNotSupported → NotSupported, refused → Offline, no answer → Timeout, bad XML/bodies → ProtocolError.
+
+Hostile answers: zeep parses with entities, DTDs and external loads forbidden and no huge trees; the transport
+caps the body size and checks well-formedness with a non-recovering parser before zeep (whose non-strict mode
+would otherwise "recover" a truncated document into partial data).
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import datetime as dt
+import email.parser
+import email.policy
+import functools
+import importlib.util
+import logging
+import os
+import re
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from canteen_ops.drivers.base import (
+    AuthFailed,
+    Channel,
+    Clock,
+    ConfigExport,
+    Driver,
+    DriverError,
+    Facts,
+    Locked,
+    NotSupported,
+    Offline,
+    ProtocolError,
+    RecordingSpan,
+    StreamInfo,
+    Timeout,
+    auth_guard,
+)
+
+NS_DEVICE = "http://www.onvif.org/ver10/device/wsdl"
+NS_MEDIA = "http://www.onvif.org/ver10/media/wsdl"
+NS_SEARCH = "http://www.onvif.org/ver10/search/wsdl"
+NS_SCHEMA = "http://www.onvif.org/ver10/schema"
+XOP_NS = "http://www.w3.org/2004/08/xop/include"
+
+# service name → (WSDL file in onvif-zeep's wsdl/, binding QName, namespace used in GetServices)
+SERVICES = {
+    "device": ("devicemgmt.wsdl", f"{{{NS_DEVICE}}}DeviceBinding", NS_DEVICE),
+    "media": ("media.wsdl", f"{{{NS_MEDIA}}}MediaBinding", NS_MEDIA),
+    "search": ("search.wsdl", f"{{{NS_SEARCH}}}SearchBinding", NS_SEARCH),
+}
+
+MAX_BODY = 8 * 1024 * 1024  # the biggest honest ONVIF answer (a system backup) is far below this
+PRE_AUTH = frozenset({"GetSystemDateAndTime", "GetServices", "GetCapabilities"})
+OFFSET_MAX_AGE_S = 2.0  # a clock reading this fresh is reused by clock() instead of asking again
+MAX_RESULT_PAGES = 100  # GetRecordingSearchResults / GetEventSearchResults loop bound
+
+
+# --- process-wide shared pieces -------------------------------------------------------------------------------
+def wsdl_dir() -> str:
+    """onvif-zeep's bundled WSDL directory, found without importing `onvif` (whose import configures logging)."""
+    spec = importlib.util.find_spec("onvif")
+    if spec is None or spec.origin is None:  # pragma: no cover - a dependency of the project
+        raise NotSupported("onvif-zeep is not installed")
+    return os.path.join(os.path.dirname(os.path.dirname(spec.origin)), "wsdl")
+
+
+def import_onvif_quietly():
+    """Import onvif-zeep and undo the logging.basicConfig(level=INFO) it runs on import (protocols.md C.3)."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    import onvif  # noqa: F401
+
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    return onvif
+
+
+def zeep_settings():
+    from zeep import Settings
+
+    # strict=False tolerates firmware that adds or omits elements; well-formedness is checked in the transport.
+    return Settings(strict=False, xml_huge_tree=False, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+
+
+_clients: dict[str, Any] = {}
+_clients_lock = threading.Lock()
+
+
+def shared_client(service: str):
+    """The process-wide zeep Client of one ONVIF WSDL (parsed on first use, then reused by every device)."""
+    client = _clients.get(service)
+    if client is not None:
+        return client
+    with _clients_lock:
+        client = _clients.get(service)
+        if client is None:
+            from zeep import Client
+
+            path = os.path.join(wsdl_dir(), SERVICES[service][0])
+            client = Client(path, settings=zeep_settings())
+            _clients[service] = client
+    return client
+
+
+_http = None
+_http_lock = threading.Lock()
+
+
+def http_client():
+    """One httpx connection pool for all devices (creating an SSL context per device costs milliseconds)."""
+    global _http
+    if _http is None:
+        with _http_lock:
+            if _http is None:
+                import httpx
+
+                _http = httpx.Client(trust_env=False, follow_redirects=False,
+                                     limits=httpx.Limits(max_connections=None, max_keepalive_connections=256,
+                                                         keepalive_expiry=10.0))
+    return _http
+
+
+# --- transport -------------------------------------------------------------------------------------------------
+@dataclass
+class _Reply:
+    """What zeep reads from a transport response."""
+
+    status_code: int
+    content: bytes
+    headers: Any
+    encoding: str | None = None
+
+
+_WELLFORMED = None
+
+
+def check_wellformed(content: bytes) -> None:
+    """Raise ProtocolError unless `content` is one well-formed XML document without a DTD."""
+    global _WELLFORMED
+    from lxml import etree
+
+    if _WELLFORMED is None:
+        _WELLFORMED = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False, load_dtd=False,
+                                      recover=False)
+    try:
+        root = etree.fromstring(content, _WELLFORMED)
+    except etree.XMLSyntaxError as exc:
+        raise ProtocolError(f"malformed XML answer: {exc}") from None
+    if root.getroottree().docinfo.doctype:
+        raise ProtocolError("XML answer carries a DTD (possible entity bomb); refused")
+
+
+class _Transport:
+    """zeep transport over the shared httpx pool: per-device deadline, body cap, error mapping.
+
+    Duck-types zeep.transports.Transport (post_xml/post/load) without creating a requests.Session per device.
+    """
+
+    def __init__(self, timeout: float, max_body: int = MAX_BODY):
+        self.timeout = timeout
+        self.max_body = max_body
+        self.last_reply: _Reply | None = None
+        self.requests = 0  # authenticated or not, every POST this device received from us
+
+    def load(self, url):  # zeep would fetch imported schemas; devices never get to make us load anything
+        raise ProtocolError(f"refusing to load external resource {url!r}")
+
+    def post_xml(self, address, envelope, headers):
+        from lxml import etree
+
+        return self.post(address, etree.tostring(envelope, encoding="utf-8", xml_declaration=True), headers)
+
+    def post(self, address, message, headers):
+        import httpx
+
+        self.requests += 1
+        start = time.monotonic()
+        try:
+            with http_client().stream("POST", address, content=message, headers=headers,
+                                      timeout=httpx.Timeout(self.timeout)) as r:
+                length = r.headers.get("content-length")
+                if length and length.isdigit() and int(length) > self.max_body:
+                    raise ProtocolError(f"answer of {int(length)} bytes exceeds the {self.max_body} byte cap")
+                buf = bytearray()
+                for chunk in r.iter_bytes():
+                    buf += chunk
+                    if len(buf) > self.max_body:
+                        raise ProtocolError(f"answer exceeds the {self.max_body} byte cap")
+                    if time.monotonic() - start > 2 * self.timeout:  # a device dripping bytes
+                        raise Timeout(f"answer not complete within {2 * self.timeout:.0f} s")
+                reply = _Reply(r.status_code, bytes(buf), r.headers, r.encoding)
+        except httpx.ConnectTimeout:
+            raise Offline(f"no answer to connect within {self.timeout:g} s") from None
+        except httpx.ConnectError as exc:
+            raise Offline(f"connection failed: {_reason(exc)}") from None
+        except httpx.TimeoutException:
+            raise Timeout(f"no answer within {self.timeout:g} s") from None
+        except (httpx.RemoteProtocolError, httpx.ReadError, httpx.DecodingError) as exc:
+            raise ProtocolError(f"broken HTTP answer: {_reason(exc)}") from None
+        except httpx.HTTPError as exc:
+            raise Offline(f"HTTP failure: {_reason(exc)}") from None
+        ctype = reply.headers.get("content-type", "")
+        if reply.content and "multipart/" not in ctype:
+            check_wellformed(reply.content)
+        self.last_reply = reply
+        return reply
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text.splitlines()[0][:200]
+
+
+class _Token:
+    """WS-Security UsernameToken (PasswordDigest) whose Created follows the device clock offset."""
+
+    def __init__(self, username: str, password: str):
+        from zeep.wsse.username import UsernameToken
+
+        self._token = UsernameToken(username, password, use_digest=True, zulu_timestamp=True)
+        self.offset = dt.timedelta(0)
+
+    def apply(self, envelope, headers):
+        self._token.created = dt.datetime.now(dt.timezone.utc) + self.offset
+        try:
+            return self._token.apply(envelope, headers)
+        finally:
+            self._token.created = None
+
+    def verify(self, envelope):
+        pass
+
+
+# --- helpers used by the getters (pure, unit-tested) -----------------------------------------------------------
+def posix_tz_offset(tz: str | None) -> dt.timedelta | None:
+    """UTC offset of a POSIX TZ string ('CST-8:00:00' → +8 h: the sign is inverted); None if unparseable."""
+    if not tz:
+        return None
+    m = re.match(r"^\s*(?:<[^>]+>|[A-Za-z]{3,})([+-]?)(\d{1,2})(?::(\d{2}))?(?::(\d{2}))?", tz)
+    if not m:
+        return None
+    sign = 1 if m.group(1) == "-" else -1
+    return sign * dt.timedelta(hours=int(m.group(2)), minutes=int(m.group(3) or 0), seconds=int(m.group(4) or 0))
+
+
+def onvif_datetime(value: Any) -> dt.datetime | None:
+    """tt:DateTime {Date{Year,Month,Day}, Time{Hour,Minute,Second}} → naive datetime, None when absent/invalid."""
+    if value is None or value.Date is None or value.Time is None:
+        return None
+    d, t = value.Date, value.Time
+    try:
+        return dt.datetime(int(d.Year), int(d.Month), int(d.Day), int(t.Hour or 0), int(t.Minute or 0),
+                           int(t.Second or 0))
+    except (TypeError, ValueError):
+        return None
+
+
+def device_utc(sdt: Any) -> dt.datetime | None:
+    """The device's UTC from GetSystemDateAndTime: UTCDateTime, else LocalDateTime minus the TZ offset."""
+    utc = onvif_datetime(getattr(sdt, "UTCDateTime", None))
+    if utc is not None:
+        return utc.replace(tzinfo=dt.timezone.utc)
+    local = onvif_datetime(getattr(sdt, "LocalDateTime", None))
+    tz = getattr(getattr(sdt, "TimeZone", None), "TZ", None)
+    offset = posix_tz_offset(tz)
+    if local is None or offset is None:
+        return None
+    return (local - offset).replace(tzinfo=dt.timezone.utc)
+
+
+def channel_number(token: str | None, position: int) -> int:
+    """Channel number from a source/recording token ('VideoSource_3' → 3), else the 1-based position."""
+    m = re.search(r"(\d+)\D*$", token or "")
+    return int(m.group(1)) if m and int(m.group(1)) > 0 else position
+
+
+def strip_credentials(uri: str) -> str:
+    """Remove user:password@ from a URI (devices sometimes embed them)."""
+    parts = urlsplit(uri)
+    if parts.username is None and parts.password is None:
+        return uri
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = host + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def repoint(uri: str, host: str, port: int | None) -> str:
+    """Point a device-reported URI at the inventory host (and port if given), keeping scheme and path."""
+    parts = urlsplit(uri)
+    h = f"[{host}]" if ":" in host else host
+    p = port if port is not None else parts.port
+    return urlunsplit((parts.scheme, h + (f":{p}" if p else ""), parts.path, parts.query, parts.fragment))
+
+
+def codec_name(encoding: str | None) -> str | None:
+    if not encoding:
+        return None
+    return {"H264": "H.264", "H265": "H.265", "JPEG": "MJPEG", "MPEG4": "MPEG-4"}.get(str(encoding), str(encoding))
+
+
+def spans_from_events(events: list[tuple[dt.datetime, bool]], start: dt.datetime, end: dt.datetime,
+                      latest: dt.datetime | None) -> list[tuple[dt.datetime, dt.datetime]]:
+    """Recorded spans from IsDataPresent flips (time, present), clipped to [start, end] and the latest data."""
+    spans: list[tuple[dt.datetime, dt.datetime]] = []
+    open_at: dt.datetime | None = None
+    for when, present in sorted(events, key=lambda e: e[0]):
+        if present and open_at is None:
+            open_at = max(when, start)
+        elif not present and open_at is not None:
+            if when > open_at:
+                spans.append((open_at, min(when, end)))
+            open_at = None
+    if open_at is not None:
+        stop = min(end, latest) if latest is not None else end
+        if stop > open_at:
+            spans.append((open_at, stop))
+    return [(s, e) for s, e in spans if e > start and s < end]
+
+
+def _aware(t: Any) -> dt.datetime | None:
+    if not isinstance(t, dt.datetime):
+        return None
+    return t.replace(tzinfo=dt.timezone.utc) if t.tzinfo is None else t.astimezone(dt.timezone.utc)
+
+
+def _attr(obj: Any, name: str) -> Any:
+    """Attribute of a zeep object or XML attribute/child text of an lxml element (xs:any content)."""
+    if obj is None:
+        return None
+    if hasattr(obj, "tag") and hasattr(obj, "get"):  # lxml element
+        if obj.get(name) is not None:
+            return obj.get(name)
+        for child in obj:
+            if isinstance(child.tag, str) and child.tag.rsplit("}", 1)[-1] == name:
+                return child if len(child) else child.text
+        return None
+    try:
+        return getattr(obj, name)
+    except AttributeError:
+        return None
+
+
+def _truthy(value: Any) -> bool:
+    return value is True or str(value).strip().lower() in ("true", "1")
+
+
+def _getter(func):
+    """Contain surprises in a device's answer: anything that is not a DriverError becomes a ProtocolError."""
+
+    @functools.wraps(func)
+    def wrapped(self, *args, **kwargs):
+        try:
+            return func(self, *args, **kwargs)
+        except DriverError:
+            raise
+        except Exception as exc:  # a device answered something the getter cannot use
+            raise ProtocolError(f"{func.__name__}: unexpected answer ({type(exc).__name__}: {_reason(exc)})") \
+                from None
+
+    return wrapped
+
+
+# --- the driver ---------------------------------------------------------------------------------------------
+class OnvifDriver(Driver):
+    vendor = "onvif"
+
+    def __init__(self, device, password: str, *, timeout: float | None = None):
+        super().__init__(device, password, timeout=timeout)
+        user = device.credentials.username if device.credentials is not None else ""
+        self._transport = _Transport(self.timeout)
+        self._token = _Token(user, password)
+        self._services: dict[str, Any] = {}  # (service, authenticated) → bound ServiceProxy
+        self._offset_known = False
+        self._last_sdt: tuple[Any, dt.datetime, float] | None = None  # (answer, host utc, monotonic)
+        self._xaddrs: dict[str, str] | None = None
+        self._system_backup: bool | None = None
+        self._device_info = None
+        self._recordings: dict[int, Any] | None = None
+        self._profiles = None
+
+    # -- plumbing ----------------------------------------------------------------------------------------------
+    @property
+    def requests_sent(self) -> int:
+        return self._transport.requests
+
+    def _service(self, name: str, auth: bool = True):
+        key = (name, auth)
+        svc = self._services.get(key)
+        if svc is None:
+            base = shared_client(name)
+            client = copy.copy(base)  # shares the parsed WSDL and settings (thread-local overrides); wsse and
+            client.wsse = self._token if auth else None  # transport are this device's
+            client.transport = self._transport
+            xaddr = self._xaddr(name)
+            svc = self._services[key] = client.create_service(SERVICES[name][1], xaddr)
+        return svc
+
+    def _xaddr(self, name: str) -> str:
+        if name == "device":
+            return f"{self.device.base_url}/onvif/device_service"
+        xaddrs = self._discover()
+        ns = SERVICES[name][2]
+        if ns not in xaddrs:
+            raise NotSupported(f"device offers no ONVIF {name} service")
+        return xaddrs[ns]
+
+    def _call(self, service: str, operation: str, **kwargs):
+        from zeep.exceptions import Error as ZeepError, Fault, TransportError
+
+        auth = operation not in PRE_AUTH
+        if auth:
+            auth_guard.check(self.device.id)
+            self._ensure_offset()
+        svc = self._service(service, auth)
+        try:
+            return getattr(svc, operation)(**kwargs)
+        except Fault as fault:
+            raise self._fault(operation, fault) from None
+        except TransportError as exc:
+            if exc.status_code == 401:
+                err = AuthFailed(f"{operation}: HTTP 401 (device wants HTTP authentication)")
+                auth_guard.record(self.device.id, err)
+                raise err from None
+            raise ProtocolError(f"{operation}: {_reason(exc)}") from None
+        except ZeepError as exc:  # XMLSyntaxError, XMLParseError, EntitiesForbidden, DTDForbidden, ...
+            raise ProtocolError(f"{operation}: unusable answer ({type(exc).__name__}: {_reason(exc)})") from None
+
+    def _fault(self, operation: str, fault) -> DriverError:
+        subs = [getattr(q, "localname", str(q)) for q in (fault.subcodes or [])]
+        message = (fault.message or "").strip()
+        if "NotAuthorized" in subs or "not authorized" in message.lower():
+            if "lock" in message.lower():
+                m = re.search(r"(\d+)\s*s\b", message)
+                err: AuthFailed = Locked(f"{operation}: device locked our login: {message}",
+                                         float(m.group(1)) if m else None)
+            else:
+                err = AuthFailed(f"{operation}: login refused by the device ({message or 'NotAuthorized'})")
+            auth_guard.record(self.device.id, err)
+            return err
+        if {"ActionNotSupported", "NoSuchService", "InvalidOperation"} & set(subs):
+            return NotSupported(f"{operation}: not supported by the device")
+        return ProtocolError(f"{operation}: device fault {'/'.join(subs) or fault.code}: {message}")
+
+    def _read_clock(self):
+        """One unauthenticated GetSystemDateAndTime; also sets the WS-Security time offset."""
+        t0 = time.time()
+        sdt = self._call("device", "GetSystemDateAndTime")
+        t1 = time.time()
+        host = dt.datetime.fromtimestamp((t0 + t1) / 2, dt.timezone.utc)
+        dev = device_utc(sdt)
+        if dev is not None:
+            self._token.offset = dev - host
+        self._offset_known = True
+        self._last_sdt = (sdt, host, time.monotonic())
+        return sdt, host
+
+    def _ensure_offset(self) -> None:
+        if not self._offset_known:
+            self._read_clock()
+
+    def _discover(self) -> dict[str, str]:
+        """Service XAddrs by namespace (GetServices; GetCapabilities on older firmware), re-pointed at the
+        inventory host:port."""
+        if self._xaddrs is not None:
+            return self._xaddrs
+        xaddrs: dict[str, str] = {}
+        try:
+            for svc in self._call("device", "GetServices", IncludeCapability=True) or []:
+                if svc.Namespace and svc.XAddr:
+                    xaddrs[svc.Namespace] = svc.XAddr
+                if svc.Namespace == NS_DEVICE:
+                    caps = _attr(svc.Capabilities, "_value_1")
+                    system = _attr(caps, "System")
+                    if system is not None:
+                        self._system_backup = _truthy(_attr(system, "SystemBackup"))
+        except NotSupported:
+            caps = self._call("device", "GetCapabilities", Category="All")
+            if caps.Media is not None:
+                xaddrs[NS_MEDIA] = caps.Media.XAddr
+            ext = caps.Extension
+            search = _attr(ext, "Search")
+            if search is None:  # zeep leaves the Extension children in _value_1 (xs:any ##other first)
+                search = next((e for e in (_attr(ext, "_value_1") or []) if hasattr(e, "tag")
+                               and e.tag == f"{{{NS_SCHEMA}}}Search"), None)
+            if search is not None and _attr(search, "XAddr"):
+                xaddrs[NS_SEARCH] = str(_attr(search, "XAddr")).strip()
+            system = caps.Device.System if caps.Device is not None else None
+            self._system_backup = bool(system is not None and system.SystemBackup)
+        port = self.device.port
+        self._xaddrs = {ns: repoint(x.strip(), self.device.host, port) for ns, x in xaddrs.items()}
+        return self._xaddrs
+
+    # -- getters ---------------------------------------------------------------------------------------------
+    @_getter
+    def login(self) -> None:
+        self._info()
+
+    def _info(self):
+        if self._device_info is None:
+            self._device_info = self._call("device", "GetDeviceInformation")
+        return self._device_info
+
+    @_getter
+    def facts(self) -> Facts:
+        info = self._info()
+        return Facts(vendor=self.vendor, model=_clean(info.Model), serial=_clean(info.SerialNumber),
+                     firmware=_clean(info.FirmwareVersion), hardware=_clean(info.HardwareId),
+                     name=_clean(info.Manufacturer))
+
+    @_getter
+    def clock(self) -> Clock:
+        if self._last_sdt is not None and time.monotonic() - self._last_sdt[2] < OFFSET_MAX_AGE_S:
+            sdt, host = self._last_sdt[0], self._last_sdt[1]
+        else:
+            sdt, host = self._read_clock()
+        mode = {"NTP": "NTP", "Manual": "manual"}.get(str(sdt.DateTimeType), None)
+        servers: list[str] = []
+        ntp_enabled: bool | None = None if mode is None else mode == "NTP"
+        try:
+            ntp = self._call("device", "GetNTP")
+        except NotSupported:
+            ntp = None
+        if ntp is not None:
+            hosts = list(ntp.NTPManual or [])
+            if _truthy(ntp.FromDHCP):
+                hosts += list(ntp.NTPFromDHCP or [])
+            for h in hosts:
+                addr = h.IPv4Address or h.IPv6Address or h.DNSname
+                if addr:
+                    servers.append(str(addr).strip())
+            ntp_enabled = mode == "NTP" and bool(servers)
+        tz = sdt.TimeZone.TZ if sdt.TimeZone is not None else None
+        return Clock(device_utc=device_utc(sdt), host_utc=host, timezone=tz, mode=mode, ntp_servers=servers,
+                     ntp_enabled=ntp_enabled)
+
+    def _get_profiles(self):
+        if self._profiles is None:
+            self._profiles = list(self._call("media", "GetProfiles") or [])
+        return self._profiles
+
+    def _profile_channels(self) -> list[tuple[int, Any, bool]]:
+        """(channel, profile, main) for every media profile; the first profile of a source is its main one."""
+        out, seen = [], set()
+        for pos, p in enumerate(self._get_profiles(), 1):
+            vsc = p.VideoSourceConfiguration
+            source = vsc.SourceToken if vsc is not None else None
+            ch = channel_number(source, pos)
+            out.append((ch, p, ch not in seen))
+            seen.add(ch)
+        return out
+
+    def _search_recordings(self) -> dict[int, Any]:
+        """RecordingInformation by channel (FindRecordings → GetRecordingSearchResults → EndSearch)."""
+        if self._recordings is not None:
+            return self._recordings
+        token = self._call("search", "FindRecordings", Scope={}, KeepAliveTime=dt.timedelta(seconds=10))
+        infos: list[Any] = []
+        for _ in range(MAX_RESULT_PAGES):
+            page = self._call("search", "GetRecordingSearchResults", SearchToken=token,
+                              WaitTime=dt.timedelta(seconds=1))
+            infos += list(page.RecordingInformation or [])
+            if page.SearchState == "Completed":
+                break
+        else:
+            raise ProtocolError(f"recording search did not complete after {MAX_RESULT_PAGES} pages")
+        self._end_search(token)
+        out: dict[int, Any] = {}
+        for pos, info in enumerate(infos, 1):
+            source = info.Source.SourceId if info.Source is not None else None
+            out.setdefault(channel_number(source or info.RecordingToken, pos), info)
+        self._recordings = dict(sorted(out.items()))
+        return self._recordings
+
+    def _end_search(self, token: str) -> None:
+        try:
+            self._call("search", "EndSearch", SearchToken=token)
+        except (NotSupported, ProtocolError):  # the search ends by itself after KeepAliveTime
+            pass
+
+    @_getter
+    def channels(self) -> list[Channel]:
+        if self.device.kind == "nvr" and NS_SEARCH in self._discover():
+            chans = []
+            for ch, info in self._search_recordings().items():
+                status = str(info.RecordingStatus or "")
+                online = True if status == "Recording" else (None if status in ("", "Unknown") else False)
+                name = info.Source.Name if info.Source is not None else None
+                chans.append(Channel(id=ch, online=online, name=_clean(name),
+                                     detail=None if online else f"recording status {status or 'unknown'}"))
+            return chans
+        chans, seen = [], set()
+        for ch, p, _main in self._profile_channels():
+            if ch not in seen:
+                seen.add(ch)
+                chans.append(Channel(id=ch, online=None, name=_clean(p.Name)))
+        return chans
+
+    @_getter
+    def recordings(self, channel: int, start: dt.datetime, end: dt.datetime) -> list[RecordingSpan]:
+        if NS_SEARCH not in self._discover():
+            raise NotSupported("device offers no ONVIF recording search")
+        info = self._search_recordings().get(channel)
+        if info is None:
+            return []
+        earliest, latest = _aware(info.EarliestRecording), _aware(info.LatestRecording)
+        if earliest is None or latest is None:
+            return []
+        # The device stamps recordings with its own clock: ask in device time, answer in host time, so a
+        # drifted NVR shows neither a phantom gap at "now" nor shifted gaps.
+        off = self._token.offset
+        dstart, dend = start + off, end + off
+        try:
+            events = self._recording_events(info.RecordingToken, dstart, dend)
+        except NotSupported:  # no event search: one span from the earliest to the latest data
+            events = [(earliest, True)]
+        spans = spans_from_events(events, dstart, dend, latest)
+        return [RecordingSpan(channel, max(s, earliest) - off, e - off) for s, e in spans if e > earliest]
+
+    def _recording_events(self, token: str, start: dt.datetime, end: dt.datetime) -> list[tuple[dt.datetime, bool]]:
+        search = self._call("search", "FindEvents", StartPoint=start, EndPoint=end,
+                            Scope={"IncludedRecordings": [token]}, SearchFilter={}, IncludeStartState=True,
+                            KeepAliveTime=dt.timedelta(seconds=10))
+        events: list[tuple[dt.datetime, bool]] = []
+        for _ in range(MAX_RESULT_PAGES):
+            page = self._call("search", "GetEventSearchResults", SearchToken=search,
+                              WaitTime=dt.timedelta(seconds=1))
+            for r in page.Result or []:
+                present = _data_present(r)
+                when = _aware(r.Time)
+                if present is not None and when is not None and r.RecordingToken == token:
+                    events.append((when, present))
+            if page.SearchState == "Completed":
+                break
+        else:
+            raise ProtocolError(f"event search did not complete after {MAX_RESULT_PAGES} pages")
+        self._end_search(search)
+        return events
+
+    @_getter
+    def streams(self) -> list[StreamInfo]:
+        out = []
+        for ch, p, main in self._profile_channels():
+            enc = p.VideoEncoderConfiguration
+            res = enc.Resolution if enc is not None else None
+            rc = enc.RateControl if enc is not None else None
+            out.append(StreamInfo(
+                channel=ch, name=_clean(p.Name), uri=self._stream_uri(p.token),
+                codec=codec_name(enc.Encoding) if enc is not None else None,
+                width=res.Width if res is not None else None, height=res.Height if res is not None else None,
+                fps=float(rc.FrameRateLimit) if rc is not None and rc.FrameRateLimit else None,
+                bitrate_kbps=float(rc.BitrateLimit) if rc is not None and rc.BitrateLimit else None, main=main))
+        return out
+
+    def _stream_uri(self, profile_token: str) -> str:
+        media_uri = self._call("media", "GetStreamUri", ProfileToken=profile_token,
+                               StreamSetup={"Stream": "RTP-Unicast", "Transport": {"Protocol": "RTSP"}})
+        uri = strip_credentials(str(media_uri.Uri).strip())
+        if urlsplit(uri).hostname != self.device.host:  # NAT or a hostile device: only the inventory host
+            uri = repoint(uri, self.device.host, None)
+        return uri
+
+    @_getter
+    def stream_uri(self, channel: int = 1, main: bool = True) -> str:
+        for ch, p, is_main in self._profile_channels():
+            if ch == channel and is_main == main:
+                return self._stream_uri(p.token)
+        raise NotSupported(f"no {'main' if main else 'sub'} stream profile for channel {channel}")
+
+    @_getter
+    def export_config(self) -> ConfigExport:
+        self._discover()
+        if not self._system_backup:
+            raise NotSupported("device offers no config export")
+        result = self._call("device", "GetSystemBackup")
+        reply = self._transport.last_reply
+        files = decode_backup(reply.content, reply.headers.get("content-type", "")) if reply else []
+        if not files:
+            names = [getattr(f, "Name", None) for f in (result or [])]
+            raise ProtocolError(f"GetSystemBackup returned no data (files: {names})")
+        name, ctype, data = files[0]
+        ext = os.path.splitext(name or "")[1] or (".json" if "json" in ctype else ".bin")
+        return ConfigExport(content=data, content_type=ctype or "application/octet-stream",
+                            method="onvif-GetSystemBackup", extension=ext)
+
+    @_getter
+    def settings(self) -> dict[str, Any]:
+        info = self._info()
+        out: dict[str, Any] = {
+            "identity": {"manufacturer": _clean(info.Manufacturer), "model": _clean(info.Model),
+                         "firmware": _clean(info.FirmwareVersion), "serial": _clean(info.SerialNumber),
+                         "hardware_id": _clean(info.HardwareId)},
+        }
+        out["network"] = self._optional(self._settings_network)
+        clock = self.clock()
+        out["time"] = {"timezone": clock.timezone, "mode": clock.mode, "ntp_servers": clock.ntp_servers,
+                       "ntp_enabled": clock.ntp_enabled}
+        out["streams"] = self._optional(self._settings_streams)
+        out["users"] = self._optional(lambda: [{"name": u.Username, "level": str(u.UserLevel)}
+                                               for u in self._call("device", "GetUsers") or []])
+        xaddrs = self._discover()
+        out["services"] = sorted(xaddrs)
+        out["system_backup"] = self._system_backup
+        out["ports"] = {"http": self.device.port}
+        return out
+
+    def _optional(self, fetch):
+        try:
+            return fetch()
+        except NotSupported:
+            return None
+
+    def _settings_network(self) -> list[dict[str, Any]]:
+        nics = []
+        for n in self._call("device", "GetNetworkInterfaces") or []:
+            ipv4 = n.IPv4
+            cfg = ipv4.Config if ipv4 is not None else None
+            nics.append({
+                "token": n.token, "enabled": bool(n.Enabled),
+                "name": n.Info.Name if n.Info is not None else None,
+                "mac": n.Info.HwAddress if n.Info is not None else None,
+                "mtu": n.Info.MTU if n.Info is not None else None,
+                "ipv4": [f"{a.Address}/{a.PrefixLength}" for a in (cfg.Manual or [])] if cfg is not None else [],
+                "dhcp": bool(cfg.DHCP) if cfg is not None else None,
+            })
+        return nics
+
+    def _settings_streams(self) -> list[dict[str, Any]]:
+        out = []
+        for c in self._call("media", "GetVideoEncoderConfigurations") or []:
+            rc, res = c.RateControl, c.Resolution
+            out.append({
+                "token": c.token, "name": _clean(c.Name), "codec": codec_name(c.Encoding),
+                "width": res.Width if res is not None else None, "height": res.Height if res is not None else None,
+                "fps": rc.FrameRateLimit if rc is not None else None,
+                "bitrate_kbps": rc.BitrateLimit if rc is not None else None,
+                "gov_length": c.H264.GovLength if c.H264 is not None else None,
+                "quality": c.Quality,
+            })
+        return out
+
+
+def _clean(value: Any) -> str | None:
+    if value is None:
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def _data_present(result: Any) -> bool | None:
+    """IsDataPresent of a tns1:RecordingHistory/Track/State event result, None for other events."""
+    message = _attr(_attr(result.Event, "Message"), "_value_1")
+    data = _attr(message, "Data")
+    items = _attr(data, "SimpleItem")
+    if items is None:
+        return None
+    if not isinstance(items, list):
+        items = [items]
+    for item in items:
+        if _attr(item, "Name") == "IsDataPresent":
+            return _truthy(_attr(item, "Value"))
+    return None
+
+
+def decode_backup(content: bytes, content_type: str) -> list[tuple[str | None, str, bytes]]:
+    """(name, content type, bytes) of each file in a GetSystemBackup answer: MTOM/XOP multipart as devices
+    send it, or base64 inline in tt:Data as some firmware does."""
+    from lxml import etree
+
+    parts: dict[str, tuple[str, bytes]] = {}
+    root_xml = content
+    if "multipart/" in content_type.lower():
+        msg = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+            b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + content)
+        payloads = [p for p in msg.iter_parts()]
+        if not payloads:
+            raise ProtocolError("empty multipart backup answer")
+        root_xml = payloads[0].get_payload(decode=True) or b""
+        for p in payloads[1:]:
+            cid = (p.get("Content-ID") or "").strip().strip("<>")
+            parts[cid] = (p.get_content_type(), p.get_payload(decode=True) or b"")
+    check_wellformed(root_xml)
+    root = etree.fromstring(root_xml, etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False))
+    out = []
+    for bf in root.iter(f"{{{NS_DEVICE}}}BackupFiles"):
+        name = bf.findtext(f"{{{NS_SCHEMA}}}Name")
+        data_el = bf.find(f"{{{NS_SCHEMA}}}Data")
+        if data_el is None:
+            continue
+        ctype = data_el.get("{http://www.w3.org/2005/05/xmlmime}contentType") or ""
+        inc = data_el.find(f"{{{XOP_NS}}}Include")
+        if inc is not None:
+            href = (inc.get("href") or "")
+            cid = href[4:] if href.startswith("cid:") else href
+            from urllib.parse import unquote
+
+            part = parts.get(unquote(cid))
+            if part is None:
+                raise ProtocolError(f"backup part {href!r} missing from the multipart answer")
+            out.append((name, ctype or part[0], part[1]))
+        elif data_el.text and data_el.text.strip():
+            try:
+                out.append((name, ctype, base64.b64decode(data_el.text.strip(), validate=True)))
+            except ValueError:
+                raise ProtocolError("backup data is neither an XOP include nor base64") from None
+    return out

@@ -1,0 +1,349 @@
+"""OnvifDriver against the lab ONVIF service over real loopback sockets, plus its parsing helpers."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import logging
+import threading
+import time
+from types import SimpleNamespace
+
+import pytest
+
+pytest.importorskip("zeep")
+
+from canteen_ops.drivers import onvif as drv  # noqa: E402
+from canteen_ops.drivers.base import (  # noqa: E402
+    AuthFailed,
+    Locked,
+    NotSupported,
+    Offline,
+    ProtocolError,
+    Timeout,
+    auth_guard,
+    open_driver,
+)
+from canteen_ops.inventory.model import Credentials, Device, Policy  # noqa: E402
+from canteen_ops.lab.onvif import PRE_AUTH  # noqa: E402
+from tests.onvif_lab_server import LabServer, closed_port, make_state  # noqa: E402
+
+PASSWORD = "s3cret-Pass"
+UTC = dt.timezone.utc
+
+
+def device_for(state, port: int, *, timeout: float = 3.0, password: str = PASSWORD) -> Device:
+    return Device(id=state.id, kind=state.kind, vendor="onvif", host="127.0.0.1", port=port,
+                  rtsp_port=state.rtsp_port, https=False, school_id="s1",
+                  credentials=Credentials("lab", state.username, password=password), timeout=timeout,
+                  policy=Policy())
+
+
+@pytest.fixture(autouse=True)
+def _fresh_guard():
+    auth_guard.reset()
+    yield
+    auth_guard.reset()
+
+
+@pytest.fixture
+def camera():
+    st = make_state("cam1", "camera")
+    with LabServer(st) as srv:
+        yield st, srv
+
+
+@pytest.fixture
+def nvr():
+    st = make_state("nvr1", "nvr", channels=4)
+    with LabServer(st) as srv:
+        yield st, srv
+
+
+def driver(st, srv, **kw) -> drv.OnvifDriver:
+    return drv.OnvifDriver(device_for(st, srv.port, **kw), kw.get("password", PASSWORD))
+
+
+def authenticated(requests: list[str]) -> list[str]:
+    return [r for r in requests if r not in PRE_AUTH]
+
+
+# --- getters ----------------------------------------------------------------------------------------------
+def test_open_driver_builds_an_onvif_driver(camera, monkeypatch):
+    st, srv = camera
+    monkeypatch.setenv("LAB_ONVIF_PW", PASSWORD)
+    dev = device_for(st, srv.port)
+    dev = Device(**{**dev.__dict__, "credentials": Credentials("lab", "admin", password_env="LAB_ONVIF_PW")})
+    with open_driver(dev) as d:
+        assert isinstance(d, drv.OnvifDriver)
+        assert PASSWORD not in repr(d)
+        d.login()
+
+
+def test_facts_clock_and_ntp(camera):
+    st, srv = camera
+    st.set_fault("clock-drift", "+90")
+    d = driver(st, srv)
+    d.login()
+    f = d.facts()
+    assert (f.vendor, f.model, f.serial, f.firmware) == ("onvif", st.model, st.serial, st.firmware)
+    c = d.clock()
+    assert 88 <= c.drift_s <= 91
+    assert (c.timezone, c.mode, c.ntp_servers, c.ntp_enabled) == ("CST-8:00:00", "NTP", ["127.0.0.1"], True)
+    st.set_fault("ntp-off")
+    c = driver(st, srv).clock()
+    assert (c.mode, c.ntp_servers, c.ntp_enabled) == ("manual", [], False)
+
+
+@pytest.mark.parametrize("fault,value", [("clock-drift", "-3600"), ("clock-reset", None)])
+def test_drifted_or_reset_device_still_accepts_us(camera, fault, value):
+    st, srv = camera
+    st.set_fault(fault, value)
+    d = driver(st, srv)
+    assert d.facts().serial == st.serial  # authenticated: Created was shifted to the device clock
+    c = d.clock()
+    if fault == "clock-reset":
+        assert c.device_utc.year == 1970
+    else:
+        assert -3602 <= c.drift_s <= -3598
+    assert st.failed_logins == 0
+
+
+def test_camera_channels_streams_and_uri(camera):
+    st, srv = camera
+    d = driver(st, srv)
+    assert [(c.id, c.name) for c in d.channels()] == [(1, st.channels[0].name)]
+    (s,) = d.streams()
+    assert (s.channel, s.codec, s.width, s.height, s.fps, s.bitrate_kbps, s.main) == (
+        1, "H.264", 1920, 1080, 25.0, 4096.0, True)
+    assert s.uri == f"rtsp://127.0.0.1:{st.rtsp_port}/ch1/main"
+    assert d.stream_uri(1) == s.uri and "@" not in s.uri
+    with pytest.raises(NotSupported):
+        d.stream_uri(1, main=False)
+    with pytest.raises(NotSupported):
+        d.recordings(1, dt.datetime.now(UTC) - dt.timedelta(days=1), dt.datetime.now(UTC))
+
+
+def test_settings_are_complete_and_carry_no_password(camera):
+    st, srv = camera
+    st.set_fault("low-res")
+    s = driver(st, srv).settings()
+    assert s["identity"]["serial"] == st.serial
+    assert s["network"][0]["mac"] == st.mac and s["network"][0]["ipv4"] == ["127.0.0.1/24"]
+    assert s["time"] == {"timezone": st.timezone, "mode": "NTP", "ntp_servers": ["127.0.0.1"], "ntp_enabled": True}
+    assert (s["streams"][0]["width"], s["streams"][0]["height"]) == (1280, 720)
+    assert s["users"] == [{"name": n, "level": lvl} for n, lvl in st.users]
+    assert s["system_backup"] is False
+    assert PASSWORD not in repr(s)
+
+
+def test_export_config_only_when_the_device_says_so(camera):
+    st, srv = camera
+    with pytest.raises(NotSupported, match="device offers no config export"):
+        driver(st, srv).export_config()
+    assert "GetSystemBackup" not in srv.requests  # asked the capability, never the operation
+    st.supports_system_backup = True
+    e = driver(st, srv).export_config()
+    assert (e.content, e.method, e.extension, e.content_type) == (
+        st.config_blob(), "onvif-GetSystemBackup", ".json", "application/json")
+
+
+def test_nvr_channels_retention_and_gaps(nvr):
+    st, srv = nvr
+    st.set_fault("retention", "12")
+    st.set_fault("gaps", "3")
+    st.set_fault("channel-offline", "4")
+    d = driver(st, srv)
+    chans = d.channels()
+    assert [c.id for c in chans] == [1, 2, 3, 4]
+    assert [c.online for c in chans] == [True, True, True, False]
+    now = dt.datetime.now(UTC)
+    spans = d.recordings(2, now - dt.timedelta(days=60), now)
+    assert abs((now - spans[0].start).total_seconds() - 12 * 86400) < 10  # oldest recording: 12 days back
+    assert len(spans) == 4  # three 1-hour gaps
+    assert all(abs((b.start - a.end).total_seconds() - 3600) < 2 for a, b in zip(spans, spans[1:]))
+    assert (now - spans[-1].end).total_seconds() < 10
+    last_day = d.recordings(4, now - dt.timedelta(hours=24), now)
+    assert (now - last_day[-1].end).total_seconds() > 7000  # video lost 2 h ago
+
+
+def test_drifted_nvr_spans_are_in_host_time(nvr):
+    st, srv = nvr
+    st.set_fault("clock-drift", "-600")
+    d = driver(st, srv)
+    now = dt.datetime.now(UTC)
+    spans = d.recordings(1, now - dt.timedelta(hours=24), now)
+    assert len(spans) == 1 and (now - spans[0].end).total_seconds() < 10  # no phantom 10-minute gap
+
+
+def test_nvr_streams_cover_every_channel(nvr):
+    st, srv = nvr
+    streams = driver(st, srv).streams()
+    assert [s.channel for s in streams] == [1, 2, 3, 4]
+    assert streams[3].uri.endswith("/ch4/main")
+
+
+# --- faults -------------------------------------------------------------------------------------------------
+def test_offline_device():
+    st = make_state("gone")
+    d = drv.OnvifDriver(device_for(st, closed_port()), PASSWORD)
+    with pytest.raises(Offline):
+        d.login()
+
+
+def test_blackhole_times_out_within_the_deadline(camera):
+    st, srv = camera
+    st.set_fault("blackhole")
+    d = driver(st, srv, timeout=0.5)
+    t0 = time.monotonic()
+    with pytest.raises(Timeout):
+        d.clock()
+    assert time.monotonic() - t0 < 1.5
+
+
+def test_wrong_password_costs_exactly_one_login_attempt(camera):
+    st, srv = camera
+    st.set_fault("wrong-password")
+    d = driver(st, srv)
+    with pytest.raises(AuthFailed) as exc:
+        d.login()
+    assert not isinstance(exc.value, Locked) and PASSWORD not in str(exc.value)
+    for getter in ("facts", "settings", "streams"):
+        with pytest.raises(AuthFailed, match="not retried"):
+            getattr(d, getter)()
+    with pytest.raises(AuthFailed, match="not retried"):  # a new driver in the same run is refused too
+        open_driver(device_for(st, srv.port))
+    assert authenticated(srv.requests) == ["GetDeviceInformation"]
+    assert st.failed_logins == 1
+
+
+def test_locked_device_is_reported_as_locked(camera):
+    st, srv = camera
+    st.set_fault("locked")
+    with pytest.raises(Locked) as exc:
+        driver(st, srv).login()
+    assert exc.value.unlock_in_s == 1800
+
+
+@pytest.mark.parametrize("fault", ["malformed-xml", "xml-bomb", "oversized-body"])
+def test_hostile_answers_are_protocol_errors(camera, fault):
+    st, srv = camera
+    st.set_fault(fault)
+    t0 = time.monotonic()
+    with pytest.raises(ProtocolError):
+        driver(st, srv).clock()
+    assert time.monotonic() - t0 < 5
+    st.clear_fault(fault)
+    assert driver(st, srv).clock().device_utc is not None  # the same device answers normally again
+
+
+def test_fault_mapping():
+    from zeep.exceptions import Fault
+    from lxml.etree import QName
+
+    st = make_state("fx")
+    d = drv.OnvifDriver(device_for(st, 1), PASSWORD)
+    ter = "http://www.onvif.org/ver10/error"
+    f = Fault("Optional Action Not Implemented", code="env:Receiver", subcodes=[QName(ter, "ActionNotSupported")])
+    assert isinstance(d._fault("X", f), NotSupported)
+    f = Fault("bad", code="env:Sender", subcodes=[QName(ter, "InvalidArgVal"), QName(ter, "NoProfile")])
+    err = d._fault("X", f)
+    assert isinstance(err, ProtocolError) and "InvalidArgVal/NoProfile" in str(err)
+    f = Fault("Sender not authorized", code="env:Sender", subcodes=[QName(ter, "NotAuthorized")])
+    assert type(d._fault("X", f)) is AuthFailed
+    with pytest.raises(AuthFailed):
+        auth_guard.check("fx")
+
+
+# --- shared WSDLs, logging --------------------------------------------------------------------------------------
+def test_wsdl_clients_are_built_once_and_shared_across_threads(camera):
+    st, srv = camera
+    got = []
+    threads = [threading.Thread(target=lambda: got.append(drv.shared_client("media"))) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len({id(c) for c in got}) == 1
+    a, b = driver(st, srv), driver(st, srv)
+    a.login()
+    b.login()
+    assert a._service("device")._client.wsdl is b._service("device")._client.wsdl
+    assert a._service("device")._client.wsse is not b._service("device")._client.wsse
+
+
+def test_import_onvif_quietly_leaves_logging_alone():
+    root = logging.getLogger()
+    before = (list(root.handlers), root.level)
+    drv.import_onvif_quietly()
+    assert (list(root.handlers), root.level) == before
+
+
+# --- helpers ------------------------------------------------------------------------------------------------
+def test_posix_tz_offset():
+    assert drv.posix_tz_offset("CST-8:00:00") == dt.timedelta(hours=8)
+    assert drv.posix_tz_offset("CST+5:00:00") == dt.timedelta(hours=-5)
+    assert drv.posix_tz_offset("IST-5:30") == dt.timedelta(hours=5, minutes=30)
+    assert drv.posix_tz_offset("CST-2:00:00DST01:00:00,M3.5.5/02:00:00,M10.5.0/02:00:00") == dt.timedelta(hours=2)
+    assert drv.posix_tz_offset("<+08>-8") == dt.timedelta(hours=8)
+    assert drv.posix_tz_offset("garbage") is None and drv.posix_tz_offset(None) is None
+
+
+def _dt(y, mo, d, h, mi, s):
+    return SimpleNamespace(Date=SimpleNamespace(Year=y, Month=mo, Day=d),
+                           Time=SimpleNamespace(Hour=h, Minute=mi, Second=s))
+
+
+def test_device_utc_prefers_utc_and_falls_back_to_local_with_tz():
+    sdt = SimpleNamespace(UTCDateTime=_dt(2026, 5, 1, 2, 3, 4), LocalDateTime=_dt(2026, 5, 1, 10, 3, 4),
+                          TimeZone=SimpleNamespace(TZ="CST-8:00:00"))
+    assert drv.device_utc(sdt) == dt.datetime(2026, 5, 1, 2, 3, 4, tzinfo=UTC)
+    sdt.UTCDateTime = None
+    assert drv.device_utc(sdt) == dt.datetime(2026, 5, 1, 2, 3, 4, tzinfo=UTC)
+    sdt.LocalDateTime = _dt(2026, 13, 40, 0, 0, 0)  # firmware nonsense
+    assert drv.device_utc(sdt) is None
+
+
+def test_uri_helpers():
+    assert drv.strip_credentials("rtsp://admin:pw@10.0.0.5:554/Streaming/Channels/101") == \
+        "rtsp://10.0.0.5:554/Streaming/Channels/101"
+    assert drv.strip_credentials("rtsp://10.0.0.5/a?b=1") == "rtsp://10.0.0.5/a?b=1"
+    assert drv.repoint("http://192.168.1.64/onvif/Media", "127.0.0.9", 8080) == "http://127.0.0.9:8080/onvif/Media"
+    assert drv.repoint("rtsp://192.168.1.64:554/x", "127.0.0.9", None) == "rtsp://127.0.0.9:554/x"
+    assert drv.channel_number("VideoSource_12", 1) == 12 and drv.channel_number("main", 3) == 3
+    assert drv.channel_number("RecordingToken000", 2) == 2
+    assert drv.codec_name("H264") == "H.264" and drv.codec_name(None) is None
+
+
+def test_spans_from_events():
+    t = lambda h: dt.datetime(2026, 1, 1, tzinfo=UTC) + dt.timedelta(hours=h)  # noqa: E731
+    events = [(t(0), True), (t(5), False), (t(6), True), (t(9), False), (t(10), True)]
+    assert drv.spans_from_events(events, t(0), t(24), t(12)) == [(t(0), t(5)), (t(6), t(9)), (t(10), t(12))]
+    assert drv.spans_from_events(events, t(7), t(24), t(12)) == [(t(7), t(9)), (t(10), t(12))]
+    assert drv.spans_from_events([(t(0), False)], t(0), t(24), t(12)) == []
+    assert drv.spans_from_events([(t(1), True), (t(1), True)], t(0), t(2), None) == [(t(1), t(2))]
+
+
+def test_decode_backup_mtom_and_inline():
+    env = ('<e:Envelope xmlns:e="http://www.w3.org/2003/05/soap-envelope" xmlns:tds="{d}" xmlns:tt="{s}" '
+           'xmlns:xop="http://www.w3.org/2004/08/xop/include"><e:Body><tds:GetSystemBackupResponse>'
+           '<tds:BackupFiles><tt:Name>cfg.bin</tt:Name><tt:Data>{data}</tt:Data></tds:BackupFiles>'
+           '</tds:GetSystemBackupResponse></e:Body></e:Envelope>')
+    inline = env.format(d=drv.NS_DEVICE, s=drv.NS_SCHEMA, data=base64.b64encode(b"\x00\x01blob").decode())
+    assert drv.decode_backup(inline.encode(), "application/soap+xml") == [("cfg.bin", "", b"\x00\x01blob")]
+    root = env.format(d=drv.NS_DEVICE, s=drv.NS_SCHEMA, data='<xop:Include href="cid:part%401"/>').encode()
+    body = (b"--b\r\nContent-Type: application/xop+xml\r\nContent-ID: <root>\r\n\r\n" + root +
+            b"\r\n--b\r\nContent-Type: application/octet-stream\r\nContent-ID: <part@1>\r\n\r\n\x00\xffraw"
+            b"\r\n--b--\r\n")
+    got = drv.decode_backup(body, 'multipart/related; boundary="b"; type="application/xop+xml"')
+    assert got == [("cfg.bin", "application/octet-stream", b"\x00\xffraw")]
+    with pytest.raises(ProtocolError):
+        drv.decode_backup(root, "application/soap+xml")  # an include without its part
+
+
+def test_check_wellformed():
+    drv.check_wellformed(b"<a><b/></a>")
+    with pytest.raises(ProtocolError, match="malformed"):
+        drv.check_wellformed(b"<a><b></a>")
+    with pytest.raises(ProtocolError, match="DTD"):
+        drv.check_wellformed(b'<!DOCTYPE a [<!ENTITY x "y">]><a>&x;</a>')
