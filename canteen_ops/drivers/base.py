@@ -164,11 +164,22 @@ class Driver:
     """Base class. Subclasses implement the getters they can; the rest raise NotSupported."""
 
     vendor = "generic"
+    DEFAULT_TIMEZONE = "Asia/Shanghai"
 
-    def __init__(self, device: "Device", password: str, *, timeout: float | None = None):
+    def __init__(self, device: "Device", password: str, *, timeout: float | None = None,
+                 timezone: str | None = None):
         self.device = device
         self._password = password  # never logged, never returned
         self.timeout = timeout if timeout is not None else device.timeout
+        # The inventory's settings.timezone: used only where a device gives local time without a zone
+        # and no way to learn its offset (see docs/drivers.md).
+        self.timezone = timezone or self.DEFAULT_TIMEZONE
+        self.deadline_s: float | None = None
+
+    def set_deadline(self, seconds: float | None) -> None:
+        """Bound all further network work of this driver to `seconds` from now (None: only per-request
+        timeouts). Drivers with their own transport override this to pass it down."""
+        self.deadline_s = seconds
 
     def __repr__(self) -> str:  # no secrets in reprs
         return f"<{type(self).__name__} {self.device.id} {self.device.host}:{self.device.port}>"
@@ -224,7 +235,7 @@ class Driver:
         raise NotSupported("upgrade_status")
 
 
-def open_driver(device: "Device", *, timeout: float | None = None) -> Driver:
+def open_driver(device: "Device", *, timeout: float | None = None, timezone: str | None = None) -> Driver:
     """Build the right driver for a device, resolving its password from env/file (never printed)."""
     from canteen_ops.inventory.model import SecretUnavailable
 
@@ -243,4 +254,7 @@ def open_driver(device: "Device", *, timeout: float | None = None) -> Driver:
         from canteen_ops.drivers.onvif import OnvifDriver as cls
     else:  # pragma: no cover - the inventory validates vendors
         raise NotSupported(f"vendor {device.vendor}")
-    return cls(device, password, timeout=timeout)
+    driver = cls(device, password, timeout=timeout)
+    if timezone:  # set after construction so every driver's __init__ signature keeps working
+        driver.timezone = timezone
+    return driver

@@ -1,0 +1,581 @@
+"""Hikvision ISAPI driver (cameras and NVRs) over httpx with Digest or Basic, picked from the challenge.
+
+Everything is parsed by local name (namespaces vary by firmware) with the hardened parser of xmlsafe. The parse_*
+functions are pure and tested against the samples in tests/fixtures/hikvision; the driver only adds HTTP.
+Facts and their sources are in shared/reference/protocols.md §0 and §A.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import uuid
+from typing import Any
+from xml.etree.ElementTree import Element
+from xml.sax.saxutils import escape
+
+from canteen_ops.drivers import xmlsafe as X
+from canteen_ops.drivers.base import (
+    AuthFailed,
+    Channel,
+    Clock,
+    ConfigExport,
+    Disk,
+    Driver,
+    Facts,
+    Locked,
+    NotSupported,
+    ProtocolError,
+    RecordingSpan,
+    StreamInfo,
+    UpgradeStatus,
+)
+from canteen_ops.drivers.http import DeviceHTTP, Reply, challenge_is_stale
+from canteen_ops.drivers.spans import clipped
+
+UTC = dt.timezone.utc
+MIB = 1024 * 1024
+EXPORT_MAX_BYTES = 32 * MIB  # real configurationData files are a few MiB
+SEARCH_PAGE = 40  # the WebSDK guide: at most 40 results per search
+SEARCH_MAX_PAGES = 500  # 20,000 files per channel and window: far beyond any real NVR, stops a runaway loop
+
+# --- pure parsers ---------------------------------------------------------------------------------------
+
+
+def parse_response_status(root: Element) -> tuple[int | None, str | None, str | None]:
+    """ResponseStatus → (statusCode, statusString, subStatusCode)."""
+    return X.integer(root, "statusCode"), X.text(root, "statusString"), X.text(root, "subStatusCode")
+
+
+def describe_status(root: Element) -> str:
+    code, string, sub = parse_response_status(root)
+    parts = [p for p in (string, sub) if p]
+    desc = X.text(root, "description")
+    if desc:
+        parts.append(desc)
+    return f"statusCode {code}: " + " / ".join(parts) if code is not None else " / ".join(parts) or "error"
+
+
+def parse_device_info(root: Element) -> Facts:
+    version, released = X.text(root, "firmwareVersion"), X.text(root, "firmwareReleasedDate")
+    firmware = " ".join(p for p in (version, released) if p) or None  # "V5.7.18 build 240826"
+    return Facts(
+        vendor="hikvision",
+        model=X.text(root, "model"),
+        serial=X.text(root, "serialNumber"),
+        firmware=firmware,
+        device_type=X.text(root, "deviceType"),
+        mac=(X.text(root, "macAddress") or "").lower() or None,
+        name=X.text(root, "deviceName"),
+        hardware=X.text(root, "hardwareVersion"),
+    )
+
+
+_POSIX_TZ = re.compile(r"^\s*[A-Za-z]{3,}|^\s*<[^>]*>")
+_POSIX_OFFSET = re.compile(r"([+-]?)(\d{1,2})(?::(\d{1,2}))?(?::(\d{1,2}))?")
+
+
+def posix_utc_offset(tz: str | None) -> dt.timedelta | None:
+    """POSIX TZ → offset east of UTC, sign inverted as POSIX writes it: 'CST-8:00:00' → +8 h, 'CST+5' → −5 h.
+
+    A DST rule after the standard offset ('...DST01:00:00,M3.5.5/...') is ignored: China has no DST, and the
+    standard offset is what the device's recorded-file times use outside summer. Returns None if unreadable.
+    """
+    if not tz:
+        return None
+    m = _POSIX_TZ.match(tz)
+    if not m:
+        return None
+    rest = tz[m.end():]
+    om = _POSIX_OFFSET.match(rest)
+    if not om:
+        return None
+    sign = -1 if om.group(1) != "-" else 1  # POSIX: '-' means east of Greenwich
+    hours, minutes, seconds = int(om.group(2)), int(om.group(3) or 0), int(om.group(4) or 0)
+    if hours > 24 or minutes > 59 or seconds > 59:
+        return None
+    return sign * dt.timedelta(hours=hours, minutes=minutes, seconds=seconds)
+
+
+def parse_iso_local(value: str) -> dt.datetime:
+    """ISO 8601 as devices write it; returns aware if an offset is present, else naive."""
+    v = value.strip()
+    if v.endswith("Z") or v.endswith("z"):
+        v = v[:-1] + "+00:00"
+    try:
+        return dt.datetime.fromisoformat(v)
+    except ValueError:
+        raise ProtocolError(f"unreadable time {value[:40]!r}") from None
+
+
+def parse_time(root: Element, fallback_offset: dt.timedelta | None = None) -> tuple[dt.datetime | None,
+                                                                                  dt.timedelta | None,
+                                                                                  str | None, str | None]:
+    """Time → (device time in UTC, device UTC offset, POSIX timeZone, timeMode).
+
+    localTime normally carries an offset ('2024-05-01T18:00:00+08:00'); without one the POSIX timeZone gives
+    it (sign inverted), and without a readable timeZone the caller's fallback (the inventory time zone).
+    """
+    tz = X.text(root, "timeZone")
+    mode = X.text(root, "timeMode")
+    raw = X.text(root, "localTime")
+    posix = posix_utc_offset(tz)
+    if raw is None:
+        return None, posix or fallback_offset, tz, mode
+    # localTime is wall-clock time by its name: a 'Z' on it is the same quirk as in record search, not UTC.
+    local = _wall(raw)
+    if local.tzinfo is not None:
+        offset = local.utcoffset()
+        return local.astimezone(UTC), offset, tz, mode
+    offset = posix if posix is not None else fallback_offset
+    if offset is None:
+        return None, None, tz, mode
+    return (local - offset).replace(tzinfo=UTC), offset, tz, mode
+
+
+def parse_ntp_servers(root: Element) -> list[str]:
+    out = []
+    for srv in X.findall(root, "//NTPServer"):
+        kind = (X.text(srv, "addressingFormatType") or "").lower()
+        host = X.text(srv, "hostName") if kind != "ipaddress" else None
+        addr = host or X.text(srv, "ipAddress") or X.text(srv, "ipv6Address") or X.text(srv, "hostName")
+        if addr:
+            out.append(addr)
+    return out
+
+
+# hdd/status words → normalized Disk.status. Unknown words stay "unknown" (never a fault by guess).
+HDD_STATUS = {
+    "ok": "ok", "normal": "ok", "idle": "ok", "sleeping": "ok", "sleep": "ok",
+    "error": "error", "abnormal": "error", "smartfailed": "error", "exception": "error", "offline": "error",
+    "mismatch": "error", "locked": "error", "baddisk": "error",
+    "unformatted": "unformatted", "uninitialized": "unformatted", "notformatted": "unformatted",
+    "notexist": "absent", "notexists": "absent", "absent": "absent",
+}
+
+
+def normalize_hdd_status(raw: str | None) -> str:
+    return HDD_STATUS.get((raw or "").strip().lower(), "unknown")
+
+
+def parse_storage(root: Element) -> list[Disk]:
+    disks = []
+    for hdd in X.findall(root, "//hdd"):
+        disks.append(_disk(hdd, X.text(hdd, "id") or str(len(disks) + 1), X.text(hdd, "hddName")))
+    for nas in X.findall(root, "//nas"):
+        name = ":".join(p for p in (X.text(nas, "ipAddress"), X.text(nas, "path")) if p) or None
+        disks.append(_disk(nas, f"nas{X.text(nas, 'id') or len(disks) + 1}", name))
+    return disks
+
+
+def _disk(el: Element, disk_id: str, name: str | None) -> Disk:
+    raw = X.text(el, "status")
+    status = normalize_hdd_status(raw)
+    capacity, free = X.number(el, "capacity"), X.number(el, "freeSpace")  # MB (protocols.md A.2)
+    if status == "ok" and capacity and free is not None and free <= 0:
+        status = "full"
+    return Disk(id=disk_id, status=status, raw_status=raw, capacity_mb=capacity, free_mb=free,
+                read_only=(X.text(el, "property") or "").upper() == "RO", name=name)
+
+
+def parse_channels(config: Element | None, status: Element | None) -> list[Channel]:
+    """InputProxy/channels (names, IPs) merged with channels/status (online, chanDetectResult) by id."""
+    chans: dict[int, Channel] = {}
+    for el in X.findall(config, "//InputProxyChannel"):
+        cid = X.integer(el, "id")
+        if cid is None:
+            continue
+        chans[cid] = Channel(id=cid, online=None, name=X.text(el, "name"),
+                             ip=X.text(el, "sourceInputPortDescriptor/ipAddress"))
+    for el in X.findall(status, "//InputProxyChannelStatus"):
+        cid = X.integer(el, "id")
+        if cid is None:
+            continue
+        ch = chans.setdefault(cid, Channel(id=cid, online=None))
+        ch.online = X.boolean(el, "online")  # missing <online> stays None: "unknown", not "offline"
+        ch.detail = X.text(el, "chanDetectResult")
+        ch.ip = ch.ip or X.text(el, "sourceInputPortDescriptor/ipAddress")
+    return [chans[k] for k in sorted(chans)]
+
+
+def build_search(search_id: str, track: int, start_local: dt.datetime, end_local: dt.datetime,
+                 position: int, max_results: int = SEARCH_PAGE) -> bytes:
+    """CMSearchDescription. Times are device wall-clock with a 'Z' (the quirk, see protocols.md 0.2).
+
+    Uses the misspelled `searchResultPostion` the device expects (the correct spelling is ignored on many
+    firmwares, and pages 2+ then repeat page 1).
+    """
+    fmt = "%Y-%m-%dT%H:%M:%SZ"
+    return (
+        '<?xml version="1.0" encoding="utf-8"?>\n'
+        "<CMSearchDescription>"
+        f"<searchID>{escape(search_id)}</searchID>"
+        f"<trackIDList><trackID>{int(track)}</trackID></trackIDList>"
+        "<timeSpanList><timeSpan>"
+        f"<startTime>{start_local.strftime(fmt)}</startTime><endTime>{end_local.strftime(fmt)}</endTime>"
+        "</timeSpan></timeSpanList>"
+        f"<maxResults>{int(max_results)}</maxResults>"
+        f"<searchResultPostion>{int(position)}</searchResultPostion>"
+        "<metadataList><metadataDescriptor>//recordType.meta.std-cgi.com</metadataDescriptor></metadataList>"
+        "</CMSearchDescription>"
+    ).encode()
+
+
+def parse_search_result(root: Element) -> tuple[str, int | None, list[tuple[int | None, dt.datetime, dt.datetime]]]:
+    """CMSearchResult → (responseStatusStrg upper-cased, numOfMatches, [(trackID, start, end)]).
+
+    Times are returned as parsed: naive for the usual 'Z'-suffixed wall-clock times (the caller converts them
+    with the device offset), aware if a firmware writes a real offset.
+    """
+    strg = (X.text(root, "responseStatusStrg") or "").strip().upper()
+    num = X.integer(root, "numOfMatches")
+    items = []
+    for item in X.findall(root, "//searchMatchItem"):
+        s, e = X.text(item, "timeSpan/startTime"), X.text(item, "timeSpan/endTime")
+        if not s or not e:
+            continue
+        items.append((X.integer(item, "trackID"), _wall(s), _wall(e)))
+    return strg, num, items
+
+
+def _wall(value: str) -> dt.datetime:
+    v = value.strip()
+    if v[-1:] in "Zz":
+        return parse_iso_local(v[:-1]).replace(tzinfo=None)
+    return parse_iso_local(v)
+
+
+def to_utc(t: dt.datetime, offset: dt.timedelta) -> dt.datetime:
+    if t.tzinfo is not None:
+        return t.astimezone(UTC)
+    return (t - offset).replace(tzinfo=UTC)
+
+
+def parse_admin_accesses(root: Element) -> dict[str, int]:
+    """AdminAccessProtocolList → {'RTSP': 554, 'HTTP': 80, ...} (enabled ones)."""
+    ports = {}
+    for el in X.findall(root, "//AdminAccessProtocol"):
+        proto, port = (X.text(el, "protocol") or "").upper(), X.integer(el, "portNo")
+        if proto and port and X.boolean(el, "enabled", True):
+            ports.setdefault(proto, port)
+    return ports
+
+
+def parse_streaming_channels(root: Element) -> list[dict[str, Any]]:
+    """StreamingChannelList → plain dicts (id, channel, main, name, codec, width, height, fps, bitrate)."""
+    out = []
+    for el in X.findall(root, "//StreamingChannel"):
+        sid = X.integer(el, "id")
+        if sid is None:
+            continue
+        video = X.find(el, "Video")
+        fps = X.number(video, "maxFrameRate")
+        if fps is not None and fps >= 100:
+            fps = fps / 100  # ISAPI writes 25 fps as 2500
+        control = (X.text(video, "videoQualityControlType") or "").upper()
+        cbr, vbr = X.number(video, "constantBitRate"), X.number(video, "vbrUpperCap")
+        bitrate = cbr if control == "CBR" else vbr if control == "VBR" else (cbr or vbr)
+        out.append({
+            "id": sid, "channel": sid // 100 if sid >= 100 else sid, "main": sid % 100 == 1 if sid >= 100 else True,
+            "name": X.text(el, "channelName"), "enabled": X.boolean(el, "enabled", True),
+            "codec": X.text(video, "videoCodecType"),
+            "width": X.integer(video, "videoResolutionWidth"), "height": X.integer(video, "videoResolutionHeight"),
+            "fps": fps, "bitrate_kbps": bitrate,
+        })
+    return out
+
+
+def parse_lock_info(root: Element) -> tuple[bool, int | None, int | None]:
+    """userCheck or ResponseStatus of a 401 → (locked, unlock_in_s, attempts_left)."""
+    lock = (X.text(root, "lockStatus") or "").lower()
+    unlock = X.integer(root, "unlockTime")
+    if unlock is None:
+        unlock = X.integer(root, "resLockTime")
+    left = X.integer(root, "retryLoginTime")
+    if left is None:
+        left = X.integer(root, "retryTimes")
+    return lock == "lock", unlock, left
+
+
+def parse_upgrade_status(root: Element) -> UpgradeStatus:
+    upgrading = bool(X.boolean(root, "upgrading", False))
+    percent = X.integer(root, "percent")
+    return UpgradeStatus(upgrading=upgrading, percent=percent, state="upgrading" if upgrading else "idle")
+
+
+# --- the driver -------------------------------------------------------------------------------------------
+
+
+class HikvisionDriver(Driver):
+    vendor = "hikvision"
+
+    def __init__(self, device, password: str, *, timeout: float | None = None, timezone: str | None = None):
+        super().__init__(device, password, timeout=timeout, timezone=timezone)
+        user = device.credentials.username if device.credentials else "admin"
+        self._http = DeviceHTTP(
+            device_id=device.id, base_url=device.base_url, username=user, password=password,
+            timeout=self.timeout, on_auth_failure=self._auth_failure, is_stale=_is_stale, reuse_challenge=True,
+        )
+        self._info: Element | None = None
+        self._offset: dt.timedelta | None = None
+        self._ports: dict[str, int] | None = None
+
+    def close(self) -> None:
+        self._http.close()
+
+    def set_deadline(self, seconds: float | None) -> None:
+        super().set_deadline(seconds)
+        self._http.set_deadline(seconds)
+
+    @property
+    def requests_sent(self) -> int:
+        return self._http.requests_sent
+
+    # --- HTTP helpers -------------------------------------------------------------------------------------
+    def _auth_failure(self, reply: Reply, authenticated: bool) -> AuthFailed | None:
+        root = _try_parse(reply.body)
+        locked, unlock, left = parse_lock_info(root) if root is not None else (False, None, None)
+        dev = self.device.id
+        if locked:
+            mins = f" for about {unlock // 60} min" if unlock else ""
+            return Locked(f"{dev}: device has locked this address after failed logins{mins} "
+                          f"(illegal-login lock); wait, or unlock it from the device", unlock_in_s=unlock)
+        if not authenticated:
+            return None
+        hint = f"; {left} attempt(s) left before the device locks this address" if left is not None else ""
+        return AuthFailed(f"{dev}: wrong user name or password (401){hint}; not retried")
+
+    def _call(self, method: str, path: str, *, body: bytes | None = None, content_type: str = "application/xml",
+              max_bytes: int = X.DEFAULT_MAX_BYTES) -> Reply:
+        headers = {"Content-Type": content_type} if body is not None else None
+        reply = self._http.request(method, path, content=body, headers=headers, max_bytes=max_bytes)
+        if 200 <= reply.status < 300:
+            return reply
+        detail = ""
+        root = _try_parse(reply.body)
+        if root is not None and X.local(root.tag) == "ResponseStatus":
+            detail = f": {describe_status(root)}"
+        if reply.status in (404, 405, 501) or (root is not None and (X.text(root, "subStatusCode") or "")
+                                               in ("notSupport", "methodNotAllowed")):
+            raise NotSupported(f"{self.device.id}: {path} is not offered by this device (HTTP {reply.status}){detail}")
+        if reply.status == 403:
+            raise NotSupported(f"{self.device.id}: {path} refused (HTTP 403: no such resource or too little "
+                               f"privilege){detail}")
+        raise ProtocolError(f"{self.device.id}: {method} {path} answered HTTP {reply.status}{detail}")
+
+    def _get_xml(self, path: str) -> Element:
+        reply = self._call("GET", path)
+        return self._xml(reply, path)
+
+    def _xml(self, reply: Reply, path: str) -> Element:
+        root = X.parse(reply.body, what=f"{self.device.id}: {path}")
+        if X.local(root.tag) == "ResponseStatus":
+            code = X.integer(root, "statusCode")
+            if code not in (None, 1):
+                raise ProtocolError(f"{self.device.id}: {path}: {describe_status(root)}")
+        return root
+
+    def _optional(self, path: str) -> Element | None:
+        try:
+            return self._get_xml(path)
+        except NotSupported:
+            return None
+
+    # --- getters -----------------------------------------------------------------------------------------
+    def login(self) -> None:
+        self._info = self._get_xml("/ISAPI/System/deviceInfo")
+
+    def facts(self) -> Facts:
+        if self._info is None:
+            self.login()
+        assert self._info is not None
+        return parse_device_info(self._info)
+
+    def _fallback_offset(self) -> dt.timedelta | None:
+        from zoneinfo import ZoneInfo
+
+        try:
+            return dt.datetime.now(ZoneInfo(self.timezone)).utcoffset()
+        except Exception:  # an unknown zone name in the inventory: no fallback
+            return None
+
+    def clock(self) -> Clock:
+        reply = self._call("GET", "/ISAPI/System/time")
+        root = self._xml(reply, "/ISAPI/System/time")
+        device_utc, offset, tz, mode = parse_time(root, self._fallback_offset())
+        if offset is not None:
+            self._offset = offset
+        try:
+            servers = parse_ntp_servers(self._get_xml("/ISAPI/System/time/ntpServers"))
+        except NotSupported:
+            servers = []
+        norm_mode = {"ntp": "NTP", "manual": "manual"}.get((mode or "").lower(), mode)
+        return Clock(device_utc=device_utc, host_utc=reply.mid_utc, timezone=tz, mode=norm_mode,
+                     ntp_servers=servers, ntp_enabled=None if mode is None else (mode or "").lower() == "ntp")
+
+    def utc_offset(self) -> dt.timedelta:
+        """The device's UTC offset (for its local-time-with-Z timestamps), read once per driver."""
+        if self._offset is None:
+            root = self._get_xml("/ISAPI/System/time")
+            _, offset, tz, _ = parse_time(root, self._fallback_offset())
+            if offset is None:
+                raise ProtocolError(f"{self.device.id}: cannot tell the device's UTC offset (timeZone {tz!r})")
+            self._offset = offset
+        return self._offset
+
+    def storage(self) -> list[Disk]:
+        return parse_storage(self._get_xml("/ISAPI/ContentMgmt/Storage"))
+
+    def _is_nvr(self) -> bool:
+        if self.device.kind == "nvr":
+            return True
+        if self._info is not None:
+            return (X.text(self._info, "deviceType") or "").upper() in ("NVR", "DVR", "HVR", "CVR")
+        return False
+
+    def channels(self) -> list[Channel]:
+        if not self._is_nvr():
+            # A camera is its own single channel; if it answers, its video input is there.
+            name = None
+            inputs = self._optional("/ISAPI/System/Video/inputs/channels")
+            if inputs is not None:
+                name = X.text(X.find(inputs, "//VideoInputChannel"), "name")
+            if name is None and self._info is not None:
+                name = X.text(self._info, "deviceName")
+            return [Channel(id=1, online=True, name=name, ip=self.device.host)]
+        config = self._optional("/ISAPI/ContentMgmt/InputProxy/channels")
+        status = self._optional("/ISAPI/ContentMgmt/InputProxy/channels/status")
+        if config is None and status is None:
+            raise NotSupported(f"{self.device.id}: no InputProxy channels (analog-only recorder?)")
+        return parse_channels(config, status)
+
+    def recordings(self, channel: int, start: dt.datetime, end: dt.datetime) -> list[RecordingSpan]:
+        if start.tzinfo is None or end.tzinfo is None:
+            raise ValueError("recordings() takes timezone-aware UTC datetimes")
+        offset = self.utc_offset()
+        track = channel * 100 + 1
+        start_local = (start.astimezone(UTC) + offset).replace(tzinfo=None)
+        end_local = (end.astimezone(UTC) + offset).replace(tzinfo=None)
+        search_id = str(uuid.uuid4()).upper()
+        spans: list[tuple[dt.datetime, dt.datetime]] = []
+        position, previous_first = 0, None
+        for _page in range(SEARCH_MAX_PAGES):
+            body = build_search(search_id, track, start_local, end_local, position)
+            reply = self._call("POST", "/ISAPI/ContentMgmt/search", body=body)
+            strg, num, items = parse_search_result(self._xml(reply, "/ISAPI/ContentMgmt/search"))
+            for tid, s, e in items:
+                if tid is None or tid == track:  # some NVRs ignore the track filter
+                    spans.append((to_utc(s, offset), to_utc(e, offset)))
+            if strg != "MORE":
+                break  # OK, NO MATCHES (or an unknown word: take what came)
+            first = items[0] if items else None
+            if not items or first == previous_first:
+                raise ProtocolError(
+                    f"{self.device.id}: recording search makes no progress at position {position} "
+                    f"(MORE with {'no items' if not items else 'the same page again'}); the firmware ignores "
+                    "searchResultPostion")
+            previous_first = first
+            position += num if num else len(items)
+        else:
+            raise ProtocolError(f"{self.device.id}: recording search still says MORE after "
+                                f"{SEARCH_MAX_PAGES} pages")
+        return clipped(channel, spans, start, end)
+
+    def _ports_map(self) -> dict[str, int]:
+        if self._ports is None:
+            root = self._optional("/ISAPI/Security/adminAccesses")
+            self._ports = parse_admin_accesses(root) if root is not None else {}
+        return self._ports
+
+    def _rtsp_base(self) -> str:
+        port = self._ports_map().get("RTSP") or self.device.rtsp_port
+        host = f"[{self.device.host}]" if ":" in self.device.host else self.device.host
+        return f"rtsp://{host}:{port}"
+
+    def streams(self) -> list[StreamInfo]:
+        chans = parse_streaming_channels(self._get_xml("/ISAPI/Streaming/channels"))
+        base = self._rtsp_base()
+        return [StreamInfo(channel=c["channel"], name=c["name"], uri=f"{base}/Streaming/Channels/{c['id']}",
+                           codec=c["codec"], width=c["width"], height=c["height"], fps=c["fps"],
+                           bitrate_kbps=c["bitrate_kbps"], main=c["main"])
+                for c in chans if c["enabled"] is not False]
+
+    def stream_uri(self, channel: int = 1, main: bool = True) -> str:
+        return f"{self._rtsp_base()}/Streaming/Channels/{channel * 100 + (1 if main else 2)}"
+
+    def export_config(self) -> ConfigExport:
+        path = "/ISAPI/System/configurationData"
+        reply = self._call("GET", path, max_bytes=EXPORT_MAX_BYTES)
+        body = reply.body
+        if not body:
+            raise ProtocolError(f"{self.device.id}: configuration export is empty")
+        if X.looks_like_xml(body[:64]):
+            # Errors arrive as a ResponseStatus with HTTP 200; a real export is a binary file.
+            root = X.parse(body, what=f"{self.device.id}: {path}")
+            if X.local(root.tag) == "ResponseStatus":
+                raise ProtocolError(f"{self.device.id}: configuration export refused: {describe_status(root)}")
+        return ConfigExport(content=body, content_type=reply.content_type or "application/octet-stream",
+                            method="isapi-configurationData", extension=".bin")
+
+    def import_config(self, export: ConfigExport) -> None:
+        if export.method != "isapi-configurationData":
+            raise ProtocolError(f"{self.device.id}: cannot import a {export.method} backup into a Hikvision device")
+        path = "/ISAPI/System/configurationData"
+        reply = self._call("PUT", path, body=export.content, content_type="application/octet-stream")
+        if reply.body.strip():
+            root = X.parse(reply.body, what=f"{self.device.id}: {path}")
+            code = X.integer(root, "statusCode")
+            if code not in (None, 1, 7):  # 7 = reboot required: accepted, applies after the reboot
+                raise ProtocolError(f"{self.device.id}: configuration import refused: {describe_status(root)}")
+
+    def settings(self) -> dict[str, Any]:
+        """Identity, time, NTP, streams, users, ports, network, storage layout and (NVR) channel sources.
+
+        Each part comes from its own GET; a part the device does not offer (404/403) is left out. Element names
+        that look like secrets are dropped by xmlsafe.to_dict.
+        """
+        parts = {
+            "deviceInfo": "/ISAPI/System/deviceInfo",
+            "time": "/ISAPI/System/time",
+            "ntpServers": "/ISAPI/System/time/ntpServers",
+            "streamingChannels": "/ISAPI/Streaming/channels",
+            "users": "/ISAPI/Security/users",
+            "adminAccesses": "/ISAPI/Security/adminAccesses",
+            "network": "/ISAPI/System/Network/interfaces",
+            "storage": "/ISAPI/ContentMgmt/Storage",
+        }
+        if self._is_nvr():
+            parts["inputProxyChannels"] = "/ISAPI/ContentMgmt/InputProxy/channels"
+        out: dict[str, Any] = {"vendor": "hikvision"}
+        for key, path in parts.items():
+            root = self._optional(path)
+            if root is not None:
+                out[key] = X.to_dict(root)
+        if "deviceInfo" not in out:
+            raise NotSupported(f"{self.device.id}: deviceInfo unavailable")
+        return out
+
+    def upgrade_status(self) -> UpgradeStatus:
+        return parse_upgrade_status(self._get_xml("/ISAPI/System/upgradeStatus"))
+
+
+def _try_parse(body: bytes) -> Element | None:
+    if not body or not X.looks_like_xml(body):
+        return None
+    try:
+        return X.parse(body, max_bytes=64 * 1024, what="401 body")
+    except ProtocolError:
+        return None
+
+
+def _is_stale(reply: Reply) -> bool:
+    """A 401 to a challenge that worked before: stale nonce unless the body is a login failure (userCheck)."""
+    if challenge_is_stale(reply.challenges):
+        return True
+    root = _try_parse(reply.body)
+    if root is None:
+        return True
+    if X.local(root.tag) == "userCheck":
+        return False
+    locked, _, left = parse_lock_info(root)
+    return not locked and left is None

@@ -1,0 +1,331 @@
+"""Shared HTTP plumbing for the Hikvision ISAPI and Dahua CGI drivers (httpx).
+
+One DeviceHTTP per device: one httpx.Client (connection reuse), one request at a time (a lock), every request
+bounded by the device timeout and by an optional overall deadline, every body read streamed with a size cap.
+
+Authentication, the part that can lock a technician out of a device for 30 minutes:
+- The first request goes out without credentials. Its 401 challenge picks the scheme (Digest → digest,
+  Basic → basic); unauthenticated requests do not count toward the illegal-login lock. A probe answer that
+  already says "locked" stops us before any credentials are sent.
+- A 401 after credentials were sent is an AuthFailed (or Locked), recorded in auth_guard and never retried:
+  later calls raise again without touching the network.
+- httpx.DigestAuth on its own would answer every 401 with one more authenticated attempt (it re-reads the
+  challenge and retries once). We drive its auth flow by hand instead, so a retry with a fresh challenge only
+  happens when the vendor hook says the 401 was a stale nonce, and only for a challenge we had already used
+  successfully. A wrong password therefore costs exactly one failed authenticated request on the wire.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from canteen_ops.drivers.base import (
+    AuthFailed,
+    Offline,
+    ProtocolError,
+    Timeout,
+    auth_guard,
+)
+
+if TYPE_CHECKING:
+    import httpx
+
+MIB = 1024 * 1024
+DEFAULT_MAX_BYTES = 8 * MIB
+CONNECT_TIMEOUT_CAP = 5.0  # a LAN device that has not accepted within 5 s is not going to
+AUTH_BODY_MAX = 64 * 1024  # 401 bodies are tiny (userCheck / ResponseStatus)
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+    path: str
+    sent_utc: dt.datetime  # host UTC just before the request that produced this reply
+    received_utc: dt.datetime  # host UTC when its headers arrived
+    challenges: list[str] = field(default_factory=list)
+
+    @property
+    def mid_utc(self) -> dt.datetime:
+        """Our best estimate of the instant the device read its clock: the middle of the round trip."""
+        return self.sent_utc + (self.received_utc - self.sent_utc) / 2
+
+    @property
+    def content_type(self) -> str:
+        return self.headers.get("content-type", "").split(";")[0].strip().lower()
+
+    def text(self) -> str:
+        return self.body.decode("utf-8", errors="replace")
+
+
+def pick_scheme(challenges: list[str]) -> str | None:
+    """'digest' or 'basic' from the WWW-Authenticate headers; Digest wins when both are offered."""
+    schemes = [c.strip().split(" ", 1)[0].lower() for c in challenges if c.strip()]
+    if "digest" in schemes:
+        return "digest"
+    if "basic" in schemes:
+        return "basic"
+    return None
+
+
+def challenge_is_stale(challenges: list[str]) -> bool:
+    """RFC 7616: a server that rejects an expired nonce says stale=true in the new challenge."""
+    for c in challenges:
+        if c.strip().lower().startswith("digest") and "stale=true" in c.replace(" ", "").replace('"', "").lower():
+            return True
+    return False
+
+
+class DeviceHTTP:
+    """The single HTTP channel to one device.
+
+    Vendor hooks:
+      on_auth_failure(reply, authenticated) → AuthFailed | Locked | None: reads the 401 body. With
+        authenticated=False (our unauthenticated probe) it returns an error only when the device says we are
+        locked already; with True it always returns the error to raise.
+      is_stale(reply) → bool: the 401 to a reused challenge was a stale nonce, not a bad password.
+      reuse_challenge: pre-send credentials with the last challenge (Hikvision). Dahua issues a new nonce on
+        every request, so for it every request starts with an unauthenticated probe instead.
+    """
+
+    def __init__(
+        self,
+        *,
+        device_id: str,
+        base_url: str,
+        username: str,
+        password: str,
+        timeout: float,
+        on_auth_failure: Callable[[Reply, bool], AuthFailed | None],
+        is_stale: Callable[[Reply], bool] = lambda r: challenge_is_stale(r.challenges),
+        reuse_challenge: bool = True,
+        verify_tls: bool = False,
+    ):
+        import httpx
+
+        self.device_id = device_id
+        self.timeout = float(timeout)
+        self._username = username
+        self._password = password
+        self._on_auth_failure = on_auth_failure
+        self._is_stale = is_stale
+        self._reuse = reuse_challenge
+        self._scheme: str | None = None  # picked from the first challenge
+        self._auth: httpx.Auth | None = None
+        self._auth_ok = False  # the current challenge has carried a successful request
+        self._deadline: float | None = None
+        self._lock = threading.Lock()
+        self.requests_sent = 0  # on the wire, for tests and benchmarks
+        # trust_env=False: never route device traffic through a proxy from the environment.
+        self._client = httpx.Client(
+            base_url=base_url,
+            verify=True if verify_tls else _device_tls_context(),
+            trust_env=False,
+            follow_redirects=False,
+            headers={"Accept-Encoding": "identity", "User-Agent": "canteen-ops"},
+            limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
+        )
+
+    # --- lifecycle and deadlines ------------------------------------------------------------------------
+    def close(self) -> None:
+        self._client.close()
+
+    def set_deadline(self, seconds: float | None) -> None:
+        """Bound everything this device does from now on (the runner's per-device deadline)."""
+        self._deadline = None if seconds is None else time.monotonic() + seconds
+
+    def _budget(self) -> float:
+        budget = self.timeout
+        if self._deadline is not None:
+            budget = min(budget, self._deadline - time.monotonic())
+        if budget <= 0:
+            raise Timeout(f"{self.device_id}: deadline passed before the request could be sent")
+        return budget
+
+    # --- the public call --------------------------------------------------------------------------------
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, Any] | list[tuple[str, Any]] | None = None,
+        content: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+    ) -> Reply:
+        """Send one authenticated request and return the reply, whatever its status (except 401)."""
+        auth_guard.check(self.device_id)
+        with self._lock:
+            auth_guard.check(self.device_id)  # another thread may have failed while we waited
+            try:
+                return self._request(method, path, params, content, headers, max_bytes)
+            except AuthFailed as exc:
+                auth_guard.record(self.device_id, exc)
+                raise
+
+    def _request(self, method, path, params, content, headers, max_bytes) -> Reply:
+        request = self._client.build_request(method, path, params=params, content=content, headers=headers)
+        if self._scheme is None:
+            probe = self._send(request, max_bytes)
+            if probe.status != 401:
+                return probe  # the device does not ask for credentials here
+            self._scheme = pick_scheme(probe.challenges)
+            if self._scheme is None:
+                raise ProtocolError(f"{self.device_id}: 401 without a Digest or Basic challenge "
+                                    f"({'; '.join(probe.challenges)[:120] or 'no WWW-Authenticate'})")
+            self._raise_if_locked(probe)
+            self._auth = self._new_auth()
+            return self._authenticated(request, max_bytes, probe=probe)
+
+        if self._scheme == "digest" and not self._reuse:
+            self._auth = self._new_auth()  # fresh challenge for every request (Dahua)
+        return self._authenticated(request, max_bytes, probe=None)
+
+    def _new_auth(self) -> "httpx.Auth":
+        import httpx
+
+        if self._scheme == "digest":
+            return httpx.DigestAuth(self._username, self._password)
+        return httpx.BasicAuth(self._username, self._password)
+
+    def _authenticated(self, request: "httpx.Request", max_bytes: int, probe: Reply | None) -> Reply:
+        assert self._auth is not None
+        flow = self._auth.sync_auth_flow(request)
+        outgoing = next(flow)
+        if "authorization" not in outgoing.headers:
+            # Digest without a cached challenge: this request is (or was) the unauthenticated probe.
+            if probe is None:
+                probe = self._send(outgoing, max_bytes)
+                if probe.status != 401:
+                    return probe
+                self._raise_if_locked(probe)
+            outgoing = flow.send(probe._response)  # type: ignore[attr-defined]
+            reply = self._send(outgoing, max_bytes)
+            return self._judge(reply, None, max_bytes)
+        # Credentials went out with a challenge used before (Hikvision) or with Basic.
+        reply = self._send(outgoing, max_bytes)
+        return self._judge(reply, flow if self._scheme == "digest" and self._auth_ok else None, max_bytes)
+
+    def _judge(self, reply: Reply, flow, max_bytes: int) -> Reply:
+        if reply.status != 401:
+            self._auth_ok = True
+            return reply
+        if flow is not None and pick_scheme(reply.challenges) == "digest" and self._is_stale(reply):
+            # A nonce that worked before has expired: one more try with the fresh challenge of this 401.
+            self._auth_ok = False
+            outgoing = flow.send(reply._response)  # type: ignore[attr-defined]
+            return self._judge(self._send(outgoing, max_bytes), None, max_bytes)
+        exc = self._on_auth_failure(reply, True) or AuthFailed(f"{self.device_id}: credentials rejected (401)")
+        raise exc
+
+    def _raise_if_locked(self, probe: Reply) -> None:
+        exc = self._on_auth_failure(probe, False)
+        if exc is not None:
+            raise exc
+
+    # --- one exchange on the wire ------------------------------------------------------------------------
+    def _send(self, request: "httpx.Request", max_bytes: int) -> Reply:
+        import httpx
+
+        budget = self._budget()
+        started = time.monotonic()
+        request.extensions["timeout"] = httpx.Timeout(
+            budget, connect=min(budget, CONNECT_TIMEOUT_CAP)).as_dict()
+        sent_utc = dt.datetime.now(dt.timezone.utc)
+        self.requests_sent += 1
+        where = f"{self.device_id}: {request.method} {request.url.path}"
+        try:
+            response = self._client.send(request, stream=True)
+        except httpx.ConnectTimeout:
+            raise Timeout(f"{where}: no connection within {min(budget, CONNECT_TIMEOUT_CAP):.1f} s") from None
+        except httpx.TimeoutException:
+            raise Timeout(f"{where}: no answer within {budget:.1f} s") from None
+        except httpx.ConnectError as exc:
+            raise Offline(f"{where}: cannot connect ({_reason(exc)})") from None
+        except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
+            raise ProtocolError(f"{where}: connection broken ({_reason(exc)})") from None
+        except httpx.HTTPError as exc:
+            raise ProtocolError(f"{where}: {type(exc).__name__} ({_reason(exc)})") from None
+        received_utc = dt.datetime.now(dt.timezone.utc)
+        try:
+            cap = AUTH_BODY_MAX if response.status_code == 401 else max_bytes
+            body = self._read_capped(response, cap, started + budget, where)
+        finally:
+            response.close()
+        reply = Reply(
+            status=response.status_code,
+            headers={k.lower(): v for k, v in response.headers.items()},
+            body=body,
+            path=request.url.path,
+            sent_utc=sent_utc,
+            received_utc=received_utc,
+            challenges=response.headers.get_list("www-authenticate"),
+        )
+        reply._response = response  # type: ignore[attr-defined]  # the auth flow reads its headers/cookies
+        return reply
+
+    @staticmethod
+    def _read_capped(response: "httpx.Response", cap: int, deadline: float, where: str) -> bytes:
+        """Stream the body, refusing more than `cap` bytes or anything past the deadline."""
+        import httpx
+
+        encoding = response.headers.get("content-encoding", "identity").strip().lower()
+        if encoding not in ("", "identity"):
+            # We asked for identity; decompressing would let a few KiB expand to gigabytes in one chunk.
+            raise ProtocolError(f"{where}: unexpected Content-Encoding {encoding[:20]!r}")
+        declared = response.headers.get("content-length")
+        if declared and declared.strip().isdigit() and int(declared) > cap:
+            raise ProtocolError(f"{where}: body of {int(declared)} bytes exceeds the {_size(cap)} limit")
+        buf = bytearray()
+        try:
+            for chunk in response.iter_raw():
+                buf += chunk
+                if len(buf) > cap:
+                    raise ProtocolError(f"{where}: body exceeds the {_size(cap)} limit")
+                if time.monotonic() > deadline:
+                    raise Timeout(f"{where}: body still arriving at the deadline")
+        except httpx.TimeoutException:
+            raise Timeout(f"{where}: body stalled") from None
+        except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
+            raise ProtocolError(f"{where}: connection broken mid-body ({_reason(exc)})") from None
+        return bytes(buf)
+
+
+_TLS_CONTEXT = None
+_TLS_LOCK = threading.Lock()
+
+
+def _device_tls_context():
+    """One shared SSL context for all devices (building one per client costs ~100 ms with CA loading).
+
+    Cameras ship self-signed certificates and a canteen LAN has no CA, so certificates are not verified; the
+    transport is still encrypted.
+    """
+    global _TLS_CONTEXT
+    with _TLS_LOCK:
+        if _TLS_CONTEXT is None:
+            import ssl
+
+            ctx = ssl.create_default_context()
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+            _TLS_CONTEXT = ctx
+        return _TLS_CONTEXT
+
+
+def _size(n: int) -> str:
+    return f"{n // MIB} MiB" if n >= MIB else f"{n // 1024} KiB"
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc) or type(exc).__name__
+    return text[:160]
+
+
+__all__ = ["DeviceHTTP", "Reply", "pick_scheme", "challenge_is_stale"]

@@ -1,0 +1,210 @@
+"""The shared HTTP plumbing over real loopback sockets: auth discipline, deadlines, body caps.
+
+The key property: a wrong password costs exactly ONE failed authenticated request on the wire, and a second
+call raises without any traffic. Stale nonces are the only 401 that is retried (once).
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+import tracemalloc
+
+import pytest
+
+from canteen_ops.drivers.base import AuthFailed, Locked, Offline, ProtocolError, Timeout, auth_guard
+from canteen_ops.drivers.dahua import DahuaDriver
+from canteen_ops.drivers.hikvision import HikvisionDriver
+from canteen_ops.inventory.model import Credentials, Device, Policy
+
+from .fake_digest import (
+    FakeDevice,
+    declared_huge,
+    gzip_body,
+    huge_chunked,
+    never_answers,
+    slow_drip,
+)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_guard():
+    auth_guard.reset()
+    yield
+    auth_guard.reset()
+
+
+def device(port: int, *, dev_id="cam-1", vendor="hikvision", kind="camera", timeout=2.0) -> Device:
+    return Device(id=dev_id, kind=kind, vendor=vendor, host="127.0.0.1", port=port, rtsp_port=554, https=False,
+                  school_id="s1", credentials=Credentials(name="c", username="admin", password="x"),
+                  timeout=timeout, policy=Policy())
+
+
+def hik(port, password="secret", **kw) -> HikvisionDriver:
+    return HikvisionDriver(device(port, **kw), password)
+
+
+def test_good_password_probe_once_then_reuses_challenge():
+    with FakeDevice() as fake, hik(fake.port) as drv:
+        for _ in range(3):
+            drv.login()
+        assert fake.auth_failures == 0
+        assert fake.requests == 4  # one unauthenticated probe, then credentials pre-sent each time
+        assert drv.requests_sent == 4
+
+
+def test_wrong_password_costs_exactly_one_failed_attempt_and_is_never_retried():
+    with FakeDevice() as fake:
+        with hik(fake.port, password="wrong") as drv:
+            with pytest.raises(AuthFailed) as exc:
+                drv.login()
+            assert not isinstance(exc.value, Locked)
+            assert "4 attempt(s) left" in str(exc.value)
+            assert "wrong" not in str(exc.value).replace("wrong user", "")  # never echoes the password
+            assert (fake.auth_attempts, fake.auth_failures) == (1, 1)
+            seen = fake.requests
+            with pytest.raises(AuthFailed, match="not retried"):
+                drv.facts()
+            assert fake.requests == seen  # no traffic at all
+        # A new driver for the same device in the same run does not try again either.
+        with hik(fake.port, password="wrong") as again:
+            with pytest.raises(AuthFailed):
+                again.login()
+        assert (fake.requests, fake.auth_failures) == (seen, 1)
+
+
+@pytest.mark.parametrize("style", ["header", "body"])
+def test_stale_nonce_is_retried_once_and_succeeds(style):
+    with FakeDevice(stale_after=1, stale_style=style) as fake, hik(fake.port) as drv:
+        drv.login()  # probe + auth (nonce used once)
+        drv.login()  # pre-sent with the used nonce → stale → one retry with the fresh nonce
+        drv.login()
+        assert fake.auth_failures == 0
+        assert fake.requests == 2 + 2 + 2
+
+
+def test_wrong_password_after_stale_challenge_still_one_failure():
+    # The password changes on the device mid-run: the pre-sent attempt fails with a userCheck body → no retry.
+    with FakeDevice() as fake, hik(fake.port) as drv:
+        drv.login()
+        fake.password = "changed"
+        with pytest.raises(AuthFailed):
+            drv.login()
+        assert fake.auth_failures == 1
+
+
+def test_locked_device_gets_no_credentials():
+    with FakeDevice(locked=True) as fake, hik(fake.port) as drv:
+        with pytest.raises(Locked) as exc:
+            drv.login()
+        assert exc.value.unlock_in_s == 1800
+        assert "30 min" in str(exc.value)
+        assert fake.auth_attempts == 0
+        with pytest.raises(Locked):
+            drv.login()
+        assert fake.requests == 1
+
+
+def test_dahua_fresh_challenge_every_request():
+    with FakeDevice(rotate=True) as fake, DahuaDriver(device(fake.port, vendor="dahua"), "secret") as drv:
+        for _ in range(3):
+            drv._http.request("GET", "/cgi-bin/magicBox.cgi?action=getDeviceType")
+        assert fake.auth_failures == 0
+        assert fake.requests == 6  # probe + authenticated, every time: a reused nonce would be refused
+
+
+def test_dahua_wrong_password_one_failure_and_message_mentions_connection_limit():
+    with FakeDevice(rotate=True) as fake, DahuaDriver(device(fake.port, vendor="dahua"), "bad") as drv:
+        with pytest.raises(AuthFailed, match="connection/user limit"):
+            drv.login()
+        with pytest.raises(AuthFailed):
+            drv.clock()
+        assert (fake.auth_attempts, fake.auth_failures) == (1, 1)
+
+
+def test_basic_scheme_from_challenge():
+    with FakeDevice(scheme="basic") as fake:
+        with DahuaDriver(device(fake.port, vendor="dahua", dev_id="d-ok"), "secret") as drv:
+            drv._http.request("GET", "/x")
+            drv._http.request("GET", "/x")
+        assert fake.auth_failures == 0 and fake.requests == 3
+        with DahuaDriver(device(fake.port, vendor="dahua", dev_id="d-bad"), "nope") as drv:
+            with pytest.raises(AuthFailed):
+                drv._http.request("GET", "/x")
+        assert fake.auth_failures == 1
+
+
+def _free_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def test_offline_is_offline():
+    with hik(_free_port()) as drv:
+        with pytest.raises(Offline, match="cannot connect"):
+            drv.login()
+
+
+def test_blackhole_times_out_within_the_deadline():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen(8)  # the kernel accepts connections; nobody ever reads or answers
+    try:
+        with hik(s.getsockname()[1], timeout=0.5) as drv:
+            t0 = time.monotonic()
+            with pytest.raises(Timeout):
+                drv.login()
+            assert time.monotonic() - t0 < 1.5
+    finally:
+        s.close()
+
+
+def test_overall_deadline_bounds_a_slow_drip():
+    with FakeDevice(routes={"/ISAPI/System/deviceInfo": slow_drip}) as fake, hik(fake.port, timeout=0.6) as drv:
+        t0 = time.monotonic()
+        with pytest.raises(Timeout):
+            drv.login()
+        assert time.monotonic() - t0 < 1.5
+
+
+def test_driver_deadline_caps_request_timeout():
+    with FakeDevice(routes={"/ISAPI/System/deviceInfo": never_answers}) as fake, hik(fake.port, timeout=5) as drv:
+        drv.set_deadline(0.4)
+        t0 = time.monotonic()
+        with pytest.raises(Timeout):
+            drv.login()
+        assert time.monotonic() - t0 < 1.5
+        with pytest.raises(Timeout, match="deadline passed"):
+            drv.login()
+
+
+def test_64_mib_body_is_cut_at_the_cap_without_buffering_it():
+    routes = {"/ISAPI/System/deviceInfo": huge_chunked(64 * 1024 * 1024)}
+    with FakeDevice(routes=routes) as fake, hik(fake.port, timeout=10) as drv:
+        tracemalloc.start()
+        try:
+            with pytest.raises(ProtocolError, match="exceeds"):
+                drv.login()
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert peak < 24 * 1024 * 1024
+        # contained: the same driver keeps working for other resources
+        assert drv.storage.__name__ == "storage"
+        drv._http.request("GET", "/ISAPI/System/time")
+
+
+def test_declared_huge_length_refused_before_reading():
+    with FakeDevice(routes={"/ISAPI/System/deviceInfo": declared_huge(64 * 1024 * 1024)}) as fake, \
+            hik(fake.port) as drv:
+        with pytest.raises(ProtocolError, match="exceeds"):
+            drv.login()
+
+
+def test_unrequested_compression_refused():
+    with FakeDevice(routes={"/ISAPI/System/deviceInfo": gzip_body}) as fake, hik(fake.port) as drv:
+        with pytest.raises(ProtocolError, match="Content-Encoding"):
+            drv.login()
