@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["tests.datasette_fixtures"]
+pytest_plugins = ["tests.datasette_fixtures", "tests.rtsp_lab_fixtures"]
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "inventory.example.yaml"
