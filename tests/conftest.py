@@ -45,3 +45,6 @@ def cli(capsys):
         return CLIResult(code, out, err)
 
     return invoke
+
+
+pytest_plugins = ["tests.lab_fixtures"]

@@ -48,6 +48,8 @@ FAULTS: dict[str, str] = {
 
 STREAM_FAULTS = ("black", "frozen", "blurred", "covered", "colour-cast", "no-stream", "low-res")
 HOSTILE_FAULTS = ("malformed-xml", "oversized-body", "xml-bomb")
+RECORD_MODES = ("continuous", "motion", "off")
+UPGRADE_SECONDS = 3.0  # how long a simulated firmware flash takes
 
 
 class UnknownFault(ValueError):
@@ -112,11 +114,15 @@ class DeviceState:
                                                                    ("operator", "Operator")])
     record_mode: str = "continuous"  # continuous | motion | off
     supports_system_backup: bool = False  # ONVIF GetSystemBackup capability
+    auth: str = "digest"  # digest | basic (some old Dahua cameras/NVRs accept Basic only, realm Device_CGI)
+    upgrade: dict[str, Any] = field(default_factory=dict)  # firmware upgrade in progress: started, target
     faults: dict[str, str | None] = field(default_factory=dict)
     failed_logins: int = 0
     locked_until: float = 0.0
     created: float = field(default_factory=time.time)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    # protocol session objects (e.g. Dahua mediaFileFind finders); not settings, never shown or exported
+    _sessions: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     # --- faults --------------------------------------------------------------------------------------
     def set_fault(self, name: str, value: str | None = None) -> None:
@@ -183,6 +189,16 @@ class DeviceState:
     def now_local(self) -> dt.datetime:
         return self.now_utc().astimezone(dt.timezone(dt.timedelta(seconds=self.utc_offset_s)))
 
+    def set_clock(self, utc: dt.datetime) -> None:
+        """Someone set the device's time (ISAPI PUT time, Dahua setCurrentTime): drift becomes the difference."""
+        drift = (utc - dt.datetime.now(dt.timezone.utc)).total_seconds()
+        with self._lock:
+            self.faults.pop("clock-reset", None)
+            if abs(drift) < 1:
+                self.faults.pop("clock-drift", None)
+            else:
+                self.faults["clock-drift"] = f"{drift:+.0f}"
+
     @property
     def ntp_enabled(self) -> bool:
         return self.ntp_server is not None and not self.has("ntp-off")
@@ -195,6 +211,26 @@ class DeviceState:
         if self.has("old-firmware"):
             return "V5.6.3 build 200308" if self.vendor == "hikvision" else "2.800.0000000.8.R,build:2019-03-04"
         return self.firmware
+
+    # --- firmware upgrade -----------------------------------------------------------------------------
+    def start_upgrade(self, version: str) -> None:
+        with self._lock:
+            self.upgrade = {"state": "upgrading", "started": time.time(), "target": version}
+
+    def upgrade_progress(self) -> tuple[str, int]:
+        """('idle' | 'upgrading' | 'done', percent). Flashing takes UPGRADE_SECONDS; then the new firmware runs."""
+        with self._lock:
+            if not self.upgrade:
+                return "idle", 0
+            if self.upgrade["state"] == "upgrading":
+                pct = int(min(100.0, (time.time() - self.upgrade["started"]) / UPGRADE_SECONDS * 100))
+                if pct < 100:
+                    return "upgrading", pct
+                self.firmware = self.upgrade["target"]
+                self.faults.pop("old-firmware", None)
+                self.faults.pop("vulnerable-firmware", None)
+                self.upgrade["state"] = "done"
+            return "done", 100
 
     # --- storage and recordings ----------------------------------------------------------------------
     def effective_disks(self) -> list[Disk]:
@@ -261,6 +297,61 @@ class DeviceState:
             "recording": {"mode": self.record_mode},
             "users": [{"name": n, "level": lvl} for n, lvl in self.users],
         }
+
+    def apply_config(self, cfg: dict[str, Any]) -> None:
+        """Restore settings from a config_dict() export (identity and network are the device's own, kept)."""
+        with self._lock:
+            ident = cfg.get("identity", {})
+            self.name = str(ident.get("name", self.name))
+            t = cfg.get("time", {})
+            if "timezone" in t:
+                self.timezone = str(t["timezone"])
+            if "ntp_server" in t:
+                self.ntp_server = t["ntp_server"] or None
+            for s in cfg.get("streams", []):
+                ch = next((c for c in self.channels if c.id == s.get("channel")), None)
+                if ch is not None:
+                    ch.codec = str(s.get("codec", ch.codec))
+                    ch.width, ch.height = int(s.get("width", ch.width)), int(s.get("height", ch.height))
+                    ch.fps, ch.bitrate_kbps = int(s.get("fps", ch.fps)), int(s.get("bitrate_kbps", ch.bitrate_kbps))
+            mode = cfg.get("recording", {}).get("mode")
+            if mode in RECORD_MODES:
+                self.record_mode = mode
+            if cfg.get("users"):
+                self.users = [(str(u["name"]), str(u["level"])) for u in cfg["users"]]
+
+    def set_setting(self, key: str, value: str) -> None:
+        """Change one setting, as a technician would on the device (used by `lab set` to make config drift).
+
+        Keys: name, ntp_server (empty = none), timezone, record_mode, retention_days, firmware,
+        channel.N.{width,height,fps,bitrate_kbps,codec,name}. Raises ValueError for bad keys or values.
+        """
+        parts = key.split(".")
+        with self._lock:
+            if key in ("name", "timezone", "firmware"):
+                setattr(self, key, value)
+            elif key == "ntp_server":
+                self.ntp_server = value or None
+            elif key == "record_mode":
+                if value not in RECORD_MODES:
+                    raise ValueError(f"record_mode must be one of {', '.join(RECORD_MODES)}")
+                self.record_mode = value
+            elif key == "retention_days":
+                self.retention_days = float(value)
+            elif len(parts) == 3 and parts[0] == "channel" and parts[1].isdigit():
+                ch = next((c for c in self.channels if c.id == int(parts[1])), None)
+                if ch is None:
+                    raise ValueError(f"device {self.id} has no channel {parts[1]}")
+                attr = parts[2]
+                if attr in ("width", "height", "fps", "bitrate_kbps"):
+                    setattr(ch, attr, int(value))
+                elif attr in ("codec", "name"):
+                    setattr(ch, attr, value)
+                else:
+                    raise ValueError(f"unknown channel setting {attr!r}")
+            else:
+                raise ValueError(f"unknown setting {key!r}; known: name, ntp_server, timezone, record_mode, "
+                                 "retention_days, firmware, channel.N.(width|height|fps|bitrate_kbps|codec|name)")
 
     def config_blob(self) -> bytes:
         """A deterministic export: identical settings give identical bytes (content-addressed backups)."""

@@ -1,0 +1,134 @@
+"""Server-side HTTP authentication for the simulated devices: Digest (RFC 2617/7616, MD5, qop=auth) and Basic.
+
+What matters for the clients under test is how a device reacts, not only whether it lets them in:
+- requests without an Authorization header get a challenge and are NOT counted as failed logins;
+- a wrong password (or user, or a Basic answer to a Digest-only device) is counted through
+  DeviceState.record_login, and after N failures the device locks out for 30 minutes;
+- a correct answer to an expired nonce is "stale" (not counted): the challenge says stale=TRUE;
+- while locked, even the right password is refused.
+The vendor modules turn the outcome into their own 401 bodies.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import time
+from urllib.parse import urlsplit
+from urllib.request import parse_http_list, parse_keqv_list
+
+from canteen_ops.lab.state import DeviceState
+
+NONCE_TTL_S = 600.0
+_SECRET = os.urandom(16)  # nonces are self-validating: HMAC(secret, device, issue time)
+
+OK, MISSING, FAILED, STALE, LOCKED = "ok", "missing", "failed", "stale", "locked"
+
+
+def realm(state: DeviceState) -> str:
+    """The vendor's realm: Hikvision `DS-xxxxxxxx` (lower-case hex), Dahua `Login to <serial>`, old Dahua Basic."""
+    if state.vendor == "hikvision":
+        return "DS-" + hashlib.sha1(state.serial.encode()).hexdigest()[:8]
+    if state.auth == "basic":
+        return "Device_CGI"
+    return f"Login to {state.serial}"
+
+
+def make_nonce(state: DeviceState, at: float | None = None) -> str:
+    ts = int(time.time() if at is None else at)
+    mac = hmac.new(_SECRET, f"{state.id}:{ts}".encode(), hashlib.sha256).hexdigest()[:24]
+    return f"{ts:08x}{mac}"
+
+
+def _nonce_age(state: DeviceState, nonce: str) -> float | None:
+    """Seconds since we issued this nonce, or None if we never did."""
+    try:
+        ts = int(nonce[:8], 16)
+    except ValueError:
+        return None
+    if not hmac.compare_digest(nonce, make_nonce(state, ts)):
+        return None
+    return time.time() - ts
+
+
+def challenge(state: DeviceState, stale: bool = False) -> dict[str, str]:
+    """The WWW-Authenticate header of a 401."""
+    if state.auth == "basic":
+        return {"WWW-Authenticate": f'Basic realm="{realm(state)}"'}
+    nonce = make_nonce(state)
+    if state.vendor == "hikvision":
+        value = (f'Digest qop="auth", realm="{realm(state)}", nonce="{nonce}", '
+                 f'stale="{"TRUE" if stale else "FALSE"}"')
+    else:
+        opaque = hashlib.md5(state.serial.encode()).hexdigest()
+        value = f'Digest realm="{realm(state)}", qop="auth", nonce="{nonce}", opaque="{opaque}"'
+        if stale:
+            value += ", stale=TRUE"
+    return {"WWW-Authenticate": value}
+
+
+def _h(s: str) -> str:
+    return hashlib.md5(s.encode("utf-8")).hexdigest()
+
+
+def _check_digest(state: DeviceState, method: str, path: str, value: str) -> str:
+    try:
+        p = parse_keqv_list(parse_http_list(value))
+    except ValueError:
+        return FAILED
+    need = ("username", "realm", "nonce", "uri", "response")
+    if any(k not in p for k in need) or p.get("algorithm", "MD5").upper() != "MD5":
+        return FAILED
+    if p["username"] != state.username or p["realm"] != realm(state):
+        return FAILED
+    if urlsplit(p["uri"]).path != path:
+        return FAILED
+    ha1 = _h(f"{state.username}:{p['realm']}:{state.effective_password}")
+    ha2 = _h(f"{method}:{p['uri']}")
+    if p.get("qop"):
+        if p["qop"] != "auth" or "nc" not in p or "cnonce" not in p:
+            return FAILED
+        expected = _h(f"{ha1}:{p['nonce']}:{p['nc']}:{p['cnonce']}:auth:{ha2}")
+    else:  # RFC 2069 clients
+        expected = _h(f"{ha1}:{p['nonce']}:{ha2}")
+    if not hmac.compare_digest(expected, p["response"].lower()):
+        return FAILED
+    age = _nonce_age(state, p["nonce"])
+    if age is None or age > NONCE_TTL_S:
+        return STALE  # the password was right; only the nonce is old or not ours
+    return OK
+
+
+def _check_basic(state: DeviceState, value: str) -> str:
+    try:
+        user, sep, password = base64.b64decode(value.strip(), validate=True).decode("utf-8").partition(":")
+    except (ValueError, UnicodeDecodeError):
+        return FAILED
+    ok = sep and hmac.compare_digest(user.encode(), state.username.encode()) and hmac.compare_digest(
+        password.encode(), state.effective_password.encode())
+    return OK if ok else FAILED
+
+
+def check(state: DeviceState, method: str, path: str, authorization: str | None) -> str:
+    """Authenticate one request; counts failed logins. Returns ok / missing / failed / stale / locked."""
+    if state.is_locked():
+        return LOCKED
+    if not authorization:
+        return MISSING
+    scheme, _, value = authorization.strip().partition(" ")
+    scheme = scheme.lower()
+    if scheme == "digest" and state.auth == "digest":
+        outcome = _check_digest(state, method, path, value)
+    elif scheme == "basic" and state.auth == "basic":
+        outcome = _check_basic(state, value)
+    else:  # the wrong scheme is a failed login on a real device too
+        outcome = FAILED
+    if outcome == OK:
+        state.record_login(True)
+    elif outcome == FAILED:
+        state.record_login(False)
+        if state.is_locked():
+            return LOCKED
+    return outcome

@@ -1,0 +1,344 @@
+"""The lab's HTTP/1.1 server core: one listening socket per simulated device, all on one asyncio loop.
+
+Raw asyncio streams, no framework, because one process must serve ≥ 1,000 devices cheaply. The core parses
+requests, routes them to the device's protocol handler (ISAPI, Dahua CGI, ONVIF) and applies the faults that
+live at the transport level, so every protocol gets them the same way:
+
+- offline: the device's listening socket is closed and its open connections dropped (connection refused),
+- blackhole: connections are accepted and requests read, but nothing is ever answered,
+- slow: answers are delayed (without blocking the loop),
+- malformed-xml / xml-bomb / oversized-body: a successful answer's body is corrupted, replaced by an
+  entity-expansion bomb with the same root element, or padded to 64 MiB and streamed in small chunks.
+
+Handlers are plain functions `handle(state, req) -> Response`: synchronous, fast, and working only on the
+DeviceState they are given.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import importlib
+import logging
+import re
+import resource
+from dataclasses import dataclass, field
+from typing import Callable
+from urllib.parse import parse_qsl, urlsplit
+
+from canteen_ops.lab.state import DeviceState
+
+log = logging.getLogger(__name__)
+
+MAX_HEADER_BYTES = 16 * 1024
+MAX_BODY_BYTES = 128 * 1024 * 1024  # a firmware image or config restore
+IDLE_TIMEOUT_S = 75.0  # keep-alive connections idle longer than this are closed
+OVERSIZED_BYTES = 64 * 1024 * 1024
+CHUNK = 64 * 1024
+
+REASONS = {200: "OK", 204: "No Content", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden",
+           404: "Not Found", 405: "Method Not Allowed", 411: "Length Required", 413: "Payload Too Large",
+           431: "Request Header Fields Too Large", 500: "Internal Server Error", 501: "Not Implemented",
+           503: "Service Unavailable"}
+
+
+@dataclass
+class Request:
+    method: str
+    path: str  # raw path, without the query string
+    query: dict[str, str]
+    headers: dict[str, str]  # lower-case keys
+    body: bytes
+    client_ip: str
+
+
+@dataclass
+class Response:
+    status: int
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
+
+
+Handler = Callable[[DeviceState, Request], Response]
+
+
+class BadRequest(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+def raise_nofile_limit() -> int:
+    """Raise the soft open-files limit to the hard limit: each device holds a listening socket."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY:
+        hard = max(soft, 1 << 20)
+    if soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError):
+            pass
+    return soft
+
+
+# --- routing ----------------------------------------------------------------------------------------------
+def _handler(module: str) -> Handler | None:
+    """Protocol modules are imported on first use; a missing one (ONVIF not written yet) answers 404."""
+    try:
+        return importlib.import_module(module).handle
+    except ImportError as exc:
+        if exc.name != module:  # the module exists but is broken: that must not be hidden
+            raise
+        return None
+
+
+def route(state: DeviceState, req: Request) -> Response:
+    """Pick the protocol front-end for this device and path; unknown paths get the vendor's 404."""
+    p = req.path
+    module = None
+    if p.startswith("/onvif/") and state.vendor in ("onvif", "hikvision"):
+        module = "canteen_ops.lab.onvif"
+    elif p.startswith("/ISAPI/") and state.vendor == "hikvision":
+        module = "canteen_ops.lab.isapi"
+    elif p.startswith("/cgi-bin/") and state.vendor == "dahua":
+        module = "canteen_ops.lab.dahua"
+    handler = _handler(module) if module else None
+    if handler is not None:
+        return handler(state, req)
+    if state.vendor == "hikvision":
+        from canteen_ops.lab import isapi
+
+        return isapi.not_found(state, req)
+    if state.vendor == "dahua":
+        return Response(404, {"Content-Type": "text/plain;charset=utf-8"}, b"Error\r\nBad Request!\r\n")
+    return Response(404, {"Content-Type": "text/plain"}, b"Not Found\n")
+
+
+# --- request parsing ----------------------------------------------------------------------------------------
+async def read_request(reader: asyncio.StreamReader, client_ip: str) -> Request | None:
+    """One request from a keep-alive connection; None when the client closed it cleanly."""
+    try:
+        head = await reader.readuntil(b"\r\n\r\n")
+    except asyncio.IncompleteReadError as exc:
+        if exc.partial.strip():
+            raise BadRequest(400, "incomplete request head") from None
+        return None
+    except asyncio.LimitOverrunError:
+        raise BadRequest(431, "request head too large") from None
+    try:
+        text = head.decode("iso-8859-1")
+        request_line, *header_lines = text[:-4].split("\r\n")
+        method, target, version = request_line.split(" ")
+    except ValueError:
+        raise BadRequest(400, "bad request line") from None
+    if not version.startswith("HTTP/1.") or not method.isalpha():
+        raise BadRequest(400, "unsupported protocol")
+    headers: dict[str, str] = {}
+    for line in header_lines:
+        name, sep, value = line.partition(":")
+        if not sep or not name or name != name.strip():
+            raise BadRequest(400, "bad header line")
+        key = name.lower()
+        headers[key] = f"{headers[key]}, {value.strip()}" if key in headers else value.strip()
+    if "chunked" in headers.get("transfer-encoding", "").lower():
+        raise BadRequest(501, "chunked request bodies are not supported")
+    try:
+        length = int(headers.get("content-length", "0"))
+    except ValueError:
+        raise BadRequest(400, "bad Content-Length") from None
+    if length < 0 or length > MAX_BODY_BYTES:
+        raise BadRequest(413, "body too large")
+    body = await reader.readexactly(length) if length else b""
+    parts = urlsplit(target)
+    query = dict(parse_qsl(parts.query, keep_blank_values=True))
+    headers["x-http-version"] = version  # lets the core honour HTTP/1.0 semantics
+    return Request(method.upper(), parts.path or "/", query, headers, body, client_ip)
+
+
+# --- hostile bodies ---------------------------------------------------------------------------------------
+_ROOT = re.compile(rb"<([A-Za-z_][\w.\-]*:)?([A-Za-z_][\w.\-]*)(\s[^>]*?)?/?>")
+
+
+def _root_element(body: bytes) -> tuple[str, str]:
+    """Name and attributes of the document element (skipping the XML declaration and comments)."""
+    for m in _ROOT.finditer(body):
+        name = (m.group(1) or b"") + m.group(2)
+        return name.decode(), (m.group(3) or b"").decode()
+    return "root", ""
+
+
+def xml_bomb(body: bytes) -> bytes:
+    """A billion-laughs document whose root element matches the real answer's (so only DTD checks catch it)."""
+    name, attrs = _root_element(body)
+    ents = ['<!ENTITY lol "lol">']
+    for i in range(1, 10):
+        prev = "lol" if i == 1 else f"lol{i - 1}"
+        ents.append(f'<!ENTITY lol{i} "' + f"&{prev};" * 10 + '">')
+    doc = (f'<?xml version="1.0" encoding="UTF-8"?>\n<!DOCTYPE {name} [\n  ' + "\n  ".join(ents) + "\n]>\n"
+           f"<{name}{attrs}>&lol9;</{name}>\n")
+    return doc.encode()
+
+
+def malformed(body: bytes, ctype: str) -> bytes:
+    """Truncate the body mid-way and leave it broken, as flaky firmware does."""
+    cut = body[: max(1, len(body) // 2)]
+    if "xml" in ctype:
+        return cut + b'<broken attr="&'
+    if "json" in ctype:
+        return cut + b'{"'
+    return cut + b"\xff\xfe\x00 garbled line without separator"
+
+
+def _kind(ctype: str) -> str:
+    c = ctype.lower()
+    if "xml" in c or "soap" in c:
+        return "xml"
+    if "json" in c:
+        return "json"
+    if c.startswith("text/"):
+        return "text"
+    return "binary"
+
+
+# --- the server -------------------------------------------------------------------------------------------
+class Endpoint:
+    """One device's HTTP listener and its open connections."""
+
+    def __init__(self, state: DeviceState):
+        self.state = state
+        self.server: asyncio.AbstractServer | None = None
+        self.conns: set[asyncio.StreamWriter] = set()
+
+
+class LabHTTP:
+    """Serves many devices, each on its own host:port, from one event loop (created by the caller)."""
+
+    def __init__(self, router: Callable[[DeviceState, Request], Response] = route):
+        self.router = router
+        self.endpoints: dict[str, Endpoint] = {}
+        self.requests = 0  # answered requests, for benchmarks
+
+    async def add(self, state: DeviceState) -> None:
+        ep = Endpoint(state)
+        self.endpoints[state.id] = ep
+        await self.sync(state.id)
+
+    async def sync(self, device_id: str) -> None:
+        """Open or close the device's listening socket to match its `offline` fault."""
+        ep = self.endpoints[device_id]
+        if ep.state.has("offline"):
+            if ep.server is not None:
+                ep.server.close()
+                ep.server = None
+            for w in list(ep.conns):  # a powered-off device drops its connections too
+                w.transport.abort()
+            ep.conns.clear()
+        elif ep.server is None:
+            ep.server = await asyncio.start_server(
+                lambda r, w, ep=ep: self._serve(ep, r, w), ep.state.host, ep.state.http_port,
+                limit=MAX_HEADER_BYTES, reuse_address=True, backlog=64)
+
+    async def remove(self, device_id: str) -> None:
+        ep = self.endpoints.pop(device_id, None)
+        if ep is None:
+            return
+        if ep.server is not None:
+            ep.server.close()
+        for w in list(ep.conns):
+            w.transport.abort()
+
+    async def close(self) -> None:
+        for device_id in list(self.endpoints):
+            await self.remove(device_id)
+
+    async def _serve(self, ep: Endpoint, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        ep.conns.add(writer)
+        peer = writer.get_extra_info("peername") or ("?", 0)
+        try:
+            while True:
+                try:
+                    req = await asyncio.wait_for(read_request(reader, peer[0]), IDLE_TIMEOUT_S)
+                except BadRequest as exc:
+                    await self._write(writer, ep.state, Response(exc.status, {"Content-Type": "text/plain"},
+                                                                 f"{exc}\n".encode()), False, hostile=False)
+                    return
+                if req is None:
+                    return
+                state = ep.state
+                if state.has("blackhole"):
+                    await self._swallow(reader)
+                    return
+                if state.has("slow"):
+                    await asyncio.sleep(state.fault_value("slow", 2000.0) / 1000.0)
+                try:
+                    resp = self.router(state, req)
+                except Exception:  # a handler bug must not kill the server; it is a 500 like on a device
+                    log.exception("handler failed for %s %s on %s", req.method, req.path, state.id)
+                    resp = Response(500, {"Content-Type": "text/plain"}, b"internal error\n")
+                keep = (req.headers.get("connection", "").lower() != "close"
+                        and req.headers.get("x-http-version") != "HTTP/1.0"
+                        and resp.headers.get("Connection", "").lower() != "close")
+                self.requests += 1
+                await self._write(writer, state, resp, keep, hostile=True)
+                if not keep or state.has("offline"):
+                    return
+        except (asyncio.TimeoutError, ConnectionError, asyncio.IncompleteReadError):
+            pass
+        except asyncio.CancelledError:
+            raise
+        finally:
+            ep.conns.discard(writer)
+            writer.close()
+
+    @staticmethod
+    async def _swallow(reader: asyncio.StreamReader) -> None:
+        """Black hole: keep reading (and discarding) until the client gives up."""
+        while await reader.read(CHUNK):
+            pass
+
+    async def _write(self, writer: asyncio.StreamWriter, state: DeviceState, resp: Response, keep: bool,
+                     hostile: bool) -> None:
+        headers = {k: v for k, v in resp.headers.items() if k.lower() not in ("content-length", "connection")}
+        ctype = next((v for k, v in headers.items() if k.lower() == "content-type"), "")
+        body, pad = resp.body, 0
+        if hostile and resp.status == 200:
+            kind = _kind(ctype)
+            if state.has("xml-bomb") and kind == "xml":
+                body = xml_bomb(body)
+            elif state.has("malformed-xml") and kind != "binary":
+                body = malformed(body, kind)
+            if state.has("oversized-body"):
+                pad = max(0, OVERSIZED_BYTES - len(body))
+        head = [f"HTTP/1.1 {resp.status} {REASONS.get(resp.status, 'Status')}",
+                f"Date: {dt.datetime.now(dt.timezone.utc).strftime('%a, %d %b %Y %H:%M:%S GMT')}"]
+        head += [f"{k}: {v}" for k, v in headers.items()]
+        head += [f"Content-Length: {len(body) + pad}", f"Connection: {'keep-alive' if keep else 'close'}", "", ""]
+        writer.write("\r\n".join(head).encode("latin-1", "replace"))
+        if not pad:
+            writer.write(body)
+            await writer.drain()
+            return
+        await self._stream_padded(writer, body, pad, _kind(ctype))
+
+    @staticmethod
+    async def _stream_padded(writer: asyncio.StreamWriter, body: bytes, pad: int, kind: str) -> None:
+        """Oversized body: the real answer with ~64 MiB of filler inside it, streamed without buffering."""
+        if kind == "xml":  # filler as a comment right after the root's start tag: still well-formed
+            name, _ = _root_element(body)
+            at = body.find(b">", body.find(b"<" + name.encode())) + 1 if name != "root" else 0
+            prefix, suffix, fill_open, fill_close = body[:at], body[at:], b"<!--", b"-->"
+        elif kind == "json":
+            prefix, suffix, fill_open, fill_close = b"", body, b"", b""  # leading whitespace is valid JSON
+        else:
+            prefix, suffix, fill_open, fill_close = body, b"", b"", b""
+        filler_byte = b"x" if kind == "xml" else (b" " if kind == "json" else b"\0" if kind == "binary" else b"#")
+        n = pad - len(fill_open) - len(fill_close)
+        writer.write(prefix + fill_open)
+        chunk = filler_byte * CHUNK
+        while n > 0:
+            writer.write(chunk[: min(n, CHUNK)])
+            n -= CHUNK
+            await writer.drain()  # back-pressure: a client that stops reading stops us too
+        writer.write(fill_close + suffix)
+        await writer.drain()

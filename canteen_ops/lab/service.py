@@ -1,0 +1,337 @@
+"""A running lab: the fleet's devices served from one asyncio loop, plus a small JSON control endpoint.
+
+Three ways to run it, all the same code:
+- `LabService.run_forever()` in the foreground (`canteen-ops lab up --foreground`, or the detached child
+  process that `lab up` starts: `python -m canteen_ops.lab.service --dir DIR ...`);
+- `LabThread`, a background thread with its own loop (the pytest fixture);
+- benchmarks build a LabService directly.
+
+Control endpoint (127.0.0.1, random port, every request carries the token from lab.json, mode 600):
+  GET  /status                       devices, addresses, faults (never passwords)
+  POST /fault {device, fault, value}  set a fault (device may be a glob)
+  POST /clear {device, fault|null}    clear one fault or all
+  POST /set   {device, key, value}    change a setting (config drift)
+  POST /down                          stop the lab
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hmac
+import json
+import logging
+import os
+import secrets
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from canteen_ops.lab.fleet import Fleet, FleetError
+from canteen_ops.lab.http import LabHTTP, Request, raise_nofile_limit, read_request, BadRequest
+from canteen_ops.lab.state import STREAM_FAULTS, DeviceState, UnknownFault
+
+log = logging.getLogger(__name__)
+
+
+class LabError(Exception):
+    pass
+
+
+class LabService:
+    """Owns the loop-side objects: HTTP endpoints, the control server, and (when available) RTSP streams."""
+
+    def __init__(self, fleet: Fleet, token: str | None = None):
+        self.fleet = fleet
+        self.devices: dict[str, DeviceState] = {d.id: d for d in fleet.devices}
+        self.http = LabHTTP()
+        self.token = token or secrets.token_urlsafe(24)
+        self.control_server: asyncio.AbstractServer | None = None
+        self.control_port: int | None = None
+        self.rtsp: Any = None
+        self.started = time.time()
+        self._stop: asyncio.Event | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    # --- lifecycle (on the loop) --------------------------------------------------------------------------
+    async def start(self, control: bool = True) -> None:
+        self.loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        raise_nofile_limit()
+        try:
+            for d in self.devices.values():
+                await self.http.add(d)
+        except OSError as exc:
+            await self.http.close()
+            raise LabError(f"cannot listen on {d.host}:{d.http_port} for {d.id}: {exc.strerror or exc}") from None
+        await self._start_rtsp()
+        if control:
+            self.control_server = await asyncio.start_server(self._control, "127.0.0.1", 0)
+            self.control_port = self.control_server.sockets[0].getsockname()[1]
+
+    async def _start_rtsp(self) -> None:
+        # INTEGRATION POINT (RTSP): canteen_ops.lab.rtsp is written by the `media` helper. When it exists,
+        # serve every camera's and NVR channel's stream from this loop and forward stream faults to it.
+        try:
+            from canteen_ops.lab import rtsp  # noqa: F401
+        except ImportError:
+            self.rtsp = None
+            return
+        self.rtsp = None  # wired up once the RTSP server's API has landed on main
+
+    async def stop(self) -> None:
+        if self.control_server is not None:
+            self.control_server.close()
+            self.control_server = None
+        await self.http.close()
+        if self._stop is not None:
+            self._stop.set()
+
+    async def wait_stopped(self) -> None:
+        assert self._stop is not None
+        await self._stop.wait()
+
+    # --- operations (on the loop) ---------------------------------------------------------------------------
+    def _match(self, pattern: str) -> list[DeviceState]:
+        found = self.fleet.match(pattern)
+        if not found:
+            raise LabError(f"no lab device matches {pattern!r}")
+        return found
+
+    async def set_fault(self, pattern: str, fault: str, value: str | None = None) -> list[str]:
+        devices = self._match(pattern)
+        for d in devices:
+            d.set_fault(fault, value)
+        for d in devices:
+            await self._sync(d)
+        return [d.id for d in devices]
+
+    async def clear_fault(self, pattern: str, fault: str | None = None) -> list[str]:
+        devices = self._match(pattern)
+        for d in devices:
+            d.clear_fault(fault)
+            await self._sync(d)
+        return [d.id for d in devices]
+
+    async def set_setting(self, pattern: str, key: str, value: str) -> list[str]:
+        devices = self._match(pattern)
+        for d in devices:
+            d.set_setting(key, value)
+        return [d.id for d in devices]
+
+    async def _sync(self, d: DeviceState) -> None:
+        await self.http.sync(d.id)
+        if self.rtsp is not None:  # INTEGRATION POINT (RTSP): forward stream faults
+            pass
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "pid": os.getpid(), "started": self.started, "control_port": self.control_port,
+            "requests": self.http.requests,
+            "devices": [{
+                "id": d.id, "kind": d.kind, "vendor": d.vendor, "host": d.host, "http_port": d.http_port,
+                "rtsp_port": d.rtsp_port, "model": d.model, "serial": d.serial, "firmware": d.effective_firmware,
+                "name": d.name, "faults": dict(d.faults), "locked": d.is_locked(), "failed_logins": d.failed_logins,
+                "channels": len(d.channels),
+            } for d in self.devices.values()],
+        }
+
+    # --- control endpoint ------------------------------------------------------------------------------------
+    async def _control(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                try:
+                    req = await asyncio.wait_for(read_request(reader, "127.0.0.1"), 30)
+                except BadRequest as exc:
+                    await self._reply(writer, exc.status, {"error": str(exc)}, close=True)
+                    return
+                if req is None:
+                    return
+                status, body = await self._dispatch(req)
+                await self._reply(writer, status, body)
+                if req.path == "/down" and status == 200:
+                    asyncio.get_running_loop().call_later(0.05, lambda: asyncio.ensure_future(self.stop()))
+                    return
+        except (asyncio.TimeoutError, ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    @staticmethod
+    async def _reply(writer: asyncio.StreamWriter, status: int, body: dict, close: bool = False) -> None:
+        data = json.dumps(body, ensure_ascii=False).encode()
+        writer.write(f"HTTP/1.1 {status} {'OK' if status == 200 else 'Error'}\r\nContent-Type: application/json"
+                     f"\r\nContent-Length: {len(data)}\r\nConnection: {'close' if close else 'keep-alive'}\r\n\r\n"
+                     .encode() + data)
+        await writer.drain()
+
+    async def _dispatch(self, req: Request) -> tuple[int, dict]:
+        if not hmac.compare_digest(req.headers.get("x-lab-token", ""), self.token):
+            return 403, {"error": "bad or missing lab token"}
+        try:
+            args = json.loads(req.body or b"{}")
+            if not isinstance(args, dict):
+                raise ValueError("body must be a JSON object")
+            if req.method == "GET" and req.path == "/status":
+                return 200, self.status()
+            if req.method != "POST":
+                return 404, {"error": f"unknown endpoint {req.method} {req.path}"}
+            if req.path == "/fault":
+                ids = await self.set_fault(str(args["device"]), str(args["fault"]),
+                                           None if args.get("value") is None else str(args["value"]))
+            elif req.path == "/clear":
+                ids = await self.clear_fault(str(args["device"]), args.get("fault") or None)
+            elif req.path == "/set":
+                ids = await self.set_setting(str(args["device"]), str(args["key"]), str(args["value"]))
+            elif req.path == "/down":
+                return 200, {"stopping": True}
+            else:
+                return 404, {"error": f"unknown endpoint {req.method} {req.path}"}
+            return 200, {"devices": ids}
+        except (KeyError, TypeError) as exc:
+            return 400, {"error": f"missing or bad argument: {exc}"}
+        except (ValueError, LabError, UnknownFault) as exc:
+            return 400, {"error": str(exc)}
+
+
+class LabThread:
+    """Run a LabService on a background thread with its own event loop; thread-safe control methods."""
+
+    def __init__(self, fleet: Fleet, control: bool = False):
+        self.service = LabService(fleet)
+        self._control = control
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run, name="canteen-lab", daemon=True)
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        try:
+            self._loop.run_until_complete(self.service.start(self._control))
+        except BaseException as exc:  # reported to start()
+            self._error = exc
+            self._ready.set()
+            return
+        self._ready.set()
+        try:
+            self._loop.run_until_complete(self.service.wait_stopped())
+        finally:
+            self._loop.run_until_complete(self._loop.shutdown_asyncgens())
+            self._loop.close()
+
+    def start(self, timeout: float = 30.0) -> "LabThread":
+        self._thread.start()
+        if not self._ready.wait(timeout):
+            raise LabError("lab did not start in time")
+        if self._error is not None:
+            raise self._error
+        return self
+
+    def call(self, coro_fn, *args, timeout: float = 10.0):
+        """Run a LabService coroutine method on the lab's loop from another thread."""
+        return asyncio.run_coroutine_threadsafe(coro_fn(*args), self._loop).result(timeout)
+
+    def set_fault(self, device: str, fault: str, value: str | None = None) -> list[str]:
+        return self.call(self.service.set_fault, device, fault, value)
+
+    def clear_fault(self, device: str, fault: str | None = None) -> list[str]:
+        return self.call(self.service.clear_fault, device, fault)
+
+    def set_setting(self, device: str, key: str, value: str) -> list[str]:
+        return self.call(self.service.set_setting, device, key, value)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self._thread.is_alive():
+            asyncio.run_coroutine_threadsafe(self.service.stop(), self._loop).result(timeout)
+            self._thread.join(timeout)
+
+
+# --- the lab process ----------------------------------------------------------------------------------------------
+def lab_files(directory: Path) -> dict[str, Path]:
+    return {"json": directory / "lab.json", "inventory": directory / "inventory.yaml",
+            "secrets": directory / "secrets", "log": directory / "lab.log"}
+
+
+def cleanup(directory: Path, keep_log: bool = False) -> None:
+    """Remove what `lab up` wrote (inventory, secrets, lab.json, log) and the directory if it is then empty."""
+    files = lab_files(directory)
+    for key in ("json", "inventory") + (() if keep_log else ("log",)):
+        files[key].unlink(missing_ok=True)
+    if files["secrets"].is_dir():
+        for p in files["secrets"].glob("*.password"):
+            p.unlink(missing_ok=True)
+        try:
+            files["secrets"].rmdir()
+        except OSError:
+            pass
+    try:
+        directory.rmdir()
+    except OSError:
+        pass
+
+
+def build_from_args(a: argparse.Namespace) -> Fleet:
+    from canteen_ops.lab.fleet import apply_fault_specs, build_fleet
+
+    fleet = build_fleet(a.schools, a.cameras_per_school, tuple(v.strip() for v in a.vendors.split(",") if v.strip()),
+                        first_address=a.first_address, http_port=a.http_port, rtsp_port=a.rtsp_port, seed=a.seed)
+    apply_fault_specs(fleet, a.faults or "")
+    return fleet
+
+
+def arg_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m canteen_ops.lab.service", description="Run a canteen-ops device lab")
+    p.add_argument("--dir", type=Path, required=True)
+    p.add_argument("--schools", type=int, default=3)
+    p.add_argument("--cameras-per-school", type=int, default=7)
+    p.add_argument("--vendors", default="hikvision,dahua,onvif")
+    p.add_argument("--faults", default="")
+    p.add_argument("--first-address", default="127.0.1.1")
+    p.add_argument("--http-port", type=int, default=8080)
+    p.add_argument("--rtsp-port", type=int, default=8554)
+    p.add_argument("--seed", type=int, default=None)
+    return p
+
+
+async def serve(fleet: Fleet, directory: Path, ready=None) -> int:
+    """Run until `lab down` or SIGTERM/SIGINT: write the inventory, start serving, then publish lab.json."""
+    from canteen_ops.lab.fleet import write_inventory
+    from canteen_ops.store.files import atomic_write
+
+    inventory = write_inventory(fleet, directory)
+    service = LabService(fleet)
+    await service.start()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, lambda: asyncio.ensure_future(service.stop()))
+    info = {"pid": os.getpid(), "control": f"127.0.0.1:{service.control_port}", "token": service.token,
+            "inventory": str(inventory), "devices": len(service.devices), "started": service.started}
+    atomic_write(lab_files(directory)["json"], json.dumps(info, indent=2).encode(), mode=0o600)
+    if ready is not None:
+        ready(info, service)
+    try:
+        await service.wait_stopped()
+    finally:
+        await service.stop()
+        cleanup(directory)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = arg_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        fleet = build_from_args(a)
+        return asyncio.run(serve(fleet, a.dir.resolve()))
+    except (FleetError, LabError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        cleanup(a.dir.resolve(), keep_log=True)
+        return 65 if isinstance(exc, FleetError) else 69
+
+
+if __name__ == "__main__":
+    sys.exit(main())
