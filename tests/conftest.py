@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["tests.datasette_fixtures", "tests.rtsp_lab_fixtures"]
+pytest_plugins = ["tests.datasette_fixtures", "tests.rtsp_lab_fixtures", "tests.lab_fixtures"]
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "inventory.example.yaml"
@@ -46,5 +46,3 @@ def cli(capsys):
 
     return invoke
 
-
-pytest_plugins = ["tests.lab_fixtures"]

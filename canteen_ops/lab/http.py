@@ -22,11 +22,11 @@ import importlib
 import logging
 import re
 import resource
-from dataclasses import dataclass, field
 from typing import Callable
 from urllib.parse import parse_qsl, urlsplit
 
 from canteen_ops.lab.state import DeviceState
+from canteen_ops.lab.wire import Request, Response  # the one definition of the handler interface
 
 log = logging.getLogger(__name__)
 
@@ -40,23 +40,6 @@ REASONS = {200: "OK", 204: "No Content", 400: "Bad Request", 401: "Unauthorized"
            404: "Not Found", 405: "Method Not Allowed", 411: "Length Required", 413: "Payload Too Large",
            431: "Request Header Fields Too Large", 500: "Internal Server Error", 501: "Not Implemented",
            503: "Service Unavailable"}
-
-
-@dataclass
-class Request:
-    method: str
-    path: str  # raw path, without the query string
-    query: dict[str, str]
-    headers: dict[str, str]  # lower-case keys
-    body: bytes
-    client_ip: str
-
-
-@dataclass
-class Response:
-    status: int
-    headers: dict[str, str] = field(default_factory=dict)
-    body: bytes = b""
 
 
 Handler = Callable[[DeviceState, Request], Response]
