@@ -105,3 +105,15 @@ def test_plain_coercion_values(cli, tmp_path):
     # and through the CLI: repeated list options and a Path option
     r = cli("-i", EXAMPLE, "inventory", "list", "--json", "--kind", "nvr", "--kind", "camera", "--vendor", "onvif")
     assert r.code == 0 and len(json.loads(r.out)) == 2
+
+
+def test_every_registered_group_builds_as_a_group():
+    # A Typer with one command would collapse into a bare command ("firmware check" → "firmware"); a group
+    # registered in GROUPS must stay a group, as add_typer made it.
+    from canteen_ops.cli import app as app_module
+    from canteen_ops.cli import lazy
+
+    for name, _module in app_module.GROUPS:
+        cmd = lazy._build(name)
+        assert hasattr(cmd, "commands") and cmd.commands, name
+        assert cmd.name == name

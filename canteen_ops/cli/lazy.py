@@ -78,7 +78,7 @@ def _build(name: str) -> click.Command:
     if LAZY[name][2]:
         target.rich_markup_mode = None  # plain-text help everywhere, like the root: consistent, and no rich import
         target._add_completion = False  # as with add_typer: completion options belong to the root only
-        cmd = typer.main.get_command(target)
+        cmd = typer.main.get_group(target)  # a group even with one command, as add_typer makes it
     else:
         single = typer.Typer(rich_markup_mode=None)
         single.command(name)(target)
