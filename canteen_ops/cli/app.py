@@ -38,6 +38,7 @@ GROUPS = [
 # Single commands registered on the root (name, module, function).
 COMMANDS: list[tuple[str, str, str]] = [
     ("check", "canteen_ops.cli.check_cmd", "check"),
+    ("report", "canteen_ops.cli.report_cmd", "report"),
 ]
 
 

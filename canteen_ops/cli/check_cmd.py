@@ -71,6 +71,9 @@ def check(
             raise
         status = outcome.status
         run.set_outcome(status.value, status.exit_code)
+    from canteen_ops.incidents import escalate_overdue
+
+    escalate_overdue(log)  # every check run also marks incidents whose on-site deadline passed unattended
     out.render(interrupted=False, elapsed=time.monotonic() - t0, n_devices=len(devices))
     return status.exit_code
 
