@@ -16,7 +16,8 @@ import httpx
 import pytest
 from defusedxml import ElementTree as DET
 
-from canteen_ops.lab import digest, isapi
+from canteen_ops.lab import digest
+from canteen_ops.lab.firmware import firmware_image
 
 HIK20 = "{http://www.hikvision.com/ver20/XMLSchema}"
 ISAPI20 = "{http://www.isapi.org/ver20/XMLSchema}"
@@ -422,10 +423,10 @@ def test_update_firmware_and_upgrade_status(lab, lab_faults, cam, monkeypatch):
     with client(lab, cam) as c:
         root = DET.fromstring(c.get("/ISAPI/System/upgradeStatus").content)
         assert (text(root, "upgrading"), text(root, "percent")) == ("false", "0")
-        bad = isapi.firmware_image("hikvision", "DS-OTHER", "V5.7.20 build 250101")
+        bad = firmware_image("hikvision", "DS-OTHER", "V5.7.20 build 250101")
         r = c.put("/ISAPI/System/updateFirmware", content=bad)
         assert r.status_code == 403 and text(DET.fromstring(r.content), "subStatusCode") == "badDevType"
-        good = isapi.firmware_image("hikvision", cam.model, "V5.7.20 build 250101")
+        good = firmware_image("hikvision", cam.model, "V5.7.20 build 250101")
         r = c.put("/ISAPI/System/updateFirmware", content=good, headers={"Content-Type": "application/octet-stream"})
         assert r.status_code == 200
         assert text(DET.fromstring(c.get("/ISAPI/System/upgradeStatus").content), "upgrading") == "true"

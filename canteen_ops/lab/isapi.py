@@ -9,7 +9,6 @@ its own ver10 namespace. Record-search timestamps end in `Z` but are the recorde
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import re
 import struct
@@ -19,6 +18,7 @@ import zlib
 from xml.sax.saxutils import escape
 
 from canteen_ops.lab import digest
+from canteen_ops.lab.firmware import parse_firmware_image
 from canteen_ops.lab.http import Request, Response
 from canteen_ops.lab.state import ChannelState, DeviceState
 
@@ -30,7 +30,6 @@ SEARCH_PAGE_MAX = 40  # WebSDK guide: at most 40 results per search
 STATUS_STRINGS = {1: "OK", 2: "Device Busy", 3: "Device Error", 4: "Invalid Operation", 5: "Invalid XML Format",
                   6: "Invalid XML Content", 7: "Reboot Required"}
 CONFIG_MAGIC = b"HIKCFG\x00\x01"  # lab export header: magic, then >II payload length and CRC-32, then zlib data
-FIRMWARE_MAGIC = b"LABFW1\n"  # lab firmware image: magic, one JSON line {"vendor","model","version"}, payload
 
 
 def ns(state: DeviceState) -> str:
@@ -353,21 +352,6 @@ def _parse_hik_time(state: DeviceState, s: str) -> dt.datetime:
     return t
 
 
-def recording_segments(state: DeviceState, channel: int, start: dt.datetime, end: dt.datetime
-                       ) -> list[tuple[dt.datetime, dt.datetime]]:
-    """Recorded files of a channel inside [start, end) in device-local naive time, cut at each local hour."""
-    offset = dt.timedelta(seconds=state.utc_offset_s)
-    out = []
-    for s_utc, e_utc in state.recorded_spans(channel):
-        s = max((s_utc + offset).replace(tzinfo=None), start)
-        t_end = min((e_utc + offset).replace(tzinfo=None), end)
-        while s < t_end:
-            nxt = min(t_end, s.replace(minute=0, second=0, microsecond=0) + dt.timedelta(hours=1))
-            out.append((s, nxt))
-            s = nxt
-    return out
-
-
 def search(state: DeviceState, req: Request) -> Response:
     root = _parse(req)
     if root is None or root.tag.rsplit("}", 1)[-1] != "CMSearchDescription":
@@ -390,7 +374,7 @@ def search(state: DeviceState, req: Request) -> Response:
         if stream != 1:
             continue  # only main-stream video is recorded
         for start, end in spans:
-            for s, t in recording_segments(state, channel, start, end):
+            for s, t in state.local_segments(channel, start, end):
                 matches.append((s, track, t))
     matches.sort()
     page = matches[position:position + max_results]
@@ -456,32 +440,10 @@ def configuration_data(state: DeviceState, req: Request) -> Response:
     return response_status(state, req, 1, "ok")
 
 
-def firmware_image(vendor: str, model: str, version: str, size: int = 4096) -> bytes:
-    """A lab firmware file (for tests and drills): header naming the target, then filler."""
-    head = FIRMWARE_MAGIC + json.dumps({"vendor": vendor, "model": model, "version": version}).encode() + b"\n"
-    return head + hashlib.sha256(version.encode()).digest() * (size // 32)
-
-
-def parse_firmware_image(data: bytes) -> dict | None:
-    if not data.startswith(FIRMWARE_MAGIC):
-        return None
-    line = data[len(FIRMWARE_MAGIC):].split(b"\n", 1)[0]
-    try:
-        meta = json.loads(line)
-    except ValueError:
-        return None
-    return meta if isinstance(meta, dict) and {"vendor", "model", "version"} <= meta.keys() else None
-
-
 def update_firmware(state: DeviceState, req: Request) -> Response:
     if state.upgrade_progress()[0] == "upgrading":
         return response_status(state, req, 2, "upgrading", 503)
-    data = req.body
-    if req.headers.get("content-type", "").startswith("multipart/form-data"):
-        # POST fallback: the image is the `updateFile` part; the lab only needs its bytes.
-        at = data.find(FIRMWARE_MAGIC)
-        data = data[at:] if at >= 0 else b""
-    meta = parse_firmware_image(data)
+    meta = parse_firmware_image(req.body)  # a raw PUT body or the `updateFile` part of a multipart POST
     if meta is None or meta["vendor"] != "hikvision" or meta["model"] != state.model:
         return response_status(state, req, 4, "badDevType", 403)
     state.start_upgrade(str(meta["version"]))

@@ -274,6 +274,20 @@ class DeviceState:
             spans = out
         return spans
 
+    def local_segments(self, channel: int, start: dt.datetime, end: dt.datetime
+                       ) -> list[tuple[dt.datetime, dt.datetime]]:
+        """Recorded files of a channel inside [start, end), device-local naive times, one file per local hour."""
+        offset = dt.timedelta(seconds=self.utc_offset_s)
+        out = []
+        for s_utc, e_utc in self.recorded_spans(channel):
+            s = max((s_utc + offset).replace(tzinfo=None), start)
+            t_end = min((e_utc + offset).replace(tzinfo=None), end)
+            while s < t_end:
+                nxt = min(t_end, s.replace(minute=0, second=0, microsecond=0) + dt.timedelta(hours=1))
+                out.append((s, nxt))
+                s = nxt
+        return out
+
     def channel_online(self, channel: ChannelState) -> bool:
         if self.has("channel-offline") and int(self.fault_value("channel-offline", 1)) == channel.id:
             return False
@@ -323,8 +337,8 @@ class DeviceState:
     def set_setting(self, key: str, value: str) -> None:
         """Change one setting, as a technician would on the device (used by `lab set` to make config drift).
 
-        Keys: name, ntp_server (empty = none), timezone, record_mode, retention_days, firmware,
-        channel.N.{width,height,fps,bitrate_kbps,codec,name}. Raises ValueError for bad keys or values.
+        Keys: name, ntp_server (empty = none), timezone, record_mode, retention_days, firmware, auth (digest |
+        basic), channel.N.{width,height,fps,bitrate_kbps,codec,name}. Raises ValueError for bad keys or values.
         """
         parts = key.split(".")
         with self._lock:
@@ -338,6 +352,10 @@ class DeviceState:
                 self.record_mode = value
             elif key == "retention_days":
                 self.retention_days = float(value)
+            elif key == "auth":  # digest | basic: old Dahua devices that accept Basic only
+                if value not in ("digest", "basic"):
+                    raise ValueError("auth must be digest or basic")
+                self.auth = value
             elif len(parts) == 3 and parts[0] == "channel" and parts[1].isdigit():
                 ch = next((c for c in self.channels if c.id == int(parts[1])), None)
                 if ch is None:
@@ -351,7 +369,7 @@ class DeviceState:
                     raise ValueError(f"unknown channel setting {attr!r}")
             else:
                 raise ValueError(f"unknown setting {key!r}; known: name, ntp_server, timezone, record_mode, "
-                                 "retention_days, firmware, channel.N.(width|height|fps|bitrate_kbps|codec|name)")
+                                 "retention_days, firmware, auth, channel.N.(width|height|fps|bitrate_kbps|codec|name)")
 
     def config_blob(self) -> bytes:
         """A deterministic export: identical settings give identical bytes (content-addressed backups)."""
