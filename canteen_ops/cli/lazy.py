@@ -80,7 +80,7 @@ def _build(name: str) -> click.Command:
         target._add_completion = False  # as with add_typer: completion options belong to the root only
         cmd = typer.main.get_group(target)  # a group even with one command, as add_typer makes it
     else:
-        single = typer.Typer(rich_markup_mode=None)
+        single = typer.Typer(rich_markup_mode=None, add_completion=False)
         single.command(name)(target)
         cmd = typer.main.get_command(single)
     cmd.name = name

@@ -98,6 +98,7 @@ def _build(v: _Validator, data: Any, stem: str) -> Playbook:
             v.problem(("variables", key), "a variable must be a string, number or boolean")
         else:
             variables[str(key)] = str(value).lower() if isinstance(value, bool) else str(value)
+    _check_vars(v, targets, ("targets",), variables, "targets")
     steps_raw = root.get("steps")
     if steps_raw is not None and v.typed(steps_raw, ("steps",), list, "a list of steps") is None:
         steps_raw = []
@@ -129,6 +130,8 @@ def _build(v: _Validator, data: Any, stem: str) -> Playbook:
             if bad:
                 v.problem(p + ("expect",), f"{label}: expect must be among {', '.join(STATUSES)}, got {bad}")
         target = _selection(v, m["target"], p + ("target",)) if m.get("target") is not None else None
+        if target:
+            _check_vars(v, target, p + ("target",), variables, label)
         if target is not None and not spec.selects:
             v.problem(p + ("target",), f"{label}: task {task!r} does not take a target")
         steps.append(Step(index=i + 1, name=str(m.get("name") or task), task=task, args=m[task],

@@ -169,7 +169,10 @@ class PlaybookRunner:
                 raise UsageError(f"no open incident for device {device}")
             argv = spec.argv(args, None)
             return argv[:2] + [rows[0]["id"]] + argv[2:]
-        return spec.argv(args, step.target if step.target is not None else self.book.targets)
+        return spec.argv(args, self._target(step))
+
+    def _target(self, step: Step) -> dict[str, list[str]]:
+        return substitute(step.target if step.target is not None else self.book.targets, self.vars)
 
     def _subprocess(self, argv: list[str], timeout: float) -> tuple[Status, str]:
         cmd = [sys.executable, "-m", "canteen_ops", "--db", str(self.env.db_path), "--operator", self.env.operator]
@@ -265,8 +268,7 @@ class PlaybookRunner:
             return f"{step.task} {args}"
         if step.task == "incident" and isinstance(args, dict) and args.get("action", "open") != "open":
             return f"canteen-ops incident {args['action']} <open incident of {args.get('device')}>"
-        target = step.target if step.target is not None else self.book.targets
-        return "canteen-ops " + " ".join(TASKS[step.task].argv(args, target))
+        return "canteen-ops " + " ".join(TASKS[step.task].argv(args, self._target(step)))
 
 
 def local_time(ts: dt.datetime | None, tz: str) -> str:

@@ -86,13 +86,14 @@ class TaskSpec:
 _NUM = (int, float)
 TASKS: dict[str, TaskSpec] = {t.name: t for t in (
     TaskSpec("check", {"run": ("check",)},
-             {"only": list, "open_incidents": bool, "skip_stream": bool, "workers": int, "deadline": _NUM,
+             {"only": list, "skip": list, "open_incidents": bool, "workers": int, "deadline": _NUM,
               "all": bool}, selects=True),
     TaskSpec("backup", {"run": ("backup", "run"), "verify": ("backup", "verify"), "list": ("backup", "list"),
                         "prune": ("backup", "prune")},
-             {"stale": str, "keep_last": int, "keep_days": _NUM, "dry_run": bool}, selects=True),
+             {"stale": str, "keep_last": int, "keep_days": _NUM, "dry_run": bool, "workers": int,
+              "deadline": _NUM}, selects=True),
     TaskSpec("snapshot", {"take": ("snapshot", "take"), "drift": ("snapshot", "drift")}, selects=True),
-    TaskSpec("firmware", {"check": ("firmware", "check")}, {"catalog": str}, selects=True),
+    TaskSpec("firmware", {"check": ("firmware", "check")}, {"catalog": str, "workers": int}, selects=True),
     TaskSpec("sync", {"push": ("sync",), "status": ("sync", "status")},
              {"upstream": str, "dry_run": bool, "batch_size": int}),
     TaskSpec("report", {"make": ("report",)},
