@@ -1,10 +1,12 @@
 """Start-up time of the CLI: `canteen-ops --help` and `canteen-ops inventory list`, each in a fresh process.
 
-Usage: python bench/bench_startup.py [-n RUNS]
-Prints median and p95 wall time in ms per command, and the median CPU time (user + system) of the child, next to a
-bare `python -c pass` for the interpreter's own floor. CPU time barely moves when other work shares the machine;
-wall time does, so read the floor line before comparing runs. Target (issue 2): --help <= 150 ms on the 2-core
-reference machine.
+Usage: python bench/bench_startup.py [-n RUNS] [--compare OTHER_CHECKOUT]
+
+Prints the median and p95 wall time in ms for each command, and the median CPU time (user + system) of the child.
+A bare `python -c pass` gives the interpreter's own floor. The commands run round-robin, so a load spike from other
+work on the machine hits every command alike. CPU time barely moves under such load; wall time does, so read the
+floor line before comparing runs. With --compare, the same commands also run from another checkout (e.g. a
+worktree at an older commit) in the same rounds. Target (issue 2): --help <= 150 ms on the 2-core reference machine.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-EXAMPLE = ROOT / "inventory.example.yaml"
 TARGET_HELP_MS = 150.0
 
 
@@ -29,16 +30,12 @@ def _child_cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def measure(argv: list[str], runs: int, env: dict[str, str]) -> tuple[list[float], list[float]]:
-    """(wall ms, cpu ms) per run."""
-    wall, cpu = [], []
-    for _ in range(runs):
-        c0, t0 = _child_cpu(), time.perf_counter()
-        p = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=ROOT)
-        wall.append((time.perf_counter() - t0) * 1000)
-        cpu.append((_child_cpu() - c0) * 1000)
-        if p.returncode != 0:
-            raise SystemExit(f"{' '.join(argv)} failed ({p.returncode}): {p.stderr.decode()[-500:]}")
+def run_once(argv: list[str], env: dict[str, str], cwd: Path) -> tuple[float, float]:
+    c0, t0 = _child_cpu(), time.perf_counter()
+    p = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=cwd)
+    wall, cpu = (time.perf_counter() - t0) * 1000, (_child_cpu() - c0) * 1000
+    if p.returncode != 0:
+        raise SystemExit(f"{' '.join(argv)} failed ({p.returncode}): {p.stderr.decode()[-500:]}")
     return wall, cpu
 
 
@@ -47,34 +44,54 @@ def p95(values: list[float]) -> float:
     return s[min(len(s) - 1, round(0.95 * (len(s) - 1)))]
 
 
+def cases_for(root: Path, label: str, tmp: Path) -> list[tuple[str, list[str], dict[str, str], Path]]:
+    py = sys.executable
+    example = root / "inventory.example.yaml"
+    env = {**os.environ, "CANTEEN_OPS_DB": str(tmp / f"log-{label}.db"), "COLUMNS": "160", "PYTHONPATH": str(root)}
+    suffix = f" [{label}]" if label != "this" else ""
+    return [
+        (f"canteen-ops --help{suffix}", [py, "-m", "canteen_ops", "--help"], env, root),
+        (f"canteen-ops inventory --help{suffix}", [py, "-m", "canteen_ops", "inventory", "--help"], env, root),
+        (f"canteen-ops inventory list{suffix}", [py, "-m", "canteen_ops", "-i", str(example), "inventory", "list"],
+         env, root),
+        (f"canteen-ops inventory list --json{suffix}",
+         [py, "-m", "canteen_ops", "-i", str(example), "inventory", "list", "--json"], env, root),
+    ]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("-n", "--runs", type=int, default=30)
+    ap.add_argument("--compare", type=Path, help="another checkout to measure in the same rounds")
     args = ap.parse_args()
-    py = sys.executable
-    with tempfile.TemporaryDirectory() as tmp:
-        env = {**os.environ, "CANTEEN_OPS_DB": str(Path(tmp) / "log.db"), "COLUMNS": "160",
-               "PYTHONPATH": str(ROOT)}
-        cases = [
-            ("python -c pass (floor)", [py, "-c", "pass"]),
-            ("canteen-ops --help", [py, "-m", "canteen_ops", "--help"]),
-            ("canteen-ops inventory --help", [py, "-m", "canteen_ops", "inventory", "--help"]),
-            ("canteen-ops inventory list (16 devices)", [py, "-m", "canteen_ops", "-i", str(EXAMPLE), "inventory",
-                                                         "list"]),
-            ("canteen-ops inventory list --json", [py, "-m", "canteen_ops", "-i", str(EXAMPLE), "inventory", "list",
-                                                   "--json"]),
-        ]
-        measure(cases[1][1], 3, env)  # warm the page cache and .pyc files
-        print(f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, {args.runs} runs each")
-        print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-        print(f"{'command':44} {'median ms':>10} {'p95 ms':>8} {'cpu ms':>8}")
-        results = {}
-        for name, argv in cases:
-            wall, cpu = measure(argv, args.runs, env)
-            results[name] = wall
-            print(f"{name:44} {statistics.median(wall):10.1f} {p95(wall):8.1f} {statistics.median(cpu):8.1f}",
-                  flush=True)
-    help_median = statistics.median(results["canteen-ops --help"])
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        cases = [("python -c pass (floor)", [sys.executable, "-c", "pass"], dict(os.environ), ROOT),
+                 ("python -c 'import typer' (Typer's floor)", [sys.executable, "-c", "import typer"],
+                  dict(os.environ), ROOT)]
+        cases += cases_for(ROOT, "this", tmp)
+        if args.compare:
+            cases += cases_for(args.compare.resolve(), "compare", tmp)
+        for _name, argv, env, cwd in cases:  # warm the page cache and write .pyc files
+            run_once(argv, env, cwd)
+        walls: dict[str, list[float]] = {c[0]: [] for c in cases}
+        cpus: dict[str, list[float]] = {c[0]: [] for c in cases}
+        load_before = os.getloadavg()[0]
+        for _ in range(args.runs):
+            for name, argv, env, cwd in cases:
+                wall, cpu = run_once(argv, env, cwd)
+                walls[name].append(wall)
+                cpus[name].append(cpu)
+        load_after = os.getloadavg()[0]
+    print(f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, {args.runs} runs each, round-robin; "
+          f"1-min load average {load_before:.2f} before, {load_after:.2f} after")
+    if args.compare:
+        print(f"compare = {args.compare}")
+    print(f"{'command':48} {'median ms':>10} {'p95 ms':>8} {'cpu ms':>8}")
+    for name in walls:
+        print(f"{name:48} {statistics.median(walls[name]):10.1f} {p95(walls[name]):8.1f} "
+              f"{statistics.median(cpus[name]):8.1f}")
+    help_median = statistics.median(walls["canteen-ops --help"])
     verdict = "meets" if help_median <= TARGET_HELP_MS else "MISSES"
     print(f"--help median {help_median:.1f} ms {verdict} the {TARGET_HELP_MS:.0f} ms target")
     return 0

@@ -214,3 +214,12 @@ def test_unusable_log_file_is_65(cli, db):
     assert r.code == 65
     assert "not a usable canteen-ops maintenance log" in r.err
     assert "Traceback" not in r.err
+
+
+def test_show_prefix_is_literal(cli, db):
+    ids = _seed(db)
+    run = ids["run"]
+    wildcarded = run[:4] + "__" + run[6:10]  # would match as a LIKE pattern
+    assert cli("log", "show", wildcarded).code == 66
+    assert cli("log", "show", run[:6]).code == 0
+    assert cli("log", "show", run.upper()).code == 66  # ids are lower-case; no case folding either

@@ -68,7 +68,8 @@ def find_record(log: MaintenanceLog, ident: str) -> tuple[str, dict[str, Any]] |
         return None
     hits = []
     for table in SYNCED_TABLES:
-        for row in log.query(f"SELECT * FROM {table} WHERE id LIKE ? LIMIT 2", [ident.replace("%", "") + "%"]):
+        # substr, not LIKE: '_' and '%' in what someone typed must not act as wildcards
+        for row in log.query(f"SELECT * FROM {table} WHERE substr(id, 1, ?) = ? LIMIT 2", [len(ident), ident]):
             hits.append((table, row))
     exact = [h for h in hits if h[1]["id"] == ident]
     if exact:
