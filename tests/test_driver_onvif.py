@@ -347,3 +347,18 @@ def test_check_wellformed():
         drv.check_wellformed(b"<a><b></a>")
     with pytest.raises(ProtocolError, match="DTD"):
         drv.check_wellformed(b'<!DOCTYPE a [<!ENTITY x "y">]><a>&x;</a>')
+
+
+def test_device_deadline_bounds_every_call(camera):
+    st, srv = camera
+    st.set_fault("blackhole")
+    d = driver(st, srv, timeout=5.0)
+    d.set_deadline(0.4)
+    t0 = time.monotonic()
+    with pytest.raises(Timeout):
+        d.clock()
+    assert time.monotonic() - t0 < 1.2
+    sent = len(srv.requests)
+    with pytest.raises(Timeout, match="deadline passed"):
+        d.facts()
+    assert len(srv.requests) == sent  # nothing more went out after the deadline

@@ -54,6 +54,7 @@ from canteen_ops.drivers.base import (
     Timeout,
     auth_guard,
 )
+from canteen_ops.drivers.spans import clipped
 
 NS_DEVICE = "http://www.onvif.org/ver10/device/wsdl"
 NS_MEDIA = "http://www.onvif.org/ver10/media/wsdl"
@@ -69,6 +70,7 @@ SERVICES = {
 }
 
 MAX_BODY = 8 * 1024 * 1024  # the biggest honest ONVIF answer (a system backup) is far below this
+CONNECT_TIMEOUT_CAP = 5.0  # as drivers/http.py: a LAN device that has not accepted within 5 s will not
 PRE_AUTH = frozenset({"GetSystemDateAndTime", "GetServices", "GetCapabilities"})
 OFFSET_MAX_AGE_S = 2.0  # a clock reading this fresh is reused by clock() instead of asking again
 MAX_RESULT_PAGES = 100  # GetRecordingSearchResults / GetEventSearchResults loop bound
@@ -121,24 +123,6 @@ def shared_client(service: str):
     return client
 
 
-_http = None
-_http_lock = threading.Lock()
-
-
-def http_client():
-    """One httpx connection pool for all devices (creating an SSL context per device costs milliseconds)."""
-    global _http
-    if _http is None:
-        with _http_lock:
-            if _http is None:
-                import httpx
-
-                _http = httpx.Client(trust_env=False, follow_redirects=False,
-                                     limits=httpx.Limits(max_connections=None, max_keepalive_connections=256,
-                                                         keepalive_expiry=10.0))
-    return _http
-
-
 # --- transport -------------------------------------------------------------------------------------------------
 @dataclass
 class _Reply:
@@ -180,6 +164,25 @@ class _Transport:
         self.max_body = max_body
         self.last_reply: _Reply | None = None
         self.requests = 0  # authenticated or not, every POST this device received from us
+        self.deadline: float | None = None  # monotonic time after which nothing more is sent
+        self._client = None
+
+    def _http(self):
+        # One small client per device (its own keep-alive connection). A pool shared by the whole fleet
+        # costs O(pool size) per request in httpcore, which dominates at 1,000 devices.
+        if self._client is None:
+            import httpx
+
+            from canteen_ops.drivers.http import _device_tls_context
+
+            self._client = httpx.Client(transport=httpx.HTTPTransport(verify=_device_tls_context(), retries=0),
+                                        trust_env=False, follow_redirects=False)
+        return self._client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
 
     def load(self, url):  # zeep would fetch imported schemas; devices never get to make us load anything
         raise ProtocolError(f"refusing to load external resource {url!r}")
@@ -192,11 +195,16 @@ class _Transport:
     def post(self, address, message, headers):
         import httpx
 
-        self.requests += 1
         start = time.monotonic()
+        budget = self.timeout
+        if self.deadline is not None:
+            budget = min(budget, self.deadline - start)
+            if budget <= 0:
+                raise Timeout("device deadline passed before the request could be sent")
+        self.requests += 1
         try:
-            with http_client().stream("POST", address, content=message, headers=headers,
-                                      timeout=httpx.Timeout(self.timeout)) as r:
+            with self._http().stream("POST", address, content=message, headers=headers,
+                                      timeout=httpx.Timeout(budget, connect=min(budget, CONNECT_TIMEOUT_CAP))) as r:
                 length = r.headers.get("content-length")
                 if length and length.isdigit() and int(length) > self.max_body:
                     raise ProtocolError(f"answer of {int(length)} bytes exceeds the {self.max_body} byte cap")
@@ -205,15 +213,15 @@ class _Transport:
                     buf += chunk
                     if len(buf) > self.max_body:
                         raise ProtocolError(f"answer exceeds the {self.max_body} byte cap")
-                    if time.monotonic() - start > 2 * self.timeout:  # a device dripping bytes
-                        raise Timeout(f"answer not complete within {2 * self.timeout:.0f} s")
+                    if time.monotonic() - start > budget:  # a device dripping bytes
+                        raise Timeout(f"answer not complete within {budget:.1f} s")
                 reply = _Reply(r.status_code, bytes(buf), r.headers, r.encoding)
-        except httpx.ConnectTimeout:
-            raise Offline(f"no answer to connect within {self.timeout:g} s") from None
+        except httpx.ConnectTimeout:  # as the other drivers: an unanswered connect is a timeout
+            raise Timeout(f"no connection within {min(budget, CONNECT_TIMEOUT_CAP):.1f} s") from None
         except httpx.ConnectError as exc:
             raise Offline(f"connection failed: {_reason(exc)}") from None
         except httpx.TimeoutException:
-            raise Timeout(f"no answer within {self.timeout:g} s") from None
+            raise Timeout(f"no answer within {budget:.1f} s") from None
         except (httpx.RemoteProtocolError, httpx.ReadError, httpx.DecodingError) as exc:
             raise ProtocolError(f"broken HTTP answer: {_reason(exc)}") from None
         except httpx.HTTPError as exc:
@@ -398,6 +406,13 @@ class OnvifDriver(Driver):
         self._device_info = None
         self._recordings: dict[int, Any] | None = None
         self._profiles = None
+
+    def close(self) -> None:
+        self._transport.close()
+
+    def set_deadline(self, seconds: float | None) -> None:
+        super().set_deadline(seconds)
+        self._transport.deadline = None if seconds is None else time.monotonic() + seconds
 
     # -- plumbing ----------------------------------------------------------------------------------------------
     @property
@@ -635,7 +650,7 @@ class OnvifDriver(Driver):
         except NotSupported:  # no event search: one span from the earliest to the latest data
             events = [(earliest, True)]
         spans = spans_from_events(events, dstart, dend, latest)
-        return [RecordingSpan(channel, max(s, earliest) - off, e - off) for s, e in spans if e > earliest]
+        return clipped(channel, [(max(s, earliest) - off, e - off) for s, e in spans if e > earliest], start, end)
 
     def _recording_events(self, token: str, start: dt.datetime, end: dt.datetime) -> list[tuple[dt.datetime, bool]]:
         search = self._call("search", "FindEvents", StartPoint=start, EndPoint=end,
