@@ -25,18 +25,16 @@ from canteen_ops.drivers.base import (  # noqa: E402
     open_driver,
 )
 from canteen_ops.inventory.model import Credentials, Device, Policy  # noqa: E402
-from canteen_ops.lab.onvif import PRE_AUTH  # noqa: E402
-from tests.onvif_lab_server import LabServer, closed_port, make_state  # noqa: E402
+from canteen_ops.lab.state import DeviceState  # noqa: E402
 
-PASSWORD = "s3cret-Pass"
 UTC = dt.timezone.utc
 
 
-def device_for(state, port: int, *, timeout: float = 3.0, password: str = PASSWORD) -> Device:
-    return Device(id=state.id, kind=state.kind, vendor="onvif", host="127.0.0.1", port=port,
+def device_for(state: DeviceState, *, timeout: float = 3.0, password: str | None = None) -> Device:
+    return Device(id=state.id, kind=state.kind, vendor="onvif", host=state.host, port=state.http_port,
                   rtsp_port=state.rtsp_port, https=False, school_id="s1",
-                  credentials=Credentials("lab", state.username, password=password), timeout=timeout,
-                  policy=Policy())
+                  credentials=Credentials("lab", state.username, password=password or state.password),
+                  timeout=timeout, policy=Policy())
 
 
 @pytest.fixture(autouse=True)
@@ -47,59 +45,60 @@ def _fresh_guard():
 
 
 @pytest.fixture
-def camera():
-    st = make_state("cam1", "camera")
-    with LabServer(st) as srv:
-        yield st, srv
+def camera(lab, lab_faults):
+    st = lab.first("onvif", "camera")
+    lab_faults.touch(st.id)
+    return st, lab_faults
 
 
 @pytest.fixture
-def nvr():
-    st = make_state("nvr1", "nvr", channels=4)
-    with LabServer(st) as srv:
-        yield st, srv
+def nvr(lab, lab_faults):
+    st = lab.first("onvif", "nvr")
+    lab_faults.touch(st.id)
+    return st, lab_faults
 
 
-def driver(st, srv, **kw) -> drv.OnvifDriver:
-    return drv.OnvifDriver(device_for(st, srv.port, **kw), kw.get("password", PASSWORD))
+def driver(st, *, timeout: float = 3.0) -> drv.OnvifDriver:
+    return drv.OnvifDriver(device_for(st, timeout=timeout), st.password)
 
 
-def authenticated(requests: list[str]) -> list[str]:
-    return [r for r in requests if r not in PRE_AUTH]
+def answered(lab) -> int:
+    """Requests the lab has answered so far (all devices; tests in one worker run one at a time)."""
+    return lab.thread.service.http.requests
 
 
 # --- getters ----------------------------------------------------------------------------------------------
 def test_open_driver_builds_an_onvif_driver(camera, monkeypatch):
-    st, srv = camera
-    monkeypatch.setenv("LAB_ONVIF_PW", PASSWORD)
-    dev = device_for(st, srv.port)
-    dev = Device(**{**dev.__dict__, "credentials": Credentials("lab", "admin", password_env="LAB_ONVIF_PW")})
+    st, faults = camera
+    monkeypatch.setenv("LAB_ONVIF_PW", st.password)
+    dev = device_for(st)
+    dev = Device(**{**dev.__dict__, "credentials": Credentials("lab", st.username, password_env="LAB_ONVIF_PW")})
     with open_driver(dev) as d:
         assert isinstance(d, drv.OnvifDriver)
-        assert PASSWORD not in repr(d)
+        assert st.password not in repr(d)
         d.login()
 
 
 def test_facts_clock_and_ntp(camera):
-    st, srv = camera
-    st.set_fault("clock-drift", "+90")
-    d = driver(st, srv)
+    st, faults = camera
+    faults.set(st.id, "clock-drift", "+90")
+    d = driver(st)
     d.login()
     f = d.facts()
     assert (f.vendor, f.model, f.serial, f.firmware) == ("onvif", st.model, st.serial, st.firmware)
     c = d.clock()
     assert 88 <= c.drift_s <= 91
-    assert (c.timezone, c.mode, c.ntp_servers, c.ntp_enabled) == ("CST-8:00:00", "NTP", ["127.0.0.1"], True)
-    st.set_fault("ntp-off")
-    c = driver(st, srv).clock()
+    assert (c.timezone, c.mode, c.ntp_servers, c.ntp_enabled) == (st.timezone, "NTP", [st.ntp_server], True)
+    faults.set(st.id, "ntp-off")
+    c = driver(st).clock()
     assert (c.mode, c.ntp_servers, c.ntp_enabled) == ("manual", [], False)
 
 
 @pytest.mark.parametrize("fault,value", [("clock-drift", "-3600"), ("clock-reset", None)])
 def test_drifted_or_reset_device_still_accepts_us(camera, fault, value):
-    st, srv = camera
-    st.set_fault(fault, value)
-    d = driver(st, srv)
+    st, faults = camera
+    faults.set(st.id, fault, value)
+    d = driver(st)
     assert d.facts().serial == st.serial  # authenticated: Created was shifted to the device clock
     c = d.clock()
     if fault == "clock-reset":
@@ -110,13 +109,13 @@ def test_drifted_or_reset_device_still_accepts_us(camera, fault, value):
 
 
 def test_camera_channels_streams_and_uri(camera):
-    st, srv = camera
-    d = driver(st, srv)
+    st, faults = camera
+    d = driver(st)
     assert [(c.id, c.name) for c in d.channels()] == [(1, st.channels[0].name)]
     (s,) = d.streams()
     assert (s.channel, s.codec, s.width, s.height, s.fps, s.bitrate_kbps, s.main) == (
         1, "H.264", 1920, 1080, 25.0, 4096.0, True)
-    assert s.uri == f"rtsp://127.0.0.1:{st.rtsp_port}/ch1/main"
+    assert s.uri == f"rtsp://{st.host}:{st.rtsp_port}{st.channels[0].rtsp_path}"
     assert d.stream_uri(1) == s.uri and "@" not in s.uri
     with pytest.raises(NotSupported):
         d.stream_uri(1, main=False)
@@ -125,124 +124,128 @@ def test_camera_channels_streams_and_uri(camera):
 
 
 def test_settings_are_complete_and_carry_no_password(camera):
-    st, srv = camera
-    st.set_fault("low-res")
-    s = driver(st, srv).settings()
+    st, faults = camera
+    faults.set(st.id, "low-res")
+    s = driver(st).settings()
     assert s["identity"]["serial"] == st.serial
-    assert s["network"][0]["mac"] == st.mac and s["network"][0]["ipv4"] == ["127.0.0.1/24"]
-    assert s["time"] == {"timezone": st.timezone, "mode": "NTP", "ntp_servers": ["127.0.0.1"], "ntp_enabled": True}
+    assert s["network"][0]["mac"] == st.mac and s["network"][0]["ipv4"] == [f"{st.host}/24"]
+    assert s["time"] == {"timezone": st.timezone, "mode": "NTP", "ntp_servers": [st.ntp_server], "ntp_enabled": True}
     assert (s["streams"][0]["width"], s["streams"][0]["height"]) == (1280, 720)
     assert s["users"] == [{"name": n, "level": lvl} for n, lvl in st.users]
     assert s["system_backup"] is False
-    assert PASSWORD not in repr(s)
+    assert st.password not in repr(s)
 
 
-def test_export_config_only_when_the_device_says_so(camera):
-    st, srv = camera
+def test_export_config_only_when_the_device_says_so(camera, nvr):
+    st, faults = camera
+    d = driver(st)
     with pytest.raises(NotSupported, match="device offers no config export"):
-        driver(st, srv).export_config()
-    assert "GetSystemBackup" not in srv.requests  # asked the capability, never the operation
-    st.supports_system_backup = True
-    e = driver(st, srv).export_config()
+        d.export_config()
+    assert d.requests_sent == 1  # GetServices told us; GetSystemBackup was never sent
+    st, faults = nvr  # the lab's ONVIF NVRs do offer GetSystemBackup
+    e = driver(st).export_config()
     assert (e.content, e.method, e.extension, e.content_type) == (
         st.config_blob(), "onvif-GetSystemBackup", ".json", "application/json")
 
 
 def test_nvr_channels_retention_and_gaps(nvr):
-    st, srv = nvr
-    st.set_fault("retention", "12")
-    st.set_fault("gaps", "3")
-    st.set_fault("channel-offline", "4")
-    d = driver(st, srv)
+    st, faults = nvr
+    faults.set(st.id, "retention", "12")
+    faults.set(st.id, "gaps", "3")
+    faults.set(st.id, "channel-offline", "3")
+    d = driver(st)
     chans = d.channels()
-    assert [c.id for c in chans] == [1, 2, 3, 4]
-    assert [c.online for c in chans] == [True, True, True, False]
+    assert [(c.id, c.name) for c in chans] == [(c.id, c.name) for c in st.channels] and len(chans) == 3
+    assert [c.online for c in chans] == [True, True, False]
     now = dt.datetime.now(UTC)
     spans = d.recordings(2, now - dt.timedelta(days=60), now)
     assert abs((now - spans[0].start).total_seconds() - 12 * 86400) < 10  # oldest recording: 12 days back
     assert len(spans) == 4  # three 1-hour gaps
     assert all(abs((b.start - a.end).total_seconds() - 3600) < 2 for a, b in zip(spans, spans[1:]))
     assert (now - spans[-1].end).total_seconds() < 10
-    last_day = d.recordings(4, now - dt.timedelta(hours=24), now)
+    last_day = d.recordings(3, now - dt.timedelta(hours=24), now)
     assert (now - last_day[-1].end).total_seconds() > 7000  # video lost 2 h ago
 
 
 def test_drifted_nvr_spans_are_in_host_time(nvr):
-    st, srv = nvr
-    st.set_fault("clock-drift", "-600")
-    d = driver(st, srv)
+    st, faults = nvr
+    faults.set(st.id, "clock-drift", "-600")
+    d = driver(st)
     now = dt.datetime.now(UTC)
     spans = d.recordings(1, now - dt.timedelta(hours=24), now)
     assert len(spans) == 1 and (now - spans[0].end).total_seconds() < 10  # no phantom 10-minute gap
 
 
 def test_nvr_streams_cover_every_channel(nvr):
-    st, srv = nvr
-    streams = driver(st, srv).streams()
-    assert [s.channel for s in streams] == [1, 2, 3, 4]
-    assert streams[3].uri.endswith("/ch4/main")
+    st, faults = nvr
+    streams = driver(st).streams()
+    assert [s.channel for s in streams] == [1, 2, 3]
+    assert [s.uri for s in streams] == [f"rtsp://{st.host}:{st.rtsp_port}{c.rtsp_path}" for c in st.channels]
 
 
 # --- faults -------------------------------------------------------------------------------------------------
-def test_offline_device():
-    st = make_state("gone")
-    d = drv.OnvifDriver(device_for(st, closed_port()), PASSWORD)
+def test_offline_device(camera):
+    st, faults = camera
+    faults.set(st.id, "offline")
     with pytest.raises(Offline):
-        d.login()
+        driver(st).login()
 
 
 def test_blackhole_times_out_within_the_deadline(camera):
-    st, srv = camera
-    st.set_fault("blackhole")
-    d = driver(st, srv, timeout=0.5)
+    st, faults = camera
+    faults.set(st.id, "blackhole")
+    d = driver(st, timeout=0.5)
     t0 = time.monotonic()
     with pytest.raises(Timeout):
         d.clock()
     assert time.monotonic() - t0 < 1.5
 
 
-def test_wrong_password_costs_exactly_one_login_attempt(camera):
-    st, srv = camera
-    st.set_fault("wrong-password")
-    d = driver(st, srv)
+def test_wrong_password_costs_exactly_one_login_attempt(lab, camera):
+    st, faults = camera
+    faults.set(st.id, "wrong-password")
+    before = answered(lab)
+    d = driver(st)
     with pytest.raises(AuthFailed) as exc:
         d.login()
-    assert not isinstance(exc.value, Locked) and PASSWORD not in str(exc.value)
+    assert not isinstance(exc.value, Locked) and st.password not in str(exc.value)
     for getter in ("facts", "settings", "streams"):
         with pytest.raises(AuthFailed, match="not retried"):
             getattr(d, getter)()
     with pytest.raises(AuthFailed, match="not retried"):  # a new driver in the same run is refused too
-        open_driver(device_for(st, srv.port))
-    assert authenticated(srv.requests) == ["GetDeviceInformation"]
+        open_driver(device_for(st))
+    # on the wire: the unauthenticated clock reading, then one refused GetDeviceInformation; nothing after
+    assert d.requests_sent == 2 and answered(lab) - before == 2
     assert st.failed_logins == 1
 
 
 def test_locked_device_is_reported_as_locked(camera):
-    st, srv = camera
-    st.set_fault("locked")
+    st, faults = camera
+    faults.set(st.id, "locked")
     with pytest.raises(Locked) as exc:
-        driver(st, srv).login()
+        driver(st).login()
     assert exc.value.unlock_in_s == 1800
 
 
 @pytest.mark.parametrize("fault", ["malformed-xml", "xml-bomb", "oversized-body"])
 def test_hostile_answers_are_protocol_errors(camera, fault):
-    st, srv = camera
-    st.set_fault(fault)
+    st, faults = camera
+    faults.set(st.id, fault)
     t0 = time.monotonic()
     with pytest.raises(ProtocolError):
-        driver(st, srv).clock()
+        driver(st).clock()
     assert time.monotonic() - t0 < 5
-    st.clear_fault(fault)
-    assert driver(st, srv).clock().device_utc is not None  # the same device answers normally again
+    faults.clear(st.id, fault)
+    assert driver(st).clock().device_utc is not None  # the same device answers normally again
 
 
 def test_fault_mapping():
     from zeep.exceptions import Fault
     from lxml.etree import QName
 
-    st = make_state("fx")
-    d = drv.OnvifDriver(device_for(st, 1), PASSWORD)
+    st = DeviceState(id="fx", kind="camera", vendor="onvif", host="127.0.0.1", http_port=9, rtsp_port=554,
+                     username="u", password="p", model="m", serial="s", firmware="f", mac="m", name="n")
+    d = drv.OnvifDriver(device_for(st), "p")
     ter = "http://www.onvif.org/ver10/error"
     f = Fault("Optional Action Not Implemented", code="env:Receiver", subcodes=[QName(ter, "ActionNotSupported")])
     assert isinstance(d._fault("X", f), NotSupported)
@@ -257,7 +260,7 @@ def test_fault_mapping():
 
 # --- shared WSDLs, logging --------------------------------------------------------------------------------------
 def test_wsdl_clients_are_built_once_and_shared_across_threads(camera):
-    st, srv = camera
+    st, faults = camera
     got = []
     threads = [threading.Thread(target=lambda: got.append(drv.shared_client("media"))) for _ in range(8)]
     for t in threads:
@@ -265,7 +268,7 @@ def test_wsdl_clients_are_built_once_and_shared_across_threads(camera):
     for t in threads:
         t.join()
     assert len({id(c) for c in got}) == 1
-    a, b = driver(st, srv), driver(st, srv)
+    a, b = driver(st), driver(st)
     a.login()
     b.login()
     assert a._service("device")._client.wsdl is b._service("device")._client.wsdl
@@ -350,15 +353,15 @@ def test_check_wellformed():
 
 
 def test_device_deadline_bounds_every_call(camera):
-    st, srv = camera
-    st.set_fault("blackhole")
-    d = driver(st, srv, timeout=5.0)
+    st, faults = camera
+    faults.set(st.id, "blackhole")
+    d = driver(st, timeout=5.0)
     d.set_deadline(0.4)
     t0 = time.monotonic()
     with pytest.raises(Timeout):
         d.clock()
     assert time.monotonic() - t0 < 1.2
-    sent = len(srv.requests)
+    sent = d.requests_sent
     with pytest.raises(Timeout, match="deadline passed"):
         d.facts()
-    assert len(srv.requests) == sent  # nothing more went out after the deadline
+    assert d.requests_sent == sent  # nothing more went out after the deadline

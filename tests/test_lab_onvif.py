@@ -16,10 +16,9 @@ import pytest
 pytest.importorskip("onvif")
 
 from canteen_ops.lab import onvif as lab_onvif  # noqa: E402
+from canteen_ops.lab.state import ChannelState, DeviceState, Disk  # noqa: E402
 from canteen_ops.lab.wire import Request  # noqa: E402
-from tests.onvif_lab_server import LabServer, make_state  # noqa: E402
 
-PASSWORD = "s3cret-Pass"
 _clients: dict[str, object] = {}
 _clients_lock = threading.Lock()
 
@@ -41,8 +40,9 @@ def strict_client(wsdl: str):
         return _clients[wsdl]
 
 
-def service(port: int, kind: str = "device", password: str = PASSWORD, created: dt.datetime | None = None,
-            user: str = "admin", dt_diff: dt.timedelta | None = None):
+def service(st: DeviceState, kind: str = "device", password: str | None | bool = True,
+            created: dt.datetime | None = None, dt_diff: dt.timedelta | None = None):
+    """A strict zeep service bound to a lab device; password True = the device's own, None = no WS-Security."""
     from onvif.client import UsernameDigestTokenDtDiff
     from zeep import Client
 
@@ -52,12 +52,13 @@ def service(port: int, kind: str = "device", password: str = PASSWORD, created: 
         "search": ("search.wsdl", "{http://www.onvif.org/ver10/search/wsdl}SearchBinding", "search_service"),
     }[kind]
     base = strict_client(wsdl)
-    wsse = None if password is None else UsernameDigestTokenDtDiff(user, password, dt_diff=dt_diff,
-                                                                  use_digest=True, created=created)
+    pw = st.password if password is True else password
+    wsse = None if pw is None else UsernameDigestTokenDtDiff(st.username, pw, dt_diff=dt_diff, use_digest=True,
+                                                              created=created)
     client = Client.__new__(Client)
     client.__dict__.update(base.__dict__)
     client.wsse = wsse
-    return client.create_service(binding, f"http://127.0.0.1:{port}/onvif/{path}")
+    return client.create_service(binding, f"http://{st.host}:{st.http_port}/onvif/{path}")
 
 
 def fault_subcodes(exc) -> list[str]:
@@ -65,33 +66,33 @@ def fault_subcodes(exc) -> list[str]:
 
 
 @pytest.fixture
-def camera():
-    st = make_state("cam1", "camera")
-    with LabServer(st) as srv:
-        yield st, srv
+def camera(lab, lab_faults):
+    st = lab.first("onvif", "camera")
+    lab_faults.touch(st.id)
+    return st, lab_faults
 
 
 @pytest.fixture
-def nvr():
-    st = make_state("nvr1", "nvr", channels=4)
-    with LabServer(st) as srv:
-        yield st, srv
+def nvr(lab, lab_faults):
+    st = lab.first("onvif", "nvr")
+    lab_faults.touch(st.id)
+    return st, lab_faults
 
 
 # --- device management ---------------------------------------------------------------------------------
 def test_device_information_follows_state(camera):
-    st, srv = camera
-    info = service(srv.port).GetDeviceInformation()
+    st, faults = camera
+    info = service(st).GetDeviceInformation()
     assert (info.Model, info.SerialNumber, info.FirmwareVersion) == (st.model, st.serial, st.firmware)
-    st.set_fault("vulnerable-firmware")
-    assert service(srv.port).GetDeviceInformation().FirmwareVersion == st.effective_firmware != st.firmware
+    faults.set(st.id, "vulnerable-firmware")
+    assert service(st).GetDeviceInformation().FirmwareVersion == st.effective_firmware != st.firmware
 
 
 def test_system_date_and_time_unauthenticated_with_drift_and_ntp(camera):
-    st, srv = camera
-    st.set_fault("clock-drift", "+120")
-    st.set_fault("ntp-off")
-    r = service(srv.port, password=None).GetSystemDateAndTime()
+    st, faults = camera
+    faults.set(st.id, "clock-drift", "+120")
+    faults.set(st.id, "ntp-off")
+    r = service(st, password=None).GetSystemDateAndTime()
     u = r.UTCDateTime
     device = dt.datetime(u.Date.Year, u.Date.Month, u.Date.Day, u.Time.Hour, u.Time.Minute, u.Time.Second,
                          tzinfo=dt.timezone.utc)
@@ -100,89 +101,91 @@ def test_system_date_and_time_unauthenticated_with_drift_and_ntp(camera):
     assert r.DateTimeType == "Manual" and r.TimeZone.TZ == "CST-8:00:00"
     local = r.LocalDateTime
     assert (local.Time.Hour - u.Time.Hour) % 24 == 8
-    st.set_fault("clock-reset")
-    assert service(srv.port, password=None).GetSystemDateAndTime().UTCDateTime.Date.Year == 1970
+    faults.set(st.id, "clock-reset")
+    assert service(st, password=None).GetSystemDateAndTime().UTCDateTime.Date.Year == 1970
 
 
 def test_authenticated_calls_need_credentials(camera):
     from zeep.exceptions import Fault
 
-    st, srv = camera
+    st, faults = camera
     with pytest.raises(Fault) as exc:
-        service(srv.port, password=None).GetDeviceInformation()
+        service(st, password=None).GetDeviceInformation()
     assert exc.value.code.endswith("Sender") and fault_subcodes(exc.value) == ["NotAuthorized"]
 
 
 def test_wrong_password_is_not_authorized_and_counted(camera):
     from zeep.exceptions import Fault
 
-    st, srv = camera
+    st, faults = camera
     with pytest.raises(Fault) as exc:
-        service(srv.port, password="guess").GetDeviceInformation()
+        service(st, password="guess").GetDeviceInformation()
     assert fault_subcodes(exc.value) == ["NotAuthorized"]
     assert st.failed_logins == 1
-    st.set_fault("wrong-password")  # the device was re-keyed: the inventory password is now wrong
+    faults.set(st.id, "wrong-password")  # the device was re-keyed: the inventory password is now wrong
     with pytest.raises(Fault):
-        service(srv.port).GetUsers()
+        service(st).GetUsers()
     assert st.failed_logins == 2
-    st.clear_fault("wrong-password")
-    service(srv.port).GetUsers()
+    faults.clear(st.id, "wrong-password")
+    service(st).GetUsers()
     assert st.failed_logins == 0
 
 
 def test_lock_after_failures_refuses_even_the_right_password(camera):
     from zeep.exceptions import Fault
 
-    st, srv = camera
-    st.set_fault("lock-after", "2")
+    st, faults = camera
+    faults.set(st.id, "lock-after", "2")
     for _ in range(2):
         with pytest.raises(Fault):
-            service(srv.port, password="guess").GetDeviceInformation()
+            service(st, password="guess").GetDeviceInformation()
     with pytest.raises(Fault) as exc:
-        service(srv.port).GetDeviceInformation()
+        service(st).GetDeviceInformation()
     assert "locked" in exc.value.message and fault_subcodes(exc.value) == ["NotAuthorized"]
 
 
 def test_stale_created_is_refused_against_the_device_clock(camera):
     from zeep.exceptions import Fault
 
-    st, srv = camera
+    st, faults = camera
     stale = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=30)
     with pytest.raises(Fault) as exc:
-        service(srv.port, created=stale).GetDeviceInformation()
+        service(st, created=stale).GetDeviceInformation()
     assert fault_subcodes(exc.value) == ["NotAuthorized"] and "time check" in exc.value.message
     # a device whose clock is 30 s behind accepts exactly that timestamp
-    st.set_fault("clock-drift", "-30")
-    assert service(srv.port, created=stale).GetDeviceInformation().Model == st.model
+    faults.set(st.id, "clock-drift", "-30")
+    assert service(st, created=stale).GetDeviceInformation().Model == st.model
 
 
 def test_drifted_device_works_with_onvif_zeep_adjust_time(camera):
     from onvif import ONVIFCamera, ONVIFError
 
-    st, srv = camera
-    st.set_fault("clock-drift", "-3600")
+    st, faults = camera
+    faults.set(st.id, "clock-drift", "-3600")
     with pytest.raises(ONVIFError, match="not authorized"):
-        ONVIFCamera("127.0.0.1", srv.port, "admin", PASSWORD).devicemgmt.GetDeviceInformation()
-    cam = ONVIFCamera("127.0.0.1", srv.port, "admin", PASSWORD, adjust_time=True)
+        ONVIFCamera(st.host, st.http_port, st.username, st.password).devicemgmt.GetDeviceInformation()
+    cam = ONVIFCamera(st.host, st.http_port, st.username, st.password, adjust_time=True)
     assert cam.devicemgmt.GetDeviceInformation().SerialNumber == st.serial
 
 
 def test_unknown_action_is_action_not_supported(camera):
     from zeep.exceptions import Fault
 
-    st, srv = camera
+    st, faults = camera
     with pytest.raises(Fault) as exc:
-        service(srv.port).SystemReboot()
+        service(st).SystemReboot()
     assert exc.value.code.endswith("Receiver") and fault_subcodes(exc.value) == ["ActionNotSupported"]
 
 
-@pytest.mark.parametrize("supported", [True, False])
-def test_system_backup_follows_capability(supported):
+@pytest.mark.parametrize("kind", ["nvr", "camera"])
+def test_system_backup_follows_capability(lab, kind):
     from zeep.exceptions import Fault
 
-    st = make_state("cam-b", "camera", supports_system_backup=supported)
-    with LabServer(st) as srv:
-        dev = service(srv.port)
+    st = lab.first("onvif", kind)
+    supported = st.supports_system_backup
+    assert supported is (kind == "nvr")  # the lab fleet: ONVIF NVRs offer GetSystemBackup, cameras do not
+    if True:
+        dev = service(st)
         caps = dev.GetCapabilities(Category="All")
         assert caps.Device.System.SystemBackup is supported
         svc = dev.GetServices(IncludeCapability=True)
@@ -200,29 +203,29 @@ def test_system_backup_follows_capability(supported):
 
 
 def test_capabilities_and_services_nvr_vs_camera(camera, nvr):
-    _, cam_srv = camera
-    _, nvr_srv = nvr
-    cam_caps = service(cam_srv.port, password=None).GetCapabilities(Category="All")
+    cam, _ = camera
+    nv, _ = nvr
+    cam_caps = service(cam, password=None).GetCapabilities(Category="All")
     assert cam_caps.Media.XAddr.endswith("/onvif/media_service") and cam_caps.Extension is None
-    nvr_caps = service(nvr_srv.port, password=None).GetCapabilities(Category="All")
+    nvr_caps = service(nv, password=None).GetCapabilities(Category="All")
     ext = {e.tag.rsplit("}", 1)[1]: e for e in nvr_caps.Extension._value_1}  # zeep leaves these as elements
     assert ext["Search"].findtext("{http://www.onvif.org/ver10/schema}XAddr").endswith("/onvif/search_service")
     assert "Recording" in ext
-    namespaces = [s.Namespace for s in service(nvr_srv.port, password=None).GetServices(IncludeCapability=False)]
+    namespaces = [s.Namespace for s in service(nv, password=None).GetServices(IncludeCapability=False)]
     assert "http://www.onvif.org/ver10/search/wsdl" in namespaces
-    cam_ns = [s.Namespace for s in service(cam_srv.port, password=None).GetServices(IncludeCapability=False)]
+    cam_ns = [s.Namespace for s in service(cam, password=None).GetServices(IncludeCapability=False)]
     assert "http://www.onvif.org/ver10/search/wsdl" not in cam_ns
 
 
 def test_network_ntp_users(camera):
-    st, srv = camera
-    dev = service(srv.port)
+    st, faults = camera
+    dev = service(st)
     nic = dev.GetNetworkInterfaces()[0]
     assert nic.Info.HwAddress == st.mac and nic.IPv4.Config.Manual[0].Address == st.host
     assert [m.IPv4Address for m in dev.GetNTP().NTPManual] == [st.ntp_server]
     st.ntp_server = "ntp.example.edu.cn"
     assert dev.GetNTP().NTPManual[0].DNSname == "ntp.example.edu.cn"
-    st.set_fault("ntp-off")
+    faults.set(st.id, "ntp-off")
     assert dev.GetNTP().NTPManual == []
     st.users.append(("viewer", "User"))
     assert [(u.Username, u.UserLevel) for u in dev.GetUsers()] == st.users
@@ -231,42 +234,42 @@ def test_network_ntp_users(camera):
 
 # --- media ----------------------------------------------------------------------------------------------
 def test_profiles_stream_and_snapshot_uris(nvr):
-    st, srv = nvr
-    media = service(srv.port, "media")
+    st, faults = nvr
+    media = service(st, "media")
     profiles = media.GetProfiles()
-    assert [p.token for p in profiles] == ["Profile_1", "Profile_2", "Profile_3", "Profile_4"]
+    assert [p.token for p in profiles] == [f"Profile_{c.id}" for c in st.channels]
     enc = profiles[0].VideoEncoderConfiguration
     assert (enc.Encoding, enc.Resolution.Width, enc.Resolution.Height, enc.RateControl.FrameRateLimit,
             enc.RateControl.BitrateLimit) == ("H264", 1920, 1080, 25, 4096)
     uri = media.GetStreamUri(StreamSetup={"Stream": "RTP-Unicast", "Transport": {"Protocol": "RTSP"}},
                              ProfileToken="Profile_2")
-    assert uri.Uri == f"rtsp://127.0.0.1:{st.rtsp_port}/ch2/main" and "@" not in uri.Uri
+    assert uri.Uri == f"rtsp://{st.host}:{st.rtsp_port}{st.channels[1].rtsp_path}" and "@" not in uri.Uri
     snap = media.GetSnapshotUri(ProfileToken="Profile_1")
-    assert snap.Uri.startswith(f"http://127.0.0.1:{srv.port}/onvif/snapshot/")
-    st.set_fault("low-res")
+    assert snap.Uri.startswith(f"http://{st.host}:{st.http_port}/onvif/snapshot/")
+    faults.set(st.id, "low-res")
     cfgs = media.GetVideoEncoderConfigurations()
-    assert len(cfgs) == 4 and (cfgs[0].Resolution.Width, cfgs[0].Resolution.Height) == (1280, 720)
+    assert len(cfgs) == len(st.channels) and (cfgs[0].Resolution.Width, cfgs[0].Resolution.Height) == (1280, 720)
     assert media.GetVideoEncoderConfiguration(ConfigurationToken="VideoEncoder_3").token == "VideoEncoder_3"
 
 
 def test_unknown_profile_is_invalid_arg(camera):
     from zeep.exceptions import Fault
 
-    _, srv = camera
+    st, faults = camera
     with pytest.raises(Fault) as exc:
-        service(srv.port, "media").GetSnapshotUri(ProfileToken="nope")
+        service(st, "media").GetSnapshotUri(ProfileToken="nope")
     assert fault_subcodes(exc.value) == ["InvalidArgVal", "NoProfile"]
 
 
 # --- recording search -----------------------------------------------------------------------------------
 def test_recording_summary_and_information_follow_retention(nvr):
-    st, srv = nvr
-    st.set_fault("retention", "5")
-    search = service(srv.port, "search")
+    st, faults = nvr
+    faults.set(st.id, "retention", "5")
+    search = service(st, "search")
     summary = search.GetRecordingSummary()
     now = dt.datetime.now(dt.timezone.utc)
     assert abs((now - summary.DataFrom).total_seconds() - 5 * 86400) < 10
-    assert summary.NumberRecordings == 4
+    assert summary.NumberRecordings == len(st.channels) == 3
     token = search.FindRecordings(Scope={"IncludedSources": [{"Token": "VideoSource_2"}]}, KeepAliveTime="PT10S")
     result = search.GetRecordingSearchResults(SearchToken=token)
     assert result.SearchState == "Completed"
@@ -278,13 +281,13 @@ def test_recording_summary_and_information_follow_retention(nvr):
 
 
 def test_search_pagination_and_channel_offline(nvr):
-    st, srv = nvr
-    st.set_fault("channel-offline", "3")
-    search = service(srv.port, "search")
+    st, faults = nvr
+    faults.set(st.id, "channel-offline", "3")
+    search = service(st, "search")
     token = search.FindRecordings(Scope={}, KeepAliveTime="PT10S")
-    first = search.GetRecordingSearchResults(SearchToken=token, MaxResults=3)
-    second = search.GetRecordingSearchResults(SearchToken=token, MaxResults=3)
-    assert (first.SearchState, len(first.RecordingInformation)) == ("Searching", 3)
+    first = search.GetRecordingSearchResults(SearchToken=token, MaxResults=2)
+    second = search.GetRecordingSearchResults(SearchToken=token, MaxResults=2)
+    assert (first.SearchState, len(first.RecordingInformation)) == ("Searching", 2)
     assert (second.SearchState, len(second.RecordingInformation)) == ("Completed", 1)
     info = search.GetRecordingInformation(RecordingToken="Recording_3")
     assert info.RecordingStatus == "Stopped"
@@ -292,9 +295,9 @@ def test_search_pagination_and_channel_offline(nvr):
 
 
 def test_find_events_reveals_gaps(nvr):
-    st, srv = nvr
-    st.set_fault("gaps", "2")
-    search = service(srv.port, "search")
+    st, faults = nvr
+    faults.set(st.id, "gaps", "2")
+    search = service(st, "search")
     start = dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=24)
     token = search.FindEvents(StartPoint=start, Scope={"IncludedRecordings": ["Recording_1"]}, SearchFilter={},
                               IncludeStartState=True, KeepAliveTime="PT10S")
@@ -308,9 +311,9 @@ def test_find_events_reveals_gaps(nvr):
 def test_camera_has_no_search_service(camera):
     from zeep.exceptions import Fault
 
-    _, srv = camera
+    st, faults = camera
     with pytest.raises(Fault) as exc:
-        service(srv.port, "search").GetRecordingSummary()
+        service(st, "search").GetRecordingSummary()
     assert fault_subcodes(exc.value) == ["ActionNotSupported"]
 
 
@@ -319,24 +322,27 @@ def test_malformed_and_bomb_answers_are_refused_by_a_hardened_client(camera):
     from lxml.etree import XMLSyntaxError
     from zeep.exceptions import EntitiesForbidden, TransportError, XMLSyntaxError as ZeepSyntax
 
-    st, srv = camera
-    st.set_fault("malformed-xml")
+    st, faults = camera
+    faults.set(st.id, "malformed-xml")
     with pytest.raises((TransportError, XMLSyntaxError, ZeepSyntax)):
-        service(srv.port).GetDeviceInformation()
-    st.clear_fault()
-    st.set_fault("xml-bomb")
+        service(st).GetDeviceInformation()
+    faults.clear(st.id)
+    faults.set(st.id, "xml-bomb")
     with pytest.raises((EntitiesForbidden, XMLSyntaxError, ZeepSyntax, TransportError)):
-        service(srv.port).GetDeviceInformation()
-
-
-def test_oversized_body_is_64_mib():
-    st = make_state()
-    st.set_fault("oversized-body")
-    resp = lab_onvif.handle(st, Request("POST", "/onvif/device_service", {}, {}, b"<x/>", "127.0.0.1"))
-    assert len(resp.body) == lab_onvif.OVERSIZED_BYTES
+        service(st).GetDeviceInformation()
 
 
 # --- request parsing (no socket) --------------------------------------------------------------------------
+PASSWORD = "s3cret-Pass"
+
+
+def make_state(kind: str = "camera") -> DeviceState:
+    return DeviceState(id="unit", kind=kind, vendor="onvif", host="127.0.0.1", http_port=8080, rtsp_port=8554,
+                       username="admin", password=PASSWORD, model="M", serial="S", firmware="1.0",
+                       mac="00:11:22:33:44:55", name="unit", channels=[ChannelState(1, "c1")],
+                       disks=[Disk(1)] if kind == "nvr" else [])
+
+
 def _call(st, body: bytes, method="POST"):
     return lab_onvif.handle(st, Request(method, "/onvif/device_service", {}, {}, body, "127.0.0.1"))
 

@@ -2,7 +2,8 @@
 
 `handle(state, req)` answers one HTTP request for a path under /onvif/. Everything it says comes from the
 DeviceState, so faults set on the device (clock drift or reset, firmware, NTP off, channel offline, retention
-and gaps, hostile XML, wrong password, lock) show up here exactly as on the device's other protocols.
+and gaps, wrong password, lock) show up here exactly as on the device's other protocols. Transport faults and
+hostile bodies are the lab HTTP core's job (canteen_ops.lab.http), the same for every protocol.
 
 Authentication is WS-Security UsernameToken (PasswordDigest or PasswordText), verified like a camera does:
 digest = Base64(SHA1(nonce + created + password)) and `Created` within ±5 s of the *device* clock, so a client
@@ -671,39 +672,9 @@ OPERATIONS = {
 }
 
 
-# --- hostile answers -----------------------------------------------------------------------------------------
-_BOMB = (
-    '<?xml version="1.0" encoding="UTF-8"?>\n<!DOCTYPE env:Envelope [\n <!ENTITY lol "lol">\n'
-    + "".join(f' <!ENTITY lol{i} "{("&lol%s;" % (i - 1 if i > 1 else "")) * 10}">\n' for i in range(1, 10))
-    + f"]>\n<env:Envelope xmlns:env=\"{ENV}\" xmlns:tds=\"{TDS}\"><env:Body><tds:GetDeviceInformationResponse>"
-    "<tds:Manufacturer>&lol9;</tds:Manufacturer></tds:GetDeviceInformationResponse></env:Body></env:Envelope>"
-).encode()
-OVERSIZED_BYTES = 64 * 1024 * 1024
-_oversized: bytes | None = None
-
-
-def _oversized_body() -> bytes:
-    global _oversized
-    if _oversized is None:  # built once per lab process, shared by every device with the fault
-        head = _HEAD.encode() + b"<tds:GetDeviceInformationResponse><tds:Manufacturer>"
-        tail = b"</tds:Manufacturer></tds:GetDeviceInformationResponse>" + _TAIL.encode()
-        _oversized = head + b"A" * (OVERSIZED_BYTES - len(head) - len(tail)) + tail
-    return _oversized
-
-
-def _hostile(state: DeviceState, resp: Response) -> Response:
-    if state.has("xml-bomb"):
-        return Response(200, {"Content-Type": SOAP_CT}, _BOMB)
-    if state.has("oversized-body"):
-        return Response(200, {"Content-Type": SOAP_CT}, _oversized_body())
-    if state.has("malformed-xml"):
-        return Response(resp.status, resp.headers, resp.body[: max(40, len(resp.body) // 2)])
-    return resp
-
-
 # --- entry point ------------------------------------------------------------------------------------------
 def dispatch(state: DeviceState, body: bytes) -> Response:
-    """Answer one SOAP request body (no fault injection of the hostile kind)."""
+    """Answer one SOAP request body."""
     try:
         root = etree.fromstring(body, _PARSER)
     except etree.XMLSyntaxError:
@@ -735,4 +706,6 @@ def handle(state: DeviceState, req: Request) -> Response:
         return Response(405, {"Allow": "POST", "Content-Type": "text/plain"}, b"ONVIF services take SOAP POSTs\n")
     if len(req.body) > MAX_REQUEST:
         return Response(413, {"Content-Type": "text/plain"}, b"request too large\n")
-    return _hostile(state, dispatch(state, req.body))
+    # Transport faults (offline, blackhole, slow) and hostile bodies (malformed XML, entity bomb, oversized
+    # answers) are applied by the lab HTTP core to every protocol alike; this module answers truthfully.
+    return dispatch(state, req.body)
