@@ -456,6 +456,8 @@ class HikvisionDriver(Driver):
         track = channel * 100 + 1
         start_local = (start.astimezone(UTC) + offset).replace(tzinfo=None)
         end_local = (end.astimezone(UTC) + offset).replace(tzinfo=None)
+        if end_local.microsecond:  # the device works in whole seconds: widen the window, clip afterwards
+            end_local = end_local.replace(microsecond=0) + dt.timedelta(seconds=1)
         search_id = str(uuid.uuid4()).upper()
         spans: list[tuple[dt.datetime, dt.datetime]] = []
         position, previous_first = 0, None

@@ -128,8 +128,7 @@ class FakeDevice:
         with self.lock:
             self.requests += 1
         length = int(h.headers.get("Content-Length") or 0)
-        if length:
-            h.rfile.read(length)
+        h.body = h.rfile.read(length) if length else b""
         if self.locked:
             self._unauthorized(h, LOCK_BODY)
             return
