@@ -1,0 +1,254 @@
+"""HikvisionDriver against the lab's simulated ISAPI devices over real loopback sockets: every getter, and
+the faults a technician meets (offline, black hole, wrong password, lock, clock, disks, channels, retention,
+hostile XML). The lab and the driver are independent implementations of protocols.md §A."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+
+import pytest
+
+from canteen_ops.drivers.base import (
+    AuthFailed,
+    Locked,
+    Offline,
+    ProtocolError,
+    Timeout,
+    auth_guard,
+    open_driver,
+)
+from canteen_ops.drivers.hikvision import HikvisionDriver
+
+UTC = dt.timezone.utc
+
+
+@pytest.fixture(scope="module")
+def inv(lab):
+    from canteen_ops.inventory.loader import load_inventory
+
+    return load_inventory(lab.inventory)
+
+
+@pytest.fixture(autouse=True)
+def _guard():
+    auth_guard.reset()
+    yield
+    auth_guard.reset()
+
+
+@pytest.fixture
+def nvr(lab):
+    return lab.first("hikvision", "nvr")
+
+
+@pytest.fixture
+def cam(lab):
+    return lab.first("hikvision", "camera")
+
+
+@pytest.fixture
+def connect(inv):
+    opened = []
+
+    def make(state, timeout=None) -> HikvisionDriver:
+        drv = open_driver(inv.device(state.id), timeout=timeout)
+        assert isinstance(drv, HikvisionDriver)
+        opened.append(drv)
+        return drv
+
+    yield make
+    for drv in opened:
+        drv.close()
+
+
+def test_nvr_getters_match_the_device(connect, nvr):
+    drv = connect(nvr)
+    drv.login()
+    f = drv.facts()
+    assert (f.vendor, f.model, f.serial, f.device_type) == ("hikvision", nvr.model, nvr.serial, "NVR")
+    assert f.firmware == nvr.effective_firmware and f.mac == nvr.mac.lower()
+
+    c = drv.clock()
+    assert abs(c.drift_s) < 2.5  # the device reports whole seconds
+    assert (c.mode, c.ntp_enabled, c.ntp_servers, c.timezone) == ("NTP", True, [nvr.ntp_server], nvr.timezone)
+
+    disks = drv.storage()
+    assert [(d.status, d.capacity_mb, d.free_mb) for d in disks] == [
+        ("ok", float(d.capacity_mb), float(d.free_mb)) for d in nvr.disks]
+
+    chans = drv.channels()
+    assert [(c.id, c.name, c.online) for c in chans] == [(c.id, c.name, True) for c in nvr.channels]
+
+    mains = [s for s in drv.streams() if s.main]
+    assert [(s.channel, s.codec, s.width, s.height, s.fps) for s in mains] == [
+        (c.id, c.codec, c.width, c.height, float(c.fps)) for c in nvr.channels]
+    assert all(s.uri.startswith(f"rtsp://{nvr.host}:{nvr.rtsp_port}/Streaming/Channels/") for s in mains)
+    assert drv.stream_uri(2) == f"rtsp://{nvr.host}:{nvr.rtsp_port}/Streaming/Channels/201"
+    assert drv.stream_uri(2, main=False).endswith("/202")
+    assert not drv.upgrade_status().upgrading
+
+
+def test_recordings_cover_retention_and_convert_local_times(connect, nvr):
+    drv = connect(nvr)
+    now = dt.datetime.now(UTC)
+    spans = drv.recordings(1, now - dt.timedelta(days=nvr.retention_days + 10), now)
+    assert len(spans) == 1  # hourly files merged into one continuous span
+    oldest = now - dt.timedelta(days=nvr.retention_days)
+    # a wrong UTC offset would show as a whole-hours error here
+    assert abs((spans[0].start - oldest).total_seconds()) < 5
+    assert abs((spans[0].end - now).total_seconds()) < 5
+    window = drv.recordings(1, now - dt.timedelta(hours=5), now - dt.timedelta(hours=2))
+    assert len(window) == 1
+    assert abs((window[0].start - (now - dt.timedelta(hours=5))).total_seconds()) < 1
+    assert abs((window[0].end - (now - dt.timedelta(hours=2))).total_seconds()) < 1
+
+
+def test_camera_getters(connect, cam):
+    drv = connect(cam)
+    f = drv.facts()
+    assert (f.model, f.serial, f.device_type, f.firmware) == (cam.model, cam.serial, "IPCamera", cam.effective_firmware)
+    chans = drv.channels()
+    assert [(c.id, c.online) for c in chans] == [(1, True)]
+    assert drv.stream_uri() == f"rtsp://{cam.host}:{cam.rtsp_port}/Streaming/Channels/101"
+    streams = drv.streams()
+    assert {s.main for s in streams} == {True, False}
+
+
+def test_config_export_import_round_trip(connect, cam, lab_faults):
+    lab_faults.touch(cam.id)
+    drv = connect(cam)
+    export = drv.export_config()
+    assert export.method == "isapi-configurationData" and export.extension == ".bin"
+    assert export.content and not export.content.lstrip().startswith(b"<")
+    drv.import_config(export)
+    assert drv.export_config().content == export.content
+
+
+def test_settings_carry_no_secrets(connect, nvr, lab):
+    drv = connect(nvr)
+    s = drv.settings()
+    for part in ("deviceInfo", "time", "ntpServers", "streamingChannels", "users", "adminAccesses", "storage",
+                 "inputProxyChannels"):
+        assert part in s, part
+    _, password = lab.credentials(nvr.id)
+    assert password not in repr(s)
+    assert "password" not in repr(s).lower()
+
+
+# --- faults ------------------------------------------------------------------------------------------------
+def test_offline(connect, cam, lab_faults):
+    lab_faults.set(cam.id, "offline")
+    with pytest.raises(Offline):
+        connect(cam).login()
+
+
+def test_blackhole_times_out_within_deadline(connect, cam, lab_faults):
+    lab_faults.set(cam.id, "blackhole")
+    drv = connect(cam, timeout=0.8)
+    t0 = time.monotonic()
+    with pytest.raises(Timeout):
+        drv.login()
+    assert time.monotonic() - t0 < 2.0
+
+
+def test_wrong_password_one_failed_attempt_on_the_wire(connect, cam, lab_faults):
+    lab_faults.set(cam.id, "wrong-password")
+    drv = connect(cam)
+    with pytest.raises(AuthFailed) as exc:
+        drv.login()
+    assert not isinstance(exc.value, Locked)
+    assert "attempt(s) left" in str(exc.value)
+    assert cam.failed_logins == 1  # the device counted exactly one failed login
+    sent = drv.requests_sent
+    for getter in ("facts", "clock", "storage"):
+        with pytest.raises(AuthFailed):
+            getattr(drv, getter)()
+    assert drv.requests_sent == sent and cam.failed_logins == 1
+    with pytest.raises(AuthFailed):  # a fresh driver in the same run does not try either
+        connect(cam).login()
+    assert cam.failed_logins == 1
+
+
+def test_locked_reports_unlock_time_without_sending_credentials(connect, cam, lab_faults):
+    lab_faults.set(cam.id, "locked")
+    with pytest.raises(Locked) as exc:
+        connect(cam).login()
+    assert exc.value.unlock_in_s and 1700 <= exc.value.unlock_in_s <= 1800
+    assert cam.failed_logins == 0
+
+
+def test_last_attempt_locks_and_says_so(connect, cam, lab_faults):
+    lab_faults.set(cam.id, "lock-after", "1")
+    lab_faults.set(cam.id, "wrong-password")
+    with pytest.raises(Locked) as exc:
+        connect(cam).login()
+    assert exc.value.unlock_in_s and exc.value.unlock_in_s > 0
+    assert cam.failed_logins == 1
+
+
+@pytest.mark.parametrize("fault,value,expect", [("clock-drift", "+120", 120), ("clock-drift", "-45", -45)])
+def test_clock_drift(connect, cam, lab_faults, fault, value, expect):
+    lab_faults.set(cam.id, fault, value)
+    assert abs(connect(cam).clock().drift_s - expect) < 2.5
+
+
+def test_clock_reset_and_ntp_off(connect, cam, lab_faults):
+    lab_faults.set(cam.id, "clock-reset")
+    lab_faults.set(cam.id, "ntp-off")
+    c = connect(cam).clock()
+    assert c.device_utc.year == 1970
+    assert (c.mode, c.ntp_enabled) == ("manual", False)
+
+
+@pytest.mark.parametrize("fault,status", [("hdd-error", "error"), ("hdd-unformatted", "unformatted"),
+                                          ("hdd-full", "full")])
+def test_hdd_faults(connect, nvr, lab_faults, fault, status):
+    lab_faults.set(nvr.id, fault)
+    assert connect(nvr).storage()[0].status == status
+
+
+def test_no_hdd(connect, nvr, lab_faults):
+    lab_faults.set(nvr.id, "no-hdd")
+    drv = connect(nvr)
+    assert drv.storage() == []
+    now = dt.datetime.now(UTC)
+    assert drv.recordings(1, now - dt.timedelta(days=2), now) == []
+
+
+def test_channel_offline(connect, nvr, lab_faults):
+    lab_faults.set(nvr.id, "channel-offline", "2")
+    chans = {c.id: c for c in connect(nvr).channels()}
+    assert chans[2].online is False and chans[1].online is True
+    assert chans[2].detail
+
+
+def test_retention_and_gaps(connect, nvr, lab_faults):
+    lab_faults.set(nvr.id, "retention", "3")
+    lab_faults.set(nvr.id, "gaps", "2")
+    drv = connect(nvr)
+    now = dt.datetime.now(UTC)
+    spans = drv.recordings(1, now - dt.timedelta(days=30), now)
+    assert abs((spans[0].start - (now - dt.timedelta(days=3))).total_seconds()) < 5
+    assert len(spans) == 3  # two one-hour holes in the last day
+    holes = [(b.start - a.end).total_seconds() for a, b in zip(spans, spans[1:])]
+    assert all(abs(h - 3600) < 2 for h in holes)
+
+
+def test_firmware_and_low_res_faults(connect, cam, lab_faults):
+    lab_faults.set(cam.id, "old-firmware")
+    lab_faults.set(cam.id, "low-res")
+    drv = connect(cam)
+    assert drv.facts().firmware == cam.effective_firmware != cam.firmware
+    main = next(s for s in drv.streams() if s.main)
+    assert (main.width, main.height) == (1280, 720)
+
+
+@pytest.mark.parametrize("fault", ["malformed-xml", "xml-bomb", "oversized-body"])
+def test_hostile_answers_are_contained(connect, lab, cam, lab_faults, fault):
+    lab_faults.set(cam.id, fault)
+    drv = connect(cam)
+    with pytest.raises(ProtocolError):
+        drv.facts()
+    other = next(d for d in lab.fleet.devices if d.vendor == "hikvision" and d.id != cam.id)
+    assert connect(other).facts().serial == other.serial  # the rest of the fleet is unaffected
