@@ -292,14 +292,17 @@ class DahuaDriver(Driver):
 
     # --- HTTP helpers -------------------------------------------------------------------------------------
     def _auth_failure(self, reply: Reply, authenticated: bool) -> AuthFailed | None:
+        # A plain challenge has an empty (or HTML) body. An `Error` body naming a lock, or `Authorization Failed!`
+        # on a 401, is read as the login lock (assumption, see docs/drivers.md): never send credentials then.
         text = reply.text()[:2000]
         low = text.lower()
         dev = self.device.id
-        if re.search(r"\b(locked|lock)\b", low):
-            m = re.search(r"(\d+)\s*(s|sec|seconds)?\b", text)
-            unlock = int(m.group(1)) if m and m.group(2) else None
-            return Locked(f"{dev}: device has locked this address after failed logins "
-                          f"({kv.lines(text)[-1][:120] if kv.lines(text) else 'locked'}); wait about 30 min",
+        if re.search(r"\b(locked|lock)\b", low) or (low.lstrip().startswith("error")
+                                                    and "authorization failed" in low):
+            m = re.search(r"(\d+)\s*(?:s|sec|seconds)\b", low)
+            unlock = int(m.group(1)) if m else None
+            return Locked(f"{dev}: device refuses logins from this address (login lock after failed logins; "
+                          "Dahua locks for LoginFailLockTime, typically 30 min); wait before trying again",
                           unlock_in_s=unlock)
         if not authenticated:
             return None
@@ -389,7 +392,8 @@ class DahuaDriver(Driver):
 
     def channels(self) -> list[Channel]:
         if self.device.kind != "nvr":
-            return [Channel(id=1, online=True, name=None, ip=self.device.host)]
+            titles = parse_channel_titles(kv.nest(self._optional_config("ChannelTitle") or {}))
+            return [Channel(id=1, online=True, name=titles[0] if titles else None, ip=self.device.host)]
         titles = parse_channel_titles(kv.nest(self._config("ChannelTitle")))
         try:
             reply = self._cgi("eventManager.cgi", "getEventIndexes", ("code", "VideoLoss"))

@@ -4,7 +4,8 @@
     list.info[0].Detail[1].Path=/dev/sda1   → {"list": {"info": [{"Detail": [None, {"Path": "/dev/sda1"}]}]}}
     TimeSection[0][1]=1 00:00:00-24:00:00   → {"TimeSection": [[None, "1 00:00:00-24:00:00"]]}
 
-Lines split on the first '=' only (values may contain '='). Lines are CRLF or LF. A body whose first line is
+Lines split on the first '=' only (values may contain '='). Lines are CRLF or LF. A line that is not
+key=value (garbage, a truncated tail) or text that is not UTF-8 is a ProtocolError. A body whose first line is
 `Error` (`Error\\r\\nBad Request!`, `Error\\nAuthorization Failed!`) is an error, raised as DahuaError.
 Indices are kept as positions (channel 3 stays at [3]); an absurd index from a hostile device is refused rather
 than allocating a huge list.
@@ -63,14 +64,24 @@ def is_ok(body: str) -> bool:
 
 
 def parse_flat(body: str) -> dict[str, str]:
-    """Ordered key → value; raises DahuaError for error bodies. Lines without '=' are ignored."""
+    """Ordered key → value; raises DahuaError for error bodies.
+
+    Every line must be `key=value` (a bare `OK` is accepted): a line without '=' or with control characters
+    means a truncated or garbled answer, and a partial answer must not pass for a complete one.
+    """
     check_error(body)
     out: dict[str, str] = {}
     for ln in lines(body):
         key, sep, value = ln.partition("=")
-        if sep and key.strip():
-            out[key.strip()] = value.strip()
+        if not sep or not key.strip() or _CONTROL.search(ln):
+            if ln.upper() == "OK" and not out:
+                continue
+            raise ProtocolError(f"garbled key=value answer (line {ln[:40]!r})")
+        out[key.strip()] = value.strip()
     return out
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffd]")
 
 
 def _split_key(key: str) -> list[str | int]:
@@ -160,5 +171,8 @@ def parse(body: str) -> dict[str, Any]:
 
 
 def decode(raw: bytes) -> str:
-    """Dahua answers are UTF-8 (names may be Chinese); be tolerant of stray bytes."""
-    return raw.decode("utf-8", errors="replace")
+    """Dahua answers are UTF-8 (names may be Chinese); anything else is a garbled answer."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ProtocolError(f"answer is not UTF-8 text (byte {exc.start})") from None

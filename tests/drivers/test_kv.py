@@ -92,3 +92,17 @@ def test_hostile_shapes_are_protocol_errors(text):
 def test_too_many_lines_refused():
     with pytest.raises(ProtocolError, match="lines"):
         kv.parse_flat("a=1\n" * (kv.MAX_LINES + 1))
+
+
+@pytest.mark.parametrize("raw", [
+    b"deviceType=IPC\r\nserialNumber=4X7C\xff\xfe\x00 garbled line without separator",  # the lab's malformed fault
+    b"deviceType=IPC\r\njust some words\r\n",
+    b"a=1\r\nb=\x01\x02\r\n",
+])
+def test_garbled_answers_are_refused(raw):
+    with pytest.raises(ProtocolError):
+        kv.parse_flat(kv.decode(raw))
+
+
+def test_ok_body_is_empty_data():
+    assert kv.parse_flat("OK\r\n") == {}

@@ -1,0 +1,223 @@
+"""DahuaDriver against the lab's simulated Dahua CGI devices over real loopback sockets: every getter, and
+the faults a technician meets. The lab and the driver are independent implementations of protocols.md §B."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+
+import pytest
+
+from canteen_ops.drivers.base import (
+    AuthFailed,
+    Locked,
+    NotSupported,
+    Offline,
+    ProtocolError,
+    Timeout,
+    auth_guard,
+    open_driver,
+)
+from canteen_ops.drivers.dahua import DahuaDriver
+
+UTC = dt.timezone.utc
+
+
+@pytest.fixture(scope="module")
+def inv(lab):
+    from canteen_ops.inventory.loader import load_inventory
+
+    return load_inventory(lab.inventory)
+
+
+@pytest.fixture(autouse=True)
+def _guard():
+    auth_guard.reset()
+    yield
+    auth_guard.reset()
+
+
+@pytest.fixture
+def nvr(lab):
+    return lab.first("dahua", "nvr")
+
+
+@pytest.fixture
+def cam(lab):
+    return lab.first("dahua", "camera")
+
+
+@pytest.fixture
+def connect(inv):
+    opened = []
+
+    def make(state, timeout=None) -> DahuaDriver:
+        drv = open_driver(inv.device(state.id), timeout=timeout, timezone=inv.settings.timezone)
+        assert isinstance(drv, DahuaDriver)
+        opened.append(drv)
+        return drv
+
+    yield make
+    for drv in opened:
+        drv.close()
+
+
+def test_nvr_getters_match_the_device(connect, nvr):
+    drv = connect(nvr)
+    drv.login()
+    f = drv.facts()
+    assert (f.vendor, f.model, f.serial, f.firmware) == ("dahua", nvr.model, nvr.serial, nvr.effective_firmware)
+    assert (f.name, f.device_type) == (nvr.name, "NVR")
+
+    c = drv.clock()  # local time without zone, read in the inventory zone (the lab runs UTC+8)
+    assert abs(c.drift_s) < 2.5
+    assert (c.mode, c.ntp_enabled, c.ntp_servers) == ("NTP", True, [nvr.ntp_server])
+
+    disks = drv.storage()
+    assert [(d.status, round(d.capacity_mb), round(d.free_mb)) for d in disks] == [
+        ("ok", d.capacity_mb, d.free_mb) for d in nvr.disks]
+
+    chans = drv.channels()
+    assert [(c.id, c.name, c.online) for c in chans] == [(c.id, c.name, True) for c in nvr.channels]
+
+    mains = [s for s in drv.streams() if s.main]
+    assert [(s.channel, s.codec, s.width, s.height, s.fps) for s in mains] == [
+        (c.id, c.codec, c.width, c.height, float(c.fps)) for c in nvr.channels]
+    assert drv.stream_uri(2) == f"rtsp://{nvr.host}:{nvr.rtsp_port}/cam/realmonitor?channel=2&subtype=0"
+    assert mains[0].uri == drv.stream_uri(1)
+    up = drv.upgrade_status()
+    assert not up.upgrading
+
+
+def test_recordings_cover_retention_and_convert_local_times(connect, nvr, lab):
+    drv = connect(nvr)
+    now = dt.datetime.now(UTC)
+    spans = drv.recordings(1, now - dt.timedelta(days=nvr.retention_days + 10), now)
+    assert len(spans) == 1
+    oldest = now - dt.timedelta(days=nvr.retention_days)
+    assert abs((spans[0].start - oldest).total_seconds()) < 5  # a wrong zone would be hours off
+    assert abs((spans[0].end - now).total_seconds()) < 5
+    # the finder was closed and destroyed: repeated searches never exhaust the device's finder slots
+    for _ in range(20):
+        assert drv.recordings(2, now - dt.timedelta(hours=3), now)
+
+
+def test_camera_getters(connect, cam):
+    drv = connect(cam)
+    f = drv.facts()
+    assert (f.model, f.serial, f.device_type) == (cam.model, cam.serial, "IPC")
+    assert [(c.id, c.online) for c in drv.channels()] == [(1, True)]
+    assert drv.stream_uri() == f"rtsp://{cam.host}:{cam.rtsp_port}/cam/realmonitor?channel=1&subtype=0"
+    assert {s.main for s in drv.streams()} == {True, False}
+
+
+def test_config_export_is_json_and_import_not_offered(connect, cam):
+    drv = connect(cam)
+    export = drv.export_config()
+    assert export.method == "dahua-Config.backup"
+    assert isinstance(json.loads(export.content), dict)
+    with pytest.raises(NotSupported):
+        drv.import_config(export)
+
+
+def test_settings_carry_no_secrets(connect, nvr, lab):
+    drv = connect(nvr)
+    s = drv.settings()
+    for part in ("systemInfo", "General", "NTP", "Encode", "RecordMode", "ChannelTitle"):
+        assert part in s, part
+    _, password = lab.credentials(nvr.id)
+    assert password not in repr(s)
+    assert "password" not in repr(s).lower()
+
+
+# --- faults ------------------------------------------------------------------------------------------------
+def test_offline(connect, cam, lab_faults):
+    lab_faults.set(cam.id, "offline")
+    with pytest.raises(Offline):
+        connect(cam).login()
+
+
+def test_blackhole_times_out_within_deadline(connect, cam, lab_faults):
+    lab_faults.set(cam.id, "blackhole")
+    drv = connect(cam, timeout=0.8)
+    t0 = time.monotonic()
+    with pytest.raises(Timeout):
+        drv.login()
+    assert time.monotonic() - t0 < 2.0
+
+
+def test_wrong_password_one_failed_attempt_on_the_wire(connect, cam, lab_faults):
+    lab_faults.set(cam.id, "wrong-password")
+    drv = connect(cam)
+    with pytest.raises(AuthFailed, match="connection/user limit") as exc:
+        drv.login()
+    assert not isinstance(exc.value, Locked)
+    assert cam.failed_logins == 1
+    sent = drv.requests_sent
+    for getter in ("facts", "clock", "storage", "channels"):
+        with pytest.raises(AuthFailed):
+            getattr(drv, getter)()
+    assert drv.requests_sent == sent and cam.failed_logins == 1
+
+
+def test_locked_device_gets_no_credentials(connect, cam, lab_faults):
+    lab_faults.set(cam.id, "locked")
+    with pytest.raises(Locked, match="30 min"):
+        connect(cam).login()
+    assert cam.failed_logins == 0
+
+
+def test_clock_drift_and_reset(connect, cam, lab_faults):
+    lab_faults.set(cam.id, "clock-drift", "+300")
+    assert abs(connect(cam).clock().drift_s - 300) < 2.5
+    lab_faults.clear(cam.id, "clock-drift")
+    lab_faults.set(cam.id, "clock-reset")
+    lab_faults.set(cam.id, "ntp-off")
+    c = connect(cam).clock()
+    assert c.device_utc.year in (1969, 1970)  # 1970-01-01 local time, read in UTC+8
+    assert (c.mode, c.ntp_enabled) == ("manual", False)
+
+
+@pytest.mark.parametrize("fault,status", [("hdd-error", "error"), ("hdd-unformatted", "unformatted"),
+                                          ("hdd-full", "full")])
+def test_hdd_faults(connect, nvr, lab_faults, fault, status):
+    lab_faults.set(nvr.id, fault)
+    assert connect(nvr).storage()[0].status == status
+
+
+def test_no_hdd(connect, nvr, lab_faults):
+    lab_faults.set(nvr.id, "no-hdd")
+    assert connect(nvr).storage() == []
+
+
+def test_channel_offline(connect, nvr, lab_faults):
+    lab_faults.set(nvr.id, "channel-offline", "2")
+    chans = {c.id: c for c in connect(nvr).channels()}
+    assert (chans[1].online, chans[2].online) == (True, False)
+    assert chans[2].detail == "video loss"
+
+
+def test_retention_and_gaps(connect, nvr, lab_faults):
+    lab_faults.set(nvr.id, "retention", "5")
+    lab_faults.set(nvr.id, "gaps", "2")
+    now = dt.datetime.now(UTC)
+    spans = connect(nvr).recordings(1, now - dt.timedelta(days=30), now)
+    assert abs((spans[0].start - (now - dt.timedelta(days=5))).total_seconds()) < 5
+    assert len(spans) == 3
+    holes = [(b.start - a.end).total_seconds() for a, b in zip(spans, spans[1:])]
+    assert all(abs(h - 3600) < 2 for h in holes)
+
+
+def test_firmware_fault(connect, cam, lab_faults):
+    lab_faults.set(cam.id, "vulnerable-firmware")
+    assert connect(cam).facts().firmware == cam.effective_firmware != cam.firmware
+
+
+@pytest.mark.parametrize("fault", ["malformed-xml", "oversized-body"])
+def test_hostile_answers_are_contained(connect, lab, cam, lab_faults, fault):
+    lab_faults.set(cam.id, fault)
+    with pytest.raises(ProtocolError):
+        connect(cam).facts()
+    other = next(d for d in lab.fleet.devices if d.vendor == "dahua" and d.id != cam.id)
+    assert connect(other).facts().serial == other.serial
