@@ -97,6 +97,10 @@ class FakeDriver(Driver):
             spans = out
         return [RecordingSpan(channel, max(s, start), min(e, end)) for s, e in spans if e > start and s < end]
 
+    def stream_uri(self, channel: int = 1, main: bool = True) -> str:
+        self._maybe_fail("stream_uri")
+        return f"rtsp://{self.device.host}:{self.device.rtsp_port}/Streaming/Channels/{channel}01"
+
     def close(self) -> None:
         self.closed = True
 

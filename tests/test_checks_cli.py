@@ -29,7 +29,7 @@ def db(tmp_path) -> MaintenanceLog:
 
 
 def test_all_ok_exit_0_collapses_ok_rows_and_logs_the_run(cli, fleet, tmp_path):
-    r = cli("check")
+    r = cli("check", "--skip", "stream,picture")
     assert r.code == 0, r
     assert "测试小学" in r.out
     assert "40 checks ok on 7 devices (--all lists them)" in r.out
@@ -57,7 +57,7 @@ def test_crit_first_then_warn_exit_2_and_run_status(cli, fleet, tmp_path):
     fleet.states["nvr-01"].disks = [Disk("1", "error", "error", 3815447.0, 0.0)]
     fleet.states["cam-02"].drift_s = 30
     fleet.states["cam-03"].errors["login"] = AuthFailed("401")
-    r = cli("check")
+    r = cli("check", "--skip", "stream,picture")
     assert r.code == 2, r
     out = r.out
     i_crit, i_warn = out.index("disk 1: error"), out.index("clock 30 s ahead")
@@ -113,13 +113,13 @@ def test_no_match_is_usage_error(cli, fleet):
 
 
 def test_quiet_prints_only_problems(cli, fleet):
-    r = cli("check", "--quiet")
+    r = cli("check", "--quiet", "--skip", "stream,picture")
     assert r.code == 0 and r.out == ""
     fleet.states["cam-02"].drift_s = -20
-    r = cli("check", "--quiet")
+    r = cli("check", "--quiet", "--skip", "stream,picture")
     assert r.code == 1
     assert r.out == "WARN    测试小学 cam-02 clock: clock 20 s behind (> 5 s)\n"
-    r = cli("--quiet", "check")
+    r = cli("--quiet", "check", "--skip", "stream,picture")
     assert r.code == 1 and r.out.startswith("WARN")
 
 
@@ -128,15 +128,15 @@ def test_open_incidents_flag(cli, fleet, tmp_path):
     try:
         import canteen_ops.incidents  # noqa: F401
     except ImportError:
-        r = cli("check", "--open-incidents")
+        r = cli("check", "--open-incidents", "--skip", "stream,picture")
         assert r.code == 64 and "--open-incidents" in r.err and "not part of this build" in r.err
         return
-    r = cli("check", "--open-incidents")
+    r = cli("check", "--open-incidents", "--skip", "stream,picture")
     assert r.code == 2
     incidents = db(tmp_path).query("SELECT * FROM incidents")
     assert incidents and any("cam-01" in (i["device_ids"] or []) for i in incidents)
     n = len(incidents)
-    assert cli("check", "--open-incidents").code == 2
+    assert cli("check", "--open-incidents", "--skip", "stream,picture").code == 2
     assert len(db(tmp_path).query("SELECT * FROM incidents")) == n  # updated, never duplicated
 
 
@@ -163,7 +163,7 @@ def test_ctrl_c_keeps_finished_results_and_marks_run_interrupted(cli, fleet, tmp
             raise KeyboardInterrupt
 
     monkeypatch.setattr(check_cmd._Output, "add", add)
-    r = cli("check", "--workers", "1")
+    r = cli("check", "--workers", "1", "--skip", "stream,picture")
     assert r.code == 130
     log = db(tmp_path)
     run = log.query("SELECT * FROM runs")[0]

@@ -317,7 +317,7 @@ def test_bug_in_a_check_is_contained(fleet):
 
 def test_select_checks():
     assert select_checks(["reachable,clock"]) == ["reachable", "clock"]
-    assert "gaps" not in select_checks(skip=["gaps,retention"])
+    assert "stream" not in select_checks(skip=["stream,picture"])
     with pytest.raises(UsageError, match="unknown check clok"):
         select_checks(["clok"])
     with pytest.raises(UsageError):

@@ -34,14 +34,14 @@ class History:
 
     @classmethod
     def load(cls, log: "MaintenanceLog | None", device_ids: list[str], *, limit: int = 30) -> "History":
-        """The newest `limit` blur values of each camera's earlier picture results."""
+        """The newest `limit` blur values of each camera's earlier ok pictures (a known-clean lens)."""
         if log is None or not device_ids:
             return cls()
         blur: dict[str, list[float]] = {}
         rows = log.conn.execute(
             "SELECT device_id, json_extract(data, '$.blur') AS blur FROM results "
             "WHERE check_name = 'picture' AND json_extract(data, '$.blur') IS NOT NULL "
-            "AND status != 'unknown' ORDER BY seq DESC").fetchall()
+            "AND status = 'ok' ORDER BY seq DESC").fetchall()
         wanted = set(device_ids)
         for row in rows:
             if row["device_id"] in wanted:

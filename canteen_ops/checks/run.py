@@ -28,9 +28,9 @@ class Check:
 
 
 def _registry() -> dict[str, Check]:
-    from canteen_ops.checks import device, nvr
+    from canteen_ops.checks import device, nvr, video
 
-    both, nvr_only = ("camera", "nvr"), ("nvr",)
+    both, nvr_only, cam_only = ("camera", "nvr"), ("nvr",), ("camera",)
     checks = [
         Check("reachable", device.reachable, both),
         Check("login", device.login, both),
@@ -41,6 +41,8 @@ def _registry() -> dict[str, Check]:
         Check("channels", nvr.channels, nvr_only),
         Check("retention", nvr.retention, nvr_only),
         Check("gaps", nvr.gaps, nvr_only),
+        Check("stream", video.stream, cam_only),
+        Check("picture", video.picture, cam_only),
     ]
     assert tuple(c.name for c in checks) == DEVICE_CHECK_NAMES
     return {c.name: c for c in checks}

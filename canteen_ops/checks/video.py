@@ -1,0 +1,79 @@
+"""Camera checks on the live stream: stream (RTSP facts) and picture (quality of decoded frames).
+
+Both share one probe per camera per run (ctx.remember): the stream check opens it, the picture check measures
+its frames. The camera's blur baseline is the median sharpness of its earlier ok pictures in the log, so a lens
+slowly filming over with grease or steam is caught even when the absolute threshold still passes.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from canteen_ops.checks.device import result
+from canteen_ops.status import Result, Status
+
+if TYPE_CHECKING:
+    from canteen_ops.checks.context import CheckContext
+
+
+def _frames_needed(ctx: "CheckContext") -> int:
+    # A freeze is only visible over frozen_frames consecutive frames; two more leave room for the first IDR.
+    return max(12, ctx.policy.frozen_frames + 2)
+
+
+def _probe(ctx: "CheckContext"):
+    def compute():
+        from canteen_ops.media.probe import probe_stream
+
+        uri = ctx.get("stream_uri", 1, True)
+        creds = ctx.device.credentials
+        return probe_stream(uri, username=creds.username if creds else None,
+                            password=creds.resolve() if creds else None,
+                            timeout=ctx.policy.stream_timeout_s, frames=_frames_needed(ctx))
+
+    return ctx.remember("probe", compute)
+
+
+def _describe(p) -> str:
+    parts = [p.codec.upper() if p.codec else None, p.resolution,
+             f"{p.fps:.0f} fps" if p.fps else None,
+             f"{p.bitrate_bps / 1e6:.1f} Mbit/s" if p.bitrate_bps else None,
+             f"first frame in {p.time_to_first_frame_s:.1f} s" if p.time_to_first_frame_s is not None else None]
+    return ", ".join(x for x in parts if x)
+
+
+def stream(ctx: "CheckContext") -> list[Result]:
+    from canteen_ops.media.quality import assess_stream, overall
+
+    p = _probe(ctx)
+    findings = assess_stream(p, ctx.policy)
+    status = overall(findings)
+    data = p.to_dict() | {"findings": [f.code for f in findings]}
+    if not p.ok:
+        what = "no stream" if status is Status.CRIT else "stream not checked"
+        return [result(ctx, "stream", status, f"{what}: {p.message}".rstrip(": "), **data)]
+    desc = _describe(p)
+    if status is Status.OK:
+        return [result(ctx, "stream", status, desc, **data)]
+    problems = "; ".join(f.message for f in findings if f.status is not Status.OK)
+    return [result(ctx, "stream", status, f"{problems} ({desc})", **data)]
+
+
+def picture(ctx: "CheckContext") -> list[Result]:
+    from canteen_ops.media.quality import assess, measure, overall
+
+    p = _probe(ctx)
+    if not p.frames:
+        why = p.message or "no frames decoded"
+        return [result(ctx, "picture", Status.UNKNOWN, f"no picture to assess ({why})", frames=0)]
+    pol = ctx.policy
+    m = measure(p.frames, frozen_similarity=pol.frozen_similarity)
+    baseline = ctx.history.blur_baseline(ctx.device.id)
+    findings = assess(m, pol, baseline)
+    status = overall(findings)
+    data = {"blur": round(m.sharpness, 1), "baseline_blur": round(baseline, 1) if baseline else None,
+            "mean_luma": round(m.mean_luma, 1), "contrast": round(m.contrast, 1),
+            "colour_cast_k": round(m.colour_cast_k, 3), "uniform_pct": round(m.uniform_pct, 1),
+            "frozen_run": m.frozen_run, "frames": m.frames, "findings": [f.code for f in findings]}
+    order = sorted(findings, key=lambda f: -f.status.severity)
+    return [result(ctx, "picture", status, "; ".join(f.message for f in order), **data)]
