@@ -140,7 +140,7 @@ def retention(ctx: "CheckContext") -> list[Result]:
     least = min(per_channel.values())
     at_least = "≥ " if least >= horizon_days - 0.01 else ""
     return [result(ctx, "retention", Status.OK,
-                   f"retention {at_least}{min(least, horizon_days):.0f} days on all {len(per_channel)} channels "
+                   f"retention {at_least}{min(least, horizon_days):.0f} days on {_n_channels(len(per_channel), 'all ')} "
                    f"(policy ≥ {p.retention_warn_days:g})", **data)]
 
 
@@ -188,7 +188,11 @@ def gaps(ctx: "CheckContext") -> list[Result]:
                        + "; ".join(lines), **data)]
     return [result(ctx, "gaps", Status.OK,
                    f"no gaps ≥ {p.gap_min_minutes:g} min in the last {p.gap_window_hours:g} h on "
-                   f"{len(searched)} channels", **data)]
+                   f"{_n_channels(len(searched))}", **data)]
+
+
+def _n_channels(n: int, all_: str = "") -> str:
+    return f"{all_}{n} channels" if n != 1 else "1 channel"
 
 
 def _local_range(a: dt.datetime, b: dt.datetime, tz) -> str:
