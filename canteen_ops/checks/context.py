@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -67,6 +68,8 @@ class CheckContext:
     history: History = field(default_factory=History)
     driver_factory: DriverFactory | None = None
     now: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc))
+    deadline_s: float | None = None  # the device's budget in this run, from when its context was made
+    started: float = field(default_factory=time.monotonic)
     skip_reason: str | None = None  # set when the device cannot be checked further (offline, login refused)
     answered: bool = False  # the device has answered at least one driver request in this run
     _driver: Driver | None = field(default=None, repr=False)
@@ -92,10 +95,18 @@ class CheckContext:
                 from canteen_ops.drivers.base import open_driver
 
                 try:
-                    self._driver = open_driver(self.device)
+                    self._driver = open_driver(self.device, timezone=self.inventory.settings.timezone)
                 except AuthFailed as exc:  # raised before any traffic: a credentials problem in the inventory
                     raise NoCredentials(str(exc)) from None
+            if self.deadline_s is not None:
+                self._driver.set_deadline(self.remaining())
         return self._driver
+
+    def remaining(self) -> float | None:
+        """Seconds left of the device's deadline (None: no deadline)."""
+        if self.deadline_s is None:
+            return None
+        return max(0.0, self.deadline_s - (time.monotonic() - self.started))
 
     def get(self, getter: str, *args: Any) -> Any:
         """Call a driver getter once per run; later calls (and failures) come from the memo."""

@@ -143,7 +143,7 @@ def run_checks(devices: list["Device"], inventory: "Inventory", names: list[str]
 
     def task(device: "Device") -> list[Result]:
         ctx = CheckContext(device, schools[device.school_id], inventory, history=history,
-                           driver_factory=driver_factory, now=now)
+                           driver_factory=driver_factory, now=now, deadline_s=deadline_s)
         return check_device(ctx, device_names, checks)
 
     if device_names:

@@ -27,9 +27,13 @@ def _probe(ctx: "CheckContext"):
 
         uri = ctx.get("stream_uri", 1, True)
         creds = ctx.device.credentials
+        timeout = ctx.policy.stream_timeout_s
+        left = ctx.remaining()
+        if left is not None:  # stay inside the device's deadline (a little margin for the picture metrics)
+            timeout = max(0.5, min(timeout, left - 1.0))
         return probe_stream(uri, username=creds.username if creds else None,
                             password=creds.resolve() if creds else None,
-                            timeout=ctx.policy.stream_timeout_s, frames=_frames_needed(ctx))
+                            timeout=timeout, frames=_frames_needed(ctx))
 
     return ctx.remember("probe", compute)
 
