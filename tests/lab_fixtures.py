@@ -57,7 +57,7 @@ class LabHandle:
         return self.thread.clear_fault(device, fault)
 
 
-def _start_lab(directory: Path):
+def _start_lab(directory: Path, rtsp_cache: Path):
     from canteen_ops.lab.fleet import build_fleet, write_inventory
     from canteen_ops.lab.service import LabError, LabThread
 
@@ -67,7 +67,7 @@ def _start_lab(directory: Path):
         first = f"127.{rng.randrange(100, 250)}.{rng.randrange(1, 250)}.1"
         fleet = build_fleet(LAB_SCHOOLS, LAB_CAMERAS, LAB_VENDORS, first_address=first, seed=7)
         try:
-            thread = LabThread(fleet).start()
+            thread = LabThread(fleet, rtsp_cache_dir=rtsp_cache).start()
         except LabError as exc:  # address block taken by a parallel run: pick another
             last = exc
             continue
@@ -76,10 +76,13 @@ def _start_lab(directory: Path):
 
 
 @pytest.fixture(scope="session")
-def lab(tmp_path_factory):
+def lab(tmp_path_factory, request):
     """A running lab fleet (session-scoped). Do not set faults on it directly; use `lab_faults`."""
     directory = tmp_path_factory.mktemp("lab")
-    thread, fleet, inventory = _start_lab(directory)
+    # Encoded RTSP picture loops survive between runs in pytest's cache dir (a 1080p encode takes seconds).
+    cache = request.config.cache
+    rtsp_cache = cache.mkdir("canteen-lab-rtsp-loops") if cache is not None else directory / "rtsp-loops"
+    thread, fleet, inventory = _start_lab(directory, rtsp_cache)
     try:
         yield LabHandle(thread, fleet, inventory, directory)
     finally:
@@ -122,11 +125,15 @@ class FaultSetter:
 
     def restore(self) -> None:
         for device_id, fields_ in self.saved.items():
-            self.lab.clear_fault(device_id)  # all faults, the login counter and any lock; reopens if offline
             d = self.lab.device(device_id)
             for name, value in fields_.items():
-                setattr(d, name, value)
+                if name == "channels":  # keep the channel objects (the lab service holds references to them)
+                    for current, old in zip(d.channels, value):
+                        current.__dict__.update(old.__dict__)
+                else:
+                    setattr(d, name, value)
             d._sessions.clear()
+            self.lab.clear_fault(device_id)  # all faults, the login counter and any lock; resyncs sockets/streams
         self.saved.clear()
 
 

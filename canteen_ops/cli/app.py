@@ -34,6 +34,7 @@ GROUPS = [
     ("sync", "canteen_ops.cli.sync_cmd"),
     ("backup", "canteen_ops.cli.backup_cmd"),
     ("firmware", "canteen_ops.cli.firmware_cmd"),
+    ("lab", "canteen_ops.cli.lab_cmd"),
 ]
 # Single commands registered on the root (name, module, function).
 COMMANDS: list[tuple[str, str, str]] = [

@@ -218,9 +218,17 @@ class LabHTTP:
                 w.transport.abort()
             ep.conns.clear()
         elif ep.server is None:
-            ep.server = await asyncio.start_server(
-                lambda r, w, ep=ep: self._serve(ep, r, w), ep.state.host, ep.state.http_port,
-                limit=MAX_HEADER_BYTES, reuse_address=True, backlog=64)
+            for attempt in range(5):  # a socket closed a moment ago can take a little while to let go
+                try:
+                    ep.server = await asyncio.start_server(
+                        lambda r, w, ep=ep: self._serve(ep, r, w), ep.state.host, ep.state.http_port,
+                        limit=MAX_HEADER_BYTES, reuse_address=True, backlog=64)
+                    break
+                except OSError as exc:
+                    if attempt == 4 or ep.state.has("offline"):
+                        raise OSError(exc.errno, f"{ep.state.id}: cannot listen on "
+                                                 f"{ep.state.host}:{ep.state.http_port}: {exc.strerror}") from None
+                    await asyncio.sleep(0.05 * (attempt + 1))
 
     async def remove(self, device_id: str) -> None:
         ep = self.endpoints.pop(device_id, None)

@@ -41,12 +41,32 @@ class LabError(Exception):
     pass
 
 
+# Lab fault names → the RTSP server's; one picture fault per stream, the most visible wins. (low-res is not a
+# picture fault: the device's advertised size, which the stream follows, already says 1280x720.)
+RTSP_FAULT = {"no-stream": "no_stream", "black": "black", "covered": "covered", "frozen": "frozen",
+              "blurred": "blurred", "colour-cast": "colour_cast"}
+RTSP_FAULT_PRIORITY = ("no-stream", "black", "covered", "frozen", "blurred", "colour-cast")
+
+
+def _norm(path: str) -> str:
+    from canteen_ops.lab.rtsp import _norm_path
+
+    return _norm_path(path)
+
+
 class LabService:
     """Owns the loop-side objects: HTTP endpoints, the control server, and (when available) RTSP streams."""
 
-    def __init__(self, fleet: Fleet, token: str | None = None):
+    def __init__(self, fleet: Fleet, token: str | None = None, rtsp: bool = True,
+                 rtsp_cache_dir: str | Path | None = None):
         self.fleet = fleet
+        self.rtsp_enabled = rtsp
+        self.rtsp_cache_dir = rtsp_cache_dir
+        self._listener_fault: dict[str, str | None] = {}
+        self._feeds: dict[str, list[tuple[DeviceState, Any]]] = {}  # camera host → [(nvr, channel)]
+        self._reconciler: asyncio.Task | None = None
         self.devices: dict[str, DeviceState] = {d.id: d for d in fleet.devices}
+        self._by_host: dict[str, DeviceState] = {d.host: d for d in fleet.devices}
         self.http = LabHTTP()
         self.token = token or secrets.token_urlsafe(24)
         self.control_server: asyncio.AbstractServer | None = None
@@ -67,22 +87,108 @@ class LabService:
         except OSError as exc:
             await self.http.close()
             raise LabError(f"cannot listen on {d.host}:{d.http_port} for {d.id}: {exc.strerror or exc}") from None
-        await self._start_rtsp()
+        try:
+            await self._start_rtsp()
+        except OSError as exc:
+            await self.stop()
+            raise LabError(f"cannot start the RTSP streams: {exc.strerror or exc}") from None
         if control:
             self.control_server = await asyncio.start_server(self._control, "127.0.0.1", 0)
             self.control_port = self.control_server.sockets[0].getsockname()[1]
 
     async def _start_rtsp(self) -> None:
-        # INTEGRATION POINT (RTSP): canteen_ops.lab.rtsp is written by the `media` helper. When it exists,
-        # serve every camera's and NVR channel's stream from this loop and forward stream faults to it.
-        try:
-            from canteen_ops.lab import rtsp  # noqa: F401
-        except ImportError:
-            self.rtsp = None
+        """One RTSP stream per camera and per NVR channel, on the device's own address and RTSP port."""
+        for d in self.devices.values():
+            if d.kind == "nvr":
+                for ch in d.channels:
+                    if ch.ip:
+                        self._feeds.setdefault(ch.ip, []).append((d, ch))
+        if not self.rtsp_enabled:
             return
-        self.rtsp = None  # wired up once the RTSP server's API has landed on main
+        from canteen_ops.lab.rtsp import RtspServer
+
+        self.rtsp = RtspServer(cache_dir=self.rtsp_cache_dir)
+        for d in self.devices.values():
+            for ch in d.channels:
+                w, h = d.stream_size(ch)
+                await self.rtsp.add_stream(d.host, d.rtsp_port, ch.rtsp_path, w, h, ch.fps,
+                                           credentials=(d.username, d.effective_password), auth=d.auth)
+        for d in self.devices.values():
+            await self._sync_rtsp(d)
+        self._reconciler = asyncio.ensure_future(self._reconcile_forever())
+
+    def warm_streams(self) -> None:
+        """Encode every distinct healthy picture loop in the background now (first DESCRIBE would wait)."""
+        if self.rtsp is None:
+            return
+        keys = {st.loop_key() for st in self.rtsp.streams.values()}
+
+        async def one(key) -> None:
+            try:
+                await self.rtsp._loop_for(key)
+            except Exception:
+                log.exception("could not encode the picture loop %s", key)
+
+        for key in sorted(keys):
+            asyncio.ensure_future(one(key))
+
+    async def _reconcile_forever(self, every_s: float = 1.0) -> None:
+        """Protocol handlers change settings directly (ISAPI PUT, Dahua setConfig); streams follow within 1 s."""
+        while True:
+            await asyncio.sleep(every_s)
+            for d in list(self.devices.values()):
+                try:
+                    await self._sync_rtsp(d)
+                except Exception:  # never let one device stop the others from being reconciled
+                    log.exception("RTSP reconcile failed for %s", d.id)
+
+    async def _sync_rtsp(self, d: DeviceState) -> None:
+        """Make the device's streams (and the NVR channels it feeds) match its state and faults."""
+        for nvr, ch in self._feeds.get(d.host, ()):  # an NVR loses a camera that went away
+            if nvr is not d:
+                ch.online = not (d.has("offline") or d.has("blackhole"))
+        if self.rtsp is None:
+            return
+        listener = "offline" if d.has("offline") else "black_hole" if d.has("blackhole") else None
+        if self._listener_fault.get(d.id) != listener:
+            await self.rtsp.set_listener_fault(d.host, d.rtsp_port, listener)
+            self._listener_fault[d.id] = listener
+        for ch in d.channels:
+            stream = self.rtsp.streams.get((d.host, d.rtsp_port, _norm(ch.rtsp_path)))
+            if stream is None:
+                continue
+            stream.width, stream.height = d.stream_size(ch)
+            stream.fps = float(ch.fps)
+            stream.username, stream.password, stream.auth = d.username, d.effective_password, d.auth
+            stream.fault = self._stream_fault(d, ch)
+        for nvr, _ch in self._feeds.get(d.host, ()):
+            if nvr is not d:
+                for ch in nvr.channels:
+                    stream = self.rtsp.streams.get((nvr.host, nvr.rtsp_port, _norm(ch.rtsp_path)))
+                    if stream is not None:
+                        stream.fault = self._stream_fault(nvr, ch)
+
+    def _stream_fault(self, d: DeviceState, ch: Any) -> str | None:
+        """The picture fault a stream shows: the device's own, or for an NVR channel also its camera's."""
+        faults = set(d.faults) & set(STREAM_FAULTS)
+        if d.kind == "nvr":
+            if not d.channel_online(ch):
+                faults.add("no-stream")  # video loss
+            cam = self._by_host.get(ch.ip or "")
+            if cam is not None and cam is not d:
+                faults |= set(cam.faults) & set(STREAM_FAULTS)
+        for name in RTSP_FAULT_PRIORITY:
+            if name in faults:
+                return RTSP_FAULT[name]
+        return None
 
     async def stop(self) -> None:
+        if self._reconciler is not None:
+            self._reconciler.cancel()
+            self._reconciler = None
+        if self.rtsp is not None:
+            await self.rtsp.close()
+            self.rtsp = None
         if self.control_server is not None:
             self.control_server.close()
             self.control_server = None
@@ -120,12 +226,12 @@ class LabService:
         devices = self._match(pattern)
         for d in devices:
             d.set_setting(key, value)
+            await self._sync_rtsp(d)
         return [d.id for d in devices]
 
     async def _sync(self, d: DeviceState) -> None:
         await self.http.sync(d.id)
-        if self.rtsp is not None:  # INTEGRATION POINT (RTSP): forward stream faults
-            pass
+        await self._sync_rtsp(d)
 
     def status(self) -> dict[str, Any]:
         return {
@@ -200,8 +306,8 @@ class LabService:
 class LabThread:
     """Run a LabService on a background thread with its own event loop; thread-safe control methods."""
 
-    def __init__(self, fleet: Fleet, control: bool = False):
-        self.service = LabService(fleet)
+    def __init__(self, fleet: Fleet, control: bool = False, **service_kwargs: Any):
+        self.service = LabService(fleet, **service_kwargs)
         self._control = control
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._run, name="canteen-lab", daemon=True)
@@ -220,6 +326,11 @@ class LabThread:
         try:
             self._loop.run_until_complete(self.service.wait_stopped())
         finally:
+            # background work (an RTSP picture loop still encoding) is cancelled, not awaited
+            pending = asyncio.all_tasks(self._loop)
+            for task in pending:
+                task.cancel()
+            self._loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
             self._loop.run_until_complete(self._loop.shutdown_asyncgens())
             self._loop.close()
 
@@ -294,30 +405,35 @@ def arg_parser() -> argparse.ArgumentParser:
     p.add_argument("--http-port", type=int, default=8080)
     p.add_argument("--rtsp-port", type=int, default=8554)
     p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--no-warm", action="store_true", help="do not pre-encode the stream pictures at start")
     return p
 
 
-async def serve(fleet: Fleet, directory: Path, ready=None) -> int:
+async def serve(fleet: Fleet, directory: Path, ready=None, warm: bool = True) -> int:
     """Run until `lab down` or SIGTERM/SIGINT: write the inventory, start serving, then publish lab.json."""
     from canteen_ops.lab.fleet import write_inventory
     from canteen_ops.store.files import atomic_write
 
-    inventory = write_inventory(fleet, directory)
-    service = LabService(fleet)
-    await service.start()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, lambda: asyncio.ensure_future(service.stop()))
-    info = {"pid": os.getpid(), "control": f"127.0.0.1:{service.control_port}", "token": service.token,
-            "inventory": str(inventory), "devices": len(service.devices), "started": service.started}
-    atomic_write(lab_files(directory)["json"], json.dumps(info, indent=2).encode(), mode=0o600)
-    if ready is not None:
-        ready(info, service)
+    from platformdirs import user_cache_dir
+
+    service = LabService(fleet, rtsp_cache_dir=Path(user_cache_dir("canteen-ops")) / "rtsp-loops")
     try:
+        inventory = write_inventory(fleet, directory)
+        await service.start()
+        if warm:
+            service.warm_streams()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, lambda: asyncio.ensure_future(service.stop()))
+        info = {"pid": os.getpid(), "control": f"127.0.0.1:{service.control_port}", "token": service.token,
+                "inventory": str(inventory), "devices": len(service.devices), "started": service.started}
+        atomic_write(lab_files(directory)["json"], json.dumps(info, indent=2).encode(), mode=0o600)
+        if ready is not None:
+            ready(info, service)
         await service.wait_stopped()
     finally:
         await service.stop()
-        cleanup(directory)
+        cleanup(directory, keep_log=True)
     return 0
 
 
@@ -326,10 +442,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         fleet = build_from_args(a)
-        return asyncio.run(serve(fleet, a.dir.resolve()))
+        return asyncio.run(serve(fleet, a.dir.resolve(), warm=not a.no_warm))
     except (FleetError, LabError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        cleanup(a.dir.resolve(), keep_log=True)
         return 65 if isinstance(exc, FleetError) else 69
 
 

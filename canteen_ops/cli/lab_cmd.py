@@ -1,0 +1,209 @@
+"""`canteen-ops lab up | status | fault | set | faults | down`: the simulated device lab on loopback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from canteen_ops.cli.common import JsonOpt, env, print_json
+
+app = typer.Typer(help="Device lab: simulated Hikvision / Dahua / ONVIF cameras and NVRs on loopback, with faults.",
+                  no_args_is_help=True)
+
+DirOpt = Annotated[Optional[Path], typer.Option(
+    "--dir", envvar="CANTEEN_OPS_LAB_DIR", help="Lab directory (inventory, secrets, lab.json) [default: ./lab-run]")]
+
+
+def _usage(info: dict, directory: Path, schools: int) -> str:
+    from canteen_ops.lab.control import DEFAULT_DIR
+
+    dir_flag = "" if directory == Path(DEFAULT_DIR).resolve() else f" --dir {directory}"
+    inv = info["inventory"]
+    return (f"Lab running: {info['devices']} devices in {schools} schools (pid {info['pid']}, control "
+            f"{info['control']}).\n"
+            f"  inventory: {inv}\n  passwords: {directory / 'secrets'} (mode 600, referenced by password_file)\n\n"
+            "Next:\n"
+            f"  export CANTEEN_OPS_INVENTORY={inv}\n"
+            "  canteen-ops inventory list\n"
+            "  canteen-ops check\n"
+            f"  canteen-ops lab fault{dir_flag} s001-cam01 offline      # inject a fault (lab faults lists them)\n"
+            f"  canteen-ops lab fault{dir_flag} s001-cam01 --clear\n"
+            f"  canteen-ops lab status{dir_flag}\n"
+            f"  canteen-ops lab down{dir_flag}\n")
+
+
+@app.command()
+def up(ctx: typer.Context,
+       schools: Annotated[int, typer.Option(help="Number of schools")] = 3,
+       cameras_per_school: Annotated[int, typer.Option(help="Cameras per school (each school also has an NVR)")] = 7,
+       vendors: Annotated[str, typer.Option(help="Vendors, round robin per school")] = "hikvision,dahua,onvif",
+       faults: Annotated[str, typer.Option(help="Faults at start: DEVICE:FAULT[=VALUE][,...] (DEVICE may be a glob)"
+                                           )] = "",
+       directory: DirOpt = None,
+       foreground: Annotated[bool, typer.Option("--foreground", help="Run in this terminal (Ctrl-C stops)")] = False,
+       first_address: Annotated[str, typer.Option(help="First device address (then sequential)")] = "127.0.1.1",
+       http_port: Annotated[int, typer.Option(help="HTTP port of every device")] = 8080,
+       rtsp_port: Annotated[int, typer.Option(help="RTSP port of every device")] = 8554,
+       seed: Annotated[Optional[int], typer.Option(help="Random seed for serials and MACs")] = None,
+       warm: Annotated[bool, typer.Option(help="Encode the stream pictures at start (once per machine; cached)")
+                       ] = True) -> int:
+    """Start a fleet of simulated devices, write its inventory, and print how to use it."""
+    import argparse
+
+    from canteen_ops.errors import UsageError
+    from canteen_ops.lab import control
+    from canteen_ops.lab.fleet import FleetError
+    from canteen_ops.lab.service import build_from_args
+
+    d = control.lab_dir(directory)
+    args = argparse.Namespace(schools=schools, cameras_per_school=cameras_per_school, vendors=vendors, faults=faults,
+                              first_address=first_address, http_port=http_port, rtsp_port=rtsp_port, seed=seed)
+    try:
+        fleet = build_from_args(args)  # validate everything before starting anything
+    except (FleetError, ValueError) as exc:
+        raise UsageError(str(exc)) from None
+    e = env(ctx)
+    if foreground:
+        return _foreground(fleet, d, schools, e, warm)
+    argv = ["--schools", str(schools), "--cameras-per-school", str(cameras_per_school), "--vendors", vendors,
+            "--faults", faults, "--first-address", first_address, "--http-port", str(http_port),
+            "--rtsp-port", str(rtsp_port)] + (["--seed", str(seed)] if seed is not None else []) + (
+            [] if warm else ["--no-warm"])
+    info = control.start_background(d, argv)
+    if not e.quiet:
+        typer.echo(_usage(info, d, schools), nl=False)
+    return 0
+
+
+def _foreground(fleet, directory: Path, schools: int, e, warm: bool) -> int:
+    import asyncio
+
+    from canteen_ops.errors import Unavailable
+    from canteen_ops.lab import control
+    from canteen_ops.lab.service import LabError, serve
+
+    info = control.read_info(directory)
+    if info is not None and control.pid_alive(int(info.get("pid", 0))):
+        from canteen_ops.errors import LockHeld
+
+        raise LockHeld(f"a lab is already running in {directory} (pid {info['pid']})")
+
+    def ready(info, _service):
+        if not e.quiet:
+            typer.echo(_usage(info, directory, schools) + "\nPress Ctrl-C to stop.")
+
+    try:
+        return asyncio.run(serve(fleet, directory, ready, warm))
+    except LabError as exc:
+        raise Unavailable(str(exc)) from None
+    except KeyboardInterrupt:
+        return 0
+
+
+@app.command()
+def status(ctx: typer.Context, directory: DirOpt = None, json: JsonOpt = False) -> int:
+    """Devices of the running lab: addresses, faults, lock state (never passwords)."""
+    from canteen_ops.lab import control
+
+    d = control.lab_dir(directory)
+    st = control.request(control.running_info(d), "GET", "/status")
+    if json:
+        print_json(st)
+        return 0
+    from rich.table import Table
+
+    table = Table(title=f"Lab {d} — pid {st['pid']}, {len(st['devices'])} devices, {st['requests']} requests served")
+    for col in ("device", "vendor", "kind", "address", "model", "faults"):
+        table.add_column(col)
+    for dev in st["devices"]:
+        faults = ", ".join(k if v is None else f"{k}={v}" for k, v in dev["faults"].items())
+        if dev["locked"]:
+            faults = ", ".join(filter(None, [faults, "LOCKED"]))
+        table.add_row(dev["id"], dev["vendor"], dev["kind"], f"{dev['host']}:{dev['http_port']}", dev["model"],
+                      faults or "-")
+    env(ctx).console.print(table)
+    return 0
+
+
+@app.command()
+def fault(ctx: typer.Context,
+          device: Annotated[str, typer.Argument(help="Device id (or glob)")],
+          fault_spec: Annotated[Optional[str], typer.Argument(metavar="FAULT[=VALUE]", help="e.g. offline, "
+                                                              "clock-drift=+300, channel-offline=2")] = None,
+          clear: Annotated[bool, typer.Option("--clear", help="Clear FAULT (or every fault when none is given)")
+                           ] = False,
+          directory: DirOpt = None) -> int:
+    """Inject a fault into a running lab device, or clear it."""
+    from canteen_ops.errors import UsageError
+    from canteen_ops.lab import control
+    from canteen_ops.lab.state import UnknownFault, parse_fault
+
+    info = control.running_info(control.lab_dir(directory))
+    if clear:
+        name = None
+        if fault_spec:
+            try:
+                name = parse_fault(fault_spec)[0]
+            except UnknownFault as exc:
+                raise UsageError(str(exc)) from None
+        ids = control.request(info, "POST", "/clear", {"device": device, "fault": name})["devices"]
+        what = f"cleared {name}" if name else "cleared all faults"
+    else:
+        if not fault_spec:
+            raise UsageError("give a FAULT[=VALUE] (see `canteen-ops lab faults`) or --clear")
+        try:
+            name, value = parse_fault(fault_spec)
+        except UnknownFault as exc:
+            raise UsageError(str(exc)) from None
+        ids = control.request(info, "POST", "/fault", {"device": device, "fault": name, "value": value})["devices"]
+        what = f"set {name}" + (f"={value}" if value is not None else "")
+    if not env(ctx).quiet:
+        typer.echo(f"{what} on {', '.join(ids)}")
+    return 0
+
+
+@app.command("set")
+def set_(ctx: typer.Context,
+         device: Annotated[str, typer.Argument(help="Device id (or glob)")],
+         assignment: Annotated[str, typer.Argument(metavar="KEY=VALUE", help="e.g. ntp_server=10.0.0.9, "
+                                                   "record_mode=motion, channel.1.width=1280")],
+         directory: DirOpt = None) -> int:
+    """Change a setting on a running lab device, as a technician would (to show config drift)."""
+    from canteen_ops.errors import UsageError
+    from canteen_ops.lab import control
+
+    key, sep, value = assignment.partition("=")
+    if not sep or not key:
+        raise UsageError("expected KEY=VALUE, e.g. ntp_server=10.0.0.9")
+    info = control.running_info(control.lab_dir(directory))
+    ids = control.request(info, "POST", "/set", {"device": device, "key": key.strip(), "value": value.strip()})
+    if not env(ctx).quiet:
+        typer.echo(f"set {key.strip()}={value.strip()} on {', '.join(ids['devices'])}")
+    return 0
+
+
+@app.command()
+def faults(ctx: typer.Context) -> int:
+    """List the faults a lab device can be given."""
+    from canteen_ops.lab.state import FAULTS
+
+    width = max(map(len, FAULTS))
+    for name, meaning in FAULTS.items():
+        typer.echo(f"{name:<{width}}  {meaning}")
+    return 0
+
+
+@app.command()
+def down(ctx: typer.Context, directory: DirOpt = None) -> int:
+    """Stop the running lab and remove its files (inventory, secrets, lab.json)."""
+    from canteen_ops.lab import control
+    from canteen_ops.lab.service import cleanup
+
+    d = control.lab_dir(directory)
+    pid = control.stop(d)
+    cleanup(d)
+    if not env(ctx).quiet:
+        typer.echo(f"lab stopped (pid {pid}); removed its files from {d}")
+    return 0

@@ -1,0 +1,127 @@
+"""Client side of a running lab: find it from DIR/lab.json, talk to its JSON control endpoint, start/stop it.
+
+Stdlib only (http.client, subprocess), so `canteen-ops lab status` stays quick.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from canteen_ops.errors import LockHeld, NotFound, Unavailable, UsageError
+
+DEFAULT_DIR = "lab-run"
+
+
+def lab_dir(value: str | Path | None) -> Path:
+    return Path(value or os.environ.get("CANTEEN_OPS_LAB_DIR") or DEFAULT_DIR).expanduser().resolve()
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # a zombie child of ours has exited too
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        return done == 0
+    except ChildProcessError:
+        return True
+
+
+def read_info(directory: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((directory / "lab.json").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise Unavailable(f"{directory / 'lab.json'} is unreadable: {exc}") from None
+
+
+def running_info(directory: Path) -> dict[str, Any]:
+    info = read_info(directory)
+    if info is None:
+        raise NotFound(f"no lab is running in {directory} (no lab.json); start one with `canteen-ops lab up`")
+    if not pid_alive(int(info.get("pid", 0))):
+        raise Unavailable(f"the lab in {directory} is not running (stale lab.json, pid {info.get('pid')}); "
+                          f"remove {directory} or run `canteen-ops lab up` again")
+    return info
+
+
+def request(info: dict[str, Any], method: str, path: str, body: dict | None = None, timeout: float = 15.0
+            ) -> dict[str, Any]:
+    host, _, port = info["control"].rpartition(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
+    try:
+        data = json.dumps(body or {}).encode()
+        conn.request(method, path, body=data, headers={"X-Lab-Token": info["token"],
+                                                       "Content-Type": "application/json"})
+        resp = conn.getresponse()
+        payload = json.loads(resp.read() or b"{}")
+    except (OSError, ValueError) as exc:
+        raise Unavailable(f"lab control endpoint {info['control']} did not answer: {exc}") from None
+    finally:
+        conn.close()
+    if resp.status == 400:
+        raise UsageError(payload.get("error", "refused by the lab"))
+    if resp.status != 200:
+        raise Unavailable(payload.get("error", f"lab control endpoint answered HTTP {resp.status}"))
+    return payload
+
+
+def start_background(directory: Path, args: list[str], timeout: float = 60.0) -> dict[str, Any]:
+    """Start `python -m canteen_ops.lab.service` detached; wait until it has published lab.json."""
+    info = read_info(directory)
+    if info is not None:
+        if pid_alive(int(info.get("pid", 0))):
+            raise LockHeld(f"a lab is already running in {directory} (pid {info['pid']}); "
+                           f"stop it with `canteen-ops lab down --dir {directory}`")
+        (directory / "lab.json").unlink(missing_ok=True)  # stale: the lab died without cleaning up
+    directory.mkdir(parents=True, exist_ok=True)
+    root = str(Path(__file__).resolve().parents[2])  # run this checkout's code, installed or not
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
+    log_path = directory / "lab.log"
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "canteen_ops.lab.service", "--dir", str(directory), *args],
+                                stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env, cwd=str(directory),
+                                start_new_session=True)  # survives the terminal; `lab down` stops it
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        info = read_info(directory)
+        if info is not None and info.get("pid") == proc.pid:
+            return info
+        if proc.poll() is not None:
+            tail = log_path.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-5:]
+            raise Unavailable("the lab failed to start:\n  " + "\n  ".join(tail or ["(no output)"]))
+        time.sleep(0.1)
+    proc.terminate()
+    raise Unavailable(f"the lab did not come up within {timeout:.0f} s; see {log_path}")
+
+
+def stop(directory: Path, timeout: float = 15.0) -> int:
+    """Ask the lab to stop, wait for its process to end (SIGTERM it if it does not). Returns its pid."""
+    info = running_info(directory)
+    pid = int(info["pid"])
+    try:
+        request(info, "POST", "/down")
+    except Unavailable:
+        os.kill(pid, signal.SIGTERM)
+    for sig, wait in ((None, timeout), (signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
+        if sig is not None and pid_alive(pid):
+            os.kill(pid, sig)
+        deadline = time.monotonic() + wait
+        while pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if not pid_alive(pid):
+            break
+    return pid
