@@ -179,3 +179,13 @@ def test_1080p_stream(tmp_path):
         assert r.frames[0].shape == (360, 640, 3)
         assert [f.code for f in quality.assess_probe(r, Policy())] == ["ok"]
         assert r.bitrate_bps > 500_000
+
+
+def test_facts_only_probe_decodes_nothing_yet_reports_the_stream(rtsp_lab):
+    r = probe(rtsp_lab, frames=0)
+    assert r.ok, r.message
+    assert (r.width, r.height, r.codec) == (320, 180, "h264") and r.frames == []
+    assert r.fps == pytest.approx(25, abs=0.5) and r.bitrate_bps > 0
+    assert "first keyframe" in r.message
+    one = probe(rtsp_lab, frames=1)
+    assert len(one.frames) == 1 and one.fps == pytest.approx(25, abs=0.5)

@@ -351,3 +351,31 @@ def test_fault_change_while_playing_switches_the_picture(rtsp_lab):
     finally:
         container.close()
         lab.set_fault(rtsp_lab.host, rtsp_lab.port, path, None)
+
+
+def test_fleet_hooks_drive_faults_and_credentials_and_see_logins():
+    """A fleet keeps device state elsewhere (lab/state.py): hooks read it live, hyphenated names included."""
+    state = {"fault": None, "password": "first-pw", "logins": []}
+    with RtspServerThread() as lab:
+        s = lab.add_stream("127.0.1.23", 0, "/ch1/main", 160, 90, 10,
+                           fault_source=lambda: state["fault"],
+                           credentials_source=lambda: ("admin", state["password"]),
+                           on_login=state["logins"].append)
+        c = Client(s.host, s.port)
+        chal = c.request("DESCRIBE", s.url)[1]["www-authenticate"]
+        h = {"Authorization": digest_header(chal, "DESCRIBE", s.url, "admin", "first-pw")}
+        code, _, body = c.request("DESCRIBE", s.url, h)
+        assert code == 200 and b"x-dimensions:160,90" in body
+        state["fault"] = "low-res"  # the fleet's spelling
+        assert s.current_fault() == "low_resolution" and s.geometry() == (80, 44)
+        code, _, body = c.request("DESCRIBE", s.url, h)
+        assert code == 200 and b"x-dimensions:80,44" in body  # what it advertises is what it will stream
+        state["password"] = "changed"  # the device was re-keyed ("wrong-password" fault)
+        h = {"Authorization": digest_header(chal, "DESCRIBE", s.url, "admin", "first-pw", 3)}
+        assert c.request("DESCRIBE", s.url, h)[0] == 401
+        assert state["logins"] == [True, True, False]
+        c.close()
+        with pytest.raises(ValueError):
+            lab.set_fault(s.host, s.port, s.path, "smudge")
+        lab.set_fault(s.host, s.port, s.path, "colour-cast")
+        assert s.fault == "colour_cast"

@@ -38,6 +38,7 @@ import threading
 import time
 import urllib.parse
 from dataclasses import dataclass, field
+from typing import Callable
 
 from canteen_ops.lab.video import EncodedLoop, LoopCache
 
@@ -99,6 +100,12 @@ class Stream:
     password: str | None = field(default=None, repr=False)
     auth: str = "digest"  # "digest" | "basic"
     fault: str | None = None
+    # Live hooks for a fleet whose device state lives elsewhere (lab/state.py): when set, they win over the
+    # fields above. fault_source() -> fault name or None; credentials_source() -> (username, password) or None
+    # (None = open stream); on_login(ok) is told about every request that carried credentials.
+    fault_source: Callable[[], str | None] | None = field(default=None, repr=False)
+    credentials_source: Callable[[], tuple[str, str] | None] | None = field(default=None, repr=False)
+    on_login: Callable[[bool], None] | None = field(default=None, repr=False)
     # counters (read by tests and `lab status`)
     auth_failures: int = 0
     sessions: int = 0
@@ -109,18 +116,33 @@ class Stream:
     def url(self) -> str:
         return f"rtsp://{self.host}:{self.port}{self.path}"
 
-    def geometry(self) -> tuple[int, int]:
+    def current_fault(self) -> str | None:
+        if self.fault_source is not None:
+            try:
+                fault = normalize_fault(self.fault_source())
+            except Exception:  # a broken hook must not kill the stream
+                return self.fault
+            return fault if fault in STREAM_FAULTS else None
+        return self.fault
+
+    def current_credentials(self) -> tuple[str | None, str | None]:
+        if self.credentials_source is not None:
+            creds = self.credentials_source()
+            return (creds[0], creds[1]) if creds else (None, None)
+        return self.username, self.password
+
+    def geometry(self, fault: str | None = None) -> tuple[int, int]:
         """The resolution actually streamed (low_resolution changes it)."""
-        if self.fault != "low_resolution":
+        if (fault if fault is not None else self.current_fault()) != "low_resolution":
             return self.width, self.height
         if self.width >= 1920:
             return 1280, 720
         return max(2, self.width // 4 * 2), max(2, self.height // 4 * 2)
 
     def loop_key(self) -> tuple:
-        w, h = self.geometry()
-        fault = self.fault if self.fault in PICTURE_FAULTS else None
-        return LoopCache.key(self.pattern, w, h, self.fps, fault)
+        fault = self.current_fault()
+        w, h = self.geometry(fault or "")
+        return LoopCache.key(self.pattern, w, h, self.fps, fault if fault in PICTURE_FAULTS else None)
 
 
 class _Request:
@@ -187,16 +209,24 @@ class RtspServer:
     async def add_stream(self, host: str, port: int, path: str, width: int = 1920, height: int = 1080,
                          fps: float = 25.0, pattern: str = "kitchen",
                          credentials: tuple[str, str] | None = None, *, auth: str = "digest",
-                         fault: str | None = None, warm: bool = False) -> Stream:
-        """Register a stream (binding its (host, port) listener if new). `warm=True` encodes its loop now."""
+                         fault: str | None = None, warm: bool = False,
+                         fault_source: Callable[[], str | None] | None = None,
+                         credentials_source: Callable[[], tuple[str, str] | None] | None = None,
+                         on_login: Callable[[bool], None] | None = None) -> Stream:
+        """Register a stream (binding its (host, port) listener if new). `warm=True` encodes its loop now.
+
+        Port 0 binds an ephemeral port (see the returned Stream.port). The *_source/on_login hooks let a fleet
+        drive faults and credentials from its own device state (see Stream).
+        """
         if auth not in ("digest", "basic"):
             raise ValueError("auth must be 'digest' or 'basic'")
-        _check_fault(fault, STREAM_FAULTS)
+        fault = _check_fault(fault, STREAM_FAULTS)
         _check_loopback(host)
         path = _norm_path(path)
         user, pw = credentials if credentials else (None, None)
         port = await self._ensure_listener(host, int(port))  # port 0: an ephemeral port, chosen here
-        stream = Stream(host, port, path, int(width), int(height), float(fps), pattern, user, pw, auth, fault)
+        stream = Stream(host, port, path, int(width), int(height), float(fps), pattern, user, pw, auth, fault,
+                        fault_source, credentials_source, on_login)
         self.streams[(host, port, path)] = stream
         if warm:
             await self._loop_for(stream.loop_key())
@@ -209,11 +239,10 @@ class RtspServer:
         return self.streams[(host, int(port), _norm_path(path))]
 
     def set_fault(self, host: str, port: int, path: str, fault: str | None) -> None:
-        _check_fault(fault, STREAM_FAULTS)
-        self.stream(host, port, path).fault = fault
+        self.stream(host, port, path).fault = _check_fault(fault, STREAM_FAULTS)
 
     async def set_listener_fault(self, host: str, port: int, fault: str | None) -> None:
-        _check_fault(fault, LISTENER_FAULTS)
+        fault = _check_fault(fault, LISTENER_FAULTS)
         key = (host, int(port))
         if fault:
             self._listener_faults[key] = fault
@@ -316,7 +345,8 @@ class RtspServer:
 
     def check_auth(self, stream: Stream, req: _Request) -> tuple[bool, bool]:
         """(authorised, stale). Counts a failure only when credentials were sent and were wrong."""
-        if stream.username is None:
+        username, password = stream.current_credentials()
+        if username is None:
             return True, False
         value = req.header("authorization")
         if not value:
@@ -326,12 +356,12 @@ class RtspServer:
         if scheme.lower() == "basic" and stream.auth == "basic":
             try:
                 user, _, pw = base64.b64decode(rest.strip(), validate=True).decode("utf-8").partition(":")
-                ok = secrets.compare_digest(user, stream.username) and secrets.compare_digest(pw, stream.password or "")
+                ok = secrets.compare_digest(user, username) and secrets.compare_digest(pw, password or "")
             except (ValueError, UnicodeDecodeError):
                 ok = False
         elif scheme.lower() == "digest" and stream.auth == "digest":
             p = _parse_auth_params(rest)
-            ha1 = _md5(f"{stream.username}:{self.realm}:{stream.password or ''}")
+            ha1 = _md5(f"{username}:{self.realm}:{password or ''}")
             if p.get("algorithm", "MD5").upper() == "MD5-SESS":
                 ha1 = _md5(f"{ha1}:{p.get('nonce', '')}:{p.get('cnonce', '')}")
             ha2 = _md5(f"{req.method}:{p.get('uri', '')}")
@@ -339,13 +369,15 @@ class RtspServer:
                 expected = _md5(f"{ha1}:{p.get('nonce', '')}:{p.get('nc', '')}:{p.get('cnonce', '')}:{p['qop']}:{ha2}")
             else:
                 expected = _md5(f"{ha1}:{p.get('nonce', '')}:{ha2}")
-            ok = (p.get("username") == stream.username and p.get("realm") == self.realm
+            ok = (p.get("username") == username and p.get("realm") == self.realm
                   and p.get("qop", "auth") == "auth" and secrets.compare_digest(p.get("response", ""), expected))
             issued = self._nonces.get(p.get("nonce", ""))
             if ok and (issued is None or time.monotonic() - issued > NONCE_TTL):
                 return False, True  # right password, old nonce: ask again with stale=TRUE, not a failure
         if not ok:
             stream.auth_failures += 1
+        if stream.on_login is not None:
+            stream.on_login(ok)
         return ok, False
 
 
@@ -596,7 +628,7 @@ class _Connection:
                     elif want != requested:  # encode in the background; keep streaming the old picture
                         requested = want
                         loop.create_task(_swallow(self.server._loop_for(want)))
-                if stream.fault != "no_stream":
+                if stream.current_fault() != "no_stream":
                     await self._send_frame(current.frames[index], self._timestamp(self.frames_played))
                     stream.frames_sent += 1
                 index = (index + 1) % len(current.frames)
@@ -641,9 +673,21 @@ def _norm_path(path: str) -> str:
     return path
 
 
-def _check_fault(fault: str | None, allowed: tuple[str, ...]) -> None:
+# The fleet's fault names (lab/state.py, `lab fault`) are hyphenated; both spellings are accepted.
+FAULT_ALIASES = {"colour-cast": "colour_cast", "color_cast": "colour_cast", "color-cast": "colour_cast",
+                 "no-stream": "no_stream", "low-res": "low_resolution", "low_res": "low_resolution",
+                 "low-resolution": "low_resolution", "blackhole": "black_hole", "black-hole": "black_hole"}
+
+
+def normalize_fault(fault: str | None) -> str | None:
+    return FAULT_ALIASES.get(fault, fault) if fault else None
+
+
+def _check_fault(fault: str | None, allowed: tuple[str, ...]) -> str | None:
+    fault = normalize_fault(fault)
     if fault is not None and fault not in allowed:
         raise ValueError(f"unknown fault {fault!r}; expected one of {', '.join(allowed)}")
+    return fault
 
 
 def _check_loopback(host: str) -> None:
@@ -706,3 +750,59 @@ class RtspServerThread:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m canteen_ops.lab.rtsp`: serve N identical cameras on consecutive loopback addresses.
+
+    For benchmarks and manual tests (the fleet's `lab up` registers streams itself). The password comes from the
+    environment variable named by --password-env, never from the command line.
+    """
+    import argparse
+    import ipaddress
+    import signal
+
+    ap = argparse.ArgumentParser(prog="python -m canteen_ops.lab.rtsp", description=main.__doc__)
+    ap.add_argument("--first-host", default="127.0.2.1")
+    ap.add_argument("--count", type=int, default=1)
+    ap.add_argument("--port", type=int, default=8554)
+    ap.add_argument("--path", default="/Streaming/Channels/101")
+    ap.add_argument("--size", default="1920x1080")
+    ap.add_argument("--fps", type=float, default=25.0)
+    ap.add_argument("--sub-path", default=None, help="also serve a sub-stream on each camera, e.g. /Streaming/Channels/102")
+    ap.add_argument("--sub-size", default="640x360")
+    ap.add_argument("--fault", default=None)
+    ap.add_argument("--user", default="admin")
+    ap.add_argument("--password-env", default="LAB_RTSP_PASSWORD")
+    ap.add_argument("--cache-dir", default=None)
+    args = ap.parse_args(argv)
+    width, height = (int(x) for x in args.size.lower().split("x"))
+    password = os.environ.get(args.password_env)
+    creds = (args.user, password) if password else None
+    first = ipaddress.ip_address(args.first_host)
+
+    async def serve() -> None:
+        server = RtspServer(cache_dir=args.cache_dir)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        loop.add_reader(0, lambda: stop.set() if not os.read(0, 4096) else None)  # stdin closed: stop
+        sub_w, sub_h = (int(x) for x in args.sub_size.lower().split("x"))
+        for i in range(args.count):
+            await server.add_stream(str(first + i), args.port, args.path, width, height, args.fps,
+                                    credentials=creds, fault=args.fault, warm=(i == 0))
+            if args.sub_path:
+                await server.add_stream(str(first + i), args.port, args.sub_path, sub_w, sub_h, args.fps,
+                                        credentials=creds, fault=args.fault, warm=(i == 0))
+        print(f"ready {args.count} streams rtsp://{first}:{args.port}{args.path} .. "
+              f"rtsp://{first + args.count - 1}:{args.port}{args.path}", flush=True)
+        await stop.wait()
+        await server.close()
+
+    asyncio.run(serve())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -8,8 +8,8 @@ Thresholds come from canteen_ops.inventory.model.Policy (defaults from domain.md
     contrast                     std-dev of luma                                       < low_contrast (warn)
     sharpness                    variance of the 3×3 Laplacian [[0,1,0],[1,-4,1],      < blur_laplacian, or a drop of
                                  [0,1,0]] (OpenCV's ksize=1) on the working-size luma   > blur_drop_pct vs baseline (warn)
-    colour cast K                CIE Lab (sRGB, D65): D = |mean(a,b)|, M = mean         > colour_cast_k (warn)
-                                 absolute deviation of (a,b), K = D / max(M, 5)
+    colour cast K                CIE Lab (sRGB, D65) of 4×4-block means: D = |mean(a,b)|, > colour_cast_k (warn)
+                                 M = mean absolute deviation of (a,b), K = D / max(M, 5)
     uniform %                    share of 4×4-block means within ±2 hue bins (of 180;   ≥ covered_uniform_pct: black
                                  grey is its own bin) of the peak hue AND within ±10   picture (crit) when mean luma
                                  of the peak luma                                      < 16, else covered/lost (crit)
@@ -94,16 +94,28 @@ def to_luma(rgb: np.ndarray) -> np.ndarray:
     return f[..., 0] * 0.299 + f[..., 1] * 0.587 + f[..., 2] * 0.114
 
 
+def block_mean(a: np.ndarray, k: int) -> np.ndarray:
+    """Mean over k×k blocks (float32), as k + k strided additions (numpy's reductions over short strided axes
+    are an order of magnitude slower)."""
+    h, w = a.shape[:2]
+    hh, ww = h // k, w // k
+    a = a[: hh * k, : ww * k]
+    cols = a[:, 0::k].astype(np.float32)
+    for i in range(1, k):
+        cols += a[:, i::k]
+    out = cols[0::k].copy()
+    for i in range(1, k):
+        out += cols[i::k]
+    return out * np.float32(1 / (k * k))
+
+
 def reduce(frame: np.ndarray, max_width: int = WORK_WIDTH) -> np.ndarray:
     """Downscale by an integer factor (block mean) so width ≤ max_width (frames already small are returned as is)."""
     h, w = frame.shape[:2]
     k = -(-w // max_width)
     if k <= 1:
         return frame
-    f = frame.astype(np.float32)
-    hh, ww = h // k, w // k
-    f = f[: hh * k, : ww * k]
-    return f.reshape(hh, k, ww, k, *f.shape[2:]).mean(axis=(1, 3))
+    return block_mean(frame, k)
 
 
 def valid_mask(shape: tuple[int, int], osd_boxes: Iterable[Sequence[float]] = DEFAULT_OSD_BOXES) -> np.ndarray:
@@ -152,10 +164,10 @@ def colour_cast(rgb: np.ndarray, mask: np.ndarray | None = None) -> float:
     """Equivalent-circle colour cast factor K = D / M in the (a, b) plane (see the module doc)."""
     if rgb.ndim != 3:
         return 0.0
-    lab = rgb_to_lab(rgb[::2, ::2])
+    lab = rgb_to_lab(rgb)
     ab = lab[..., 1:].reshape(-1, 2)
     if mask is not None:
-        ab = ab[mask[::2, ::2].reshape(-1)]
+        ab = ab[mask.reshape(-1)]
     if not len(ab):
         return 0.0
     mean = ab.mean(axis=0)
@@ -215,11 +227,8 @@ def _coarse(rgb: np.ndarray, luma: np.ndarray, mask: np.ndarray, k: int = UNIFOR
     hh, ww = h // k, w // k
     if hh < 2 or ww < 2:
         return rgb, luma, mask
-    def blocks(a):
-        a = a[: hh * k, : ww * k]
-        return a.reshape(hh, k, ww, k, *a.shape[2:])
-    c_rgb = blocks(rgb.astype(np.float32)).mean(axis=(1, 3)) if rgb.ndim == 3 else rgb
-    return c_rgb, blocks(luma).mean(axis=(1, 3)), blocks(mask).all(axis=(1, 3))
+    c_rgb = block_mean(rgb, k) if rgb.ndim == 3 else rgb
+    return c_rgb, block_mean(luma, k), block_mean(mask, k) > 0.999
 
 
 # ---------------------------------------------------------------- metrics and findings
@@ -241,8 +250,9 @@ def measure(frames: Sequence[np.ndarray], *, osd_boxes: Iterable[Sequence[float]
         per["mean_luma"].append(float(vals.mean()))
         per["contrast"].append(float(vals.std()))
         per["sharpness"].append(sharpness(y, mask))
-        per["colour_cast_k"].append(colour_cast(small[i], mask))
-        per["uniform_pct"].append(uniform_pct(*_coarse(small[i], y, mask)))
+        c_rgb, c_y, c_mask = _coarse(small[i], y, mask)  # colour statistics need no full resolution
+        per["colour_cast_k"].append(colour_cast(c_rgb, c_mask))
+        per["uniform_pct"].append(uniform_pct(c_rgb, c_y, c_mask))
     # Frozen: every frame, on every other pixel (plenty to tell sensor noise from a repeated picture).
     lumas = [to_luma(s[::2, ::2]) for s in small]
     sims = [similarity(a, b, mask[::2, ::2]) for a, b in zip(lumas, lumas[1:])]
