@@ -252,3 +252,29 @@ def test_hostile_answers_are_contained(connect, lab, cam, lab_faults, fault):
         drv.facts()
     other = next(d for d in lab.fleet.devices if d.vendor == "hikvision" and d.id != cam.id)
     assert connect(other).facts().serial == other.serial  # the rest of the fleet is unaffected
+
+
+def test_slow_device_within_and_beyond_the_timeout(connect, cam, lab_faults):
+    lab_faults.set(cam.id, "slow", "300")
+    drv = connect(cam, timeout=3.0)
+    t0 = time.monotonic()
+    assert drv.facts().serial == cam.serial
+    assert time.monotonic() - t0 >= 0.3
+    lab_faults.set(cam.id, "slow", "1500")
+    slow = connect(cam, timeout=0.5)
+    t0 = time.monotonic()
+    with pytest.raises(Timeout):
+        slow.login()
+    assert time.monotonic() - t0 < 1.4
+
+
+def test_driver_deadline_bounds_a_whole_getter(connect, nvr, lab_faults):
+    # recordings pages through many requests; the driver-wide deadline stops it, whatever each request takes
+    lab_faults.set(nvr.id, "slow", "200")
+    drv = connect(nvr, timeout=5.0)
+    drv.set_deadline(0.7)
+    now = dt.datetime.now(UTC)
+    t0 = time.monotonic()
+    with pytest.raises(Timeout):
+        drv.recordings(1, now - dt.timedelta(days=40), now)
+    assert time.monotonic() - t0 < 1.5
