@@ -41,6 +41,7 @@ def drill_summary(log: "MaintenanceLog", outcome: "PlaybookOutcome") -> dict[str
 
 
 def print_drill_report(env: "Env", log: "MaintenanceLog", book: "Playbook", outcome: "PlaybookOutcome") -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     summary = drill_summary(log, outcome)
@@ -63,6 +64,6 @@ def print_drill_report(env: "Env", log: "MaintenanceLog", book: "Playbook", outc
     for r in summary["incidents"]:
         verdict = "[green]within deadline[/]" if r["within_deadline"] else "[red]deadline missed[/]"
         arrived = f"on site after {r['arrived_after_s']:.0f} s" if r["arrived_after_s"] is not None else "no arrival"
-        env.console.print(f"incident {r['id'][:8]} [{r['level']}] {', '.join(r['devices'])}: {r['title']} — "
+        env.console.print(f"incident {r['id'][:8]} \\[{r['level']}] {escape(', '.join(r['devices']))}: {escape(r['title'])} — "
                           f"detected {r['detected_after_s']:.0f} s into the drill, {arrived}, deadline "
                           f"{local(r['arrive_deadline'], tz)}: {verdict}", highlight=False)
