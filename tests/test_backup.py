@@ -325,3 +325,93 @@ def test_restore_refused_without_started_change(cli, fleet, tmp_path):
     assert "started change" in r.err and "xc-cam-01" in r.err
     assert fleet["xc-cam-01"].imported == []
     assert ("xc-cam-01", "import_config") not in fleet.calls
+
+
+def _started_change(log, inv, device_ids):
+    """A permit taken through the real flow; its start step calls run_backups through the default hook."""
+    from canteen_ops import changes
+    from canteen_ops.timeutil import utcnow
+
+    ch = changes.request(log, inv, title="换摄像头配置", device_ids=device_ids, actor="tech")
+    changes.approve(log, ch["id"], "leader")
+    now = utcnow()
+    changes.notify(log, ch["id"], "tech", notice_to=["王建国 后勤主任"], window_start=now - dt.timedelta(hours=1),
+                   window_end=now + dt.timedelta(hours=2))
+    return changes.start(log, inv, ch["id"], "tech")
+
+
+def test_change_start_backs_up_through_run_backups(inv, fleet):
+    import os
+
+    fleet["xc-cam-01"].export = hik_export(b"before-change")
+    log = MaintenanceLog.open(os.environ["CANTEEN_OPS_DB"])
+    try:
+        ch = _started_change(log, inv, ["xc-cam-01", "xc-cam-06"])
+        rows = log.query("SELECT * FROM backups WHERE change_id = ? ORDER BY device_id", [ch["id"]])
+        assert [(r["device_id"], r["status"]) for r in rows] == [("xc-cam-01", "ok"), ("xc-cam-06", "unsupported")]
+        assert ch["state"] == "started" and ch["data"]["backups"]["xc-cam-01"] == rows[0]["id"]
+        run = log.get("runs", rows[0]["run_id"])
+        assert run["operator"] == "tech" and run["command"] == "backup run"
+    finally:
+        log.close()
+
+
+def test_change_start_refused_when_a_backup_fails(inv, fleet):
+    import os
+
+    from canteen_ops.errors import PermissionRefused
+
+    fleet["xc-cam-01"].error = Offline("connection refused")
+    log = MaintenanceLog.open(os.environ["CANTEEN_OPS_DB"])
+    try:
+        with pytest.raises(PermissionRefused, match="connection refused"):
+            _started_change(log, inv, ["xc-cam-01"])
+    finally:
+        log.close()
+
+
+def test_restore_under_started_change(cli, inv, fleet):
+    import os
+
+    fleet["xc-cam-01"].export = hik_export(b"known-good")
+    log = MaintenanceLog.open(os.environ["CANTEEN_OPS_DB"])
+    try:
+        ch = _started_change(log, inv, ["xc-cam-01"])
+    finally:
+        log.close()
+    fleet["xc-cam-01"].export = hik_export(b"after-a-bad-edit")
+    assert cli("-i", EXAMPLE, "backup", "run", "-d", "xc-cam-01").code == 0
+    # Default: the newest intact backup (the one after the bad edit); an explicit id picks the known-good one.
+    r = cli("-i", EXAMPLE, "backup", "list", "-d", "xc-cam-01", "--history", "--json")
+    import json
+
+    hist = json.loads(r.out)
+    good = next(h for h in hist if h["change_id"] == ch["id"])
+    r = cli("-i", EXAMPLE, "backup", "restore", "xc-cam-01", good["id"][:8])
+    assert r.code == 0, r
+    assert "restored backup" in r.out and ch["id"][:8] in r.out
+    assert [e.content for e in fleet["xc-cam-01"].imported] == [b"known-good"]
+    assert fleet["xc-cam-01"].imported[0].method == "isapi-configurationData"
+    log = MaintenanceLog.open(os.environ["CANTEEN_OPS_DB"])
+    try:
+        ev = log.query("SELECT * FROM change_events WHERE change_id = ? AND action = 'restore'", [ch["id"]])
+        assert len(ev) == 1 and ev[0]["data"]["backup_id"] == good["id"] and ev[0]["actor"] == "tester"
+        res = log.query("SELECT * FROM results WHERE check_name = 'backup-restore'")
+        assert res[0]["status"] == "ok"
+    finally:
+        log.close()
+    # Another device is not covered by this permit.
+    fleet["xc-cam-02"].export = hik_export()
+    assert cli("-i", EXAMPLE, "backup", "run", "-d", "xc-cam-02").code == 0
+    r = cli("-i", EXAMPLE, "backup", "restore", "xc-cam-02")
+    assert r.code == 77 and "does not cover xc-cam-02" in r.err
+    # A backup of another device is refused, and a damaged file is never pushed.
+    r = cli("-i", EXAMPLE, "backup", "restore", "xc-cam-01", hist[-1]["id"] if hist[-1]["device_id"] != "xc-cam-01"
+            else "0" * 8)
+    assert r.code in (64, 66)
+    from canteen_ops.tasks.backup import backup_dir_for
+
+    (backup_dir_for(inv) / good["path"]).write_bytes(b"rot")
+    r = cli("-i", EXAMPLE, "backup", "restore", "xc-cam-01", good["id"])
+    assert r.code == 65 and "corrupt" in r.err
+    assert len(fleet["xc-cam-01"].imported) == 1
