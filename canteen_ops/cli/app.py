@@ -35,6 +35,7 @@ GROUPS = [
     ("backup", "canteen_ops.cli.backup_cmd"),
     ("firmware", "canteen_ops.cli.firmware_cmd"),
     ("lab", "canteen_ops.cli.lab_cmd"),
+    ("snapshot", "canteen_ops.cli.snapshot_cmd"),
 ]
 # Single commands registered on the root (name, module, function).
 COMMANDS: list[tuple[str, str, str]] = [

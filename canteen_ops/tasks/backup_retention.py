@@ -75,7 +75,7 @@ def backup_states(log: "MaintenanceLog", devices: list["Device"], *, window: dt.
     last_ok = _newest(log, f"status = 'ok' AND {where}", params)
     last_any = _newest(log, f"status != 'pruned' AND {where}", params)
     snaps = {r["device_id"]: r["at"] for r in log.query(
-        f"SELECT device_id, MAX(created_at) AS at FROM snapshots WHERE {where} GROUP BY device_id", params)}
+        f"SELECT device_id, MAX(updated_at) AS at FROM snapshots WHERE {where} GROUP BY device_id", params)}
     out = []
     for d in devices:
         hours = window.total_seconds() / 3600 if window else d.policy.backup_stale_hours
