@@ -13,6 +13,14 @@ from canteen_ops.cli.common import (AreaOpt, DeviceOpt, JsonOpt, KindOpt, School
 app = typer.Typer(help="Firmware compliance against a catalog of latest, minimum and vulnerable versions.",
                   no_args_is_help=True)
 
+
+
+@app.callback()
+def _group() -> None:
+    """Firmware compliance against a catalog of latest, minimum and vulnerable versions."""
+    # A callback keeps `firmware` a group (`firmware check`) even while it has a single command.
+
+
 _STYLE = {"current": "green", "outdated": "yellow", "vulnerable": "bold red", "unknown-model": "cyan",
           "unknown": "cyan"}
 _ORDER = {"vulnerable": 0, "outdated": 1, "unknown": 2, "unknown-model": 3, "current": 4}
