@@ -153,7 +153,7 @@ def main() -> int:
             time.sleep(1.0)
             cpu0, rss0 = proc_stats(proc.pid)
             streams = sum(x["channels"] for x in control(info, "/status")["devices"])
-            print(f"lab: {n} devices ({a.schools} schools), {streams} RTSP streams, one process (pid {proc.pid})")
+            print(f"lab: {n} devices ({a.schools} schools), {streams} video channels (each an RTSP stream), one process (pid {proc.pid})")
             print(f"  start-up to ready: {startup:.2f} s; RSS idle {rss0 / 2**20:.1f} MiB "
                   f"({rss0 / n / 1024:.1f} KiB per device, everything included)")
             asyncio.run(run_phases(proc, info, devices, a))

@@ -191,3 +191,25 @@ def test_nvr_channels_stream_and_follow_their_cameras(lab, lab_faults):
     with httpx.Client(auth=httpx.DigestAuth(user, pw), timeout=5, verify=False) as c:
         root = DET.fromstring(c.get(lab.url(nvr.id) + "/ISAPI/ContentMgmt/InputProxy/channels/2/status").content)
     assert next(el.text for el in root.iter() if el.tag.endswith("online")) == "true"
+
+
+def test_rtsp_shares_the_device_account_and_its_lock(lab, lab_faults):
+    cam = lab.first("hikvision", "camera")
+    lab_faults.set(cam.id, "lock-after", "2")
+    p = _probe(cam, "/Streaming/Channels/101", right=False, timeout=5)
+    assert p.error == "unauthorized" and cam.failed_logins == 1  # an RTSP failure counts like an HTTP one
+    p = _probe(cam, "/Streaming/Channels/101", right=False, timeout=5)
+    assert cam.is_locked()
+    p = _probe(cam, "/Streaming/Channels/101", timeout=5)
+    assert not p.ok and p.error == "unauthorized"  # locked: the right password is refused too
+    user, pw = lab.credentials(cam.id)
+    r = httpx.get(lab.url(cam.id) + "/ISAPI/Security/userCheck", auth=httpx.DigestAuth(user, pw), timeout=5,
+                  verify=False)
+    assert r.status_code == 401 and b"<lockStatus>lock</lockStatus>" in r.content
+
+
+def test_camera_sub_stream(lab, lab_faults):
+    cam = lab.first("hikvision", "camera")
+    lab_faults.touch(cam.id)
+    p = _probe(cam, "/Streaming/Channels/102")
+    assert p.ok and (p.width, p.height) == (640, 360)

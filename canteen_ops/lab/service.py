@@ -48,6 +48,17 @@ RTSP_FAULT = {"no-stream": "no_stream", "black": "black", "covered": "covered", 
 RTSP_FAULT_PRIORITY = ("no-stream", "black", "covered", "frozen", "blurred", "colour-cast")
 
 
+def sub_stream_path(d: DeviceState, ch: Any) -> str | None:
+    """Cameras also stream a 640x360 sub-stream: Hikvision track x02, Dahua subtype=1."""
+    if d.kind != "camera":
+        return None
+    if d.vendor == "hikvision":
+        return f"/Streaming/Channels/{ch.id}02"
+    if d.vendor == "dahua":
+        return ch.rtsp_path.replace("subtype=0", "subtype=1")
+    return None
+
+
 class LabService:
     """Owns the loop-side objects: HTTP endpoints, the control server, and (when available) RTSP streams."""
 
@@ -104,11 +115,16 @@ class LabService:
 
         self.rtsp = RtspServer(cache_dir=self.rtsp_cache_dir)
         for d in self.devices.values():
+            hooks = {"credentials_source": self._credentials_hook(d), "on_login": self._login_hook(d),
+                     "auth": d.auth}
             for ch in d.channels:
                 w, h = d.stream_size(ch)
                 self._streams[(d.id, ch.id)] = await self.rtsp.add_stream(
-                    d.host, d.rtsp_port, ch.rtsp_path, w, h, ch.fps, credentials=(d.username, d.effective_password),
-                    auth=d.auth)
+                    d.host, d.rtsp_port, ch.rtsp_path, w, h, ch.fps, **hooks)
+                sub = sub_stream_path(d, ch)
+                if sub:  # the sub-stream the device advertises (ISAPI 102, Dahua ExtraFormat): 640x360
+                    self._streams[(d.id, -ch.id)] = await self.rtsp.add_stream(
+                        d.host, d.rtsp_port, sub, 640, 360, ch.fps, **hooks)
         for d in self.devices.values():
             await self._sync_rtsp(d)
         self._reconciler = asyncio.ensure_future(self._reconcile_forever())
@@ -160,13 +176,28 @@ class LabService:
 
     def _sync_streams(self, d: DeviceState) -> None:
         for ch in d.channels:
-            stream = self._streams.get((d.id, ch.id))
-            if stream is None:
-                continue
-            stream.width, stream.height = d.stream_size(ch)
-            stream.fps = float(ch.fps)
-            stream.username, stream.password, stream.auth = d.username, d.effective_password, d.auth
-            stream.fault = self._stream_fault(d, ch) if (d.faults or d.kind == "nvr") else None
+            fault = self._stream_fault(d, ch) if (d.faults or d.kind == "nvr") else None
+            for key in ((d.id, ch.id), (d.id, -ch.id)):
+                stream = self._streams.get(key)
+                if stream is None:
+                    continue
+                if key[1] > 0:
+                    stream.width, stream.height = d.stream_size(ch)
+                stream.fps, stream.auth, stream.fault = float(ch.fps), d.auth, fault
+
+    @staticmethod
+    def _credentials_hook(d: DeviceState):
+        """RTSP shares the device's account and its illegal-login lock: while locked nothing matches."""
+        locked_out = secrets.token_hex(16)
+        return lambda: (d.username, locked_out if d.is_locked() else d.effective_password)
+
+    @staticmethod
+    def _login_hook(d: DeviceState):
+        """Failed RTSP logins count toward the device's lock, as on the cameras (not while already locked)."""
+        def on_login(ok: bool) -> None:
+            if not d.is_locked():
+                d.record_login(ok)
+        return on_login
 
     def _stream_fault(self, d: DeviceState, ch: Any) -> str | None:
         """The picture fault a stream shows: the device's own, or for an NVR channel also its camera's."""
