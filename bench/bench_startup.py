@@ -44,6 +44,22 @@ def p95(values: list[float]) -> float:
     return s[min(len(s) - 1, round(0.95 * (len(s) - 1)))]
 
 
+def big_inventory(path: Path, schools: int = 100, cameras: int = 9) -> Path:
+    """A generated inventory: `schools` schools, each with one NVR and `cameras` cameras (1,000 devices)."""
+    areas = ["加工区", "烹饪区", "专间", "洗消间", "备餐区", "留样区", "仓库"]
+    lines = ["version: 1", "credentials:", "  hik: {username: admin, password_env: HIK_PW}",
+             "defaults: {credentials: hik, timeout: 5}", "schools:"]
+    for s in range(schools):
+        lines += [f"  - id: school-{s:03d}", f"    name: 第{s + 1}中学", "    district: 测试区", "    devices:",
+                  f"      - {{id: s{s:03d}-nvr, kind: nvr, vendor: hikvision, host: 10.{s // 250}.{s % 250}.10}}"]
+        for c in range(cameras):
+            lines.append(f"      - {{id: s{s:03d}-cam-{c:02d}, kind: camera, vendor: hikvision, "
+                         f"host: 10.{s // 250}.{s % 250}.{20 + c}, area: {areas[c % len(areas)]}, "
+                         f"nvr: s{s:03d}-nvr, nvr_channel: {c + 1}}}")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
 def cases_for(root: Path, label: str, tmp: Path) -> list[tuple[str, list[str], dict[str, str], Path]]:
     py = sys.executable
     example = root / "inventory.example.yaml"
@@ -56,6 +72,10 @@ def cases_for(root: Path, label: str, tmp: Path) -> list[tuple[str, list[str], d
          env, root),
         (f"canteen-ops inventory list --json{suffix}",
          [py, "-m", "canteen_ops", "-i", str(example), "inventory", "list", "--json"], env, root),
+        (f"inventory validate, 1,000 devices{suffix}",
+         [py, "-m", "canteen_ops", "-i", str(tmp / "big.yaml"), "inventory", "validate"], env, root),
+        (f"inventory list, 1,000 devices{suffix}",
+         [py, "-m", "canteen_ops", "-i", str(tmp / "big.yaml"), "inventory", "list"], env, root),
     ]
 
 
@@ -66,6 +86,7 @@ def main() -> int:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
+        big_inventory(tmp / "big.yaml")
         cases = [("python -c pass (floor)", [sys.executable, "-c", "pass"], dict(os.environ), ROOT),
                  ("python -c 'import typer' (Typer's floor)", [sys.executable, "-c", "import typer"],
                   dict(os.environ), ROOT)]

@@ -223,3 +223,18 @@ def test_show_prefix_is_literal(cli, db):
     assert cli("log", "show", wildcarded).code == 66
     assert cli("log", "show", run[:6]).code == 0
     assert cli("log", "show", run.upper()).code == 66  # ids are lower-case; no case folding either
+
+
+def test_default_log_location_is_the_user_data_dir(cli, tmp_path, monkeypatch):
+    monkeypatch.delenv("CANTEEN_OPS_DB")
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))  # platformdirs honours it on Linux
+    assert cli("log", "add", "x").code == 0
+    assert (tmp_path / "xdg" / "canteen-ops" / "maintenance-log.db").exists()
+
+
+def test_operator_defaults_to_the_os_user(cli, monkeypatch):
+    import getpass
+
+    monkeypatch.delenv("CANTEEN_OPS_OPERATOR")
+    assert cli("log", "add", "x").code == 0
+    assert json.loads(cli("log", "list", "--json").out)[0]["operator"] == getpass.getuser()

@@ -117,3 +117,28 @@ def test_every_registered_group_builds_as_a_group():
         cmd = lazy._build(name)
         assert hasattr(cmd, "commands") and cmd.commands, name
         assert cmd.name == name
+
+
+def test_group_help_from_callback_docstring(monkeypatch):
+    import sys
+    import types
+
+    import typer
+
+    from canteen_ops.cli import lazy
+
+    mod = types.ModuleType("canteen_ops_test_group")
+    mod.app = typer.Typer()
+
+    @mod.app.callback()
+    def cb() -> None:
+        """Described by its callback."""
+
+    @mod.app.command()
+    def only() -> None:
+        """The only command."""
+
+    monkeypatch.setitem(sys.modules, mod.__name__, mod)
+    monkeypatch.setitem(lazy.LAZY, "cbgroup", (mod.__name__, "app", True))
+    assert lazy._help("cbgroup", None) == "Described by its callback."
+    assert list(lazy._build("cbgroup").commands) == ["only"]

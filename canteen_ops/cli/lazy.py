@@ -68,8 +68,10 @@ def _help(name: str, built: click.Command | None) -> str:
         return built.help or built.short_help or ""
     target = _target(name)
     if LAZY[name][2]:  # a Typer group: its help without building it
-        info = target.info.help
-        return info if isinstance(info, str) else ""
+        if isinstance(target.info.help, str):
+            return target.info.help
+        callback = target.registered_callback.callback if target.registered_callback else None
+        return (getattr(callback, "__doc__", None) or "").strip()
     return (target.__doc__ or "").strip()
 
 

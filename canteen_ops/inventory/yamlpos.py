@@ -48,6 +48,7 @@ class Sexagesimal(int):
         return self.text
 
 
+_STR_TAG = "tag:yaml.org,2002:str"
 _PLAIN_TAGS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
 
 # Aliases can expand a small file into a huge tree ("billion laughs"); no real inventory comes close.
@@ -131,6 +132,8 @@ def load_with_positions(text: str) -> tuple[Any, PositionMap, list[tuple[tuple, 
         return [build(child, path + (i,)) for i, child in enumerate(node.value)]
 
     def scalar(node: yaml.ScalarNode) -> Any:
+        if node.tag == _STR_TAG:  # most scalars: skip the constructor machinery
+            return node.value
         try:
             value = constructor.construct_object(node, deep=True)
         except yaml.MarkedYAMLError as exc:  # e.g. a !!python/object tag: not allowed in a safe load
