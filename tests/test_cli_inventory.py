@@ -86,9 +86,28 @@ def test_plaintext_password_warning_names_file_and_line(cli, tmp_path):
 def test_list_table(cli):
     r = cli("-i", EXAMPLE, "inventory", "list")
     assert r.code == 0, r
-    assert "16 devices" in r.out
-    for text in ("西城区实验小学", "海淀区育才中学", "xc-cam-04", "凉菜专间", "xc-nvr-01/4", "10.12.1.24:80"):
-        assert text in r.out
+    assert r.out.rstrip().endswith("16 devices in 2 schools")
+    assert "西城区实验小学 (xc-shiyan-xx, 西城区) — 8 devices" in r.out
+    assert "海淀区育才中学 (hd-yucai-zx, 海淀区) — 8 devices" in r.out
+    row = next(line for line in r.out.splitlines() if "xc-cam-04" in line)
+    for text in ("hikvision camera", "10.12.1.24:80", "专间", "凉菜专间", "xc-nvr-01/4", "DS-2CD2346G2-I"):
+        assert text in row
+
+
+def test_list_table_keeps_ids_whole_on_a_narrow_terminal(monkeypatch):
+    import contextlib
+
+    import canteen_ops.cli.app as app_module
+
+    monkeypatch.setenv("COLUMNS", "80")  # (the cli fixture would set 200)
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        assert app_module.run(["-i", str(EXAMPLE), "inventory", "list", "--school", "hd-yucai-zx"]) == 0
+    out = buf.getvalue()
+    assert max(len(line) for line in out.splitlines()) <= 80
+    for text in ("hd-cam-07", "10.13.1.27:80", "hd-nvr-01/7"):
+        assert text in out  # not wrapped or cut with "…"
+    assert "…" not in out
 
 
 def test_list_json(cli):

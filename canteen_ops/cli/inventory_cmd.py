@@ -33,16 +33,27 @@ def list_(ctx: typer.Context, school: SchoolOpt = None, device: DeviceOpt = None
 
         print_json([device_json(inv, d) for d in devices])
         return 0
+    from rich import box
     from rich.table import Table
 
-    table = Table(title=f"{len(devices)} devices", title_justify="left")
-    for col in ("school", "device", "kind", "vendor", "host", "area", "name", "nvr/ch", "model"):
-        table.add_column(col, overflow="fold")  # wrap, never cut: an id or host with "…" is useless
+    # One table per school, titled with its name: the Chinese school name does not need a column, and
+    # ids, addresses and channels (what people copy) stay on one line; only names and models wrap.
+    console = env(ctx).console
+    by_school: dict[str, list] = {}
     for d in devices:
-        nvr = f"{d.nvr}/{d.nvr_channel}" if d.nvr else ""
-        table.add_row(inv.school(d.school_id).name, d.id, d.kind, d.vendor, f"{d.host}:{d.port}", d.area or "",
-                      d.name or "", nvr, d.model or "")
-    env(ctx).console.print(table)
+        by_school.setdefault(d.school_id, []).append(d)
+    for school_id, devs in by_school.items():
+        s = inv.school(school_id)
+        title = f"{s.name} ({s.id}{', ' + s.district if s.district else ''}) — {len(devs)} devices"
+        table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+        for col in ("device", "type", "host", "area", "name", "nvr/ch", "model"):
+            table.add_column(col, no_wrap=col in ("device", "host", "nvr/ch"), overflow="fold")
+        for d in devs:
+            nvr = f"{d.nvr}/{d.nvr_channel}" if d.nvr else ""
+            table.add_row(d.id, f"{d.vendor} {d.kind}", f"{d.host}:{d.port}", d.area or "", d.name or "", nvr,
+                          d.model or "")
+        console.print(table)
+    console.print(f"{len(devices)} devices in {len(by_school)} schools", highlight=False)
     return 0
 
 
