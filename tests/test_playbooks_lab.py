@@ -12,6 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from canteen_ops.status import Status, worst
+from tests.datasette_fixtures import DatasetteServer
+
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -110,6 +113,31 @@ def test_daily_inspection(cli, pb_env, tmp_path):
     assert r.code == {"ok": 0, "warn": 1, "crit": 2, "unknown": 3}[steps[0]["status"]]
     assert len(worst) > 20
     assert rows(db, "SELECT * FROM notes WHERE kind = 'inspection'")
+
+
+def test_nightly_backup_with_upstream(cli, pb_env, tmp_path, monkeypatch):
+    server = DatasetteServer(tmp_path / "upstream").start()
+    try:
+        monkeypatch.setenv("CANTEEN_OPS_UPSTREAM", server.url)
+        monkeypatch.setenv("CANTEEN_OPS_UPSTREAM_TOKEN", server.token())
+        r = cli("playbook", "run", "nightly-backup", "--non-interactive")
+        db = tmp_path / "log.db"
+        steps = {s["step_name"]: s for s in rows(db, "SELECT * FROM playbook_steps")}
+        assert steps["配置备份 backup"]["status"] == "ok", steps["配置备份 backup"]["summary"]
+        assert steps["备份校验 verify"]["status"] == "ok"
+        assert steps["固件合规 firmware"]["status"] == "ok", steps["固件合规 firmware"]["summary"]
+        assert steps["配置漂移 drift"]["status"] == "unknown"  # no accepted baseline yet: says so, not "ok"
+        assert steps["上传区级平台 sync"]["status"] == "ok", steps["上传区级平台 sync"]["summary"]
+        ok_backups = rows(db, "SELECT DISTINCT device_id FROM backups WHERE status = 'ok'")
+        assert len(ok_backups) == 14  # every Hikvision and Dahua device exports its configuration
+        assert len(rows(db, "SELECT DISTINCT device_id FROM snapshots")) == 14
+        assert {r["status"] for r in rows(db, "SELECT status FROM firmware_findings")} == {"current"}
+        # everything logged before the sync step is upstream exactly once
+        upstream_ids = [row["id"] for row in server.rows("backups")]
+        assert len(upstream_ids) == len(set(upstream_ids)) == len(rows(db, "SELECT id FROM backups"))
+        assert r.code == worst(Status(s["status"]) for s in steps.values()).exit_code
+    finally:
+        server.stop()
 
 
 def test_second_concurrent_run_is_refused(cli, pb_env, tmp_path):

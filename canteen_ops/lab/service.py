@@ -395,13 +395,14 @@ class LabThread:
 # --- the lab process ----------------------------------------------------------------------------------------------
 def lab_files(directory: Path) -> dict[str, Path]:
     return {"json": directory / "lab.json", "inventory": directory / "inventory.yaml",
-            "secrets": directory / "secrets", "log": directory / "lab.log"}
+            "catalog": directory / "firmware-catalog.yaml", "secrets": directory / "secrets",
+            "log": directory / "lab.log"}
 
 
 def cleanup(directory: Path, keep_log: bool = False) -> None:
-    """Remove what `lab up` wrote (inventory, secrets, lab.json, log) and the directory if it is then empty."""
+    """Remove what `lab up` wrote (inventory, catalog, secrets, lab.json, log) and the directory if then empty."""
     files = lab_files(directory)
-    for key in ("json", "inventory") + (() if keep_log else ("log",)):
+    for key in ("json", "inventory", "catalog") + (() if keep_log else ("log",)):
         files[key].unlink(missing_ok=True)
     if files["secrets"].is_dir():
         for p in files["secrets"].glob("*.password"):
