@@ -24,7 +24,6 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
-from canteen_ops.redact import SECRET_KEYS
 from canteen_ops.status import Result, Status, worst
 
 if TYPE_CHECKING:
@@ -95,9 +94,14 @@ def _codec(value: Any) -> str | None:
     return {"H.264": "H.264", "H.265": "H.265", "MJPEG": "MJPEG", "JPEG": "MJPEG", "": None}.get(s, s or None)
 
 
+# Keys whose values are secrets. Not redact.SECRET_KEYS: that one matches "token", which in ONVIF names a
+# configuration, not a credential.
+_SECRET_KEYS = re.compile(r"pass(word|wd)?|pwd|secret|authorization|cookie|private|credential", re.I)
+
+
 def _without_secrets(value: Any) -> Any:
     if isinstance(value, dict):
-        return {k: _without_secrets(v) for k, v in value.items() if not SECRET_KEYS.search(str(k))}
+        return {k: _without_secrets(v) for k, v in value.items() if not _SECRET_KEYS.search(str(k))}
     if isinstance(value, list):
         return [_without_secrets(v) for v in value]
     return value
@@ -140,7 +144,7 @@ def normalize_hikvision(raw: dict[str, Any]) -> dict[str, Any]:
             v.get("vbrUpperCap") or v.get("constantBitRate")
         streams.append({"channel": sid // 100, "main": sid % 100 == 1, "codec": _codec(v.get("videoCodecType")),
                         "width": _int(v.get("videoResolutionWidth")), "height": _int(v.get("videoResolutionHeight")),
-                        "fps": (rate / 100 if rate and rate >= 100 else rate), "bitrate_kbps": _num(bitrate)})
+                        "fps": _num(rate / 100) if rate and rate >= 100 else rate, "bitrate_kbps": _num(bitrate)})
     out["streams"] = streams
     tracks = _seq(_get(raw, "recordTracks", "Track"))
     if tracks:  # /ISAPI/ContentMgmt/record/tracks when a driver provides it
@@ -239,12 +243,15 @@ def normalize_dahua(raw: dict[str, Any]) -> dict[str, Any]:
     for ch, rec in enumerate(_seq(raw.get("Record")), start=1):
         if isinstance(rec, dict):
             days = [[_str(x) for x in _seq(day)] for day in _seq(rec.get("TimeSection"))]
-            schedule[str(ch)] = days
+            schedule[str(ch)] = _dahua_schedule(days)
             # "auto" mode with a regular-recording section covering the whole day every day is 24 h recording.
-            if modes.get(ch) == "schedule" and days and all(
-                    any((m := _FULL_DAY.match(s or "")) and int(m.group(1) or m.group(2)) & 1 for s in day)
-                    for day in days):
-                modes[ch] = "continuous"
+            if modes.get(ch) == "schedule" and days:
+                masks = [int(x.split()[0]) for day in days for x in day if x and x.split()[0].isdigit()]
+                if all(any((m := _FULL_DAY.match(x or "")) and int(m.group(1) or m.group(2)) & 1 for x in day)
+                       for day in days):
+                    modes[ch] = "continuous"
+                elif masks and not any(m & 1 for m in masks) and any(masks):
+                    modes[ch] = "motion"  # only motion/alarm-triggered sections
     if modes:
         distinct = set(modes.values())
         out["recording"] = {"mode": distinct.pop() if len(distinct) == 1 else "mixed",
@@ -272,6 +279,28 @@ def normalize_dahua(raw: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+_MASK = ((1, "regular"), (2, "motion"), (4, "alarm"))
+_WEEK = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")  # Dahua TimeSection[0] is Sunday
+
+
+def _dahua_schedule(days: list[list[str | None]]) -> dict[str, list[str]]:
+    """TimeSection[weekday][n] = '<mask> hh:mm:ss-hh:mm:ss' → {'every day' | weekday: ['00:00-24:00 regular']}.
+    Empty sections (mask 0) are dropped; identical days are folded into one entry."""
+    readable = []
+    for day in days:
+        out = []
+        for sec in day:
+            m = re.match(r"^\s*(\d+)\s+(\d\d:\d\d):\d\d-(\d\d:\d\d):\d\d", sec or "")
+            if not m or not int(m.group(1)):
+                continue
+            kinds = "+".join(n for bit, n in _MASK if int(m.group(1)) & bit) or f"mask {m.group(1)}"
+            out.append(f"{m.group(2)}-{m.group(3)} {kinds}")
+        readable.append(out)
+    if readable and all(d == readable[0] for d in readable) and len(readable) == 7:
+        return {"every day": readable[0]}
+    return {(_WEEK[i] if i < 7 else str(i)): d for i, d in enumerate(readable)}
+
+
 # --- ONVIF ------------------------------------------------------------------------------------------------------
 def normalize_onvif(raw: dict[str, Any]) -> dict[str, Any]:
     out = _empty()
@@ -284,13 +313,20 @@ def normalize_onvif(raw: dict[str, Any]) -> dict[str, Any]:
     out["time"] = {"timezone": _str(t.get("timezone")), "mode": _str(t.get("mode")),
                    "ntp_enabled": t.get("ntp_enabled"), "ntp_servers": [s for s in (t.get("ntp_servers") or []) if s]}
     streams = []
-    for i, s in enumerate(raw.get("streams") or []):
-        name = (_str(s.get("name")) or "") + " " + (_str(s.get("token")) or "")
-        main = not re.search(r"sub|second|minor|_2\b|002", name, re.I)
-        ch = _int(re.sub(r"\D", "", _str(s.get("token")) or "")[:2] or None) or 1
-        streams.append({"channel": ch, "main": main, "codec": _codec(s.get("codec")), "width": _int(s.get("width")),
-                        "height": _int(s.get("height")), "fps": _num(s.get("fps")),
-                        "bitrate_kbps": _num(s.get("bitrate_kbps")), "token": _str(s.get("token"))})
+    if raw.get("stream_info"):  # the driver's own profile → channel mapping (Driver.streams())
+        for s in raw["stream_info"]:
+            streams.append({"channel": _int(s.get("channel")) or 1, "main": bool(s.get("main")),
+                            "codec": _codec(s.get("codec")), "width": _int(s.get("width")),
+                            "height": _int(s.get("height")), "fps": _num(s.get("fps")),
+                            "bitrate_kbps": _num(s.get("bitrate_kbps"))})
+    else:  # encoder configurations only: best effort from names and tokens
+        for s in raw.get("streams") or []:
+            name = (_str(s.get("name")) or "") + " " + (_str(s.get("token")) or "")
+            main = not re.search(r"sub|second|minor|extra", name, re.I)
+            streams.append({"channel": 1, "main": main, "codec": _codec(s.get("codec")),
+                            "width": _int(s.get("width")), "height": _int(s.get("height")),
+                            "fps": _num(s.get("fps")), "bitrate_kbps": _num(s.get("bitrate_kbps")),
+                            "token": _str(s.get("token"))})
     out["streams"] = streams
     out["users"] = [{"name": _str(u.get("name")), "level": _str(u.get("level"))}
                     for u in raw.get("users") or [] if _str(u.get("name"))]
@@ -316,7 +352,8 @@ def _sort_lists(snap: dict[str, Any]) -> dict[str, Any]:
     snap["users"].sort(key=lambda u: u.get("name") or "")
     snap["channels"].sort(key=lambda c: c.get("id") or 0)
     snap["network"]["interfaces"].sort(key=lambda n: n.get("name") or "")
-    snap["time"]["ntp_servers"] = sorted(snap["time"]["ntp_servers"])
+    # "0.0.0.0" / "::" is how devices write "no server".
+    snap["time"]["ntp_servers"] = sorted(x for x in snap["time"]["ntp_servers"] if x not in ("0.0.0.0", "::"))
     return snap
 
 
@@ -345,6 +382,18 @@ _LIST_KEYS: dict[str, Callable[[dict[str, Any]], str]] = {
 _ABSENT = object()
 
 
+def _keyed(keyf: Callable[[dict[str, Any]], str], items: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for x in items:
+        k = keyf(x)
+        n = 2
+        while k in out:  # two records with the same identity: keep both, numbered in order
+            k = f"{keyf(x)}#{n}"
+            n += 1
+        out[k] = x
+    return out
+
+
 @dataclass(frozen=True)
 class Change:
     path: str
@@ -371,8 +420,7 @@ def diff(old: Any, new: Any, path: str = "") -> list[Change]:
         return out
     keyf = _LIST_KEYS.get(path)
     if keyf and isinstance(old, list) and isinstance(new, list) and all(isinstance(x, dict) for x in old + new):
-        a = {keyf(x): x for x in old}
-        b = {keyf(x): x for x in new}
+        a, b = _keyed(keyf, old), _keyed(keyf, new)
         out = []
         for k in list(a) + [k for k in b if k not in a]:
             p = f"{path}[{k}]"
@@ -468,6 +516,17 @@ def _default_factory(device: "Device") -> "Driver":
     return open_driver(device)
 
 
+def _stream_info(driver: "Driver") -> list[dict[str, Any]] | None:
+    """ONVIF encoder configurations do not say which channel they feed; the driver's streams() does."""
+    from canteen_ops.drivers.base import DriverError
+
+    try:
+        return [{"channel": s.channel, "main": s.main, "codec": s.codec, "width": s.width, "height": s.height,
+                 "fps": s.fps, "bitrate_kbps": s.bitrate_kbps} for s in driver.streams()]
+    except DriverError:
+        return None
+
+
 def take_snapshot(device: "Device", factory: Callable[["Device"], "Driver"] | None = None) -> Result:
     """Read the device's settings and normalize them; never raises for device trouble."""
     from canteen_ops.drivers.base import DriverError, NotSupported
@@ -475,6 +534,8 @@ def take_snapshot(device: "Device", factory: Callable[["Device"], "Driver"] | No
     try:
         with (factory or _default_factory)(device) as driver:
             raw = driver.settings()
+            if device.vendor == "onvif":
+                raw = {**raw, "stream_info": _stream_info(driver)}
     except NotSupported as exc:
         return Result(device.id, "snapshot", Status.UNKNOWN, f"the device offers no settings read-out: {exc}",
                       school_id=device.school_id)
