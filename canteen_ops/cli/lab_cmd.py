@@ -71,6 +71,9 @@ def up(ctx: typer.Context,
             "--faults", faults, "--first-address", first_address, "--http-port", str(http_port),
             "--rtsp-port", str(rtsp_port)] + (["--seed", str(seed)] if seed is not None else []) + (
             [] if warm else ["--no-warm"])
+    if not e.quiet and warm:
+        typer.echo("Starting the lab (the first start on a machine encodes the stream pictures: up to a minute)...",
+                   err=True)
     info = control.start_background(d, argv)
     if not e.quiet:
         typer.echo(_usage(info, d, schools), nl=False)

@@ -79,8 +79,12 @@ def request(info: dict[str, Any], method: str, path: str, body: dict | None = No
     return payload
 
 
-def start_background(directory: Path, args: list[str], timeout: float = 60.0) -> dict[str, Any]:
-    """Start `python -m canteen_ops.lab.service` detached; wait until it has published lab.json."""
+def start_background(directory: Path, args: list[str], timeout: float = 360.0) -> dict[str, Any]:
+    """Start `python -m canteen_ops.lab.service` detached; wait until it has published lab.json.
+
+    The first start on a machine encodes the stream pictures (tens of seconds on 2 cores); later starts read them
+    from the cache and take a few seconds.
+    """
     info = read_info(directory)
     if info is not None:
         if pid_alive(int(info.get("pid", 0))):

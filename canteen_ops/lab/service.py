@@ -129,20 +129,21 @@ class LabService:
             await self._sync_rtsp(d)
         self._reconciler = asyncio.ensure_future(self._reconcile_forever())
 
-    def warm_streams(self) -> None:
-        """Encode every distinct healthy picture loop in the background now (first DESCRIBE would wait)."""
+    async def warm_streams(self, timeout: float = 300.0) -> int:
+        """Encode every distinct picture loop the streams show now (a first DESCRIBE would wait for it).
+
+        Loops are cached on disk, so this costs seconds of CPU once per machine and milliseconds afterwards.
+        Returns how many loops are ready; a loop that fails or is late is encoded on demand later.
+        """
         if self.rtsp is None:
-            return
-        keys = {st.loop_key() for st in self.rtsp.streams.values()}
-
-        async def one(key) -> None:
-            try:
-                await self.rtsp._loop_for(key)
-            except Exception:
-                log.exception("could not encode the picture loop %s", key)
-
-        for key in sorted(keys):
-            asyncio.ensure_future(one(key))
+            return 0
+        keys = sorted({st.loop_key() for st in self.rtsp.streams.values()})
+        done = await asyncio.wait([asyncio.ensure_future(self.rtsp._loop_for(k)) for k in keys], timeout=timeout)
+        ready = sum(1 for t in done[0] if not t.cancelled() and t.exception() is None)
+        for t in done[0]:
+            if not t.cancelled() and t.exception() is not None:
+                log.warning("could not encode a picture loop: %s", t.exception())
+        return ready
 
     async def _reconcile_forever(self, every_s: float = 1.0) -> None:
         """Protocol handlers change settings directly (ISAPI PUT, Dahua setConfig); streams follow within 1 s.
@@ -452,11 +453,15 @@ async def serve(fleet: Fleet, directory: Path, ready=None, warm: bool = True) ->
     try:
         inventory = write_inventory(fleet, directory)
         await service.start()
-        if warm:
-            service.warm_streams()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, lambda: asyncio.ensure_future(service.stop()))
+        if warm:
+            if ready is not None:
+                print("Preparing the stream pictures (encoded once per machine, then cached)...", flush=True)
+            await service.warm_streams()
+            if service._stop.is_set():  # stopped while preparing
+                return 0
         info = {"pid": os.getpid(), "control": f"127.0.0.1:{service.control_port}", "token": service.token,
                 "inventory": str(inventory), "devices": len(service.devices), "started": service.started}
         atomic_write(lab_files(directory)["json"], json.dumps(info, indent=2).encode(), mode=0o600)
