@@ -34,7 +34,9 @@ if TYPE_CHECKING:
     from canteen_ops.inventory.model import Settings
     from canteen_ops.store.log import MaintenanceLog
 
-DEFAULT_BATCH = 100  # Datasette's default max_insert_rows; a smaller server limit is detected and honoured
+# Rows per request. Datasette's default max_insert_rows is 100: a server with that limit rejects the first big
+# batch with "maximum allowed is 100", and sync continues at the server's limit for the rest of the run.
+DEFAULT_BATCH = 1000
 TIMEOUT_S = 30.0
 CONNECT_TIMEOUT_S = 5.0
 _SQLITE_TO_DATASETTE = {"TEXT": "text", "INTEGER": "integer", "REAL": "float", "BLOB": "blob"}

@@ -27,7 +27,7 @@ def _settings(ctx: typer.Context):
 def sync(ctx: typer.Context, upstream: UpstreamOpt = None,
          dry_run: Annotated[bool, typer.Option("--dry-run", help="Only count what would be sent")] = False,
          batch_size: Annotated[int, typer.Option("--batch-size", help="Rows per request (the server's "
-                                                 "max_insert_rows caps it)")] = 100,
+                                                 "max_insert_rows caps it)")] = 1000,
          json: JsonOpt = False) -> None:
     """Push every record the upstream has not confirmed yet, in batches; resumes after a failure."""
     if ctx.invoked_subcommand is not None:

@@ -84,8 +84,14 @@ CREATE INDEX incidents_dedup ON incidents (dedup_key, state);
 CREATE INDEX changes_state ON changes (state)
 """
 
+# v3 (sync): upstream sync reads every synced table by `seq > last_seq ORDER BY seq`; without an index on seq
+# each batch was a full scan and sort (100k results: ~150 ms per batch).
+_V3 = ";\n".join(f"CREATE INDEX IF NOT EXISTS {t}_seq ON {t} (seq)" for t in (
+    "runs", "results", "backups", "snapshots", "firmware_findings", "incidents", "incident_events", "changes",
+    "change_events", "notes", "playbook_steps"))
+
 # One entry per schema version, applied in order inside one transaction each.
-MIGRATIONS: list[str] = [_V1, _V2]
+MIGRATIONS: list[str] = [_V1, _V2, _V3]
 
 SYNCED_TABLES = (
     "runs", "results", "backups", "snapshots", "firmware_findings", "incidents", "incident_events",
