@@ -49,6 +49,23 @@ class ProtocolError(DriverError):
     """The device answered with something we cannot use: malformed or hostile XML, a huge body, bad status."""
 
 
+def named_errors(getter):
+    """Decorator for driver getters: a ProtocolError raised deep in a parser (which knows no device) gets the
+    device id and the getter's name in front, so a technician can tell which device sent what."""
+    import functools
+
+    @functools.wraps(getter)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return getter(self, *args, **kwargs)
+        except ProtocolError as exc:
+            if exc.args and not str(exc.args[0]).startswith(f"{self.device.id}:"):
+                exc.args = (f"{self.device.id}: {getter.__name__}: {exc.args[0]}",) + exc.args[1:]
+            raise
+
+    return wrapper
+
+
 # --- return models -------------------------------------------------------------------------------------
 @dataclass
 class Facts:

@@ -35,6 +35,7 @@ from canteen_ops.drivers.base import (
     RecordingSpan,
     StreamInfo,
     UpgradeStatus,
+    named_errors,
 )
 from canteen_ops.drivers.http import DeviceHTTP, Reply
 from canteen_ops.drivers.spans import clipped
@@ -262,6 +263,8 @@ def strip_secrets(tree: Any) -> Any:
 # --- the driver -------------------------------------------------------------------------------------------
 
 
+
+
 class DahuaDriver(Driver):
     vendor = "dahua"
 
@@ -339,11 +342,13 @@ class DahuaDriver(Driver):
             return None
 
     # --- getters -----------------------------------------------------------------------------------------
+    @named_errors
     def login(self) -> None:
         flat = self._flat("magicBox.cgi", "getDeviceType")
         if not flat:
             raise ProtocolError(f"{self.device.id}: getDeviceType answered nothing readable")
 
+    @named_errors
     def facts(self) -> Facts:
         info = self._flat("magicBox.cgi", "getSystemInfo")
         software = self._flat("magicBox.cgi", "getSoftwareVersion")
@@ -362,6 +367,7 @@ class DahuaDriver(Driver):
             self._offset_known = True
         return self._offset
 
+    @named_errors
     def clock(self) -> Clock:
         ntp = self._optional_config("NTP") or {}
         offset = self._learn_offset(ntp)
@@ -380,6 +386,7 @@ class DahuaDriver(Driver):
                      mode=None if enabled is None else ("NTP" if enabled else "manual"),
                      ntp_servers=[address] if address else [], ntp_enabled=enabled)
 
+    @named_errors
     def storage(self) -> list[Disk]:
         reply = self._cgi("storageDevice.cgi", "getDeviceAllInfo")
         text = kv.decode(reply.body)
@@ -390,6 +397,7 @@ class DahuaDriver(Driver):
                 return []
             raise
 
+    @named_errors
     def channels(self) -> list[Channel]:
         if self.device.kind != "nvr":
             titles = parse_channel_titles(kv.nest(self._optional_config("ChannelTitle") or {}))
@@ -410,6 +418,7 @@ class DahuaDriver(Driver):
                         detail=("video loss" if lost is not None and i in lost else None))
                 for i, name in enumerate(titles)]
 
+    @named_errors
     def recordings(self, channel: int, start: dt.datetime, end: dt.datetime) -> list[RecordingSpan]:
         """mediaFileFind: factory.create → findFile → findNextFile until found=0 → close → destroy.
 
@@ -474,6 +483,7 @@ class DahuaDriver(Driver):
     def stream_uri(self, channel: int = 1, main: bool = True) -> str:
         return f"{self._rtsp()}/cam/realmonitor?channel={int(channel)}&subtype={0 if main else 1}"
 
+    @named_errors
     def streams(self) -> list[StreamInfo]:
         encode = parse_encode(kv.nest(self._config("Encode")))
         titles: list[str | None] = []
@@ -491,6 +501,7 @@ class DahuaDriver(Driver):
                                   bitrate_kbps=e["bitrate_kbps"], main=e["main"]))
         return out
 
+    @named_errors
     def export_config(self) -> ConfigExport:
         reply = self._http.request("GET", "/cgi-bin/Config.backup?action=All", max_bytes=EXPORT_MAX_BYTES)
         where = f"{self.device.id}: Config.backup"
@@ -512,6 +523,7 @@ class DahuaDriver(Driver):
         raise NotSupported(f"{self.device.id}: Dahua offers no configuration import over CGI "
                            "(configManager 'restore' is a factory reset, never used); restore through the web UI")
 
+    @named_errors
     def settings(self) -> dict[str, Any]:
         """Identity, general (incl. the login-lock policy), time/NTP, encode, recording, channels, network, RTSP,
         users (names and groups; secrets dropped). A table the device does not offer is left out."""
@@ -531,5 +543,6 @@ class DahuaDriver(Driver):
             pass
         return strip_secrets(out)
 
+    @named_errors
     def upgrade_status(self) -> UpgradeStatus:
         return parse_upgrade_state(self._flat("upgrader.cgi", "getState"))

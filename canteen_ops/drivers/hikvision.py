@@ -29,6 +29,7 @@ from canteen_ops.drivers.base import (
     RecordingSpan,
     StreamInfo,
     UpgradeStatus,
+    named_errors,
 )
 from canteen_ops.drivers.http import DeviceHTTP, Reply, challenge_is_stale
 from canteen_ops.drivers.spans import clipped
@@ -382,6 +383,7 @@ class HikvisionDriver(Driver):
             return None
 
     # --- getters -----------------------------------------------------------------------------------------
+    @named_errors
     def login(self) -> None:
         self._info = self._get_xml("/ISAPI/System/deviceInfo")
 
@@ -399,6 +401,7 @@ class HikvisionDriver(Driver):
         except Exception:  # an unknown zone name in the inventory: no fallback
             return None
 
+    @named_errors
     def clock(self) -> Clock:
         reply = self._call("GET", "/ISAPI/System/time")
         root = self._xml(reply, "/ISAPI/System/time")
@@ -413,6 +416,7 @@ class HikvisionDriver(Driver):
         return Clock(device_utc=device_utc, host_utc=reply.mid_utc, timezone=tz, mode=norm_mode,
                      ntp_servers=servers, ntp_enabled=None if mode is None else (mode or "").lower() == "ntp")
 
+    @named_errors
     def utc_offset(self) -> dt.timedelta:
         """The device's UTC offset (for its local-time-with-Z timestamps), read once per driver."""
         if self._offset is None:
@@ -423,6 +427,7 @@ class HikvisionDriver(Driver):
             self._offset = offset
         return self._offset
 
+    @named_errors
     def storage(self) -> list[Disk]:
         return parse_storage(self._get_xml("/ISAPI/ContentMgmt/Storage"))
 
@@ -433,6 +438,7 @@ class HikvisionDriver(Driver):
             return (X.text(self._info, "deviceType") or "").upper() in ("NVR", "DVR", "HVR", "CVR")
         return False
 
+    @named_errors
     def channels(self) -> list[Channel]:
         if not self._is_nvr():
             # A camera is its own single channel; if it answers, its video input is there.
@@ -449,6 +455,7 @@ class HikvisionDriver(Driver):
             raise NotSupported(f"{self.device.id}: no InputProxy channels (analog-only recorder?)")
         return parse_channels(config, status)
 
+    @named_errors
     def recordings(self, channel: int, start: dt.datetime, end: dt.datetime) -> list[RecordingSpan]:
         if start.tzinfo is None or end.tzinfo is None:
             raise ValueError("recordings() takes timezone-aware UTC datetimes")
@@ -494,6 +501,7 @@ class HikvisionDriver(Driver):
         host = f"[{self.device.host}]" if ":" in self.device.host else self.device.host
         return f"rtsp://{host}:{port}"
 
+    @named_errors
     def streams(self) -> list[StreamInfo]:
         chans = parse_streaming_channels(self._get_xml("/ISAPI/Streaming/channels"))
         base = self._rtsp_base()
@@ -505,6 +513,7 @@ class HikvisionDriver(Driver):
     def stream_uri(self, channel: int = 1, main: bool = True) -> str:
         return f"{self._rtsp_base()}/Streaming/Channels/{channel * 100 + (1 if main else 2)}"
 
+    @named_errors
     def export_config(self) -> ConfigExport:
         path = "/ISAPI/System/configurationData"
         reply = self._call("GET", path, max_bytes=EXPORT_MAX_BYTES)
@@ -519,6 +528,7 @@ class HikvisionDriver(Driver):
         return ConfigExport(content=body, content_type=reply.content_type or "application/octet-stream",
                             method="isapi-configurationData", extension=".bin")
 
+    @named_errors
     def import_config(self, export: ConfigExport) -> None:
         if export.method != "isapi-configurationData":
             raise ProtocolError(f"{self.device.id}: cannot import a {export.method} backup into a Hikvision device")
@@ -530,6 +540,7 @@ class HikvisionDriver(Driver):
             if code not in (None, 1, 7):  # 7 = reboot required: accepted, applies after the reboot
                 raise ProtocolError(f"{self.device.id}: configuration import refused: {describe_status(root)}")
 
+    @named_errors
     def settings(self) -> dict[str, Any]:
         """Identity, time, NTP, streams, users, ports, network, storage layout and (NVR) channel sources.
 
@@ -557,6 +568,7 @@ class HikvisionDriver(Driver):
             raise NotSupported(f"{self.device.id}: deviceInfo unavailable")
         return out
 
+    @named_errors
     def upgrade_status(self) -> UpgradeStatus:
         return parse_upgrade_status(self._get_xml("/ISAPI/System/upgradeStatus"))
 

@@ -162,3 +162,10 @@ def test_export_must_be_json_and_import_is_refused():
             dahua(fake.port) as drv:
         with pytest.raises(ProtocolError, match="not valid JSON"):
             drv.export_config()
+
+
+def test_parse_errors_name_the_device_and_getter():
+    routes = {"/cgi-bin/upgrader.cgi": text_route("State=Idle\r\n\xe9garbage without separator\r\n")}
+    with FakeDevice(rotate=True, routes=routes) as fake, dahua(fake.port) as drv:
+        with pytest.raises(ProtocolError, match=r"^cam-1: upgrade_status: garbled key=value"):
+            drv.upgrade_status()

@@ -135,3 +135,10 @@ def test_time_without_offset_uses_posix_zone_end_to_end():
         c = drv.clock()
     assert c.device_utc == dt.datetime(2024, 5, 1, 23, 0, tzinfo=UTC)
     assert (c.mode, c.ntp_enabled, c.ntp_servers) == ("manual", False, [])
+
+
+def test_parse_errors_name_the_device_and_getter():
+    bad_time = b"<Time><timeMode>NTP</timeMode><localTime>yesterday noon</localTime></Time>"
+    with FakeDevice(routes={"/ISAPI/System/time": xml_route(bad_time)}) as fake, hik(fake.port) as drv:
+        with pytest.raises(ProtocolError, match=r"^cam-1: clock: unreadable time"):
+            drv.clock()
