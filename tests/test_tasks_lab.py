@@ -43,6 +43,13 @@ def test_backup_every_vendor_the_vendor_way(cli, lab_env, tmp_path):
     assert len(_files(bdir)) == 3  # identical exports stored once
     r = cli("backup", "verify", "--backup-dir", bdir)
     assert r.code == 0 and "3 backup file(s)" in r.out
+    victim = bdir / by[HIK]["data"]["path"]
+    victim.write_bytes(victim.read_bytes()[:-1] + b"\x00")  # one byte of bit rot
+    r = cli("backup", "verify", "--backup-dir", bdir)
+    assert r.code == 2 and f"corrupt: {by[HIK]['data']['path']}" in r.err
+    # The next backup notices the damaged file and writes the (identical) export again.
+    assert cli("backup", "run", "-d", HIK, "--backup-dir", bdir).code == 0
+    assert cli("backup", "verify", "--backup-dir", bdir).code == 0
 
 
 @pytest.mark.parametrize("device,fault,why", [
