@@ -14,11 +14,21 @@ INLINE_SECRET = re.compile(r"(?P<key>\b(?:password|passwd|pwd)\"?\s*[=:]\s*\"?)(
                            re.I)
 MASK = "***"
 
+# Every password this process has resolved (Credentials.resolve registers them): masked wherever they appear,
+# even in free text such as a device's error body that echoes it.
+_KNOWN: set[str] = set()
+
+
+def remember_secret(value: str | None) -> None:
+    if value and len(value) >= 3:
+        _KNOWN.add(value)
+
 
 def redact_text(s: str, secrets: tuple[str, ...] = ()) -> str:
     s = URL_USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:{MASK}@", s)
     s = INLINE_SECRET.sub(lambda m: f"{m['key']}{MASK}", s)
-    for secret in secrets:
+    # longest first, so that a secret containing another is masked whole
+    for secret in sorted({*secrets, *_KNOWN}, key=len, reverse=True):
         if secret and len(secret) >= 3:
             s = s.replace(secret, MASK)
     return s

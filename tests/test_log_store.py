@@ -317,3 +317,19 @@ def test_latest_results_newest_per_device_and_check(log):
     assert [(r["device_id"], r["check_name"], r["summary"]) for r in log.latest_results()] == [
         ("c1", "clock", "new"), ("c1", "facts", "f"), ("c2", "clock", "c2")]
     assert [r["summary"] for r in log.latest_results("c2")] == ["c2"]
+
+
+def test_resolved_passwords_are_masked_in_free_text(tmp_path, monkeypatch):
+    from canteen_ops.inventory.loader import parse_inventory
+
+    inv = parse_inventory("version: 1\ncredentials:\n  c: {username: admin, password_env: CO_TEST_PW}\n"
+                          "schools:\n  - {id: s, name: S, devices: [{id: d, kind: camera, vendor: dahua, "
+                          "host: 127.0.0.1, credentials: c}]}\n")
+    monkeypatch.setenv("CO_TEST_PW", "Env-Resolved-7x")
+    assert inv.device("d").credentials.resolve() == "Env-Resolved-7x"
+    lg = MaintenanceLog.open(tmp_path / "log.db")
+    lg.record_result(None, Result("d", "login", Status.CRIT, "device said: bad login admin/Env-Resolved-7x",
+                                  {"echo": ["Env-Resolved-7x"]}))
+    row = lg.query("SELECT summary, data FROM results")[0]
+    lg.close()
+    assert row["summary"] == "device said: bad login admin/***" and row["data"] == {"echo": ["***"]}

@@ -27,7 +27,14 @@ class Credentials:
     password: str | None = field(default=None, repr=False)  # plaintext: allowed, warned about
 
     def resolve(self) -> str:
-        """Return the password. Never log or print the result."""
+        """Return the password (and register it for redaction). Never log or print the result."""
+        value = self._read()
+        from canteen_ops.redact import remember_secret
+
+        remember_secret(value)
+        return value
+
+    def _read(self) -> str:
         if self.password_env:
             value = os.environ.get(self.password_env)
             if value is None:

@@ -35,12 +35,13 @@ class MaintenanceLog:
         self.conn = conn
         self.path = path
         self.db = sqlite_utils.Database(conn)
-        # Secret values known to this process (e.g. resolved device passwords); masked wherever they appear.
-        self.secrets: set[str] = set()
 
-    def add_secret(self, value: str | None) -> None:
-        if value:
-            self.secrets.add(value)
+    @staticmethod
+    def add_secret(value: str | None) -> None:
+        """Mask this value wherever it appears (passwords from Credentials.resolve() are registered already)."""
+        from canteen_ops.redact import remember_secret
+
+        remember_secret(value)
 
     @classmethod
     def open(cls, path: str | Path) -> "MaintenanceLog":
@@ -103,8 +104,7 @@ class MaintenanceLog:
     def insert(self, table: str, record: dict[str, Any]) -> str:
         """Insert one record (secrets redacted, JSON columns encoded); returns its id."""
         now = iso()
-        secrets = tuple(self.secrets)
-        rec = {k: _encode(k, redact(v, secrets)) for k, v in record.items()}
+        rec = {k: _encode(k, redact(v)) for k, v in record.items()}
         rec.setdefault("id", new_id())
         rec.setdefault("created_at", now)
         rec["updated_at"] = now
@@ -116,7 +116,7 @@ class MaintenanceLog:
         return rec["id"]
 
     def update(self, table: str, record_id: str, changes: dict[str, Any]) -> None:
-        rec = {k: _encode(k, redact(v, tuple(self.secrets))) for k, v in changes.items()}
+        rec = {k: _encode(k, redact(v)) for k, v in changes.items()}
         rec["updated_at"] = iso()
         with self.transaction():
             rec["seq"] = self._next_seq()
