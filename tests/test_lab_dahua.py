@@ -245,7 +245,7 @@ def test_video_loss_events(lab, lab_faults, nvr):
 def test_upgrader(lab, lab_faults, cam, monkeypatch):
     from canteen_ops.lab import state as state_mod
 
-    monkeypatch.setattr(state_mod, "UPGRADE_SECONDS", 0.3)
+    monkeypatch.setattr(state_mod, "UPGRADE_SECONDS", 1.5)  # long enough to see "upgrading" on a busy machine
     lab_faults.set(cam.id, "vulnerable-firmware")
     assert kv(cgi(lab, cam, "/cgi-bin/upgrader.cgi", action="getState")) == {"State": "Idle", "Progress": "0"}
     new = "2.840.0000000.9.R,build:2024-10-10"
@@ -257,7 +257,7 @@ def test_upgrader(lab, lab_faults, cam, monkeypatch):
                    files={"firmware": ("fw.bin", firmware_image("dahua", cam.model, new))})
         assert r.text == "OK\r\n"
     assert kv(cgi(lab, cam, "/cgi-bin/upgrader.cgi", action="getState"))["State"] == "Upgrading"
-    time.sleep(0.4)
+    time.sleep(1.6)
     assert kv(cgi(lab, cam, "/cgi-bin/upgrader.cgi", action="getState")) == {"State": "Succeeded", "Progress": "100"}
     assert kv(cgi(lab, cam, "/cgi-bin/magicBox.cgi", action="getSoftwareVersion"))["version"] == new
 
@@ -328,3 +328,14 @@ def test_transport_faults(lab, lab_faults, cam):
         with c.stream("GET", "/cgi-bin/Config.backup", params={"action": "All"}) as r:
             assert int(r.headers["content-length"]) == 64 * 1024 * 1024
             assert len(next(r.iter_bytes())) > 0
+
+
+def test_network_rtsp_and_users(lab, cam):
+    net = kv(cgi(lab, cam, "/cgi-bin/configManager.cgi", action="getConfig", name="Network"))
+    assert net["table.Network.DefaultInterface"] == "eth0"
+    assert (net["table.Network.eth0.IPAddress"], net["table.Network.eth0.PhysicalAddress"]) == (cam.host, cam.mac)
+    rtsp = kv(cgi(lab, cam, "/cgi-bin/configManager.cgi", action="getConfig", name="RTSP"))
+    assert rtsp["table.RTSP.Port"] == str(cam.rtsp_port)
+    users = kv(cgi(lab, cam, "/cgi-bin/userManager.cgi", action="getUserInfoAll"))
+    assert [users[f"users[{i}].Name"] for i in range(len(cam.users))] == [n for n, _ in cam.users]
+    assert users["users[0].Group"] == "admin" and not any("Password" in k for k in users)

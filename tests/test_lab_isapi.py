@@ -418,7 +418,7 @@ def test_configuration_data_export_is_binary_and_restorable(lab, lab_faults, cam
 def test_update_firmware_and_upgrade_status(lab, lab_faults, cam, monkeypatch):
     from canteen_ops.lab import state as state_mod
 
-    monkeypatch.setattr(state_mod, "UPGRADE_SECONDS", 0.3)
+    monkeypatch.setattr(state_mod, "UPGRADE_SECONDS", 1.5)  # long enough to see "upgrading" on a busy machine
     lab_faults.set(cam.id, "old-firmware")
     with client(lab, cam) as c:
         root = DET.fromstring(c.get("/ISAPI/System/upgradeStatus").content)
@@ -430,7 +430,7 @@ def test_update_firmware_and_upgrade_status(lab, lab_faults, cam, monkeypatch):
         r = c.put("/ISAPI/System/updateFirmware", content=good, headers={"Content-Type": "application/octet-stream"})
         assert r.status_code == 200
         assert text(DET.fromstring(c.get("/ISAPI/System/upgradeStatus").content), "upgrading") == "true"
-        time.sleep(0.4)
+        time.sleep(1.6)
         root = DET.fromstring(c.get("/ISAPI/System/upgradeStatus").content)
         assert (text(root, "upgrading"), text(root, "percent")) == ("false", "100")
         info = DET.fromstring(c.get("/ISAPI/System/deviceInfo").content)
@@ -544,3 +544,10 @@ def test_vendor_routing(lab):
     dahua = lab.first("dahua", "camera")
     r = httpx.get(lab.url(dahua.id) + "/ISAPI/System/deviceInfo", timeout=5, verify=False)
     assert r.status_code == 404 and r.text.startswith("Error")
+
+
+def test_network_interfaces(lab, cam):
+    root = get_xml(lab, cam, "/ISAPI/System/Network/interfaces")
+    assert local(root) == "NetworkInterfaceList"
+    assert (text(root, "ipAddress"), text(root, "MACAddress"), text(root, "addressingType")) == (
+        cam.host, cam.mac, "static")

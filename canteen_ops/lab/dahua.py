@@ -103,7 +103,15 @@ def tables(state: DeviceState) -> dict[str, Any]:
         "Record": [{"PreRecord": 4, "TimeSection": [[f"{mask} 00:00:00-24:00:00"] + ["0 00:00:00-24:00:00"] * 5
                                                     for _wd in range(7)]} for _ in state.channels],
         "ChannelTitle": [{"Name": c.name} for c in state.channels],
+        "Network": {"DefaultInterface": "eth0", "Domain": "dauha", "Hostname": state.model,
+                    "eth0": {"DefaultGateway": _gateway(state.host), "DhcpEnable": False, "IPAddress": state.host,
+                             "MTU": 1500, "PhysicalAddress": state.mac, "SubnetMask": "255.255.255.0"}},
+        "RTSP": {"Enable": True, "Port": state.rtsp_port, "RTP": {"EndPort": 40000, "StartPort": 20000}},
     }
+
+
+def _gateway(host: str) -> str:
+    return host.rsplit(".", 1)[0] + ".254"
 
 
 def get_config(state: DeviceState, req: Request) -> Response:
@@ -337,6 +345,18 @@ def event_manager(state: DeviceState, req: Request) -> Response:
     return text([f"channels[{i}]={idx}" for i, idx in enumerate(lost)])
 
 
+def user_manager(state: DeviceState, req: Request) -> Response:
+    if req.query.get("action") != "getUserInfoAll":
+        return bad_request()
+    lines = []
+    for i, (name, level) in enumerate(state.users):
+        group = "admin" if level == "Administrator" else "user"
+        lines += [f"users[{i}].Group={group}", f"users[{i}].Id={i + 1}", f"users[{i}].Memo={level}",
+                  f"users[{i}].Name={name}", f"users[{i}].Reserved={'true' if i == 0 else 'false'}",
+                  f"users[{i}].Sharable=true"]
+    return text(lines)
+
+
 def upgrader(state: DeviceState, req: Request) -> Response:
     action = req.query.get("action")
     if action == "getState":
@@ -365,6 +385,7 @@ CGIS = {
     "/cgi-bin/mediafilefind.cgi": media_file_find,
     "/cgi-bin/eventmanager.cgi": event_manager,
     "/cgi-bin/upgrader.cgi": upgrader,
+    "/cgi-bin/usermanager.cgi": user_manager,
 }
 
 

@@ -467,6 +467,17 @@ def admin_accesses(state: DeviceState, req: Request) -> Response:
     return ok_xml(f'<AdminAccessProtocolList version="2.0" xmlns="{ns(state)}">\n{body}\n</AdminAccessProtocolList>')
 
 
+def network_interfaces(state: DeviceState, req: Request) -> Response:
+    gateway = state.host.rsplit(".", 1)[0] + ".254"
+    return ok_xml(f'<NetworkInterfaceList version="2.0" xmlns="{ns(state)}">\n<NetworkInterface>\n<id>1</id>\n'
+                  f"<IPAddress>\n<ipVersion>v4</ipVersion>\n<addressingType>static</addressingType>\n"
+                  f"<ipAddress>{e(state.host)}</ipAddress>\n<subnetMask>255.255.255.0</subnetMask>\n"
+                  f"<DefaultGateway>\n<ipAddress>{gateway}</ipAddress>\n</DefaultGateway>\n</IPAddress>\n"
+                  f"<Link>\n<MACAddress>{e(state.mac)}</MACAddress>\n<autoNegotiation>true</autoNegotiation>\n"
+                  "<speed>0</speed>\n<duplex>full</duplex>\n<MTU>1500</MTU>\n</Link>\n</NetworkInterface>\n"
+                  "</NetworkInterfaceList>")
+
+
 def users(state: DeviceState, req: Request) -> Response:
     body = "\n".join(f"<User>\n<id>{i}</id>\n<userName>{e(n)}</userName>\n<userLevel>{e(lvl)}</userLevel>\n"
                      "</User>" for i, (n, lvl) in enumerate(state.users, 1))
@@ -499,6 +510,7 @@ ROUTES = {
     "/isapi/system/upgradestatus": (("GET",), upgrade_status),
     "/isapi/system/reboot": (("PUT",), reboot),
     "/isapi/system/video/inputs/channels": (("GET",), video_inputs),
+    "/isapi/system/network/interfaces": (("GET",), network_interfaces),
     "/isapi/contentmgmt/storage": (("GET",), storage),
     "/isapi/contentmgmt/search": (("POST",), search),
     "/isapi/streaming/channels": (("GET",), streaming_channels),
