@@ -105,6 +105,20 @@ def resolve_token(settings: "Settings | None") -> str:
                      "(create one with `datasette create-token ACTOR --secret …`)")
 
 
+def token_file_warning(settings: "Settings | None") -> str | None:
+    """A warning when the token file can be read by other users (it is a bearer secret)."""
+    path = settings.upstream_token_file if settings else None
+    if not path:
+        return None
+    try:
+        mode = Path(path).expanduser().stat().st_mode
+    except OSError:
+        return None
+    if mode & 0o077:
+        return f"upstream token file {path} is readable by other users; chmod 600 it"
+    return None
+
+
 # --- local state ---------------------------------------------------------------------------------------------
 def sync_state(log: "MaintenanceLog") -> dict[str, dict[str, Any]]:
     return {r["table_name"]: r for r in log.query("SELECT * FROM sync_state")}
@@ -144,7 +158,15 @@ def _batch(log: "MaintenanceLog", table: str, after: int, size: int) -> list[dic
     cur = log.conn.execute(f"SELECT * FROM {table} WHERE seq > ? ORDER BY seq LIMIT ?", [after, size])
     names = [d[0] for d in cur.description]
     keep = [i for i, n in enumerate(names) if not SECRET_KEYS.search(n)]  # defence in depth
-    return [{names[i]: row[i] for i in keep} for row in cur.fetchall()]
+    return [{names[i]: _json_cell(row[i]) for i in keep} for row in cur.fetchall()]
+
+
+def _json_cell(value: Any) -> Any:
+    if isinstance(value, bytes):  # the write API's encoding for binary values
+        import base64
+
+        return {"$base64": True, "encoded": base64.b64encode(value).decode("ascii")}
+    return value
 
 
 # --- the push ------------------------------------------------------------------------------------------------

@@ -137,11 +137,13 @@ def test_new_local_columns_reach_upstream(log, datasette_server):
     up.sync(log, datasette_server.url, token)
     # a later migration adds a column; the next upsert carries it and the server adds it (alter)
     log.conn.execute("ALTER TABLE notes ADD COLUMN photo_sha256 TEXT")
+    log.conn.execute("ALTER TABLE notes ADD COLUMN thumbnail BLOB")
     note = log.query("SELECT id FROM notes")[0]["id"]
-    log.update("notes", note, {"photo_sha256": "ab" * 32})
+    log.update("notes", note, {"photo_sha256": "ab" * 32, "thumbnail": b"\x89PNG\x00\xff"})
     report = up.sync(log, datasette_server.url, token)
     assert report.tables["notes"].altered
-    assert datasette_server.rows("notes")[0]["photo_sha256"] == "ab" * 32
+    row = datasette_server.rows("notes")[0]
+    assert row["photo_sha256"] == "ab" * 32 and row["thumbnail"] == b"\x89PNG\x00\xff"
 
 
 def test_server_batch_limit_is_honoured(log, tmp_path):
@@ -193,9 +195,14 @@ def test_cli_sync_with_token_file_and_status(cli, seeded_cli_log, datasette_serv
         "  upstream_token_env: CANTEEN_OPS_UPSTREAM_TOKEN",
         f"  upstream_url: {datasette_server.url}\n  upstream_token_file: {tok}"), encoding="utf-8")
     monkeypatch.delenv("CANTEEN_OPS_UPSTREAM_TOKEN", raising=False)
+    tok.chmod(0o644)
     r = cli("-i", inv, "sync", "--batch-size", "4")
     assert r.code == 0, r
     assert "synced" in r.out and "results 10" in r.out
+    assert "readable by other users" in r.err
+    tok.chmod(0o600)
+    r = cli("-i", inv, "sync")
+    assert r.code == 0 and "readable" not in r.err and "synced 0 records" in r.out
     r = cli("-i", inv, "sync", "status")
     assert r.code == 0 and "0 records pending" in r.out and datasette_server.url in r.out
     assert len(datasette_server.rows("results")) == 10

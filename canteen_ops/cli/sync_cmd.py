@@ -50,6 +50,8 @@ def sync(ctx: typer.Context, upstream: UpstreamOpt = None,
         return
     url = up.resolve_upstream(upstream, settings)
     token = up.resolve_token(settings)
+    if (warning := up.token_file_warning(settings)) and not e.quiet:
+        e.err.print(f"warning: {warning}", highlight=False, markup=False)
     try:
         report = up.sync(log, url, token, batch_size=batch_size)
     except up.SyncFailed as exc:
