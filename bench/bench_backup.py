@@ -26,15 +26,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run_cli(args: list[str], env: dict[str, str]) -> tuple[float, int, int, str]:
-    """(wall seconds, exit code, peak RSS bytes, stderr tail) of one canteen-ops process."""
+def run_cli(args: list[str], env: dict[str, str]) -> tuple[float, int, int, str, float]:
+    """(wall seconds, exit code, peak RSS bytes, stderr tail, CPU seconds) of one canteen-ops process."""
     t0 = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-m", "canteen_ops", *args], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)
     err = proc.stderr.read().decode(errors="replace")
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
-    return time.perf_counter() - t0, proc.returncode, usage.ru_maxrss * 1024, err[-600:]
+    return (time.perf_counter() - t0, proc.returncode, usage.ru_maxrss * 1024, err[-600:],
+            usage.ru_utime + usage.ru_stime)
 
 
 def counts(db: Path, run_offset: int) -> dict[str, int]:
@@ -99,15 +100,16 @@ def main() -> int:
                   f"lab pid {status.get('pid')}; backup workers: {a.workers or 'default'}")
             for night in ("night 1 (every export new)", "night 2 (every export unchanged)"):
                 before = max_seq(db)
-                wall, code, rss, err = run_cli(["backup", "run", "--quiet", "--backup-dir", str(bdir)], env)
+                wall, code, rss, err, cpu = run_cli(["backup", "run", "--quiet", "--backup-dir", str(bdir)], env)
                 got = counts(db, before)
-                print(f"{night}: {wall:.2f} s wall, exit {code}, peak RSS {rss / 2**20:.1f} MiB; "
+                print(f"{night}: {wall:.2f} s wall, {cpu:.2f} s CPU (client), exit {code}, "
+                      f"peak RSS {rss / 2**20:.1f} MiB; "
                       + ", ".join(f"{v} {k}" for k, v in sorted(got.items())))
                 if err.strip() and code not in (0,):
                     print("  stderr: " + err.strip().splitlines()[-1])
             files = [p for p in bdir.rglob("*") if p.is_file() and ".locks" not in p.parts]
             print(f"store: {len(files)} files, {sum(p.stat().st_size for p in files) / 2**20:.2f} MiB")
-            wall, code, rss, _ = run_cli(["backup", "verify", "--backup-dir", str(bdir)], env)
+            wall, code, rss, _, cpu = run_cli(["backup", "verify", "--backup-dir", str(bdir)], env)
             print(f"verify: {wall:.2f} s wall, exit {code}, peak RSS {rss / 2**20:.1f} MiB")
         finally:
             lab.terminate()
