@@ -270,8 +270,17 @@ def test_gaps_warn_with_local_times_and_one_search_per_channel(fleet):
                          f"{a:%m-%d %H:%M}–{b:%H:%M}" if a.date() == b.date() else r.summary)
     assert list(r.data["gaps"]) == ["2"]  # the 2-minute hole on channel 5 is below gap_min_minutes
     assert r.data["missing_minutes"] == pytest.approx(60, abs=0.1)
-    # retention and gaps share one recordings search per channel
-    assert fleet.states["nvr-01"].calls.count("recordings") == 6
+    # healthy retention is one short search per channel at the threshold; gaps one 24 h search per channel
+    assert fleet.states["nvr-01"].calls.count("recordings") == 12
+
+
+def test_failing_retention_search_is_reused_by_gaps(fleet):
+    fleet.states["nvr-01"].retention_days = 20
+    out = run(fleet, ["retention", "gaps"], devices={"nvr-01"})
+    assert one(out, "nvr-01", "retention").status is Status.WARN
+    assert one(out, "nvr-01", "gaps").status is Status.OK
+    # per channel: the threshold probe, then the full search, which gaps reuses
+    assert fleet.states["nvr-01"].calls.count("recordings") == 12
 
 
 def test_find_gaps_merges_and_includes_edges():
