@@ -117,11 +117,13 @@ def retention(ctx: "CheckContext") -> list[Result]:
     per_channel = {}
     problems: list[tuple[Status, str]] = []
     for ch in _channels_to_search(ctx):
-        # Cheap first: anything recorded in the day just past the warning threshold means retention is fine.
-        # A healthy NVR answers that with one short search instead of paging through weeks of files; only a
-        # channel that fails it gets the full search that tells how many days it really keeps.
+        # ISAPI and Dahua CGI page through recording files, so weeks cost dozens of requests: ask first whether
+        # anything was recorded in the day just past the warning threshold (one short search; a healthy channel
+        # stops there) and search the whole horizon only for a channel that fails it. An ONVIF event search
+        # costs the same for any window, so ONVIF gets the whole horizon at once and gaps reuses it.
         horizon = ctx.now - dt.timedelta(days=horizon_days)
-        if ctx.get("recordings", ch, horizon, ctx.now - dt.timedelta(days=horizon_days - 1)):
+        if ctx.device.vendor != "onvif" and ctx.get(
+                "recordings", ch, horizon, ctx.now - dt.timedelta(days=horizon_days - 1)):
             per_channel[ch] = float(horizon_days)
             continue
         spans = ctx.recordings(ch, horizon_days * 24)

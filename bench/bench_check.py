@@ -1,0 +1,232 @@
+"""Benchmark `check` (issue 4): fleet checks without stream decode at 10 / 100 / 1,000 lab devices, against the
+naive loop (one onvif-zeep ONVIFCamera per device, sequentially), and stream+picture on 1 vs 50 lab streams.
+
+    /work/.venv-dev/bin/python bench/bench_check.py            # everything (about 5 minutes on 2 cores)
+    ... --sizes 10,100 --fleets onvif --no-streams             # a quick look
+
+How it measures:
+- The lab runs in its own process (`python -m canteen_ops.lab.service`), so it does not share our GIL; its CPU
+  time is read from /proc before and after each measurement.
+- Each measurement runs in a fresh child process (`--child`), so its peak RSS (ru_maxrss) is its own; wall time
+  covers loading the inventory and running the checks (not interpreter start-up); CPU = user + system of the child.
+- The naive loop is too slow to run on 1,000 devices: it runs on the first NAIVE_SAMPLE devices and is
+  extrapolated linearly to the fleet size (it is sequential, so per-device time is constant). Said so in the output.
+- Only loopback addresses (127.x) are used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+NO_STREAM = ["reachable", "login", "facts", "clock", "ntp", "storage", "channels", "retention", "gaps"]
+FLEETS = {
+    # name: (schools, cameras per school, vendors, first address) → 100 × (1 NVR + 9 cameras) = 1,000 devices
+    "onvif": (100, 9, "onvif", "127.31.0.1"),
+    "mixed": (100, 9, "hikvision,dahua,onvif", "127.32.0.1"),
+}
+
+
+# --- child: one measurement ------------------------------------------------------------------------------------
+def child(a: argparse.Namespace) -> None:
+    t_start = time.perf_counter()
+    from canteen_ops.inventory.loader import load_inventory
+
+    inv = load_inventory(a.inventory)
+    devices = _first(inv, a.limit, cameras_only=a.cameras_only)
+    out: dict = {"devices": len(devices)}
+    if a.mode == "checks":
+        from canteen_ops.checks.run import run_checks
+
+        outcome = run_checks(devices, inv, a.names.split(","), workers=a.workers or None, deadline_s=120,
+                             progress=False)
+        statuses: dict[str, int] = {}
+        for r in outcome.results:
+            statuses[r.status.value] = statuses.get(r.status.value, 0) + 1
+        out.update(results=len(outcome.results), statuses=statuses)
+        bad = [f"{r.device_id} {r.check}: {r.summary}" for r in outcome.results if r.status.value != "ok"][:5]
+        out["sample_problems"] = bad
+    else:
+        out.update(naive(devices))
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    out.update(wall_s=round(time.perf_counter() - t_start, 3), cpu_s=round(ru.ru_utime + ru.ru_stime, 3),
+               peak_rss_mb=round(ru.ru_maxrss / 1024, 1))
+    print(json.dumps(out))
+
+
+def _first(inv, n: int, cameras_only: bool = False):
+    devs = [d for d in inv.devices if d.kind == "camera"] if cameras_only else inv.devices
+    return devs[:n]
+
+
+def naive(devices) -> dict:
+    """What a technician's first script does: for each device in turn, a new ONVIFCamera (which parses the
+    WSDLs again) and the same questions the checks ask: identity, clock, NTP; for NVRs the profiles and the
+    recording summary. Errors are counted, not raised."""
+    import socket
+
+    from onvif import ONVIFCamera
+
+    from canteen_ops.drivers.onvif import wsdl_dir
+
+    errors = 0
+    for d in devices:
+        try:
+            with socket.create_connection((d.host, d.port), timeout=d.timeout):
+                pass
+            cam = ONVIFCamera(d.host, d.port, d.credentials.username, d.credentials.resolve(), wsdl_dir())
+            cam.devicemgmt.GetDeviceInformation()
+            cam.devicemgmt.GetSystemDateAndTime()
+            cam.devicemgmt.GetNTP()
+            if d.kind == "nvr":
+                cam.create_media_service().GetProfiles()
+                # ONVIFCamera finds the search service only through GetServices (not in GetCapabilities)
+                for svc in cam.devicemgmt.GetServices({"IncludeCapability": False}):
+                    cam.xaddrs[svc.Namespace] = svc.XAddr
+                cam.create_search_service().GetRecordingSummary()
+        except Exception:  # noqa: BLE001 - a naive loop just moves on
+            errors += 1
+    return {"naive_errors": errors}
+
+
+# --- parent: lab process, measurements, report ------------------------------------------------------------------
+class Lab:
+    def __init__(self, name: str, schools: int, cameras: int, vendors: str, first: str):
+        self.dir = Path(tempfile.mkdtemp(prefix=f"bench-lab-{name}-"))
+        cmd = [sys.executable, "-m", "canteen_ops.lab.service", "--dir", str(self.dir), "--schools", str(schools),
+               "--cameras-per-school", str(cameras), "--vendors", vendors, "--first-address", first,
+               "--seed", "1"]
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        info = self.dir / "lab.json"
+        deadline = time.monotonic() + 300
+        while not info.exists():
+            if self.proc.poll() is not None:
+                raise SystemExit(f"lab failed to start: {self.proc.stderr.read().decode()[-2000:]}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise SystemExit("lab did not start within 300 s")
+            time.sleep(0.2)
+        self.info = json.loads(info.read_text())
+        self.inventory = self.info["inventory"]
+
+    def cpu_s(self) -> float:
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def rss_mb(self) -> float:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return 0.0
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def measure(lab: Lab, mode: str, limit: int, names: list[str] = NO_STREAM, workers: int = 0,
+            cameras_only: bool = False) -> dict:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    cmd = [sys.executable, __file__, "--child", "--mode", mode, "--inventory", lab.inventory, "--limit", str(limit),
+           "--names", ",".join(names), "--workers", str(workers)] + (["--cameras-only"] if cameras_only else [])
+    cpu0 = lab.cpu_s()
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=3600)
+    if p.returncode != 0:
+        raise SystemExit(f"child failed ({mode}, {limit}): {p.stderr[-3000:]}")
+    out = json.loads(p.stdout.strip().splitlines()[-1])
+    out["lab_cpu_s"] = round(lab.cpu_s() - cpu0, 2)
+    return out
+
+
+def bench_fleet(name: str, sizes: list[int], naive_sample: int, streams: int | None) -> list[str]:
+    schools, cams, vendors, first = FLEETS[name]
+    t0 = time.perf_counter()
+    lab = Lab(name, schools, cams, vendors, first)
+    lines = [f"\n### {name} fleet ({vendors}; lab of {lab.info['devices']} devices started in "
+             f"{time.perf_counter() - t0:.0f} s, lab RSS {lab.rss_mb():.0f} MiB)\n",
+             "| devices | wall s | CPU s (checks) | CPU s (lab) | peak RSS MiB | results | statuses |",
+             "|---:|---:|---:|---:|---:|---:|---|"]
+    try:
+        rows = {}
+        for n in sizes:
+            m = measure(lab, "checks", n)
+            rows[n] = m
+            print(f"[{name}] checks on {n}: {m}", file=sys.stderr)
+            lines.append(f"| {m['devices']} | {m['wall_s']:.2f} | {m['cpu_s']:.2f} | {m['lab_cpu_s']:.2f} | "
+                         f"{m['peak_rss_mb']:.0f} | {m['results']} | {_fmt(m['statuses'])} |")
+        nv = measure(lab, "naive", naive_sample)
+        print(f"[{name}] naive on {naive_sample}: {nv}", file=sys.stderr)
+        per = nv["wall_s"] / nv["devices"]
+        big = max(sizes)
+        projected = per * rows[big]["devices"]
+        lines += ["", f"Naive loop (one `ONVIFCamera` per device, sequential) measured on the first {nv['devices']} "
+                      f"devices in the same run: {nv['wall_s']:.1f} s wall, {nv['cpu_s']:.1f} s CPU, "
+                      f"{nv['naive_errors']} errors → {per * 1000:.0f} ms per device, **extrapolated** to "
+                      f"{rows[big]['devices']} devices: {projected:.0f} s. `check` on {rows[big]['devices']}: "
+                      f"{rows[big]['wall_s']:.2f} s → **{projected / rows[big]['wall_s']:.0f}× faster**."]
+        if streams:
+            one = measure(lab, "checks", 1, ["stream", "picture"], workers=streams, cameras_only=True)
+            many = measure(lab, "checks", streams, ["stream", "picture"], workers=streams, cameras_only=True)
+            print(f"[{name}] streams 1: {one}\n[{name}] streams {streams}: {many}", file=sys.stderr)
+            lines += ["", f"Stream + picture (RTSP open, decode {14} frames at 1080p, quality metrics), "
+                          f"workers = {streams}:", "",
+                      "| streams | wall s | CPU s (checks) | CPU s (lab) | peak RSS MiB | statuses |",
+                      "|---:|---:|---:|---:|---:|---|"]
+            for m in (one, many):
+                lines.append(f"| {m['devices']} | {m['wall_s']:.2f} | {m['cpu_s']:.2f} | {m['lab_cpu_s']:.2f} | "
+                             f"{m['peak_rss_mb']:.0f} | {_fmt(m['statuses'])} |")
+            lines.append(f"\n{streams} streams take **{many['wall_s'] / one['wall_s']:.1f}×** the time of one "
+                         f"(target ≤ 3×).")
+    finally:
+        lab.stop()
+    return lines
+
+
+def _fmt(statuses: dict) -> str:
+    return ", ".join(f"{v} {k}" for k, v in sorted(statuses.items()))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--mode", default="checks")
+    p.add_argument("--inventory")
+    p.add_argument("--limit", type=int, default=10)
+    p.add_argument("--names", default=",".join(NO_STREAM))
+    p.add_argument("--workers", type=int, default=0)
+    p.add_argument("--cameras-only", action="store_true")
+    p.add_argument("--sizes", default="10,100,1000")
+    p.add_argument("--fleets", default="onvif,mixed")
+    p.add_argument("--naive-sample", type=int, default=20)
+    p.add_argument("--streams", type=int, default=50)
+    p.add_argument("--no-streams", action="store_true")
+    a = p.parse_args()
+    if a.child:
+        child(a)
+        return
+    sizes = [int(x) for x in a.sizes.split(",")]
+    lines = ["## check (issue 4)", "", "Machine: 2-core, 24 GiB, Python 3.11. "
+             "`python bench/bench_check.py`; checks without stream decode = " + ", ".join(NO_STREAM) + "."]
+    for i, name in enumerate(a.fleets.split(",")):
+        lines += bench_fleet(name, sizes, a.naive_sample, None if a.no_streams or i else a.streams)
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
