@@ -54,11 +54,11 @@ def _version(value: bool) -> None:
 def root(
     ctx: typer.Context,
     inventory: Annotated[Optional[Path], typer.Option(
-        "--inventory", "-i", envvar="CANTEEN_OPS_INVENTORY", help="Inventory YAML [default: ./inventory.yaml]")] = None,
+        "--inventory", "-i", envvar="CANTEEN_OPS_INVENTORY", metavar="FILE", help="Inventory YAML [default: ./inventory.yaml]")] = None,
     db: Annotated[Optional[Path], typer.Option(
-        "--db", envvar="CANTEEN_OPS_DB", help="Maintenance log (SQLite) [default: in the user data directory]")] = None,
+        "--db", envvar="CANTEEN_OPS_DB", metavar="FILE", help="Maintenance log (SQLite) [default: in the user data directory]")] = None,
     operator: Annotated[Optional[str], typer.Option(
-        "--operator", envvar="CANTEEN_OPS_OPERATOR", help="Who is acting [default: the OS user]")] = None,
+        "--operator", envvar="CANTEEN_OPS_OPERATOR", metavar="NAME", help="Who is acting [default: the OS user]")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only problems (for cron)")] = False,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                           help="Show the version and exit")] = False,

@@ -92,7 +92,7 @@ def device_json(inv, d) -> dict:
 
 @app.command()
 def ledger(ctx: typer.Context, output: Annotated[Optional[Path], typer.Option(
-               "--output", "-o", help="Write the CSV here (atomically) instead of stdout")] = None,
+               "--output", "-o", metavar="FILE", help="Write the CSV here (atomically) instead of stdout")] = None,
            school: SchoolOpt = None, device: DeviceOpt = None, kind: KindOpt = None, vendor: VendorOpt = None,
            area: AreaOpt = None, tag: TagOpt = None) -> int:
     """设备台帐: the device ledger as CSV, with facts merged from the latest results in the log."""

@@ -16,12 +16,12 @@ NOTE_KINDS = ("inspection", "cleaning", "repair", "replacement", "config", "othe
 
 @app.command("list")
 def list_(ctx: typer.Context,
-          school: Annotated[Optional[list[str]], typer.Option("--school", "-s", help="School id")] = None,
-          device: Annotated[Optional[list[str]], typer.Option("--device", "-d", help="Device id glob")] = None,
+          school: Annotated[Optional[list[str]], typer.Option("--school", "-s", metavar="SCHOOL", help="School id")] = None,
+          device: Annotated[Optional[list[str]], typer.Option("--device", "-d", metavar="GLOB", help="Device id glob")] = None,
           kind: Annotated[Optional[list[str]], typer.Option(
-              "--kind", help="Record kind: run, check, backup, snapshot, firmware, incident, change, note, step")] = None,
-          since: Annotated[Optional[str], typer.Option(help="e.g. 24h, 7d or 2026-11-01")] = None,
-          limit: Annotated[int, typer.Option(help="At most this many entries (0 = all)")] = 50,
+              "--kind", metavar="KIND", help="Record kind: run, check, backup, snapshot, firmware, incident, change, note, step")] = None,
+          since: Annotated[Optional[str], typer.Option(metavar="WHEN", help="e.g. 24h, 7d or 2026-11-01")] = None,
+          limit: Annotated[int, typer.Option(metavar="N", help="At most this many entries (0 = all)")] = 50,
           json: JsonOpt = False) -> int:
     """Newest log entries first."""
     from canteen_ops.errors import UsageError
@@ -55,10 +55,11 @@ def list_(ctx: typer.Context,
 
 @app.command()
 def add(ctx: typer.Context,
-        text: Annotated[str, typer.Argument(help="What was done or seen, e.g. '镜头已清洁' / 'lens cleaned'")],
-        kind: Annotated[str, typer.Option("--kind", help=f"One of: {', '.join(NOTE_KINDS)}")] = "inspection",
-        school: Annotated[Optional[str], typer.Option("--school", "-s", help="School id or name")] = None,
-        device: Annotated[Optional[str], typer.Option("--device", "-d", help="Device id")] = None) -> int:
+        text: Annotated[str, typer.Argument(metavar="TEXT", help="What was done or seen, e.g. '镜头已清洁' / 'lens cleaned'")],
+        kind: Annotated[str, typer.Option("--kind", metavar="KIND", help=f"One of: {', '.join(NOTE_KINDS)}")] = "inspection",
+        school: Annotated[Optional[str], typer.Option("--school", "-s", metavar="SCHOOL", help="School id or name")] = None,
+        device: Annotated[Optional[str], typer.Option("--device", "-d", metavar="DEVICE", help="Device id")] = None
+        ) -> int:
     """Add a technician's note (inspection, lens cleaned, disk replaced, ...)."""
     from canteen_ops.errors import UsageError
     from canteen_ops.timeutil import iso
@@ -91,7 +92,7 @@ def add(ctx: typer.Context,
 
 
 @app.command()
-def show(ctx: typer.Context, record_id: Annotated[str, typer.Argument(metavar="ID", help="Id or unique prefix")],
+def show(ctx: typer.Context, record_id: Annotated[str, typer.Argument(metavar="ID", help="Id or unique prefix (at least 6 characters)")],
          json: JsonOpt = False) -> int:
     """Show one log record in full."""
     from canteen_ops.errors import NotFound
@@ -124,11 +125,12 @@ def show(ctx: typer.Context, record_id: Annotated[str, typer.Argument(metavar="I
 
 @app.command()
 def export(ctx: typer.Context,
-           fmt: Annotated[str, typer.Option("--format", "-f", help="csv or jsonl")] = "jsonl",
+           fmt: Annotated[str, typer.Option("--format", "-f", metavar="FORMAT", help="csv or jsonl")] = "jsonl",
            table: Annotated[Optional[str], typer.Option(
-               help="Export full rows of one table (runs, results, backups, ...) instead of the timeline")] = None,
-           since: Annotated[Optional[str], typer.Option(help="e.g. 7d or 2026-11-01")] = None,
-           output: Annotated[Optional[Path], typer.Option("--output", "-o", help="File (default stdout)")] = None,
+               metavar="TABLE", help="Export full rows of one table (runs, results, backups, ...) instead of the timeline")] = None,
+           since: Annotated[Optional[str], typer.Option(metavar="WHEN", help="e.g. 7d or 2026-11-01")] = None,
+           output: Annotated[Optional[Path], typer.Option("--output", "-o", metavar="FILE",
+                                                           help="File, written atomically (default stdout)")] = None,
            ) -> int:
     """Export the log as CSV or JSON Lines."""
     import csv
