@@ -70,6 +70,8 @@ def test_lab_up_status_fault_set_down(cli, lab_dir):
     st = json.loads(r.out)
     assert len(st["devices"]) == 6 and st["pid"] == info["pid"]
     assert {d["id"]: d["faults"] for d in st["devices"]}["s002-cam01"] == {"clock-drift": "+400"}
+    nvr = next(d for d in st["devices"] if d["id"] == "s002-nvr")
+    assert nvr["rtsp"][1] == f"rtsp://{nvr['host']}:8554/cam/realmonitor?channel=2&subtype=0"
     for _user, password in ((c.username, c.resolve()) for c in inv.credentials.values()):
         assert password not in r.out
     r = cli("lab", "status", "--dir", lab_dir)

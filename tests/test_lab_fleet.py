@@ -59,6 +59,8 @@ def test_passwords_are_random_per_lab_and_per_vendor():
     ({"schools": 0}, "at least one school"),
     ({"vendors": ("hikvision", "axis")}, "unknown vendor"),
     ({"cameras_per_school": 65}, "at most 64"),
+    ({"first_address": "10.0.0.1"}, "not a loopback address"),
+    ({"first_address": "localhost"}, "not an IPv4 address"),
 ])
 def test_bad_fleet_parameters(kwargs, message):
     args = {"schools": 1, "cameras_per_school": 2, "vendors": ("hikvision",)} | kwargs

@@ -95,7 +95,12 @@ class Fleet:
 
 
 def _addresses(first: str):
-    ip = ipaddress.IPv4Address(first)
+    try:
+        ip = ipaddress.IPv4Address(first)
+    except ValueError:
+        raise FleetError(f"first address {first!r} is not an IPv4 address") from None
+    if not ip.is_loopback:
+        raise FleetError(f"first address {first} is not a loopback address: the lab only listens on 127.0.0.0/8")
     while True:
         if not ip.is_loopback:
             raise FleetError("ran out of loopback addresses (127.0.0.0/8)")

@@ -203,6 +203,10 @@ class LabHTTP:
         self.requests = 0  # answered requests, for benchmarks
 
     async def add(self, state: DeviceState) -> None:
+        import ipaddress
+
+        if not ipaddress.ip_address(state.host).is_loopback:  # a safety rule of the project
+            raise ValueError(f"{state.id}: the lab listens on loopback only, not {state.host}")
         ep = Endpoint(state)
         self.endpoints[state.id] = ep
         await self.sync(state.id)

@@ -92,7 +92,7 @@ class LabService:
                 await self.http.add(d)
         except OSError as exc:
             await self.http.close()
-            raise LabError(f"cannot listen on {d.host}:{d.http_port} for {d.id}: {exc.strerror or exc}") from None
+            raise LabError(str(exc.strerror or exc)) from None
         try:
             await self._start_rtsp()
         except OSError as exc:
@@ -274,6 +274,7 @@ class LabService:
                 "rtsp_port": d.rtsp_port, "model": d.model, "serial": d.serial, "firmware": d.effective_firmware,
                 "name": d.name, "faults": dict(d.faults), "locked": d.is_locked(), "failed_logins": d.failed_logins,
                 "channels": len(d.channels),
+                "rtsp": [f"rtsp://{d.host}:{d.rtsp_port}{ch.rtsp_path}" for ch in d.channels],
             } for d in self.devices.values()],
         }
 
