@@ -13,7 +13,7 @@ app = typer.Typer(help="Device lab: simulated Hikvision / Dahua / ONVIF cameras 
                   no_args_is_help=True)
 
 DirOpt = Annotated[Optional[Path], typer.Option(
-    "--dir", envvar="CANTEEN_OPS_LAB_DIR", help="Lab directory (inventory, secrets, lab.json) [default: ./lab-run]")]
+    "--dir", metavar="DIR", envvar="CANTEEN_OPS_LAB_DIR", help="Lab directory (inventory, secrets, lab.json) [default: ./lab-run]")]
 
 
 def _usage(info: dict, directory: Path, schools: int) -> str:
@@ -36,17 +36,16 @@ def _usage(info: dict, directory: Path, schools: int) -> str:
 
 @app.command()
 def up(ctx: typer.Context,
-       schools: Annotated[int, typer.Option(help="Number of schools")] = 3,
-       cameras_per_school: Annotated[int, typer.Option(help="Cameras per school (each school also has an NVR)")] = 7,
-       vendors: Annotated[str, typer.Option(help="Vendors, round robin per school")] = "hikvision,dahua,onvif",
-       faults: Annotated[str, typer.Option(help="Faults at start: DEVICE:FAULT[=VALUE][,...] (DEVICE may be a glob)"
-                                           )] = "",
+       schools: Annotated[int, typer.Option(metavar="N", help="Number of schools")] = 3,
+       cameras_per_school: Annotated[int, typer.Option(metavar="N", help="Cameras per school (each school also has an NVR)")] = 7,
+       vendors: Annotated[str, typer.Option(metavar="LIST", help="Vendors, round robin per school")] = "hikvision,dahua,onvif",
+       faults: Annotated[str, typer.Option(metavar="SPEC", help="Faults at start: DEVICE:FAULT[=VALUE][,...] (DEVICE may be a glob)")] = "",
        directory: DirOpt = None,
        foreground: Annotated[bool, typer.Option("--foreground", help="Run in this terminal (Ctrl-C stops)")] = False,
-       first_address: Annotated[str, typer.Option(help="First device address (then sequential)")] = "127.0.1.1",
-       http_port: Annotated[int, typer.Option(help="HTTP port of every device")] = 8080,
-       rtsp_port: Annotated[int, typer.Option(help="RTSP port of every device")] = 8554,
-       seed: Annotated[Optional[int], typer.Option(help="Random seed for serials and MACs")] = None,
+       first_address: Annotated[str, typer.Option(metavar="IP", help="First device address (then sequential)")] = "127.0.1.1",
+       http_port: Annotated[int, typer.Option(metavar="PORT", help="HTTP port of every device")] = 8080,
+       rtsp_port: Annotated[int, typer.Option(metavar="PORT", help="RTSP port of every device")] = 8554,
+       seed: Annotated[Optional[int], typer.Option(metavar="N", help="Random seed for serials and MACs")] = None,
        warm: Annotated[bool, typer.Option(help="Encode the stream pictures at start (once per machine; cached)")
                        ] = True) -> int:
     """Start a fleet of simulated devices, write its inventory, and print how to use it."""
@@ -132,7 +131,7 @@ def status(ctx: typer.Context, directory: DirOpt = None, json: JsonOpt = False) 
 
 @app.command()
 def fault(ctx: typer.Context,
-          device: Annotated[str, typer.Argument(help="Device id (or glob)")],
+          device: Annotated[str, typer.Argument(metavar="DEVICE", help="Device id (or glob)")],
           fault_spec: Annotated[Optional[str], typer.Argument(metavar="FAULT[=VALUE]", help="e.g. offline, "
                                                               "clock-drift=+300, channel-offline=2")] = None,
           clear: Annotated[bool, typer.Option("--clear", help="Clear FAULT (or every fault when none is given)")
@@ -169,7 +168,7 @@ def fault(ctx: typer.Context,
 
 @app.command("set")
 def set_(ctx: typer.Context,
-         device: Annotated[str, typer.Argument(help="Device id (or glob)")],
+         device: Annotated[str, typer.Argument(metavar="DEVICE", help="Device id (or glob)")],
          assignment: Annotated[str, typer.Argument(metavar="KEY=VALUE", help="e.g. ntp_server=10.0.0.9, "
                                                    "record_mode=motion, channel.1.width=1280")],
          directory: DirOpt = None) -> int:
