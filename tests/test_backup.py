@@ -415,3 +415,14 @@ def test_restore_under_started_change(cli, inv, fleet):
     r = cli("-i", EXAMPLE, "backup", "restore", "xc-cam-01", good["id"])
     assert r.code == 65 and "corrupt" in r.err
     assert len(fleet["xc-cam-01"].imported) == 1
+
+
+def test_unusable_backup_directory_is_a_clear_failure(inv, log, fleet, tmp_path):
+    fleet["xc-cam-01"].export = hik_export()
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the backup directory should be")
+    rep = run_backups(log, [inv.device("xc-cam-01")], backup_dir=blocker, driver_factory=fleet.factory)
+    assert rep.exit_code == 2
+    (row,) = _rows(log)
+    assert row["status"] == "failed" and row["reason"].startswith("backup directory:")
+    assert fleet.calls == []  # no device traffic when the result could not be stored anyway

@@ -143,6 +143,9 @@ def backup_device(device: "Device", store: BackupStore, factory: DriverFactory |
                               method=export.method)
     except LockHeld as exc:
         return result("skipped", str(exc), reason=str(exc))
+    except OSError as exc:  # the lock file itself: backup directory missing rights, disk full, read-only
+        return result("failed", f"cannot use the backup directory {store.root}: {exc}",
+                      reason=f"backup directory: {exc}")
     data = {"method": export.method, "path": stored.path, "sha256": stored.sha256, "size": stored.size,
             "content_type": export.content_type, "unchanged": not stored.new}
     if stored.new:
