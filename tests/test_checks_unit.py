@@ -33,7 +33,8 @@ def fleet(tmp_path, monkeypatch):
 def run(fleet, names=NO_MEDIA, devices=None, **kw):
     inv = load_inventory(fleet.path)
     devs = [d for d in inv.devices if devices is None or d.id in devices]
-    out = run_checks(devs, inv, list(names), driver_factory=fleet.factory, progress=False, workers=4, **kw)
+    kw.setdefault("workers", 4)
+    out = run_checks(devs, inv, list(names), driver_factory=fleet.factory, progress=False, **kw)
     return out
 
 
@@ -353,3 +354,40 @@ def test_history_blur_baseline_is_median():
     h = History({"cam-01": [100.0, 300.0, 200.0, 50.0]})
     assert h.blur_baseline("cam-01") == 150.0
     assert h.blur_baseline("cam-02") is None
+
+
+def test_forked_processes_give_the_same_results(fleet):
+    fleet.offline("cam-03")
+    fleet.states["cam-02"].drift_s = 30
+    single = run(fleet)
+    auth_guard.reset()
+    forked = run(fleet, processes=3)
+    def key(out):  # latency figures differ from run to run
+        return sorted((r.device_id or "", r.check, r.status.value, r.summary.split(" open in ")[0])
+                      for r in out.results)
+
+    assert key(forked) == key(single)
+    assert one(forked, "cam-03", "reachable").status is Status.CRIT
+    assert one(forked, None, "coverage").data["uncovered"] == ["专间"]
+    assert forked.exit_code == 2
+
+
+def test_forked_child_that_dies_reports_its_devices(fleet, monkeypatch):
+    import os
+
+    from canteen_ops.checks import device as device_checks
+
+    real = device_checks.facts
+
+    def facts(ctx):
+        if ctx.device.id == "cam-05":
+            os._exit(9)  # the whole child process disappears
+        return real(ctx)
+
+    monkeypatch.setattr(device_checks, "facts", facts)
+    out = run(fleet, ["reachable", "facts"], processes=2, workers=1)
+    lost = [r for r in out.results if r.check == "task"]
+    assert lost and all(r.status is Status.UNKNOWN and r.summary == "worker process died (exit 9)" for r in lost)
+    assert "cam-05" in {r.device_id for r in lost}
+    # every device has at least one line
+    assert {r.device_id for r in out.results if r.device_id} == {"nvr-01"} | {f"cam-0{i}" for i in range(1, 7)}

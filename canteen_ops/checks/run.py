@@ -128,9 +128,12 @@ def select_checks(only: list[str] | None = None, skip: list[str] | None = None) 
 def run_checks(devices: list["Device"], inventory: "Inventory", names: list[str], *,
                log: "MaintenanceLog | None" = None, workers: int | None = None,
                deadline_s: float | None = DEFAULT_DEADLINE_S, on_result: Callable[[Result], None] | None = None,
-               progress: bool | None = None, driver_factory: DriverFactory | None = None) -> RunOutcome:
+               progress: bool | None = None, driver_factory: DriverFactory | None = None,
+               processes: int = 1) -> RunOutcome:
     """Check `devices`, then coverage of their schools. Results reach `on_result` in the calling thread as they
-    finish; Ctrl-C propagates (KeyboardInterrupt) after every finished result was delivered."""
+    finish; Ctrl-C propagates (KeyboardInterrupt) after every finished result was delivered.
+
+    processes > 1 forks that many children (checks/fanout.py) to use more than one core on big fleets."""
     import datetime as dt
 
     from canteen_ops.checks.coverage import SchoolContext, coverage
@@ -146,7 +149,14 @@ def run_checks(devices: list["Device"], inventory: "Inventory", names: list[str]
                            driver_factory=driver_factory, now=now, deadline_s=deadline_s)
         return check_device(ctx, device_names, checks)
 
-    if device_names:
+    processes = max(1, min(processes, len(devices)))
+    if device_names and processes > 1:
+        from canteen_ops.checks.fanout import run_forked, warm_shared_state
+
+        warm_shared_state(devices)
+        outcome = run_forked(devices, task, processes=processes, workers=workers, deadline_s=deadline_s,
+                             on_result=on_result, progress=progress, label="checking")
+    elif device_names:
         outcome = run_devices(devices, task, workers=workers, deadline_s=deadline_s, on_result=on_result,
                               progress=progress, label="checking")
     else:

@@ -32,6 +32,9 @@ def check(
     all_: Annotated[bool, typer.Option("--all", help="List ok results too (default: a count per school)")] = False,
     workers: Annotated[Optional[int], typer.Option(
         "--workers", min=1, help="Devices checked at once [default: 8 per CPU, at most 32]")] = None,
+    processes: Annotated[Optional[int], typer.Option(
+        "--processes", min=1, help="Processes to spread the devices over [default: one per core (at most 8) for "
+        "200 or more devices, else 1]")] = None,
     deadline: Annotated[float, typer.Option(
         "--deadline", min=0.1, help="Seconds allowed per device; a device past it gets an 'unknown'")] = 90.0,
     open_incidents: Annotated[bool, typer.Option(
@@ -41,6 +44,7 @@ def check(
 ) -> int:
     """Diagnose the selected devices: reachability, login, identity, clock, NVR disks/channels/recordings,
     stream and picture quality, and coverage of the required canteen areas."""
+    from canteen_ops.checks.fanout import default_processes
     from canteen_ops.checks.run import run_checks, select_checks
 
     e = env(ctx)
@@ -65,7 +69,8 @@ def check(
 
         try:
             outcome = run_checks(devices, inv, names, log=log, workers=workers, deadline_s=deadline,
-                                 on_result=on_result, progress=None if not (json or quiet) else False)
+                                 on_result=on_result, progress=None if not (json or quiet) else False,
+                                 processes=processes or default_processes(len(devices)))
         except KeyboardInterrupt:
             out.render(interrupted=True, elapsed=time.monotonic() - t0, n_devices=len(devices))
             raise
