@@ -17,7 +17,7 @@ app = typer.Typer(help="Configuration backups: run, list (stale alarm), verify, 
                   no_args_is_help=True)
 
 BackupDirOpt = Annotated[Optional[Path], typer.Option(
-    "--backup-dir", envvar="CANTEEN_OPS_BACKUP_DIR",
+    "--backup-dir", envvar="CANTEEN_OPS_BACKUP_DIR", metavar="DIR",
     help="Backup directory [default: the inventory's settings.backup_dir, else the user data directory]")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print only problems (for cron)")]
 
@@ -42,9 +42,9 @@ def _filtered(ctx, school, device, kind, vendor, area, tag) -> list[str] | None:
 @app.command()
 def run(ctx: typer.Context, school: SchoolOpt = None, device: DeviceOpt = None, kind: KindOpt = None,
         vendor: VendorOpt = None, area: AreaOpt = None, tag: TagOpt = None, backup_dir: BackupDirOpt = None,
-        workers: Annotated[Optional[int], typer.Option(help="Devices in parallel [default: sized for a laptop]")
+        workers: Annotated[Optional[int], typer.Option(metavar="N", help="Devices in parallel [default: sized for a laptop]")
                            ] = None,
-        deadline: Annotated[float, typer.Option(help="Seconds allowed per device")] = 120.0,
+        deadline: Annotated[float, typer.Option(metavar="SECONDS", help="Seconds allowed per device")] = 120.0,
         quiet: QuietOpt = False, json: JsonOpt = False) -> int:
     """Export every selected device's configuration into the backup directory.
 
@@ -97,9 +97,9 @@ def run(ctx: typer.Context, school: SchoolOpt = None, device: DeviceOpt = None, 
 def list_(ctx: typer.Context, school: SchoolOpt = None, device: DeviceOpt = None, kind: KindOpt = None,
           vendor: VendorOpt = None, area: AreaOpt = None, tag: TagOpt = None,
           stale: Annotated[Optional[str], typer.Option(
-              help="Only devices with no successful backup in this window, e.g. 24h (stale-backup alarm)")] = None,
+              metavar="DURATION", help="Only devices with no successful backup in this window, e.g. 24h (stale-backup alarm)")] = None,
           history: Annotated[bool, typer.Option("--history", help="Every backup record, newest first")] = False,
-          limit: Annotated[int, typer.Option(help="With --history: at most this many records (0 = all)")] = 50,
+          limit: Annotated[int, typer.Option(metavar="N", help="With --history: at most this many records (0 = all)")] = 50,
           json: JsonOpt = False) -> int:
     """Newest backup per device and whether it is stale (policy.backup_stale_hours, or --stale).
 
@@ -199,9 +199,9 @@ def verify(ctx: typer.Context, school: SchoolOpt = None, device: DeviceOpt = Non
 
 @app.command()
 def prune(ctx: typer.Context,
-          keep_last: Annotated[int, typer.Option("--keep-last", help="Keep this many newest good backups per device")
+          keep_last: Annotated[int, typer.Option("--keep-last", metavar="N", help="Keep this many newest good backups per device")
                                ] = 10,
-          keep_days: Annotated[float, typer.Option("--keep-days", help="Keep every backup younger than this")] = 30,
+          keep_days: Annotated[float, typer.Option("--keep-days", metavar="DAYS", help="Keep every backup younger than this")] = 30,
           dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would go; change nothing")] = False,
           school: SchoolOpt = None, device: DeviceOpt = None, kind: KindOpt = None, vendor: VendorOpt = None,
           area: AreaOpt = None, tag: TagOpt = None, backup_dir: BackupDirOpt = None, json: JsonOpt = False) -> int:
@@ -249,7 +249,7 @@ def restore(ctx: typer.Context,
             backup_id: Annotated[Optional[str], typer.Argument(
                 metavar="[BACKUP_ID]", help="Backup record id or prefix [default: the newest intact backup]")] = None,
             change: Annotated[Optional[str], typer.Option(
-                "--change", help="The started change (work permit) this restore belongs to")] = None,
+                "--change", metavar="CHANGE_ID", help="The started change (work permit) this restore belongs to")] = None,
             backup_dir: BackupDirOpt = None, json: JsonOpt = False) -> int:
     """Push a backup back to its device. Only under a started change covering the device (else exit 77)."""
     from canteen_ops.errors import UsageError

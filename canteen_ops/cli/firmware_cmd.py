@@ -30,8 +30,8 @@ _ORDER = {"vulnerable": 0, "outdated": 1, "unknown": 2, "unknown-model": 3, "cur
 def check(ctx: typer.Context, school: SchoolOpt = None, device: DeviceOpt = None, kind: KindOpt = None,
           vendor: VendorOpt = None, area: AreaOpt = None, tag: TagOpt = None,
           catalog: Annotated[Optional[Path], typer.Option(
-              "--catalog", help="Firmware catalog YAML [default: the inventory's settings.firmware_catalog]")] = None,
-          workers: Annotated[Optional[int], typer.Option(help="Devices in parallel")] = None,
+              "--catalog", metavar="FILE", help="Firmware catalog YAML [default: the inventory's settings.firmware_catalog]")] = None,
+          workers: Annotated[Optional[int], typer.Option(metavar="N", help="Devices in parallel")] = None,
           json: JsonOpt = False) -> int:
     """Report current / outdated / vulnerable / unknown-model per device and record the findings.
 

@@ -29,7 +29,7 @@ def _device(ctx: typer.Context, device_id: str):
 @app.command()
 def take(ctx: typer.Context, school: SchoolOpt = None, device: DeviceOpt = None, kind: KindOpt = None,
          vendor: VendorOpt = None, area: AreaOpt = None, tag: TagOpt = None,
-         workers: Annotated[Optional[int], typer.Option(help="Devices in parallel")] = None,
+         workers: Annotated[Optional[int], typer.Option(metavar="N", help="Devices in parallel")] = None,
          json: JsonOpt = False) -> int:
     """Read every selected device's settings and store a normalized snapshot (identical ones are not repeated).
 
