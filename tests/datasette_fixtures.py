@@ -23,6 +23,18 @@ WRITE_ACTIONS = ("create-table", "insert-row", "update-row", "alter-table")
 _TOKENS: dict[str, str] = {}
 
 
+def _die_with_parent() -> None:
+    """Linux: the server gets SIGKILL if the test process dies (killed run, crash), so none is left behind."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        try:
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except OSError:
+            pass
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -58,7 +70,8 @@ class DatasetteServer:
             [sys.executable, "-m", "datasette", "serve", str(self.db_path), "--create", "-h", "127.0.0.1",
              "-p", str(self.port), "--secret", self.secret, "-c", str(self.config),
              "--setting", "max_insert_rows", str(self.max_insert_rows)],
-            stdout=subprocess.DEVNULL, stderr=open(self.dir / "server.log", "ab"), cwd=self.dir)
+            stdout=subprocess.DEVNULL, stderr=open(self.dir / "server.log", "ab"), cwd=self.dir,
+            preexec_fn=_die_with_parent)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
