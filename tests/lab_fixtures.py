@@ -14,6 +14,7 @@ s003 ONVIF (NVR + 3 cameras). Each pytest worker gets its own random 127.x.y.0/2
 
 from __future__ import annotations
 
+import asyncio
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,6 +72,10 @@ def _start_lab(directory: Path, rtsp_cache: Path):
         except LabError as exc:  # address block taken by a parallel run: pick another
             last = exc
             continue
+        # Encode the healthy pictures before any test probes a stream (a cold cache costs seconds per loop),
+        # and the fault pictures in the background, so fault tests see their picture at once.
+        thread.call(thread.service.warm_streams, timeout=300.0)
+        asyncio.run_coroutine_threadsafe(thread.service.warm_fault_pictures(), thread._loop)
         return thread, fleet, write_inventory(fleet, directory)
     raise RuntimeError(f"could not start the test lab: {last}")
 
@@ -80,7 +85,7 @@ def lab(tmp_path_factory, request):
     """A running lab fleet (session-scoped). Do not set faults on it directly; use `lab_faults`."""
     directory = tmp_path_factory.mktemp("lab")
     # Encoded RTSP picture loops survive between runs in pytest's cache dir (a 1080p encode takes seconds).
-    cache = request.config.cache
+    cache = getattr(request.config, "cache", None)
     rtsp_cache = cache.mkdir("canteen-lab-rtsp-loops") if cache is not None else directory / "rtsp-loops"
     thread, fleet, inventory = _start_lab(directory, rtsp_cache)
     try:

@@ -140,7 +140,10 @@ class Stream:
         return max(2, self.width // 4 * 2), max(2, self.height // 4 * 2)
 
     def loop_key(self) -> tuple:
-        fault = self.current_fault()
+        return self.loop_key_for(self.current_fault())
+
+    def loop_key_for(self, fault: str | None) -> tuple:
+        """The encoded loop this stream shows under `fault` (None = healthy)."""
         w, h = self.geometry(fault or "")
         return LoopCache.key(self.pattern, w, h, self.fps, fault if fault in PICTURE_FAULTS else None)
 

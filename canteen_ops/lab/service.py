@@ -138,6 +138,26 @@ class LabService:
         if self.rtsp is None:
             return 0
         keys = sorted({st.loop_key() for st in self.rtsp.streams.values()})
+        return await self._encode(keys, timeout)
+
+    async def warm_fault_pictures(self) -> int:
+        """Encode, one after another, the loops every stream fault would show, so that a fault injected later
+        (a drill, a test) changes the picture at once instead of after seconds of encoding. Meant to run in
+        the background after start; cached on disk like every loop."""
+        if self.rtsp is None:
+            return 0
+        from canteen_ops.lab.rtsp import PICTURE_FAULTS
+
+        keys = sorted({st.loop_key_for(f) for st in self.rtsp.streams.values()
+                       for f in (*PICTURE_FAULTS, "low_resolution")})
+        ready = 0
+        for key in keys:  # sequentially: warming must not starve the devices' own work of CPU
+            ready += await self._encode([key], timeout=300.0)
+        return ready
+
+    async def _encode(self, keys: list, timeout: float) -> int:
+        if not keys:
+            return 0
         done = await asyncio.wait([asyncio.ensure_future(self.rtsp._loop_for(k)) for k in keys], timeout=timeout)
         ready = sum(1 for t in done[0] if not t.cancelled() and t.exception() is None)
         for t in done[0]:
@@ -468,8 +488,12 @@ async def serve(fleet: Fleet, directory: Path, ready=None, warm: bool = True) ->
         atomic_write(lab_files(directory)["json"], json.dumps(info, indent=2).encode(), mode=0o600)
         if ready is not None:
             ready(info, service)
+        # Faults injected later (drills, `lab fault`) then change the picture at once.
+        background = asyncio.ensure_future(service.warm_fault_pictures()) if warm else None
         await service.wait_stopped()
     finally:
+        if warm and "background" in locals() and background is not None:
+            background.cancel()
         await service.stop()
         cleanup(directory, keep_log=True)
     return 0
