@@ -304,8 +304,10 @@ def test_find_events_reveals_gaps(nvr):
     results = search.GetEventSearchResults(SearchToken=token).Result
     flips = [(r.Time, r.Event.Message._value_1.Data.SimpleItem[0].Value) for r in results]
     assert [v for _, v in flips] == ["true", "false", "true", "false", "true"]
-    spans = st.recorded_spans(1)
-    assert [t.replace(tzinfo=dt.timezone.utc) for t, v in flips[1:] if v == "false"] == [e for _, e in spans[:-1]]
+    spans = st.recorded_spans(1)  # computed a moment later: the lab's "now" may have ticked a second on
+    ends = [t.replace(tzinfo=dt.timezone.utc) for t, v in flips[1:] if v == "false"]
+    assert len(ends) == len(spans) - 1
+    assert all(abs((got - want).total_seconds()) <= 2 for got, (_, want) in zip(ends, spans[:-1]))
 
 
 def test_camera_has_no_search_service(camera):
