@@ -551,3 +551,19 @@ def test_network_interfaces(lab, cam):
     assert local(root) == "NetworkInterfaceList"
     assert (text(root, "ipAddress"), text(root, "MACAddress"), text(root, "addressingType")) == (
         cam.host, cam.mac, "static")
+
+
+def test_record_tracks_follow_the_record_mode(lab, lab_faults, nvr):
+    def modes():
+        root = get_xml(lab, nvr, "/ISAPI/ContentMgmt/record/tracks")
+        assert local(root) == "TrackList"
+        tracks = [t for t in root if local(t) == "Track"]
+        assert [text(t, "id") for t in tracks] == [f"{c.id}01" for c in nvr.channels]
+        return {el.text for el in root.iter() if local(el) == "ActionRecordingMode"}, \
+            {text(t, "Enable") for t in tracks}
+
+    assert modes() == ({"CMR"}, {"true"})
+    lab_faults.setting(nvr.id, "record_mode", "motion")
+    assert modes() == ({"MOTION"}, {"true"})
+    lab_faults.setting(nvr.id, "record_mode", "off")
+    assert modes() == (set(), {"false"})

@@ -404,6 +404,31 @@ def search(state: DeviceState, req: Request) -> Response:
                   f"{match_list}</CMSearchResult>")
 
 
+def record_tracks(state: DeviceState, req: Request) -> Response:
+    """Recording schedule per main-stream track: all week CMR (continuous) or MOTION; none when recording is off."""
+    days = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+    mode = {"continuous": "CMR", "motion": "MOTION"}.get(state.record_mode)
+    tracks = []
+    for c in state.channels:
+        actions = "".join(
+            f"<ScheduleAction>\n<id>{i}</id>\n<ScheduleActionStartTime>\n<DayOfWeek>{day}</DayOfWeek>\n"
+            "<TimeOfDay>00:00:00</TimeOfDay>\n</ScheduleActionStartTime>\n<ScheduleActionEndTime>\n"
+            f"<DayOfWeek>{day}</DayOfWeek>\n<TimeOfDay>24:00:00</TimeOfDay>\n</ScheduleActionEndTime>\n"
+            "<ScheduleDSTEnable>false</ScheduleDSTEnable>\n<Description>nothing</Description>\n<Actions>\n"
+            f"<Record>true</Record>\n<ActionRecordingMode>{mode}</ActionRecordingMode>\n</Actions>\n"
+            "</ScheduleAction>\n" for i, day in enumerate(days, 1)) if mode else ""
+        tracks.append(f"<Track>\n<id>{c.id}01</id>\n<Channel>{c.id}</Channel>\n"
+                      f"<Enable>{'true' if mode else 'false'}</Enable>\n<Description>trackType=standard,"
+                      f"storageType=,codecType=H.264,resolution=,framerate=</Description>\n"
+                      f"<TrackGUID>{uuid.uuid5(uuid.NAMESPACE_OID, f'{state.serial}/{c.id}')}</TrackGUID>\n"
+                      f"<DefaultRecordingMode>{mode or 'CMR'}</DefaultRecordingMode>\n<TrackSchedule>\n"
+                      f"<ScheduleBlockList>\n<ScheduleBlock>\n<ScheduleBlockGUID>{{00000000-0000-0000-0000-"
+                      f"000000000000}}</ScheduleBlockGUID>\n<ScheduleBlockType>www.std-cgi.com/racm/schedule/"
+                      f"ver10</ScheduleBlockType>\n{actions}</ScheduleBlock>\n</ScheduleBlockList>\n"
+                      "</TrackSchedule>\n</Track>")
+    return ok_xml(f'<TrackList version="2.0" xmlns="{ns(state)}">\n' + "\n".join(tracks) + "\n</TrackList>")
+
+
 # --- configuration export / import, firmware ---------------------------------------------------------------
 def config_export(state: DeviceState) -> bytes:
     """An opaque binary file like the real export: header + zlib of the settings (deterministic bytes)."""
@@ -513,6 +538,7 @@ ROUTES = {
     "/isapi/system/network/interfaces": (("GET",), network_interfaces),
     "/isapi/contentmgmt/storage": (("GET",), storage),
     "/isapi/contentmgmt/search": (("POST",), search),
+    "/isapi/contentmgmt/record/tracks": (("GET",), record_tracks),
     "/isapi/streaming/channels": (("GET",), streaming_channels),
     "/isapi/security/usercheck": (("GET",), lambda s, r: ok_xml(user_check(s, 200))),
     "/isapi/security/adminaccesses": (("GET",), admin_accesses),
