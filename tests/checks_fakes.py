@@ -99,7 +99,7 @@ class FakeDriver(Driver):
 
     def stream_uri(self, channel: int = 1, main: bool = True) -> str:
         self._maybe_fail("stream_uri")
-        return f"rtsp://{self.device.host}:{self.device.rtsp_port}/Streaming/Channels/{channel}01"
+        return f"rtsp://{self.device.host}:{self.device.rtsp_port}/Streaming/Channels/{channel}0{1 if main else 2}"
 
     def close(self) -> None:
         self.closed = True

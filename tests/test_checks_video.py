@@ -76,17 +76,18 @@ def key(fleet, cam="cam-01"):
     return "127.0.0.1:554"
 
 
-def test_healthy_stream_and_picture_share_one_probe(fleet):
+def test_healthy_stream_facts_and_picture_clip(fleet):
     out = run(fleet)
     s, p = one(out, "cam-01", "stream"), one(out, "cam-01", "picture")
     assert s.status is Status.OK and s.summary == "H264, 1920x1080, 25 fps, 4.1 Mbit/s, first frame in 0.4 s"
     assert s.data["width"] == 1920 and s.data["time_to_first_frame_s"] == 0.42
     assert p.status is Status.OK and p.summary.startswith("picture ok")
     assert p.data["blur"] > 100 and p.data["baseline_blur"] is None
-    assert len(fleet.probe_calls) == 1
-    url, user, password, timeout, frames = fleet.probe_calls[0]
-    assert url == "rtsp://127.0.0.1:554/Streaming/Channels/101" and user == "admin" and password == "pw"
-    assert timeout == 10.0 and frames == 12  # policy.stream_timeout_s; frozen_frames + 2
+    # the main stream's facts without decoding, then a decoded clip of the sub-stream for the picture
+    assert [(c[0], c[4]) for c in fleet.probe_calls] == [("rtsp://127.0.0.1:554/Streaming/Channels/101", 0),
+                                                          ("rtsp://127.0.0.1:554/Streaming/Channels/102", 12)]
+    url, user, password, timeout, frames = fleet.probe_calls[1]
+    assert user == "admin" and password == "pw" and timeout == 10.0  # policy.stream_timeout_s
 
 
 def test_no_stream_is_crit_and_picture_unknown(fleet):
@@ -144,6 +145,29 @@ def test_blur_against_the_cameras_own_history(fleet, tmp_path):
     assert f"below this camera's baseline {base:.0f}" in p.summary
     assert p.data["baseline_blur"] == pytest.approx(base, abs=0.1)
     log.close()
+
+
+def test_picture_falls_back_to_the_main_stream_without_a_sub_stream(fleet):
+    from canteen_ops.drivers.base import NotSupported
+
+    real = fleet.factory
+
+    def factory(device):
+        d = real(device)
+        orig = d.stream_uri
+
+        def stream_uri(channel=1, main=True):
+            if not main:
+                raise NotSupported("no sub stream profile")
+            return orig(channel, main)
+
+        d.stream_uri = stream_uri
+        return d
+
+    fleet.factory = factory
+    p = one(run(fleet, ["picture"]), "cam-01", "picture")
+    assert p.status is Status.OK
+    assert fleet.probe_calls[-1][0].endswith("/Channels/101") and fleet.probe_calls[-1][4] == 12
 
 
 def test_stream_uri_not_supported_is_unknown(fleet):

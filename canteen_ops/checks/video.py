@@ -1,7 +1,7 @@
 """Camera checks on the live stream: stream (RTSP facts) and picture (quality of decoded frames).
 
-Both share one probe per camera per run (ctx.remember): the stream check opens it, the picture check measures
-its frames. The camera's blur baseline is the median sharpness of its earlier ok pictures in the log, so a lens
+The stream check reads the main stream's facts without decoding (frames=0); the picture check decodes a short
+clip, from the sub-stream when there is one. The camera's blur baseline is the median sharpness of its earlier ok pictures in the log, so a lens
 slowly filming over with grease or steam is caught even when the absolute threshold still passes.
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from canteen_ops.checks.device import result
+from canteen_ops.drivers.base import NotSupported
 from canteen_ops.status import Result, Status
 
 if TYPE_CHECKING:
@@ -21,21 +22,34 @@ def _frames_needed(ctx: "CheckContext") -> int:
     return max(12, ctx.policy.frozen_frames + 2)
 
 
-def _probe(ctx: "CheckContext"):
+def _run_probe(ctx: "CheckContext", uri: str, frames: int):
+    from canteen_ops.media.probe import probe_stream
+
+    creds = ctx.device.credentials
+    timeout = ctx.policy.stream_timeout_s
+    left = ctx.remaining()
+    if left is not None:  # stay inside the device's deadline (a little margin for the picture metrics)
+        timeout = max(0.5, min(timeout, left - 1.0))
+    return probe_stream(uri, username=creds.username if creds else None,
+                        password=creds.resolve() if creds else None, timeout=timeout, frames=frames)
+
+
+def _main_probe(ctx: "CheckContext"):
+    """Facts of the main stream (what is recorded): size from the SPS, fps and bitrate from packets, no decode."""
+    return ctx.remember("probe-main", lambda: _run_probe(ctx, ctx.get("stream_uri", 1, True), 0))
+
+
+def _picture_probe(ctx: "CheckContext"):
+    """Decoded frames for the picture metrics, from the sub-stream when the camera has one: the metrics work on
+    frames reduced to 640 px anyway, and decoding 1080p is most of a stream check's cost (50 cameras at once)."""
     def compute():
-        from canteen_ops.media.probe import probe_stream
+        try:
+            uri = ctx.get("stream_uri", 1, False)
+        except NotSupported:
+            uri = ctx.get("stream_uri", 1, True)
+        return _run_probe(ctx, uri, _frames_needed(ctx))
 
-        uri = ctx.get("stream_uri", 1, True)
-        creds = ctx.device.credentials
-        timeout = ctx.policy.stream_timeout_s
-        left = ctx.remaining()
-        if left is not None:  # stay inside the device's deadline (a little margin for the picture metrics)
-            timeout = max(0.5, min(timeout, left - 1.0))
-        return probe_stream(uri, username=creds.username if creds else None,
-                            password=creds.resolve() if creds else None,
-                            timeout=timeout, frames=_frames_needed(ctx))
-
-    return ctx.remember("probe", compute)
+    return ctx.remember("probe-picture", compute)
 
 
 def _describe(p) -> str:
@@ -49,7 +63,7 @@ def _describe(p) -> str:
 def stream(ctx: "CheckContext") -> list[Result]:
     from canteen_ops.media.quality import assess_stream, overall
 
-    p = _probe(ctx)
+    p = _main_probe(ctx)
     findings = assess_stream(p, ctx.policy)
     status = overall(findings)
     data = p.to_dict() | {"findings": [f.code for f in findings]}
@@ -66,7 +80,7 @@ def stream(ctx: "CheckContext") -> list[Result]:
 def picture(ctx: "CheckContext") -> list[Result]:
     from canteen_ops.media.quality import assess, measure, overall
 
-    p = _probe(ctx)
+    p = _picture_probe(ctx)
     if not p.frames:
         why = p.message or "no frames decoded"
         return [result(ctx, "picture", Status.UNKNOWN, f"no picture to assess ({why})", frames=0)]
@@ -78,6 +92,7 @@ def picture(ctx: "CheckContext") -> list[Result]:
     data = {"blur": round(m.sharpness, 1), "baseline_blur": round(baseline, 1) if baseline else None,
             "mean_luma": round(m.mean_luma, 1), "contrast": round(m.contrast, 1),
             "colour_cast_k": round(m.colour_cast_k, 3), "uniform_pct": round(m.uniform_pct, 1),
-            "frozen_run": m.frozen_run, "frames": m.frames, "findings": [f.code for f in findings]}
+            "frozen_run": m.frozen_run, "frames": m.frames, "findings": [f.code for f in findings],
+            "source": p.url, "source_resolution": p.resolution}
     order = sorted(findings, key=lambda f: -f.status.severity)
     return [result(ctx, "picture", status, "; ".join(f.message for f in order), **data)]
