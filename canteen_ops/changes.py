@@ -60,16 +60,8 @@ def default_backup_hook(log: MaintenanceLog, inventory: Inventory, actor: str) -
 
 # --- lookup --------------------------------------------------------------------------------------------------
 def find_change(log: MaintenanceLog, ident: str) -> dict[str, Any]:
-    row = log.get("changes", ident)
-    if row:
-        return row
-    if len(ident) >= 6:
-        rows = log.query("SELECT * FROM changes WHERE id LIKE ? LIMIT 2", [ident.replace("%", "") + "%"])
-        if len(rows) == 1:
-            return rows[0]
-        if len(rows) > 1:
-            raise UsageError(f"change id prefix {ident!r} is ambiguous; give more characters")
-    raise NotFound(f"no change with id {ident!r}")
+    """By full id or a unique prefix of at least 6 characters."""
+    return log.find("changes", ident, "change")
 
 
 def events(log: MaintenanceLog, change_id: str) -> list[dict[str, Any]]:

@@ -100,16 +100,7 @@ def _school_clock(inventory: Inventory, school_id: str | None) -> tuple[WorkingH
 # --- actions -------------------------------------------------------------------------------------------------
 def find_incident(log: MaintenanceLog, ident: str) -> dict[str, Any]:
     """By full id or a unique prefix of at least 6 characters."""
-    row = log.get("incidents", ident)
-    if row:
-        return row
-    if len(ident) >= 6:
-        rows = log.query("SELECT * FROM incidents WHERE id LIKE ? LIMIT 2", [ident.replace("%", "") + "%"])
-        if len(rows) == 1:
-            return rows[0]
-        if len(rows) > 1:
-            raise UsageError(f"incident id prefix {ident!r} is ambiguous; give more characters")
-    raise NotFound(f"no incident with id {ident!r}")
+    return log.find("incidents", ident, "incident")
 
 
 def ack(log: MaintenanceLog, ident: str, actor: str, *, note: str | None = None,

@@ -13,7 +13,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from canteen_ops.errors import InvalidFile, NotFound, Problem
+from canteen_ops.errors import InvalidFile, Problem
 from canteen_ops.inventory.model import (
     KINDS,
     POLICY_FIELDS,
@@ -28,7 +28,13 @@ from canteen_ops.inventory.model import (
     Settings,
     WorkingHours,
 )
-from canteen_ops.inventory.yamlpos import PositionMap, Sexagesimal, YamlSyntaxError, load_with_positions
+from canteen_ops.inventory.yamlpos import (
+    PositionMap,
+    Sexagesimal,
+    format_path,
+    parse_input_text,
+    read_input_file,
+)
 
 SUPPORTED_VERSIONS = (1,)
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
@@ -52,13 +58,6 @@ CONTACT_KEYS = {"name", "role", "phone", "email"}
 WH_KEYS = {"days", "start", "end", "timezone"}
 
 
-def _fmt_path(path: tuple) -> str:
-    out = ""
-    for p in path:
-        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
-    return out
-
-
 def _type_name(value: Any) -> str:
     return {bool: "boolean", int: "integer", float: "number", str: "string", list: "list", dict: "mapping",
             type(None): "null", dt.date: "date", dt.datetime: "timestamp"}.get(type(value), type(value).__name__)
@@ -76,7 +75,7 @@ class _Validator:
     def problem(self, path: tuple, message: str, *, key: bool = False) -> None:
         mark = self.positions.get(path + ("__key__",)) if key else None
         mark = mark or self.positions.at(path)
-        self.problems.append(Problem(self.file, mark.line, mark.column, _fmt_path(path), message))
+        self.problems.append(Problem(self.file, mark.line, mark.column, format_path(path), message))
 
     def where(self, path: tuple) -> str:
         m = self.positions.at(path)
@@ -330,24 +329,18 @@ def _merge(*layers: dict) -> dict:
 
 def load_inventory(path: str | Path) -> Inventory:
     """Read, validate and resolve an inventory. Raises InvalidFile listing every problem."""
-    file = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise NotFound(f"{file}: inventory file not found (use --inventory or CANTEEN_OPS_INVENTORY)") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InvalidFile([Problem(file, 1, 1, "", f"cannot read inventory: {exc}")]) from None
-    return parse_inventory(text, file)
+    data, positions, problems = read_input_file(path, "inventory file",
+                                                "use --inventory or CANTEEN_OPS_INVENTORY")
+    return _validated(str(path), data, positions, problems)
 
 
 def parse_inventory(text: str, file: str = "<inventory>") -> Inventory:
-    try:
-        data, positions, duplicates = load_with_positions(text)
-    except YamlSyntaxError as exc:
-        raise InvalidFile([Problem(file, exc.mark.line, exc.mark.column, "", exc.message)]) from None
+    return _validated(file, *parse_input_text(text, file))
+
+
+def _validated(file: str, data: Any, positions: PositionMap, problems: list[Problem]) -> Inventory:
     v = _Validator(file, positions)
-    for dpath, mark, msg in duplicates:
-        v.problems.append(Problem(file, mark.line, mark.column, _fmt_path(dpath), msg))
+    v.problems.extend(problems)
     inv = _build(v, data if data is not None else {})
     if v.problems:
         unique = list(dict.fromkeys(v.problems))  # dedupe, keeping the order found for equal positions

@@ -147,3 +147,43 @@ def load_with_positions(text: str) -> tuple[Any, PositionMap, list[tuple[tuple, 
         return value
 
     return build(root, ()), positions, duplicates
+
+
+def format_path(path: tuple) -> str:
+    """('schools', 0, 'devices', 2, 'port') → 'schools[0].devices[2].port'."""
+    out = ""
+    for p in path:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out
+
+
+def read_input_file(path, what: str, missing_hint: str = ""):
+    """Read and parse one of our YAML input files (inventory, firmware catalog, playbook).
+
+    Returns (data, positions, problems) where problems already holds the duplicate keys. A missing file raises
+    NotFound (exit 66); an unreadable file or a YAML syntax error raises InvalidFile (exit 65) with its position.
+    """
+    from pathlib import Path
+
+    from canteen_ops.errors import InvalidFile, NotFound, Problem
+
+    name = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise NotFound(f"{name}: {what} not found" + (f" ({missing_hint})" if missing_hint else "")) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidFile([Problem(name, 1, 1, "", f"cannot read {what}: {exc}")]) from None
+    return parse_input_text(text, name)
+
+
+def parse_input_text(text: str, name: str):
+    """Parse YAML text of an input file: (data, positions, duplicate-key problems); syntax errors raise."""
+    from canteen_ops.errors import InvalidFile, Problem
+
+    try:
+        data, positions, duplicates = load_with_positions(text)
+    except YamlSyntaxError as exc:
+        raise InvalidFile([Problem(name, exc.mark.line, exc.mark.column, "", exc.message)]) from None
+    problems = [Problem(name, mark.line, mark.column, format_path(p), msg) for p, mark, msg in duplicates]
+    return data, positions, problems

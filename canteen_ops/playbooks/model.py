@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from canteen_ops.errors import InvalidFile, Problem
+from canteen_ops.errors import InvalidFile
 from canteen_ops.inventory.loader import _Validator
-from canteen_ops.inventory.yamlpos import YamlSyntaxError, load_with_positions
+from canteen_ops.inventory.yamlpos import read_input_file
 from canteen_ops.playbooks.tasks import SELECTION_KEYS, TASKS
 
 STEP_KEYS = {"name", "target", "on_failure", "timeout", "expect"}
@@ -57,19 +57,10 @@ class Playbook:
 
 
 def load_playbook(path: str | Path) -> Playbook:
-    file = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InvalidFile([Problem(file, 1, 1, "", f"cannot read playbook: {exc}")]) from None
-    try:
-        data, positions, duplicates = load_with_positions(text)
-    except YamlSyntaxError as exc:
-        raise InvalidFile([Problem(file, exc.mark.line, exc.mark.column, "", exc.message)]) from None
-    v = _Validator(file, positions)
-    for dpath, mark, msg in duplicates:
-        v.problem(dpath, msg)
-    book = _build(v, data if data is not None else {}, Path(file).stem)
+    data, positions, problems = read_input_file(path, "playbook")
+    v = _Validator(str(path), positions)
+    v.problems.extend(problems)
+    book = _build(v, data if data is not None else {}, Path(path).stem)
     if v.problems:
         raise InvalidFile(sorted(set(v.problems), key=lambda p: (p.line, p.column, p.path)))
     return book

@@ -129,6 +129,21 @@ class MaintenanceLog:
         row = self.conn.execute(f"SELECT * FROM {table} WHERE id = ?", [record_id]).fetchone()
         return decode_row(row) if row else None
 
+    def find(self, table: str, ident: str, what: str) -> dict[str, Any]:
+        """A record by full id or a unique prefix of at least 6 characters (typed literally: no wildcards)."""
+        from canteen_ops.errors import NotFound, UsageError
+
+        row = self.get(table, ident)
+        if row:
+            return row
+        if len(ident) >= 6:
+            rows = self.query(f"SELECT * FROM {table} WHERE substr(id, 1, ?) = ? LIMIT 2", [len(ident), ident])
+            if len(rows) == 1:
+                return rows[0]
+            if len(rows) > 1:
+                raise UsageError(f"{what} id prefix {ident!r} is ambiguous; give more characters")
+        raise NotFound(f"no {what} with id {ident!r}")
+
     def query(self, sql: str, params: list | tuple = ()) -> list[dict[str, Any]]:
         return [decode_row(r) for r in self.conn.execute(sql, params).fetchall()]
 

@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from canteen_ops.errors import InvalidFile, NotFound, Problem
+from canteen_ops.errors import InvalidFile, Problem
+from canteen_ops.inventory.yamlpos import format_path
 from canteen_ops.status import Result, Status
 
 if TYPE_CHECKING:
@@ -205,38 +206,17 @@ ENTRY_KEYS = {"vendor", "models", "latest", "minimum", "vulnerable", "note"}
 ADVISORY_KEYS = {"advisory", "below", "built_before", "versions", "url", "note"}
 
 
-def _fmt(path: tuple) -> str:
-    out = ""
-    for p in path:
-        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
-    return out
-
-
 def load_catalog(path: str | Path) -> Catalog:
     """Load and validate a firmware catalog; every problem is reported with file:line:column (exit 65)."""
-    from canteen_ops.inventory.yamlpos import YamlSyntaxError, load_with_positions
+    from canteen_ops.inventory.yamlpos import read_input_file
 
     path = Path(path).expanduser()
     name = str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise NotFound(f"firmware catalog {name} does not exist (start from firmware-catalog.example.yaml)") \
-            from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InvalidFile([Problem(name, 1, 1, "", f"cannot read the catalog: {exc}")]) from None
-    try:
-        data, pos, dups = load_with_positions(text)
-    except YamlSyntaxError as exc:
-        raise InvalidFile([Problem(name, exc.mark.line, exc.mark.column, "", exc.message)]) from None
-    problems: list[Problem] = []
+    data, pos, problems = read_input_file(path, "firmware catalog", "start from firmware-catalog.example.yaml")
 
     def problem(p: tuple, message: str, key: bool = False) -> None:
         mark = (pos.get(p + ("__key__",)) if key else None) or pos.at(p)
-        problems.append(Problem(name, mark.line, mark.column, _fmt(p), message))
-
-    for p, mark, msg in dups:
-        problems.append(Problem(name, mark.line, mark.column, _fmt(p), msg))
+        problems.append(Problem(name, mark.line, mark.column, format_path(p), message))
 
     def mapping(value: Any, p: tuple, allowed: set[str]) -> dict:
         if not isinstance(value, dict):
