@@ -27,7 +27,9 @@ FAULTS = ",".join([
 
 
 def step(title: str, *argv: str) -> int:
-    print(f"\n\033[1m== {title}\033[0m\n$ canteen-ops {' '.join(argv)}", flush=True)
+    if title:
+        print(f"\n\033[1m== {title}\033[0m", flush=True)
+    print(f"$ canteen-ops {' '.join(argv)}", flush=True)
     t0 = time.monotonic()
     code = run(list(argv))
     print(f"(exit {code}, {time.monotonic() - t0:.1f} s)", flush=True)
@@ -60,8 +62,15 @@ def main() -> int:
         step("Morning inspection (每日巡检): every check incl. picture quality; incidents for critical faults",
              "playbook", "run", "daily-inspection", "--non-interactive")
         step("Open incidents and their on-site deadlines", "incident", "list")
+        step("Commissioning: take a config snapshot of every device and accept it as the baseline",
+             "snapshot", "take")
+        step("", "snapshot", "accept", "--all")
+        step("Somebody points the 烹饪区 camera of 第一实验小学 at another time server and lowers it to 720p",
+             "lab", "set", "s001-cam02", "ntp_server=127.0.0.99")
+        step("", "lab", "set", "s001-cam02", "channel.1.width=1280")
         step("Nightly job: backups, snapshots, drift, firmware, verification, sync (no upstream here: records wait)",
              "playbook", "run", "nightly-backup", "--non-interactive")
+        step("What changed on that camera since the baseline", "snapshot", "diff", "s001-cam02")
         step("Emergency drill (应急演练): the NVR of 第一实验小学 goes offline",
              "playbook", "run", "drill-nvr-offline", "--non-interactive")
         step("Operations report for today", "report", "--from", "1d", "--format", "md")
