@@ -20,7 +20,7 @@ sys.path.insert(0, str(ROOT))
 from canteen_ops import upstream  # noqa: E402
 from canteen_ops.store.log import MaintenanceLog  # noqa: E402
 from canteen_ops.timeutil import iso  # noqa: E402
-from tests.datasette_fixtures import DatasetteServer  # noqa: E402
+from canteen_ops.lab.district import DatasetteServer  # noqa: E402
 
 
 def seed(log: MaintenanceLog, n: int) -> None:

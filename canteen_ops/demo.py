@@ -36,6 +36,23 @@ def step(title: str, *argv: str) -> int:
     return code
 
 
+def start_district(directory: Path):
+    """The district's upstream: a real Datasette on loopback (installed with the test extras, as `make demo`
+    does). Without it the nightly sync step just reports what waits to be sent."""
+    try:
+        from canteen_ops.lab.district import DatasetteServer
+
+        server = DatasetteServer(directory).start()
+        os.environ["CANTEEN_OPS_UPSTREAM"] = server.url
+        os.environ["CANTEEN_OPS_UPSTREAM_TOKEN"] = server.token()
+        print(f"district upstream (Datasette) at {server.url}", flush=True)
+        return server
+    except Exception as exc:  # datasette missing or not starting: the demo goes on offline
+        os.environ.pop("CANTEEN_OPS_UPSTREAM", None)
+        print(f"no district upstream for this demo ({type(exc).__name__}); sync will report what waits", flush=True)
+        return None
+
+
 def main() -> int:
     root = Path("demo-run").resolve()
     lab = root / "lab"
@@ -51,8 +68,8 @@ def main() -> int:
         "CANTEEN_OPS_OPERATOR": os.environ.get("CANTEEN_OPS_OPERATOR", "demo-technician"),
         "COLUMNS": os.environ.get("COLUMNS", "120"),
     })
-    os.environ.pop("CANTEEN_OPS_UPSTREAM", None)  # no district server in the demo: sync shows what waits
     t0 = time.monotonic()
+    upstream = start_district(root / "district")
     code = step("Start the device lab: 3 schools (Hikvision, Dahua, ONVIF), 21 devices on 127.0.60.x",
                 "lab", "up", "--dir", str(lab), "--first-address", "127.0.60.1", "--schools", "3", "--cameras-per-school", "6", "--faults", FAULTS)
     if code:
@@ -68,8 +85,9 @@ def main() -> int:
         step("Somebody points the 烹饪区 camera of 第一实验小学 at another time server and lowers it to 720p",
              "lab", "set", "s001-cam02", "ntp_server=127.0.0.99")
         step("", "lab", "set", "s001-cam02", "channel.1.width=1280")
-        step("Nightly job: backups, snapshots, drift, firmware, verification, sync (no upstream here: records wait)",
+        step("Nightly job: backups, snapshots, drift, firmware, verification, sync to the district's Datasette",
              "playbook", "run", "nightly-backup", "--non-interactive")
+        step("What reached the district server", "sync", "status")
         step("What changed on that camera since the baseline", "snapshot", "diff", "s001-cam02")
         step("Emergency drill (应急演练): the NVR of 第一实验小学 goes offline",
              "playbook", "run", "drill-nvr-offline", "--non-interactive")
@@ -77,6 +95,8 @@ def main() -> int:
         step("The maintenance log, newest first", "log", "list", "--limit", "12")
     finally:
         run(["lab", "down", "--dir", str(lab)])
+        if upstream is not None:
+            upstream.stop()
     print(f"\nDemo finished in {time.monotonic() - t0:.0f} s. Everything is in {root}:"
           f"\n  maintenance log  {root / 'maintenance-log.db'}\n  backups          {root / 'backups'}"
           "\nTry: CANTEEN_OPS_DB=demo-run/maintenance-log.db .venv/bin/canteen-ops log list --kind incident")

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from canteen_ops.status import Status, worst
-from tests.datasette_fixtures import DatasetteServer
+from canteen_ops.lab.district import DatasetteServer
 
 
 ROOT = Path(__file__).resolve().parent.parent
