@@ -248,13 +248,13 @@ def test_channel_missing_on_nvr_is_warn(fleet):
 
 
 @pytest.mark.parametrize("days,status,text", [
-    (20, Status.WARN, "retention channel 1 (cam-01): 20.0 days < 30"),
-    (3, Status.CRIT, "retention channel 1 (cam-01): 3.0 days < 7"),
+    (20, Status.WARN, "retention channels 1–6: 20.0 days < 30"),
+    (3, Status.CRIT, "retention channels 1–6: 3.0 days < 7"),
 ])
 def test_retention(fleet, days, status, text):
     fleet.states["nvr-01"].retention_days = days
     r = one(run(fleet, ["retention"], devices={"nvr-01"}), "nvr-01", "retention")
-    assert r.status is status and r.summary.startswith(text)
+    assert r.status is status and r.summary == text
     assert r.data["days"]["6"] == pytest.approx(days, abs=0.01)
 
 
@@ -273,6 +273,17 @@ def test_gaps_warn_with_local_times_and_one_search_per_channel(fleet):
     assert r.data["missing_minutes"] == pytest.approx(60, abs=0.1)
     # healthy retention is one short search per channel at the threshold; gaps one 24 h search per channel
     assert fleet.states["nvr-01"].calls.count("recordings") == 12
+
+
+def test_retention_groups_channels_with_the_same_finding(fleet):
+    now = dt.datetime.now(UTC)
+    st = fleet.states["nvr-01"]
+    st.retention_days = 20
+    # channel 2 lost its older recordings: only 3 days left
+    st.holes = {2: [(now - dt.timedelta(days=30), now - dt.timedelta(days=3))]}
+    r = one(run(fleet, ["retention"], devices={"nvr-01"}), "nvr-01", "retention")
+    assert r.status is Status.CRIT
+    assert r.summary == "retention channel 2 (cam-02): 3.0 days < 7; channels 1, 3–6: 20.0 days < 30"
 
 
 def test_failing_retention_search_is_reused_by_gaps(fleet):

@@ -115,7 +115,7 @@ def retention(ctx: "CheckContext") -> list[Result]:
     # Search a little past the warning threshold: enough to tell "≥ warn days" from less.
     horizon_days = max(p.retention_warn_days, p.retention_crit_days) + 1
     per_channel = {}
-    problems: list[tuple[Status, str]] = []
+    problems: list[tuple[Status, int, str]] = []
     for ch in _channels_to_search(ctx):
         # ISAPI and Dahua CGI page through recording files, so weeks cost dozens of requests: ask first whether
         # anything was recorded in the day just past the warning threshold (one short search; a healthy channel
@@ -129,23 +129,23 @@ def retention(ctx: "CheckContext") -> list[Result]:
         spans = ctx.recordings(ch, horizon_days * 24)
         if not spans:
             per_channel[ch] = 0.0
-            problems.append((Status.CRIT, f"{_label(ctx, ch)}: no recordings"))
+            problems.append((Status.CRIT, ch, "no recordings"))
             continue
         oldest = min(s.start for s in spans)
         days = min(horizon_days, (ctx.now - oldest).total_seconds() / 86400)
         per_channel[ch] = round(days, 2)
         if days < p.retention_crit_days:
-            problems.append((Status.CRIT, f"{_label(ctx, ch)}: {days:.1f} days < {p.retention_crit_days:g}"))
+            problems.append((Status.CRIT, ch, f"{days:.1f} days < {p.retention_crit_days:g}"))
         elif days < p.retention_warn_days:
-            problems.append((Status.WARN, f"{_label(ctx, ch)}: {days:.1f} days < {p.retention_warn_days:g}"))
+            problems.append((Status.WARN, ch, f"{days:.1f} days < {p.retention_warn_days:g}"))
     data = {"days": {str(k): v for k, v in per_channel.items()}, "warn_days": p.retention_warn_days,
             "crit_days": p.retention_crit_days}
     if not per_channel:
         return [result(ctx, "retention", Status.UNKNOWN, "no channels to search", **data)]
     if problems:
         ordered = sorted(problems, key=lambda x: -x[0].severity)
-        return [result(ctx, "retention", worst(s for s, _ in problems),
-                       "retention " + "; ".join(m for _, m in ordered), **data)]
+        return [result(ctx, "retention", worst(s for s, _, _ in problems),
+                       "retention " + _grouped(ctx, [(ch, text) for _, ch, text in ordered]), **data)]
     least = min(per_channel.values())
     at_least = "≥ " if least >= horizon_days - 0.01 else ""
     return [result(ctx, "retention", Status.OK,
@@ -185,7 +185,7 @@ def gaps(ctx: "CheckContext") -> list[Result]:
             continue
         found[str(ch)] = [[a.isoformat(), b.isoformat()] for a, b in holes]
         total_min += sum((b - a).total_seconds() for a, b in holes) / 60
-        lines.append(f"{_label(ctx, ch)}: " + ", ".join(_local_range(a, b, tz) for a, b in holes))
+        lines.append((ch, ", ".join(_local_range(a, b, tz) for a, b in holes)))
     data = {"gaps": found, "window_hours": p.gap_window_hours, "min_minutes": p.gap_min_minutes,
             "missing_minutes": round(total_min, 1)}
     if not searched:
@@ -194,10 +194,32 @@ def gaps(ctx: "CheckContext") -> list[Result]:
         n = sum(len(v) for v in found.values())
         return [result(ctx, "gaps", Status.WARN,
                        f"{n} recording gap{'s' if n != 1 else ''} in the last {p.gap_window_hours:g} h — "
-                       + "; ".join(lines), **data)]
+                       + _grouped(ctx, lines), **data)]
     return [result(ctx, "gaps", Status.OK,
                    f"no gaps ≥ {p.gap_min_minutes:g} min in the last {p.gap_window_hours:g} h on "
                    f"{_n_channels(len(searched))}", **data)]
+
+
+def _grouped(ctx: "CheckContext", items: list[tuple[int, str]]) -> str:
+    """'channel 2 (cam-02): X; channels 1, 3–7: Y' — channels with the same finding share one clause, so an NVR
+    whose every channel keeps 10 days says it once."""
+    groups: dict[str, list[int]] = {}
+    for ch, text in items:
+        groups.setdefault(text, []).append(ch)
+    return "; ".join(f"{_label(ctx, chs[0]) if len(chs) == 1 else 'channels ' + _ranges(chs)}: {text}"
+                     for text, chs in groups.items())
+
+
+def _ranges(chs: list[int]) -> str:
+    out, run = [], [chs[0]]
+    for c in chs[1:]:
+        if c == run[-1] + 1:
+            run.append(c)
+        else:
+            out.append(run)
+            run = [c]
+    out.append(run)
+    return ", ".join(f"{r[0]}–{r[-1]}" if len(r) > 2 else ", ".join(map(str, r)) for r in out)
 
 
 def _n_channels(n: int, all_: str = "") -> str:
