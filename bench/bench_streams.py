@@ -5,7 +5,7 @@ addresses, each with a 1080p main stream and a 640x360 sub-stream; this process 
 and runs the quality metrics on the decoded frames. Two ways to check a camera are measured:
 
   main      decode `--frames` frames of the 1080p main stream; stream facts and picture checks from it
-  main+sub  stream facts from the main stream (1 frame decoded, 12 packets read for fps/bitrate), picture
+  main+sub  stream facts from the main stream (nothing decoded, 12 packets read for fps/bitrate), picture
             checks on `--frames` frames of the sub-stream (one connection at a time per camera)
 
 Prints wall times, the 50/1 ratios and the lab server's CPU use.
@@ -60,13 +60,76 @@ def check(i: int, mode: str, frames: int, policy: Policy) -> tuple[float, str, f
         r = probe_stream(f"rtsp://{host}:{PORT}{PATH}", username=USER, password=PASSWORD, timeout=30, frames=frames)
         findings = assess_probe(r, policy)
     else:
-        r = probe_stream(f"rtsp://{host}:{PORT}{PATH}", username=USER, password=PASSWORD, timeout=30, frames=1)
+        r = probe_stream(f"rtsp://{host}:{PORT}{PATH}", username=USER, password=PASSWORD, timeout=30, frames=0)
         findings = [f for f in assess_stream(r, policy) if f.code != "ok"]
         sub = probe_stream(f"rtsp://{host}:{PORT}{SUB_PATH}", username=USER, password=PASSWORD, timeout=30,
                            frames=frames)
         findings += [f for f in (assess(sub.frames, policy) if sub.ok else assess_stream(sub, policy))
                      if f.code != "ok"]
     return time.monotonic() - t0, ",".join(f.code for f in findings) or "ok", r.time_to_first_frame_s
+
+
+def _rtsp(sock, buf: bytearray, method: str, url: str, headers: dict[str, str], cseq: int) -> tuple[int, dict]:
+    sock.sendall((f"{method} {url} RTSP/1.0\r\nCSeq: {cseq}\r\n"
+                  + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n").encode())
+    while b"\r\n\r\n" not in buf:
+        buf += sock.recv(65536)
+    head, _, rest = bytes(buf).partition(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    hdrs = {k.strip().lower(): v.strip() for k, _, v in (x.partition(":") for x in lines[1:])}
+    n = int(hdrs.get("content-length", 0))
+    while len(rest) < n:
+        rest += sock.recv(65536)
+    buf[:] = rest[n:]
+    return int(lines[0].split()[1]), hdrs
+
+
+def _digest(chal: str, method: str, uri: str) -> str:
+    import hashlib
+    import re
+
+    p = dict(re.findall(r'(\w+)="?([^",]*)"?', chal))
+    md5 = lambda x: hashlib.md5(x.encode()).hexdigest()  # noqa: E731
+    ha1, ha2 = md5(f"{USER}:{p['realm']}:{PASSWORD}"), md5(f"{method}:{uri}")
+    resp = md5(f"{ha1}:{p['nonce']}:00000001:c0ffee:auth:{ha2}")
+    return (f'Digest username="{USER}", realm="{p["realm"]}", nonce="{p["nonce"]}", uri="{uri}", '
+            f'response="{resp}", qop=auth, nc=00000001, cnonce="c0ffee"')
+
+
+def serve_only(n: int, seconds: float, server_pid: int) -> tuple[float, float]:
+    """n raw RTSP clients play the 1080p main streams and just drain the bytes: the lab server's own cost."""
+    import socket
+    import threading
+
+    stop = threading.Event()
+    received = [0] * n
+
+    def client(i: int) -> None:
+        url = f"rtsp://127.0.3.{1 + i}:{PORT}{PATH}"
+        with socket.create_connection((f"127.0.3.{1 + i}", PORT), timeout=10) as sock:
+            buf = bytearray()
+            _, h = _rtsp(sock, buf, "DESCRIBE", url, {}, 1)
+            chal = h["www-authenticate"]
+            _rtsp(sock, buf, "DESCRIBE", url, {"Authorization": _digest(chal, "DESCRIBE", url)}, 2)
+            track = url + "/trackID=1"
+            _, h = _rtsp(sock, buf, "SETUP", track, {"Authorization": _digest(chal, "SETUP", track),
+                                                     "Transport": "RTP/AVP/TCP;unicast;interleaved=0-1"}, 3)
+            _rtsp(sock, buf, "PLAY", url, {"Authorization": _digest(chal, "PLAY", url),
+                                           "Session": h["session"].split(";")[0]}, 4)
+            while not stop.is_set():
+                received[i] += len(sock.recv(1 << 20))
+
+    threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(n)]
+    for t in threads:
+        t.start()
+    time.sleep(1.0)  # all playing
+    cpu0, b0, t0 = cpu_seconds(server_pid), sum(received), time.monotonic()
+    time.sleep(seconds)
+    cpu, nbytes, wall = cpu_seconds(server_pid) - cpu0, sum(received) - b0, time.monotonic() - t0
+    stop.set()
+    for t in threads:
+        t.join(5)
+    return 100 * cpu / wall, nbytes * 8 / wall / 1e6
 
 
 def run(n: int, mode: str, frames: int, policy: Policy, server_pid: int) -> dict:
@@ -134,6 +197,9 @@ def main() -> int:
         print()
         for mode, ratio in ratios.items():
             print(f"ratio {args.streams} / 1, {mode:<9}= {ratio:.2f}x (target <= 3x): {'PASS' if ratio <= 3 else 'FAIL'}")
+        pct, mbps = serve_only(args.streams, 5.0, server.pid)
+        print(f"lab server alone, {args.streams} x {args.size} streams playing to raw clients: {pct:.0f}% of one core "
+              f"({pct / args.streams:.2f}% per stream), {mbps:.0f} Mbit/s delivered")
         load = os.getloadavg()
         print(f"lab server RSS {rss_mb(server.pid):.0f} MB; load average during the run {load[0]:.1f} "
               f"(2 cores; other work on the machine inflates every figure)")

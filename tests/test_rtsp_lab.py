@@ -379,3 +379,29 @@ def test_fleet_hooks_drive_faults_and_credentials_and_see_logins():
             lab.set_fault(s.host, s.port, s.path, "smudge")
         lab.set_fault(s.host, s.port, s.path, "colour-cast")
         assert s.fault == "colour_cast"
+
+
+def test_hostile_requests_cost_only_their_own_connection(rtsp_lab):
+    def raw(data: bytes) -> bytes:
+        s = socket.create_connection((rtsp_lab.host, rtsp_lab.port), timeout=3)
+        try:
+            s.sendall(data)
+            out = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    return out
+                out += chunk
+        except (ConnectionResetError, socket.timeout):
+            return out
+        finally:
+            s.close()
+
+    assert raw(b"HELLO\r\n\r\n").startswith(b"RTSP/1.0 400")
+    assert raw(b"DESCRIBE rtsp://x/ RTSP/1.0\r\nCSeq: 1\r\nContent-Length: 99999999\r\n\r\n").startswith(
+        b"RTSP/1.0 400")
+    assert raw(b"OPTIONS * RTSP/1.0\r\nX: " + b"a" * 100_000 + b"\r\n\r\n") == b""  # oversized head: closed
+    assert raw(b"\xff\xfe\x00garbage\r\n\r\n").startswith(b"RTSP/1.0 400")
+    c = Client(rtsp_lab.host, rtsp_lab.port)  # the server is unharmed
+    assert c.request("OPTIONS", rtsp_lab.url())[0] == 200
+    c.close()

@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import logging
 import os
 import secrets
 import struct
@@ -41,6 +42,8 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from canteen_ops.lab.video import EncodedLoop, LoopCache
+
+log = logging.getLogger(__name__)
 
 MAX_PAYLOAD = 1400  # bytes of RTP payload, as on a camera with a 1500-byte MTU
 PAYLOAD_TYPE = 96
@@ -326,6 +329,8 @@ class RtspServer:
             await _Connection(self, reader, writer, key).serve()
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
             pass
+        except Exception:  # a hostile or broken client costs its own connection, nothing more
+            log.debug("RTSP connection on %s:%s failed", *key, exc_info=True)
         finally:
             self._conns.discard(task)
             self._writers.discard(writer)
