@@ -23,20 +23,20 @@ def check(
     school: SchoolOpt = None, device: DeviceOpt = None, kind: KindOpt = None, vendor: VendorOpt = None,
     area: AreaOpt = None, tag: TagOpt = None,
     only: Annotated[Optional[list[str]], typer.Option(
-        "--only", help="Run only these checks (comma list or repeated): reachable, login, facts, clock, ntp, "
+        "--only", metavar="CHECKS", help="Run only these checks (comma list or repeated): reachable, login, facts, clock, ntp, "
         "storage, channels, retention, gaps, stream, picture, coverage")] = None,
     skip: Annotated[Optional[list[str]], typer.Option(
-        "--skip", help="Leave these checks out, e.g. --skip stream,picture (the slow ones)")] = None,
+        "--skip", metavar="CHECKS", help="Leave these checks out, e.g. --skip stream,picture (the slow ones)")] = None,
     json: Annotated[bool, typer.Option(
         "--json", help="JSON Lines on stdout: one object per result, written as results arrive")] = False,
     all_: Annotated[bool, typer.Option("--all", help="List ok results too (default: a count per school)")] = False,
     workers: Annotated[Optional[int], typer.Option(
-        "--workers", min=1, help="Devices checked at once [default: 8 per CPU, at most 32]")] = None,
+        "--workers", min=1, metavar="N", help="Devices checked at once [default: 8 per CPU, at most 32]")] = None,
     processes: Annotated[Optional[int], typer.Option(
-        "--processes", min=1, help="Processes to spread the devices over [default: one per core (at most 8) for "
+        "--processes", min=1, metavar="N", help="Processes to spread the devices over [default: one per core (at most 8) for "
         "200 or more devices, else 1]")] = None,
     deadline: Annotated[float, typer.Option(
-        "--deadline", min=0.1, help="Seconds allowed per device; a device past it gets an 'unknown'")] = 90.0,
+        "--deadline", min=0.1, metavar="SECONDS", help="Seconds allowed per device; a device past it gets an 'unknown'")] = 90.0,
     open_incidents: Annotated[bool, typer.Option(
         "--open-incidents", help="Open (or update, never duplicate) an incident for every critical result")] = False,
     quiet: Annotated[bool, typer.Option(
