@@ -221,6 +221,11 @@ class DeviceHTTP:
             self._auth_ok = False
             outgoing = flow.send(reply._response)  # type: ignore[attr-defined]
             return self._judge(self._send(outgoing, max_bytes), None, max_bytes)
+        if challenge_is_stale(reply.challenges):
+            # stale=true means the digest was right and only the nonce was refused (RFC 7616) — here a nonce we
+            # had just been given: the device is confused (its clock?). Not an AuthFailed, so it is not
+            # remembered as a rejected login.
+            raise ProtocolError(f"{self.device_id}: device rejects even a fresh nonce as stale")
         exc = self._on_auth_failure(reply, True) or AuthFailed(f"{self.device_id}: credentials rejected (401)")
         raise exc
 

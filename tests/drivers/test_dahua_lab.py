@@ -221,3 +221,20 @@ def test_hostile_answers_are_contained(connect, lab, cam, lab_faults, fault):
         connect(cam).facts()
     other = next(d for d in lab.fleet.devices if d.vendor == "dahua" and d.id != cam.id)
     assert connect(other).facts().serial == other.serial
+
+
+def test_basic_only_device(connect, cam, lab_faults, lab):
+    # Some Dahua NVRs and old cameras accept Basic only: the scheme comes from the challenge, never guessed.
+    lab_faults.touch(cam.id)
+    cam.auth = "basic"
+    drv = connect(cam)
+    assert drv.facts().serial == cam.serial
+    assert cam.failed_logins == 0
+    lab_faults.set(cam.id, "wrong-password")
+    auth_guard.reset()
+    bad = connect(cam)
+    with pytest.raises(AuthFailed):
+        bad.login()
+    with pytest.raises(AuthFailed):
+        bad.clock()
+    assert cam.failed_logins == 1

@@ -278,3 +278,19 @@ def test_driver_deadline_bounds_a_whole_getter(connect, nvr, lab_faults):
     with pytest.raises(Timeout):
         drv.recordings(1, now - dt.timedelta(days=40), now)
     assert time.monotonic() - t0 < 1.5
+
+
+def test_expired_nonce_is_renewed_without_a_failed_login(connect, cam, monkeypatch):
+    # Nonces expire after 1 s: pre-sent credentials then meet a stale 401 (ResponseStatus invalidOperation,
+    # stale="TRUE"), which is the one 401 the driver answers, once, with the fresh challenge.
+    import canteen_ops.lab.digest as lab_digest
+
+    monkeypatch.setattr(lab_digest, "NONCE_TTL_S", 1.0)
+    drv = connect(cam)
+    drv.login()
+    time.sleep(2.1)  # nonces carry whole-second timestamps: a fresh one is < 1 s old
+    before = drv.requests_sent
+    assert drv.facts().serial == cam.serial  # cached: no request
+    drv.storage()
+    assert drv.requests_sent - before == 2  # stale + retry with the fresh nonce
+    assert cam.failed_logins == 0

@@ -208,3 +208,10 @@ def test_unrequested_compression_refused():
     with FakeDevice(routes={"/ISAPI/System/deviceInfo": gzip_body}) as fake, hik(fake.port) as drv:
         with pytest.raises(ProtocolError, match="Content-Encoding"):
             drv.login()
+
+
+def test_device_that_calls_every_nonce_stale_is_a_protocol_error_not_a_rejected_login():
+    with FakeDevice(stale_after=0) as fake, hik(fake.port) as drv:
+        with pytest.raises(ProtocolError, match="fresh nonce"):
+            drv.login()
+        assert fake.auth_failures == 0
