@@ -542,7 +542,8 @@ class HikvisionDriver(Driver):
 
     @named_errors
     def settings(self) -> dict[str, Any]:
-        """Identity, time, NTP, streams, users, ports, network, storage layout and (NVR) channel sources.
+        """Identity, time, NTP, streams, users, ports, network, storage layout, recording schedule per track and
+        (NVR) channel sources.
 
         Each part comes from its own GET; a part the device does not offer (404/403) is left out. Element names
         that look like secrets are dropped by xmlsafe.to_dict.
@@ -556,6 +557,7 @@ class HikvisionDriver(Driver):
             "adminAccesses": "/ISAPI/Security/adminAccesses",
             "network": "/ISAPI/System/Network/interfaces",
             "storage": "/ISAPI/ContentMgmt/Storage",
+            "recordTracks": "/ISAPI/ContentMgmt/record/tracks",  # recording mode/schedule per track
         }
         if self._is_nvr():
             parts["inputProxyChannels"] = "/ISAPI/ContentMgmt/InputProxy/channels"

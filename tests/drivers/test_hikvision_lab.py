@@ -129,7 +129,7 @@ def test_settings_carry_no_secrets(connect, nvr, lab):
     drv = connect(nvr)
     s = drv.settings()
     for part in ("deviceInfo", "time", "ntpServers", "streamingChannels", "users", "adminAccesses", "storage",
-                 "inputProxyChannels"):
+                 "inputProxyChannels", "network", "recordTracks"):
         assert part in s, part
     _, password = lab.credentials(nvr.id)
     assert password not in repr(s)
