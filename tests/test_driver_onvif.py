@@ -365,3 +365,96 @@ def test_device_deadline_bounds_every_call(camera):
     with pytest.raises(Timeout, match="deadline passed"):
         d.facts()
     assert d.requests_sent == sent  # nothing more went out after the deadline
+
+
+# --- transport ------------------------------------------------------------------------------------------------
+SDT_ANSWER = (
+    '<?xml version="1.0" encoding="UTF-8"?><env:Envelope xmlns:env="http://www.w3.org/2003/05/soap-envelope" '
+    'xmlns:tds="http://www.onvif.org/ver10/device/wsdl" xmlns:tt="http://www.onvif.org/ver10/schema"><env:Body>'
+    "<tds:GetSystemDateAndTimeResponse><tds:SystemDateAndTime><tt:DateTimeType>NTP</tt:DateTimeType>"
+    "<tt:DaylightSavings>false</tt:DaylightSavings><tt:UTCDateTime><tt:Time><tt:Hour>1</tt:Hour><tt:Minute>2"
+    "</tt:Minute><tt:Second>3</tt:Second></tt:Time><tt:Date><tt:Year>2026</tt:Year><tt:Month>1</tt:Month>"
+    "<tt:Day>2</tt:Day></tt:Date></tt:UTCDateTime></tds:SystemDateAndTime></tds:GetSystemDateAndTimeResponse>"
+    "</env:Body></env:Envelope>").encode()
+
+
+class OneShotServer:
+    """Answers `answers` requests per connection, then closes it while claiming keep-alive (as devices with a
+    short idle timeout do); answers=0 closes without answering."""
+
+    def __init__(self, answers: int):
+        import socket
+
+        self.answers, self.connections, self.requests = answers, 0, 0
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            self.connections += 1
+            with conn:
+                conn.settimeout(2)
+                for _ in range(self.answers):
+                    data = b""
+                    while b"\r\n\r\n" not in data:
+                        data += conn.recv(65536)
+                    head, _, body = data.partition(b"\r\n\r\n")
+                    length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                                      if line.lower().startswith(b"content-length")))
+                    while len(body) < length:
+                        body += conn.recv(65536)
+                    self.requests += 1
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/soap+xml\r\nConnection: keep-alive"
+                                 + f"\r\nContent-Length: {len(SDT_ANSWER)}\r\n\r\n".encode() + SDT_ANSWER)
+                if not self.answers:
+                    conn.recv(65536)
+
+    def close(self):
+        self._stop.set()
+        self._thread.join(2)
+        self.sock.close()
+
+
+def _plain_device(port: int) -> drv.OnvifDriver:
+    st = DeviceState(id="raw", kind="camera", vendor="onvif", host="127.0.0.1", http_port=port, rtsp_port=554,
+                     username="u", password="p", model="m", serial="s", firmware="f", mac="m", name="n")
+    return drv.OnvifDriver(device_for(st), "p")
+
+
+def test_stale_keepalive_connection_is_reopened_once():
+    srv = OneShotServer(answers=1)
+    try:
+        d = _plain_device(srv.port)
+        d._call("device", "GetSystemDateAndTime")
+        time.sleep(0.05)  # the server has closed the kept-alive connection by now
+        assert d._call("device", "GetSystemDateAndTime").UTCDateTime.Date.Year == 2026
+        assert (srv.connections, srv.requests, d.requests_sent) == (2, 2, 2)
+    finally:
+        srv.close()
+
+
+def test_a_fresh_connection_closed_without_answer_is_not_retried():
+    srv = OneShotServer(answers=0)
+    try:
+        with pytest.raises(ProtocolError, match="closed without an answer"):
+            _plain_device(srv.port)._call("device", "GetSystemDateAndTime")
+        assert srv.connections == 1
+    finally:
+        srv.close()
+
+
+def test_transport_posts_only_to_the_inventory_host():
+    t = drv._Transport("http", "127.0.0.1", 80, 1.0)
+    with pytest.raises(ProtocolError, match="not the inventory host"):
+        t.post("http://192.0.2.7/onvif/device_service", b"<x/>", {})
+    assert t.requests == 0
