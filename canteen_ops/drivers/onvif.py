@@ -546,14 +546,11 @@ class OnvifDriver(Driver):
             return self._xaddrs
         xaddrs: dict[str, str] = {}
         try:
-            for svc in self._call("device", "GetServices", IncludeCapability=True) or []:
+            # Without the capabilities: a much smaller answer to parse, on every device of every run. The one
+            # capability we need (SystemBackup) is asked for only by export_config/settings.
+            for svc in self._call("device", "GetServices", IncludeCapability=False) or []:
                 if svc.Namespace and svc.XAddr:
                     xaddrs[svc.Namespace] = svc.XAddr
-                if svc.Namespace == NS_DEVICE:
-                    caps = _attr(svc.Capabilities, "_value_1")
-                    system = _attr(caps, "System")
-                    if system is not None:
-                        self._system_backup = _truthy(_attr(system, "SystemBackup"))
         except NotSupported:
             caps = self._call("device", "GetCapabilities", Category="All")
             if caps.Media is not None:
@@ -747,10 +744,17 @@ class OnvifDriver(Driver):
                 return self._stream_uri(p.token)
         raise NotSupported(f"no {'main' if main else 'sub'} stream profile for channel {channel}")
 
+    def _backup_supported(self) -> bool:
+        """Capabilities.Device.System.SystemBackup (protocols.md C.4: rarely true; never call blindly)."""
+        if self._system_backup is None:
+            caps = self._call("device", "GetCapabilities", Category="Device")
+            system = caps.Device.System if caps is not None and caps.Device is not None else None
+            self._system_backup = bool(system is not None and _truthy(system.SystemBackup))
+        return self._system_backup
+
     @_getter
     def export_config(self) -> ConfigExport:
-        self._discover()
-        if not self._system_backup:
+        if not self._backup_supported():
             raise NotSupported("device offers no config export")
         result = self._call("device", "GetSystemBackup")
         reply = self._transport.last_reply
@@ -780,7 +784,7 @@ class OnvifDriver(Driver):
                                                for u in self._call("device", "GetUsers") or []])
         xaddrs = self._discover()
         out["services"] = sorted(xaddrs)
-        out["system_backup"] = self._system_backup
+        out["system_backup"] = self._optional(self._backup_supported)
         out["ports"] = {"http": self.device.port}
         return out
 
