@@ -148,7 +148,22 @@ def measure(label: str, n: int, lab: Lab, fn) -> dict:
     return row
 
 
-def run_size(n: int, args, naive_per_device: dict) -> list[dict]:
+def run_naive(n: int) -> dict:
+    """The naive loop on its own lab of n devices."""
+    devs = fleet_for(n).devices[:n]
+    lab = Lab(n)
+    try:
+        def naive():
+            for d in devs:
+                naive_one(d)
+            return 0
+
+        return measure("naive", n, lab, naive)
+    finally:
+        lab.close()
+
+
+def run_size(n: int, args) -> list[dict]:
     from canteen_ops.drivers.base import auth_guard
 
     fleet = fleet_for(n)
@@ -156,18 +171,6 @@ def run_size(n: int, args, naive_per_device: dict) -> list[dict]:
     rows = []
     lab = Lab(n)
     try:
-        if args.naive_sample > 0 and not naive_per_device:
-            sample = devs[: min(n, args.naive_sample)]
-
-            def naive():
-                for d in sample:
-                    naive_one(d)
-                return 0
-
-            row = measure("naive", len(sample), lab, naive)
-            naive_per_device.update(wall=row["wall_s"] / len(sample), cpu=row["client_cpu_s"] / len(sample),
-                                    measured_on=len(sample))
-            rows.append(row)
         devices = [device_of(d) for d in devs]
 
         def seq():
@@ -234,24 +237,27 @@ def main(argv: list[str] | None = None) -> int:
           f"{cpu() - c0:.2f} s CPU")
     naive: dict = {}
     all_rows = []
-    print(f"{'N':>5} {'mode':<14} {'wall s':>9} {'client CPU s':>12} {'lab CPU s':>9} {'ms/dev':>7} "
-          f"{'RSS MiB':>8} {'peak':>6} {'vs naive':>9} {'errors':>6}")
+    header = (f"{'N':>5} {'mode':<16} {'wall s':>8} {'client CPU s':>12} {'lab CPU s':>9} {'ms/dev':>7} "
+              f"{'RSS MiB':>8} {'peak':>6} {'vs naive':>9} {'errors':>6}")
+
+    def show(r: dict, speed: str = "") -> None:
+        print(f"{r['n']:>5} {r['mode']:<16} {r['wall_s']:8.2f} {r['client_cpu_s']:12.2f} {r['lab_cpu_s']:9.2f} "
+              f"{1000 * r['wall_s'] / r['n']:7.2f} {r['rss_mb']:8.0f} {r['peak_rss_mb']:6.0f} {speed:>9} "
+              f"{r['errors']:>6}", flush=True)
+
+    print(header)
+    if args.naive_sample > 0:
+        r = run_naive(args.naive_sample)
+        all_rows.append(r)
+        naive.update(wall=r["wall_s"] / r["n"], cpu=r["client_cpu_s"] / r["n"], measured_on=r["n"])
+        show(r)
     for n in [int(x) for x in args.sizes.split(",") if x]:
-        rows = run_size(n, args, naive)
-        for r in rows:
+        if naive:
+            print(f"{n:>5} {'naive (extrap.)':<16} {'~' + format(naive['wall'] * n, '.1f'):>8} "
+                  f"{'~' + format(naive['cpu'] * n, '.1f'):>12}")
+        for r in run_size(n, args):
             all_rows.append(r)
-            if r["mode"] == "naive":
-                n_txt, wall_txt, cpu_txt, speed = f"{r['n']:>5}", f"{r['wall_s']:9.2f}", f"{r['client_cpu_s']:12.2f}", ""
-            else:
-                n_txt, wall_txt, cpu_txt = f"{r['n']:>5}", f"{r['wall_s']:9.2f}", f"{r['client_cpu_s']:12.2f}"
-                speed = f"{naive['wall'] * r['n'] / r['wall_s']:8.0f}x" if naive else ""
-            print(f"{n_txt} {r['mode']:<14} {wall_txt} {cpu_txt} {r['lab_cpu_s']:9.2f} "
-                  f"{1000 * r['wall_s'] / r['n']:7.2f} {r['rss_mb']:8.0f} {r['peak_rss_mb']:6.0f} {speed:>9} "
-                  f"{r['errors']:>6}")
-            if r["mode"] == "naive" and naive:
-                print(f"{n:>5} {'naive (extrap.)':<14} {'~' + format(naive['wall'] * n, '.1f'):>9} "
-                      f"{'~' + format(naive['cpu'] * n, '.1f'):>12} {'':>9} {1000 * naive['wall']:7.2f}")
-        sys.stdout.flush()
+            show(r, f"{naive['wall'] * r['n'] / r['wall_s']:8.0f}x" if naive else "")
     if naive:
         print(f"naive measured on {naive['measured_on']} devices: {1000 * naive['wall']:.0f} ms wall, "
               f"{1000 * naive['cpu']:.0f} ms CPU per device; larger N extrapolated linearly")
