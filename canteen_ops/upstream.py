@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import re
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
@@ -81,9 +82,24 @@ def resolve_upstream(flag: str | None, settings: "Settings | None") -> str:
         raise UsageError("no upstream: pass --upstream URL, set CANTEEN_OPS_UPSTREAM, or set settings.upstream_url "
                          "in the inventory (the URL of the Datasette database, e.g. http://district:8001/canteen)")
     url = url.rstrip("/")
-    if not re.match(r"^https?://[^/]+/[^/?#]+$", url):
-        raise UsageError(f"upstream {url!r}: expected the Datasette database URL, http(s)://HOST[:PORT]/DATABASE")
+    # The URL is printed (errors, sync status) and stored in sync_state, so it must hold no secret: credentials
+    # in it (user:pass@, ?_token=) are refused, and the refusal shows the URL without them.
+    shown = _public_url(url)
+    if re.match(r"^[a-z][a-z0-9+.\-]*://[^/?#]*@", url, re.I) or "?" in url or "#" in url:
+        raise UsageError(f"upstream {shown!r}: the URL takes no user, password, query or fragment; give the API "
+                         "token in $CANTEEN_OPS_UPSTREAM_TOKEN or settings.upstream_token_file")
+    if not re.match(r"^https?://[^/@?#\s]+/[^/?#\s]+$", url):
+        raise UsageError(f"upstream {shown!r}: expected the Datasette database URL, http(s)://HOST[:PORT]/DATABASE")
+    try:
+        urllib.parse.urlsplit(url).port  # noqa: B018 (raises on a bad port or IPv6 literal)
+    except ValueError as exc:
+        raise UsageError(f"upstream {shown!r}: {exc}") from None
     return url
+
+
+def _public_url(url: str) -> str:
+    """The URL without userinfo, query or fragment (where a credential could hide)."""
+    return re.sub(r"(://)[^/?#]*@", r"\1", url).split("?", 1)[0].split("#", 1)[0]
 
 
 def resolve_token(settings: "Settings | None") -> str:

@@ -376,3 +376,31 @@ def test_detached_lab_and_stream_failures_leak_nothing(tmp_path):
         cli_process("lab", "down", "--dir", lab_dir)
     leaks = hay.leaks(secrets)
     assert not leaks, "\n".join(leaks)
+
+
+@pytest.mark.parametrize("url", [
+    "http://sync:UrlSecret-1a@127.0.0.1:9/canteen",  # basic-auth style userinfo
+    "http://:UrlSecret-1a@127.0.0.1:9/canteen",
+    "http://127.0.0.1:9/canteen?_token=UrlSecret-1a",  # a token in the query string
+    "http://127.0.0.1:9/canteen#UrlSecret-1a",
+    "http://sync:UrlSecret-1a@[::1/canteen",  # and a malformed one (was a traceback)
+])
+def test_upstream_url_with_credentials_is_refused_without_echoing_them(cli, tmp_path, monkeypatch, url):
+    """The upstream URL is printed (errors, sync status) and stored in sync_state: credentials in it are refused
+    (usage error, nothing sent) and the refusal shows the URL without them."""
+    monkeypatch.setenv("CANTEEN_OPS_UPSTREAM_TOKEN", "TokenSecret-2b")
+    assert cli("log", "add", "a note to sync").code == 0
+    hay = Haystack()
+    r = cli("sync", "--upstream", url)
+    hay.add_cli(r, "sync")
+    assert r.code == 64 and "upstream" in r.err, r
+    monkeypatch.setenv("CANTEEN_OPS_UPSTREAM", url)
+    for args in (("sync",), ("sync", "status"), ("sync", "status", "--json"), ("sync", "--dry-run")):
+        r = cli(*args)
+        hay.add_cli(r, " ".join(args))
+        assert r.code in (0, 64), r
+    for p in tmp_path.iterdir():
+        if p.name.startswith("log.db"):
+            hay.add(p.name, p.read_bytes())
+    leaks = hay.leaks({"URL credential": "UrlSecret-1a", "token": "TokenSecret-2b"})
+    assert not leaks, "\n".join(leaks)
