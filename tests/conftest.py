@@ -37,9 +37,12 @@ def cli(capsys):
     """Run canteen-ops in-process: cli('inventory', 'list') → CLIResult(code, out, err)."""
     from canteen_ops.cli.app import run
 
+    from canteen_ops.drivers.base import auth_guard
+
     def invoke(*args: str) -> CLIResult:
         capsys.readouterr()
         os.environ["COLUMNS"] = "200"
+        auth_guard.reset()  # each invocation is its own run, as each command is its own process in real use
         code = run([str(a) for a in args])
         out, err = capsys.readouterr()
         return CLIResult(code, out, err)
