@@ -227,12 +227,14 @@ def test_gaps(lab, lab_faults, inv_path, vendor):
 @pytest.mark.parametrize("vendor", VENDORS)
 @pytest.mark.parametrize("fault", ["malformed-xml", "xml-bomb", "oversized-body"])
 def test_hostile_answers_are_contained(lab, lab_faults, inv_path, vendor, fault):
-    if vendor == "dahua" and fault != "oversized-body":
-        pytest.skip("Dahua CGI answers key=value text, not XML")
     nvr = by_vendor(lab, vendor, "nvr")
     healthy = by_vendor(lab, vendor, "camera")
     lab_faults.set(nvr, fault)
     out = check(inv_path, [nvr, healthy], ["facts", "clock"])
+    if vendor == "dahua" and fault == "xml-bomb":
+        # Dahua CGI answers key=value text: there is no XML to turn into a bomb, so the device answers normally.
+        assert one(out, nvr, "facts").status is Status.OK
+        return
     for name in ("facts", "clock"):
         r = one(out, nvr, name)
         assert r.status in (Status.UNKNOWN, Status.CRIT), r
