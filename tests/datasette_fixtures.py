@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from canteen_ops.lab.district import ACTOR, DB, DatasetteServer, free_port  # noqa: F401  (re-exported for tests)
+from canteen_ops.lab.district import DatasetteServer
 
 
 @pytest.fixture

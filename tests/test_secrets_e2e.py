@@ -28,7 +28,7 @@ import yaml
 from canteen_ops.drivers.base import auth_guard
 from canteen_ops.store.schema import SYNCED_TABLES
 from tests.conftest import ROOT
-from tests.datasette_fixtures import DatasetteServer
+from canteen_ops.lab.district import DatasetteServer
 
 # A couple of devices per vendor, hostile ones among them.
 HIK_NVR, HIK_CAM, HIK_BAD = "s001-nvr", "s001-cam01", "s001-cam02"

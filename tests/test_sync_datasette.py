@@ -1,6 +1,5 @@
 """Sync against a real Datasette 1.0a41: exactly once, resumable after a kill, offline-first, token refusals."""
 
-import datetime as dt
 import json
 
 import httpx
@@ -13,7 +12,7 @@ from canteen_ops.store.log import MaintenanceLog
 from canteen_ops.store.schema import SYNCED_TABLES
 from canteen_ops.timeutil import iso
 from tests.conftest import EXAMPLE
-from tests.datasette_fixtures import DatasetteServer, free_port
+from canteen_ops.lab.district import DatasetteServer, free_port
 
 
 def seed(log: MaintenanceLog, n_results: int = 40) -> None:

@@ -22,7 +22,7 @@ from canteen_ops.errors import LockHeld, UsageError
 from canteen_ops.playbooks.model import Playbook, Step, substitute
 from canteen_ops.playbooks.tasks import INTERNAL, TASKS
 from canteen_ops.status import Status, worst
-from canteen_ops.timeutil import iso, local, utcnow
+from canteen_ops.timeutil import iso, utcnow
 
 if TYPE_CHECKING:
     from canteen_ops.context import Env
@@ -269,7 +269,3 @@ class PlaybookRunner:
         if step.task == "incident" and isinstance(args, dict) and args.get("action", "open") != "open":
             return f"canteen-ops incident {args['action']} <open incident of {args.get('device')}>"
         return "canteen-ops " + " ".join(TASKS[step.task].argv(args, self._target(step)))
-
-
-def local_time(ts: dt.datetime | None, tz: str) -> str:
-    return local(iso(ts), tz) if ts else ""
