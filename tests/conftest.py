@@ -21,7 +21,11 @@ def _isolated(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
     monkeypatch.delenv("CANTEEN_OPS_INVENTORY", raising=False)
     monkeypatch.chdir(tmp_path)
+    from canteen_ops.drivers.base import auth_guard
+
+    auth_guard.reset()  # each test is a fresh run: no device is remembered as having refused our login
     yield
+    auth_guard.reset()
 
 
 class CLIResult:

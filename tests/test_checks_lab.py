@@ -9,7 +9,6 @@ import pytest
 import yaml
 
 from canteen_ops.checks.run import run_checks
-from canteen_ops.drivers.base import auth_guard
 from canteen_ops.inventory.loader import load_inventory
 from canteen_ops.status import Status
 
@@ -27,13 +26,6 @@ def inv_path(lab, tmp_path_factory):
     path = tmp_path_factory.mktemp("checks-lab") / "inventory.yaml"
     path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
     return path
-
-
-@pytest.fixture(autouse=True)
-def _fresh_guard():
-    auth_guard.reset()
-    yield
-    auth_guard.reset()
 
 
 def check(inv_path, devices, names=NO_MEDIA, **kw):

@@ -37,13 +37,6 @@ def device_for(state: DeviceState, *, timeout: float = 3.0, password: str | None
                   timeout=timeout, policy=Policy())
 
 
-@pytest.fixture(autouse=True)
-def _fresh_guard():
-    auth_guard.reset()
-    yield
-    auth_guard.reset()
-
-
 @pytest.fixture
 def camera(lab, lab_faults):
     st = lab.first("onvif", "camera")

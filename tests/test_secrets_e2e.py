@@ -100,14 +100,6 @@ def decoded_export(data: bytes) -> bytes:
     return data
 
 
-@pytest.fixture(autouse=True)
-def _fresh_auth_guard():
-    """Rejected logins are remembered per process (= one CLI run); here many runs share one process."""
-    auth_guard.reset()
-    yield
-    auth_guard.reset()
-
-
 @pytest.fixture
 def upstream(tmp_path):
     server = DatasetteServer(tmp_path / "upstream").start()

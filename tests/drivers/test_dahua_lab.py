@@ -31,13 +31,6 @@ def inv(lab):
     return load_inventory(lab.inventory)
 
 
-@pytest.fixture(autouse=True)
-def _guard():
-    auth_guard.reset()
-    yield
-    auth_guard.reset()
-
-
 @pytest.fixture
 def nvr(lab):
     return lab.first("dahua", "nvr")

@@ -8,20 +8,13 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
-from canteen_ops.drivers.base import NotSupported, ProtocolError, auth_guard
+from canteen_ops.drivers.base import NotSupported, ProtocolError
 from canteen_ops.drivers.dahua import DahuaDriver
 
 from .fake_digest import FakeDevice
 from .test_http_auth import device
 
 UTC = dt.timezone.utc
-
-
-@pytest.fixture(autouse=True)
-def _guard():
-    auth_guard.reset()
-    yield
-    auth_guard.reset()
 
 
 def text_route(body: str, status: int = 200):

@@ -15,7 +15,6 @@ from canteen_ops.drivers.base import (
     Offline,
     ProtocolError,
     Timeout,
-    auth_guard,
     open_driver,
 )
 from canteen_ops.drivers.hikvision import HikvisionDriver
@@ -28,13 +27,6 @@ def inv(lab):
     from canteen_ops.inventory.loader import load_inventory
 
     return load_inventory(lab.inventory)
-
-
-@pytest.fixture(autouse=True)
-def _guard():
-    auth_guard.reset()
-    yield
-    auth_guard.reset()
 
 
 @pytest.fixture

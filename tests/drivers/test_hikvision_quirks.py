@@ -8,7 +8,7 @@ import datetime as dt
 import pytest
 
 from canteen_ops.drivers import xmlsafe as X
-from canteen_ops.drivers.base import ConfigExport, NotSupported, ProtocolError, auth_guard
+from canteen_ops.drivers.base import ConfigExport, NotSupported, ProtocolError
 
 from .fake_digest import FakeDevice
 from .test_http_auth import hik
@@ -16,13 +16,6 @@ from .test_http_auth import hik
 UTC = dt.timezone.utc
 TIME = (b'<Time xmlns="http://www.isapi.org/ver20/XMLSchema"><timeMode>NTP</timeMode>'
         b"<localTime>2024-05-01T18:00:00+08:00</localTime><timeZone>CST-8:00:00</timeZone></Time>")
-
-
-@pytest.fixture(autouse=True)
-def _guard():
-    auth_guard.reset()
-    yield
-    auth_guard.reset()
 
 
 def xml_route(body: bytes, status: int = 200):

@@ -12,7 +12,7 @@ import tracemalloc
 
 import pytest
 
-from canteen_ops.drivers.base import AuthFailed, Locked, Offline, ProtocolError, Timeout, auth_guard
+from canteen_ops.drivers.base import AuthFailed, Locked, Offline, ProtocolError, Timeout
 from canteen_ops.drivers.dahua import DahuaDriver
 from canteen_ops.drivers.hikvision import HikvisionDriver
 from canteen_ops.inventory.model import Credentials, Device, Policy
@@ -25,13 +25,6 @@ from .fake_digest import (
     never_answers,
     slow_drip,
 )
-
-
-@pytest.fixture(autouse=True)
-def _fresh_guard():
-    auth_guard.reset()
-    yield
-    auth_guard.reset()
 
 
 def device(port: int, *, dev_id="cam-1", vendor="hikvision", kind="camera", timeout=2.0) -> Device:
