@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from canteen_ops.drivers.base import (AuthFailed, Channel, Clock, Disk, Driver, Facts, RecordingSpan, auth_guard)
+from canteen_ops.lab.state import without
 
 UTC = dt.timezone.utc
 AREAS = ["加工区", "烹饪区", "专间", "洗消间", "备餐区", "留样区"]
@@ -83,18 +84,8 @@ class FakeDriver(Driver):
     def recordings(self, channel, start, end) -> list[RecordingSpan]:
         self._maybe_fail("recordings")
         now = dt.datetime.now(UTC)
-        spans = [(now - dt.timedelta(days=self.state.retention_days), now)]
-        for hs, he in sorted(self.state.holes.get(channel, [])):
-            out = []
-            for s, e in spans:
-                if he <= s or hs >= e:
-                    out.append((s, e))
-                    continue
-                if s < hs:
-                    out.append((s, hs))
-                if he < e:
-                    out.append((he, e))
-            spans = out
+        spans = without([(now - dt.timedelta(days=self.state.retention_days), now)],
+                        self.state.holes.get(channel, []))
         return [RecordingSpan(channel, max(s, start), min(e, end)) for s, e in spans if e > start and s < end]
 
     def stream_uri(self, channel: int = 1, main: bool = True) -> str:

@@ -261,18 +261,7 @@ class DeviceState:
             holes.append((hole_end - dt.timedelta(hours=1), hole_end))
         if self.has("channel-offline") and int(self.fault_value("channel-offline", 1)) == channel:
             holes.append((now - dt.timedelta(hours=2), now))  # video loss since 2 h ago
-        for hs, he in sorted(holes):
-            out = []
-            for s, e in spans:
-                if he <= s or hs >= e:
-                    out.append((s, e))
-                    continue
-                if s < hs:
-                    out.append((s, hs))
-                if he < e:
-                    out.append((he, e))
-            spans = out
-        return spans
+        return without(spans, holes)
 
     def local_segments(self, channel: int, start: dt.datetime, end: dt.datetime
                        ) -> list[tuple[dt.datetime, dt.datetime]]:
@@ -386,3 +375,20 @@ class DeviceState:
         d["disks"] = [asdict(x) for x in self.effective_disks()]
         d["firmware"] = self.effective_firmware
         return d
+
+
+def without(spans: list[tuple[dt.datetime, dt.datetime]], holes: list[tuple[dt.datetime, dt.datetime]]
+            ) -> list[tuple[dt.datetime, dt.datetime]]:
+    """The parts of `spans` not covered by any hole (recording gaps cut out of continuous recording)."""
+    for hs, he in sorted(holes):
+        out = []
+        for s, e in spans:
+            if he <= s or hs >= e:
+                out.append((s, e))
+                continue
+            if s < hs:
+                out.append((s, hs))
+            if he < e:
+                out.append((he, e))
+        spans = out
+    return spans
