@@ -563,12 +563,17 @@ def _take(state: DeviceState, el) -> tuple[list[str], bool]:
     return got
 
 
-def op_get_recording_search_results(state, el):
-    _require_nvr(state, "GetRecordingSearchResults")
+def _search_results(state, el, operation: str) -> str:
+    """The next page of a recording or event search: GetRecordingSearchResults / GetEventSearchResults."""
+    _require_nvr(state, operation)
     batch, done = _take(state, el)
-    return (f"<tse:GetRecordingSearchResultsResponse><tse:ResultList><tt:SearchState>"
+    return (f"<tse:{operation}Response><tse:ResultList><tt:SearchState>"
             f"{'Completed' if done else 'Searching'}</tt:SearchState>{''.join(batch)}</tse:ResultList>"
-            f"</tse:GetRecordingSearchResultsResponse>")
+            f"</tse:{operation}Response>")
+
+
+def op_get_recording_search_results(state, el):
+    return _search_results(state, el, "GetRecordingSearchResults")
 
 
 def op_get_recording_information(state, el):
@@ -630,11 +635,7 @@ def op_find_events(state, el):
 
 
 def op_get_event_search_results(state, el):
-    _require_nvr(state, "GetEventSearchResults")
-    batch, done = _take(state, el)
-    return (f"<tse:GetEventSearchResultsResponse><tse:ResultList><tt:SearchState>"
-            f"{'Completed' if done else 'Searching'}</tt:SearchState>{''.join(batch)}</tse:ResultList>"
-            f"</tse:GetEventSearchResultsResponse>")
+    return _search_results(state, el, "GetEventSearchResults")
 
 
 def op_end_search(state, el):
