@@ -10,7 +10,6 @@ stops the children and keeps every result already received.
 from __future__ import annotations
 
 import os
-import queue as queue_mod
 import signal
 from typing import TYPE_CHECKING, Callable
 
@@ -28,35 +27,47 @@ def run_forked(devices: list["Device"], task: Callable[["Device"], list[Result]]
                progress: bool | None, label: str = "checking") -> RunOutcome:
     import multiprocessing as mp
     import sys
+    import threading
+    from multiprocessing.connection import wait
 
     ctx = mp.get_context("fork")
-    q = ctx.Queue()
     # Round-robin, so every child gets its share of NVRs (the expensive devices) and of each school.
     chunks = [devices[i::processes] for i in range(processes)]
     per_child_workers = max(1, (workers or 0) // processes) if workers else None
 
-    def child(index: int, chunk: list["Device"]) -> None:
+    def child(index: int, chunk: list["Device"], conn) -> None:
+        # One pipe per child, written synchronously under a lock: no multiprocessing.Queue feeder thread, whose
+        # join at exit could hang a forked child for ever (seen in CI), and a dead child reads as EOF at once.
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
+        lock = threading.Lock()
+
+        def send(msg) -> None:
+            with lock:
+                conn.send(msg)
 
         def counted(device: "Device") -> list[Result]:
             try:
                 return task(device)
             finally:
-                q.put((_DEVICE, device.id))
+                send((_DEVICE, device.id))
 
         try:
             out = run_devices(chunk, counted, workers=per_child_workers, deadline_s=deadline_s,
-                              on_result=q.put, progress=False, label=label)
-            q.put((_DONE, index, out.timed_out))
+                              on_result=send, progress=False, label=label)
+            send((_DONE, index, out.timed_out))
         except BaseException as exc:  # noqa: BLE001 - reported to the parent, which reports the devices
-            q.put((_FAILED, index, f"{type(exc).__name__}: {exc}"))
+            send((_FAILED, index, f"{type(exc).__name__}: {exc}"))
+        finally:
+            conn.close()
 
     outcome = RunOutcome()
     procs = []
     for chunk in (c for c in chunks if c):
-        p = ctx.Process(target=child, args=(len(procs), chunk), daemon=True)
+        reader, writer = ctx.Pipe(duplex=False)
+        p = ctx.Process(target=child, args=(len(procs), chunk, writer), daemon=True)
         p.start()
-        procs.append((p, chunk))
+        writer.close()  # only the child writes: its exit (however it happens) is EOF here
+        procs.append((p, chunk, reader))
     show = sys.stderr.isatty() if progress is None else progress
     bar = None
     if show:
@@ -65,6 +76,7 @@ def run_forked(devices: list["Device"], task: Callable[["Device"], list[Result]]
         bar = _Progress(len(devices), label)
     seen: set[str] = set()
     done: set[int] = set()
+    readers = {reader: i for i, (_, _, reader) in enumerate(procs)}
 
     def emit(r: Result) -> None:
         outcome.results.append(r)
@@ -73,48 +85,52 @@ def run_forked(devices: list["Device"], task: Callable[["Device"], list[Result]]
         if on_result:
             on_result(r)
 
+    def handle(i: int, msg) -> None:
+        if isinstance(msg, Result):
+            emit(msg)
+        elif msg[0] == _DEVICE:
+            if bar:
+                bar.advance()
+        elif msg[0] == _DONE:
+            done.add(i)
+            outcome.timed_out.extend(msg[2])
+        elif msg[0] == _FAILED:
+            done.add(i)
+            _lost(procs[i][1], seen, f"worker process failed: {msg[2]}", emit)
+
     try:
-        while len(done) < len(procs):
-            try:
-                msg = q.get(timeout=0.5)
-            except queue_mod.Empty:
-                # A child that died without saying so (killed, out of memory): its unfinished devices get one line.
-                for i, (p, chunk) in enumerate(procs):
-                    if i not in done and not p.is_alive() and p.exitcode != 0:
+        while readers:
+            for reader in wait(list(readers), timeout=0.5):
+                i = readers[reader]
+                try:
+                    handle(i, reader.recv())
+                except (EOFError, OSError):
+                    del readers[reader]
+                    p, chunk, _ = procs[i]
+                    p.join(timeout=5)
+                    if i not in done:  # died without saying so (killed, out of memory)
                         done.add(i)
                         _lost(chunk, seen, f"worker process died (exit {p.exitcode})", emit)
-                continue
-            if isinstance(msg, Result):
-                emit(msg)
-            elif msg[0] == _DEVICE:
-                if bar:
-                    bar.advance()
-            elif msg[0] == _DONE:
-                done.add(msg[1])
-                outcome.timed_out.extend(msg[2])
-            elif msg[0] == _FAILED:
-                done.add(msg[1])
-                _lost(procs[msg[1]][1], seen, f"worker process failed: {msg[2]}", emit)
     except KeyboardInterrupt:
         outcome.interrupted = True
-        for p, _ in procs:
+        for p, _, _ in procs:
             if p.is_alive():
                 p.terminate()
-        # keep what already arrived
-        while True:
+        for reader, i in list(readers.items()):  # keep what already arrived
             try:
-                msg = q.get_nowait()
-            except (queue_mod.Empty, OSError, EOFError):
-                break
-            if isinstance(msg, Result):
-                emit(msg)
+                while reader.poll(0):
+                    msg = reader.recv()
+                    if isinstance(msg, Result):
+                        emit(msg)
+            except (EOFError, OSError):
+                pass
         raise
     finally:
-        for p, _ in procs:
+        for p, _, reader in procs:
             p.join(timeout=5)
             if p.is_alive():
                 p.kill()
-        q.close()
+            reader.close()
         if bar:
             bar.close()
     return outcome
