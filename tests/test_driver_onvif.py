@@ -160,6 +160,22 @@ def test_nvr_channels_retention_and_gaps(nvr):
     assert (now - last_day[-1].end).total_seconds() > 7000  # video lost 2 h ago
 
 
+def test_one_event_search_serves_every_channel(nvr, lab):
+    """The checks ask each channel for the same window: the NVR is searched once (FindEvents, its results,
+    EndSearch), not once per channel, and each channel gets only its own spans."""
+    st, faults = nvr
+    faults.set(st.id, "gaps", "2")
+    d = driver(st)
+    now = dt.datetime.now(UTC)
+    d.channels()
+    sent = d.requests_sent
+    per_channel = {c.id: d.recordings(c.id, now - dt.timedelta(hours=24), now) for c in st.channels}
+    assert d.requests_sent - sent == 3
+    assert all(len(spans) == 3 and {s.channel for s in spans} == {ch} for ch, spans in per_channel.items())
+    d.recordings(1, now - dt.timedelta(hours=12), now)  # another window is another search
+    assert d.requests_sent - sent == 6
+
+
 def test_drifted_nvr_spans_are_in_host_time(nvr):
     st, faults = nvr
     faults.set(st.id, "clock-drift", "-600")

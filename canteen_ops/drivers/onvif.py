@@ -450,6 +450,7 @@ class OnvifDriver(Driver):
         self._system_backup: bool | None = None
         self._device_info = None
         self._recordings: dict[int, Any] | None = None
+        self._events: dict[tuple[dt.datetime, dt.datetime], Any] = {}  # window → events by token, or the error
         self._profiles = None
 
     def close(self) -> None:
@@ -688,29 +689,47 @@ class OnvifDriver(Driver):
         off = self._token.offset
         dstart, dend = start + off, end + off
         try:
-            events = self._recording_events(info.RecordingToken, dstart, dend)
+            events = self._recording_events(dstart, dend).get(info.RecordingToken, [])
         except NotSupported:  # no event search: one span from the earliest to the latest data
             events = [(earliest, True)]
         spans = spans_from_events(events, dstart, dend, latest)
         return clipped(channel, [(max(s, earliest) - off, e - off) for s, e in spans if e > earliest], start, end)
 
-    def _recording_events(self, token: str, start: dt.datetime, end: dt.datetime) -> list[tuple[dt.datetime, bool]]:
+    def _recording_events(self, start: dt.datetime, end: dt.datetime) -> dict[str, list[tuple[dt.datetime, bool]]]:
+        """IsDataPresent flips of every recording in [start, end], by recording token: one FindEvents for the
+        whole NVR (the checks ask each channel for the same window), kept for the other channels."""
+        key = (start, end)
+        cached = self._events.get(key)
+        if cached is None:
+            try:
+                cached = self._search_events(start, end)
+            except DriverError as exc:
+                cached = exc
+            self._events[key] = cached
+        if isinstance(cached, DriverError):
+            raise cached
+        return cached
+
+    def _search_events(self, start: dt.datetime, end: dt.datetime) -> dict[str, list[tuple[dt.datetime, bool]]]:
+        tokens = [info.RecordingToken for info in self._search_recordings().values()]
         search = self._call("search", "FindEvents", StartPoint=start, EndPoint=end,
-                            Scope={"IncludedRecordings": [token]}, SearchFilter={}, IncludeStartState=True,
+                            Scope={"IncludedRecordings": tokens}, SearchFilter={}, IncludeStartState=True,
                             KeepAliveTime=dt.timedelta(seconds=10))
-        events: list[tuple[dt.datetime, bool]] = []
-        for _ in range(MAX_RESULT_PAGES):
+        wanted = set(tokens)
+        events: dict[str, list[tuple[dt.datetime, bool]]] = {}
+        pages = MAX_RESULT_PAGES * max(1, len(tokens))  # a device pages per its own limit; more channels, more
+        for _ in range(pages):
             page = self._call("search", "GetEventSearchResults", SearchToken=search,
                               WaitTime=dt.timedelta(seconds=1))
             for r in page.Result or []:
                 present = _data_present(r)
                 when = _aware(r.Time)
-                if present is not None and when is not None and r.RecordingToken == token:
-                    events.append((when, present))
+                if present is not None and when is not None and r.RecordingToken in wanted:
+                    events.setdefault(r.RecordingToken, []).append((when, present))
             if page.SearchState == "Completed":
                 break
         else:
-            raise ProtocolError(f"event search did not complete after {MAX_RESULT_PAGES} pages")
+            raise ProtocolError(f"event search did not complete after {pages} pages")
         self._end_search(search)
         return events
 
