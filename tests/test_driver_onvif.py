@@ -105,13 +105,15 @@ def test_camera_channels_streams_and_uri(camera):
     st, faults = camera
     d = driver(st)
     assert [(c.id, c.name) for c in d.channels()] == [(1, st.channels[0].name)]
-    (s,) = d.streams()
+    s, sub = d.streams()  # the main profile, then the sub-stream profile of the same video source
     assert (s.channel, s.codec, s.width, s.height, s.fps, s.bitrate_kbps, s.main) == (
         1, "H.264", 1920, 1080, 25.0, 4096.0, True)
+    assert (sub.channel, sub.width, sub.height, sub.main) == (1, 640, 360, False)
     assert s.uri == f"rtsp://{st.host}:{st.rtsp_port}{st.channels[0].rtsp_path}"
     assert d.stream_uri(1) == s.uri and "@" not in s.uri
+    assert d.stream_uri(1, main=False) == sub.uri == f"rtsp://{st.host}:{st.rtsp_port}/onvif/media/sub"
     with pytest.raises(NotSupported):
-        d.stream_uri(1, main=False)
+        d.stream_uri(2, main=False)
     with pytest.raises(NotSupported):
         d.recordings(1, dt.datetime.now(UTC) - dt.timedelta(days=1), dt.datetime.now(UTC))
 

@@ -252,6 +252,32 @@ def test_profiles_stream_and_snapshot_uris(nvr):
     assert media.GetVideoEncoderConfiguration(ConfigurationToken="VideoEncoder_3").token == "VideoEncoder_3"
 
 
+def test_camera_sub_stream_profile(camera, lab):
+    """A camera has a second profile on the same source: the 640x360 sub-stream the RTSP server plays."""
+    st, faults = camera
+    media = service(st, "media")
+    main, sub = media.GetProfiles()
+    assert (main.token, sub.token) == ("Profile_1", "Profile_1_sub")
+    assert sub.VideoSourceConfiguration.SourceToken == main.VideoSourceConfiguration.SourceToken
+    assert (sub.VideoEncoderConfiguration.Resolution.Width, sub.VideoEncoderConfiguration.Resolution.Height) == (
+        640, 360)
+    uri = media.GetStreamUri(StreamSetup={"Stream": "RTP-Unicast", "Transport": {"Protocol": "RTSP"}},
+                             ProfileToken="Profile_1_sub")
+    assert uri.Uri == f"rtsp://{st.host}:{st.rtsp_port}{st.sub_stream_path(st.channels[0])}"
+    faults.set(st.id, "low-res")  # only the main stream follows the device's resolution fault
+    assert [(c.token, c.Resolution.Width) for c in media.GetVideoEncoderConfigurations()] == [
+        ("VideoEncoder_1", 1280), ("VideoEncoder_1_sub", 640)]
+
+
+@pytest.mark.parametrize("vendor", ["hikvision", "dahua"])
+def test_hikvision_and_dahua_speak_onvif_too(lab, lab_faults, vendor):
+    st = lab.first(vendor, "camera")
+    lab_faults.touch(st.id)
+    info = service(st).GetDeviceInformation()
+    assert (info.Manufacturer, info.SerialNumber) == ({"hikvision": "HIKVISION", "dahua": "Dahua"}[vendor],
+                                                      st.serial)
+
+
 def test_unknown_profile_is_invalid_arg(camera):
     from zeep.exceptions import Fault
 

@@ -291,7 +291,7 @@ def _streams(state: DeviceState) -> list[tuple[int, ChannelState, bool]]:
 
 
 def _stream_xml(state: DeviceState, sid: int, c: ChannelState, main: bool, root_attrs: str = "") -> str:
-    w, h = state.stream_size(c) if main else (640, 360)
+    w, h = state.stream_size(c) if main else state.SUB_SIZE
     fps, kbps = (c.fps, c.bitrate_kbps) if main else (c.fps, 512)
     return (f"<StreamingChannel{root_attrs}>\n<id>{sid}</id>\n<channelName>{e(c.name)}</channelName>\n"
             "<enabled>true</enabled>\n<Transport>\n<maxPacketSize>1000</maxPacketSize>\n<ControlProtocolList>\n"

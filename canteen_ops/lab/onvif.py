@@ -174,8 +174,12 @@ def _manufacturer(state: DeviceState) -> str:
     return {"hikvision": "HIKVISION", "dahua": "Dahua"}.get(state.vendor, "ONVIF Lab")
 
 
-def profile_token(ch: ChannelState) -> str:
-    return f"Profile_{ch.id}"
+def profile_token(ch: ChannelState, sub: bool = False) -> str:
+    return f"Profile_{ch.id}_sub" if sub else f"Profile_{ch.id}"
+
+
+def encoder_token(ch: ChannelState, sub: bool = False) -> str:
+    return f"VideoEncoder_{ch.id}_sub" if sub else f"VideoEncoder_{ch.id}"
 
 
 def recording_token(ch: ChannelState) -> str:
@@ -367,12 +371,13 @@ def _source_config(state: DeviceState, ch: ChannelState) -> str:
             f'<tt:Bounds x="0" y="0" width="{w}" height="{h}"/></tt:VideoSourceConfiguration>')
 
 
-def _encoder_config(state: DeviceState, ch: ChannelState, tag: str = "tt:VideoEncoderConfiguration") -> str:
-    w, h = state.stream_size(ch)
+def _encoder_config(state: DeviceState, ch: ChannelState, tag: str = "tt:VideoEncoderConfiguration",
+                    sub: bool = False) -> str:
+    w, h = state.SUB_SIZE if sub else state.stream_size(ch)
     enc = _encoding(ch.codec)
     h264 = (f"<tt:H264><tt:GovLength>{ch.fps * 2}</tt:GovLength><tt:H264Profile>Main</tt:H264Profile></tt:H264>"
             if enc == "H264" else "")
-    return (f'<{tag} token="VideoEncoder_{ch.id}"><tt:Name>{_x(ch.name)} main</tt:Name>'
+    return (f'<{tag} token="{encoder_token(ch, sub)}"><tt:Name>{_x(ch.name)} {"sub" if sub else "main"}</tt:Name>'
             f"<tt:UseCount>1</tt:UseCount><tt:Encoding>{enc}</tt:Encoding>"
             f"<tt:Resolution><tt:Width>{w}</tt:Width><tt:Height>{h}</tt:Height></tt:Resolution>"
             f"<tt:Quality>4</tt:Quality><tt:RateControl><tt:FrameRateLimit>{ch.fps}</tt:FrameRateLimit>"
@@ -383,19 +388,27 @@ def _encoder_config(state: DeviceState, ch: ChannelState, tag: str = "tt:VideoEn
             f"</{tag}>")
 
 
+def _profiles(state: DeviceState) -> list[tuple[ChannelState, bool]]:
+    """(channel, sub) for every media profile: each channel's main profile, then a camera's sub-stream one."""
+    out = [(ch, False) for ch in state.channels]
+    out += [(ch, True) for ch in state.channels if state.sub_stream_path(ch)]
+    return out
+
+
 def op_get_profiles(state, el):
     profiles = "".join(
-        f'<trt:Profiles token="{profile_token(ch)}" fixed="true"><tt:Name>{_x(ch.name)}</tt:Name>'
-        f"{_source_config(state, ch)}{_encoder_config(state, ch)}</trt:Profiles>" for ch in state.channels)
+        f'<trt:Profiles token="{profile_token(ch, sub)}" fixed="true"><tt:Name>{_x(ch.name)}'
+        f'{" sub" if sub else ""}</tt:Name>{_source_config(state, ch)}{_encoder_config(state, ch, sub=sub)}'
+        f"</trt:Profiles>" for ch, sub in _profiles(state))
     return f"<trt:GetProfilesResponse>{profiles}</trt:GetProfilesResponse>"
 
 
-def _profile_channel(state: DeviceState, el) -> ChannelState:
+def _profile_channel(state: DeviceState, el) -> tuple[ChannelState, bool]:
     token = (el.findtext(f"{{{TRT}}}ProfileToken") or "").strip()
-    ch = _channel_by(state, token, profile_token)
-    if ch is None:
+    found = next(((ch, sub) for ch, sub in _profiles(state) if profile_token(ch, sub) == token), None)
+    if found is None:
         raise invalid_arg("NoProfile", f"no profile {token!r}")
-    return ch
+    return found
 
 
 def _media_uri(uri: str) -> str:
@@ -404,31 +417,32 @@ def _media_uri(uri: str) -> str:
 
 
 def op_get_stream_uri(state, el):
-    ch = _profile_channel(state, el)
+    ch, sub = _profile_channel(state, el)
     proto = (el.findtext(f"{{{TRT}}}StreamSetup/{{{TT}}}Transport/{{{TT}}}Protocol") or "RTSP").strip()
     if proto not in ("RTSP", "UDP", "TCP"):
         raise invalid_arg("InvalidStreamSetup", f"transport {proto} not supported")
-    uri = f"rtsp://{state.host}:{state.rtsp_port}{rtsp_path(ch)}"
+    uri = f"rtsp://{state.host}:{state.rtsp_port}{state.sub_stream_path(ch) if sub else rtsp_path(ch)}"
     return f"<trt:GetStreamUriResponse>{_media_uri(uri)}</trt:GetStreamUriResponse>"
 
 
 def op_get_snapshot_uri(state, el):
-    ch = _profile_channel(state, el)
-    return (f"<trt:GetSnapshotUriResponse>{_media_uri(f'{_base(state)}/snapshot/{profile_token(ch)}.jpg')}"
+    ch, sub = _profile_channel(state, el)
+    return (f"<trt:GetSnapshotUriResponse>{_media_uri(f'{_base(state)}/snapshot/{profile_token(ch, sub)}.jpg')}"
             f"</trt:GetSnapshotUriResponse>")
 
 
 def op_get_video_encoder_configurations(state, el):
-    cfgs = "".join(_encoder_config(state, ch, "trt:Configurations") for ch in state.channels)
+    cfgs = "".join(_encoder_config(state, ch, "trt:Configurations", sub) for ch, sub in _profiles(state))
     return f"<trt:GetVideoEncoderConfigurationsResponse>{cfgs}</trt:GetVideoEncoderConfigurationsResponse>"
 
 
 def op_get_video_encoder_configuration(state, el):
     token = (el.findtext(f"{{{TRT}}}ConfigurationToken") or "").strip()
-    ch = _channel_by(state, token, lambda c: f"VideoEncoder_{c.id}")
-    if ch is None:
+    found = next(((ch, sub) for ch, sub in _profiles(state) if encoder_token(ch, sub) == token), None)
+    if found is None:
         raise invalid_arg("NoConfig", f"no video encoder configuration {token!r}")
-    return (f"<trt:GetVideoEncoderConfigurationResponse>{_encoder_config(state, ch, 'trt:Configuration')}"
+    ch, sub = found
+    return (f"<trt:GetVideoEncoderConfigurationResponse>{_encoder_config(state, ch, 'trt:Configuration', sub)}"
             f"</trt:GetVideoEncoderConfigurationResponse>")
 
 

@@ -48,17 +48,6 @@ RTSP_FAULT = {"no-stream": "no_stream", "black": "black", "covered": "covered", 
 RTSP_FAULT_PRIORITY = ("no-stream", "black", "covered", "frozen", "blurred", "colour-cast")
 
 
-def sub_stream_path(d: DeviceState, ch: Any) -> str | None:
-    """Cameras also stream a 640x360 sub-stream: Hikvision track x02, Dahua subtype=1."""
-    if d.kind != "camera":
-        return None
-    if d.vendor == "hikvision":
-        return f"/Streaming/Channels/{ch.id}02"
-    if d.vendor == "dahua":
-        return ch.rtsp_path.replace("subtype=0", "subtype=1")
-    return None
-
-
 class LabService:
     """Owns the loop-side objects: HTTP endpoints, the control server, and (when available) RTSP streams."""
 
@@ -121,10 +110,10 @@ class LabService:
                 w, h = d.stream_size(ch)
                 self._streams[(d.id, ch.id)] = await self.rtsp.add_stream(
                     d.host, d.rtsp_port, ch.rtsp_path, w, h, ch.fps, **hooks)
-                sub = sub_stream_path(d, ch)
-                if sub:  # the sub-stream the device advertises (ISAPI 102, Dahua ExtraFormat): 640x360
+                sub = d.sub_stream_path(ch)
+                if sub:  # the sub-stream the device advertises (ISAPI 102, Dahua ExtraFormat, ONVIF profile)
                     self._streams[(d.id, -ch.id)] = await self.rtsp.add_stream(
-                        d.host, d.rtsp_port, sub, 640, 360, ch.fps, **hooks)
+                        d.host, d.rtsp_port, sub, *d.SUB_SIZE, ch.fps, **hooks)
         for d in self.devices.values():
             await self._sync_rtsp(d)
         self._reconciler = asyncio.ensure_future(self._reconcile_forever())

@@ -285,6 +285,19 @@ class DeviceState:
     def stream_size(self, channel: ChannelState) -> tuple[int, int]:
         return (1280, 720) if self.has("low-res") else (channel.width, channel.height)
 
+    SUB_SIZE = (640, 360)
+
+    def sub_stream_path(self, channel: ChannelState) -> str | None:
+        """Cameras also stream a 640x360 sub-stream, as real ones do: Hikvision track x02, Dahua subtype=1,
+        the ONVIF cameras a second media profile."""
+        if self.kind != "camera":
+            return None
+        if self.vendor == "hikvision":
+            return f"/Streaming/Channels/{channel.id}02"
+        if self.vendor == "dahua":
+            return channel.rtsp_path.replace("subtype=0", "subtype=1")
+        return channel.rtsp_path.replace("/main", "/sub") if channel.rtsp_path.endswith("/main") else None
+
     # --- configuration --------------------------------------------------------------------------------
     def config_dict(self) -> dict[str, Any]:
         """The device's settings; what a config export contains and what snapshots normalize."""
