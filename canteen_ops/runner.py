@@ -49,6 +49,7 @@ def run_devices(
     workers: int | None = None,
     deadline_s: float | None = None,
     on_result: Callable[[Result], None] | None = None,
+    on_device: Callable[["Device", list[Result]], None] | None = None,
     progress: bool | None = None,
     label: str = "devices",
 ) -> RunOutcome:
@@ -57,7 +58,8 @@ def run_devices(
 
     deadline_s bounds each device (drivers bound each call too); a device past its deadline gets an
     `unknown` result and its late results are dropped. Ctrl-C stops scheduling, keeps what finished and
-    re-raises KeyboardInterrupt after `on_result` has seen every finished result.
+    re-raises KeyboardInterrupt after `on_result` has seen every finished result. `on_device(device, results)`
+    follows the device's last `on_result`, in the calling thread (check --processes sends one message per device).
     """
     outcome = RunOutcome()
     if not devices:
@@ -69,6 +71,12 @@ def run_devices(
         outcome.results.append(result)
         if on_result:
             on_result(result)
+
+    def finish(device: "Device", results: list[Result]) -> None:
+        for r in results:
+            emit(r)
+        if on_device:
+            on_device(device, results)
 
     def guarded(device: "Device") -> list[Result]:
         t0 = time.monotonic()
@@ -99,8 +107,7 @@ def run_devices(
             done, _ = wait(pending, timeout=timeout, return_when=FIRST_COMPLETED)
             for fut in done:
                 device, _ = pending.pop(fut)
-                for r in fut.result():
-                    emit(r)
+                finish(device, fut.result())
                 if bar:
                     bar.advance()
             if deadline_s:
@@ -110,9 +117,9 @@ def run_devices(
                         pending.pop(fut)
                         fut.cancel()
                         outcome.timed_out.append(device.id)
-                        emit(Result(device.id, "deadline", Status.UNKNOWN,
-                                    f"no answer within the {deadline_s:g} s per-device deadline",
-                                    school_id=device.school_id))
+                        finish(device, [Result(device.id, "deadline", Status.UNKNOWN,
+                                               f"no answer within the {deadline_s:g} s per-device deadline",
+                                               school_id=device.school_id)])
                         if bar:
                             bar.advance()
     except KeyboardInterrupt:
@@ -122,8 +129,7 @@ def run_devices(
         # Keep whatever finished in the meantime.
         for fut, (device, _) in list(pending.items()):
             if fut.done() and not fut.cancelled():
-                for r in fut.result():
-                    emit(r)
+                finish(device, fut.result())
         raise
     finally:
         pool.shutdown(wait=False, cancel_futures=True)

@@ -53,12 +53,17 @@ def test_deadline_reports_unknown_and_does_not_wait(devices):
         return [Result(d.id, "probe", Status.OK, "fine")]
 
     t0 = time.monotonic()
-    out = run_devices(devices[:4], task, workers=4, deadline_s=0.3, progress=False)
+    finished = []
+    out = run_devices(devices[:4], task, workers=4, deadline_s=0.3, progress=False,
+                      on_device=lambda d, rs: finished.append((d.id, [r.check for r in rs])))
     release.set()
     assert time.monotonic() - t0 < 3
     assert out.timed_out == ["xc-cam-02"]
     late = [r for r in out.results if r.device_id == "xc-cam-02"]
     assert [r.check for r in late] == ["deadline"] and late[0].status is Status.UNKNOWN
+    # on_device: once per device, with all its results — the deadline line for the one that did not finish
+    assert sorted(finished) == sorted([(d.id, ["probe"]) for d in devices[:4] if d.id != "xc-cam-02"]
+                                      + [("xc-cam-02", ["deadline"])])
 
 
 def test_ctrl_c_keeps_finished_results(devices):

@@ -1,8 +1,8 @@
 """Spread a fleet over several processes, so checks use every core (the GIL keeps one process's threads on
-one core: zeep and TLS/HTTP parsing are CPU work, about 6 ms per camera and 100+ ms per NVR).
+one core: zeep and HTTP parsing are CPU work, a few ms per camera and more per NVR).
 
 Each child is forked with everything already loaded (inventory, history, parsed WSDLs), runs the ordinary
-threaded runner on its share of the devices, and sends each Result back over a queue. The parent stays the only
+threaded runner on its share of the devices, and sends each device's results back over its pipe. The parent stays the only
 writer of the log: `on_result` is called in the parent's thread, as with one process. Ctrl-C in the parent
 stops the children and keeps every result already received.
 """
@@ -27,7 +27,6 @@ def run_forked(devices: list["Device"], task: Callable[["Device"], list[Result]]
                progress: bool | None, label: str = "checking") -> RunOutcome:
     import multiprocessing as mp
     import sys
-    import threading
     from multiprocessing.connection import wait
 
     ctx = mp.get_context("fork")
@@ -36,27 +35,16 @@ def run_forked(devices: list["Device"], task: Callable[["Device"], list[Result]]
     per_child_workers = max(1, (workers or 0) // processes) if workers else None
 
     def child(index: int, chunk: list["Device"], conn) -> None:
-        # One pipe per child, written synchronously under a lock: no multiprocessing.Queue feeder thread, whose
-        # join at exit could hang a forked child for ever (seen in CI), and a dead child reads as EOF at once.
+        # One pipe per child, written synchronously from the child's main thread: no multiprocessing.Queue feeder
+        # thread, whose join at exit could hang a forked child for ever (seen in CI), and a dead child reads as
+        # EOF at once. One message per device with all its results: 1,000 devices make 1,000 messages, not 6,000.
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
-        lock = threading.Lock()
-
-        def send(msg) -> None:
-            with lock:
-                conn.send(msg)
-
-        def counted(device: "Device") -> list[Result]:
-            try:
-                return task(device)
-            finally:
-                send((_DEVICE, device.id))
-
         try:
-            out = run_devices(chunk, counted, workers=per_child_workers, deadline_s=deadline_s,
-                              on_result=send, progress=False, label=label)
-            send((_DONE, index, out.timed_out))
+            out = run_devices(chunk, task, workers=per_child_workers, deadline_s=deadline_s, progress=False,
+                              on_device=lambda device, results: conn.send((_DEVICE, results)), label=label)
+            conn.send((_DONE, index, out.timed_out))
         except BaseException as exc:  # noqa: BLE001 - reported to the parent, which reports the devices
-            send((_FAILED, index, f"{type(exc).__name__}: {exc}"))
+            conn.send((_FAILED, index, f"{type(exc).__name__}: {exc}"))
         finally:
             conn.close()
 
@@ -86,9 +74,9 @@ def run_forked(devices: list["Device"], task: Callable[["Device"], list[Result]]
             on_result(r)
 
     def handle(i: int, msg) -> None:
-        if isinstance(msg, Result):
-            emit(msg)
-        elif msg[0] == _DEVICE:
+        if msg[0] == _DEVICE:
+            for r in msg[1]:
+                emit(r)
             if bar:
                 bar.advance()
         elif msg[0] == _DONE:
@@ -120,8 +108,9 @@ def run_forked(devices: list["Device"], task: Callable[["Device"], list[Result]]
             try:
                 while reader.poll(0):
                     msg = reader.recv()
-                    if isinstance(msg, Result):
-                        emit(msg)
+                    if msg[0] == _DEVICE:
+                        for r in msg[1]:
+                            emit(r)
             except (EOFError, OSError):
                 pass
         raise
