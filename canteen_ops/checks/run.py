@@ -153,7 +153,7 @@ def run_checks(devices: list["Device"], inventory: "Inventory", names: list[str]
     if device_names and processes > 1:
         from canteen_ops.checks.fanout import run_forked, warm_shared_state
 
-        warm_shared_state(devices)
+        warm_shared_state(devices, device_names)
         outcome = run_forked(devices, task, processes=processes, workers=workers, deadline_s=deadline_s,
                              on_result=on_result, progress=progress, label="checking")
     elif device_names:
