@@ -31,9 +31,11 @@ from canteen_ops.drivers.base import (
     Facts,
     Locked,
     NotSupported,
+    Offline,
     ProtocolError,
     RecordingSpan,
     StreamInfo,
+    Timeout,
     UpgradeStatus,
     named_errors,
 )
@@ -281,9 +283,20 @@ class DahuaDriver(Driver):
         self._offset_known = False
         self._offset: dt.timedelta | None = None
         self._rtsp_port: int | None = None
+        self._system_info: dict[str, str] | None = None  # getSystemInfo as read by login(), reused by facts()
+        self._finder: str | None = None  # the mediaFileFind object shared by all recording searches
+        self._finder_actions: dict[str, str] = {}  # close/destroy spelling this device accepted
+        self._unreachable = False  # a request timed out or could not connect: close() sends nothing more
 
     def close(self) -> None:
-        self._http.close()
+        """Destroy the recording finder (if a search made one), then drop the connection. Best-effort and bounded
+        by the deadline: a device that stopped answering gets nothing more."""
+        obj, self._finder = self._finder, None
+        try:
+            if obj is not None and not self._unreachable:
+                self._cleanup_finder(obj, ("destroy",))
+        finally:
+            self._http.close()
 
     def set_deadline(self, seconds: float | None) -> None:
         super().set_deadline(seconds)
@@ -315,7 +328,11 @@ class DahuaDriver(Driver):
     def _cgi(self, cgi: str, action: str, *pairs: tuple[str, Any], max_bytes: int | None = None) -> Reply:
         path = f"/cgi-bin/{cgi}?{query(action, *pairs)}"
         kwargs = {"max_bytes": max_bytes} if max_bytes else {}
-        reply = self._http.request("GET", path, **kwargs)
+        try:
+            reply = self._http.request("GET", path, **kwargs)
+        except (Offline, Timeout):
+            self._unreachable = True
+            raise
         where = f"{self.device.id}: {cgi} {action}"
         if reply.status == 200:
             return reply
@@ -344,13 +361,27 @@ class DahuaDriver(Driver):
     # --- getters -----------------------------------------------------------------------------------------
     @named_errors
     def login(self) -> None:
-        flat = self._flat("magicBox.cgi", "getDeviceType")
+        # getSystemInfo (model, serial) is the login probe, kept for facts(): one request fewer per device.
+        try:
+            flat = self._flat("magicBox.cgi", "getSystemInfo")
+        except NotSupported:
+            # The credentials were accepted (a rejected login raises AuthFailed, never NotSupported); only this
+            # action is refused, so the old probe still tells whether we are in.
+            if not self._flat("magicBox.cgi", "getDeviceType"):
+                raise ProtocolError(f"{self.device.id}: getDeviceType answered nothing readable") from None
+            return
         if not flat:
-            raise ProtocolError(f"{self.device.id}: getDeviceType answered nothing readable")
+            raise ProtocolError(f"{self.device.id}: getSystemInfo answered nothing readable")
+        self._system_info = flat
+
+    def _get_system_info(self) -> dict[str, str]:
+        if self._system_info is None:
+            self._system_info = self._flat("magicBox.cgi", "getSystemInfo")
+        return self._system_info
 
     @named_errors
     def facts(self) -> Facts:
-        info = self._flat("magicBox.cgi", "getSystemInfo")
+        info = self._get_system_info()
         software = self._flat("magicBox.cgi", "getSoftwareVersion")
         try:
             name = self._flat("magicBox.cgi", "getMachineName")
@@ -420,56 +451,101 @@ class DahuaDriver(Driver):
 
     @named_errors
     def recordings(self, channel: int, start: dt.datetime, end: dt.datetime) -> list[RecordingSpan]:
-        """mediaFileFind: factory.create → findFile → findNextFile until found=0 → close → destroy.
+        """mediaFileFind: findFile → findNextFile pages → close, on one finder object per driver.
 
+        The finder is created (factory.create) on the first search and reused by every later one; close()
+        destroys it. A search that fails half-way closes and destroys its finder at once (its state on the
+        device is unknown), so the next search starts with a fresh one and no device resources leak.
         condition.Channel is sent 1-based (the channel number a technician knows); see docs/drivers.md.
-        The finder is always closed and destroyed, even when a page fails, so no device resources leak.
         """
         if start.tzinfo is None or end.tzinfo is None:
             raise ValueError("recordings() takes timezone-aware UTC datetimes")
         offset = self._learn_offset()
         lo_local, hi_local = utc_to_local(start, offset, self.timezone), utc_to_local(end, offset, self.timezone)
-        created = self._flat("mediaFileFind.cgi", "factory.create")
-        obj = created.get("result")
-        if not obj or not obj.strip().isdigit():
-            raise ProtocolError(f"{self.device.id}: mediaFileFind factory.create gave no object id")
+        conditions = (("condition.Channel", channel), ("condition.StartTime", lo_local.strftime(DAHUA_TIME)),
+                      ("condition.EndTime", hi_local.strftime(DAHUA_TIME)))
         spans: list[tuple[dt.datetime, dt.datetime]] = []
         try:
-            reply = self._cgi("mediaFileFind.cgi", "findFile", ("object", obj), ("condition.Channel", channel),
-                              ("condition.StartTime", lo_local.strftime(DAHUA_TIME)),
-                              ("condition.EndTime", hi_local.strftime(DAHUA_TIME)))
-            try:
-                kv.check_error(kv.decode(reply.body))
-            except kv.DahuaError:
-                return []  # findFile answers an error when nothing matches on some firmware
-            previous = None
-            for _page in range(FIND_MAX_PAGES):
-                reply = self._cgi("mediaFileFind.cgi", "findNextFile", ("object", obj), ("count", FIND_PAGE))
-                found, items = parse_find_items(kv.parse(kv.decode(reply.body)))
-                if found == 0 or not items:
-                    break
-                if items[0] == previous:
-                    raise ProtocolError(f"{self.device.id}: mediaFileFind returns the same page again")
-                previous = items[0]
-                spans += [(local_to_utc(s, offset, self.timezone), local_to_utc(e, offset, self.timezone))
-                          for s, e in items]
-            else:
-                raise ProtocolError(f"{self.device.id}: mediaFileFind still finding after {FIND_MAX_PAGES} pages")
-        finally:
-            self._close_finder(obj)
-        return clipped(channel, spans, start, end)
+            obj, matched = self._start_search(conditions)
+            if matched:
+                spans = self._find_pages(obj)
+        except BaseException:
+            failed, self._finder = self._finder, None
+            if failed is not None:  # None: factory.create failed, nothing to clean up
+                self._cleanup_finder(failed, ("close", "destroy"))
+            raise
+        self._cleanup_finder(obj, ("close",))
+        return clipped(channel, [(local_to_utc(s, offset, self.timezone), local_to_utc(e, offset, self.timezone))
+                                 for s, e in spans], start, end)
 
-    def _close_finder(self, obj: str) -> None:
-        # Which of close/factory.close is canonical is unknown (protocols.md B.3): try one, fall back.
-        for step in ("close", "destroy"):
-            for action in (step, f"factory.{step}"):
+    def _start_search(self, conditions) -> tuple[str, bool]:
+        """findFile on the driver's finder → (object id, whether anything matched)."""
+        obj = self._finder
+        if obj is not None:
+            try:
+                if self._find_file(obj, conditions):
+                    return obj, True
+            except NotSupported:
+                pass
+            # The reused finder was refused (or says nothing matches): the device may have dropped it (idle
+            # timeout, reboot). findFile never involves authentication, so one retry on a fresh finder is safe.
+            self._finder = None
+            self._cleanup_finder(obj, ("destroy",))
+        obj = self._create_finder()
+        self._finder = obj
+        # On a fresh finder an Error answer to findFile means nothing matches (some firmware answers so).
+        return obj, self._find_file(obj, conditions)
+
+    def _create_finder(self) -> str:
+        created = self._flat("mediaFileFind.cgi", "factory.create")
+        obj = (created.get("result") or "").strip()
+        if not obj.isdigit():
+            raise ProtocolError(f"{self.device.id}: mediaFileFind factory.create gave no object id")
+        return obj
+
+    def _find_file(self, obj: str, conditions) -> bool:
+        """False when findFile answers an Error body; HTTP refusals raise (NotSupported, ProtocolError)."""
+        reply = self._cgi("mediaFileFind.cgi", "findFile", ("object", obj), *conditions)
+        try:
+            kv.check_error(kv.decode(reply.body))
+        except kv.DahuaError:
+            return False
+        return True
+
+    def _find_pages(self, obj: str) -> list[tuple[dt.datetime, dt.datetime]]:
+        spans: list[tuple[dt.datetime, dt.datetime]] = []
+        previous = None
+        for _page in range(FIND_MAX_PAGES):
+            reply = self._cgi("mediaFileFind.cgi", "findNextFile", ("object", obj), ("count", FIND_PAGE))
+            found, items = parse_find_items(kv.parse(kv.decode(reply.body)))
+            if found == 0 or not items:
+                return spans
+            if items[0] == previous:
+                raise ProtocolError(f"{self.device.id}: mediaFileFind returns the same page again")
+            previous = items[0]
+            spans += items
+            if found < FIND_PAGE and len(items) < FIND_PAGE:
+                # A short page is the last one ("find the next fileCount files"); asking again would only
+                # answer found=0. `found` is checked too, so unreadable items skipped by the parser never end
+                # the search early.
+                return spans
+        raise ProtocolError(f"{self.device.id}: mediaFileFind still finding after {FIND_MAX_PAGES} pages")
+
+    def _cleanup_finder(self, obj: str, steps: tuple[str, ...]) -> None:
+        """close and/or destroy a finder, best-effort. Which of close/factory.close is canonical is unknown
+        (protocols.md B.3): the one that worked last time goes first. Never raises: cleanup must not hide the
+        real outcome, and after a transport failure (offline, timeout, auth) it sends nothing more."""
+        for step in steps:
+            first = self._finder_actions.get(step, step)
+            for action in dict.fromkeys((first, step, f"factory.{step}")):
                 try:
                     reply = self._cgi("mediaFileFind.cgi", action, ("object", obj))
                     kv.check_error(kv.decode(reply.body))
+                    self._finder_actions[step] = action
                     break
-                except (NotSupported, kv.DahuaError):
+                except (NotSupported, ProtocolError):  # refused, or a garbled answer: try the next spelling
                     continue
-                except Exception:  # cleanup must never hide the real outcome (offline, timeout, auth)
+                except Exception:
                     return
 
     def _rtsp(self) -> str:
@@ -528,7 +604,7 @@ class DahuaDriver(Driver):
         """Identity, general (incl. the login-lock policy), time/NTP, encode, recording, channels, network, RTSP,
         users (names and groups; secrets dropped). A table the device does not offer is left out."""
         out: dict[str, Any] = {"vendor": "dahua"}
-        out["systemInfo"] = self._flat("magicBox.cgi", "getSystemInfo")
+        out["systemInfo"] = dict(self._get_system_info())
         out["softwareVersion"] = self._flat("magicBox.cgi", "getSoftwareVersion").get("version")
         for name in ("General", "NTP", "Encode", "RecordMode", "Record", "ChannelTitle", "Network", "RTSP"):
             flat = self._optional_config(name)

@@ -231,3 +231,101 @@ def test_basic_only_device(connect, cam, lab_faults, lab):
     with pytest.raises(AuthFailed):
         bad.clock()
     assert cam.failed_logins == 1
+
+
+# --- request economy: what one check costs on the wire ------------------------------------------------------
+# Every Dahua CGI call is two exchanges (unauthenticated probe + authenticated request with the fresh nonce).
+def _finders(state) -> set[str]:
+    return set(state._sessions.get("dahua_finders", {}))
+
+
+def test_camera_check_requests(inv, cam, lab_faults):
+    from canteen_ops.checks.context import CheckContext
+    from canteen_ops.checks.run import check_device
+
+    lab_faults.touch(cam.id)
+    drivers = []
+
+    def factory(device):
+        drivers.append(open_driver(device, timezone=inv.settings.timezone))
+        return drivers[0]
+
+    school = next(s for s in inv.schools if s.id == inv.device(cam.id).school_id)
+    ctx = CheckContext(inv.device(cam.id), school, inv, driver_factory=factory)
+    results = check_device(ctx, ["login", "facts", "clock", "ntp"])
+    assert [r.status.value for r in results] == ["ok"] * 4
+    facts = results[1].data
+    assert (facts["model"], facts["serial"], facts["firmware"], facts["mac"]) == (
+        cam.model, cam.serial, cam.effective_firmware, cam.mac.lower())
+    # login = getSystemInfo, kept for facts (+ getSoftwareVersion, getMachineName, Network); clock = NTP +
+    # getCurrentTime: 6 calls. (Before: a separate getDeviceType login, 7 calls.)
+    assert drivers[0].requests_sent == 6 * 2
+    assert cam.failed_logins == 0
+
+
+def test_recording_searches_share_one_finder_destroyed_at_close(connect, nvr, lab_faults):
+    lab_faults.touch(nvr.id)
+    before = _finders(nvr)
+    drv = connect(nvr)
+    now = dt.datetime.now(UTC)
+    day = drv.recordings(1, now - dt.timedelta(hours=24), now)
+    assert len(day) == 1 and abs((day[0].end - now).total_seconds()) < 5
+    # NTP (zone) + factory.create + findFile + one short findNextFile page (24 hourly files < 100: the last
+    # page, no empty page asked for) + close. Before: create … findNextFile ×2 … close + destroy, 7 calls.
+    assert drv.requests_sent == 5 * 2
+    mine = _finders(nvr) - before
+    assert len(mine) == 1  # created, closed, kept for the next search
+
+    sent = drv.requests_sent
+    assert drv.recordings(2, now - dt.timedelta(hours=24), now)
+    assert drv.requests_sent - sent == 3 * 2  # findFile + findNextFile + close on the same finder
+    assert _finders(nvr) - before == mine
+
+    # 45 days of hourly files: pages of 100 until a short one, nothing after it
+    sent = drv.recordings, drv.requests_sent
+    spans = drv.recordings(3, now - dt.timedelta(days=nvr.retention_days + 1), now)
+    assert abs((spans[0].start - (now - dt.timedelta(days=nvr.retention_days))).total_seconds()) < 5
+    files = round(nvr.retention_days * 24) + 1
+    pages = files // 100 + 1
+    assert drv.requests_sent - sent[1] in ((2 + pages) * 2, (2 + pages + 1) * 2)  # ±1 file at the hour edges
+
+    drv.close()
+    assert _finders(nvr) - before == set()  # destroyed when the driver closes
+    sent = drv.requests_sent
+    drv.close()  # a second close sends nothing
+    assert drv.requests_sent == sent
+
+
+def test_refused_reused_finder_is_replaced_once(connect, nvr, lab_faults):
+    lab_faults.touch(nvr.id)
+    before = _finders(nvr)
+    drv = connect(nvr)
+    now = dt.datetime.now(UTC)
+    assert drv.recordings(1, now - dt.timedelta(hours=6), now)
+    (old,) = _finders(nvr) - before
+    nvr._sessions["dahua_finders"].pop(old)  # the device dropped it (idle timeout, reboot): findFile → 400
+    spans = drv.recordings(2, now - dt.timedelta(hours=6), now)
+    assert len(spans) == 1 and abs((spans[0].start - (now - dt.timedelta(hours=6))).total_seconds()) < 5
+    (new,) = _finders(nvr) - before
+    assert new != old
+    drv.close()
+    assert _finders(nvr) - before == set()
+    assert nvr.failed_logins == 0
+
+
+def test_finder_is_not_leaked_by_a_failed_search(connect, nvr, lab_faults):
+    lab_faults.touch(nvr.id)
+    before = _finders(nvr)
+    drv = connect(nvr)
+    now = dt.datetime.now(UTC)
+    assert drv.recordings(1, now - dt.timedelta(hours=2), now)
+    lab_faults.set(nvr.id, "malformed-xml")
+    with pytest.raises(ProtocolError):
+        drv.recordings(1, now - dt.timedelta(hours=2), now)
+    # the search failed half-way: its finder was closed and destroyed at once (a garbled answer to 'close'
+    # does not stop the cleanup), and the driver forgot it
+    assert _finders(nvr) - before == set()
+    lab_faults.clear(nvr.id, "malformed-xml")
+    sent = drv.requests_sent
+    drv.close()
+    assert drv.requests_sent == sent

@@ -66,15 +66,18 @@ def dahua(port, **kw) -> DahuaDriver:
     return DahuaDriver(device(port, vendor="dahua", kind="nvr", **kw), "secret")
 
 
-def test_media_file_find_flow_pages_and_cleans_up():
+def test_media_file_find_flow_pages_and_cleans_up(monkeypatch):
+    # Pages of 2: the first page is full, so the driver asks again; the second holds 1 < 2 items, so it is the
+    # last one and no findNextFile answering found=0 is needed. The finder is destroyed when the driver closes.
+    monkeypatch.setattr("canteen_ops.drivers.dahua.FIND_PAGE", 2)
     finder = Finder([items(("2020-01-06 06:05:00", "2020-01-06 06:13:00"), ("2020-01-06 06:13:00", "2020-01-06 07:00:00")),
                      items(("2020-01-06 08:00:00", "2020-01-06 09:00:00"))])
     routes = {"/cgi-bin/mediaFileFind.cgi": finder, "/cgi-bin/configManager.cgi": text_route(NTP_BEIJING)}
     with FakeDevice(rotate=True, routes=routes) as fake, dahua(fake.port) as drv:
         spans = drv.recordings(3, *WINDOW)
         assert fake.auth_failures == 0
-    assert finder.actions() == ["factory.create", "findFile", "findNextFile", "findNextFile", "findNextFile",
-                                "close", "destroy"]
+    assert finder.actions() == ["factory.create", "findFile", "findNextFile", "findNextFile", "close", "destroy"]
+    assert finder.calls[2][1]["count"] == "2"
     find = finder.calls[1][1]
     assert find["object"] == "777" and find["condition.Channel"] == "3"
     assert find["condition.StartTime"] == "2020-01-05 08:00:00"  # UTC → device local (Asia/Shanghai)
@@ -101,7 +104,8 @@ def test_find_file_error_means_no_recordings():
     assert finder.actions()[-2:] == ["close", "destroy"]
 
 
-def test_repeated_page_is_caught():
+def test_repeated_page_is_caught(monkeypatch):
+    monkeypatch.setattr("canteen_ops.drivers.dahua.FIND_PAGE", 1)  # full pages, so the driver keeps asking
     page = items(("2020-01-06 06:05:00", "2020-01-06 06:13:00"))
     finder = Finder([page, page, page])
     routes = {"/cgi-bin/mediaFileFind.cgi": finder, "/cgi-bin/configManager.cgi": text_route(NTP_BEIJING)}
@@ -162,3 +166,55 @@ def test_parse_errors_name_the_device_and_getter():
     with FakeDevice(rotate=True, routes=routes) as fake, dahua(fake.port) as drv:
         with pytest.raises(ProtocolError, match=r"^cam-1: upgrade_status: garbled key=value"):
             drv.upgrade_status()
+
+
+class ForgetfulFinder(Finder):
+    """A device that drops finder objects: findFile on a dropped object answers an Error body (as some firmware
+    does for 'nothing found', so only a fresh finder's Error may be read that way)."""
+
+    def __init__(self, pages, **kw):
+        super().__init__(pages, **kw)
+        self.next_id, self.live = 777, set()
+
+    def __call__(self, dev, h):
+        q = dict(parse_qsl(urlsplit(h.path).query))
+        action = q.get("action")
+        if action == "factory.create":
+            self.calls.append((action, q))
+            self.live.add(str(self.next_id))
+            dev._reply(h, 200, f"result={self.next_id}\r\n".encode())
+            self.next_id += 1
+        elif action == "findFile" and q.get("object") not in self.live:
+            self.calls.append((action, q))
+            dev._reply(h, 200, b"Error\r\nInvalid object\r\n")
+        else:
+            super().__call__(dev, h)
+
+
+def test_refused_reused_finder_is_destroyed_and_replaced_once():
+    day = items(("2020-01-06 06:00:00", "2020-01-06 07:00:00"))
+    finder = ForgetfulFinder([day, day], close_action="factory.close")
+    routes = {"/cgi-bin/mediaFileFind.cgi": finder, "/cgi-bin/configManager.cgi": text_route(NTP_BEIJING)}
+    with FakeDevice(rotate=True, routes=routes) as fake, dahua(fake.port) as drv:
+        assert len(drv.recordings(1, *WINDOW)) == 1
+        finder.live.clear()  # the device forgot object 777 (idle timeout, reboot)
+        assert len(drv.recordings(2, *WINDOW)) == 1
+        assert fake.auth_failures == 0
+    assert finder.actions() == [
+        "factory.create", "findFile", "findNextFile", "close", "factory.close",  # 'close' refused: fall back
+        "findFile", "destroy",  # 777 refused: destroyed (best-effort) ...
+        "factory.create", "findFile", "findNextFile", "factory.close",  # ... a fresh 778; the working close first
+        "destroy"]  # the driver closes
+    assert [q["object"] for a, q in finder.calls if a == "findFile"] == ["777", "777", "778"]
+    assert finder.calls[-1][1]["object"] == "778"
+
+
+def test_fresh_finder_error_still_means_no_recordings():
+    finder = ForgetfulFinder([], find_file="Error\r\nNo Files\r\n")
+    routes = {"/cgi-bin/mediaFileFind.cgi": finder, "/cgi-bin/configManager.cgi": text_route(NTP_BEIJING)}
+    with FakeDevice(rotate=True, routes=routes) as fake, dahua(fake.port) as drv:
+        assert drv.recordings(1, *WINDOW) == []
+        # reused, it answers Error again: one fresh finder is tried, whose Error means nothing matches
+        assert drv.recordings(2, *WINDOW) == []
+    assert finder.actions() == ["factory.create", "findFile", "close",
+                                "findFile", "destroy", "factory.create", "findFile", "close", "destroy"]
