@@ -176,8 +176,10 @@ def measure(lab: Lab, mode: str, limit: int, names: list[str] = NO_STREAM, worke
     return out
 
 
-def bench_fleet(name: str, sizes: list[int], naive_sample: int, streams: int | None) -> list[str]:
+def bench_fleet(name: str, sizes: list[int], naive_sample: int, streams: int | None,
+                first_address: str | None = None) -> list[str]:
     schools, cams, vendors, first = FLEETS[name]
+    first = first_address or first
     t0 = time.perf_counter()
     lab = Lab(name, schools, cams, vendors, first)
     lines = [f"\n### {name} fleet ({vendors}; lab of {lab.info['devices']} devices started in "
@@ -253,6 +255,7 @@ def main() -> None:
     p.add_argument("--naive-sample", type=int, default=20)
     p.add_argument("--streams", type=int, default=50)
     p.add_argument("--no-streams", action="store_true")
+    p.add_argument("--first-address", help="first lab address (127.x), when the default block is in use")
     a = p.parse_args()
     if a.child:
         child(a)
@@ -261,7 +264,8 @@ def main() -> None:
     lines = ["## check (issue 4)", "", "Machine: 2-core, 24 GiB, Python 3.11. "
              "`python bench/bench_check.py`; checks without stream decode = " + ", ".join(NO_STREAM) + "."]
     for name in a.fleets.split(","):
-        lines += bench_fleet(name, sizes, a.naive_sample, None if a.no_streams or name != "mixed" else a.streams)
+        lines += bench_fleet(name, sizes, a.naive_sample, None if a.no_streams or name != "mixed" else a.streams,
+                             a.first_address)
     print("\n".join(lines))
 
 

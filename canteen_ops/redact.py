@@ -25,8 +25,14 @@ def remember_secret(value: str | None) -> None:
 
 
 def redact_text(s: str, secrets: tuple[str, ...] = ()) -> str:
-    s = URL_USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:{MASK}@", s)
     s = INLINE_SECRET.sub(lambda m: f"{m['key']}{MASK}", s)
+    return mask_known(s, secrets)
+
+
+def mask_known(s: str, secrets: tuple[str, ...] = ()) -> str:
+    """Mask URL passwords and every known secret value, nothing else: safe on any output (JSON stays JSON,
+    a fault named `wrong-password: true` stays readable)."""
+    s = URL_USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:{MASK}@", s)
     # longest first, so that a secret containing another is masked whole
     for secret in sorted({*secrets, *_KNOWN}, key=len, reverse=True):
         if secret and len(secret) >= 3:
@@ -44,3 +50,23 @@ def redact(value: Any, secrets: tuple[str, ...] = ()) -> Any:
     if isinstance(value, str):
         return redact_text(value, secrets)
     return value
+
+
+class RedactingStream:
+    """A text stream that masks secrets in everything written through it: the second layer behind the
+    redaction of what commands build, for whatever path (a device's error body echoing a password, a library's
+    message) reaches the screen. Everything else is delegated to the wrapped stream."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        self._stream.write(mask_known(text) if isinstance(text, str) else text)
+        return len(text)
+
+    def writelines(self, lines) -> None:
+        for line in lines:
+            self.write(line)
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
