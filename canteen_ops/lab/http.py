@@ -312,11 +312,12 @@ class LabHTTP:
                 f"Date: {dt.datetime.now(dt.timezone.utc).strftime('%a, %d %b %Y %H:%M:%S GMT')}"]
         head += [f"{k}: {v}" for k, v in headers.items()]
         head += [f"Content-Length: {len(body) + pad}", f"Connection: {'keep-alive' if keep else 'close'}", "", ""]
-        writer.write("\r\n".join(head).encode("latin-1", "replace"))
+        head_bytes = "\r\n".join(head).encode("latin-1", "replace")
         if not pad:
-            writer.write(body)
+            writer.write(head_bytes + body)  # one send: a separate head wakes the client twice per answer
             await writer.drain()
             return
+        writer.write(head_bytes)
         await self._stream_padded(writer, body, pad, _kind(ctype))
 
     @staticmethod
