@@ -61,7 +61,9 @@ def test_nvr_getters_match_the_device(connect, nvr):
     drv.login()
     f = drv.facts()
     assert (f.vendor, f.model, f.serial, f.firmware) == ("dahua", nvr.model, nvr.serial, nvr.effective_firmware)
-    assert (f.name, f.device_type, f.mac) == (nvr.name, "NVR", nvr.mac.lower())
+    assert (f.device_type, f.mac) == ("NVR", nvr.mac.lower())
+    assert f.name is None  # not read on the check path; settings() has it (General.MachineName)
+    assert drv.settings()["General"]["MachineName"] == nvr.name
 
     c = drv.clock()  # local time without zone, read in the inventory zone (the lab runs UTC+8)
     assert abs(c.drift_s) < 2.5
@@ -257,9 +259,11 @@ def test_camera_check_requests(inv, cam, lab_faults):
     facts = results[1].data
     assert (facts["model"], facts["serial"], facts["firmware"], facts["mac"]) == (
         cam.model, cam.serial, cam.effective_firmware, cam.mac.lower())
-    # login = getSystemInfo, kept for facts (+ getSoftwareVersion, getMachineName, Network); clock = NTP +
-    # getCurrentTime: 6 calls. (Before: a separate getDeviceType login, 7 calls.)
-    assert drivers[0].requests_sent == 6 * 2
+    assert set(facts) == {"model", "serial", "firmware", "device_type", "mac"}  # the device name was never shown
+    assert results[1].summary == f"{cam.model}, serial {cam.serial}, firmware {cam.effective_firmware}"
+    # login = getSystemInfo, kept for facts (+ getSoftwareVersion, Network); clock = NTP + getCurrentTime:
+    # 5 calls. (Before: a separate getDeviceType login and getMachineName, 7 calls.)
+    assert drivers[0].requests_sent == 5 * 2
     assert cam.failed_logins == 0
 
 

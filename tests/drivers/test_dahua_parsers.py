@@ -90,11 +90,20 @@ def test_video_loss_and_titles():
 
 
 def test_find_items():
-    found, items = D.parse_find_items(tree("find_next_file.txt"))
+    found, items = D.parse_find_items(flat("find_next_file.txt"))
     assert found == 2
     assert items == [(dt.datetime(2020, 1, 6, 6, 5), dt.datetime(2020, 1, 6, 6, 13)),
                      (dt.datetime(2020, 1, 6, 6, 13), dt.datetime(2020, 1, 6, 7, 0))]
-    assert D.parse_find_items(tree("find_next_file_end.txt")) == (0, [])
+    assert D.parse_find_items(flat("find_next_file_end.txt")) == (0, [])
+    # item order comes from the index, not from the line order; an item without both times is skipped
+    assert D.parse_find_items({"found": "3", "items[10].StartTime": "2020-01-06 08:00:00",
+                               "items[10].EndTime": "2020-01-06 09:00:00", "items[2].StartTime": "2020-01-06 06:00:00",
+                               "items[2].EndTime": "2020-01-06 07:00:00", "items[5].StartTime": "2020-01-06 07:00:00"}
+                              )[1] == [(dt.datetime(2020, 1, 6, 6), dt.datetime(2020, 1, 6, 7)),
+                                       (dt.datetime(2020, 1, 6, 8), dt.datetime(2020, 1, 6, 9))]
+    for bad in ("2020-13-06 06:05:00", "2020-01-06T06:05:00", "yesterday", "2020-01-06 06:05"):
+        with pytest.raises(ProtocolError, match="unreadable Dahua time"):
+            D.parse_dahua_time(bad)
 
 
 def test_encode():
