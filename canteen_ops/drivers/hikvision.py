@@ -231,11 +231,20 @@ def parse_search_result(root: Element) -> tuple[str, int | None, list[tuple[int 
     strg = (X.text(root, "responseStatusStrg") or "").strip().upper()
     num = X.integer(root, "numOfMatches")
     items = []
-    for item in X.findall(root, "//searchMatchItem"):
-        s, e = X.text(item, "timeSpan/startTime"), X.text(item, "timeSpan/endTime")
+    for item in X.iter_local(root, "searchMatchItem"):
+        # One pass over the item's children and one over its timeSpan's, keeping the first of each name (as
+        # X.find picks): an NVR check reads hundreds of items, and a path lookup per field walked them anew.
+        fields: dict[str, Element] = {}
+        for child in item:
+            fields.setdefault(X.local(child.tag), child)
+        span = fields.get("timeSpan")
+        times: dict[str, Element] = {}
+        for child in span if span is not None else ():
+            times.setdefault(X.local(child.tag), child)
+        s, e = X.text(times.get("startTime")), X.text(times.get("endTime"))
         if not s or not e:
             continue
-        items.append((X.integer(item, "trackID"), _wall(s), _wall(e)))
+        items.append((X.integer(fields.get("trackID")), _wall(s), _wall(e)))
     return strg, num, items
 
 

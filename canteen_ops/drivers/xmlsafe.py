@@ -53,15 +53,22 @@ def local(tag: Any) -> str:
     return tag.rsplit("}", 1)[-1]
 
 
+def _named(tag: Any, name: str, suffix: str) -> bool:
+    """local(tag) == name, without splitting every tag of a large answer (suffix is '}' + name)."""
+    return isinstance(tag, str) and (tag == name or tag.endswith(suffix))
+
+
 def children(el: ET.Element, name: str) -> list[ET.Element]:
     """Direct children with this local name."""
-    return [c for c in el if local(c.tag) == name]
+    suffix = "}" + name
+    return [c for c in el if _named(c.tag, name, suffix)]
 
 
 def iter_local(el: ET.Element, name: str) -> Iterator[ET.Element]:
     """Descendants (and el itself) with this local name, in document order."""
+    suffix = "}" + name
     for node in el.iter():
-        if local(node.tag) == name:
+        if _named(node.tag, name, suffix):
             yield node
 
 
@@ -75,7 +82,8 @@ def find(el: ET.Element | None, path: str) -> ET.Element | None:
     for part in path.split("/"):
         if node is None:
             return None
-        node = next((c for c in node if local(c.tag) == part), None)
+        suffix = "}" + part
+        node = next((c for c in node if _named(c.tag, part, suffix)), None)
     return node
 
 
@@ -87,7 +95,8 @@ def findall(el: ET.Element | None, path: str) -> list[ET.Element]:
         return list(iter_local(el, path[2:]))
     nodes = [el]
     for part in path.split("/"):
-        nodes = [c for n in nodes for c in n if local(c.tag) == part]
+        suffix = "}" + part
+        nodes = [c for n in nodes for c in n if _named(c.tag, part, suffix)]
     return nodes
 
 
@@ -100,7 +109,7 @@ def text(el: ET.Element | None, path: str | None = None, default: str | None = N
     return value if value else default
 
 
-def integer(el: ET.Element | None, path: str, default: int | None = None) -> int | None:
+def integer(el: ET.Element | None, path: str | None = None, default: int | None = None) -> int | None:
     value = text(el, path)
     if value is None:
         return default

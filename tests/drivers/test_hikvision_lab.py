@@ -286,3 +286,23 @@ def test_expired_nonce_is_renewed_without_a_failed_login(connect, cam, monkeypat
     drv.storage()
     assert drv.requests_sent - before == 2  # stale + retry with the fresh nonce
     assert cam.failed_logins == 0
+
+
+def test_recording_search_requests(connect, nvr, lab_faults):
+    # The time (device offset) is read once; a search is one POST per page of 40, ending on OK / NO MATCHES
+    # without asking for an empty page.
+    lab_faults.touch(nvr.id)
+    drv = connect(nvr)
+    now = dt.datetime.now(UTC)
+    assert drv.recordings(1, now - dt.timedelta(hours=24), now)  # 24-25 hourly files: one page
+    first = drv.requests_sent  # probe + time + search
+    assert first == 3
+    assert drv.recordings(2, now - dt.timedelta(hours=24), now)
+    assert drv.requests_sent - first == 1
+    sent = drv.requests_sent
+    assert drv.recordings(3, now - dt.timedelta(hours=100), now)  # 100-101 files: pages of 40, 40, 20-21
+    assert drv.requests_sent - sent == 3
+    lab_faults.set(nvr.id, "retention", "1")
+    sent = drv.requests_sent
+    assert drv.recordings(1, now - dt.timedelta(days=10), now - dt.timedelta(days=9)) == []  # NO MATCHES
+    assert drv.requests_sent - sent == 1

@@ -117,3 +117,12 @@ def test_to_dict_refuses_absurd_nesting():
     deep = b"<a>" * 200 + b"x" + b"</a>" * 200
     with pytest.raises(ProtocolError, match="nested"):
         X.to_dict(X.parse(deep))
+
+
+def test_local_name_lookups_match_whole_names_only():
+    root = X.parse(b'<a xmlns="urn:x"><xname>1</xname><name>2</name><!-- c --><b><name>3</name></b>'
+                   b'<y:name xmlns:y="urn:y">4</y:name></a>')
+    assert [e.text for e in X.iter_local(root, "name")] == ["2", "3", "4"]
+    assert [e.text for e in X.children(root, "name")] == ["2", "4"]
+    assert X.text(root, "b/name") == "3" and X.find(root, "ame") is None
+    assert X.integer(X.find(root, "xname")) == 1
