@@ -78,3 +78,56 @@ def test_ctrl_c_keeps_finished_results(devices):
     with pytest.raises(KeyboardInterrupt):
         run_devices(devices, task, workers=1, on_result=logged.append, progress=False)
     assert [r.device_id for r in logged] == [d.id for d in devices[:3]]
+
+
+def _peak_concurrency(devices, work, **kwargs) -> int:
+    lock, running, peak = threading.Lock(), [0], [0]
+
+    def task(d):
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        try:
+            work()
+        finally:
+            with lock:
+                running[0] -= 1
+        return [Result(d.id, "probe", Status.OK, "fine")]
+
+    out = run_devices(devices, task, progress=False, **kwargs)
+    assert len(out.results) == len(devices)
+    return peak[0]
+
+
+def test_default_concurrency_grows_while_devices_keep_us_waiting(devices, monkeypatch):
+    monkeypatch.setenv("CANTEEN_OPS_WORKERS", "8")
+    many = (devices * 20)[:60]
+    assert _peak_concurrency(many, lambda: time.sleep(0.05)) == 8  # slow answers: up to the ceiling
+
+
+def test_concurrency_doubles_only_while_the_process_waits(monkeypatch):
+    """The controller on a fake clock: a tick at 90 % of a core keeps the limit, ticks mostly waiting double it
+    up to the ceiling; an explicit start is final."""
+    import canteen_ops.runner as runner
+
+    clock = {"wall": 100.0, "cpu": 10.0}
+    monkeypatch.setattr(runner.time, "monotonic", lambda: clock["wall"])
+    monkeypatch.setattr(runner.time, "process_time", lambda: clock["cpu"])
+    c = runner._Concurrency(16, start=runner._Concurrency.START)
+    assert (c.limit, c.tick()) == (2, runner._Concurrency.TICK_S)
+
+    def tick(busy: float) -> int:
+        clock["wall"] += 0.2
+        clock["cpu"] += 0.2 * busy
+        c.update()
+        return c.limit
+
+    assert [tick(0.9), tick(0.95), tick(0.1), tick(0.2), tick(0.6), tick(0.0), tick(0.0)] == [2, 2, 4, 8, 8, 16, 16]
+    assert c.tick() is None
+    fixed = runner._Concurrency(6, start=6)
+    assert (fixed.limit, fixed.tick()) == (6, None)
+
+
+def test_explicit_workers_run_at_once(devices):
+    many = (devices * 5)[:12]
+    assert _peak_concurrency(many, lambda: time.sleep(0.2), workers=6) == 6
