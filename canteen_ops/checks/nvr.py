@@ -123,7 +123,7 @@ def retention(ctx: "CheckContext") -> list[Result]:
         # costs the same for any window, so ONVIF gets the whole horizon at once and gaps reuses it.
         horizon = ctx.now - dt.timedelta(days=horizon_days)
         if ctx.device.vendor != "onvif" and ctx.get(
-                "recordings", ch, horizon, ctx.now - dt.timedelta(days=horizon_days - 1)):
+                "recorded_any", ch, horizon, ctx.now - dt.timedelta(days=horizon_days - 1)):
             per_channel[ch] = float(horizon_days)
             continue
         spans = ctx.recordings(ch, horizon_days * 24)

@@ -231,6 +231,11 @@ class Driver:
         """Recorded spans of one channel between start and end (UTC), oldest first."""
         raise NotSupported("recordings")
 
+    def recorded_any(self, channel: int, start: dt.datetime, end: dt.datetime) -> bool:
+        """Whether anything was recorded on the channel between start and end (UTC). The retention check asks
+        this of every channel first; drivers whose search pages through files answer it with one file."""
+        return bool(self.recordings(channel, start, end))
+
     def streams(self) -> list[StreamInfo]:
         raise NotSupported("streams")
 

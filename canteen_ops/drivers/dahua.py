@@ -466,7 +466,15 @@ class DahuaDriver(Driver):
                 for i, name in enumerate(titles)]
 
     @named_errors
+    def recorded_any(self, channel: int, start: dt.datetime, end: dt.datetime) -> bool:
+        return bool(self._search(channel, start, end, first_only=True))
+
+    @named_errors
     def recordings(self, channel: int, start: dt.datetime, end: dt.datetime) -> list[RecordingSpan]:
+        return self._search(channel, start, end)
+
+    def _search(self, channel: int, start: dt.datetime, end: dt.datetime,
+                first_only: bool = False) -> list[RecordingSpan]:
         """mediaFileFind: findFile → findNextFile pages → close, on one finder object per driver.
 
         The finder is created (factory.create) on the first search and reused by every later one; close()
@@ -484,7 +492,7 @@ class DahuaDriver(Driver):
         try:
             obj, matched = self._start_search(conditions)
             if matched:
-                spans = self._find_pages(obj)
+                spans = self._find_pages(obj, first_only)
         except BaseException:
             failed, self._finder = self._finder, None
             if failed is not None:  # None: factory.create failed, nothing to clean up
@@ -528,14 +536,18 @@ class DahuaDriver(Driver):
             return False
         return True
 
-    def _find_pages(self, obj: str) -> list[tuple[dt.datetime, dt.datetime]]:
+    def _find_pages(self, obj: str, first_only: bool = False) -> list[tuple[dt.datetime, dt.datetime]]:
+        """The files findFile matched, page by page; first_only: one page of one file (recorded_any)."""
         spans: list[tuple[dt.datetime, dt.datetime]] = []
         previous = None
         for _page in range(FIND_MAX_PAGES):
-            reply = self._cgi("mediaFileFind.cgi", "findNextFile", ("object", obj), ("count", FIND_PAGE))
+            reply = self._cgi("mediaFileFind.cgi", "findNextFile", ("object", obj),
+                              ("count", 1 if first_only else FIND_PAGE))
             found, items = parse_find_items(kv.parse_flat(kv.decode(reply.body)))
             if found == 0 or not items:
                 return spans
+            if first_only:
+                return items
             if items[0] == previous:
                 raise ProtocolError(f"{self.device.id}: mediaFileFind returns the same page again")
             previous = items[0]

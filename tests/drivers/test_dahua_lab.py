@@ -333,3 +333,19 @@ def test_finder_is_not_leaked_by_a_failed_search(connect, nvr, lab_faults):
     sent = drv.requests_sent
     drv.close()
     assert drv.requests_sent == sent
+
+
+def test_recorded_any_asks_for_one_file(connect, nvr, lab_faults):
+    """The retention check's first question per channel: findFile, one findNextFile of count 1, close."""
+    lab_faults.touch(nvr.id)
+    lab_faults.set(nvr.id, "retention", "10")
+    drv = connect(nvr)
+    now = dt.datetime.now(UTC)
+    assert drv.recorded_any(1, now - dt.timedelta(days=6), now - dt.timedelta(days=5))
+    sent = drv.requests_sent
+    assert drv.recorded_any(2, now - dt.timedelta(days=6), now - dt.timedelta(days=5))
+    assert drv.requests_sent - sent == 3 * 2
+    assert not drv.recorded_any(2, now - dt.timedelta(days=12), now - dt.timedelta(days=11))  # before the oldest
+    day = drv.recordings(3, now - dt.timedelta(hours=24), now)  # and the finder still serves full searches
+    assert len(day) == 1 and abs((day[0].end - now).total_seconds()) < 5
+    drv.close()

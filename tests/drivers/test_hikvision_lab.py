@@ -306,3 +306,17 @@ def test_recording_search_requests(connect, nvr, lab_faults):
     sent = drv.requests_sent
     assert drv.recordings(1, now - dt.timedelta(days=10), now - dt.timedelta(days=9)) == []  # NO MATCHES
     assert drv.requests_sent - sent == 1
+
+
+def test_recorded_any_asks_for_one_file(connect, nvr, lab_faults):
+    """The retention check's first question per channel: one search, maxResults 1, one file in the answer."""
+    lab_faults.touch(nvr.id)
+    lab_faults.set(nvr.id, "retention", "10")
+    drv = connect(nvr)
+    now = dt.datetime.now(UTC)
+    assert drv.recorded_any(1, now - dt.timedelta(days=6), now - dt.timedelta(days=5))
+    sent = drv.requests_sent
+    assert drv.recorded_any(2, now - dt.timedelta(days=6), now - dt.timedelta(days=5))
+    assert drv.requests_sent - sent == 1
+    assert not drv.recorded_any(2, now - dt.timedelta(days=12), now - dt.timedelta(days=11))  # before the oldest
+    assert drv.requests_sent - sent == 2
