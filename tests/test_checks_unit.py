@@ -402,3 +402,21 @@ def test_forked_child_that_dies_reports_its_devices(fleet, monkeypatch):
     assert "cam-05" in {r.device_id for r in lost}
     # every device has at least one line
     assert {r.device_id for r in out.results if r.device_id} == {"nvr-01"} | {f"cam-0{i}" for i in range(1, 7)}
+
+
+def test_processes_get_an_equal_share_of_each_kind_of_device():
+    """Schools of one NVR and an odd number of cameras put every NVR at an even position: dealing the inventory
+    order round-robin gave one child all the NVRs (the expensive devices). deal() shares each kind out."""
+    from types import SimpleNamespace
+
+    from canteen_ops.checks.fanout import deal
+
+    fleet = []
+    for s in range(10):
+        fleet.append(SimpleNamespace(id=f"s{s}-nvr", kind="nvr", vendor="dahua" if s % 2 else "hikvision"))
+        fleet += [SimpleNamespace(id=f"s{s}-cam{c}", kind="camera", vendor="onvif") for c in range(9)]
+    chunks = deal(fleet, 2)
+    assert sorted(d.id for c in chunks for d in c) == sorted(d.id for d in fleet)  # each device exactly once
+    for chunk in chunks:
+        nvrs = [d.vendor for d in chunk if d.kind == "nvr"]
+        assert len(chunk) == 50 and len(nvrs) == 5 and sorted(nvrs.count(v) for v in ("hikvision", "dahua")) == [2, 3]

@@ -30,8 +30,7 @@ def run_forked(devices: list["Device"], task: Callable[["Device"], list[Result]]
     from multiprocessing.connection import wait
 
     ctx = mp.get_context("fork")
-    # Round-robin, so every child gets its share of NVRs (the expensive devices) and of each school.
-    chunks = [devices[i::processes] for i in range(processes)]
+    chunks = deal(devices, processes)
     per_child_workers = max(1, (workers or 0) // processes) if workers else None
 
     def child(index: int, chunk: list["Device"], conn) -> None:
@@ -123,6 +122,17 @@ def run_forked(devices: list["Device"], task: Callable[["Device"], list[Result]]
         if bar:
             bar.close()
     return outcome
+
+
+def deal(devices: list["Device"], n: int) -> list[list["Device"]]:
+    """Split devices over n processes so each gets its share of every kind of work: dealt round-robin within
+    each (kind, vendor) class, NVRs (the expensive devices) first. Dealing the inventory order itself would
+    give one child every NVR whenever schools have an even number of devices (NVR first, then cameras)."""
+    classes: dict[tuple[str, str], list["Device"]] = {}
+    for d in devices:
+        classes.setdefault((d.kind, d.vendor), []).append(d)
+    ordered = [d for key in sorted(classes, key=lambda k: (k[0] != "nvr", k)) for d in classes[key]]
+    return [ordered[i::n] for i in range(n)]
 
 
 def _lost(chunk, seen: set[str], why: str, emit) -> None:
