@@ -420,3 +420,13 @@ def test_processes_get_an_equal_share_of_each_kind_of_device():
     for chunk in chunks:
         nvrs = [d.vendor for d in chunk if d.kind == "nvr"]
         assert len(chunk) == 50 and len(nvrs) == 5 and sorted(nvrs.count(v) for v in ("hikvision", "dahua")) == [2, 3]
+
+
+def test_default_processes_fork_for_big_fleets_and_for_a_few_streams(monkeypatch):
+    from canteen_ops.checks.fanout import default_processes
+
+    monkeypatch.setattr("os.cpu_count", lambda: 4)
+    assert [default_processes(n) for n in (1, 199, 200, 5000)] == [1, 1, 4, 4]
+    assert [default_processes(n, ["reachable", "picture"]) for n in (1, 7, 8)] == [1, 1, 4]
+    monkeypatch.setattr("os.cpu_count", lambda: 64)
+    assert default_processes(1000) == 8

@@ -143,15 +143,25 @@ def _lost(chunk, seen: set[str], why: str, emit) -> None:
             emit(Result(d.id, "task", Status.UNKNOWN, why, school_id=d.school_id))
 
 
-def default_processes(n_devices: int) -> int:
-    """One process per core for big fleets; a small run is not worth the fork."""
-    return min(os.cpu_count() or 1, 8) if n_devices >= 200 else 1
+def default_processes(n_devices: int, checks: list[str] | tuple[str, ...] = ()) -> int:
+    """One process per core when the work is worth the fork: 200 devices of protocol checks (a few ms of CPU
+    each), or 8 cameras of stream / picture checks (~70 ms each: RTSP, decoding, picture metrics — 50 streams in
+    one process spend half their CPU fighting over the GIL, docs/benchmarks.md)."""
+    heavy = bool({"stream", "picture"} & set(checks))
+    return min(os.cpu_count() or 1, 8) if n_devices >= (8 if heavy else 200) else 1
 
 
 def warm_shared_state(devices: list["Device"], checks: list[str]) -> None:
-    """Parse, once in the parent, the ONVIF WSDLs the children will need, so they share them instead of each
-    parsing them: device management always, recording search for NVR checks, media for stream checks (a WSDL
-    nobody needs would be ~0.1 s of the parent's time before the fork)."""
+    """Load, once in the parent, what the children will need, so they share it instead of each loading it: the
+    ONVIF WSDLs (device management always, recording search for NVR checks, media for stream checks; a WSDL
+    nobody needs would be ~0.1 s of the parent's time before the fork) and, for stream checks, PyAV and the
+    picture metrics."""
+    video = bool({"stream", "picture"} & set(checks))
+    if video:
+        import av  # noqa: F401
+
+        import canteen_ops.media.probe  # noqa: F401
+        import canteen_ops.media.quality  # noqa: F401
     onvif = [d for d in devices if d.vendor == "onvif"]
     if not onvif:
         return
@@ -160,7 +170,9 @@ def warm_shared_state(devices: list["Device"], checks: list[str]) -> None:
     services = ["device"]
     if any(d.kind == "nvr" for d in onvif) and {"channels", "retention", "gaps"} & set(checks):
         services.append("search")
-    if {"stream", "picture"} & set(checks):
+    if video:
         services.append("media")
     for service in services:
         shared_client(service)
+
+

@@ -34,7 +34,7 @@ def check(
         "--workers", min=1, metavar="N", help="Devices checked at once [default: grows from 2 per process while devices keep it waiting, up to 8 per CPU, at most 32]")] = None,
     processes: Annotated[Optional[int], typer.Option(
         "--processes", min=1, metavar="N", help="Processes to spread the devices over [default: one per core (at most 8) for "
-        "200 or more devices, else 1]")] = None,
+        "200 or more devices, or 8 or more with stream/picture checks; else 1]")] = None,
     deadline: Annotated[float, typer.Option(
         "--deadline", min=0.1, metavar="SECONDS", help="Seconds allowed per device; a device past it gets an 'unknown'")] = 90.0,
     open_incidents: Annotated[bool, typer.Option(
@@ -70,7 +70,7 @@ def check(
         try:
             outcome = run_checks(devices, inv, names, log=log, workers=workers, deadline_s=deadline,
                                  on_result=on_result, progress=None if not (json or quiet) else False,
-                                 processes=processes or default_processes(len(devices)))
+                                 processes=processes or default_processes(len(devices), names))
         except KeyboardInterrupt:
             out.render(interrupted=True, elapsed=time.monotonic() - t0, n_devices=len(devices))
             raise
