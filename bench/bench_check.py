@@ -58,6 +58,8 @@ def child(a: argparse.Namespace) -> None:
         out.update(results=len(outcome.results), statuses=statuses)
         bad = [f"{r.device_id} {r.check}: {r.summary}" for r in outcome.results if r.status.value != "ok"][:5]
         out["sample_problems"] = bad
+    elif a.mode == "per-device":
+        out.update(per_device(inv, a.limit))
     else:
         out.update(naive(devices, native=a.mode == "naive-native"))
     ru, ch = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -71,6 +73,30 @@ def child(a: argparse.Namespace) -> None:
 def _first(inv, n: int, cameras_only: bool = False):
     devs = [d for d in inv.devices if d.kind == "camera"] if cameras_only else inv.devices
     return devs[:n]
+
+
+def per_device(inv, n: int) -> dict:
+    """Client CPU per device of each (vendor, kind), its checks run in turn in this thread (no pool, no fork):
+    what one device costs us, apart from concurrency."""
+    import datetime as dt
+
+    from canteen_ops.checks.context import CheckContext
+    from canteen_ops.checks.run import _registry, check_device
+
+    schools, checks = {s.id: s for s in inv.schools}, _registry()
+    now = dt.datetime.now(dt.timezone.utc)
+    out = {}
+    for vendor in ("onvif", "hikvision", "dahua"):
+        for kind in ("camera", "nvr"):
+            devs = [d for d in inv.devices if d.vendor == vendor and d.kind == kind][:n + 1]
+            if len(devs) < 2:
+                continue
+            for i, d in enumerate(devs):
+                if i == 1:  # the first device pays the imports and WSDL parses
+                    c0 = time.process_time()
+                check_device(CheckContext(d, schools[d.school_id], inv, now=now), NO_STREAM, checks)
+            out[f"{vendor} {kind}"] = round((time.process_time() - c0) / (len(devs) - 1) * 1000, 2)
+    return {"cpu_ms": out}
 
 
 def naive(devices, native: bool = False) -> dict:
@@ -198,6 +224,10 @@ def bench_fleet(name: str, sizes: list[int], naive_sample: int, streams: int | N
                 if n not in best or m["wall_s"] < best[n]["wall_s"]:
                     best[n] = m
         big = best[max(sizes)]
+        pd = measure(lab, "per-device", 40)
+        print(f"[{name}] per device: {pd}", file=sys.stderr)
+        lines += ["", "Client CPU per device, each device's checks run in turn (no pool, no fork; 40 of each): "
+                  + ", ".join(f"{k} {v:.1f} ms" for k, v in pd["cpu_ms"].items()) + "."]
         baselines = [("naive", "one `ONVIFCamera` per device for every vendor, sequentially: the issue's naive loop")]
         if vendors != "onvif":
             baselines.append(("naive-native", "a new client per device in each vendor's own protocol — "
