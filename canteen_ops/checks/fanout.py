@@ -2,9 +2,9 @@
 one core: zeep and HTTP parsing are CPU work, a few ms per camera and more per NVR).
 
 Each child is forked with everything already loaded (inventory, history, parsed WSDLs), runs the ordinary
-threaded runner on its share of the devices, and sends each device's results back over its pipe. The parent stays the only
-writer of the log: `on_result` is called in the parent's thread, as with one process. Ctrl-C in the parent
-stops the children and keeps every result already received.
+threaded runner on its share of the devices, and sends each device's results back over its pipe. The parent
+stays the only writer of the log: `on_result` is called in the parent's thread, as with one process. Ctrl-C in
+the parent stops the children and keeps every result already received.
 """
 
 from __future__ import annotations

@@ -31,7 +31,8 @@ def check(
         "--json", help="JSON Lines on stdout: one object per result, written as results arrive")] = False,
     all_: Annotated[bool, typer.Option("--all", help="List ok results too (default: a count per school)")] = False,
     workers: Annotated[Optional[int], typer.Option(
-        "--workers", min=1, metavar="N", help="Devices checked at once [default: grows from 2 per process while devices keep it waiting, up to 8 per CPU, at most 32]")] = None,
+        "--workers", min=1, metavar="N", help="Devices checked at once [default: from 2 per process, doubling "
+        "while devices keep it waiting, up to 8 per CPU, at most 32]")] = None,
     processes: Annotated[Optional[int], typer.Option(
         "--processes", min=1, metavar="N", help="Processes to spread the devices over [default: one per core (at most 8) for "
         "200 or more devices, or 8 or more with stream/picture checks; else 1]")] = None,
