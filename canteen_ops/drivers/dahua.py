@@ -27,7 +27,6 @@ from canteen_ops.drivers.base import (
     Clock,
     ConfigExport,
     Disk,
-    Driver,
     Facts,
     Locked,
     NotSupported,
@@ -39,7 +38,7 @@ from canteen_ops.drivers.base import (
     UpgradeStatus,
     named_errors,
 )
-from canteen_ops.drivers.http import DeviceHTTP, Reply
+from canteen_ops.drivers.http import DeviceHTTP, HttpDriver, Reply
 from canteen_ops.drivers.spans import clipped
 
 UTC = dt.timezone.utc
@@ -284,7 +283,7 @@ def strip_secrets(tree: Any) -> Any:
 
 
 
-class DahuaDriver(Driver):
+class DahuaDriver(HttpDriver):
     vendor = "dahua"
 
     def __init__(self, device, password: str, *, timeout: float | None = None, timezone: str | None = None):
@@ -313,15 +312,7 @@ class DahuaDriver(Driver):
             if obj is not None and not self._unreachable:
                 self._cleanup_finder(obj, ("destroy",))
         finally:
-            self._http.close()
-
-    def set_deadline(self, seconds: float | None) -> None:
-        super().set_deadline(seconds)
-        self._http.set_deadline(seconds)
-
-    @property
-    def requests_sent(self) -> int:
-        return self._http.requests_sent
+            super().close()
 
     # --- HTTP helpers -------------------------------------------------------------------------------------
     def _auth_failure(self, reply: Reply, authenticated: bool) -> AuthFailed | None:

@@ -21,7 +21,6 @@ from canteen_ops.drivers.base import (
     Clock,
     ConfigExport,
     Disk,
-    Driver,
     Facts,
     Locked,
     NotSupported,
@@ -31,7 +30,7 @@ from canteen_ops.drivers.base import (
     UpgradeStatus,
     named_errors,
 )
-from canteen_ops.drivers.http import DeviceHTTP, Reply, challenge_is_stale
+from canteen_ops.drivers.http import DeviceHTTP, HttpDriver, Reply, challenge_is_stale
 from canteen_ops.drivers.spans import clipped
 
 UTC = dt.timezone.utc
@@ -316,7 +315,7 @@ def parse_upgrade_status(root: Element) -> UpgradeStatus:
 # --- the driver -------------------------------------------------------------------------------------------
 
 
-class HikvisionDriver(Driver):
+class HikvisionDriver(HttpDriver):
     vendor = "hikvision"
 
     def __init__(self, device, password: str, *, timeout: float | None = None, timezone: str | None = None):
@@ -329,17 +328,6 @@ class HikvisionDriver(Driver):
         self._info: Element | None = None
         self._offset: dt.timedelta | None = None
         self._ports: dict[str, int] | None = None
-
-    def close(self) -> None:
-        self._http.close()
-
-    def set_deadline(self, seconds: float | None) -> None:
-        super().set_deadline(seconds)
-        self._http.set_deadline(seconds)
-
-    @property
-    def requests_sent(self) -> int:
-        return self._http.requests_sent
 
     # --- HTTP helpers -------------------------------------------------------------------------------------
     def _auth_failure(self, reply: Reply, authenticated: bool) -> AuthFailed | None:

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from canteen_ops.drivers.base import (
     AuthFailed,
+    Driver,
     Offline,
     ProtocolError,
     Timeout,
@@ -302,6 +303,24 @@ class DeviceHTTP:
         return bytes(buf)
 
 
+class HttpDriver(Driver):
+    """What the drivers that talk through one DeviceHTTP (Hikvision ISAPI, Dahua CGI) share: its deadline, its
+    request count, closing it. Subclasses set self._http."""
+
+    _http: DeviceHTTP
+
+    def close(self) -> None:
+        self._http.close()
+
+    def set_deadline(self, seconds: float | None) -> None:
+        super().set_deadline(seconds)
+        self._http.set_deadline(seconds)
+
+    @property
+    def requests_sent(self) -> int:
+        return self._http.requests_sent
+
+
 _TLS_CONTEXT = None
 _TLS_LOCK = threading.Lock()
 
@@ -333,4 +352,4 @@ def _reason(exc: Exception) -> str:
     return text[:160]
 
 
-__all__ = ["DeviceHTTP", "Reply", "pick_scheme", "challenge_is_stale"]
+__all__ = ["DeviceHTTP", "HttpDriver", "Reply", "pick_scheme", "challenge_is_stale"]
