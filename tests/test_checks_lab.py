@@ -72,6 +72,24 @@ def test_healthy_school_is_ok(lab, inv_path, vendor):
     assert "重点点位覆盖率 100%" in cov.summary
 
 
+def test_policy_skip_checks_keeps_a_healthy_onvif_estate_at_exit_0(lab, inv_path, tmp_path):
+    """ONVIF has no standard disk status, so its NVRs' storage is unknown every night; an inventory that says
+    `skip_checks: [storage]` for them does not run it, and the healthy school's run exits 0."""
+    nvr = lab.first("onvif", "nvr")
+    data = yaml.safe_load(inv_path.read_text(encoding="utf-8"))
+    for school in data["schools"]:
+        for d in school["devices"]:
+            if d["id"] == nvr.id:
+                d["policy"] = {"skip_checks": ["storage"]}
+    path = tmp_path / "skip.yaml"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    school = [d.id for d in lab.fleet.devices if d.id.split("-")[0] == nvr.id.split("-")[0]]
+    out = check(path, school, NO_MEDIA + ["coverage"])
+    assert [r for r in out.results if r.device_id == nvr.id and r.check == "storage"] == []
+    assert {r.check for r in out.results if r.device_id == nvr.id} == set(NO_MEDIA) - {"storage"}
+    assert out.exit_code == 0, [(r.device_id, r.check, r.summary) for r in out.results if r.status is not Status.OK]
+
+
 # --- reachability and login -----------------------------------------------------------------------------------
 @pytest.mark.parametrize("vendor", VENDORS)
 def test_offline(lab, lab_faults, inv_path, vendor):

@@ -365,6 +365,8 @@ def test_working_hours_end_before_inherited_start(tmp_path):
     ("{frozen_frames: 0}", "0}", "frozen_frames", "must be at least 1, got 0"),
     ("{required_areas: [加工区, 3]}", "3]", "required_areas[1]", "expected a string, got integer 3"),
     ("[clock_warn_s]", "[clock", "", "expected a mapping, got list"),
+    ("{skip_checks: [storage, disk]}", "[storage", "skip_checks", "unknown device check 'disk'; known: reachable, "
+     "login, facts, clock, ntp, storage, channels, retention, gaps, stream, picture"),
 ])
 def test_bad_policy(tmp_path, policy, needle, path, message):
     text = HEAD.replace("    devices:\n", f"    policy: {policy}\n    devices: []\n")

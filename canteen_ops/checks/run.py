@@ -52,7 +52,8 @@ def check_device(ctx: CheckContext, names: list[str], checks: dict[str, Check] |
     """Run the device's applicable checks in order. A device that is not there or refuses our login gets one
     clear line (the check that found out) and the rest are skipped: no further login is attempted."""
     checks = checks or _registry()
-    todo = [n for n in names if n in checks and ctx.device.kind in checks[n].kinds]
+    todo = [n for n in names if n in checks and ctx.device.kind in checks[n].kinds
+            and n not in ctx.policy.skip_checks]
     results: list[Result] = []
     try:
         for i, name in enumerate(todo):

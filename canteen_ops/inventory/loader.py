@@ -13,6 +13,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+from canteen_ops.checks import DEVICE_CHECK_NAMES
 from canteen_ops.errors import InvalidFile, Problem
 from canteen_ops.inventory.model import (
     KINDS,
@@ -213,7 +214,11 @@ class _Validator:
             default = POLICY_FIELDS[key].default
             if isinstance(default, tuple):
                 if (lst := self.str_list(value, p)) is not None:
-                    out[key] = lst
+                    if key == "skip_checks" and (bad := [n for n in lst if n not in DEVICE_CHECK_NAMES]):
+                        self.problem(p, f"unknown device check {', '.join(map(repr, bad))}; known: "
+                                        f"{', '.join(DEVICE_CHECK_NAMES)}")
+                    else:
+                        out[key] = lst
             elif isinstance(default, str):
                 if self.typed(value, p, str, "a string") is not None:
                     if key == "min_resolution" and not re.fullmatch(r"\d+[xX]\d+", value):
