@@ -38,7 +38,10 @@ def test_cli_wraps_stdout_and_stderr_only_while_it_runs(cli, monkeypatch):
 
     def fake_run(argv):
         seen["types"] = (type(sys.stdout).__name__, type(sys.stderr).__name__)
+        import typer
+
         print("echoed by some library: Leaky-Secret-42")
+        typer.echo("typer.echo: Leaky-Secret-42")  # click resolves its own stream: must still be ours
         print("error: Leaky-Secret-42", file=sys.stderr)
         return 0
 
