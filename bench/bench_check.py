@@ -1,5 +1,7 @@
 """Benchmark `check` (issue 4): fleet checks without stream decode at 10 / 100 / 1,000 lab devices, against the
-naive loop (one onvif-zeep ONVIFCamera per device, sequentially), and stream+picture on 1 vs 50 lab streams.
+naive loop (one onvif-zeep ONVIFCamera per device, sequentially, for every vendor: the lab's Hikvision and Dahua
+devices answer ONVIF too; for mixed fleets also a vendor-native httpx loop), the client CPU per device of each
+vendor and kind, and stream+picture on 1 vs 50 lab streams (one process and the default processes).
 
     /work/.venv-dev/bin/python bench/bench_check.py            # everything (about 5 minutes on 2 cores)
     ... --sizes 10,100 --fleets onvif --no-streams             # a quick look
