@@ -326,3 +326,31 @@ def test_stream_faults(lab, lab_faults, inv_path, tmp_path, fault, check_name, s
     out = check(path, [cam.id], MEDIA)
     r = one(out, cam.id, check_name)
     assert r.status is status and text in r.summary, r.summary
+
+
+@pytest.mark.parametrize("vendor", VENDORS)
+def test_reachable_connection_is_handed_to_the_driver(lab, inv_path, vendor, monkeypatch):
+    """The reachable check's connection carries the ONVIF driver's requests (one connection per device); the
+    httpx drivers cannot take it over and it is closed, never leaked."""
+    import datetime as dt
+
+    from canteen_ops.checks.context import CheckContext
+    from canteen_ops.checks.run import check_device
+
+    inv = load_inventory(inv_path)
+    cam = next(d for d in inv.devices if d.id == lab.first(vendor, "camera").id)
+    kept = []
+    real = CheckContext.keep_connection
+    monkeypatch.setattr(CheckContext, "keep_connection", lambda self, sock: (kept.append(sock), real(self, sock)))
+    ctx = CheckContext(cam, next(s for s in inv.schools if s.id == cam.school_id), inv,
+                       now=dt.datetime.now(dt.timezone.utc))
+    closed = []
+    monkeypatch.setattr(CheckContext, "close", lambda self: closed.append(self))  # inspect before closing
+    out = check_device(ctx, ["reachable", "login", "facts"])
+    assert [r.status for r in out] == [Status.OK] * 3 and len(kept) == 1 and ctx._spare is None
+    if vendor == "onvif":
+        assert ctx._driver._transport._conn.sock is kept[0]
+    else:
+        assert kept[0].fileno() == -1  # closed at once
+    monkeypatch.undo()
+    ctx.close()

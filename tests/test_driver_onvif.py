@@ -454,6 +454,43 @@ def test_stale_keepalive_connection_is_reopened_once():
         srv.close()
 
 
+def test_adopted_connection_carries_the_first_requests():
+    """The reachable check's connection is handed to the driver: the device sees one connection, not two."""
+    import socket
+
+    srv = OneShotServer(answers=2)
+    try:
+        d = _plain_device(srv.port)
+        assert d.adopt_connection(socket.create_connection(("127.0.0.1", srv.port), timeout=2))
+        d._call("device", "GetSystemDateAndTime")
+        d._call("device", "GetSystemDateAndTime")
+        assert (srv.connections, srv.requests, d.requests_sent) == (1, 2, 2)
+    finally:
+        srv.close()
+
+
+def test_adopted_connection_closed_by_the_device_is_replaced_once():
+    import socket
+
+    srv = OneShotServer(answers=0)  # accepts, then closes without answering, like a device's short idle timeout
+    try:
+        d = _plain_device(srv.port)
+        assert d.adopt_connection(socket.create_connection(("127.0.0.1", srv.port), timeout=2))
+        time.sleep(0.05)
+        with pytest.raises(ProtocolError, match="closed without an answer"):  # the fresh one closes too
+            d._call("device", "GetSystemDateAndTime")
+        assert srv.connections == 2  # the request was sent again once, on a new connection, and not more
+    finally:
+        srv.close()
+
+
+def test_https_driver_does_not_adopt_a_plain_connection(camera):
+    st, _ = camera
+    dev = device_for(st)
+    d = drv.OnvifDriver(Device(**{**dev.__dict__, "https": True}), st.password)
+    assert d.adopt_connection(object()) is False
+
+
 def test_a_fresh_connection_closed_without_answer_is_not_retried():
     srv = OneShotServer(answers=0)
     try:

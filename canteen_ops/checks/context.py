@@ -73,6 +73,7 @@ class CheckContext:
     skip_reason: str | None = None  # set when the device cannot be checked further (offline, login refused)
     answered: bool = False  # the device has answered at least one driver request in this run
     _driver: Driver | None = field(default=None, repr=False)
+    _spare: Any = field(default=None, repr=False)  # the reachable check's open connection, for the driver
     _memo: dict[Any, Any] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -100,6 +101,9 @@ class CheckContext:
                     raise NoCredentials(str(exc)) from None
             if self.deadline_s is not None:
                 self._driver.set_deadline(self.remaining())
+            spare, self._spare = self._spare, None
+            if spare is not None and not self._driver.adopt_connection(spare):
+                spare.close()
         return self._driver
 
     def remaining(self) -> float | None:
@@ -155,7 +159,16 @@ class CheckContext:
                 out.setdefault(d.nvr_channel, []).append(d)
         return dict(sorted(out.items()))
 
+    def keep_connection(self, sock) -> None:
+        """Keep the reachable check's connection for the driver (drivers that cannot use it close it)."""
+        if self._spare is not None:
+            self._spare.close()
+        self._spare = sock
+
     def close(self) -> None:
+        spare, self._spare = self._spare, None
+        if spare is not None:
+            spare.close()
         driver, self._driver = self._driver, None
         if driver is not None:
             try:

@@ -23,8 +23,9 @@ def reachable(ctx: "CheckContext") -> list[Result]:
     d = ctx.device
     t0 = time.monotonic()
     try:
-        with socket.create_connection((d.host, d.port), timeout=d.timeout):
-            latency = (time.monotonic() - t0) * 1000
+        sock = socket.create_connection((d.host, d.port), timeout=d.timeout)
+        latency = (time.monotonic() - t0) * 1000
+        ctx.keep_connection(sock)  # the driver's first request goes over it: one connection per device
     except ConnectionRefusedError:
         ctx.skip_reason = "offline"
         return [result(ctx, "reachable", Status.CRIT, f"offline (connection refused on port {d.port})",

@@ -210,6 +210,12 @@ class Driver:
     def close(self) -> None:
         pass
 
+    def adopt_connection(self, sock) -> bool:
+        """Take over a TCP connection already open to the device's management port (the reachable check's), so
+        the device accepts one connection per run instead of two. False: this driver cannot use it and the
+        caller closes it."""
+        return False
+
     # Getters -------------------------------------------------------------------------------------------
     def login(self) -> None:
         """Verify credentials with one cheap authenticated request."""

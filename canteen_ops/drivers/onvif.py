@@ -177,6 +177,18 @@ class _Transport:
             self._conn.close()
             self._conn = None
 
+    def adopt(self, sock) -> bool:
+        """Use an open plain-TCP connection to the device as our keep-alive connection (not for https)."""
+        import http.client
+
+        if self.scheme != "http" or self._conn is not None:
+            return False
+        conn = http.client.HTTPConnection(self.host, self.port)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        conn.sock = sock
+        self._conn = conn
+        return True
+
     def load(self, url):  # zeep would fetch imported schemas; devices never get to make us load anything
         raise ProtocolError(f"refusing to load external resource {url!r}")
 
@@ -197,8 +209,8 @@ class _Transport:
             conn = http.client.HTTPConnection(self.host, self.port, timeout=min(budget, CONNECT_TIMEOUT_CAP))
         try:
             conn.connect()
-            # http.client writes the head and the body with separate sends; without NODELAY, Nagle holds the
-            # body until the device's delayed ACK (up to 40 ms per request).
+            # Without NODELAY, Nagle holds the tail of a request longer than one segment until the device's
+            # delayed ACK (up to 40 ms per request).
             conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except TimeoutError:  # as the other drivers: an unanswered connect is a timeout
             conn.close()
@@ -465,6 +477,9 @@ class OnvifDriver(Driver):
 
     def close(self) -> None:
         self._transport.close()
+
+    def adopt_connection(self, sock) -> bool:
+        return self._transport.adopt(sock)
 
     def set_deadline(self, seconds: float | None) -> None:
         super().set_deadline(seconds)
