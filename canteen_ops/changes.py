@@ -19,7 +19,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from canteen_ops.errors import NotFound, PermissionRefused, UsageError
+from canteen_ops.errors import PermissionRefused, UsageError
 from canteen_ops.inventory.model import Device, Inventory
 from canteen_ops.store.log import MaintenanceLog
 from canteen_ops.timeutil import iso, parse_iso, utcnow
@@ -103,12 +103,7 @@ def request(log: MaintenanceLog, inventory: Inventory, *, title: str, device_ids
         raise UsageError("a change needs a title")
     if not device_ids:
         raise UsageError("name the device(s) the change affects (--device)")
-    schools = set()
-    for did in device_ids:
-        try:
-            schools.add(inventory.device(did).school_id)
-        except KeyError:
-            raise NotFound(f"device {did!r} is not in the inventory {inventory.path}") from None
+    schools = inventory.school_ids_of(device_ids)
     _check_window(window_start, window_end)
     with log.transaction():
         cid = log.insert("changes", {

@@ -64,12 +64,7 @@ def open_incident(log: MaintenanceLog, inventory: Inventory, *, level: str, titl
 
 
 def _school_of(inventory: Inventory, device_ids: list[str], school_id: str | None) -> str | None:
-    schools = set()
-    for did in device_ids:
-        try:
-            schools.add(inventory.device(did).school_id)
-        except KeyError:
-            raise NotFound(f"device {did!r} is not in the inventory {inventory.path}") from None
+    schools = inventory.school_ids_of(device_ids)
     if school_id is not None:
         try:
             school = next(s for s in inventory.schools if school_id in (s.id, s.name))

@@ -38,7 +38,7 @@ from canteen_ops.drivers.base import (
     UpgradeStatus,
     named_errors,
 )
-from canteen_ops.drivers.http import DeviceHTTP, HttpDriver, Reply
+from canteen_ops.drivers.http import HttpDriver, Reply
 from canteen_ops.drivers.spans import clipped
 
 UTC = dt.timezone.utc
@@ -287,15 +287,10 @@ class DahuaDriver(HttpDriver):
     vendor = "dahua"
 
     def __init__(self, device, password: str, *, timeout: float | None = None, timezone: str | None = None):
-        super().__init__(device, password, timeout=timeout, timezone=timezone)
-        user = device.credentials.username if device.credentials else "admin"
         # Dahua sends a new nonce with every answer (and often Connection: close), so credentials pre-sent with
         # an old challenge would fail — and might count toward its login lock. Every request therefore starts
         # with an unauthenticated probe, which never counts.
-        self._http = DeviceHTTP(
-            device_id=device.id, base_url=device.base_url, username=user, password=password,
-            timeout=self.timeout, on_auth_failure=self._auth_failure, reuse_challenge=False,
-        )
+        super().__init__(device, password, timeout=timeout, timezone=timezone, reuse_challenge=False)
         self._offset_known = False
         self._offset: dt.timedelta | None = None
         self._rtsp_port: int | None = None

@@ -30,7 +30,7 @@ from canteen_ops.drivers.base import (
     UpgradeStatus,
     named_errors,
 )
-from canteen_ops.drivers.http import DeviceHTTP, HttpDriver, Reply, challenge_is_stale
+from canteen_ops.drivers.http import HttpDriver, Reply, challenge_is_stale
 from canteen_ops.drivers.spans import clipped
 
 UTC = dt.timezone.utc
@@ -319,12 +319,8 @@ class HikvisionDriver(HttpDriver):
     vendor = "hikvision"
 
     def __init__(self, device, password: str, *, timeout: float | None = None, timezone: str | None = None):
-        super().__init__(device, password, timeout=timeout, timezone=timezone)
-        user = device.credentials.username if device.credentials else "admin"
-        self._http = DeviceHTTP(
-            device_id=device.id, base_url=device.base_url, username=user, password=password,
-            timeout=self.timeout, on_auth_failure=self._auth_failure, is_stale=_is_stale, reuse_challenge=True,
-        )
+        super().__init__(device, password, timeout=timeout, timezone=timezone, is_stale=_is_stale,
+                         reuse_challenge=True)
         self._info: Element | None = None
         self._offset: dt.timedelta | None = None
         self._ports: dict[str, int] | None = None

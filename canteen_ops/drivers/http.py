@@ -304,10 +304,19 @@ class DeviceHTTP:
 
 
 class HttpDriver(Driver):
-    """What the drivers that talk through one DeviceHTTP (Hikvision ISAPI, Dahua CGI) share: its deadline, its
-    request count, closing it. Subclasses set self._http."""
+    """What the drivers that talk through one DeviceHTTP (Hikvision ISAPI, Dahua CGI) share: building it, its
+    deadline, its request count, closing it. Subclasses read 401 bodies (_auth_failure) and pass their
+    DeviceHTTP options (is_stale, reuse_challenge)."""
 
-    _http: DeviceHTTP
+    def __init__(self, device, password: str, *, timeout: float | None = None, timezone: str | None = None,
+                 **http_options: Any):
+        super().__init__(device, password, timeout=timeout, timezone=timezone)
+        user = device.credentials.username if device.credentials else "admin"
+        self._http = DeviceHTTP(device_id=device.id, base_url=device.base_url, username=user, password=password,
+                                timeout=self.timeout, on_auth_failure=self._auth_failure, **http_options)
+
+    def _auth_failure(self, reply: Reply, authenticated: bool) -> AuthFailed | None:
+        raise NotImplementedError  # the vendor's reading of a 401 body (DeviceHTTP's on_auth_failure)
 
     def close(self) -> None:
         self._http.close()

@@ -198,6 +198,18 @@ class Inventory:
                 return d
         raise KeyError(device_id)
 
+    def school_ids_of(self, device_ids: list[str]) -> set[str]:
+        """The schools of these devices; NotFound (exit 66) names the first device not in the inventory."""
+        from canteen_ops.errors import NotFound
+
+        schools = set()
+        for did in device_ids:
+            try:
+                schools.add(self.device(did).school_id)
+            except KeyError:
+                raise NotFound(f"device {did!r} is not in the inventory {self.path}") from None
+        return schools
+
     def school(self, school_id: str) -> School:
         for s in self.schools:
             if s.id == school_id:
