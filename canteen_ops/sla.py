@@ -10,10 +10,11 @@ was opened inside or outside the school's working hours:
 The allowance is wall-clock time: a general incident opened on Friday at 17:30 is due on site at 19:30, not on
 Monday morning (the plan counts hours from the report, it does not pause the clock). Working hours are per school
 (inventory `working_hours`, default Mon–Fri 08:00–18:00 Asia/Shanghai); the start is inclusive, the end exclusive.
-Public holidays are not modelled: a holiday on a weekday counts as a working day (declare the day in
-`working_hours.days` or open with an explicit level if that matters). Every allowance is configurable per school
-through the policy fields `incident_<level>_inside_h` / `incident_<level>_outside_h`; the restore limit
-(`incident_resolve_h`, default 24 h from GB/T 29315) is wall-clock as well.
+Holidays and vacations (寒暑假) are declared per school or district as `working_hours.closed` (days or ranges: the
+canteen is closed, so outside working hours), make-up working days (调休) as `working_hours.open_days`. Every
+allowance is configurable per school through the policy fields `incident_<level>_inside_h` /
+`incident_<level>_outside_h`; the restore limit (`incident_resolve_h`, default 24 h from GB/T 29315) is wall-clock
+as well.
 """
 
 from __future__ import annotations
@@ -45,13 +46,14 @@ def in_working_hours(t: dt.datetime, wh: WorkingHours) -> bool:
         raise ValueError("in_working_hours needs a timezone-aware time")
     local = t.astimezone(ZoneInfo(wh.timezone))
     clock = local.time().replace(tzinfo=None)
+    day = local.date()
     if wh.start < wh.end:
-        return local.weekday() in wh.days and wh.start <= clock < wh.end
+        return wh.is_working_day(day) and wh.start <= clock < wh.end
     if wh.start > wh.end:  # a shift across midnight belongs to the day it started on
         if clock >= wh.start:
-            return local.weekday() in wh.days
+            return wh.is_working_day(day)
         if clock < wh.end:
-            return (local.weekday() - 1) % 7 in wh.days
+            return wh.is_working_day(day - dt.timedelta(days=1))
     return False
 
 

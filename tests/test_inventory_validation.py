@@ -341,6 +341,11 @@ def test_bad_dates(tmp_path, value, shown):
     ("{timezone: Mars/Olympus}", "Mars", "timezone", "unknown time zone 'Mars/Olympus'"),
     ("{start: '08:00', lunch: '12:00'}", "lunch", "lunch", "unknown key 'lunch'"),
     ("weekdays", "weekdays", "", "expected a mapping, got string"),
+    ("{closed: ['2026-10-07..2026-10-01']}", "'2026-10-07", "closed[0]",
+     "range ends (2026-10-01) before it starts (2026-10-07)"),
+    ("{closed: [2026-10-01, '2026-13-01']}", "'2026-13", "closed[1]", "expected a date (YYYY-MM-DD), got '2026-13-01'"),
+    ("{closed: '2026-10-01'}", "'2026", "closed", "expected a list, got string"),
+    ("{open_days: [2026-09-27, soon]}", "soon", "open_days[1]", "expected a date (YYYY-MM-DD), got 'soon'"),
 ])
 def test_bad_working_hours(tmp_path, wh, needle, path, message):
     text = HEAD.replace("    devices:\n", f"    working_hours: {wh}\n    devices: []\n")

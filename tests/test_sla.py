@@ -123,3 +123,41 @@ def test_sla_states():
     assert resolve_sla(row, at(1, 8)) == "pending"
     assert resolve_sla(row, at(1, 9, 1)) == "breached"
     assert resolve_sla({**row, "resolved_at": iso(at(0, 15))}, at(3, 0)) == "met"
+
+
+def test_holidays_vacations_and_make_up_days_from_the_inventory():
+    """国庆 on weekdays and the winter vacation are outside working hours (the canteen is closed: the longer
+    allowance); a make-up working Sunday (调休) is inside. District dates at defaults, a school replaces them."""
+    inv = parse_inventory("""
+version: 1
+defaults:
+  working_hours:
+    closed: ["2026-10-01..2026-10-07", "2027-01-16..2027-02-21"]
+    open_days: [2026-09-27]
+schools:
+  - id: s1
+    name: 一小
+    devices: [{id: c1, kind: camera, vendor: onvif, host: 127.0.0.1}]
+  - id: s2
+    name: 二小
+    working_hours: {closed: [2026-10-01]}
+    devices: [{id: c2, kind: camera, vendor: onvif, host: 127.0.0.1}]
+""")
+    wh1, wh2 = inv.school("s1").working_hours, inv.school("s2").working_hours
+    thu_national_day = dt.datetime(2026, 10, 1, 10, 0, tzinfo=SH)
+    fri_in_the_week = dt.datetime(2026, 10, 2, 10, 0, tzinfo=SH)
+    make_up_sunday = dt.datetime(2026, 9, 27, 10, 0, tzinfo=SH)
+    vacation_weekday = dt.datetime(2027, 2, 1, 10, 0, tzinfo=SH)
+    assert [in_working_hours(t, wh1) for t in (thu_national_day, fri_in_the_week, make_up_sunday,
+                                               vacation_weekday)] == [False, False, True, False]
+    assert [in_working_hours(t, wh2) for t in (thu_national_day, fri_in_the_week)] == [False, True]
+    d = deadlines("major", thu_national_day, wh1, P)
+    assert not d.in_working_hours and d.arrive_by == thu_national_day + dt.timedelta(hours=2)
+
+
+def test_night_shift_after_a_holiday_belongs_to_the_holiday():
+    wh = WorkingHours(days=(0, 1, 2, 3, 4), start=dt.time(22, 0), end=dt.time(6, 0),
+                      closed=((dt.date(2026, 11, 25), dt.date(2026, 11, 25)),))  # Wednesday closed
+    assert not in_working_hours(at(2, 23, 0), wh)
+    assert not in_working_hours(at(3, 5, 0), wh)     # Thursday early morning: Wednesday's (absent) shift
+    assert in_working_hours(at(3, 23, 0), wh)

@@ -56,7 +56,7 @@ DEVICE_KEYS = INHERITED | {
     "installed", "warranty_until",
 }
 CONTACT_KEYS = {"name", "role", "phone", "email"}
-WH_KEYS = {"days", "start", "end", "timezone"}
+WH_KEYS = {"days", "start", "end", "timezone", "closed", "open_days"}
 
 
 def _type_name(value: Any) -> str:
@@ -141,16 +141,17 @@ class _Validator:
 
     def date(self, m: dict, key: str, path: tuple) -> dt.date | None:
         v = m.get(key)
-        if v is None:
-            return None
+        return None if v is None else self.date_value(v, path + (key,))
+
+    def date_value(self, v: Any, path: tuple) -> dt.date | None:
         if isinstance(v, dt.date) and not isinstance(v, dt.datetime):
             return v
         if isinstance(v, str):
             try:
-                return dt.date.fromisoformat(v)
+                return dt.date.fromisoformat(v.strip())
             except ValueError:
                 pass
-        self.problem(path + (key,), f"expected a date (YYYY-MM-DD), got {v!r}")
+        self.problem(path, f"expected a date (YYYY-MM-DD), got {v!r}")
         return None
 
     def str_list(self, v: Any, path: tuple) -> tuple[str, ...] | None:
@@ -268,7 +269,30 @@ class _Validator:
                 out["timezone"] = m["timezone"]
             else:
                 self.problem(path + ("timezone",), f"unknown time zone {m['timezone']!r} (e.g. Asia/Shanghai)")
+        if m.get("closed") is not None and self.typed(m["closed"], path + ("closed",), list, "a list") is not None:
+            ranges = [self.date_range(v, path + ("closed", i)) for i, v in enumerate(m["closed"])]
+            if all(r is not None for r in ranges):
+                out["closed"] = tuple(ranges)
+        if m.get("open_days") is not None and self.typed(m["open_days"], path + ("open_days",), list,
+                                                         "a list of dates") is not None:
+            days = [self.date_value(v, path + ("open_days", i)) for i, v in enumerate(m["open_days"])]
+            if all(d is not None for d in days):
+                out["open_days"] = tuple(days)
         return out
+
+    def date_range(self, v: Any, path: tuple) -> tuple[dt.date, dt.date] | None:
+        """A day (2026-10-01) or an inclusive range of days ("2026-10-01..2026-10-07")."""
+        if isinstance(v, str) and ".." in v:
+            first, _, last = v.partition("..")
+            a, b = self.date_value(first, path), self.date_value(last, path)
+            if a is None or b is None:
+                return None
+            if b < a:
+                self.problem(path, f"range ends ({b}) before it starts ({a})")
+                return None
+            return a, b
+        day = self.date_value(v, path)
+        return None if day is None else (day, day)
 
 
 def _as_tuple(kind: type | tuple) -> tuple:

@@ -60,6 +60,13 @@ class WorkingHours:
     start: dt.time = dt.time(8, 0)
     end: dt.time = dt.time(18, 0)
     timezone: str = "Asia/Shanghai"
+    closed: tuple[tuple[dt.date, dt.date], ...] = ()  # holidays and vacations, first and last day inclusive
+    open_days: tuple[dt.date, ...] = ()  # make-up working days (调休) on days that are normally off
+
+    def is_working_day(self, day: dt.date) -> bool:
+        if any(first <= day <= last for first, last in self.closed):
+            return False
+        return day.weekday() in self.days or day in self.open_days
 
 
 @dataclass(frozen=True)
