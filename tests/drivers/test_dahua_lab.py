@@ -22,38 +22,7 @@ from canteen_ops.drivers.base import (
 from canteen_ops.drivers.dahua import DahuaDriver
 
 UTC = dt.timezone.utc
-
-
-@pytest.fixture(scope="module")
-def inv(lab):
-    from canteen_ops.inventory.loader import load_inventory
-
-    return load_inventory(lab.inventory)
-
-
-@pytest.fixture
-def nvr(lab):
-    return lab.first("dahua", "nvr")
-
-
-@pytest.fixture
-def cam(lab):
-    return lab.first("dahua", "camera")
-
-
-@pytest.fixture
-def connect(inv):
-    opened = []
-
-    def make(state, timeout=None) -> DahuaDriver:
-        drv = open_driver(inv.device(state.id), timeout=timeout, timezone=inv.settings.timezone)
-        assert isinstance(drv, DahuaDriver)
-        opened.append(drv)
-        return drv
-
-    yield make
-    for drv in opened:
-        drv.close()
+VENDOR, DRIVER = "dahua", DahuaDriver  # for the fixtures in conftest.py
 
 
 def test_nvr_getters_match_the_device(connect, nvr):

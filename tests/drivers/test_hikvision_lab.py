@@ -15,43 +15,11 @@ from canteen_ops.drivers.base import (
     Offline,
     ProtocolError,
     Timeout,
-    open_driver,
 )
 from canteen_ops.drivers.hikvision import HikvisionDriver
 
 UTC = dt.timezone.utc
-
-
-@pytest.fixture(scope="module")
-def inv(lab):
-    from canteen_ops.inventory.loader import load_inventory
-
-    return load_inventory(lab.inventory)
-
-
-@pytest.fixture
-def nvr(lab):
-    return lab.first("hikvision", "nvr")
-
-
-@pytest.fixture
-def cam(lab):
-    return lab.first("hikvision", "camera")
-
-
-@pytest.fixture
-def connect(inv):
-    opened = []
-
-    def make(state, timeout=None) -> HikvisionDriver:
-        drv = open_driver(inv.device(state.id), timeout=timeout)
-        assert isinstance(drv, HikvisionDriver)
-        opened.append(drv)
-        return drv
-
-    yield make
-    for drv in opened:
-        drv.close()
+VENDOR, DRIVER = "hikvision", HikvisionDriver  # for the fixtures in conftest.py
 
 
 def test_nvr_getters_match_the_device(connect, nvr):
