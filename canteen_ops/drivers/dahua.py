@@ -366,7 +366,7 @@ class DahuaDriver(HttpDriver):
     def login(self) -> None:
         # getSystemInfo (model, serial) is the login probe, kept for facts(): one request fewer per device.
         try:
-            flat = self._flat("magicBox.cgi", "getSystemInfo")
+            flat = self._get_system_info()
         except NotSupported:
             # The credentials were accepted (a rejected login raises AuthFailed, never NotSupported); only this
             # action is refused, so the old probe still tells whether we are in.
@@ -375,7 +375,6 @@ class DahuaDriver(HttpDriver):
             return
         if not flat:
             raise ProtocolError(f"{self.device.id}: getSystemInfo answered nothing readable")
-        self._system_info = flat
 
     def _get_system_info(self) -> dict[str, str]:
         if self._system_info is None:
