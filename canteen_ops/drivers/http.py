@@ -1,7 +1,7 @@
 """Shared HTTP plumbing for the Hikvision ISAPI and Dahua CGI drivers (httpx).
 
-One DeviceHTTP per device: one httpx.Client (connection reuse), one request at a time (a lock), every request
-bounded by the device timeout and by an optional overall deadline, every body read streamed with a size cap.
+One DeviceHTTP per device: one httpx transport (one reused connection), one request at a time (a lock), every
+request bounded by the device timeout and by an optional overall deadline, every body read streamed with a size cap.
 
 Authentication, the part that can lock a technician out of a device for 30 minutes:
 - The first request goes out without credentials. Its 401 challenge picks the scheme (Digest → digest,
@@ -40,6 +40,7 @@ MIB = 1024 * 1024
 DEFAULT_MAX_BYTES = 8 * MIB
 CONNECT_TIMEOUT_CAP = 5.0  # a LAN device that has not accepted within 5 s is not going to
 AUTH_BODY_MAX = 64 * 1024  # 401 bodies are tiny (userCheck / ResponseStatus)
+_HEADERS = {"Accept": "*/*", "Accept-Encoding": "identity", "Connection": "keep-alive", "User-Agent": "canteen-ops"}
 
 
 @dataclass
@@ -123,19 +124,19 @@ class DeviceHTTP:
         self._deadline: float | None = None
         self._lock = threading.Lock()
         self.requests_sent = 0  # on the wire, for tests and benchmarks
-        # trust_env=False: never route device traffic through a proxy from the environment.
-        self._client = httpx.Client(
-            base_url=base_url,
+        self._base_url = base_url.rstrip("/")
+        # The transport, not an httpx.Client: a Client would add cookie jars, redirects, proxies from the
+        # environment and its own auth handling, none of which a device needs (cookie extraction alone was
+        # 12 % of a Dahua NVR check's CPU). One connection, reused.
+        self._transport = httpx.HTTPTransport(
             verify=True if verify_tls else _device_tls_context(),
             trust_env=False,
-            follow_redirects=False,
-            headers={"Accept-Encoding": "identity", "User-Agent": "canteen-ops"},
             limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
         )
 
     # --- lifecycle and deadlines ------------------------------------------------------------------------
     def close(self) -> None:
-        self._client.close()
+        self._transport.close()
 
     def set_deadline(self, seconds: float | None) -> None:
         """Bound everything this device does from now on (the runner's per-device deadline)."""
@@ -171,7 +172,10 @@ class DeviceHTTP:
                 raise
 
     def _request(self, method, path, params, content, headers, max_bytes) -> Reply:
-        request = self._client.build_request(method, path, params=params, content=content, headers=headers)
+        import httpx
+
+        request = httpx.Request(method, self._base_url + path, params=params, content=content,
+                                headers={**_HEADERS, **headers} if headers else _HEADERS)
         if self._scheme is None:
             probe = self._send(request, max_bytes)
             if probe.status != 401:
@@ -247,7 +251,8 @@ class DeviceHTTP:
         self.requests_sent += 1
         where = f"{self.device_id}: {request.method} {request.url.path}"
         try:
-            response = self._client.send(request, stream=True)
+            response = self._transport.handle_request(request)
+            response.request = request  # DigestAuth's flow reads the 401's cookies, which need its request
         except httpx.ConnectTimeout:
             raise Timeout(f"{where}: no connection within {min(budget, CONNECT_TIMEOUT_CAP):.1f} s") from None
         except httpx.TimeoutException:

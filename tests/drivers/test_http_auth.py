@@ -208,3 +208,30 @@ def test_device_that_calls_every_nonce_stale_is_a_protocol_error_not_a_rejected_
         with pytest.raises(ProtocolError, match="fresh nonce"):
             drv.login()
         assert fake.auth_failures == 0
+
+
+def _redirect_with_cookie(dev, h):
+    dev._reply(h, 302, b"", {"Location": "http://127.0.0.2:9/elsewhere", "Set-Cookie": "WebSession=abc; path=/"})
+
+
+def test_device_traffic_ignores_env_proxies_redirects_and_cookies(monkeypatch):
+    # The channel is an httpx transport, not a Client: a proxy in the environment, a redirect to another host
+    # or a cookie from the device must change nothing about where or what we send.
+    dead = _free_port()
+    for var in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.setenv(var, f"http://127.0.0.1:{dead}")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    seen: list[str | None] = []
+
+    def record_cookie(dev, h):
+        seen.append(h.headers.get("Cookie"))
+        dev._reply(h, 200, b"<Time><timeMode>NTP</timeMode></Time>", {"Content-Type": "application/xml"})
+
+    routes = {"/ISAPI/System/deviceInfo": _redirect_with_cookie, "/ISAPI/System/time": record_cookie}
+    with FakeDevice(routes=routes) as fake, hik(fake.port) as drv:
+        reply = drv._http.request("GET", "/ISAPI/System/deviceInfo")
+        assert reply.status == 302  # returned to the driver, not followed
+        drv._http.request("GET", "/ISAPI/System/time")
+        assert seen == [None]  # no cookie sent back
+        assert fake.requests == 3 and fake.auth_failures == 0  # probe, request, request: all reached the device
