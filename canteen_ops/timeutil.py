@@ -22,6 +22,13 @@ def parse_iso(s: str) -> dt.datetime:
     return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
+def parse_xs_datetime(text: str) -> dt.datetime:
+    """xs:dateTime as ONVIF peers send it ('2026-01-02T03:04:05Z', '+00:00', fractions, or no zone = UTC), in UTC.
+    Raises ValueError."""
+    t = dt.datetime.fromisoformat(text.strip().replace("z", "Z"))
+    return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
+
+
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 

@@ -355,6 +355,90 @@ def test_decode_backup_mtom_and_inline():
         drv.decode_backup(root, "application/soap+xml")  # an include without its part
 
 
+# Search answers are read with lxml, not zeep (the fields used, in any namespace prefix or default namespace).
+SOAP12 = "http://www.w3.org/2003/05/soap-envelope"
+
+
+def _answer(body: str, **ns) -> object:
+    decl = " ".join(f'xmlns:{k}="{v}"' for k, v in {"tse": drv.NS_SEARCH, "tt": drv.NS_SCHEMA, **ns}.items())
+    xml = f'<env:Envelope xmlns:env="{SOAP12}" {decl}><env:Body>{body}</env:Body></env:Envelope>'
+    return drv.check_wellformed(xml.encode()).find("{*}Body")[0]
+
+
+def test_parse_recording_results_reads_the_used_fields_in_any_prefix():
+    body = ('<tse:GetRecordingSearchResultsResponse><tse:ResultList><tt:SearchState> Completed </tt:SearchState>'
+            '<tt:RecordingInformation><tt:RecordingToken>REC_2</tt:RecordingToken><tt:Source><tt:SourceId>VS_2'
+            '</tt:SourceId><tt:Name>后厨 2</tt:Name></tt:Source><tt:EarliestRecording>2026-11-01T00:00:00Z'
+            '</tt:EarliestRecording><tt:LatestRecording>2026-11-27T08:00:00+08:00</tt:LatestRecording>'
+            '<tt:RecordingStatus>Recording</tt:RecordingStatus></tt:RecordingInformation>'
+            # another firmware: default namespace, no Source, an unreadable time
+            f'<RecordingInformation xmlns="{drv.NS_SCHEMA}"><RecordingToken>REC_3</RecordingToken>'
+            '<EarliestRecording>soon</EarliestRecording></RecordingInformation>'
+            '</tse:ResultList></tse:GetRecordingSearchResultsResponse>')
+    state, infos = drv.parse_recording_results(_answer(body))
+    assert state == "Completed"
+    assert infos[0] == drv.RecordingInfo("REC_2", "VS_2", "后厨 2", dt.datetime(2026, 11, 1, tzinfo=UTC),
+                                         dt.datetime(2026, 11, 27, tzinfo=UTC), "Recording")
+    assert infos[1] == drv.RecordingInfo("REC_3", None, None, None, None, "")
+    with pytest.raises(ProtocolError, match="ResultList"):
+        drv.parse_recording_results(_answer("<tse:GetRecordingSearchResultsResponse/>"))
+
+
+def test_parse_event_results_keeps_only_data_presence_flips():
+    def result(token, time, items, prefix="tt"):
+        data = "".join(f'<{prefix}:SimpleItem Name="{n}" Value="{v}"/>' for n, v in items)
+        return (f"<tt:Result><tt:RecordingToken>{token}</tt:RecordingToken><tt:Time>{time}</tt:Time><tt:Event>"
+                f"<wsnt:Message><{prefix}:Message><{prefix}:Data>{data}</{prefix}:Data></{prefix}:Message>"
+                "</wsnt:Message></tt:Event></tt:Result>")
+
+    body = ("<tse:GetEventSearchResultsResponse><tse:ResultList><tt:SearchState>Searching</tt:SearchState>"
+            + result("REC_1", "2026-11-27T00:00:00Z", [("IsDataPresent", "true")])
+            + result("REC_1", "2026-11-27T01:00:00Z", [("IsDataPresent", "false")], prefix="x")
+            + result("REC_2", "2026-11-27T02:00:00Z", [("IsMotion", "true")])  # another event: left out
+            + result("REC_2", "not a time", [("IsDataPresent", "true")])  # unreadable: left out
+            + "</tse:ResultList></tse:GetEventSearchResultsResponse>")
+    state, events = drv.parse_event_results(_answer(
+        body, wsnt="http://docs.oasis-open.org/wsn/b-2", x="urn:vendor:schema"))
+    t0 = dt.datetime(2026, 11, 27, tzinfo=UTC)
+    assert state == "Searching"
+    assert events == [("REC_1", t0, True), ("REC_1", t0 + dt.timedelta(hours=1), False)]
+
+
+@pytest.mark.parametrize(("status", "content", "error"), [
+    (500, f'<e:Envelope xmlns:e="{SOAP12}" xmlns:ter="http://www.onvif.org/ver10/error"><e:Body><e:Fault>'
+          "<e:Code><e:Value>e:Sender</e:Value><e:Subcode><e:Value>ter:NotAuthorized</e:Value></e:Subcode></e:Code>"
+          '<e:Reason><e:Text xml:lang="en">Sender not authorized</e:Text></e:Reason></e:Fault></e:Body>'
+          "</e:Envelope>", AuthFailed),
+    (400, f'<e:Envelope xmlns:e="{SOAP12}" xmlns:ter="http://www.onvif.org/ver10/error"><e:Body><e:Fault>'
+          "<e:Code><e:Value>e:Receiver</e:Value><e:Subcode><e:Value>ter:ActionNotSupported</e:Value>"
+          "</e:Subcode></e:Code><e:Reason><e:Text>no</e:Text></e:Reason></e:Fault></e:Body></e:Envelope>",
+     NotSupported),
+    (200, f'<e:Envelope xmlns:e="{SOAP12}"><e:Body/></e:Envelope>', ProtocolError),
+    (200, "<half", ProtocolError),
+    (503, "", ProtocolError),
+])
+def test_raw_search_answers_fail_like_zeep_answers(status, content, error):
+    """The lxml-read answers raise what zeep-read ones raise: faults map to the driver errors, a NotAuthorized
+    is remembered as a rejected login, an empty or broken answer is a ProtocolError."""
+    st = DeviceState(id="raw", kind="nvr", vendor="onvif", host="127.0.0.1", http_port=9, rtsp_port=554,
+                     username="u", password="p", model="m", serial="s", firmware="f", mac="m", name="n")
+    d = drv.OnvifDriver(device_for(st), "p")
+    d._offset_known, d._xaddrs = True, {drv.NS_SEARCH: "http://127.0.0.1:9/onvif/search_service"}
+
+    def post(address, message, headers):
+        reply = drv._Reply(status, content.encode(), {"content-type": "application/soap+xml"})
+        if reply.content and reply.status_code == 200:
+            drv.check_wellformed(reply.content)  # as the transport does
+        return reply
+
+    d._transport.post = post
+    with pytest.raises(error):
+        d._call("search", "GetEventSearchResults", raw=True, SearchToken="s", WaitTime=dt.timedelta(seconds=1))
+    if error is AuthFailed:
+        with pytest.raises(AuthFailed):
+            auth_guard.check("raw")
+
+
 def test_check_wellformed():
     drv.check_wellformed(b"<a><b/></a>")
     with pytest.raises(ProtocolError, match="malformed"):

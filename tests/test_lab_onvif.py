@@ -18,6 +18,7 @@ pytest.importorskip("onvif")
 from canteen_ops.lab import onvif as lab_onvif  # noqa: E402
 from canteen_ops.lab.state import ChannelState, DeviceState, Disk  # noqa: E402
 from canteen_ops.lab.wire import Request  # noqa: E402
+from canteen_ops.timeutil import parse_xs_datetime  # noqa: E402
 
 _clients: dict[str, object] = {}
 _clients_lock = threading.Lock()
@@ -397,10 +398,10 @@ def test_parse_xs_datetime_variants():
     ref = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
     for text in ("2026-01-02T03:04:05Z", "2026-01-02T03:04:05+00:00", "2026-01-02T03:04:05",
                  "2026-01-02T11:04:05+08:00"):
-        assert lab_onvif.parse_xs_datetime(text) == ref
-    assert lab_onvif.parse_xs_datetime("2026-01-02T03:04:05.250Z").microsecond == 250000
+        assert parse_xs_datetime(text) == ref
+    assert parse_xs_datetime("2026-01-02T03:04:05.250Z").microsecond == 250000
     with pytest.raises(ValueError):
-        lab_onvif.parse_xs_datetime("yesterday")
+        parse_xs_datetime("yesterday")
 
 
 def test_handler_is_fast_enough_for_a_thousand_devices():

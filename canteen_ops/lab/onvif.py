@@ -30,6 +30,7 @@ from lxml import etree
 
 from canteen_ops.lab.state import ChannelState, DeviceState
 from canteen_ops.lab.wire import Request, Response
+from canteen_ops.timeutil import parse_xs_datetime
 
 ENV = "http://www.w3.org/2003/05/soap-envelope"
 TDS = "http://www.onvif.org/ver10/device/wsdl"
@@ -74,12 +75,6 @@ def _b(flag: bool) -> str:
 
 def xs_datetime(t: dt.datetime) -> str:
     return t.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_xs_datetime(text: str) -> dt.datetime:
-    """xs:dateTime as clients send it ('2026-01-02T03:04:05Z', '+00:00', fractions, or no zone = UTC)."""
-    t = dt.datetime.fromisoformat(text.strip().replace("z", "Z"))
-    return t.replace(tzinfo=dt.timezone.utc) if t.tzinfo is None else t.astimezone(dt.timezone.utc)
 
 
 def _envelope(body: str) -> bytes:
