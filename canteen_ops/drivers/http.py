@@ -1,7 +1,8 @@
 """Shared HTTP plumbing for the Hikvision ISAPI and Dahua CGI drivers (httpx).
 
-One DeviceHTTP per device: one httpx transport (one reused connection), one request at a time (a lock), every
-request bounded by the device timeout and by an optional overall deadline, every body read streamed with a size cap.
+One DeviceHTTP per device: httpx builds the requests and drives Digest/Basic, the device's connection
+(drivers/wire.py, the same wire as ONVIF's) carries them; one request at a time (a lock), every request bounded by
+the device timeout and by an optional overall deadline, every body read in chunks up to a size cap.
 
 Authentication, the part that can lock a technician out of a device for 30 minutes:
 - The first request goes out without credentials. Its 401 challenge picks the scheme (Digest → digest,
@@ -18,11 +19,13 @@ Authentication, the part that can lock a technician out of a device for 30 minut
 from __future__ import annotations
 
 import datetime as dt
+import ssl
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from canteen_ops.drivers.base import (
     AuthFailed,
@@ -32,15 +35,15 @@ from canteen_ops.drivers.base import (
     Timeout,
     auth_guard,
 )
+from canteen_ops.drivers.wire import DeviceConnection
 
 if TYPE_CHECKING:
     import httpx
 
 MIB = 1024 * 1024
 DEFAULT_MAX_BYTES = 8 * MIB
-CONNECT_TIMEOUT_CAP = 5.0  # a LAN device that has not accepted within 5 s is not going to
 AUTH_BODY_MAX = 64 * 1024  # 401 bodies are tiny (userCheck / ResponseStatus)
-_HEADERS = {"Accept": "*/*", "Accept-Encoding": "identity", "Connection": "keep-alive", "User-Agent": "canteen-ops"}
+_HEADERS = {"Accept": "*/*", "Accept-Encoding": "identity", "User-Agent": "canteen-ops"}
 
 
 @dataclass
@@ -52,6 +55,14 @@ class Reply:
     sent_utc: dt.datetime  # host UTC just before the request that produced this reply
     received_utc: dt.datetime  # host UTC when its headers arrived
     challenges: list[str] = field(default_factory=list)
+    raw_headers: list[tuple[str, str]] = field(default_factory=list, repr=False)
+    request: Any = field(default=None, repr=False)  # the httpx.Request it answers
+
+    def as_httpx(self) -> "httpx.Response":
+        """This reply as the httpx.Response that httpx's auth flows read (a 401's challenge)."""
+        import httpx
+
+        return httpx.Response(self.status, headers=self.raw_headers, content=self.body, request=self.request)
 
     @property
     def mid_utc(self) -> dt.datetime:
@@ -109,8 +120,6 @@ class DeviceHTTP:
         reuse_challenge: bool = True,
         verify_tls: bool = False,
     ):
-        import httpx
-
         self.device_id = device_id
         self.timeout = float(timeout)
         self._username = username
@@ -125,18 +134,19 @@ class DeviceHTTP:
         self._lock = threading.Lock()
         self.requests_sent = 0  # on the wire, for tests and benchmarks
         self._base_url = base_url.rstrip("/")
-        # The transport, not an httpx.Client: a Client would add cookie jars, redirects, proxies from the
-        # environment and its own auth handling, none of which a device needs (cookie extraction alone was
-        # 12 % of a Dahua NVR check's CPU). One connection, reused.
-        self._transport = httpx.HTTPTransport(
-            verify=True if verify_tls else _device_tls_context(),
-            trust_env=False,
-            limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
-        )
+        # No httpx.Client: a Client adds cookie jars, redirects, proxies from the environment and its own auth
+        # handling, none of which a device needs (its cookie handling alone was 12 % of a Dahua NVR check's CPU).
+        url = urlsplit(self._base_url)
+        https = url.scheme == "https"
+        tls = (ssl.create_default_context() if verify_tls else _device_tls_context()) if https else None
+        self._wire = DeviceConnection(url.scheme, url.hostname or "", url.port or (443 if https else 80), tls)
 
     # --- lifecycle and deadlines ------------------------------------------------------------------------
     def close(self) -> None:
-        self._transport.close()
+        self._wire.close()
+
+    def adopt(self, sock) -> bool:
+        return self._wire.adopt(sock)
 
     def set_deadline(self, seconds: float | None) -> None:
         """Bound everything this device does from now on (the runner's per-device deadline)."""
@@ -210,7 +220,7 @@ class DeviceHTTP:
                 if probe.status != 401:
                     return probe
                 self._raise_if_locked(probe)
-            outgoing = flow.send(probe._response)  # type: ignore[attr-defined]
+            outgoing = flow.send(probe.as_httpx())
             reply = self._send(outgoing, max_bytes)
             return self._judge(reply, None, max_bytes)
         # Credentials went out with a challenge used before (Hikvision) or with Basic.
@@ -224,7 +234,7 @@ class DeviceHTTP:
         if flow is not None and pick_scheme(reply.challenges) == "digest" and self._is_stale(reply):
             # A nonce that worked before has expired: one more try with the fresh challenge of this 401.
             self._auth_ok = False
-            outgoing = flow.send(reply._response)  # type: ignore[attr-defined]
+            outgoing = flow.send(reply.as_httpx())
             return self._judge(self._send(outgoing, max_bytes), None, max_bytes)
         if challenge_is_stale(reply.challenges):
             # stale=true means the digest was right and only the nonce was refused (RFC 7616) — here a nonce we
@@ -241,71 +251,25 @@ class DeviceHTTP:
 
     # --- one exchange on the wire ------------------------------------------------------------------------
     def _send(self, request: "httpx.Request", max_bytes: int) -> Reply:
-        import httpx
-
         budget = self._budget()
         started = time.monotonic()
-        request.extensions["timeout"] = httpx.Timeout(
-            budget, connect=min(budget, CONNECT_TIMEOUT_CAP)).as_dict()
         sent_utc = dt.datetime.now(dt.timezone.utc)
         self.requests_sent += 1
         where = f"{self.device_id}: {request.method} {request.url.path}"
+        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw]
         try:
-            response = self._transport.handle_request(request)
-            response.request = request  # DigestAuth's flow reads the 401's cookies, which need its request
-        except httpx.ConnectTimeout:
-            raise Timeout(f"{where}: no connection within {min(budget, CONNECT_TIMEOUT_CAP):.1f} s") from None
-        except httpx.TimeoutException:
-            raise Timeout(f"{where}: no answer within {budget:.1f} s") from None
-        except httpx.ConnectError as exc:
-            raise Offline(f"{where}: cannot connect ({_reason(exc)})") from None
-        except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
-            raise ProtocolError(f"{where}: connection broken ({_reason(exc)})") from None
-        except httpx.HTTPError as exc:
-            raise ProtocolError(f"{where}: {type(exc).__name__} ({_reason(exc)})") from None
-        received_utc = dt.datetime.now(dt.timezone.utc)
-        try:
-            cap = AUTH_BODY_MAX if response.status_code == 401 else max_bytes
-            body = self._read_capped(response, cap, started + budget, where)
-        finally:
-            response.close()
-        reply = Reply(
-            status=response.status_code,
-            headers={k.lower(): v for k, v in response.headers.items()},
-            body=body,
-            path=request.url.path,
-            sent_utc=sent_utc,
-            received_utc=received_utc,
-            challenges=response.headers.get_list("www-authenticate"),
-        )
-        reply._response = response  # type: ignore[attr-defined]  # the auth flow reads its headers/cookies
-        return reply
-
-    @staticmethod
-    def _read_capped(response: "httpx.Response", cap: int, deadline: float, where: str) -> bytes:
-        """Stream the body, refusing more than `cap` bytes or anything past the deadline."""
-        import httpx
-
-        encoding = response.headers.get("content-encoding", "identity").strip().lower()
-        if encoding not in ("", "identity"):
-            # We asked for identity; decompressing would let a few KiB expand to gigabytes in one chunk.
-            raise ProtocolError(f"{where}: unexpected Content-Encoding {encoding[:20]!r}")
-        declared = response.headers.get("content-length")
-        if declared and declared.strip().isdigit() and int(declared) > cap:
-            raise ProtocolError(f"{where}: body of {int(declared)} bytes exceeds the {_size(cap)} limit")
-        buf = bytearray()
-        try:
-            for chunk in response.iter_raw():
-                buf += chunk
-                if len(buf) > cap:
-                    raise ProtocolError(f"{where}: body exceeds the {_size(cap)} limit")
-                if time.monotonic() > deadline:
-                    raise Timeout(f"{where}: body still arriving at the deadline")
-        except httpx.TimeoutException:
-            raise Timeout(f"{where}: body stalled") from None
-        except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
-            raise ProtocolError(f"{where}: connection broken mid-body ({_reason(exc)})") from None
-        return bytes(buf)
+            resp = self._wire.exchange(request.method, request.url.raw_path.decode("ascii"), headers,
+                                       request.read(), budget)
+            received_utc = dt.datetime.now(dt.timezone.utc)
+            body = self._wire.read_body(resp, AUTH_BODY_MAX if resp.status == 401 else max_bytes,
+                                        started + budget)
+        except (Offline, Timeout, ProtocolError) as exc:
+            raise type(exc)(f"{where}: {exc}") from None
+        raw = resp.getheaders()
+        return Reply(status=resp.status, headers={k.lower(): v for k, v in raw}, body=body, path=request.url.path,
+                     sent_utc=sent_utc, received_utc=received_utc,
+                     challenges=[v for k, v in raw if k.lower() == "www-authenticate"], raw_headers=raw,
+                     request=request)
 
 
 class HttpDriver(Driver):
@@ -325,6 +289,9 @@ class HttpDriver(Driver):
 
     def close(self) -> None:
         self._http.close()
+
+    def adopt_connection(self, sock) -> bool:
+        return self._http.adopt(sock)
 
     def set_deadline(self, seconds: float | None) -> None:
         super().set_deadline(seconds)
@@ -355,15 +322,6 @@ def _device_tls_context():
             ctx.verify_mode = ssl.CERT_NONE
             _TLS_CONTEXT = ctx
         return _TLS_CONTEXT
-
-
-def _size(n: int) -> str:
-    return f"{n // MIB} MiB" if n >= MIB else f"{n // 1024} KiB"
-
-
-def _reason(exc: Exception) -> str:
-    text = str(exc) or type(exc).__name__
-    return text[:160]
 
 
 __all__ = ["DeviceHTTP", "HttpDriver", "Reply", "pick_scheme", "challenge_is_stale"]

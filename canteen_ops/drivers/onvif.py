@@ -36,7 +36,6 @@ import importlib.util
 import logging
 import os
 import re
-import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -53,7 +52,6 @@ from canteen_ops.drivers.base import (
     Facts,
     Locked,
     NotSupported,
-    Offline,
     ProtocolError,
     RecordingSpan,
     StreamInfo,
@@ -61,6 +59,7 @@ from canteen_ops.drivers.base import (
     auth_guard,
 )
 from canteen_ops.drivers.spans import clipped
+from canteen_ops.drivers.wire import reason
 from canteen_ops.timeutil import parse_xs_datetime
 
 NS_DEVICE = "http://www.onvif.org/ver10/device/wsdl"
@@ -77,7 +76,6 @@ SERVICES = {
 }
 
 MAX_BODY = 8 * 1024 * 1024  # the biggest honest ONVIF answer (a system backup) is far below this
-CONNECT_TIMEOUT_CAP = 5.0  # as drivers/http.py: a LAN device that has not accepted within 5 s will not
 PRE_AUTH = frozenset({"GetSystemDateAndTime", "GetServices", "GetCapabilities"})
 OFFSET_MAX_AGE_S = 2.0  # a clock reading this fresh is reused by clock() instead of asking again
 MAX_RESULT_PAGES = 100  # GetRecordingSearchResults / GetEventSearchResults loop bound
@@ -162,39 +160,28 @@ def check_wellformed(content: bytes):
 
 
 class _Transport:
-    """zeep transport: one keep-alive HTTP connection per device, device timeout and deadline, body cap.
+    """zeep transport: the device's connection (drivers/wire.py), its timeout and deadline, a body cap.
 
-    Duck-types zeep.transports.Transport (post_xml/post/load). Built on the standard library's http.client
-    rather than httpx: measured against the lab on the reference machine, an httpx request costs ~0.9 ms CPU
-    and an http.client request ~0.2 ms, and a fleet check makes five per device (docs/benchmarks.md). It also
-    never decompresses (no gzip bombs) and ignores proxy variables.
+    Duck-types zeep.transports.Transport (post_xml/post/load).
     """
 
     def __init__(self, scheme: str, host: str, port: int, timeout: float, max_body: int = MAX_BODY):
-        self.scheme, self.host, self.port = scheme, host, port
+        from canteen_ops.drivers.http import _device_tls_context
+        from canteen_ops.drivers.wire import DeviceConnection
+
+        self.host = host
         self.timeout = timeout
         self.max_body = max_body
         self.last_reply: _Reply | None = None
         self.requests = 0  # authenticated or not, every POST this device received from us
         self.deadline: float | None = None  # monotonic time after which nothing more is sent
-        self._conn = None
+        self.wire = DeviceConnection(scheme, host, port, _device_tls_context() if scheme == "https" else None)
 
     def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        self.wire.close()
 
     def adopt(self, sock) -> bool:
-        """Use an open plain-TCP connection to the device as our keep-alive connection (not for https)."""
-        import http.client
-
-        if self.scheme != "http" or self._conn is not None:
-            return False
-        conn = http.client.HTTPConnection(self.host, self.port)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        conn.sock = sock
-        self._conn = conn
-        return True
+        return self.wire.adopt(sock)
 
     def load(self, url):  # zeep would fetch imported schemas; devices never get to make us load anything
         raise ProtocolError(f"refusing to load external resource {url!r}")
@@ -204,39 +191,7 @@ class _Transport:
 
         return self.post(address, etree.tostring(envelope, encoding="utf-8", xml_declaration=True), headers)
 
-    def _connect(self, budget: float):
-        import http.client
-
-        if self.scheme == "https":
-            from canteen_ops.drivers.http import _device_tls_context
-
-            conn = http.client.HTTPSConnection(self.host, self.port, timeout=min(budget, CONNECT_TIMEOUT_CAP),
-                                               context=_device_tls_context())
-        else:
-            conn = http.client.HTTPConnection(self.host, self.port, timeout=min(budget, CONNECT_TIMEOUT_CAP))
-        try:
-            conn.connect()
-            # Without NODELAY, Nagle holds the tail of a request longer than one segment until the device's
-            # delayed ACK (up to 40 ms per request).
-            conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except TimeoutError:  # as the other drivers: an unanswered connect is a timeout
-            conn.close()
-            raise Timeout(f"no connection within {min(budget, CONNECT_TIMEOUT_CAP):.1f} s") from None
-        except OSError as exc:
-            conn.close()
-            raise Offline(f"connection failed: {exc.strerror or _reason(exc)}") from None
-        return conn
-
-    def _request_bytes(self, target: str, body: bytes, headers: dict) -> bytes:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        lines = [f"POST {target} HTTP/1.1", f"Host: {host}:{self.port}", "Accept-Encoding: identity"]
-        lines += [f"{k}: {v}" for k, v in headers.items() if k.lower() not in ("host", "content-length")]
-        lines += [f"Content-Length: {len(body)}", "", ""]
-        return "\r\n".join(lines).encode("latin-1") + body
-
     def post(self, address, message, headers):
-        import http.client
-
         start = time.monotonic()
         budget = self.timeout
         if self.deadline is not None:
@@ -248,68 +203,17 @@ class _Transport:
             raise ProtocolError(f"refusing to post to {parts.hostname!r}: not the inventory host")
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         self.requests += 1
-        for attempt in (1, 2):
-            reused = self._conn is not None
-            if self._conn is None:
-                self._conn = self._connect(budget)
-            conn = self._conn
-            try:
-                conn.sock.settimeout(max(0.001, budget - (time.monotonic() - start)))
-                # One send for head and body: http.client sends them separately, which costs a syscall and
-                # a wake-up of the device for every request. The response is read by http.client.
-                conn.sock.sendall(self._request_bytes(target, message, headers))
-                resp = http.client.HTTPResponse(conn.sock, method="POST")
-                resp.begin()
-            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as exc:
-                self.close()
-                if reused and attempt == 1:
-                    # The device closed our idle keep-alive connection before reading the request: it never
-                    # saw it, so sending it once more on a fresh connection is not a second login attempt.
-                    continue
-                raise ProtocolError(f"connection closed without an answer: {_reason(exc)}") from None
-            except TimeoutError:
-                self.close()
-                raise Timeout(f"no answer within {budget:.1f} s") from None
-            except (http.client.HTTPException, OSError) as exc:
-                self.close()
-                raise ProtocolError(f"broken HTTP answer: {_reason(exc)}") from None
-            break
-        try:
-            length = resp.getheader("content-length")
-            if length and length.strip().isdigit() and int(length) > self.max_body:
-                raise ProtocolError(f"answer of {int(length)} bytes exceeds the {self.max_body} byte cap")
-            buf = bytearray()
-            while True:
-                chunk = resp.read(65536)
-                if not chunk:
-                    break
-                buf += chunk
-                if len(buf) > self.max_body:
-                    raise ProtocolError(f"answer exceeds the {self.max_body} byte cap")
-                if time.monotonic() - start > budget:  # a device dripping bytes
-                    raise Timeout(f"answer not complete within {budget:.1f} s")
-        except TimeoutError:
-            self.close()
-            raise Timeout(f"answer not complete within {budget:.1f} s") from None
-        except (http.client.HTTPException, OSError) as exc:
-            self.close()
-            raise ProtocolError(f"broken HTTP answer: {_reason(exc)}") from None
-        except DriverError:
-            self.close()
-            raise
-        if resp.will_close:
-            self.close()
-        reply = _Reply(resp.status, bytes(buf), resp.headers, None)
+        lines = [("Host", self.wire.host_header), ("Accept-Encoding", "identity")]
+        lines += [(k, v) for k, v in headers.items() if k.lower() not in ("host", "content-length")]
+        lines.append(("Content-Length", str(len(message))))
+        resp = self.wire.exchange("POST", target, lines, message, budget)
+        content = self.wire.read_body(resp, self.max_body, start + budget)
+        reply = _Reply(resp.status, content, resp.headers, None)
         ctype = reply.headers.get("content-type", "")
         if reply.content and "multipart/" not in ctype:
             check_wellformed(reply.content)
         self.last_reply = reply
         return reply
-
-
-def _reason(exc: BaseException) -> str:
-    text = str(exc) or type(exc).__name__
-    return text.splitlines()[0][:200]
 
 
 class _Token:
@@ -451,7 +355,7 @@ def _getter(func):
         except DriverError:
             raise
         except Exception as exc:  # a device answered something the getter cannot use
-            raise ProtocolError(f"{func.__name__}: unexpected answer ({type(exc).__name__}: {_reason(exc)})") \
+            raise ProtocolError(f"{func.__name__}: unexpected answer ({type(exc).__name__}: {reason(exc)})") \
                 from None
 
     return wrapped
@@ -537,9 +441,9 @@ class OnvifDriver(Driver):
                 err = AuthFailed(f"{operation}: HTTP 401 (device wants HTTP authentication)")
                 auth_guard.record(self.device.id, err)
                 raise err from None
-            raise ProtocolError(f"{operation}: {_reason(exc)}") from None
+            raise ProtocolError(f"{operation}: {reason(exc)}") from None
         except ZeepError as exc:  # XMLSyntaxError, XMLParseError, EntitiesForbidden, DTDForbidden, ...
-            raise ProtocolError(f"{operation}: unusable answer ({type(exc).__name__}: {_reason(exc)})") from None
+            raise ProtocolError(f"{operation}: unusable answer ({type(exc).__name__}: {reason(exc)})") from None
 
     def _fault(self, operation: str, fault) -> DriverError:
         subs = [getattr(q, "localname", str(q)) for q in (fault.subcodes or [])]
