@@ -235,3 +235,16 @@ def test_device_traffic_ignores_env_proxies_redirects_and_cookies(monkeypatch):
         drv._http.request("GET", "/ISAPI/System/time")
         assert seen == [None]  # no cookie sent back
         assert fake.requests == 3 and fake.auth_failures == 0  # probe, request, request: all reached the device
+
+
+def test_device_that_closes_after_each_answer_gets_a_new_connection_each_time():
+    # Some Dahua firmware answer every request with Connection: close (protocols.md 0.1).
+    def close_after(dev, h):
+        dev._reply(h, 200, b"<Time><timeMode>NTP</timeMode></Time>",
+                   {"Content-Type": "application/xml", "Connection": "close"})
+        h.close_connection = True
+
+    with FakeDevice(routes={"/ISAPI/System/time": close_after}) as fake, hik(fake.port) as drv:
+        for _ in range(3):
+            assert drv._http.request("GET", "/ISAPI/System/time").status == 200
+        assert fake.requests == 4 and fake.auth_failures == 0  # the probe, then one request per call
