@@ -19,7 +19,6 @@ Authentication, the part that can lock a technician out of a device for 30 minut
 from __future__ import annotations
 
 import datetime as dt
-import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -138,7 +137,11 @@ class DeviceHTTP:
         # handling, none of which a device needs (its cookie handling alone was 12 % of a Dahua NVR check's CPU).
         url = urlsplit(self._base_url)
         https = url.scheme == "https"
-        tls = (ssl.create_default_context() if verify_tls else _device_tls_context()) if https else None
+        tls = None
+        if https and verify_tls:
+            import ssl
+
+            tls = ssl.create_default_context()
         self._wire = DeviceConnection(url.scheme, url.hostname or "", url.port or (443 if https else 80), tls)
 
     # --- lifecycle and deadlines ------------------------------------------------------------------------
@@ -300,28 +303,6 @@ class HttpDriver(Driver):
     @property
     def requests_sent(self) -> int:
         return self._http.requests_sent
-
-
-_TLS_CONTEXT = None
-_TLS_LOCK = threading.Lock()
-
-
-def _device_tls_context():
-    """One shared SSL context for all devices (building one per client costs ~100 ms with CA loading).
-
-    Cameras ship self-signed certificates and a canteen LAN has no CA, so certificates are not verified; the
-    transport is still encrypted.
-    """
-    global _TLS_CONTEXT
-    with _TLS_LOCK:
-        if _TLS_CONTEXT is None:
-            import ssl
-
-            ctx = ssl.create_default_context()
-            ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_NONE
-            _TLS_CONTEXT = ctx
-        return _TLS_CONTEXT
 
 
 __all__ = ["DeviceHTTP", "HttpDriver", "Reply", "pick_scheme", "challenge_is_stale"]

@@ -166,7 +166,6 @@ class _Transport:
     """
 
     def __init__(self, scheme: str, host: str, port: int, timeout: float, max_body: int = MAX_BODY):
-        from canteen_ops.drivers.http import _device_tls_context
         from canteen_ops.drivers.wire import DeviceConnection
 
         self.host = host
@@ -175,7 +174,7 @@ class _Transport:
         self.last_reply: _Reply | None = None
         self.requests = 0  # authenticated or not, every POST this device received from us
         self.deadline: float | None = None  # monotonic time after which nothing more is sent
-        self.wire = DeviceConnection(scheme, host, port, _device_tls_context() if scheme == "https" else None)
+        self.wire = DeviceConnection(scheme, host, port)
 
     def close(self) -> None:
         self.wire.close()
