@@ -248,3 +248,18 @@ def test_device_that_closes_after_each_answer_gets_a_new_connection_each_time():
         for _ in range(3):
             assert drv._http.request("GET", "/ISAPI/System/time").status == 200
         assert fake.requests == 4 and fake.auth_failures == 0  # the probe, then one request per call
+
+
+def test_idle_keepalive_connection_closed_by_the_device_is_reopened_once():
+    # The device drops the connection after answering without saying so (an idle keep-alive timeout): the next
+    # request finds it closed before the device read anything, so it is sent once more on a fresh connection.
+    def silent_close(dev, h):
+        dev._reply(h, 200, b"<Time><timeMode>NTP</timeMode></Time>", {"Content-Type": "application/xml"})
+        h.close_connection = True
+
+    with FakeDevice(routes={"/ISAPI/System/time": silent_close}) as fake, hik(fake.port) as drv:
+        for _ in range(3):
+            assert drv._http.request("GET", "/ISAPI/System/time").status == 200
+            time.sleep(0.05)  # let the close reach us first
+        assert fake.requests == 4 and fake.auth_failures == 0
+        assert drv.requests_sent == 4  # the resend of a request the device never saw is not counted again
