@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import http.client
 import socket
+import ssl
 import threading
 import time
 
@@ -67,6 +68,9 @@ class DeviceConnection:
         except TimeoutError:  # an unanswered connect is a timeout, as a silent device is
             conn.close()
             raise Timeout(f"no connection within {limit:.1f} s") from None
+        except ssl.SSLError as exc:  # it is there, but we do not agree on TLS: not "offline"
+            conn.close()
+            raise ProtocolError(f"TLS handshake failed ({reason(exc)})") from None
         except OSError as exc:
             conn.close()
             raise Offline(f"cannot connect ({exc.strerror or reason(exc)})") from None
@@ -149,8 +153,6 @@ def device_tls_context():
     global _TLS_CONTEXT
     with _TLS_LOCK:
         if _TLS_CONTEXT is None:
-            import ssl
-
             ctx = ssl.create_default_context()
             ctx.check_hostname = False
             ctx.verify_mode = ssl.CERT_NONE

@@ -11,11 +11,14 @@ import hashlib
 import os
 import re
 import socket
+import ssl
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 REALM = "DS-6e392e44"
+TLS_DIR = Path(__file__).resolve().parent.parent / "fixtures" / "tls"
 
 
 def _md5(s: str) -> str:
@@ -24,7 +27,7 @@ def _md5(s: str) -> str:
 
 class FakeDevice:
     def __init__(self, *, password="secret", user="admin", scheme="digest", stale_after=None, rotate=False,
-                 stale_style="header", locked=False, routes=None):
+                 stale_style="header", locked=False, routes=None, tls=False):
         self.user, self.password, self.scheme = user, password, scheme
         self.stale_after, self.rotate, self.stale_style, self.locked = stale_after, rotate, stale_style, locked
         self.routes = routes or {}
@@ -57,6 +60,11 @@ class FakeDevice:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
+        self.tls = tls
+        if tls:  # a self-signed certificate, as cameras ship (tests/fixtures/tls)
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(TLS_DIR / "device-cert.pem", TLS_DIR / "device-key.pem")
+            self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
@@ -71,7 +79,7 @@ class FakeDevice:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     # --- protocol -------------------------------------------------------------------------------------------
     def _new_nonce(self) -> str:

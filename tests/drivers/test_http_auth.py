@@ -27,8 +27,8 @@ from .fake_digest import (
 )
 
 
-def device(port: int, *, dev_id="cam-1", vendor="hikvision", kind="camera", timeout=2.0) -> Device:
-    return Device(id=dev_id, kind=kind, vendor=vendor, host="127.0.0.1", port=port, rtsp_port=554, https=False,
+def device(port: int, *, dev_id="cam-1", vendor="hikvision", kind="camera", timeout=2.0, https=False) -> Device:
+    return Device(id=dev_id, kind=kind, vendor=vendor, host="127.0.0.1", port=port, rtsp_port=554, https=https,
                   school_id="s1", credentials=Credentials(name="c", username="admin", password="x"),
                   timeout=timeout, policy=Policy())
 
@@ -263,3 +263,18 @@ def test_idle_keepalive_connection_closed_by_the_device_is_reopened_once():
             time.sleep(0.05)  # let the close reach us first
         assert fake.requests == 4 and fake.auth_failures == 0
         assert drv.requests_sent == 4  # the resend of a request the device never saw is not counted again
+
+
+def test_https_device_with_a_self_signed_certificate():
+    # Cameras ship self-signed certificates and a canteen LAN has no CA: accepted (still encrypted). The same
+    # device refuses a client that insists on verification, and that is a TLS error, not "offline".
+    from canteen_ops.drivers.http import DeviceHTTP
+
+    with FakeDevice(tls=True) as fake, hik(fake.port, https=True) as drv:
+        drv.login()
+        assert drv.facts().model == "X" and fake.auth_failures == 0 and drv.adopt_connection(socket.socket()) is False
+        strict = DeviceHTTP(device_id="strict", base_url=fake.url, username="admin", password="secret", timeout=2,
+                            on_auth_failure=lambda reply, authenticated: None, verify_tls=True)
+        with pytest.raises(ProtocolError, match="TLS handshake failed"):
+            strict.request("GET", "/ISAPI/System/deviceInfo")
+        strict.close()
