@@ -9,6 +9,7 @@ import pytest
 
 from canteen_ops.drivers import xmlsafe as X
 from canteen_ops.drivers.base import ProtocolError
+from tests.isolated import run_isolated
 
 FIX = Path(__file__).resolve().parent.parent / "fixtures" / "hikvision"
 
@@ -40,17 +41,33 @@ PARAMETER_ENTITY = b"""<?xml version="1.0"?>
 <r/>"""
 
 
-@pytest.mark.parametrize("body", [BILLION_LAUGHS, EXTERNAL_ENTITY, EXTERNAL_DTD, PARAMETER_ENTITY],
-                         ids=["billion-laughs", "external-entity", "external-dtd", "parameter-entity"])
-def test_hostile_documents_are_refused(body):
-    tracemalloc.start()
-    try:
-        with pytest.raises(ProtocolError, match="hostile XML|malformed"):
-            X.parse(body, what="dev1: /ISAPI/System/deviceInfo")
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    assert peak < 2 * 1024 * 1024
+HOSTILE = {"billion-laughs": BILLION_LAUGHS, "external-entity": EXTERNAL_ENTITY, "external-dtd": EXTERNAL_DTD,
+           "parameter-entity": PARAMETER_ENTITY}
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+def test_hostile_documents_are_refused(name):
+    with pytest.raises(ProtocolError, match="hostile XML|malformed"):
+        X.parse(HOSTILE[name], what="dev1: /ISAPI/System/deviceInfo")
+
+
+def _peaks_refusing_hostile() -> dict[str, int]:
+    """Peak traced memory while each hostile document is refused (in a fresh interpreter: tests/isolated.py)."""
+    peaks = {}
+    for name, body in HOSTILE.items():
+        tracemalloc.start()
+        try:
+            with pytest.raises(ProtocolError):
+                X.parse(body, what="dev1: /ISAPI/System/deviceInfo")
+            peaks[name] = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    return peaks
+
+
+def test_hostile_documents_are_refused_without_expanding():
+    peaks = run_isolated(_peaks_refusing_hostile)
+    assert set(peaks) == set(HOSTILE) and all(p < 2 * 1024 * 1024 for p in peaks.values()), peaks
 
 
 @pytest.mark.parametrize("body", [
