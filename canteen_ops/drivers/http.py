@@ -255,7 +255,6 @@ class DeviceHTTP:
     # --- one exchange on the wire ------------------------------------------------------------------------
     def _send(self, request: "httpx.Request", max_bytes: int) -> Reply:
         budget = self._budget()
-        started = time.monotonic()
         sent_utc = dt.datetime.now(dt.timezone.utc)
         self.requests_sent += 1
         where = f"{self.device_id}: {request.method} {request.url.path}"
@@ -264,8 +263,7 @@ class DeviceHTTP:
             resp = self._wire.exchange(request.method, request.url.raw_path.decode("ascii"), headers,
                                        request.read(), budget)
             received_utc = dt.datetime.now(dt.timezone.utc)
-            body = self._wire.read_body(resp, AUTH_BODY_MAX if resp.status == 401 else max_bytes,
-                                        started + budget)
+            body = self._wire.read_body(resp, AUTH_BODY_MAX if resp.status == 401 else max_bytes)
         except (Offline, Timeout, ProtocolError) as exc:
             raise type(exc)(f"{where}: {exc}") from None
         raw = resp.getheaders()

@@ -206,7 +206,7 @@ class _Transport:
         lines += [(k, v) for k, v in headers.items() if k.lower() not in ("host", "content-length")]
         lines.append(("Content-Length", str(len(message))))
         resp = self.wire.exchange("POST", target, lines, message, budget)
-        content = self.wire.read_body(resp, self.max_body, start + budget)
+        content = self.wire.read_body(resp, self.max_body)
         reply = _Reply(resp.status, content, resp.headers, None)
         ctype = reply.headers.get("content-type", "")
         if reply.content and "multipart/" not in ctype:

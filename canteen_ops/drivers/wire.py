@@ -5,8 +5,10 @@ requests and Digest) both send through it, so every vendor gets the same connect
 - one request at a time; head and body leave in one send (http.client would send them separately: one more
   syscall and one more wake-up of the device per request); TCP_NODELAY, or Nagle holds the tail of a request
   for the device's delayed ACK (up to 40 ms);
-- connect capped at 5 s, then every read bounded by the caller's budget; bodies read in chunks up to a cap and
-  a deadline, never decompressed (we ask for identity; a compressed answer is refused: no gzip bombs);
+- connect capped at 5 s; then the whole answer — status line, headers and body — must arrive within the
+  request's budget: every read waits only for what is left of it, so a device that drips bytes (or headers)
+  cannot hold a thread past its deadline; bodies are capped and never decompressed (we ask for identity; a
+  compressed answer is refused: no gzip bombs);
 - a reused keep-alive connection that the device closed before answering is reopened once: the device never
   saw the request, so sending it again is not a second login attempt. Nothing else is retried;
 - no proxy, no redirects, no cookies: devices are on the site LAN and answer one request with one answer.
@@ -18,6 +20,7 @@ Why not httpx's own transport (httpcore + h11): against the lab an exchange cost
 from __future__ import annotations
 
 import http.client
+import io
 import socket
 import ssl
 import threading
@@ -78,9 +81,9 @@ class DeviceConnection:
 
     def exchange(self, method: str, target: str, headers: list[tuple[str, str]], body: bytes,
                  budget: float) -> http.client.HTTPResponse:
-        """Send one request (`headers` complete, Host included) and read the answer's status and headers within
-        `budget` seconds. The body is left to read_body()."""
-        start = time.monotonic()
+        """Send one request (`headers` complete, Host included) and read the answer's status and headers. The
+        answer, body included (read_body), must be complete within `budget` seconds of this call."""
+        deadline = time.monotonic() + budget
         head = "".join([f"{method} {target} HTTP/1.1\r\n", *(f"{k}: {v}\r\n" for k, v in headers), "\r\n"])
         data = head.encode("latin-1") + body
         for attempt in (1, 2):
@@ -88,9 +91,10 @@ class DeviceConnection:
             if self._conn is None:
                 self._conn = self._connect(budget)
             try:
-                self._conn.sock.settimeout(max(0.001, budget - (time.monotonic() - start)))
-                self._conn.sock.sendall(data)
-                resp = http.client.HTTPResponse(self._conn.sock, method=method)
+                sock = self._conn.sock
+                sock.settimeout(max(0.001, deadline - time.monotonic()))
+                sock.sendall(data)
+                resp = http.client.HTTPResponse(_DeadlineSocket(sock, deadline), method=method)
                 resp.begin()
                 return resp
             except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as exc:
@@ -100,15 +104,15 @@ class DeviceConnection:
                 raise ProtocolError(f"connection closed without an answer ({reason(exc)})") from None
             except TimeoutError:
                 self.close()
-                raise Timeout(f"no answer within {budget:.1f} s") from None
+                raise Timeout(f"no complete answer head within {budget:.1f} s") from None
             except (http.client.HTTPException, OSError) as exc:
                 self.close()
                 raise ProtocolError(f"broken HTTP answer ({reason(exc)})") from None
         raise AssertionError("unreachable")
 
-    def read_body(self, resp: http.client.HTTPResponse, cap: int, deadline: float) -> bytes:
-        """The whole body, refusing more than `cap` bytes, anything still arriving at `deadline` (monotonic) and
-        any Content-Encoding. Keeps the connection for the next request unless the device said close."""
+    def read_body(self, resp: http.client.HTTPResponse, cap: int) -> bytes:
+        """The whole body, within the budget given to exchange(); more than `cap` bytes or any Content-Encoding is
+        refused. Keeps the connection for the next request unless the device said close."""
         try:
             encoding = (resp.getheader("content-encoding") or "identity").strip().lower()
             if encoding not in ("", "identity"):
@@ -118,26 +122,57 @@ class DeviceConnection:
                 raise ProtocolError(f"body of {int(declared)} bytes exceeds the {size(cap)} limit")
             buf = bytearray()
             while True:
-                chunk = resp.read1(CHUNK)  # what has arrived: a dripping device meets the deadline check
+                chunk = resp.read1(CHUNK)
                 if not chunk:
                     break
                 buf += chunk
                 if len(buf) > cap:
                     raise ProtocolError(f"body exceeds the {size(cap)} limit")
-                if time.monotonic() > deadline:  # a device dripping bytes
-                    raise Timeout("body still arriving at the deadline")
         except TimeoutError:
             self.close()
-            raise Timeout("body stalled") from None
+            raise Timeout("body not complete at the deadline") from None
         except (http.client.HTTPException, OSError) as exc:
             self.close()
             raise ProtocolError(f"connection broken mid-body ({reason(exc)})") from None
-        except (ProtocolError, Timeout):
+        except ProtocolError:
             self.close()  # the rest of that body is still on the connection
             raise
         if resp.will_close:
             self.close()
         return bytes(buf)
+
+
+class _DeadlineSocket:
+    """What http.client.HTTPResponse reads from (it only calls makefile("rb")): the device's socket, every
+    receive limited to what is left until `deadline` (monotonic). Per-read timeouts alone would let a device
+    that sends a byte now and then hold the read for ever."""
+
+    def __init__(self, sock: socket.socket, deadline: float):
+        self._sock, self._deadline = sock, deadline
+
+    def makefile(self, mode: str):
+        return io.BufferedReader(_DeadlineReader(self._sock, self._deadline))
+
+
+class _DeadlineReader(io.RawIOBase):
+    SLACK_S = 0.05  # the socket's timeout is lowered only when it would overshoot the deadline by more than this:
+    # a fast answer then costs no extra system calls (settimeout is two fcntl calls)
+
+    def __init__(self, sock: socket.socket, deadline: float):
+        self._sock, self._deadline = sock, deadline
+        self._timeout = sock.gettimeout() or 0.0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("deadline")
+        if left < self._timeout - self.SLACK_S:
+            self._sock.settimeout(left)
+            self._timeout = left
+        return self._sock.recv_into(buffer)
 
 
 _TLS_CONTEXT = None

@@ -288,3 +288,41 @@ def test_https_device_with_a_self_signed_certificate():
         with pytest.raises(ProtocolError, match="TLS handshake failed"):
             strict.request("GET", "/ISAPI/System/deviceInfo")
         strict.close()
+
+
+def _drip_headers(dev, h):
+    # a header line every 0.1 s, for ever: each read gets a byte well within any per-read timeout
+    h.wfile.write(b"HTTP/1.1 200 OK\r\n")
+    try:
+        for i in range(200):
+            if dev.stop_event.wait(0.1):
+                return
+            h.wfile.write(b"X-Drip-%d: x\r\n" % i)
+            h.wfile.flush()
+    except OSError:
+        pass
+
+
+def _late_part_then_stall(dev, h):
+    h.send_response(200)
+    h.send_header("Content-Length", "100")
+    h.end_headers()
+    h.wfile.flush()
+    dev.stop_event.wait(0.5)
+    try:
+        h.wfile.write(b"x" * 10)
+        h.wfile.flush()
+    except OSError:
+        return
+    dev.stop_event.wait(10)
+
+
+@pytest.mark.parametrize("route", [_drip_headers, _late_part_then_stall], ids=["dripping-headers", "late-stall"])
+def test_the_whole_answer_is_bounded_by_the_budget_not_each_read(route):
+    # The budget covers the answer, head and body, not each receive: a device cannot hold us past it by sending
+    # a little now and then.
+    with FakeDevice(routes={"/ISAPI/System/deviceInfo": route}) as fake, hik(fake.port, timeout=0.8) as drv:
+        t0 = time.monotonic()
+        with pytest.raises(Timeout):
+            drv.login()
+        assert time.monotonic() - t0 < 1.3
