@@ -137,6 +137,7 @@ class _Reply:
     content: bytes
     headers: Any
     encoding: str | None = None
+    root: Any = None  # the parsed document, kept from the well-formedness check for answers read with lxml
 
 
 _WELLFORMED = None
@@ -210,7 +211,7 @@ class _Transport:
         reply = _Reply(resp.status, content, resp.headers, None)
         ctype = reply.headers.get("content-type", "")
         if reply.content and "multipart/" not in ctype:
-            check_wellformed(reply.content)
+            reply.root = check_wellformed(reply.content)
         self.last_reply = reply
         return reply
 
@@ -801,7 +802,8 @@ def _answer_element(client, service: str, operation: str, reply):
     """The answer element inside the SOAP Body of a raw reply. A fault or an HTTP error goes through zeep's own
     reply handling, so it raises exactly what the zeep path raises."""
     if reply.status_code == 200 and reply.content:
-        body = check_wellformed(reply.content).find("{*}Body")
+        root = reply.root if reply.root is not None else check_wellformed(reply.content)
+        body = root.find("{*}Body")
         answer = next((c for c in body if isinstance(c.tag, str)), None) if body is not None else None
         if answer is None:
             raise ProtocolError(f"{operation}: answer without a SOAP body")
