@@ -413,6 +413,10 @@ def test_parse_event_results_keeps_only_data_presence_flips():
           "<e:Code><e:Value>e:Receiver</e:Value><e:Subcode><e:Value>ter:ActionNotSupported</e:Value>"
           "</e:Subcode></e:Code><e:Reason><e:Text>no</e:Text></e:Reason></e:Fault></e:Body></e:Envelope>",
      NotSupported),
+    (200, f'<e:Envelope xmlns:e="{SOAP12}" xmlns:ter="http://www.onvif.org/ver10/error"><e:Body><e:Fault>'
+          "<e:Code><e:Value>e:Receiver</e:Value><e:Subcode><e:Value>ter:ActionNotSupported</e:Value>"
+          "</e:Subcode></e:Code><e:Reason><e:Text>no</e:Text></e:Reason></e:Fault></e:Body></e:Envelope>",
+     NotSupported),  # some firmware send their faults with HTTP 200
     (200, f'<e:Envelope xmlns:e="{SOAP12}"><e:Body/></e:Envelope>', ProtocolError),
     (200, "<half", ProtocolError),
     (503, "", ProtocolError),
