@@ -25,8 +25,7 @@ def parse_iso(s: str) -> dt.datetime:
 def parse_xs_datetime(text: str) -> dt.datetime:
     """xs:dateTime as ONVIF peers send it ('2026-01-02T03:04:05Z', '+00:00', fractions, or no zone = UTC), in UTC.
     Raises ValueError."""
-    t = dt.datetime.fromisoformat(text.strip().replace("z", "Z"))
-    return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
+    return parse_iso(text.strip().replace("z", "Z")).astimezone(UTC)
 
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")

@@ -53,7 +53,6 @@ class Reply:
     path: str
     sent_utc: dt.datetime  # host UTC just before the request that produced this reply
     received_utc: dt.datetime  # host UTC when its headers arrived
-    challenges: list[str] = field(default_factory=list)
     raw_headers: list[tuple[str, str]] = field(default_factory=list, repr=False)
     request: Any = field(default=None, repr=False)  # the httpx.Request it answers
 
@@ -62,6 +61,11 @@ class Reply:
         import httpx
 
         return httpx.Response(self.status, headers=self.raw_headers, content=self.body, request=self.request)
+
+    @property
+    def challenges(self) -> list[str]:
+        """The WWW-Authenticate headers, in order."""
+        return [v for k, v in self.raw_headers if k.lower() == "www-authenticate"]
 
     @property
     def mid_utc(self) -> dt.datetime:
@@ -268,9 +272,7 @@ class DeviceHTTP:
             raise type(exc)(f"{where}: {exc}") from None
         raw = resp.getheaders()
         return Reply(status=resp.status, headers={k.lower(): v for k, v in raw}, body=body, path=request.url.path,
-                     sent_utc=sent_utc, received_utc=received_utc,
-                     challenges=[v for k, v in raw if k.lower() == "www-authenticate"], raw_headers=raw,
-                     request=request)
+                     sent_utc=sent_utc, received_utc=received_utc, raw_headers=raw, request=request)
 
 
 class HttpDriver(Driver):

@@ -20,8 +20,9 @@ would otherwise "recover" a truncated document into partial data).
 
 The recording and event search answers (GetRecordingSearchResults, GetEventSearchResults) are the exception to
 "zeep reads the answers": they are the biggest answers of a fleet check, zeep's deserializing of them was a third
-of an NVR check's CPU, and we use five fields of each. They are read with lxml from the same checked document,
-namespace-tolerant (`{*}`); faults and HTTP errors still go through zeep, so they raise the same errors.
+of an NVR check's CPU, and we use five fields of each. They are read from the document the transport already
+parsed, by local name with the xmlsafe lookups the Hikvision parsers use; faults and HTTP errors still go
+through zeep, so they raise the same errors.
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ from canteen_ops.drivers.base import (
     Timeout,
     auth_guard,
 )
+from canteen_ops.drivers import xmlsafe as X
 from canteen_ops.drivers.spans import clipped
 from canteen_ops.drivers.wire import reason
 from canteen_ops.timeutil import parse_xs_datetime
@@ -169,7 +171,6 @@ class _Transport:
     def __init__(self, scheme: str, host: str, port: int, timeout: float, max_body: int = MAX_BODY):
         from canteen_ops.drivers.wire import DeviceConnection
 
-        self.host = host
         self.timeout = timeout
         self.max_body = max_body
         self.last_reply: _Reply | None = None
@@ -199,7 +200,7 @@ class _Transport:
             if budget <= 0:
                 raise Timeout("device deadline passed before the request could be sent")
         parts = urlsplit(address)
-        if parts.hostname != self.host:  # XAddrs are re-pointed already; this is the last line of defence
+        if parts.hostname != self.wire.host:  # XAddrs are re-pointed already; this is the last line of defence
             raise ProtocolError(f"refusing to post to {parts.hostname!r}: not the inventory host")
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         self.requests += 1
@@ -804,27 +805,14 @@ def _answer_element(client, service: str, operation: str, reply):
     if reply.status_code == 200 and reply.content:
         root = reply.root if reply.root is not None else check_wellformed(reply.content)
         body = root.find("{*}Body")
-        answer = next((c for c in body if isinstance(c.tag, str)), None) if body is not None else None
+        answer = next((c for c in body if X.local(c.tag)), None) if body is not None else None
         if answer is None:
             raise ProtocolError(f"{operation}: answer without a SOAP body")
-        if _localname(answer) != "Fault":
+        if X.local(answer.tag) != "Fault":
             return answer
     binding = client.wsdl.bindings[SERVICES[service][1]]
     binding.process_reply(client, binding.get(operation), reply)
     raise ProtocolError(f"{operation}: HTTP {reply.status_code} without a SOAP fault")
-
-
-def _localname(el) -> str:
-    return el.tag.rsplit("}", 1)[-1]
-
-
-def _text(el, name: str) -> str | None:
-    """Stripped text of the first child `name` in any namespace (firmware differ in prefixes and namespaces)."""
-    if el is None:
-        return None
-    child = el.find(f"{{*}}{name}")
-    text = child.text.strip() if child is not None and child.text else ""
-    return text or None
 
 
 def _xs_time(text: str | None) -> dt.datetime | None:
@@ -835,22 +823,21 @@ def _xs_time(text: str | None) -> dt.datetime | None:
 
 
 def _result_list(answer):
-    result_list = answer.find("{*}ResultList")
+    result_list = X.find(answer, "ResultList")
     if result_list is None:
-        raise ProtocolError(f"{_localname(answer)} without a ResultList")
-    return result_list, _text(result_list, "SearchState") or ""
+        raise ProtocolError(f"{X.local(answer.tag)} without a ResultList")
+    return result_list, X.text(result_list, "SearchState", "")
 
 
 def parse_recording_results(answer) -> tuple[str, list[RecordingInfo]]:
     """GetRecordingSearchResultsResponse → (SearchState, its RecordingInformation)."""
     result_list, state = _result_list(answer)
     infos = []
-    for info in result_list.iterfind("{*}RecordingInformation"):
-        source = info.find("{*}Source")
-        infos.append(RecordingInfo(token=_text(info, "RecordingToken") or "", source_id=_text(source, "SourceId"),
-                                   name=_text(source, "Name"), earliest=_xs_time(_text(info, "EarliestRecording")),
-                                   latest=_xs_time(_text(info, "LatestRecording")),
-                                   status=_text(info, "RecordingStatus") or ""))
+    for info in X.children(result_list, "RecordingInformation"):
+        infos.append(RecordingInfo(
+            token=X.text(info, "RecordingToken", ""), source_id=X.text(info, "Source/SourceId"),
+            name=X.text(info, "Source/Name"), earliest=_xs_time(X.text(info, "EarliestRecording")),
+            latest=_xs_time(X.text(info, "LatestRecording")), status=X.text(info, "RecordingStatus", "")))
     return state, infos
 
 
@@ -859,12 +846,13 @@ def parse_event_results(answer) -> tuple[str, list[tuple[str, dt.datetime, bool]
     tns1:RecordingHistory/Track/State result); results of other events are left out."""
     result_list, state = _result_list(answer)
     out = []
-    for result in result_list.iterfind("{*}Result"):
-        when, token = _xs_time(_text(result, "Time")), _text(result, "RecordingToken")
+    for result in X.children(result_list, "Result"):
+        when, token = _xs_time(X.text(result, "Time")), X.text(result, "RecordingToken")
         present = None
-        for item in result.iterfind("{*}Event//{*}Data/{*}SimpleItem"):
-            if item.get("Name") == "IsDataPresent":
-                present = _truthy(item.get("Value"))
+        for data in X.iter_local(result, "Data"):  # Event/Message/Message/Data
+            for item in X.children(data, "SimpleItem"):
+                if item.get("Name") == "IsDataPresent":
+                    present = _truthy(item.get("Value"))
         if when is not None and token and present is not None:
             out.append((token, when, present))
     return state, out

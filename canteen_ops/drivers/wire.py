@@ -94,7 +94,7 @@ class DeviceConnection:
                 sock = self._conn.sock
                 sock.settimeout(max(0.001, deadline - time.monotonic()))
                 sock.sendall(data)
-                resp = http.client.HTTPResponse(_DeadlineSocket(sock, deadline), method=method)
+                resp = http.client.HTTPResponse(_DeadlineReader(sock, deadline), method=method)
                 resp.begin()
                 return resp
             except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as exc:
@@ -142,25 +142,20 @@ class DeviceConnection:
         return bytes(buf)
 
 
-class _DeadlineSocket:
-    """What http.client.HTTPResponse reads from (it only calls makefile("rb")): the device's socket, every
-    receive limited to what is left until `deadline` (monotonic). Per-read timeouts alone would let a device
-    that sends a byte now and then hold the read for ever."""
-
-    def __init__(self, sock: socket.socket, deadline: float):
-        self._sock, self._deadline = sock, deadline
-
-    def makefile(self, mode: str):
-        return io.BufferedReader(_DeadlineReader(self._sock, self._deadline))
-
-
 class _DeadlineReader(io.RawIOBase):
+    """The device's socket as http.client.HTTPResponse reads it (it only calls makefile("rb")), every receive
+    limited to what is left until `deadline` (monotonic). Per-read timeouts alone would let a device that sends
+    a byte now and then hold the read for ever."""
+
     SLACK_S = 0.05  # the socket's timeout is lowered only when it would overshoot the deadline by more than this:
     # a fast answer then costs no extra system calls (settimeout is two fcntl calls)
 
     def __init__(self, sock: socket.socket, deadline: float):
         self._sock, self._deadline = sock, deadline
         self._timeout = sock.gettimeout() or 0.0
+
+    def makefile(self, mode: str) -> io.BufferedReader:
+        return io.BufferedReader(self)
 
     def readable(self) -> bool:
         return True
