@@ -152,10 +152,12 @@ class UpgradeStatus:
 
 # --- the login guard ------------------------------------------------------------------------------------
 class _AuthGuard:
-    """Remembers rejected logins per device for the life of the process (= one run)."""
+    """Remembers rejected logins per device for the life of the process (= one run), and the devices that refused
+    a digest nonce presented a second time (drivers/http.py: they get a fresh challenge for every request)."""
 
     def __init__(self) -> None:
         self._failed: dict[str, AuthFailed] = {}
+        self._no_reuse: set[str] = set()
         self._lock = threading.Lock()
 
     def check(self, device_id: str) -> None:
@@ -168,9 +170,18 @@ class _AuthGuard:
         with self._lock:
             self._failed.setdefault(device_id, exc)
 
+    def refuses_reuse(self, device_id: str) -> bool:
+        with self._lock:
+            return device_id in self._no_reuse
+
+    def record_refused_reuse(self, device_id: str) -> None:
+        with self._lock:
+            self._no_reuse.add(device_id)
+
     def reset(self) -> None:  # for tests and long-lived processes that start a new run
         with self._lock:
             self._failed.clear()
+            self._no_reuse.clear()
 
 
 auth_guard = _AuthGuard()

@@ -287,10 +287,10 @@ class DahuaDriver(HttpDriver):
     vendor = "dahua"
 
     def __init__(self, device, password: str, *, timeout: float | None = None, timezone: str | None = None):
-        # Dahua sends a new nonce with every answer (and often Connection: close), so credentials pre-sent with
-        # an old challenge would fail — and might count toward its login lock. Every request therefore starts
-        # with an unauthenticated probe, which never counts.
-        super().__init__(device, password, timeout=timeout, timezone=timezone, reuse_challenge=False)
+        # Dahua sends a new nonce with every 401, and most firmware also takes a nonce again (with nc counting
+        # up); some refuse it (403 or 401). Reuse it until the device refuses once (drivers/http.py).
+        super().__init__(device, password, timeout=timeout, timezone=timezone, reuse_challenge=True,
+                         reuse_until_refused=True)
         self._offset_known = False
         self._offset: dt.timedelta | None = None
         self._rtsp_port: int | None = None

@@ -14,6 +14,12 @@ Authentication, the part that can lock a technician out of a device for 30 minut
   challenge and retries once). We drive its auth flow by hand instead, so a retry with a fresh challenge only
   happens when the vendor hook says the 401 was a stale nonce, and only for a challenge we had already used
   successfully. A wrong password therefore costs exactly one failed authenticated request on the wire.
+- Later requests pre-send credentials with the challenge that worked (nc counting up), one exchange per
+  request. Dahua firmware differs here: most take a nonce again (rroller/dahua#597: a real NVR logged 2 logins a
+  second while every call was probe + request, and far fewer once the challenge was reused), one NVR answered a
+  reused nonce with 403 (rroller/dahua#647). With reuse_until_refused, the first refusal (401 or 403) of a
+  reused nonce is answered once with a fresh challenge, and the device gets a fresh challenge for every later
+  request of the run (auth_guard remembers it), so such a device sees at most one refused reuse per run.
 """
 
 from __future__ import annotations
@@ -106,8 +112,10 @@ class DeviceHTTP:
         authenticated=False (our unauthenticated probe) it returns an error only when the device says we are
         locked already; with True it always returns the error to raise.
       is_stale(reply) → bool: the 401 to a reused challenge was a stale nonce, not a bad password.
-      reuse_challenge: pre-send credentials with the last challenge (Hikvision). Dahua issues a new nonce on
-        every request, so for it every request starts with an unauthenticated probe instead.
+      reuse_challenge: pre-send credentials with the last challenge that worked; without it every request starts
+        with an unauthenticated probe.
+      reuse_until_refused: a 401 or 403 to a reused nonce ends reuse for this device for the run (Dahua, see the
+        module docstring); the refused request is sent once more with a fresh challenge.
     """
 
     def __init__(
@@ -121,6 +129,7 @@ class DeviceHTTP:
         on_auth_failure: Callable[[Reply, bool], AuthFailed | None],
         is_stale: Callable[[Reply], bool] = lambda r: challenge_is_stale(r.challenges),
         reuse_challenge: bool = True,
+        reuse_until_refused: bool = False,
         verify_tls: bool = False,
     ):
         self.device_id = device_id
@@ -130,6 +139,7 @@ class DeviceHTTP:
         self._on_auth_failure = on_auth_failure
         self._is_stale = is_stale
         self._reuse = reuse_challenge
+        self._reuse_until_refused = reuse_until_refused
         self._scheme: str | None = None  # picked from the first challenge
         self._auth: httpx.Auth | None = None
         self._auth_ok = False  # the current challenge has carried a successful request
@@ -205,9 +215,12 @@ class DeviceHTTP:
             self._auth = self._new_auth()
             return self._authenticated(request, max_bytes, probe=probe)
 
-        if self._scheme == "digest" and not self._reuse:
-            self._auth = self._new_auth()  # fresh challenge for every request (Dahua)
+        if self._scheme == "digest" and not self._reusing():
+            self._auth = self._new_auth()  # a fresh challenge for this request
         return self._authenticated(request, max_bytes, probe=None)
+
+    def _reusing(self) -> bool:
+        return self._reuse and not (self._reuse_until_refused and auth_guard.refuses_reuse(self.device_id))
 
     def _new_auth(self) -> "httpx.Auth":
         import httpx
@@ -230,9 +243,33 @@ class DeviceHTTP:
             outgoing = flow.send(probe.as_httpx())
             reply = self._send(outgoing, max_bytes)
             return self._judge(reply, None, max_bytes)
-        # Credentials went out with a challenge used before (Hikvision) or with Basic.
+        # Credentials went out with a challenge used before, or with Basic.
         reply = self._send(outgoing, max_bytes)
-        return self._judge(reply, flow if self._scheme == "digest" and self._auth_ok else None, max_bytes)
+        reused = self._scheme == "digest" and self._auth_ok
+        if reused and self._reuse_until_refused and reply.status in (401, 403) and not self._is_stale(reply):
+            return self._after_refused_reuse(request, reply, max_bytes)
+        return self._judge(reply, flow if reused else None, max_bytes)
+
+    def _after_refused_reuse(self, request: "httpx.Request", refused: Reply, max_bytes: int) -> Reply:
+        """A reused nonce was refused: send the request once more with a fresh challenge (the 401's own, or a new
+        probe after a 403). A 401 to it is the AuthFailed; a 403 to it too means the 403 answered the request,
+        not the nonce, and reuse goes on."""
+        self._auth_ok = False
+        self._auth = self._new_auth()
+        request.headers.pop("Authorization", None)  # the refused credentials (httpx set them on this request)
+        probe = None
+        if refused.status == 401:
+            self._raise_if_locked(refused)
+            if pick_scheme(refused.challenges) == "digest":
+                probe = refused  # a Digest 401 carries a fresh challenge
+        try:
+            reply = self._authenticated(request, max_bytes, probe=probe)
+        except AuthFailed:
+            auth_guard.record_refused_reuse(self.device_id)
+            raise
+        if not (refused.status == 403 and reply.status == 403):
+            auth_guard.record_refused_reuse(self.device_id)
+        return reply
 
     def _judge(self, reply: Reply, flow, max_bytes: int) -> Reply:
         if reply.status != 401:

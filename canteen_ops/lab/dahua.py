@@ -46,6 +46,8 @@ def ok() -> Response:
 
 
 def unauthorized(state: DeviceState, outcome: str) -> Response:
+    if outcome == digest.REUSED and state.faults.get("nonce-once") == "403":
+        return text("Error\r\nForbidden!\r\n", 403)  # as one NVR answered a reused nonce (rroller/dahua#647)
     body = "Error\r\nAuthorization Failed!\r\n" if outcome == digest.LOCKED else ""
     resp = text(body, 401)
     resp.headers.update(digest.challenge(state, stale=outcome == digest.STALE))

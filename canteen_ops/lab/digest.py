@@ -5,6 +5,8 @@ What matters for the clients under test is how a device reacts, not only whether
 - a wrong password (or user, or a Basic answer to a Digest-only device) is counted through
   DeviceState.record_login, and after N failures the device locks out for 30 minutes;
 - a correct answer to an expired nonce is "stale" (not counted): the challenge says stale=TRUE;
+- with the `nonce-once` fault, a correct answer to a nonce already used is "reused": refused, and counted as a
+  failed login (the worst a device could do with it);
 - while locked, even the right password is refused.
 The vendor modules turn the outcome into their own 401 bodies.
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import itertools
 import os
 import time
 from urllib.parse import urlsplit
@@ -24,7 +27,8 @@ from canteen_ops.lab.state import DeviceState
 NONCE_TTL_S = 600.0
 _SECRET = os.urandom(16)  # nonces are self-validating: HMAC(secret, device, issue time)
 
-OK, MISSING, FAILED, STALE, LOCKED = "ok", "missing", "failed", "stale", "locked"
+OK, MISSING, FAILED, STALE, REUSED, LOCKED = "ok", "missing", "failed", "stale", "reused", "locked"
+USED_NONCES_KEPT = 10_000  # nonces remembered per device under `nonce-once`
 
 
 def realm(state: DeviceState) -> str:
@@ -36,19 +40,24 @@ def realm(state: DeviceState) -> str:
     return f"Login to {state.serial}"
 
 
-def make_nonce(state: DeviceState, at: float | None = None) -> str:
+_serial = itertools.count()
+
+
+def make_nonce(state: DeviceState, at: float | None = None, serial: int | None = None) -> str:
+    """issue time + a serial number (every challenge gets a nonce of its own) + their MAC."""
     ts = int(time.time() if at is None else at)
-    mac = hmac.new(_SECRET, f"{state.id}:{ts}".encode(), hashlib.sha256).hexdigest()[:24]
-    return f"{ts:08x}{mac}"
+    n = next(_serial) & 0xFFFFFFFF if serial is None else serial
+    mac = hmac.new(_SECRET, f"{state.id}:{ts}:{n}".encode(), hashlib.sha256).hexdigest()[:24]
+    return f"{ts:08x}{n:08x}{mac}"
 
 
 def _nonce_age(state: DeviceState, nonce: str) -> float | None:
     """Seconds since we issued this nonce, or None if we never did."""
     try:
-        ts = int(nonce[:8], 16)
+        ts, n = int(nonce[:8], 16), int(nonce[8:16], 16)
     except ValueError:
         return None
-    if not hmac.compare_digest(nonce, make_nonce(state, ts)):
+    if not hmac.compare_digest(nonce, make_nonce(state, ts, n)):
         return None
     return time.time() - ts
 
@@ -98,6 +107,13 @@ def _check_digest(state: DeviceState, method: str, path: str, value: str) -> str
     age = _nonce_age(state, p["nonce"])
     if age is None or age > NONCE_TTL_S:
         return STALE  # the password was right; only the nonce is old or not ours
+    if state.has("nonce-once"):
+        used = state._sessions.setdefault("used_nonces", set())
+        if p["nonce"] in used:
+            return REUSED
+        if len(used) >= USED_NONCES_KEPT:
+            used.clear()
+        used.add(p["nonce"])
     return OK
 
 
@@ -127,7 +143,7 @@ def check(state: DeviceState, method: str, path: str, authorization: str | None)
         outcome = FAILED
     if outcome == OK:
         state.record_login(True)
-    elif outcome == FAILED:
+    elif outcome in (FAILED, REUSED):
         state.record_login(False)
         if state.is_locked():
             return LOCKED

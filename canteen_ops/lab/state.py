@@ -21,6 +21,8 @@ FAULTS: dict[str, str] = {
     "slow": "add latency to every answer; value = milliseconds (default 2000)",
     "wrong-password": "the device's password differs from the inventory's",
     "lock-after": "lock the source address after N failed logins (default 5); value = N",
+    "nonce-once": "Dahua firmware that takes a digest nonce once: a reused one is refused with 401 (value 403: "
+                  "with 403) and counted as a failed login",
     "locked": "the source address is locked now (illegal-login lock)",
     "clock-drift": "device clock off by N seconds (+/-); value = seconds",
     "clock-reset": "device clock reset to 1970-01-01 (after power loss without RTC battery)",

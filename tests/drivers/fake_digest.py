@@ -1,7 +1,8 @@
 """A tiny Digest/Basic HTTP server on 127.0.0.1 for testing the driver plumbing's auth discipline.
 
-Not the lab: it knows nothing of devices; it counts authenticated attempts and can expire nonces, rotate them on
-every answer (as Dahua does), lock like Hikvision, stream huge bodies or never answer.
+Not the lab: it knows nothing of devices; it counts authenticated attempts and can expire nonces, make each nonce
+good for one request (rotate: a reused one is called stale, or refused with 401 or 403 and counted as a failed
+login), lock like Hikvision, stream huge bodies or never answer.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ class FakeDevice:
         self.stale_after, self.rotate, self.stale_style, self.locked = stale_after, rotate, stale_style, locked
         self.routes = routes or {}
         self.nonces: dict[str, int] = {}
+        self.used: set[str] = set()  # nonces spent under rotate
+        self.reuse_refusals = 0
         self.requests = 0
         self.auth_attempts = 0
         self.auth_failures = 0
@@ -118,7 +121,7 @@ class FakeDevice:
         fields = dict(re.findall(r'(\w+)="?([^",]*)"?', header[7:]))
         nonce = fields.get("nonce", "")
         if nonce not in self.nonces:
-            return "stale"
+            return "reused" if nonce in self.used and self.rotate in ("401", "403") else "stale"
         ha1 = _md5(f"{fields.get('username')}:{REALM}:{self.password}")
         ha2 = _md5(f"{h.command}:{fields.get('uri')}")
         expected = _md5(f"{ha1}:{nonce}:{fields.get('nc')}:{fields.get('cnonce')}:{fields.get('qop')}:{ha2}")
@@ -130,6 +133,7 @@ class FakeDevice:
             return "stale"
         if self.rotate:
             del self.nonces[nonce]
+            self.used.add(nonce)
         return "ok"
 
     def _handle(self, h):
@@ -151,6 +155,15 @@ class FakeDevice:
             with self.lock:
                 self.auth_failures += 1
             self._unauthorized(h, BAD_BODY)
+            return
+        if verdict == "reused":  # the worst case: counted as a failed login
+            with self.lock:
+                self.auth_failures += 1
+                self.reuse_refusals += 1
+            if self.rotate == "403":
+                self._reply(h, 403, b"Error\r\nForbidden!\r\n", {"Content-Type": "text/plain"})
+            else:
+                self._unauthorized(h, b"")
             return
         route = self.routes.get(h.path.split("?")[0])
         if route is None:

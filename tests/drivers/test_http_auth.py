@@ -100,16 +100,77 @@ def test_locked_device_gets_no_credentials():
         assert fake.requests == 1
 
 
-def test_dahua_fresh_challenge_every_request():
-    with FakeDevice(rotate=True) as fake, DahuaDriver(device(fake.port, vendor="dahua"), "secret") as drv:
+def dahua(port, password="secret", **kw) -> DahuaDriver:
+    return DahuaDriver(device(port, vendor="dahua", **kw), password)
+
+
+def test_dahua_reuses_the_nonce_it_was_given():
+    with FakeDevice() as fake, dahua(fake.port) as drv:
         for _ in range(3):
             drv._http.request("GET", "/cgi-bin/magicBox.cgi?action=getDeviceType")
         assert fake.auth_failures == 0
-        assert fake.requests == 6  # probe + authenticated, every time: a reused nonce would be refused
+        assert fake.requests == 4  # one probe, then one exchange per call
+
+
+def test_dahua_nonce_called_stale_on_reuse_is_renewed_each_time():
+    # A device that takes each nonce once and says stale=true to a reused one: every call is a refused reuse and
+    # a retry with the 401's fresh nonce, never counted as a failed login (RFC 7616).
+    with FakeDevice(rotate=True) as fake, dahua(fake.port) as drv:
+        for _ in range(3):
+            drv._http.request("GET", "/cgi-bin/magicBox.cgi?action=getDeviceType")
+        assert fake.auth_failures == 0
+        assert fake.requests == 6
+
+
+@pytest.mark.parametrize("refusal", ["401", "403"])
+def test_dahua_that_refuses_a_reused_nonce_is_refused_once_per_run(refusal):
+    # The worst case: each nonce is good once, and a reused one is refused and counted as a failed login. The
+    # driver sends the refused call once more with a fresh challenge (the 401's own; after a 403 a new probe) and
+    # from then on asks for a fresh challenge before every request, in this driver and in any later one.
+    with FakeDevice(rotate=refusal) as fake:
+        with dahua(fake.port) as drv:
+            for _ in range(4):
+                reply = drv._http.request("GET", "/cgi-bin/magicBox.cgi?action=getDeviceType")
+                assert reply.status == 200
+        retry = 1 if refusal == "401" else 2
+        assert fake.requests == 2 + (1 + retry) + 2 + 2
+        with dahua(fake.port) as again:
+            again._http.request("GET", "/cgi-bin/magicBox.cgi?action=getDeviceType")
+            again._http.request("GET", "/cgi-bin/magicBox.cgi?action=getDeviceType")
+        assert fake.reuse_refusals == 1 and fake.auth_failures == 1
+
+
+def test_dahua_403_that_answers_the_request_keeps_the_nonce_reuse():
+    def forbidden(dev, h):
+        dev._reply(h, 403, b"Error\r\nNo Authority!\r\n", {"Content-Type": "text/plain"})
+
+    path = "/cgi-bin/userManager.cgi"
+    with FakeDevice(routes={path: forbidden}) as fake, dahua(fake.port) as drv:
+        drv._http.request("GET", "/cgi-bin/magicBox.cgi?action=getDeviceType")  # probe + request
+        assert drv._http.request("GET", path + "?action=getUserInfoAll").status == 403  # reused, then fresh: 403 both
+        assert fake.requests == 2 + 3
+        drv._http.request("GET", "/cgi-bin/magicBox.cgi?action=getDeviceType")
+        assert fake.requests == 2 + 3 + 1  # the 403 was the request's, not the nonce's: reuse goes on
+        assert fake.auth_failures == 0
+
+
+def test_dahua_wrong_password_after_refused_reuse_is_one_failed_login_more():
+    # The password changes between two calls of one run on a device that refuses reused nonces: the refused reuse,
+    # then the one authenticated retry is the AuthFailed, remembered; nothing more is sent.
+    with FakeDevice(rotate="401") as fake, dahua(fake.port) as drv:
+        drv._http.request("GET", "/cgi-bin/magicBox.cgi?action=getDeviceType")
+        fake.password = "changed"
+        with pytest.raises(AuthFailed):
+            drv._http.request("GET", "/cgi-bin/magicBox.cgi?action=getDeviceType")
+        seen = fake.requests
+        with pytest.raises(AuthFailed, match="not retried"):
+            drv.clock()
+        assert fake.requests == seen == 2 + 2
+        assert (fake.reuse_refusals, fake.auth_failures) == (1, 2)
 
 
 def test_dahua_wrong_password_one_failure_and_message_mentions_connection_limit():
-    with FakeDevice(rotate=True) as fake, DahuaDriver(device(fake.port, vendor="dahua"), "bad") as drv:
+    with FakeDevice(rotate=True) as fake, dahua(fake.port, "bad") as drv:
         with pytest.raises(AuthFailed, match="connection/user limit"):
             drv.login()
         with pytest.raises(AuthFailed):
