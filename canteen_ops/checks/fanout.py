@@ -168,9 +168,13 @@ def default_processes(n_devices: int, checks: list[str] | tuple[str, ...] = ()) 
 
 def warm_shared_state(devices: list["Device"], checks: list[str]) -> None:
     """Load, once in the parent, what the children will need, so they share it instead of each loading it: the
-    ONVIF WSDLs (device management always, recording search for NVR checks, media for stream checks; a WSDL
-    nobody needs would be ~0.1 s of the parent's time before the fork) and, for stream checks, PyAV and the
-    picture metrics."""
+    drivers of the vendors in the fleet, the ONVIF WSDLs (device management always, recording search for NVR
+    checks, media for stream checks; a WSDL nobody needs would be ~0.1 s of the parent's time before the fork)
+    and, for stream checks, PyAV and the picture metrics."""
+    from canteen_ops.drivers.base import driver_class
+
+    for vendor in sorted({d.vendor for d in devices}):
+        driver_class(vendor)
     video = bool({"stream", "picture"} & set(checks))
     if video:
         import av  # noqa: F401

@@ -274,6 +274,23 @@ class Driver:
         raise NotSupported("upgrade_status")
 
 
+def driver_class(vendor: str) -> type[Driver]:
+    """A vendor's driver class, its module (and protocol stack) imported on first use."""
+    if vendor == "hikvision":
+        import httpx  # noqa: F401 - drivers/http.py imports it where it is used; this loads it with the driver
+
+        from canteen_ops.drivers.hikvision import HikvisionDriver as cls
+    elif vendor == "dahua":
+        import httpx  # noqa: F401
+
+        from canteen_ops.drivers.dahua import DahuaDriver as cls
+    elif vendor == "onvif":
+        from canteen_ops.drivers.onvif import OnvifDriver as cls
+    else:  # pragma: no cover - the inventory validates vendors
+        raise NotSupported(f"vendor {vendor}")
+    return cls
+
+
 def open_driver(device: "Device", *, timeout: float | None = None, timezone: str | None = None) -> Driver:
     """Build the right driver for a device, resolving its password from env/file (never printed)."""
     from canteen_ops.inventory.model import SecretUnavailable
@@ -285,15 +302,7 @@ def open_driver(device: "Device", *, timeout: float | None = None, timezone: str
         password = device.credentials.resolve()
     except SecretUnavailable as exc:
         raise AuthFailed(str(exc)) from None
-    if device.vendor == "hikvision":
-        from canteen_ops.drivers.hikvision import HikvisionDriver as cls
-    elif device.vendor == "dahua":
-        from canteen_ops.drivers.dahua import DahuaDriver as cls
-    elif device.vendor == "onvif":
-        from canteen_ops.drivers.onvif import OnvifDriver as cls
-    else:  # pragma: no cover - the inventory validates vendors
-        raise NotSupported(f"vendor {device.vendor}")
-    driver = cls(device, password, timeout=timeout)
+    driver = driver_class(device.vendor)(device, password, timeout=timeout)
     if timezone:  # set after construction so every driver's __init__ signature keeps working
         driver.timezone = timezone
     return driver

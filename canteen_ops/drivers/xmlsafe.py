@@ -13,6 +13,9 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from typing import Any
 
+from defusedxml import DefusedXmlException
+from defusedxml.ElementTree import fromstring
+
 from canteen_ops.drivers.base import ProtocolError
 
 MIB = 1024 * 1024
@@ -21,9 +24,6 @@ DEFAULT_MAX_BYTES = 8 * MIB  # far above any real ISAPI answer, far below what w
 
 def parse(body: bytes | str, *, max_bytes: int = DEFAULT_MAX_BYTES, what: str = "answer") -> ET.Element:
     """Parse a device's XML with DTDs, entities and external references forbidden."""
-    from defusedxml import DefusedXmlException
-    from defusedxml.ElementTree import fromstring
-
     if len(body) > max_bytes:
         raise ProtocolError(f"{what}: body of {len(body)} bytes exceeds the {max_bytes // MIB} MiB limit")
     if isinstance(body, bytes):

@@ -14,13 +14,14 @@ The vendor modules turn the outcome into their own 401 bodies.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import itertools
 import os
+import re
 import time
 from urllib.parse import urlsplit
-from urllib.request import parse_http_list, parse_keqv_list
 
 from canteen_ops.lab.state import DeviceState
 
@@ -33,11 +34,16 @@ USED_NONCES_KEPT = 10_000  # nonces remembered per device under `nonce-once`
 
 def realm(state: DeviceState) -> str:
     """The vendor's realm: Hikvision `DS-xxxxxxxx` (lower-case hex), Dahua `Login to <serial>`, old Dahua Basic."""
-    if state.vendor == "hikvision":
-        return "DS-" + hashlib.sha1(state.serial.encode()).hexdigest()[:8]
-    if state.auth == "basic":
+    return _realm(state.vendor, state.auth, state.serial)
+
+
+@functools.lru_cache(maxsize=4096)
+def _realm(vendor: str, auth: str, serial: str) -> str:
+    if vendor == "hikvision":
+        return "DS-" + hashlib.sha1(serial.encode()).hexdigest()[:8]
+    if auth == "basic":
         return "Device_CGI"
-    return f"Login to {state.serial}"
+    return f"Login to {serial}"
 
 
 _serial = itertools.count()
@@ -51,14 +57,23 @@ def make_nonce(state: DeviceState, at: float | None = None, serial: int | None =
     return f"{ts:08x}{n:08x}{mac}"
 
 
+_verified: dict[tuple[str, str], int] = {}  # (device, nonce) → issue time, for nonces whose MAC was checked
+VERIFIED_KEPT = 100_000
+
+
 def _nonce_age(state: DeviceState, nonce: str) -> float | None:
     """Seconds since we issued this nonce, or None if we never did."""
-    try:
-        ts, n = int(nonce[:8], 16), int(nonce[8:16], 16)
-    except ValueError:
-        return None
-    if not hmac.compare_digest(nonce, make_nonce(state, ts, n)):
-        return None
+    ts = _verified.get((state.id, nonce))
+    if ts is None:
+        try:
+            ts, n = int(nonce[:8], 16), int(nonce[8:16], 16)
+        except ValueError:
+            return None
+        if not hmac.compare_digest(nonce, make_nonce(state, ts, n)):
+            return None
+        if len(_verified) >= VERIFIED_KEPT:
+            _verified.clear()
+        _verified[(state.id, nonce)] = ts
     return time.time() - ts
 
 
@@ -82,10 +97,28 @@ def _h(s: str) -> str:
     return hashlib.md5(s.encode("utf-8")).hexdigest()
 
 
+_ha1 = functools.lru_cache(maxsize=4096)(_h)  # user:realm:password changes only with the wrong-password fault
+_ESCAPED = re.compile(r"\\(.)")
+_PARAM = re.compile(r'\s*([\w-]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]*))\s*(?:,|$)')
+
+
+def parse_params(value: str) -> dict[str, str] | None:
+    """The name=value pairs of a Digest Authorization header (quoted or not); None when it does not parse."""
+    out: dict[str, str] = {}
+    pos, end = 0, len(value)
+    while pos < end:
+        m = _PARAM.match(value, pos)
+        if m is None or m.end() == pos:
+            return None
+        quoted = m.group(2)
+        out[m.group(1).lower()] = m.group(3) if quoted is None else _ESCAPED.sub(r"\1", quoted)
+        pos = m.end()
+    return out
+
+
 def _check_digest(state: DeviceState, method: str, path: str, value: str) -> str:
-    try:
-        p = parse_keqv_list(parse_http_list(value))
-    except ValueError:
+    p = parse_params(value)
+    if p is None:
         return FAILED
     need = ("username", "realm", "nonce", "uri", "response")
     if any(k not in p for k in need) or p.get("algorithm", "MD5").upper() != "MD5":
@@ -94,7 +127,7 @@ def _check_digest(state: DeviceState, method: str, path: str, value: str) -> str
         return FAILED
     if urlsplit(p["uri"]).path != path:
         return FAILED
-    ha1 = _h(f"{state.username}:{p['realm']}:{state.effective_password}")
+    ha1 = _ha1(f"{state.username}:{p['realm']}:{state.effective_password}")
     ha2 = _h(f"{method}:{p['uri']}")
     if p.get("qop"):
         if p["qop"] != "auth" or "nc" not in p or "cnonce" not in p:

@@ -386,11 +386,12 @@ def search(state: DeviceState, req: Request) -> Response:
         status = "OK"
     items = []
     kbps = {c.id: c.bitrate_kbps for c in state.channels}
+    source = uuid.uuid5(uuid.NAMESPACE_OID, state.serial)
     for s, track, t in page:
         size = int((t - s).total_seconds() * kbps.get(track // 100, 4096) * 125)
         uri = (f"rtsp://{state.host}/Streaming/tracks/{track}/?starttime={s:%Y%m%dT%H%M%S}Z&amp;"
                f"endtime={t:%Y%m%dT%H%M%S}Z&amp;name=ch{track // 100:02d}_{s:%Y%m%d%H%M%S}&amp;size={size}")
-        items.append(f"<searchMatchItem>\n<sourceID>{{{uuid.uuid5(uuid.NAMESPACE_OID, state.serial)}}}</sourceID>\n"
+        items.append(f"<searchMatchItem>\n<sourceID>{{{source}}}</sourceID>\n"
                      f"<trackID>{track}</trackID>\n<timeSpan>\n<startTime>{_hik_time(s)}</startTime>\n"
                      f"<endTime>{_hik_time(t)}</endTime>\n</timeSpan>\n<mediaSegmentDescriptor>\n"
                      "<contentType>video</contentType>\n<codecType>H.264-BP</codecType>\n"
