@@ -11,6 +11,7 @@ a locked device answers 401 with `Error\\r\\nAuthorization Failed!`.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import itertools
 import json
 import time
@@ -321,9 +322,10 @@ def media_file_find(state: DeviceState, req: Request) -> Response:
         for i, (ch, s, t) in enumerate(page):
             dur = int((t - s).total_seconds())
             pre = f"items[{i}]"
-            lines += [f"{pre}.Channel={ch - 1}", f"{pre}.StartTime={s:{TIME_FMT}}", f"{pre}.EndTime={t:{TIME_FMT}}",
+            (s_text, s_day, s_hour, s_dotted), (t_text, _, _, t_dotted) = _item_times(s), _item_times(t)
+            lines += [f"{pre}.Channel={ch - 1}", f"{pre}.StartTime={s_text}", f"{pre}.EndTime={t_text}",
                       f"{pre}.Duration={dur}",
-                      f"{pre}.FilePath=/mnt/dvr/{s:%Y-%m-%d}/{ch - 1:03d}/dav/{s:%H}/{s:%H.%M.%S}-{t:%H.%M.%S}"
+                      f"{pre}.FilePath=/mnt/dvr/{s_day}/{ch - 1:03d}/dav/{s_hour}/{s_dotted}-{t_dotted}"
                       f"[R][0@0][0].dav",
                       f"{pre}.Flags[0]=Timing", f"{pre}.Length={dur * kbps.get(ch, 4096) * 125}", f"{pre}.Type=dav"]
         return text(lines)
@@ -334,6 +336,13 @@ def media_file_find(state: DeviceState, req: Request) -> Response:
         finders.pop(q["object"], None)
         return ok()
     return bad_request()
+
+
+@functools.lru_cache(maxsize=16384)
+def _item_times(t: dt.datetime) -> tuple[str, str, str, str]:
+    """A found file's time as its fields and file path spell it; files start and end on the hour, so the same
+    instants recur across devices and searches and are formatted once each."""
+    return t.strftime(TIME_FMT), t.strftime("%Y-%m-%d"), t.strftime("%H"), t.strftime("%H.%M.%S")
 
 
 def event_manager(state: DeviceState, req: Request) -> Response:

@@ -111,7 +111,8 @@ def parse_params(value: str) -> dict[str, str] | None:
         if m is None or m.end() == pos:
             return None
         quoted = m.group(2)
-        out[m.group(1).lower()] = m.group(3) if quoted is None else _ESCAPED.sub(r"\1", quoted)
+        out[m.group(1).lower()] = m.group(3) if quoted is None else (
+            _ESCAPED.sub(r"\1", quoted) if "\\" in quoted else quoted)
         pos = m.end()
     return out
 
