@@ -14,7 +14,9 @@ requests and Digest) both send through it, so every vendor gets the same connect
 - no proxy, no redirects, no cookies: devices are on the site LAN and answer one request with one answer.
 
 Why not httpx's own transport (httpcore + h11): against the lab an exchange costs ~0.12 ms of CPU here and
-~0.27 ms there, and a 1,000-device fleet check makes about 10,000 exchanges (docs/benchmarks.md).
+~0.27 ms there, and a 1,000-device fleet check makes about 7,000 exchanges (docs/benchmarks.md). The answer's
+head and body framing are read here too (Answer), not by http.client.HTTPResponse: that parses every head with
+the email package, ~4x the cost of the rest of reading an answer.
 """
 
 from __future__ import annotations
@@ -30,6 +32,134 @@ from canteen_ops.drivers.base import Offline, ProtocolError, Timeout
 
 CONNECT_TIMEOUT_CAP = 5.0  # a LAN device that has not accepted within 5 s is not going to
 CHUNK = 64 * 1024
+MAX_LINE = 64 * 1024  # one status or header line (http.client's limit too)
+MAX_HEADERS = 100
+
+
+class _NoAnswer(Exception):
+    """The connection ended before a status line: a keep-alive connection the device had closed."""
+
+
+class _BadAnswer(Exception):
+    """Not an HTTP/1.x answer we can read."""
+
+
+class Headers(dict):
+    """An answer's headers by lower-case name (repeated ones joined with ", "); get() takes any case."""
+
+    def get(self, name: str, default=None):  # type: ignore[override]
+        return super().get(name.lower(), default)
+
+
+class Answer:
+    """One HTTP/1.x answer on a device connection: its head (read by DeviceConnection.exchange) and its body,
+    framed by Content-Length, chunked transfer coding or the end of the connection (read by read_body)."""
+
+    def __init__(self, fp: io.BufferedReader, method: str):
+        self._fp = fp
+        while True:  # 1xx interim answers (100 Continue) are skipped
+            version, self.status, self.reason = self._status_line()
+            raw = self._header_lines()
+            if not 100 <= self.status < 200 or self.status == 101:
+                break
+        self.raw_headers = raw
+        self.headers = Headers()
+        for name, value in raw:
+            key = name.lower()
+            self.headers[key] = f"{self.headers[key]}, {value}" if key in self.headers else value
+        connection = self.headers.get("connection", "").lower()
+        self.will_close = "close" in connection or (version == "HTTP/1.0" and "keep-alive" not in connection)
+        self._chunked = "chunked" in self.headers.get("transfer-encoding", "").lower()
+        self._left: int | None = None  # bytes left in the body (or in the current chunk when chunked)
+        self._done = method == "HEAD" or self.status in (204, 304)
+        if self._done or self._chunked:
+            self._left = 0
+        else:
+            length = self.headers.get("content-length")
+            if length is not None:
+                values = {v.strip() for v in length.split(",")}
+                if len(values) != 1 or not next(iter(values)).isdigit():
+                    raise _BadAnswer(f"bad Content-Length {length[:40]!r}")
+                self._left = int(next(iter(values)))
+                self._done = self._left == 0
+            else:
+                self.will_close = True  # the body ends with the connection
+
+    def getheaders(self) -> list[tuple[str, str]]:
+        return list(self.raw_headers)
+
+    def getheader(self, name: str, default: str | None = None) -> str | None:
+        return self.headers.get(name, default)
+
+    def _line(self) -> bytes:
+        line = self._fp.readline(MAX_LINE + 1)
+        if len(line) > MAX_LINE:
+            raise _BadAnswer("line too long")
+        return line
+
+    def _status_line(self) -> tuple[str, int, str]:
+        line = self._line()
+        if not line:
+            raise _NoAnswer("connection closed without an answer")
+        version, _, rest = line.decode("iso-8859-1").strip().partition(" ")
+        code, _, reason = rest.partition(" ")
+        if not version.startswith("HTTP/1.") or len(code) != 3 or not code.isdigit():
+            raise _BadAnswer(f"bad status line {line[:40]!r}")
+        return version, int(code), reason.strip()
+
+    def _header_lines(self) -> list[tuple[str, str]]:
+        out: list[tuple[str, str]] = []
+        while True:
+            line = self._line()
+            if line in (b"\r\n", b"\n", b""):
+                return out
+            if len(out) >= MAX_HEADERS:
+                raise _BadAnswer(f"more than {MAX_HEADERS} headers")
+            text = line.decode("iso-8859-1").rstrip("\r\n")
+            if text[:1] in (" ", "\t") and out:  # obsolete line folding: continues the previous value
+                out[-1] = (out[-1][0], f"{out[-1][1]} {text.strip()}")
+                continue
+            name, sep, value = text.partition(":")
+            if sep and name and name == name.strip():
+                out.append((name, value.strip()))
+
+    def read1(self, n: int) -> bytes:
+        """Up to n bytes of the body (at most one receive); b"" at its end."""
+        if self._done:
+            return b""
+        if self._chunked and self._left == 0 and not self._next_chunk():
+            return b""
+        if self._left is None:  # until the connection ends
+            data = self._fp.read1(n)
+            self._done = not data
+            return data
+        data = self._fp.read1(min(n, self._left))
+        if not data:
+            raise _BadAnswer("connection closed mid-body")
+        self._left -= len(data)
+        if self._left == 0:
+            if self._chunked:
+                if self._line() not in (b"\r\n", b"\n"):
+                    raise _BadAnswer("bad chunk end")
+            else:
+                self._done = True
+        return data
+
+    def _next_chunk(self) -> bool:
+        line = self._line()
+        size = line.split(b";", 1)[0].strip()
+        try:
+            self._left = int(size, 16)
+        except ValueError:
+            raise _BadAnswer(f"bad chunk size {line[:20]!r}") from None
+        if self._left < 0:
+            raise _BadAnswer("bad chunk size")
+        if self._left == 0:
+            while self._line() not in (b"\r\n", b"\n", b""):  # trailers
+                pass
+            self._done = True
+            return False
+        return True
 
 
 class DeviceConnection:
@@ -80,7 +210,7 @@ class DeviceConnection:
         return conn
 
     def exchange(self, method: str, target: str, headers: list[tuple[str, str]], body: bytes,
-                 budget: float) -> http.client.HTTPResponse:
+                 budget: float) -> Answer:
         """Send one request (`headers` complete, Host included) and read the answer's status and headers. The
         answer, body included (read_body), must be complete within `budget` seconds of this call."""
         deadline = time.monotonic() + budget
@@ -94,10 +224,8 @@ class DeviceConnection:
                 sock = self._conn.sock
                 sock.settimeout(max(0.001, deadline - time.monotonic()))
                 sock.sendall(data)
-                resp = http.client.HTTPResponse(_DeadlineReader(sock, deadline), method=method)
-                resp.begin()
-                return resp
-            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as exc:
+                return Answer(_DeadlineReader(sock, deadline).makefile("rb"), method)
+            except (_NoAnswer, BrokenPipeError, ConnectionResetError) as exc:
                 self.close()
                 if reused and attempt == 1:
                     continue
@@ -105,12 +233,12 @@ class DeviceConnection:
             except TimeoutError:
                 self.close()
                 raise Timeout(f"no complete answer head within {budget:.1f} s") from None
-            except (http.client.HTTPException, OSError) as exc:
+            except (_BadAnswer, OSError) as exc:
                 self.close()
                 raise ProtocolError(f"broken HTTP answer ({reason(exc)})") from None
         raise AssertionError("unreachable")
 
-    def read_body(self, resp: http.client.HTTPResponse, cap: int) -> bytes:
+    def read_body(self, resp: Answer, cap: int) -> bytes:
         """The whole body, within the budget given to exchange(); more than `cap` bytes or any Content-Encoding is
         refused. Keeps the connection for the next request unless the device said close."""
         try:
@@ -131,7 +259,7 @@ class DeviceConnection:
         except TimeoutError:
             self.close()
             raise Timeout("body not complete at the deadline") from None
-        except (http.client.HTTPException, OSError) as exc:
+        except (_BadAnswer, OSError) as exc:
             self.close()
             raise ProtocolError(f"connection broken mid-body ({reason(exc)})") from None
         except ProtocolError:
@@ -143,9 +271,9 @@ class DeviceConnection:
 
 
 class _DeadlineReader(io.RawIOBase):
-    """The device's socket as http.client.HTTPResponse reads it (it only calls makefile("rb")), every receive
-    limited to what is left until `deadline` (monotonic). Per-read timeouts alone would let a device that sends
-    a byte now and then hold the read for ever."""
+    """The device's socket as an Answer reads it, every receive limited to what is left until `deadline`
+    (monotonic). Per-read timeouts alone would let a device that sends a byte now and then hold the read for
+    ever."""
 
     SLACK_S = 0.05  # the socket's timeout is lowered only when it would overshoot the deadline by more than this:
     # a fast answer then costs no extra system calls (settimeout is two fcntl calls)
@@ -200,4 +328,4 @@ def reason(exc: BaseException) -> str:
     return text.splitlines()[0][:160]
 
 
-__all__ = ["DeviceConnection", "CONNECT_TIMEOUT_CAP", "device_tls_context"]
+__all__ = ["Answer", "DeviceConnection", "CONNECT_TIMEOUT_CAP", "device_tls_context"]

@@ -261,6 +261,23 @@ def test_64_mib_body_is_cut_at_the_cap_without_buffering_it():
         drv._http.request("GET", "/ISAPI/System/time")
 
 
+def test_chunked_answer_is_read_whole_and_the_connection_kept():
+    def chunked(dev, h):
+        h.send_response(200)
+        h.send_header("Content-Type", "application/xml")
+        h.send_header("Transfer-Encoding", "chunked")
+        h.end_headers()
+        for part in (b"<DeviceInfo><model>", b"DS-2CD", b"</model></DeviceInfo>"):
+            h.wfile.write(b"%x\r\n%s\r\n" % (len(part), part))
+        h.wfile.write(b"0\r\n\r\n")
+
+    with FakeDevice(routes={"/ISAPI/System/deviceInfo": chunked}) as fake, hik(fake.port) as drv:
+        for _ in range(2):
+            reply = drv._http.request("GET", "/ISAPI/System/deviceInfo")
+            assert reply.body == b"<DeviceInfo><model>DS-2CD</model></DeviceInfo>"
+        assert drv._http._wire._conn is not None and fake.requests == 3  # probe + 2; the connection is kept
+
+
 def test_declared_huge_length_refused_before_reading():
     with FakeDevice(routes={"/ISAPI/System/deviceInfo": declared_huge(64 * 1024 * 1024)}) as fake, \
             hik(fake.port) as drv:
