@@ -7,7 +7,6 @@ import datetime as dt
 import logging
 import threading
 import time
-from types import SimpleNamespace
 
 import pytest
 
@@ -303,19 +302,57 @@ def test_posix_tz_offset():
     assert drv.posix_tz_offset("garbage") is None and drv.posix_tz_offset(None) is None
 
 
-def _dt(y, mo, d, h, mi, s):
-    return SimpleNamespace(Date=SimpleNamespace(Year=y, Month=mo, Day=d),
-                           Time=SimpleNamespace(Hour=h, Minute=mi, Second=s))
+def _sdt(*parts: str, prefix: str = "tt:") -> object:
+    """A GetSystemDateAndTimeResponse element; prefix "" puts the schema elements in a default namespace."""
+    from lxml import etree
+
+    tt = "http://www.onvif.org/ver10/schema"
+    xmlns = f'xmlns:tt="{tt}"' if prefix else f'xmlns="{tt}"'
+    body = "".join(parts).replace("tt:", prefix)
+    return etree.fromstring(f'<tds:GetSystemDateAndTimeResponse xmlns:tds="http://www.onvif.org/ver10/device/wsdl" '
+                            f"{xmlns}><{prefix}SystemDateAndTime>{body}</{prefix}SystemDateAndTime>"
+                            "</tds:GetSystemDateAndTimeResponse>")
 
 
-def test_device_utc_prefers_utc_and_falls_back_to_local_with_tz():
-    sdt = SimpleNamespace(UTCDateTime=_dt(2026, 5, 1, 2, 3, 4), LocalDateTime=_dt(2026, 5, 1, 10, 3, 4),
-                          TimeZone=SimpleNamespace(TZ="CST-8:00:00"))
-    assert drv.device_utc(sdt) == dt.datetime(2026, 5, 1, 2, 3, 4, tzinfo=UTC)
-    sdt.UTCDateTime = None
-    assert drv.device_utc(sdt) == dt.datetime(2026, 5, 1, 2, 3, 4, tzinfo=UTC)
-    sdt.LocalDateTime = _dt(2026, 13, 40, 0, 0, 0)  # firmware nonsense
-    assert drv.device_utc(sdt) is None
+def _when(tag, y, mo, d, h, mi, s):
+    return (f"<tt:{tag}><tt:Date><tt:Year>{y}</tt:Year><tt:Month>{mo}</tt:Month><tt:Day>{d}</tt:Day></tt:Date>"
+            f"<tt:Time><tt:Hour>{h}</tt:Hour><tt:Minute>{mi}</tt:Minute><tt:Second>{s}</tt:Second></tt:Time>"
+            f"</tt:{tag}>")
+
+
+@pytest.mark.parametrize("prefix", ["tt:", ""])
+def test_system_date_and_time_prefers_utc_and_falls_back_to_local_with_tz(prefix):
+    tz = "<tt:TimeZone><tt:TZ>CST-8:00:00</tt:TZ></tt:TimeZone>"
+    both = drv.parse_system_date_and_time(_sdt(
+        "<tt:DateTimeType>NTP</tt:DateTimeType>", tz, _when("UTCDateTime", 2026, 5, 1, 2, 3, 4),
+        _when("LocalDateTime", 2026, 5, 1, 10, 3, 4), prefix=prefix))
+    assert (both.kind, both.tz, both.utc) == ("NTP", "CST-8:00:00", dt.datetime(2026, 5, 1, 2, 3, 4, tzinfo=UTC))
+    local = drv.parse_system_date_and_time(_sdt(tz, _when("LocalDateTime", 2026, 5, 1, 10, 3, 4), prefix=prefix))
+    assert (local.kind, local.utc) == (None, dt.datetime(2026, 5, 1, 2, 3, 4, tzinfo=UTC))
+    nonsense = drv.parse_system_date_and_time(_sdt(tz, _when("LocalDateTime", 2026, 13, 40, 0, 0, 0),
+                                                   prefix=prefix))  # firmware nonsense
+    assert nonsense.utc is None
+    assert drv.parse_system_date_and_time(_sdt(prefix=prefix)).utc is None  # nothing at all
+
+
+def test_device_information_and_ntp_servers_are_read_in_any_namespace_spelling():
+    from lxml import etree
+
+    info = etree.fromstring(
+        '<GetDeviceInformationResponse xmlns="http://www.onvif.org/ver10/device/wsdl"><Manufacturer> Acme '
+        "</Manufacturer><Model>IPC-1</Model><FirmwareVersion>V5.7</FirmwareVersion><SerialNumber>SN1"
+        "</SerialNumber><HardwareId></HardwareId></GetDeviceInformationResponse>")
+    assert drv.parse_device_information(info) == drv.DeviceInformation(
+        manufacturer="Acme", model="IPC-1", firmware="V5.7", serial="SN1", hardware=None)
+    ntp = etree.fromstring(
+        '<d:GetNTPResponse xmlns:d="http://www.onvif.org/ver10/device/wsdl" xmlns:t="http://www.onvif.org/ver10/'
+        'schema"><d:NTPInformation><t:FromDHCP>{dhcp}</t:FromDHCP><t:NTPFromDHCP><t:Type>IPv4</t:Type>'
+        "<t:IPv4Address>10.0.0.1</t:IPv4Address></t:NTPFromDHCP><t:NTPManual><t:Type>DNS</t:Type>"
+        "<t:DNSname> ntp.example.cn </t:DNSname></t:NTPManual></d:NTPInformation></d:GetNTPResponse>")
+    assert drv.parse_ntp_servers(ntp) == ["ntp.example.cn"]
+    ntp.find(".//{*}FromDHCP").text = "true"
+    assert drv.parse_ntp_servers(ntp) == ["ntp.example.cn", "10.0.0.1"]
+    assert drv.parse_ntp_servers(etree.fromstring("<GetNTPResponse/>")) == []
 
 
 def test_uri_helpers():

@@ -249,29 +249,68 @@ def posix_tz_offset(tz: str | None) -> dt.timedelta | None:
     return sign * dt.timedelta(hours=int(m.group(2)), minutes=int(m.group(3) or 0), seconds=int(m.group(4) or 0))
 
 
-def onvif_datetime(value: Any) -> dt.datetime | None:
+def onvif_datetime(value) -> dt.datetime | None:
     """tt:DateTime {Date{Year,Month,Day}, Time{Hour,Minute,Second}} → naive datetime, None when absent/invalid."""
-    if value is None or value.Date is None or value.Time is None:
+    if value is None or X.find(value, "Date") is None or X.find(value, "Time") is None:
         return None
-    d, t = value.Date, value.Time
     try:
-        return dt.datetime(int(d.Year), int(d.Month), int(d.Day), int(t.Hour or 0), int(t.Minute or 0),
-                           int(t.Second or 0))
+        return dt.datetime(*(int(X.text(value, f"Date/{k}", "")) for k in ("Year", "Month", "Day")),
+                           *(int(X.text(value, f"Time/{k}") or 0) for k in ("Hour", "Minute", "Second")))
     except (TypeError, ValueError):
         return None
 
 
-def device_utc(sdt: Any) -> dt.datetime | None:
-    """The device's UTC from GetSystemDateAndTime: UTCDateTime, else LocalDateTime minus the TZ offset."""
-    utc = onvif_datetime(getattr(sdt, "UTCDateTime", None))
-    if utc is not None:
-        return utc.replace(tzinfo=dt.timezone.utc)
-    local = onvif_datetime(getattr(sdt, "LocalDateTime", None))
-    tz = getattr(getattr(sdt, "TimeZone", None), "TZ", None)
-    offset = posix_tz_offset(tz)
-    if local is None or offset is None:
-        return None
-    return (local - offset).replace(tzinfo=dt.timezone.utc)
+@dataclass
+class SystemDateAndTime:
+    """GetSystemDateAndTime, read: the time mode, the POSIX TZ and the device's UTC (None when unreadable)."""
+
+    kind: str | None  # DateTimeType: "NTP" or "Manual"
+    tz: str | None
+    utc: dt.datetime | None
+
+
+def parse_system_date_and_time(answer) -> SystemDateAndTime:
+    """The device's UTC is UTCDateTime, else LocalDateTime minus the TZ offset."""
+    sdt = X.find(answer, "SystemDateAndTime")
+    tz = X.text(sdt, "TimeZone/TZ")
+    utc = onvif_datetime(X.find(sdt, "UTCDateTime"))
+    if utc is None:
+        local, offset = onvif_datetime(X.find(sdt, "LocalDateTime")), posix_tz_offset(tz)
+        utc = None if local is None or offset is None else local - offset
+    return SystemDateAndTime(kind=X.text(sdt, "DateTimeType"), tz=tz,
+                             utc=None if utc is None else utc.replace(tzinfo=dt.timezone.utc))
+
+
+@dataclass
+class DeviceInformation:
+    manufacturer: str | None
+    model: str | None
+    firmware: str | None
+    serial: str | None
+    hardware: str | None
+
+
+def parse_device_information(answer) -> DeviceInformation:
+    def field(name: str) -> str | None:
+        return _clean(X.text(answer, name))
+
+    return DeviceInformation(manufacturer=field("Manufacturer"), model=field("Model"),
+                             firmware=field("FirmwareVersion"), serial=field("SerialNumber"),
+                             hardware=field("HardwareId"))
+
+
+def parse_ntp_servers(answer) -> list[str]:
+    """GetNTP → the NTP servers in use: the manual ones, and those from DHCP when FromDHCP is set."""
+    info = X.find(answer, "NTPInformation")
+    hosts = X.findall(info, "NTPManual")
+    if _truthy(X.text(info, "FromDHCP")):
+        hosts += X.findall(info, "NTPFromDHCP")
+    servers = []
+    for h in hosts:
+        addr = X.text(h, "IPv4Address") or X.text(h, "IPv6Address") or X.text(h, "DNSname")
+        if addr and addr.strip():
+            servers.append(addr.strip())
+    return servers
 
 
 def channel_number(token: str | None, position: int) -> int:
@@ -373,10 +412,10 @@ class OnvifDriver(Driver):
         self._token = _Token(user, password)
         self._services: dict[str, Any] = {}  # (service, authenticated) → bound ServiceProxy
         self._offset_known = False
-        self._last_sdt: tuple[Any, dt.datetime, float] | None = None  # (answer, host utc, monotonic)
+        self._last_sdt: tuple[SystemDateAndTime, dt.datetime, float] | None = None  # (answer, host utc, monotonic)
         self._xaddrs: dict[str, str] | None = None
         self._system_backup: bool | None = None
-        self._device_info = None
+        self._device_info: DeviceInformation | None = None
         self._recordings: dict[int, Any] | None = None
         self._events: dict[tuple[dt.datetime, dt.datetime], Any] = {}  # window → events by token, or the error
         self._profiles = None
@@ -418,9 +457,11 @@ class OnvifDriver(Driver):
         return xaddrs[ns]
 
     def _call(self, service: str, operation: str, *, raw: bool = False, **kwargs):
-        """One SOAP call → zeep's objects; raw=True → the answer element itself (lxml), for the big search
-        answers whose deserializing by zeep cost ~20 times our own reading of the few fields we use (a third of
-        an NVR check's CPU, docs/benchmarks.md). Faults and errors raise the same either way."""
+        """One SOAP call → zeep's objects; raw=True → the answer element itself (lxml), read by our parse_*
+        functions: for the search answers, whose deserializing by zeep cost ~20 times our own reading of the few
+        fields we use (a third of an NVR check's CPU), and for the three answers of every device's check
+        (GetDeviceInformation, GetSystemDateAndTime, GetNTP: a third of a camera's). Faults and errors raise the
+        same either way."""
         from zeep.exceptions import Error as ZeepError, Fault, TransportError
 
         auth = operation not in PRE_AUTH
@@ -462,15 +503,14 @@ class OnvifDriver(Driver):
             return NotSupported(f"{operation}: not supported by the device")
         return ProtocolError(f"{operation}: device fault {'/'.join(subs) or fault.code}: {message}")
 
-    def _read_clock(self):
+    def _read_clock(self) -> tuple[SystemDateAndTime, dt.datetime]:
         """One unauthenticated GetSystemDateAndTime; also sets the WS-Security time offset."""
         t0 = time.time()
-        sdt = self._call("device", "GetSystemDateAndTime")
+        sdt = parse_system_date_and_time(self._call("device", "GetSystemDateAndTime", raw=True))
         t1 = time.time()
         host = dt.datetime.fromtimestamp((t0 + t1) / 2, dt.timezone.utc)
-        dev = device_utc(sdt)
-        if dev is not None:
-            self._token.offset = dev - host
+        if sdt.utc is not None:
+            self._token.offset = sdt.utc - host
         self._offset_known = True
         self._last_sdt = (sdt, host, time.monotonic())
         return sdt, host
@@ -513,17 +553,16 @@ class OnvifDriver(Driver):
     def login(self) -> None:
         self._info()
 
-    def _info(self):
+    def _info(self) -> DeviceInformation:
         if self._device_info is None:
-            self._device_info = self._call("device", "GetDeviceInformation")
+            self._device_info = parse_device_information(self._call("device", "GetDeviceInformation", raw=True))
         return self._device_info
 
     @_getter
     def facts(self) -> Facts:
         info = self._info()
-        return Facts(vendor=self.vendor, model=_clean(info.Model), serial=_clean(info.SerialNumber),
-                     firmware=_clean(info.FirmwareVersion), hardware=_clean(info.HardwareId),
-                     name=_clean(info.Manufacturer))
+        return Facts(vendor=self.vendor, model=info.model, serial=info.serial, firmware=info.firmware,
+                     hardware=info.hardware, name=info.manufacturer)
 
     @_getter
     def clock(self) -> Clock:
@@ -531,24 +570,15 @@ class OnvifDriver(Driver):
             sdt, host = self._last_sdt[0], self._last_sdt[1]
         else:
             sdt, host = self._read_clock()
-        mode = {"NTP": "NTP", "Manual": "manual"}.get(str(sdt.DateTimeType), None)
+        mode = {"NTP": "NTP", "Manual": "manual"}.get((sdt.kind or "").strip(), None)
         servers: list[str] = []
         ntp_enabled: bool | None = None if mode is None else mode == "NTP"
         try:
-            ntp = self._call("device", "GetNTP")
-        except NotSupported:
-            ntp = None
-        if ntp is not None:
-            hosts = list(ntp.NTPManual or [])
-            if _truthy(ntp.FromDHCP):
-                hosts += list(ntp.NTPFromDHCP or [])
-            for h in hosts:
-                addr = h.IPv4Address or h.IPv6Address or h.DNSname
-                if addr:
-                    servers.append(str(addr).strip())
+            servers = parse_ntp_servers(self._call("device", "GetNTP", raw=True))
             ntp_enabled = mode == "NTP" and bool(servers)
-        tz = sdt.TimeZone.TZ if sdt.TimeZone is not None else None
-        return Clock(device_utc=device_utc(sdt), host_utc=host, timezone=tz, mode=mode, ntp_servers=servers,
+        except NotSupported:
+            pass
+        return Clock(device_utc=sdt.utc, host_utc=host, timezone=sdt.tz, mode=mode, ntp_servers=servers,
                      ntp_enabled=ntp_enabled)
 
     def _get_profiles(self):
@@ -727,9 +757,8 @@ class OnvifDriver(Driver):
     def settings(self) -> dict[str, Any]:
         info = self._info()
         out: dict[str, Any] = {
-            "identity": {"manufacturer": _clean(info.Manufacturer), "model": _clean(info.Model),
-                         "firmware": _clean(info.FirmwareVersion), "serial": _clean(info.SerialNumber),
-                         "hardware_id": _clean(info.HardwareId)},
+            "identity": {"manufacturer": info.manufacturer, "model": info.model, "firmware": info.firmware,
+                         "serial": info.serial, "hardware_id": info.hardware},
         }
         out["network"] = self._optional(self._settings_network)
         clock = self.clock()
