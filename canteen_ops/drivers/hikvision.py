@@ -11,10 +11,10 @@ import datetime as dt
 import re
 import uuid
 from typing import Any
-from xml.etree.ElementTree import Element
 from xml.sax.saxutils import escape
 
 from canteen_ops.drivers import xmlsafe as X
+from canteen_ops.drivers.xmlsafe import Element
 from canteen_ops.drivers.base import (
     AuthFailed,
     Channel,
