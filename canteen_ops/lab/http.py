@@ -17,11 +17,11 @@ DeviceState they are given.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import importlib
 import logging
 import re
 import resource
+import time
 from typing import Callable
 from urllib.parse import parse_qsl, urlsplit
 
@@ -184,6 +184,18 @@ def _kind(ctype: str) -> str:
     return "binary"
 
 
+_date_cache: tuple[int, str] = (0, "")
+
+
+def _http_date() -> str:
+    """The Date header, formatted once a second."""
+    global _date_cache
+    now = int(time.time())
+    if _date_cache[0] != now:
+        _date_cache = (now, time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(now)))
+    return _date_cache[1]
+
+
 # --- the server -------------------------------------------------------------------------------------------
 class Endpoint:
     """One device's HTTP listener and its open connections."""
@@ -327,8 +339,7 @@ class LabHTTP:
                 body = malformed(body, kind)
             if state.has("oversized-body"):
                 pad = max(0, OVERSIZED_BYTES - len(body))
-        head = [f"HTTP/1.1 {resp.status} {REASONS.get(resp.status, 'Status')}",
-                f"Date: {dt.datetime.now(dt.timezone.utc).strftime('%a, %d %b %Y %H:%M:%S GMT')}"]
+        head = [f"HTTP/1.1 {resp.status} {REASONS.get(resp.status, 'Status')}", f"Date: {_http_date()}"]
         head += [f"{k}: {v}" for k, v in headers.items()]
         head += [f"Content-Length: {len(body) + pad}", f"Connection: {'keep-alive' if keep else 'close'}", "", ""]
         head_bytes = "\r\n".join(head).encode("latin-1", "replace")
