@@ -14,6 +14,7 @@ import os
 import signal
 from typing import TYPE_CHECKING, Callable
 
+from canteen_ops.gcpause import gc_paused
 from canteen_ops.runner import RunOutcome, run_devices
 from canteen_ops.status import Result, Status
 
@@ -171,6 +172,11 @@ def warm_shared_state(devices: list["Device"], checks: list[str]) -> None:
     drivers of the vendors in the fleet, the ONVIF WSDLs (device management always, recording search for NVR
     checks, media for stream checks; a WSDL nobody needs would be ~0.1 s of the parent's time before the fork)
     and, for stream checks, PyAV and the picture metrics."""
+    with gc_paused():  # modules and parsed WSDLs stay alive: nothing for the collector to find
+        _warm(devices, checks)
+
+
+def _warm(devices: list["Device"], checks: list[str]) -> None:
     from canteen_ops.drivers.base import driver_class
 
     for vendor in sorted({d.vendor for d in devices}):
