@@ -109,12 +109,10 @@ class Answer:
 
     def _header_lines(self) -> list[tuple[str, str]]:
         out: list[tuple[str, str]] = []
-        while True:
+        for _ in range(MAX_HEADERS + 1):  # folded continuation lines count too: a head cannot grow without end
             line = self._line()
             if line in (b"\r\n", b"\n", b""):
                 return out
-            if len(out) >= MAX_HEADERS:
-                raise _BadAnswer(f"more than {MAX_HEADERS} headers")
             text = line.decode("iso-8859-1").rstrip("\r\n")
             if text[:1] in (" ", "\t") and out:  # obsolete line folding: continues the previous value
                 out[-1] = (out[-1][0], f"{out[-1][1]} {text.strip()}")
@@ -122,6 +120,7 @@ class Answer:
             name, sep, value = text.partition(":")
             if sep and name and name == name.strip():
                 out.append((name, value.strip()))
+        raise _BadAnswer(f"more than {MAX_HEADERS} header lines")
 
     def read1(self, n: int) -> bytes:
         """Up to n bytes of the body (at most one receive); b"" at its end."""

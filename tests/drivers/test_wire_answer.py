@@ -81,7 +81,8 @@ def test_no_status_line_is_a_closed_connection():
     (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloXX0\r\n\r\n", "chunk end"),
     (b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort", "mid-body"),
     (b"HTTP/1.1 200 OK\r\nX: " + b"a" * (64 * 1024 + 10) + b"\r\n\r\n", "too long"),
-    (b"HTTP/1.1 200 OK\r\n" + b"X: 1\r\n" * (MAX_HEADERS + 1) + b"\r\n", "headers"),
+    (b"HTTP/1.1 200 OK\r\n" + b"X: 1\r\n" * (MAX_HEADERS + 1) + b"\r\n", "header lines"),
+    (b"HTTP/1.1 200 OK\r\nX: 1\r\n" + b" more\r\n" * (MAX_HEADERS + 1) + b"\r\n", "header lines"),
 ])
 def test_answers_that_are_refused(raw, why):
     with pytest.raises(_BadAnswer, match=why):
