@@ -277,12 +277,8 @@ class Driver:
 def driver_class(vendor: str) -> type[Driver]:
     """A vendor's driver class, its module (and protocol stack) imported on first use."""
     if vendor == "hikvision":
-        import httpx  # noqa: F401 - drivers/http.py imports it where it is used; this loads it with the driver
-
         from canteen_ops.drivers.hikvision import HikvisionDriver as cls
     elif vendor == "dahua":
-        import httpx  # noqa: F401
-
         from canteen_ops.drivers.dahua import DahuaDriver as cls
     elif vendor == "onvif":
         from canteen_ops.drivers.onvif import OnvifDriver as cls

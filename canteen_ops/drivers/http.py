@@ -29,8 +29,10 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
+
+import httpx
 
 from canteen_ops.drivers.base import (
     AuthFailed,
@@ -42,8 +44,6 @@ from canteen_ops.drivers.base import (
 )
 from canteen_ops.drivers.wire import DeviceConnection
 
-if TYPE_CHECKING:
-    import httpx
 
 MIB = 1024 * 1024
 DEFAULT_MAX_BYTES = 8 * MIB
@@ -64,8 +64,6 @@ class Reply:
 
     def as_httpx(self) -> "httpx.Response":
         """This reply as the httpx.Response that httpx's auth flows read (a 401's challenge)."""
-        import httpx
-
         return httpx.Response(self.status, headers=self.raw_headers, content=self.body, request=self.request)
 
     @property
@@ -199,8 +197,6 @@ class DeviceHTTP:
                 raise
 
     def _request(self, method, path, params, content, headers, max_bytes) -> Reply:
-        import httpx
-
         request = httpx.Request(method, self._base_url + path, params=params, content=content,
                                 headers={**_HEADERS, **headers} if headers else _HEADERS)
         if self._scheme is None:
@@ -223,8 +219,6 @@ class DeviceHTTP:
         return self._reuse and not (self._reuse_until_refused and auth_guard.refuses_reuse(self.device_id))
 
     def _new_auth(self) -> "httpx.Auth":
-        import httpx
-
         if self._scheme == "digest":
             return httpx.DigestAuth(self._username, self._password)
         return httpx.BasicAuth(self._username, self._password)
