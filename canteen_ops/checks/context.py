@@ -152,12 +152,16 @@ class CheckContext:
         return [s for s in spans if s.end > cut]
 
     def mapped_channels(self) -> dict[int, list["Device"]]:
-        """Inventory cameras recorded by this NVR, by channel number."""
-        out: dict[int, list["Device"]] = {}
-        for d in self.inventory.devices:
-            if d.nvr == self.device.id and d.nvr_channel is not None:
-                out.setdefault(d.nvr_channel, []).append(d)
-        return dict(sorted(out.items()))
+        """Inventory cameras recorded by this NVR, by channel number. They are in the NVR's school (the inventory
+        refuses anything else), so that is all it reads: scanning the whole fleet for every NVR, several times per
+        check, grew with the square of the fleet (0.3 s of CPU at 1,000 devices)."""
+        if "mapped_channels" not in self._memo:
+            out: dict[int, list["Device"]] = {}
+            for d in self.school.devices:
+                if d.nvr == self.device.id and d.nvr_channel is not None:
+                    out.setdefault(d.nvr_channel, []).append(d)
+            self._memo["mapped_channels"] = dict(sorted(out.items()))
+        return self._memo["mapped_channels"]
 
     def keep_connection(self, sock) -> None:
         """Keep the reachable check's connection for the driver (drivers that cannot use it close it)."""
