@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import hmac
 import json
 import logging
@@ -472,6 +473,9 @@ async def serve(fleet: Fleet, directory: Path, ready=None, warm: bool = True) ->
             await service.warm_streams()
             if service._stop.is_set():  # stopped while preparing
                 return 0
+        # The fleet's state lives as long as the lab: keep the garbage collector from walking it again on every
+        # full collection (~10 % of the lab's CPU while a 1,000-device check runs).
+        gc.freeze()
         info = {"pid": os.getpid(), "control": f"127.0.0.1:{service.control_port}", "token": service.token,
                 "inventory": str(inventory), "devices": len(service.devices), "started": service.started}
         atomic_write(lab_files(directory)["json"], json.dumps(info, indent=2).encode(), mode=0o600)
