@@ -154,8 +154,8 @@ class CheckContext:
     def mapped_channels(self) -> dict[int, list["Device"]]:
         """Inventory cameras recorded by this NVR, by channel number. They are in the NVR's school (the inventory
         refuses anything else), so that is all it reads: scanning the whole fleet for every NVR, several times per
-        check, grew with the square of the fleet (65 us a scan at 1,000 devices, ~30 ms a run; 3 ms at 10,000
-        devices would have become 3 s)."""
+        check, grew with the square of the fleet (65 us a scan at 1,000 devices, ~30 ms a run; at 10,000 devices
+        it would have been ~3 s a run)."""
         if "mapped_channels" not in self._memo:
             out: dict[int, list["Device"]] = {}
             for d in self.school.devices:
