@@ -214,7 +214,7 @@ class LabHTTP:
         self.endpoints: dict[str, Endpoint] = {}
         self.requests = 0  # answered requests, for benchmarks
         # Idle connections are closed by one sweeper, not by a timeout around every request read: arming and
-        # cancelling a timer per request was a tenth of the lab's CPU on a 1,000-device check.
+        # cancelling a timer per request was ~7 % of the lab's CPU on a 1,000-device check (py-spy).
         self._last_active: dict[asyncio.StreamWriter, float] = {}
         self._sweeper: asyncio.Task | None = None
 
