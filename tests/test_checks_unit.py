@@ -430,3 +430,29 @@ def test_default_processes_fork_for_big_fleets_and_for_a_few_streams(monkeypatch
     assert [default_processes(n, ["reachable", "picture"]) for n in (1, 7, 8)] == [1, 1, 4]  # decode: a core each
     monkeypatch.setattr("os.cpu_count", lambda: 64)
     assert default_processes(1000) == 8 and default_processes(50, ["stream"]) == 8
+
+
+def test_forked_run_masks_a_password_a_device_echoes(fleet, monkeypatch, tmp_path):
+    """The children resolve the devices' passwords; the parent writes the log and the screen, so it has to know
+    them too, or a password a device echoes back in an error would reach the log unmasked."""
+    from canteen_ops import redact
+    from canteen_ops.store.log import MaintenanceLog
+
+    monkeypatch.setenv("FAKE_FLEET_PASSWORD", "Echoed-Pw-731")
+    monkeypatch.setattr(redact, "_KNOWN", set())  # this process has resolved nothing yet
+    monkeypatch.setattr(redact, "_BY_PREFIX", None)
+
+    def factory(device):
+        password = device.credentials.resolve()  # what open_driver does, in the child
+        fleet.states[device.id].errors["facts"] = ProtocolError(f"device says: bad request from admin:{password}")
+        return fleet.factory(device)
+
+    inv = load_inventory(fleet.path)
+    log = MaintenanceLog.open(tmp_path / "log.db")
+    with log.run("check", [], "test") as handle:
+        run_checks(inv.devices, inv, ["reachable", "facts"], log=log, driver_factory=factory, progress=False,
+                   processes=2, workers=1, on_result=handle.record)
+    summaries = [r["summary"] for r in log.query("SELECT summary FROM results WHERE check_name = 'facts'")]
+    log.close()
+    assert len(summaries) == 7 and all("admin:***" in s for s in summaries), summaries
+    assert not any("Echoed-Pw-731" in s for s in summaries)

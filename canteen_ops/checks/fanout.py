@@ -33,6 +33,7 @@ def run_forked(devices: list["Device"], task: Callable[["Device"], list[Result]]
 
     ctx = mp.get_context("fork")
     chunks = deal(devices, processes)
+    remember_passwords(devices)
     per_child_workers = max(1, (workers or 0) // processes) if workers else None
 
     def child(index: int, chunk: list["Device"], conn) -> None:
@@ -131,6 +132,19 @@ def run_forked(devices: list["Device"], task: Callable[["Device"], list[Result]]
         if bar:
             bar.close()
     return outcome
+
+
+def remember_passwords(devices: list["Device"]) -> None:
+    """Resolve the devices' passwords here, in the parent, so that it can mask them (redact.py): the children
+    resolve them to log in, but the parent writes the log and the screen, and a device may echo its password back
+    in an error. Unreadable ones are left to the device's own check, which reports them."""
+    from canteen_ops.inventory.model import SecretUnavailable
+
+    for creds in {id(d.credentials): d.credentials for d in devices if d.credentials is not None}.values():
+        try:
+            creds.resolve()
+        except SecretUnavailable:
+            pass
 
 
 def deal(devices: list["Device"], n: int) -> list[list["Device"]]:
