@@ -16,6 +16,21 @@ def test_values_mask_secret_keys_urls_and_inline_passwords():
     assert redact_text("login failed password=hunter22 for admin") == f"login failed password={MASK} for admin"
 
 
+def test_known_secrets_among_many_are_all_masked_longest_first(monkeypatch):
+    monkeypatch.setattr(redact, "_KNOWN", set())
+    monkeypatch.setattr(redact, "_BY_PREFIX", None)
+    for i in range(1000):  # a 1,000-device run knows 1,000 passwords
+        remember_secret(f"Fleet-Pw-{i:04d}")
+    remember_secret("Kit")  # the shortest that counts
+    remember_secret("Kitchen-7")  # contains a shorter known secret: masked whole
+    text = "a Fleet-Pw-0042, b Fleet-Pw-0999 c Kitchen-7 d Kit e Fleet-Pw- f"
+    assert redact.mask_known(text) == f"a {MASK}, b {MASK} c {MASK} d {MASK} e Fleet-Pw- f"
+    remember_secret("Late-Added-Pw")  # the index follows additions
+    assert redact.mask_known("x Late-Added-Pw") == f"x {MASK}"
+    assert redact.mask_known("no secret here, ab") == "no secret here, ab"
+    assert redact.mask_known("extra one", secrets=("extra",)) == f"{MASK} one"
+
+
 def test_terminal_stream_masks_known_secrets_and_keeps_json_valid():
     remember_secret("Kitchen-Cam-Pw-7")
     buf = io.StringIO()
