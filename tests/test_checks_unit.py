@@ -440,7 +440,6 @@ def test_forked_run_masks_a_password_a_device_echoes(fleet, monkeypatch, tmp_pat
 
     monkeypatch.setenv("FAKE_FLEET_PASSWORD", "Echoed-Pw-731")
     monkeypatch.setattr(redact, "_KNOWN", set())  # this process has resolved nothing yet
-    monkeypatch.setattr(redact, "_BY_PREFIX", None)
 
     def factory(device):
         password = device.credentials.resolve()  # what open_driver does, in the child
