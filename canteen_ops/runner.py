@@ -11,9 +11,8 @@ import os
 import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, ContextManager, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable
 
 from canteen_ops.status import Result, Status, worst
 
@@ -51,7 +50,6 @@ def run_devices(
     deadline_s: float | None = None,
     on_result: Callable[[Result], None] | None = None,
     on_device: Callable[["Device", list[Result]], None] | None = None,
-    batch: Callable[[], ContextManager] | None = None,
     progress: bool | None = None,
     label: str = "devices",
 ) -> RunOutcome:
@@ -62,7 +60,6 @@ def run_devices(
     `unknown` result and its late results are dropped. Ctrl-C stops scheduling, keeps what finished and
     re-raises KeyboardInterrupt after `on_result` has seen every finished result. `on_device(device, results)`
     follows the device's last `on_result`, in the calling thread (check --processes sends one message per device).
-    `batch()`, when given, is entered around each device's results (e.g. one log transaction per device).
     """
     outcome = RunOutcome()
     if not devices:
@@ -78,9 +75,8 @@ def run_devices(
             on_result(result)
 
     def finish(device: "Device", results: list[Result]) -> None:
-        with batch() if batch else nullcontext():
-            for r in results:
-                emit(r)
+        for r in results:
+            emit(r)
         if on_device:
             on_device(device, results)
 

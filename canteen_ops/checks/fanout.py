@@ -12,8 +12,7 @@ from __future__ import annotations
 import gc
 import os
 import signal
-from contextlib import nullcontext
-from typing import TYPE_CHECKING, Callable, ContextManager
+from typing import TYPE_CHECKING, Callable
 
 from canteen_ops.gcpause import gc_paused
 from canteen_ops.runner import RunOutcome, run_devices
@@ -27,8 +26,7 @@ _DONE, _DEVICE, _FAILED = "done", "device", "failed"
 
 def run_forked(devices: list["Device"], task: Callable[["Device"], list[Result]], *, processes: int,
                workers: int | None, deadline_s: float | None, on_result: Callable[[Result], None] | None,
-               progress: bool | None, label: str = "checking",
-               batch: Callable[[], ContextManager] | None = None) -> RunOutcome:
+               progress: bool | None, label: str = "checking") -> RunOutcome:
     import multiprocessing as mp
     import sys
     from multiprocessing.connection import wait
@@ -86,9 +84,8 @@ def run_forked(devices: list["Device"], task: Callable[["Device"], list[Result]]
 
     def handle(i: int, msg) -> None:
         if msg[0] == _DEVICE:
-            with batch() if batch else nullcontext():  # one device's results land together (run_devices too)
-                for r in msg[1]:
-                    emit(r)
+            for r in msg[1]:
+                emit(r)
             if bar:
                 bar.advance()
         elif msg[0] == _DONE:

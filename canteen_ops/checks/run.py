@@ -150,19 +150,16 @@ def run_checks(devices: list["Device"], inventory: "Inventory", names: list[str]
                            driver_factory=driver_factory, now=now, deadline_s=deadline_s)
         return check_device(ctx, device_names, checks)
 
-    # What on_result writes to the log for one device (its results, incidents) is one transaction: a commit per
-    # result was a third of the parent's CPU on a 1,000-device check. A crash still keeps every finished device.
-    batch = log.transaction if log is not None else None
     processes = max(1, min(processes, len(devices)))
     if device_names and processes > 1:
         from canteen_ops.checks.fanout import run_forked, warm_shared_state
 
         warm_shared_state(devices, device_names)
         outcome = run_forked(devices, task, processes=processes, workers=workers, deadline_s=deadline_s,
-                             on_result=on_result, progress=progress, label="checking", batch=batch)
+                             on_result=on_result, progress=progress, label="checking")
     elif device_names:
         outcome = run_devices(devices, task, workers=workers, deadline_s=deadline_s, on_result=on_result,
-                              progress=progress, label="checking", batch=batch)
+                              progress=progress, label="checking")
     else:
         outcome = RunOutcome()
     if "coverage" in names:
