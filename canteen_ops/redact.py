@@ -19,9 +19,9 @@ MASK = "***"
 # even in free text such as a device's error body that echoes it.
 _KNOWN: set[str] = set()
 # The known secrets by their first three characters, for the state of _KNOWN it was built from (the set only
-# grows, so its identity and size name that state). A 1,000-device run knows 1,000 passwords and masks every
-# string it logs or prints: trying each with str.replace cost ~80 us a string, looking up the string's 3-grams
-# ~18 us (a secret in the string has its first 3-gram there).
+# grows, so its identity and size name that state). A run may know a password per device and masks every
+# string it logs or prints: with 1,000 known, trying each with str.replace cost ~80 us a string, looking up the
+# string's 3-grams ~18 us (a secret in the string has its first 3-gram there).
 _BY_PREFIX: tuple[tuple[int, int], dict[str, list[str]]] = ((0, -1), {})
 
 
