@@ -14,15 +14,15 @@ Per device:
 - faults map to the driver errors: NotAuthorized → AuthFailed (recorded in auth_guard, never retried),
   ActionNotSupported → NotSupported, refused → Offline, no answer → Timeout, bad XML/bodies → ProtocolError.
 
-Hostile answers: zeep parses with entities, DTDs and external loads forbidden and no huge trees; the transport
-caps the body size and checks well-formedness with a non-recovering parser before zeep (whose non-strict mode
-would otherwise "recover" a truncated document into partial data).
+Hostile answers: the transport caps the body size and parses every answer with xmlsafe.parse (no DTD, entity
+or external load; not recovering) before zeep sees it (zeep's non-strict mode would otherwise "recover" a
+truncated document into partial data); zeep itself parses with the same things forbidden.
 
-The recording and event search answers (GetRecordingSearchResults, GetEventSearchResults) are the exception to
-"zeep reads the answers": they are the biggest answers of a fleet check, zeep's deserializing of them was a third
-of an NVR check's CPU, and we use five fields of each. They are read from the document the transport already
-parsed, by local name with the xmlsafe lookups the Hikvision parsers use; faults and HTTP errors still go
-through zeep, so they raise the same errors.
+The answers of the check path are the exception to "zeep reads the answers": the recording and event search
+answers (the biggest of a fleet check, a third of an NVR check's CPU in zeep for five fields each) and
+GetDeviceInformation, GetSystemDateAndTime and GetNTP (asked of every device, a third of a camera's). They are
+read from the document the transport already parsed, by local name with the xmlsafe lookups the Hikvision
+parsers use; faults and HTTP errors still go through zeep, so they raise the same errors.
 """
 
 from __future__ import annotations
