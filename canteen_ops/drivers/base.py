@@ -150,6 +150,13 @@ class UpgradeStatus:
     state: str | None = None
 
 
+def reason(exc: BaseException) -> str:
+    """The first line of an exception's message (its type when it has none), at most 160 characters: what error
+    messages quote of a library's or the OS's exception."""
+    text = str(exc) or type(exc).__name__
+    return text.splitlines()[0][:160]
+
+
 # --- the login guard ------------------------------------------------------------------------------------
 class _AuthGuard:
     """Remembers rejected logins per device for the life of the process (= one run), and the devices that refused

@@ -301,7 +301,7 @@ class DeviceHTTP:
             body = self._wire.read_body(resp, AUTH_BODY_MAX if resp.status == 401 else max_bytes)
         except (Offline, Timeout, ProtocolError) as exc:
             raise type(exc)(f"{where}: {exc}") from None
-        raw = resp.getheaders()
+        raw = resp.raw_headers
         return Reply(status=resp.status, headers={k.lower(): v for k, v in raw}, body=body, path=request.url.path,
                      sent_utc=sent_utc, received_utc=received_utc, raw_headers=raw, request=request)
 

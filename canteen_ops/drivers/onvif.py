@@ -58,10 +58,10 @@ from canteen_ops.drivers.base import (
     StreamInfo,
     Timeout,
     auth_guard,
+    reason,
 )
 from canteen_ops.drivers import xmlsafe as X
 from canteen_ops.drivers.spans import clipped
-from canteen_ops.drivers.wire import reason
 from canteen_ops.timeutil import parse_xs_datetime
 
 NS_DEVICE = "http://www.onvif.org/ver10/device/wsdl"

@@ -28,7 +28,7 @@ import ssl
 import threading
 import time
 
-from canteen_ops.drivers.base import Offline, ProtocolError, Timeout
+from canteen_ops.drivers.base import Offline, ProtocolError, Timeout, reason
 
 CONNECT_TIMEOUT_CAP = 5.0  # a LAN device that has not accepted within 5 s is not going to
 CHUNK = 64 * 1024
@@ -84,12 +84,6 @@ class Answer:
                 self._done = self._left == 0
             else:
                 self.will_close = True  # the body ends with the connection
-
-    def getheaders(self) -> list[tuple[str, str]]:
-        return list(self.raw_headers)
-
-    def getheader(self, name: str, default: str | None = None) -> str | None:
-        return self.headers.get(name, default)
 
     def _line(self) -> bytes:
         line = self._fp.readline(MAX_LINE + 1)
@@ -223,7 +217,7 @@ class DeviceConnection:
                 sock = self._conn.sock
                 sock.settimeout(max(0.001, deadline - time.monotonic()))
                 sock.sendall(data)
-                return Answer(_DeadlineReader(sock, deadline).makefile("rb"), method)
+                return Answer(io.BufferedReader(_DeadlineReader(sock, deadline)), method)
             except (_NoAnswer, BrokenPipeError, ConnectionResetError) as exc:
                 self.close()
                 if reused and attempt == 1:
@@ -241,10 +235,10 @@ class DeviceConnection:
         """The whole body, within the budget given to exchange(); more than `cap` bytes or any Content-Encoding is
         refused. Keeps the connection for the next request unless the device said close."""
         try:
-            encoding = (resp.getheader("content-encoding") or "identity").strip().lower()
+            encoding = (resp.headers.get("content-encoding") or "identity").strip().lower()
             if encoding not in ("", "identity"):
                 raise ProtocolError(f"unexpected Content-Encoding {encoding[:20]!r}")
-            declared = resp.getheader("content-length")
+            declared = resp.headers.get("content-length")
             if declared and declared.strip().isdigit() and int(declared) > cap:
                 raise ProtocolError(f"body of {int(declared)} bytes exceeds the {size(cap)} limit")
             buf = bytearray()
@@ -280,9 +274,6 @@ class _DeadlineReader(io.RawIOBase):
     def __init__(self, sock: socket.socket, deadline: float):
         self._sock, self._deadline = sock, deadline
         self._timeout = sock.gettimeout() or 0.0
-
-    def makefile(self, mode: str) -> io.BufferedReader:
-        return io.BufferedReader(self)
 
     def readable(self) -> bool:
         return True
@@ -320,11 +311,6 @@ def device_tls_context():
 def size(n: int) -> str:
     mib = 1024 * 1024
     return f"{n // mib} MiB" if n >= mib else f"{n // 1024} KiB" if n >= 1024 else f"{n} bytes"
-
-
-def reason(exc: BaseException) -> str:
-    text = str(exc) or type(exc).__name__
-    return text.splitlines()[0][:160]
 
 
 __all__ = ["Answer", "DeviceConnection", "CONNECT_TIMEOUT_CAP", "device_tls_context"]

@@ -14,7 +14,7 @@ from typing import Any
 
 from lxml import etree
 
-from canteen_ops.drivers.base import ProtocolError
+from canteen_ops.drivers.base import ProtocolError, reason
 
 Element = etree._Element  # what parse() returns
 
@@ -52,10 +52,6 @@ def parse(body: bytes | str, *, max_bytes: int = DEFAULT_MAX_BYTES, what: str = 
     if root.getroottree().docinfo.doctype:
         raise ProtocolError(f"{what}: hostile XML refused (a DTD: possible entity bomb or external reference)")
     return root
-
-
-def reason(exc: BaseException) -> str:
-    return (str(exc) or type(exc).__name__).splitlines()[0][:160]
 
 
 def looks_like_xml(body: bytes) -> bool:
