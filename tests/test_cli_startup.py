@@ -18,6 +18,9 @@ HEAVY = ("zeep", "onvif", "av", "numpy", "httpx", "sqlite_utils", "lxml")
 # Not heavy in general, but nothing in these paths needs them: pydantic (Typer's coercion, see cli/lazy.py),
 # rich (only for tables), yaml (only to read the inventory).
 HELP_ALSO_ABSENT = ("pydantic", "rich", "yaml")
+# The top-level packages loaded, as Python source; a None entry in sys.modules is a module marked absent
+# (canteen_ops/__init__.py: httpx._main), not one that was loaded.
+LOADED = "sorted({m.split('.')[0] for m, v in sys.modules.items() if v})"
 
 
 def loaded_after(tmp_path, argv: list[str]) -> set[str]:
@@ -26,7 +29,7 @@ def loaded_after(tmp_path, argv: list[str]) -> set[str]:
         "import canteen_ops.cli.app as app\n"
         "with contextlib.redirect_stdout(io.StringIO()):\n"
         f"    rc = app.run({argv!r})\n"
-        "print(json.dumps({'rc': rc, 'mods': sorted({m.split('.')[0] for m in sys.modules})}))\n"
+        f"print(json.dumps({{'rc': rc, 'mods': {LOADED}}}))\n"
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT), "CANTEEN_OPS_DB": str(tmp_path / "log.db")}
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path,
@@ -40,7 +43,7 @@ def loaded_after(tmp_path, argv: list[str]) -> set[str]:
 def test_import_app_loads_nothing_heavy(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     p = subprocess.run([sys.executable, "-c", "import sys, canteen_ops.cli.app; "
-                        "print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))"],
+                        f"print(' '.join({LOADED}))"],
                        capture_output=True, text=True, env=env, timeout=60)
     assert p.returncode == 0, p.stderr
     mods = set(p.stdout.split())
@@ -142,3 +145,15 @@ def test_group_help_from_callback_docstring(monkeypatch):
     monkeypatch.setitem(lazy.LAZY, "cbgroup", (mod.__name__, "app", True))
     assert lazy._help("cbgroup", None) == "Described by its callback."
     assert list(lazy._build("cbgroup").commands) == ["only"]
+
+
+def test_http_drivers_leave_httpx_command_line_client_out():
+    """httpx imports its own CLI (click, rich, pygments) unless told it is absent (canteen_ops/__init__.py)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    p = subprocess.run([sys.executable, "-c", "import sys, canteen_ops.drivers.http, httpx; "
+                        "assert httpx.Request('GET', 'http://127.0.0.1/').url.host == '127.0.0.1'; "
+                        f"print(' '.join({LOADED}))"],
+                       capture_output=True, text=True, env=env, timeout=60)
+    assert p.returncode == 0, p.stderr
+    mods = set(p.stdout.split())
+    assert "httpx" in mods and mods.isdisjoint(("click", "rich", "pygments")), mods & {"click", "rich", "pygments"}
