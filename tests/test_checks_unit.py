@@ -455,3 +455,26 @@ def test_forked_run_masks_a_password_a_device_echoes(fleet, monkeypatch, tmp_pat
     log.close()
     assert len(summaries) == 7 and all("admin:***" in s for s in summaries), summaries
     assert not any("Echoed-Pw-731" in s for s in summaries)
+
+
+def test_forked_workers_run_as_batch_work(fleet, monkeypatch):
+    """check's worker processes ask for SCHED_BATCH (fanout.batch_scheduling); the parent keeps its policy."""
+    import os
+
+    from canteen_ops.checks import device as device_checks
+
+    if not hasattr(os, "SCHED_BATCH"):
+        pytest.skip("no SCHED_BATCH on this platform")
+    real = device_checks.facts
+
+    def facts(ctx):
+        out = real(ctx)
+        out[0].data["policy"] = os.sched_getscheduler(0)  # read in the child that checks this device
+        return out
+
+    monkeypatch.setattr(device_checks, "facts", facts)
+    before = os.sched_getscheduler(0)
+    out = run(fleet, ["reachable", "facts"], processes=2, workers=1)
+    policies = {r.data["policy"] for r in out.results if r.check == "facts"}
+    assert policies == {os.SCHED_BATCH}
+    assert os.sched_getscheduler(0) == before

@@ -41,6 +41,7 @@ def run_forked(devices: list["Device"], task: Callable[["Device"], list[Result]]
         # thread, whose join at exit could hang a forked child for ever (seen in CI), and a dead child reads as
         # EOF at once. One message per device with all its results: 1,000 devices make 1,000 messages, not 6,000.
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
+        batch_scheduling()
         try:
             out = run_devices(chunk, task, workers=per_child_workers, deadline_s=deadline_s, progress=False,
                               on_device=lambda device, results: conn.send((_DEVICE, results)), label=label)
@@ -132,6 +133,20 @@ def run_forked(devices: list["Device"], task: Callable[["Device"], list[Result]]
         if bar:
             bar.close()
     return outcome
+
+
+def batch_scheduling() -> bool:
+    """Ask Linux to schedule this worker as batch work (SCHED_BATCH, same priority): a worker woken by a device's
+    answer then waits for the running process's time slice to end instead of preempting it. The workers of one run
+    otherwise preempt each other at every answer, thousands of times a second on a big fleet; on the
+    1,000-device lab this cut the check's CPU by ~7 % and its time by ~8 % (docs/benchmarks.md). Only throughput
+    changes (nothing here is interactive: the parent draws the progress bar). False where the policy does not
+    exist (macOS) or is refused; the run goes on as before."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
+    except (AttributeError, OSError):
+        return False
+    return True
 
 
 def remember_passwords(devices: list["Device"]) -> None:
