@@ -110,22 +110,54 @@ def test_concurrency_doubles_only_while_the_process_waits(monkeypatch):
     up to the ceiling; an explicit start is final."""
     import canteen_ops.runner as runner
 
-    clock = {"wall": 100.0, "cpu": 10.0}
+    clock = {"wall": 100.0, "demand": 10.0}
     monkeypatch.setattr(runner.time, "monotonic", lambda: clock["wall"])
-    monkeypatch.setattr(runner.time, "process_time", lambda: clock["cpu"])
-    c = runner._Concurrency(16, start=runner._Concurrency.START)
-    assert (c.limit, c.tick()) == (2, runner._Concurrency.TICK_S)
+    monkeypatch.setattr(runner, "demand_s", lambda: clock["demand"])
+    c = runner._Concurrency(32, start=runner._Concurrency.START)
+    assert (c.limit, c.tick()) == (4, runner._Concurrency.TICK_S)
 
     def tick(busy: float) -> int:
         clock["wall"] += 0.2
-        clock["cpu"] += 0.2 * busy
+        clock["demand"] += 0.2 * busy
         c.update()
         return c.limit
 
-    assert [tick(0.9), tick(0.95), tick(0.1), tick(0.2), tick(0.6), tick(0.0), tick(0.0)] == [2, 2, 4, 8, 8, 16, 16]
+    assert [tick(0.9), tick(0.95), tick(0.1), tick(0.2), tick(0.6), tick(0.0), tick(0.0)] == [4, 4, 8, 16, 16, 32, 32]
     assert c.tick() is None
     fixed = runner._Concurrency(6, start=6)
     assert (fixed.limit, fixed.tick()) == (6, None)
+
+
+def test_demand_counts_time_waiting_for_a_core():
+    """A process that gets half a core because another one takes the rest still wants a whole core: demand_s
+    counts its time in the run queue, so the runner does not mistake CPU contention for slow devices."""
+    import os
+
+    from canteen_ops.runner import demand_s
+
+    if not os.path.exists("/proc/self/task"):
+        pytest.skip("no per-thread scheduler statistics here")
+
+    def spin(seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            pass
+
+    cores = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(cores)})  # this process and its rival share one core
+    try:
+        rival = os.fork()
+        if rival == 0:
+            spin(1.5)
+            os._exit(0)
+        d0, c0, t0 = demand_s(), time.process_time(), time.monotonic()
+        spin(0.8)
+        wall, cpu, demand = time.monotonic() - t0, time.process_time() - c0, demand_s() - d0
+        os.waitpid(rival, 0)
+    finally:
+        os.sched_setaffinity(0, cores)
+    assert cpu < 0.8 * wall  # the rival took part of the core ...
+    assert demand > 0.9 * wall  # ... and we were ready to run all along
 
 
 def test_explicit_workers_run_at_once(devices):
