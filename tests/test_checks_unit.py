@@ -426,7 +426,7 @@ def test_default_processes_fork_for_big_fleets_and_for_a_few_streams(monkeypatch
     from canteen_ops.checks.fanout import default_processes
 
     monkeypatch.setattr("os.cpu_count", lambda: 4)
-    assert [default_processes(n) for n in (1, 199, 200, 5000)] == [1, 1, 5, 5]  # a core each, and one more
+    assert [default_processes(n) for n in (1, 199, 200, 5000)] == [1, 1, 4, 4]  # a core each
     assert [default_processes(n, ["reachable", "picture"]) for n in (1, 7, 8)] == [1, 1, 4]  # decode: a core each
     monkeypatch.setattr("os.cpu_count", lambda: 64)
     assert default_processes(1000) == 8 and default_processes(50, ["stream"]) == 8

@@ -184,16 +184,17 @@ def _lost(chunk, seen: set[str], why: str, emit) -> None:
 def default_processes(n_devices: int, checks: list[str] | tuple[str, ...] = ()) -> int:
     """How many processes `check` forks when not told.
 
-    Protocol checks (a few ms of CPU per camera, more per NVR) from 200 devices on: one per core and one more.
-    Each process also waits on its devices' answers part of the time, and the extra one keeps the cores busy
-    meanwhile (1,000 lab devices on 2 cores: ONVIF 2.8 → 2.6 s, mixed ~4.9 → 4.3 s with 3 processes instead of 2;
-    4 were no better; docs/benchmarks.md). Stream / picture checks from 8 cameras on: one per core (~70 ms of
+    Protocol checks (a few ms of CPU per camera, more per NVR) from 200 devices on: one per core. An extra
+    process once kept the cores busy while the others waited on answers; since the workers run as batch work and
+    keep a few devices each in flight without growing to the ceiling (runner._Concurrency), it only adds CPU
+    (1,000 lab devices on 2 cores, alternated: mixed median 2.67 s with 2 processes vs 2.96 s with 3, ONVIF
+    2.38 vs 2.53 s; docs/benchmarks.md). Stream / picture checks from 8 cameras on: one per core (~70 ms of
     CPU each — RTSP, decoding, picture metrics — and ~430 MiB per 25 streams; 50 streams in one process spend
     half their CPU fighting over the GIL). At most 8 either way."""
     cores = os.cpu_count() or 1
     if {"stream", "picture"} & set(checks):
         return min(cores, 8) if n_devices >= 8 else 1
-    return min(cores + 1, 8) if n_devices >= 200 else 1
+    return min(cores, 8) if n_devices >= 200 else 1
 
 
 def warm_shared_state(devices: list["Device"], checks: list[str]) -> None:

@@ -31,11 +31,11 @@ def check(
         "--json", help="JSON Lines on stdout: one object per result, written as results arrive")] = False,
     all_: Annotated[bool, typer.Option("--all", help="List ok results too (default: a count per school)")] = False,
     workers: Annotated[Optional[int], typer.Option(
-        "--workers", min=1, metavar="N", help="Devices checked at once [default: from 2 per process, doubling "
+        "--workers", min=1, metavar="N", help="Devices checked at once [default: from 4 per process, doubling "
         "while devices keep it waiting, up to 8 per CPU, at most 32]")] = None,
     processes: Annotated[Optional[int], typer.Option(
-        "--processes", min=1, metavar="N", help="Processes to spread the devices over [default: one per core and one more "
-        "for 200 or more devices, one per core for 8 or more with stream/picture checks, at most 8; else 1]")] = None,
+        "--processes", min=1, metavar="N", help="Processes to spread the devices over [default: one per core for 200 or more "
+        "devices, or for 8 or more with stream/picture checks, at most 8; else 1]")] = None,
     deadline: Annotated[float, typer.Option(
         "--deadline", min=0.1, metavar="SECONDS", help="Seconds allowed per device; a device past it gets an 'unknown'")] = 90.0,
     open_incidents: Annotated[bool, typer.Option(
