@@ -532,6 +532,48 @@ def test_garbage_requests_get_400_and_the_server_survives(lab, cam):
     assert get_xml(lab, cam, "/ISAPI/System/deviceInfo") is not None
 
 
+def _answers(s: socket.socket, n: int) -> list[tuple[int, bytes]]:
+    """Read n HTTP answers (status, body) off a raw socket, using their Content-Length."""
+    buf, out = b"", []
+    while len(out) < n:
+        head_end = buf.find(b"\r\n\r\n")
+        if head_end >= 0:
+            head = buf[:head_end].decode("latin-1")
+            length = int(re.search(r"(?im)^content-length:\s*(\d+)", head).group(1))
+            if len(buf) >= head_end + 4 + length:
+                out.append((int(head.split()[1]), buf[head_end + 4:head_end + 4 + length]))
+                buf = buf[head_end + 4 + length:]
+                continue
+        chunk = s.recv(65536)
+        assert chunk, f"connection closed after {len(out)} of {n} answers"
+        buf += chunk
+    return out
+
+
+def test_pipelined_and_split_requests_are_answered_in_order(lab, lab_faults, cam):
+    """Several requests in one send, a body arriving in pieces, a slow answer ahead of a quick one, and a client
+    that half-closes after its last request: every answer comes back, in order."""
+    host = f"Host: {cam.host}\r\n".encode()
+    search = b"<CMSearchDescription/>"
+    with socket.create_connection((cam.host, cam.http_port), timeout=5) as s:
+        s.sendall(b"GET /ISAPI/System/time HTTP/1.1\r\n" + host + b"\r\n"
+                  + b"GET /no/such/page HTTP/1.1\r\n" + host + b"\r\n")
+        assert [status for status, _ in _answers(s, 2)] == [401, 404]
+        s.sendall(b"POST /ISAPI/ContentMgmt/search HTTP/1.1\r\n" + host
+                  + f"Content-Length: {len(search)}\r\n\r\n".encode() + search[:5])
+        time.sleep(0.2)
+        s.sendall(search[5:])
+        assert [status for status, _ in _answers(s, 1)] == [401]
+    lab_faults.set(cam.id, "slow", "300")
+    with socket.create_connection((cam.host, cam.http_port), timeout=5) as s:
+        t0 = time.monotonic()
+        s.sendall((b"GET /ISAPI/System/time HTTP/1.1\r\n" + host + b"\r\n") * 2)
+        s.shutdown(socket.SHUT_WR)
+        assert [status for status, _ in _answers(s, 2)] == [401, 401]
+        assert time.monotonic() - t0 >= 0.55  # one slow answer after the other
+        assert s.recv(100) == b""  # then the device closes, as asked
+
+
 def test_keep_alive_reuses_one_connection(lab, cam):
     ep = lab.thread.service.http.endpoints[cam.id]
     before = set(ep.conns)  # connections other tests left behind may still be closing

@@ -1,6 +1,7 @@
 """The lab's HTTP/1.1 server core: one listening socket per simulated device, all on one asyncio loop.
 
-Raw asyncio streams, no framework, because one process must serve ≥ 1,000 devices cheaply. The core parses
+Raw asyncio protocols, no framework, because one process must serve ≥ 1,000 devices cheaply (and shares the
+cores with the checks it serves: its CPU is the benchmarks' noise, not a device's). The core parses
 requests, routes them to the device's protocol handler (ISAPI, Dahua CGI, ONVIF) and applies the faults that
 live at the transport level, so every protocol gets them the same way:
 
@@ -100,7 +101,7 @@ def route(state: DeviceState, req: Request) -> Response:
 
 # --- request parsing ----------------------------------------------------------------------------------------
 async def read_request(reader: asyncio.StreamReader, client_ip: str) -> Request | None:
-    """One request from a keep-alive connection; None when the client closed it cleanly."""
+    """One request from a keep-alive stream (the lab's control API); None when the client closed it cleanly."""
     try:
         head = await reader.readuntil(b"\r\n\r\n")
     except asyncio.IncompleteReadError as exc:
@@ -109,6 +110,14 @@ async def read_request(reader: asyncio.StreamReader, client_ip: str) -> Request 
         return None
     except asyncio.LimitOverrunError:
         raise BadRequest(431, "request head too large") from None
+    method, target, version, headers, length = parse_head(head)
+    body = await reader.readexactly(length) if length else b""
+    return make_request(method, target, version, headers, body, client_ip)
+
+
+def parse_head(head: bytes) -> tuple[str, str, str, dict[str, str], int]:
+    """A request head (up to and including the blank line) → method, target, version, headers (lower-case
+    names) and the body's length. BadRequest for anything a device would refuse."""
     try:
         text = head.decode("iso-8859-1")
         request_line, *header_lines = text[:-4].split("\r\n")
@@ -132,7 +141,11 @@ async def read_request(reader: asyncio.StreamReader, client_ip: str) -> Request 
         raise BadRequest(400, "bad Content-Length") from None
     if length < 0 or length > MAX_BODY_BYTES:
         raise BadRequest(413, "body too large")
-    body = await reader.readexactly(length) if length else b""
+    return method, target, version, headers, length
+
+
+def make_request(method: str, target: str, version: str, headers: dict[str, str], body: bytes,
+                 client_ip: str) -> Request:
     parts = urlsplit(target)
     query = dict(parse_qsl(parts.query, keep_blank_values=True))
     headers["x-http-version"] = version  # lets the core honour HTTP/1.0 semantics
@@ -203,7 +216,7 @@ class Endpoint:
     def __init__(self, state: DeviceState):
         self.state = state
         self.server: asyncio.AbstractServer | None = None
-        self.conns: set[asyncio.StreamWriter] = set()
+        self.conns: set[_Connection] = set()
 
 
 class LabHTTP:
@@ -213,9 +226,9 @@ class LabHTTP:
         self.router = router
         self.endpoints: dict[str, Endpoint] = {}
         self.requests = 0  # answered requests, for benchmarks
-        # Idle connections are closed by one sweeper, not by a timeout around every request read: arming and
+        # Idle connections are closed by one sweeper, not by a timer per connection or request: arming and
         # cancelling a timer per request was ~7 % of the lab's CPU on a 1,000-device check (py-spy).
-        self._last_active: dict[asyncio.StreamWriter, float] = {}
+        self._last_active: dict[_Connection, float] = {}
         self._sweeper: asyncio.Task | None = None
 
     async def _sweep_idle(self) -> None:
@@ -223,9 +236,9 @@ class LabHTTP:
         while True:
             await asyncio.sleep(min(5.0, IDLE_TIMEOUT_S / 3))
             cutoff = loop.time() - IDLE_TIMEOUT_S
-            for writer, last in list(self._last_active.items()):
+            for conn, last in list(self._last_active.items()):
                 if last < cutoff:
-                    writer.transport.abort()  # the connection's read ends with an error; _serve cleans up
+                    conn.transport.abort()  # connection_lost cleans up
 
     async def add(self, state: DeviceState) -> None:
         import ipaddress
@@ -245,15 +258,15 @@ class LabHTTP:
             if ep.server is not None:
                 ep.server.close()
                 ep.server = None
-            for w in list(ep.conns):  # a powered-off device drops its connections too
-                w.transport.abort()
+            for c in list(ep.conns):  # a powered-off device drops its connections too
+                c.transport.abort()
             ep.conns.clear()
         elif ep.server is None:
+            loop = asyncio.get_running_loop()
             for attempt in range(5):  # a socket closed a moment ago can take a little while to let go
                 try:
-                    ep.server = await asyncio.start_server(
-                        lambda r, w, ep=ep: self._serve(ep, r, w), ep.state.host, ep.state.http_port,
-                        limit=MAX_HEADER_BYTES, reuse_address=True, backlog=64)
+                    ep.server = await loop.create_server(lambda ep=ep: _Connection(self, ep), ep.state.host,
+                                                         ep.state.http_port, reuse_address=True, backlog=64)
                     break
                 except OSError as exc:
                     if attempt == 4 or ep.state.has("offline"):
@@ -267,8 +280,8 @@ class LabHTTP:
             return
         if ep.server is not None:
             ep.server.close()
-        for w in list(ep.conns):
-            w.transport.abort()
+        for c in list(ep.conns):
+            c.transport.abort()
 
     async def close(self) -> None:
         for device_id in list(self.endpoints):
@@ -277,81 +290,156 @@ class LabHTTP:
             self._sweeper.cancel()
             self._sweeper = None
 
-    async def _serve(self, ep: Endpoint, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        ep.conns.add(writer)
-        peer = writer.get_extra_info("peername") or ("?", 0)
-        loop = asyncio.get_running_loop()
-        self._last_active[writer] = loop.time()
-        try:
-            while True:
-                try:
-                    req = await read_request(reader, peer[0])
-                except BadRequest as exc:
-                    await self._write(writer, ep.state, Response(exc.status, {"Content-Type": "text/plain"},
-                                                                 f"{exc}\n".encode()), False, hostile=False)
-                    return
-                if req is None:
-                    return
-                state = ep.state
-                if state.has("blackhole"):
-                    await self._swallow(reader)
-                    return
-                if state.has("slow"):
-                    await asyncio.sleep(state.fault_value("slow", 2000.0) / 1000.0)
-                try:
-                    resp = self.router(state, req)
-                except Exception:  # a handler bug must not kill the server; it is a 500 like on a device
-                    log.exception("handler failed for %s %s on %s", req.method, req.path, state.id)
-                    resp = Response(500, {"Content-Type": "text/plain"}, b"internal error\n")
-                keep = (req.headers.get("connection", "").lower() != "close"
-                        and req.headers.get("x-http-version") != "HTTP/1.0"
-                        and resp.headers.get("Connection", "").lower() != "close")
-                self.requests += 1
-                await self._write(writer, state, resp, keep, hostile=True)
-                if not keep or state.has("offline"):
-                    return
-                self._last_active[writer] = loop.time()
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass
-        except asyncio.CancelledError:
-            raise
-        finally:
-            ep.conns.discard(writer)
-            self._last_active.pop(writer, None)
-            writer.close()
 
-    @staticmethod
-    async def _swallow(reader: asyncio.StreamReader) -> None:
-        """Black hole: keep reading (and discarding) until the client gives up."""
-        while await reader.read(CHUNK):
-            pass
+class _Connection(asyncio.Protocol):
+    """One client connection to one simulated device: keep-alive requests cut from the receive buffer and
+    answered in order, inside data_received. An answer that has to wait (the slow fault, an oversized body
+    streamed with back-pressure) runs as a task while reading is paused.
 
-    async def _write(self, writer: asyncio.StreamWriter, state: DeviceState, resp: Response, keep: bool,
-                     hostile: bool) -> None:
-        headers = {k: v for k, v in resp.headers.items() if k.lower() not in ("content-length", "connection")}
-        ctype = next((v for k, v in headers.items() if k.lower() == "content-type"), "")
-        body, pad = resp.body, 0
-        if hostile and resp.status == 200:
-            kind = _kind(ctype)
-            if state.has("xml-bomb") and kind == "xml":
-                body = xml_bomb(body)
-            elif state.has("malformed-xml") and kind != "binary":
-                body = malformed(body, kind)
-            if state.has("oversized-body"):
-                pad = max(0, OVERSIZED_BYTES - len(body))
-        head = [f"HTTP/1.1 {resp.status} {REASONS.get(resp.status, 'Status')}", f"Date: {_http_date()}"]
-        head += [f"{k}: {v}" for k, v in headers.items()]
-        head += [f"Content-Length: {len(body) + pad}", f"Connection: {'keep-alive' if keep else 'close'}", "", ""]
-        head_bytes = "\r\n".join(head).encode("latin-1", "replace")
-        if not pad:
-            writer.write(head_bytes + body)  # one send: a separate head wakes the client twice per answer
-            await writer.drain()
+    Protocol callbacks rather than asyncio streams: with streams every request cost a task wake-up, futures and
+    several turns of the loop (a minimal streams server needs ~90 us of CPU a request on the reference machine,
+    a protocol one ~65 us), and the lab shares the cores with the checks it serves."""
+
+    def __init__(self, http: LabHTTP, ep: Endpoint):
+        self.http, self.ep = http, ep
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]  # set by connection_made
+        self.peer = "?"
+        self.buf = bytearray()
+        self.waiting: asyncio.Task | None = None  # an answer being delayed or streamed
+        self.swallow = False  # blackhole: read and discard until the client gives up
+        self.eof = False
+        self._writable: asyncio.Future | None = None  # pending while the transport's buffer is full
+
+    # --- asyncio callbacks ----------------------------------------------------------------------------------
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        self.peer = peer[0] if peer else "?"
+        self.ep.conns.add(self)
+        self.http._last_active[self] = asyncio.get_running_loop().time()
+
+    def connection_lost(self, exc) -> None:
+        self.ep.conns.discard(self)
+        self.http._last_active.pop(self, None)
+        if self.waiting is not None:
+            self.waiting.cancel()
+        if self._writable is not None and not self._writable.done():
+            self._writable.set_exception(ConnectionResetError("connection lost"))
+
+    def pause_writing(self) -> None:
+        self._writable = asyncio.get_running_loop().create_future()
+
+    def resume_writing(self) -> None:
+        if self._writable is not None and not self._writable.done():
+            self._writable.set_result(None)
+        self._writable = None
+
+    def data_received(self, data: bytes) -> None:
+        if self.swallow:
             return
-        writer.write(head_bytes)
-        await self._stream_padded(writer, body, pad, _kind(ctype))
+        self.buf += data
+        if self.waiting is None:
+            self._answer_buffered()
 
-    @staticmethod
-    async def _stream_padded(writer: asyncio.StreamWriter, body: bytes, pad: int, kind: str) -> None:
+    def eof_received(self) -> bool:
+        self.eof = True
+        if self.waiting is not None:
+            return True  # the delayed answer still goes out; its task closes the connection
+        if self.buf.strip() and not self.swallow:
+            self._refuse(BadRequest(400, "incomplete request head"))
+        return False  # close
+
+    # --- requests -------------------------------------------------------------------------------------------
+    def _answer_buffered(self) -> None:
+        while self.waiting is None and not self.transport.is_closing():
+            end = self.buf.find(b"\r\n\r\n")
+            if end < 0 or end + 4 > MAX_HEADER_BYTES:
+                if end >= 0 or len(self.buf) > MAX_HEADER_BYTES:
+                    self._refuse(BadRequest(431, "request head too large"))
+                return
+            try:
+                method, target, version, headers, length = parse_head(bytes(self.buf[:end + 4]))
+            except BadRequest as exc:
+                self._refuse(exc)
+                return
+            if len(self.buf) < end + 4 + length:
+                return  # the body is still coming
+            body = bytes(self.buf[end + 4:end + 4 + length])
+            del self.buf[:end + 4 + length]
+            req = make_request(method, target, version, headers, body, self.peer)
+            state = self.ep.state
+            if state.has("blackhole"):
+                self.swallow = True
+                self.buf.clear()
+                return
+            if state.has("slow"):
+                self._later(self._slow(state, req))
+                return
+            if not self._answer(state, req):
+                return
+
+    def _answer(self, state: DeviceState, req: Request) -> bool:
+        """Route and write one answer; False when the connection ends or the answer is still being streamed."""
+        head, body, pad, kind, keep = self._prepare(state, req)
+        if pad:
+            self._later(self._stream(head, body, pad, kind, keep, state))
+            return False
+        self.transport.write(head + body)  # one send: a separate head wakes the client twice per answer
+        return self._after(keep, state)
+
+    def _prepare(self, state: DeviceState, req: Request) -> tuple[bytes, bytes, int, str, bool]:
+        resp = self._route(state, req)
+        keep = (req.headers.get("connection", "").lower() != "close"
+                and req.headers.get("x-http-version") != "HTTP/1.0"
+                and resp.headers.get("Connection", "").lower() != "close")
+        self.http.requests += 1
+        return (*_render(state, resp, keep, hostile=True), keep)
+
+    def _after(self, keep: bool, state: DeviceState) -> bool:
+        if not keep or state.has("offline") or self.eof:
+            self.transport.close()
+            return False
+        self.http._last_active[self] = asyncio.get_running_loop().time()
+        return True
+
+    def _route(self, state: DeviceState, req: Request) -> Response:
+        try:
+            return self.http.router(state, req)
+        except Exception:  # a handler bug must not kill the server; it is a 500 like on a device
+            log.exception("handler failed for %s %s on %s", req.method, req.path, state.id)
+            return Response(500, {"Content-Type": "text/plain"}, b"internal error\n")
+
+    def _refuse(self, exc: BadRequest) -> None:
+        head, body, _, _ = _render(self.ep.state, Response(exc.status, {"Content-Type": "text/plain"},
+                                                           f"{exc}\n".encode()), False, hostile=False)
+        self.transport.write(head + body)
+        self.transport.close()
+
+    # --- answers that wait ----------------------------------------------------------------------------------
+    def _later(self, work) -> None:
+        self.transport.pause_reading()
+        self.waiting = asyncio.get_running_loop().create_task(self._finish(work))
+
+    async def _finish(self, work) -> None:
+        try:
+            keep_going = await work
+        except (ConnectionError, asyncio.CancelledError):
+            self.transport.abort()
+            return
+        self.waiting = None
+        if keep_going and not self.transport.is_closing():
+            self.transport.resume_reading()
+            self._answer_buffered()
+
+    async def _slow(self, state: DeviceState, req: Request) -> bool:
+        await asyncio.sleep(state.fault_value("slow", 2000.0) / 1000.0)
+        head, body, pad, kind, keep = self._prepare(state, req)
+        if pad:
+            return await self._stream(head, body, pad, kind, keep, state)
+        self.transport.write(head + body)
+        return self._after(keep, state)
+
+    async def _stream(self, head: bytes, body: bytes, pad: int, kind: str, keep: bool, state: DeviceState) -> bool:
         """Oversized body: the real answer with ~64 MiB of filler inside it, streamed without buffering."""
         if kind == "xml":  # filler as a comment right after the root's start tag: still well-formed
             name, _ = _root_element(body)
@@ -363,11 +451,32 @@ class LabHTTP:
             prefix, suffix, fill_open, fill_close = body, b"", b"", b""
         filler_byte = b"x" if kind == "xml" else (b" " if kind == "json" else b"\0" if kind == "binary" else b"#")
         n = pad - len(fill_open) - len(fill_close)
-        writer.write(prefix + fill_open)
+        self.transport.write(head + prefix + fill_open)
         chunk = filler_byte * CHUNK
         while n > 0:
-            writer.write(chunk[: min(n, CHUNK)])
+            self.transport.write(chunk[: min(n, CHUNK)])
             n -= CHUNK
-            await writer.drain()  # back-pressure: a client that stops reading stops us too
-        writer.write(fill_close + suffix)
-        await writer.drain()
+            if self._writable is not None:  # back-pressure: a client that stops reading stops us too
+                await self._writable
+        self.transport.write(fill_close + suffix)
+        return self._after(keep, state)
+
+
+def _render(state: DeviceState, resp: Response, keep: bool, hostile: bool) -> tuple[bytes, bytes, int, str]:
+    """(head, body, filler bytes to stream inside the body, body kind) of an answer, with the device's
+    body faults applied to successful answers when `hostile`."""
+    headers = {k: v for k, v in resp.headers.items() if k.lower() not in ("content-length", "connection")}
+    ctype = next((v for k, v in headers.items() if k.lower() == "content-type"), "")
+    body, pad = resp.body, 0
+    if hostile and resp.status == 200:
+        kind = _kind(ctype)
+        if state.has("xml-bomb") and kind == "xml":
+            body = xml_bomb(body)
+        elif state.has("malformed-xml") and kind != "binary":
+            body = malformed(body, kind)
+        if state.has("oversized-body"):
+            pad = max(0, OVERSIZED_BYTES - len(body))
+    head = [f"HTTP/1.1 {resp.status} {REASONS.get(resp.status, 'Status')}", f"Date: {_http_date()}"]
+    head += [f"{k}: {v}" for k, v in headers.items()]
+    head += [f"Content-Length: {len(body) + pad}", f"Connection: {'keep-alive' if keep else 'close'}", "", ""]
+    return "\r\n".join(head).encode("latin-1", "replace"), body, pad, _kind(ctype)
