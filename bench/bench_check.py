@@ -15,9 +15,10 @@ How it measures:
 - The naive loop is too slow to run on 1,000 devices: it runs on the first NAIVE_SAMPLE devices and is
   extrapolated to the fleet size: its start-up (imports, inventory) once, plus the loop's time per device × the
   fleet (it is sequential, so per-device time is constant). Said so in the output.
-- The machine's speed drifts by about ±20 % over an hour, so a speed-up is only read from a check and a naive loop
-  measured back to back: at the largest size the check (with the processes `check` forks by default) and the
-  naive loops run `--repeat` (3) times in turn, and the output gives the median pair and the range.
+- The machine's speed drifts by about ±20 % over an hour and can turn within a minute, so a speed-up is only read
+  from a check and the naive loop measured around it: at the largest size the check (with the processes `check`
+  forks by default) runs `--repeat` (5) times, each time between two halves of each naive loop (the first half of
+  the sample just before, the second half just after), and the output gives the median and the range.
 - Only loopback addresses (127.x) are used.
 """
 
@@ -51,7 +52,7 @@ def child(a: argparse.Namespace) -> None:
     from canteen_ops.inventory.loader import load_inventory
 
     inv = load_inventory(a.inventory)
-    devices = _first(inv, a.limit, cameras_only=a.cameras_only)
+    devices = _first(inv, a.limit, cameras_only=a.cameras_only, offset=a.offset)
     out: dict = {"devices": len(devices)}
     if a.mode == "checks":
         from canteen_ops.checks.run import run_checks
@@ -76,9 +77,9 @@ def child(a: argparse.Namespace) -> None:
     print(json.dumps(out))
 
 
-def _first(inv, n: int, cameras_only: bool = False):
+def _first(inv, n: int, cameras_only: bool = False, offset: int = 0):
     devs = [d for d in inv.devices if d.kind == "camera"] if cameras_only else inv.devices
-    return devs[:n]
+    return devs[offset:offset + n]
 
 
 def per_device(inv, n: int) -> dict:
@@ -199,10 +200,11 @@ class Lab:
 
 
 def measure(lab: Lab, mode: str, limit: int, names: list[str] = NO_STREAM, workers: int = 0,
-            cameras_only: bool = False, processes: int = 1) -> dict:
+            cameras_only: bool = False, processes: int = 1, offset: int = 0) -> dict:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     cmd = [sys.executable, __file__, "--child", "--mode", mode, "--inventory", lab.inventory, "--limit", str(limit),
-           "--names", ",".join(names), "--workers", str(workers), "--processes", str(processes)] + (
+           "--names", ",".join(names), "--workers", str(workers), "--processes", str(processes),
+           "--offset", str(offset)] + (
                ["--cameras-only"] if cameras_only else [])
     cpu0 = lab.cpu_s()
     p = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=3600)
@@ -238,18 +240,21 @@ def bench_fleet(name: str, sizes: list[int], naive_sample: int, streams: int | N
         if vendors != "onvif":
             baselines.append(("naive-native", "a new client per device in each vendor's own protocol — "
                                               "`ONVIFCamera` for ONVIF, an httpx Digest client for Hikvision/Dahua"))
-        # The machine's speed drifts (±20 % over an hour on the 2-core VM): the fleet check (with the processes
-        # `check` forks by default) and each naive loop are measured back to back `repeat` times, and every
-        # speed-up is taken from one such pair.
+        # The machine's speed drifts (±20 % over an hour on the 2-core VM, and it can turn within a minute): each
+        # fleet check (with the processes `check` forks by default) is bracketed by its naive loops, half of the
+        # sample just before it and the other half just after, and every speed-up is taken from one such triple.
         pairs: list[tuple[dict, dict[str, dict]]] = []
+        half = naive_sample // 2
         for _ in range(repeat):
+            before = {mode: measure(lab, mode, half) for mode, _what in baselines}
             big = measure(lab, "checks", max(sizes), processes=default)
             big["processes"] = default
             _row(lines, name, big, default, max(sizes))
             naives = {}
             for mode, _what in baselines:
-                naives[mode] = measure(lab, mode, naive_sample)
-                print(f"[{name}] {mode} on {naive_sample}: {naives[mode]}", file=sys.stderr)
+                after = measure(lab, mode, naive_sample - half, offset=half)
+                naives[mode] = _joined(before[mode], after)
+                print(f"[{name}] {mode} on {naive_sample} (bracketing the check): {naives[mode]}", file=sys.stderr)
             pairs.append((big, naives))
         lines += ["", "Client CPU per device, each device's checks run in turn (no pool, no fork; 40 of each): "
                   + ", ".join(f"{k} {v:.1f} ms" for k, v in pd["cpu_ms"].items()) + "."]
@@ -287,8 +292,17 @@ def _row(lines: list[str], name: str, m: dict, procs: int, n: int) -> None:
                  f"{m['peak_rss_mb']:.0f} | {m['results']} | {_fmt(m['statuses'])} |")
 
 
+def _joined(before: dict, after: dict) -> dict:
+    """One naive measurement from its two halves: both loops, and their start-up counted once (the mean)."""
+    startup = (before["wall_s"] - before["loop_wall_s"] + after["wall_s"] - after["loop_wall_s"]) / 2
+    startup_cpu = (before["cpu_s"] - before["loop_cpu_s"] + after["cpu_s"] - after["loop_cpu_s"]) / 2
+    loop, loop_cpu = before["loop_wall_s"] + after["loop_wall_s"], before["loop_cpu_s"] + after["loop_cpu_s"]
+    return {"devices": before["devices"] + after["devices"],
+            "naive_errors": before["naive_errors"] + after["naive_errors"], "loop_wall_s": loop, "loop_cpu_s": loop_cpu, "wall_s": startup + loop, "cpu_s": startup_cpu + loop_cpu}
+
+
 def _naive_line(what: str, pairs: list[tuple[dict, dict]]) -> str:
-    """The speed-up of each (fleet check, naive loop) pair measured back to back; the median pair is shown. The
+    """The speed-up of each fleet check over the naive loop measured around it; the median one is shown. The
     naive loop is extrapolated as its start-up (imports, inventory) once plus its per-device time × the fleet."""
     rows = []
     for big, nv in pairs:
@@ -300,16 +314,17 @@ def _naive_line(what: str, pairs: list[tuple[dict, dict]]) -> str:
     rows.sort(key=lambda r: r[0])
     speedup, per, per_cpu, wall, cpu, big, nv = rows[len(rows) // 2]
     n_big = big["devices"]
-    spread = (f" Over {len(rows)} pairs measured back to back: **{rows[0][0]:.0f}–{rows[-1][0]:.0f}×** "
+    spread = (f" Over {len(rows)} checks, each between two halves of the naive loop: **{rows[0][0]:.0f}–{rows[-1][0]:.0f}×** "
               f"(check {min(r[5]['wall_s'] for r in rows):.1f}–{max(r[5]['wall_s'] for r in rows):.1f} s, naive "
               f"{min(r[1] for r in rows) * 1000:.0f}–{max(r[1] for r in rows) * 1000:.0f} ms per device).")
-    return (f"Naive loop ({what}) measured on the first {nv['devices']} devices, back to back with `check`: "
+    return (f"Naive loop ({what}) measured on the first {nv['devices']} devices, half just before and half just "
+            f"after `check`: "
             f"{nv['wall_s']:.1f} s wall ({nv['wall_s'] - nv['loop_wall_s']:.1f} s of it start-up), "
             f"{nv['cpu_s']:.1f} s CPU, {nv['naive_errors']} errors → {per * 1000:.0f} ms wall and "
             f"{per_cpu * 1000:.0f} ms CPU per device, **extrapolated** to {n_big} devices (start-up once, then "
             f"per device): {wall:.0f} s wall, {cpu:.0f} s CPU. `check` on {n_big} ({big['processes']} processes, "
             f"the default): {big['wall_s']:.1f} s wall, {big['cpu_s']:.1f} s CPU → **{speedup:.0f}× faster** in "
-            f"wall time, {cpu / big['cpu_s']:.0f}× less CPU (the median pair)."
+            f"wall time, {cpu / big['cpu_s']:.0f}× less CPU (the median check)."
             + (spread if len(rows) > 1 else ""))
 
 
@@ -323,6 +338,7 @@ def main() -> None:
     p.add_argument("--mode", default="checks")
     p.add_argument("--inventory")
     p.add_argument("--limit", type=int, default=10)
+    p.add_argument("--offset", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("--names", default=",".join(NO_STREAM))
     p.add_argument("--workers", type=int, default=0)
     p.add_argument("--cameras-only", action="store_true")
@@ -332,7 +348,8 @@ def main() -> None:
     p.add_argument("--naive-sample", type=int, default=20)
     p.add_argument("--streams", type=int, default=50)
     p.add_argument("--no-streams", action="store_true")
-    p.add_argument("--repeat", type=int, default=3, help="fleet check + naive loop pairs at the largest size")
+    p.add_argument("--repeat", type=int, default=5, help="fleet checks at the largest size, each bracketed by "
+                   "the naive loops")
     p.add_argument("--first-address", help="first lab address (127.x), when the default block is in use")
     a = p.parse_args()
     if a.child:
