@@ -178,6 +178,25 @@ def test_credentials_resolve(monkeypatch, tmp_path):
     assert "s3cret" not in repr(inv.device("s1-cam-1").credentials)
 
 
+def test_credentials_are_read_once_per_loaded_inventory(monkeypatch, tmp_path):
+    """A run reads each password once (not once per device); the next run (a new load) reads it again."""
+    from canteen_ops import redact
+
+    secret = tmp_path / "pw"
+    secret.write_text("first-Pw-1\n")
+    text = BASE.replace("/run/secrets/dahua", str(secret))
+    inv = parse_inventory(text)
+    creds = inv.device("s2-cam-1").credentials
+    assert creds.resolve() == "first-Pw-1"
+    secret.write_text("second-Pw-2\n")
+    assert creds.resolve() == "first-Pw-1"  # same run: not read again
+    assert "Pw" not in repr(creds) and creds == parse_inventory(text).device("s2-cam-1").credentials
+    monkeypatch.setattr(redact, "_KNOWN", set())
+    creds.resolve()
+    assert "first-Pw-1" in redact._KNOWN  # still registered for masking on every resolve
+    assert parse_inventory(text).device("s2-cam-1").credentials.resolve() == "second-Pw-2"
+
+
 def test_credentials_unavailable_is_clear(monkeypatch):
     from canteen_ops.inventory.model import SecretUnavailable
 

@@ -151,8 +151,9 @@ def batch_scheduling() -> bool:
 
 def remember_passwords(devices: list["Device"]) -> None:
     """Resolve the devices' passwords here, in the parent, so that it can mask them (redact.py): the children
-    resolve them to log in, but the parent writes the log and the screen, and a device may echo its password back
-    in an error. Unreadable ones are left to the device's own check, which reports them."""
+    log in with them, but the parent writes the log and the screen, and a device may echo its password back in
+    an error. (The children inherit them already read: Credentials.resolve reads once per loaded inventory.)
+    Unreadable ones are left to the device's own check, which reports them."""
     from canteen_ops.inventory.model import SecretUnavailable
 
     for creds in {id(d.credentials): d.credentials for d in devices if d.credentials is not None}.values():

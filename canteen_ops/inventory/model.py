@@ -27,10 +27,16 @@ class Credentials:
     password: str | None = field(default=None, repr=False)  # plaintext: allowed, warned about
 
     def resolve(self) -> str:
-        """Return the password (and register it for redaction). Never log or print the result."""
-        value = self._read()
+        """Return the password (and register it for redaction). Never log or print the result.
+
+        Read once per loaded inventory, i.e. once per run: a run opens every device with it, and a file read per
+        device was ~80 us each (1,000 devices: 0.08 s of CPU, a password file opened 1,000 times)."""
         from canteen_ops.redact import remember_secret
 
+        value = self.__dict__.get("_resolved")
+        if value is None:
+            value = self._read()
+            object.__setattr__(self, "_resolved", value)  # frozen: a cache, not a field (no repr, eq or hash)
         remember_secret(value)
         return value
 
