@@ -346,7 +346,8 @@ class _Connection(asyncio.Protocol):
         if self.waiting is not None:
             return True  # the delayed answer still goes out; its task closes the connection
         if self.buf.strip() and not self.swallow:
-            self._refuse(BadRequest(400, "incomplete request head"))
+            part = "body" if b"\r\n\r\n" in self.buf else "head"
+            self._refuse(BadRequest(400, f"incomplete request {part}"))
         return False  # close
 
     # --- requests -------------------------------------------------------------------------------------------
