@@ -298,7 +298,8 @@ def _joined(before: dict, after: dict) -> dict:
     startup_cpu = (before["cpu_s"] - before["loop_cpu_s"] + after["cpu_s"] - after["loop_cpu_s"]) / 2
     loop, loop_cpu = before["loop_wall_s"] + after["loop_wall_s"], before["loop_cpu_s"] + after["loop_cpu_s"]
     return {"devices": before["devices"] + after["devices"],
-            "naive_errors": before["naive_errors"] + after["naive_errors"], "loop_wall_s": loop, "loop_cpu_s": loop_cpu, "wall_s": startup + loop, "cpu_s": startup_cpu + loop_cpu}
+            "naive_errors": before["naive_errors"] + after["naive_errors"],
+            "loop_wall_s": loop, "loop_cpu_s": loop_cpu, "wall_s": startup + loop, "cpu_s": startup_cpu + loop_cpu}
 
 
 def _naive_line(what: str, pairs: list[tuple[dict, dict]]) -> str:
@@ -314,7 +315,8 @@ def _naive_line(what: str, pairs: list[tuple[dict, dict]]) -> str:
     rows.sort(key=lambda r: r[0])
     speedup, per, per_cpu, wall, cpu, big, nv = rows[len(rows) // 2]
     n_big = big["devices"]
-    spread = (f" Over {len(rows)} checks, each between two halves of the naive loop: **{rows[0][0]:.0f}–{rows[-1][0]:.0f}×** "
+    spread = (f" Over {len(rows)} checks, each between two halves of the naive loop: "
+              f"**{rows[0][0]:.0f}–{rows[-1][0]:.0f}×** "
               f"(check {min(r[5]['wall_s'] for r in rows):.1f}–{max(r[5]['wall_s'] for r in rows):.1f} s, naive "
               f"{min(r[1] for r in rows) * 1000:.0f}–{max(r[1] for r in rows) * 1000:.0f} ms per device).")
     return (f"Naive loop ({what}) measured on the first {nv['devices']} devices, half just before and half just "

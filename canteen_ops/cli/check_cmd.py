@@ -34,8 +34,8 @@ def check(
         "--workers", min=1, metavar="N", help="Devices checked at once [default: from 4 per process, doubling "
         "while devices keep it waiting, up to 8 per CPU, at most 32]")] = None,
     processes: Annotated[Optional[int], typer.Option(
-        "--processes", min=1, metavar="N", help="Processes to spread the devices over [default: one per core for 200 or more "
-        "devices, or for 8 or more with stream/picture checks, at most 8; else 1]")] = None,
+        "--processes", min=1, metavar="N", help="Processes to spread the devices over [default: one per core for "
+        "200 or more devices, or for 8 or more with stream/picture checks, at most 8; else 1]")] = None,
     deadline: Annotated[float, typer.Option(
         "--deadline", min=0.1, metavar="SECONDS", help="Seconds allowed per device; a device past it gets an 'unknown'")] = 90.0,
     open_incidents: Annotated[bool, typer.Option(
