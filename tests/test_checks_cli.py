@@ -170,3 +170,31 @@ def test_ctrl_c_keeps_finished_results_and_marks_run_interrupted(cli, fleet, tmp
     assert run["status"] == "interrupted" and run["exit_code"] == 130
     assert len(log.query("SELECT * FROM results")) >= 5
     assert "interrupted" in r.out
+
+
+def test_ctrl_c_while_a_device_is_recorded_keeps_log_and_screen_in_step(cli, fleet, tmp_path, monkeypatch):
+    """A device's results are recorded in one transaction, then shown: Ctrl-C inside that transaction rolls the
+    device back whole, and it is not shown either; every device before it is in the log and on the screen."""
+    from canteen_ops.cli import check_cmd
+
+    calls = []
+    real = MaintenanceLog.record_results
+
+    def record_results(self, run_id, results):
+        calls.append([r.device_id for r in results])
+        if len(calls) == 3:
+            with self.transaction():
+                real(self, run_id, results)  # written, then interrupted before the commit
+                raise KeyboardInterrupt
+        return real(self, run_id, results)
+
+    shown = []
+    orig_add = check_cmd._Output.add
+    monkeypatch.setattr(check_cmd._Output, "add", lambda self, r, rid, run_id: (shown.append(r.device_id),
+                                                                                orig_add(self, r, rid, run_id)))
+    monkeypatch.setattr(MaintenanceLog, "record_results", record_results)
+    r = cli("check", "--workers", "1", "--skip", "stream,picture")
+    assert r.code == 130
+    recorded = [row["device_id"] for row in db(tmp_path).query("SELECT device_id FROM results ORDER BY seq")]
+    assert recorded == shown == calls[0] + calls[1]
+    assert len(set(calls[0])) == 1 and len(calls[0]) > 1  # a batch is one device's results

@@ -450,7 +450,7 @@ def test_forked_run_masks_a_password_a_device_echoes(fleet, monkeypatch, tmp_pat
     log = MaintenanceLog.open(tmp_path / "log.db")
     with log.run("check", [], "test") as handle:
         run_checks(inv.devices, inv, ["reachable", "facts"], log=log, driver_factory=factory, progress=False,
-                   processes=2, workers=1, on_result=handle.record)
+                   processes=2, workers=1, on_results=handle.record_all)
     summaries = [r["summary"] for r in log.query("SELECT summary FROM results WHERE check_name = 'facts'")]
     log.close()
     assert len(summaries) == 7 and all("admin:***" in s for s in summaries), summaries

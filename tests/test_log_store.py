@@ -153,6 +153,22 @@ def test_transaction_is_atomic(log):
     assert log.query("SELECT value FROM counters")[0]["value"] == 0  # the seq bump rolled back too
 
 
+def test_a_devices_results_land_together_or_not_at_all(log):
+    """record_results (one device's results, as `check` records them): one transaction, ids in order, a seq
+    each; one bad record (here a value SQLite cannot store) and none of them lands."""
+    with log.run("check", [], "tester") as run:
+        ids = run.record_all([Result("c1", "reachable", Status.OK, "ok", school_id="s1"),
+                              Result("c1", "login", Status.WARN, "slow", {"ms": 900}, school_id="s1")])
+        rows = [log.get("results", i) for i in ids]
+        assert [(r["check_name"], r["status"]) for r in rows] == [("reachable", "ok"), ("login", "warn")]
+        assert rows[1]["seq"] == rows[0]["seq"] + 1 and rows[0]["observed_at"] == rows[1]["observed_at"]
+        bad = Result("c2", "login", Status.OK, "ok")
+        bad.duration_ms = object()  # type: ignore[assignment]
+        with pytest.raises(sqlite3.Error):
+            run.record_all([Result("c2", "reachable", Status.OK, "ok"), bad])
+    assert [r["device_id"] for r in log.query("SELECT device_id FROM results")] == ["c1", "c1"]
+
+
 def test_run_records_success_and_results(log):
     with log.run("check", ["--school", "s1"], "王工") as run:
         run.record(Result("c1", "reachable", Status.OK, "12 ms", {"latency_ms": 12}, school_id="s1"))

@@ -3,8 +3,8 @@ one core: zeep and HTTP parsing are CPU work, a few ms per camera and more per N
 
 Each child is forked with everything already loaded (inventory, history, parsed WSDLs), runs the ordinary
 threaded runner on its share of the devices, and sends each device's results back over its pipe. The parent
-stays the only writer of the log: `on_result` is called in the parent's thread, as with one process. Ctrl-C in
-the parent stops the children and keeps every result already received.
+stays the only writer of the log: `on_results` gets each device's results in the parent's thread, as with one
+process. Ctrl-C in the parent stops the children and keeps every result already received.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ _DONE, _DEVICE, _FAILED = "done", "device", "failed"
 
 
 def run_forked(devices: list["Device"], task: Callable[["Device"], list[Result]], *, processes: int,
-               workers: int | None, deadline_s: float | None, on_result: Callable[[Result], None] | None,
+               workers: int | None, deadline_s: float | None,
+               on_results: Callable[[list[Result]], None] | None,
                progress: bool | None, label: str = "checking") -> RunOutcome:
     import multiprocessing as mp
     import sys
@@ -76,17 +77,15 @@ def run_forked(devices: list["Device"], task: Callable[["Device"], list[Result]]
     done: set[int] = set()
     readers = {reader: i for i, (_, _, reader) in enumerate(procs)}
 
-    def emit(r: Result) -> None:
-        outcome.results.append(r)
-        if r.device_id:
-            seen.add(r.device_id)
-        if on_result:
-            on_result(r)
+    def emit(results: list[Result]) -> None:  # one device's results
+        outcome.results.extend(results)
+        seen.update(r.device_id for r in results if r.device_id)
+        if on_results:
+            on_results(results)
 
     def handle(i: int, msg) -> None:
         if msg[0] == _DEVICE:
-            for r in msg[1]:
-                emit(r)
+            emit(msg[1])
             if bar:
                 bar.advance()
         elif msg[0] == _DONE:
@@ -119,8 +118,7 @@ def run_forked(devices: list["Device"], task: Callable[["Device"], list[Result]]
                 while reader.poll(0):
                     msg = reader.recv()
                     if msg[0] == _DEVICE:
-                        for r in msg[1]:
-                            emit(r)
+                        emit(msg[1])
             except (EOFError, OSError):
                 pass
         raise
@@ -179,7 +177,7 @@ def _lost(chunk, seen: set[str], why: str, emit) -> None:
     for d in chunk:
         if d.id not in seen:
             seen.add(d.id)
-            emit(Result(d.id, "task", Status.UNKNOWN, why, school_id=d.school_id))
+            emit([Result(d.id, "task", Status.UNKNOWN, why, school_id=d.school_id)])
 
 
 def default_processes(n_devices: int, checks: list[str] | tuple[str, ...] = ()) -> int:

@@ -128,11 +128,13 @@ def select_checks(only: list[str] | None = None, skip: list[str] | None = None) 
 
 def run_checks(devices: list["Device"], inventory: "Inventory", names: list[str], *,
                log: "MaintenanceLog | None" = None, workers: int | None = None,
-               deadline_s: float | None = DEFAULT_DEADLINE_S, on_result: Callable[[Result], None] | None = None,
+               deadline_s: float | None = DEFAULT_DEADLINE_S,
+               on_results: Callable[[list[Result]], None] | None = None,
                progress: bool | None = None, driver_factory: DriverFactory | None = None,
                processes: int = 1) -> RunOutcome:
-    """Check `devices`, then coverage of their schools. Results reach `on_result` in the calling thread as they
-    finish; Ctrl-C propagates (KeyboardInterrupt) after every finished result was delivered.
+    """Check `devices`, then coverage of their schools. Results reach `on_results` in the calling thread as they
+    finish, a device's (or a school's coverage) together, so a caller can record them in one transaction; Ctrl-C
+    propagates (KeyboardInterrupt) after every finished device's results were delivered.
 
     processes > 1 forks that many children (checks/fanout.py) to use more than one core on big fleets."""
     import datetime as dt
@@ -156,10 +158,11 @@ def run_checks(devices: list["Device"], inventory: "Inventory", names: list[str]
 
         warm_shared_state(devices, device_names)
         outcome = run_forked(devices, task, processes=processes, workers=workers, deadline_s=deadline_s,
-                             on_result=on_result, progress=progress, label="checking")
+                             on_results=on_results, progress=progress, label="checking")
     elif device_names:
-        outcome = run_devices(devices, task, workers=workers, deadline_s=deadline_s, on_result=on_result,
-                              progress=progress, label="checking")
+        outcome = run_devices(devices, task, workers=workers, deadline_s=deadline_s, progress=progress,
+                              on_device=(lambda _device, results: on_results(results)) if on_results else None,
+                              label="checking")
     else:
         outcome = RunOutcome()
     if "coverage" in names:
@@ -172,8 +175,8 @@ def run_checks(devices: list["Device"], inventory: "Inventory", names: list[str]
             if d.school_id not in seen:
                 seen.append(d.school_id)
         for sid in seen:
-            for r in coverage(SchoolContext(schools[sid], inventory, by_device, log)):
-                outcome.results.append(r)
-                if on_result:
-                    on_result(r)
+            found = coverage(SchoolContext(schools[sid], inventory, by_device, log))
+            outcome.results.extend(found)
+            if on_results and found:
+                on_results(found)
     return outcome

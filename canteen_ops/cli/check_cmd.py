@@ -62,15 +62,16 @@ def check(
     out = _Output(inv, json=json, quiet=quiet, show_ok=all_)
     t0 = time.monotonic()
     with log.run("check", e.argv, e.operator) as run:
-        def on_result(r) -> None:
-            result_id = run.record(r)
-            out.add(r, result_id, run.id)
-            if incidents is not None and r.status.value in ("crit", "ok"):
-                incidents.open_or_update_for_result(log, inv, log.get("results", result_id), actor=e.operator)
+        def on_results(results) -> None:
+            # A device's results are recorded together, then shown: Ctrl-C never leaves a shown result unrecorded.
+            for r, result_id in zip(results, run.record_all(results)):
+                out.add(r, result_id, run.id)
+                if incidents is not None and r.status.value in ("crit", "ok"):
+                    incidents.open_or_update_for_result(log, inv, log.get("results", result_id), actor=e.operator)
 
         try:
             outcome = run_checks(devices, inv, names, log=log, workers=workers, deadline_s=deadline,
-                                 on_result=on_result, progress=None if not (json or quiet) else False,
+                                 on_results=on_results, progress=None if not (json or quiet) else False,
                                  processes=processes or default_processes(len(devices), names))
         except KeyboardInterrupt:
             out.render(interrupted=True, elapsed=time.monotonic() - t0, n_devices=len(devices))
