@@ -97,9 +97,11 @@ class MaintenanceLog:
         return self.conn.execute("PRAGMA user_version").fetchone()[0]
 
     # --- generic writes --------------------------------------------------------------------------------
-    def _next_seq(self) -> int:
-        return self.conn.execute("UPDATE counters SET value = value + 1 WHERE name = 'seq' RETURNING value"
-                                 ).fetchone()[0]
+    def _next_seq(self, n: int = 1) -> int:
+        """Take n numbers of the change sequence (inside a transaction); returns the first."""
+        last = self.conn.execute("UPDATE counters SET value = value + ? WHERE name = 'seq' RETURNING value",
+                                 [n]).fetchone()[0]
+        return last - n + 1
 
     def insert(self, table: str, record: dict[str, Any]) -> str:
         """Insert one record (secrets redacted, JSON columns encoded); returns its id."""
@@ -107,6 +109,8 @@ class MaintenanceLog:
 
     def insert_many(self, table: str, records: list[dict[str, Any]]) -> list[str]:
         """Insert records in one transaction: all of them land or none does. Returns their ids, in order."""
+        if not records:
+            return []
         now = iso()
         rows = []
         for record in records:
@@ -116,8 +120,9 @@ class MaintenanceLog:
             rec["updated_at"] = now
             rows.append(rec)
         with self.transaction():
-            for rec in rows:
-                rec["seq"] = self._next_seq()
+            first = self._next_seq(len(rows))
+            for seq, rec in enumerate(rows, first):
+                rec["seq"] = seq
                 cols = ", ".join(rec)
                 marks = ", ".join("?" for _ in rec)
                 self.conn.execute(f"INSERT INTO {table} ({cols}) VALUES ({marks})", list(rec.values()))
