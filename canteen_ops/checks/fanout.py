@@ -136,8 +136,8 @@ def run_forked(devices: list["Device"], task: Callable[["Device"], list[Result]]
 def batch_scheduling() -> bool:
     """Ask Linux to schedule this worker as batch work (SCHED_BATCH, same priority): a worker woken by a device's
     answer then waits for the running process's time slice to end instead of preempting it. The workers of one run
-    otherwise preempt each other at every answer, thousands of times a second on a big fleet; on the
-    1,000-device lab this cut the check's CPU by ~7 % and its time by ~8 % (docs/benchmarks.md). Only throughput
+    otherwise preempt each other at every answer, thousands of times a second on a big fleet; on the 1,000-device
+    lab this cut the workers' CPU by ~10 % and the check's time by ~12 % (docs/benchmarks.md). Only throughput
     changes (nothing here is interactive: the parent draws the progress bar). False where the policy does not
     exist (macOS) or is refused; the run goes on as before."""
     try:
