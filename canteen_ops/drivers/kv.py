@@ -47,7 +47,10 @@ def lines(body: str) -> list[str]:
 
 def check_error(body: str) -> None:
     """Raise DahuaError for `Error ...` bodies; return quietly otherwise."""
-    ls = lines(body)
+    _check_error_lines(lines(body))
+
+
+def _check_error_lines(ls: list[str]) -> None:
     if not ls:
         return
     first = ls[0]
@@ -69,15 +72,18 @@ def parse_flat(body: str) -> dict[str, str]:
     Every line must be `key=value` (a bare `OK` is accepted): a line without '=' or with control characters
     means a truncated or garbled answer, and a partial answer must not pass for a complete one.
     """
-    check_error(body)
+    ls = lines(body)
+    _check_error_lines(ls)
+    garbled = _CONTROL.search(body) is not None  # one scan of the body; the line is looked for only then
     out: dict[str, str] = {}
-    for ln in lines(body):
+    for ln in ls:
         key, sep, value = ln.partition("=")
-        if not sep or not key.strip() or _CONTROL.search(ln):
+        key = key.strip()
+        if not sep or not key or (garbled and _CONTROL.search(ln)):
             if ln.upper() == "OK" and not out:
                 continue
             raise ProtocolError(f"garbled key=value answer (line {ln[:40]!r})")
-        out[key.strip()] = value.strip()
+        out[key] = value.strip()
     return out
 
 
