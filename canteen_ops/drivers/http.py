@@ -54,7 +54,7 @@ _HEADERS = {"Accept": "*/*", "Accept-Encoding": "identity", "User-Agent": "cante
 @dataclass
 class Reply:
     status: int
-    headers: dict[str, str]
+    headers: dict[str, str]  # by lower-case name, repeated ones joined (wire.Headers)
     body: bytes
     path: str
     sent_utc: dt.datetime  # host UTC just before the request that produced this reply
@@ -301,9 +301,8 @@ class DeviceHTTP:
             body = self._wire.read_body(resp, AUTH_BODY_MAX if resp.status == 401 else max_bytes)
         except (Offline, Timeout, ProtocolError) as exc:
             raise type(exc)(f"{where}: {exc}") from None
-        raw = resp.raw_headers
-        return Reply(status=resp.status, headers={k.lower(): v for k, v in raw}, body=body, path=request.url.path,
-                     sent_utc=sent_utc, received_utc=received_utc, raw_headers=raw, request=request)
+        return Reply(status=resp.status, headers=resp.headers, body=body, path=request.url.path,
+                     sent_utc=sent_utc, received_utc=received_utc, raw_headers=resp.raw_headers, request=request)
 
 
 class HttpDriver(Driver):

@@ -269,7 +269,7 @@ class _DeadlineReader(io.RawIOBase):
     ever."""
 
     SLACK_S = 0.05  # the socket's timeout is lowered only when it would overshoot the deadline by more than this:
-    # a fast answer then costs no extra system calls (settimeout is two fcntl calls)
+    # a fast answer then costs no extra system call (settimeout is an ioctl each time)
 
     def __init__(self, sock: socket.socket, deadline: float):
         self._sock, self._deadline = sock, deadline
