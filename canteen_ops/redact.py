@@ -33,8 +33,7 @@ def remember_secret(value: str | None) -> None:
 def redact_text(s: str, secrets: tuple[str, ...] = ()) -> str:
     if not secrets:
         return _redacted(s, id(_KNOWN), len(_KNOWN))
-    s = INLINE_SECRET.sub(lambda m: f"{m['key']}{MASK}", s)
-    return mask_known(s, secrets)
+    return _redact_now(s, secrets)
 
 
 @functools.lru_cache(maxsize=8192)
@@ -42,7 +41,11 @@ def _redacted(s: str, _known_id: int, _known_size: int) -> str:
     """redact_text without extra secrets, remembered: most strings a run logs recur (its run id, school and
     device ids, check names, statuses: ~9 strings a result, 5,400 results on a 1,000-device check). The state of
     the known secrets is part of the key, so a secret learnt later is never missed."""
-    return mask_known(INLINE_SECRET.sub(lambda m: f"{m['key']}{MASK}", s))
+    return _redact_now(s)
+
+
+def _redact_now(s: str, secrets: tuple[str, ...] = ()) -> str:
+    return mask_known(INLINE_SECRET.sub(lambda m: f"{m['key']}{MASK}", s), secrets)
 
 
 def mask_known(s: str, secrets: tuple[str, ...] = ()) -> str:
