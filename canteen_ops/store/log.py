@@ -207,7 +207,7 @@ class MaintenanceLog:
         return self.record_results(run_id, [result])[0]
 
     def record_results(self, run_id: str | None, results: list[Result]) -> list[str]:
-        """Results in one transaction (a device's, as `check` records them: a commit per result was most of the
+        """Results in one transaction (a device's, as `check` records them: a commit per result was half of the
         parent's CPU on a 1,000-device check)."""
         observed = iso()
         return self.insert_many("results", [{
