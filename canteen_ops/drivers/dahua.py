@@ -1,4 +1,4 @@
-"""Dahua CGI driver (cameras and NVRs) over httpx with Digest or Basic, picked from the challenge.
+"""Dahua CGI driver (cameras and NVRs) over HTTP with Digest or Basic, picked from the challenge.
 
 Bodies are key=value lines (kv.py). The parse_* functions are pure and tested against tests/fixtures/dahua.
 Facts and their sources are in shared/reference/protocols.md §0 and §B.

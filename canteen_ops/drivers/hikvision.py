@@ -1,4 +1,4 @@
-"""Hikvision ISAPI driver (cameras and NVRs) over httpx with Digest or Basic, picked from the challenge.
+"""Hikvision ISAPI driver (cameras and NVRs) over HTTP with Digest or Basic, picked from the challenge.
 
 Everything is parsed by local name (namespaces vary by firmware) with the hardened parser of xmlsafe. The parse_*
 functions are pure and tested against the samples in tests/fixtures/hikvision; the driver only adds HTTP.

@@ -1,19 +1,18 @@
-"""Shared HTTP plumbing for the Hikvision ISAPI and Dahua CGI drivers (httpx).
+"""Shared HTTP plumbing for the Hikvision ISAPI and Dahua CGI drivers.
 
-One DeviceHTTP per device: httpx builds the requests and drives Digest/Basic, the device's connection
-(drivers/wire.py, the same wire as ONVIF's) carries them; one request at a time (a lock), every request bounded by
-the device timeout and by an optional overall deadline, every body read in chunks up to a size cap.
+One DeviceHTTP per device: requests go out on the device's connection (drivers/wire.py, the same wire as ONVIF's),
+one at a time (a lock), every request bounded by the device timeout and by an optional overall deadline, every
+body read in chunks up to a size cap. Challenges are answered by drivers/httpauth.py (Digest and Basic, the
+headers httpx would send).
 
 Authentication, the part that can lock a technician out of a device for 30 minutes:
 - The first request goes out without credentials. Its 401 challenge picks the scheme (Digest → digest,
   Basic → basic); unauthenticated requests do not count toward the illegal-login lock. A probe answer that
   already says "locked" stops us before any credentials are sent.
 - A 401 after credentials were sent is an AuthFailed (or Locked), recorded in auth_guard and never retried:
-  later calls raise again without touching the network.
-- httpx.DigestAuth on its own would answer every 401 with one more authenticated attempt (it re-reads the
-  challenge and retries once). We drive its auth flow by hand instead, so a retry with a fresh challenge only
-  happens when the vendor hook says the 401 was a stale nonce, and only for a challenge we had already used
-  successfully. A wrong password therefore costs exactly one failed authenticated request on the wire.
+  later calls raise again without touching the network. The one exception: a 401 that says the nonce of a
+  challenge we had already used successfully went stale (the vendor hook decides) is answered once with its
+  fresh challenge. A wrong password therefore costs exactly one failed authenticated request on the wire.
 - Later requests pre-send credentials with the challenge that worked (nc counting up), one exchange per
   request. Dahua firmware differs here: most take a nonce again (rroller/dahua#597: a real NVR logged 2 logins a
   second while every call was probe + request, and far fewer once the challenge was reused), one NVR answered a
@@ -29,10 +28,8 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
-
-import httpx
 
 from canteen_ops.drivers.base import (
     AuthFailed,
@@ -42,13 +39,21 @@ from canteen_ops.drivers.base import (
     Timeout,
     auth_guard,
 )
+from canteen_ops.drivers.httpauth import Digest, basic, first_digest
 from canteen_ops.drivers.wire import DeviceConnection
 
 
 MIB = 1024 * 1024
 DEFAULT_MAX_BYTES = 8 * MIB
 AUTH_BODY_MAX = 64 * 1024  # 401 bodies are tiny (userCheck / ResponseStatus)
-_HEADERS = {"Accept": "*/*", "Accept-Encoding": "identity", "User-Agent": "canteen-ops"}
+_HEADERS = [("Accept", "*/*"), ("Accept-Encoding", "identity"), ("User-Agent", "canteen-ops")]
+
+
+class _Request(NamedTuple):
+    method: str
+    target: str  # path and query, as on the request line
+    headers: list[tuple[str, str]]  # without Authorization
+    body: bytes
 
 
 @dataclass
@@ -60,11 +65,6 @@ class Reply:
     sent_utc: dt.datetime  # host UTC just before the request that produced this reply
     received_utc: dt.datetime  # host UTC when its headers arrived
     raw_headers: list[tuple[str, str]] = field(default_factory=list, repr=False)
-    request: Any = field(default=None, repr=False)  # the httpx.Request it answers
-
-    def as_httpx(self) -> "httpx.Response":
-        """This reply as the httpx.Response that httpx's auth flows read (a 401's challenge)."""
-        return httpx.Response(self.status, headers=self.raw_headers, content=self.body, request=self.request)
 
     @property
     def challenges(self) -> list[str]:
@@ -139,16 +139,18 @@ class DeviceHTTP:
         self._reuse = reuse_challenge
         self._reuse_until_refused = reuse_until_refused
         self._scheme: str | None = None  # picked from the first challenge
-        self._auth: httpx.Auth | None = None
-        self._auth_ok = False  # the current challenge has carried a successful request
+        self._digest: Digest | None = None  # the Digest challenge we answer
+        self._auth_ok = False  # it has carried a successful request
         self._deadline: float | None = None
         self._lock = threading.Lock()
         self.requests_sent = 0  # on the wire, for tests and benchmarks
-        self._base_url = base_url.rstrip("/")
-        # No httpx.Client: a Client adds cookie jars, redirects, proxies from the environment and its own auth
-        # handling, none of which a device needs (its cookie handling alone was 12 % of a Dahua NVR check's CPU).
-        url = urlsplit(self._base_url)
+        # No HTTP client session (httpx.Client): cookie jars, redirects and proxies from the environment are things
+        # a device needs none of (a Client's cookie handling alone was 12 % of a Dahua NVR check's CPU).
+        url = urlsplit(base_url)
         https = url.scheme == "https"
+        self._host = url.netloc.rpartition("@")[2]
+        if url.port == (443 if https else 80):
+            self._host = self._host.rpartition(":")[0]  # httpx leaves a default port out of Host, as browsers do
         tls = None
         if https and verify_tls:
             import ssl
@@ -179,26 +181,40 @@ class DeviceHTTP:
     def request(
         self,
         method: str,
-        path: str,
+        target: str,
         *,
-        params: dict[str, Any] | list[tuple[str, Any]] | None = None,
         content: bytes | None = None,
         headers: dict[str, str] | None = None,
         max_bytes: int = DEFAULT_MAX_BYTES,
     ) -> Reply:
-        """Send one authenticated request and return the reply, whatever its status (except 401)."""
+        """Send one authenticated request and return the reply, whatever its status (except 401).
+
+        target: the path and query exactly as they go on the request line (already percent-encoded)."""
+        if not target.startswith("/") or not target.isascii() or not target.isprintable() or " " in target:
+            raise ValueError(f"not a request target: {target[:80]!r}")  # a bug in the driver, not the device
         auth_guard.check(self.device_id)
         with self._lock:
             auth_guard.check(self.device_id)  # another thread may have failed while we waited
             try:
-                return self._request(method, path, params, content, headers, max_bytes)
+                return self._request(_Request(method, target, self._head(method, headers, content), content or b""),
+                                     max_bytes)
             except AuthFailed as exc:
                 auth_guard.record(self.device_id, exc)
                 raise
 
-    def _request(self, method, path, params, content, headers, max_bytes) -> Reply:
-        request = httpx.Request(method, self._base_url + path, params=params, content=content,
-                                headers={**_HEADERS, **headers} if headers else _HEADERS)
+    def _head(self, method: str, headers: dict[str, str] | None, content: bytes | None) -> list[tuple[str, str]]:
+        """The request's headers as httpx orders them (Authorization is added per attempt)."""
+        head = [("Host", self._host)]
+        if content is None and method in ("POST", "PUT", "PATCH"):
+            head.append(("Content-Length", "0"))
+        head += _HEADERS
+        if headers:
+            head += headers.items()
+        if content is not None:
+            head.append(("Content-Length", str(len(content))))
+        return head
+
+    def _request(self, request: _Request, max_bytes: int) -> Reply:
         if self._scheme is None:
             probe = self._send(request, max_bytes)
             if probe.status != 401:
@@ -208,49 +224,51 @@ class DeviceHTTP:
                 raise ProtocolError(f"{self.device_id}: 401 without a Digest or Basic challenge "
                                     f"({'; '.join(probe.challenges)[:120] or 'no WWW-Authenticate'})")
             self._raise_if_locked(probe)
-            self._auth = self._new_auth()
             return self._authenticated(request, max_bytes, probe=probe)
-
         if self._scheme == "digest" and not self._reusing():
-            self._auth = self._new_auth()  # a fresh challenge for this request
+            self._digest = None  # a fresh challenge for this request
         return self._authenticated(request, max_bytes, probe=None)
 
     def _reusing(self) -> bool:
         return self._reuse and not (self._reuse_until_refused and auth_guard.refuses_reuse(self.device_id))
 
-    def _new_auth(self) -> "httpx.Auth":
-        if self._scheme == "digest":
-            return httpx.DigestAuth(self._username, self._password)
-        return httpx.BasicAuth(self._username, self._password)
-
-    def _authenticated(self, request: "httpx.Request", max_bytes: int, probe: Reply | None) -> Reply:
-        assert self._auth is not None
-        flow = self._auth.sync_auth_flow(request)
-        outgoing = next(flow)
-        if "authorization" not in outgoing.headers:
-            # Digest without a cached challenge: this request is (or was) the unauthenticated probe.
+    def _authenticated(self, request: _Request, max_bytes: int, probe: Reply | None) -> Reply:
+        if self._scheme == "basic":
+            return self._judge(self._send(request, max_bytes, basic(self._username, self._password)), None,
+                               max_bytes)
+        if self._digest is None:
+            # No challenge to answer yet: this request is (or was) the unauthenticated probe.
             if probe is None:
-                probe = self._send(outgoing, max_bytes)
+                probe = self._send(request, max_bytes)
                 if probe.status != 401:
                     return probe
                 self._raise_if_locked(probe)
-            outgoing = flow.send(probe.as_httpx())
-            reply = self._send(outgoing, max_bytes)
-            return self._judge(reply, None, max_bytes)
-        # Credentials went out with a challenge used before, or with Basic.
-        reply = self._send(outgoing, max_bytes)
-        reused = self._scheme == "digest" and self._auth_ok
+            self._answer(probe)
+            return self._judge(self._send_digest(request, max_bytes), None, max_bytes)
+        # Credentials go out with a challenge used before.
+        reused = self._auth_ok
+        reply = self._send_digest(request, max_bytes)
         if reused and self._reuse_until_refused and reply.status in (401, 403) and not self._is_stale(reply):
             return self._after_refused_reuse(request, reply, max_bytes)
-        return self._judge(reply, flow if reused else None, max_bytes)
+        return self._judge(reply, request if reused else None, max_bytes)
 
-    def _after_refused_reuse(self, request: "httpx.Request", refused: Reply, max_bytes: int) -> Reply:
+    def _answer(self, reply: Reply) -> None:
+        """From now on, answer the Digest challenge of this 401."""
+        try:
+            self._digest = Digest(self._username, self._password, first_digest(reply.challenges))
+        except ProtocolError as exc:
+            raise ProtocolError(f"{self.device_id}: {exc}") from None
+        self._auth_ok = False
+
+    def _send_digest(self, request: _Request, max_bytes: int) -> Reply:
+        assert self._digest is not None
+        return self._send(request, max_bytes, self._digest.authorization(request.method, request.target))
+
+    def _after_refused_reuse(self, request: _Request, refused: Reply, max_bytes: int) -> Reply:
         """A reused nonce was refused: send the request once more with a fresh challenge (the 401's own, or a new
         probe after a 403). A 401 to it is the AuthFailed; a 403 to it too means the 403 answered the request,
         not the nonce, and reuse goes on."""
-        self._auth_ok = False
-        self._auth = self._new_auth()
-        request.headers.pop("Authorization", None)  # the refused credentials (httpx set them on this request)
+        self._digest = None
         probe = None
         if refused.status == 401:
             self._raise_if_locked(refused)
@@ -265,15 +283,15 @@ class DeviceHTTP:
             auth_guard.record_refused_reuse(self.device_id)
         return reply
 
-    def _judge(self, reply: Reply, flow, max_bytes: int) -> Reply:
+    def _judge(self, reply: Reply, retry: _Request | None, max_bytes: int) -> Reply:
+        """retry: the request, when its credentials used a challenge that had worked before (a stale nonce is then
+        answered once with the 401's fresh challenge)."""
         if reply.status != 401:
             self._auth_ok = True
             return reply
-        if flow is not None and pick_scheme(reply.challenges) == "digest" and self._is_stale(reply):
-            # A nonce that worked before has expired: one more try with the fresh challenge of this 401.
-            self._auth_ok = False
-            outgoing = flow.send(reply.as_httpx())
-            return self._judge(self._send(outgoing, max_bytes), None, max_bytes)
+        if retry is not None and pick_scheme(reply.challenges) == "digest" and self._is_stale(reply):
+            self._answer(reply)  # a nonce that worked before has expired
+            return self._judge(self._send_digest(retry, max_bytes), None, max_bytes)
         if challenge_is_stale(reply.challenges):
             # stale=true means the digest was right and only the nonce was refused (RFC 7616) — here a nonce we
             # had just been given: the device is confused (its clock?). Not an AuthFailed, so it is not
@@ -288,21 +306,24 @@ class DeviceHTTP:
             raise exc
 
     # --- one exchange on the wire ------------------------------------------------------------------------
-    def _send(self, request: "httpx.Request", max_bytes: int) -> Reply:
+    def _send(self, request: _Request, max_bytes: int, authorization: str | None = None) -> Reply:
         budget = self._budget()
         sent_utc = dt.datetime.now(dt.timezone.utc)
         self.requests_sent += 1
-        where = f"{self.device_id}: {request.method} {request.url.path}"
-        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw]
+        path = request.target.partition("?")[0]
+        headers = request.headers
+        if authorization is not None:
+            # The wire writes the head as Latin-1; a UTF-8 user name goes out as its bytes (what httpx sends).
+            headers = [*headers, ("Authorization", authorization if authorization.isascii()
+                                  else authorization.encode("utf-8").decode("latin-1"))]
         try:
-            resp = self._wire.exchange(request.method, request.url.raw_path.decode("ascii"), headers,
-                                       request.read(), budget)
+            resp = self._wire.exchange(request.method, request.target, headers, request.body, budget)
             received_utc = dt.datetime.now(dt.timezone.utc)
             body = self._wire.read_body(resp, AUTH_BODY_MAX if resp.status == 401 else max_bytes)
         except (Offline, Timeout, ProtocolError) as exc:
-            raise type(exc)(f"{where}: {exc}") from None
-        return Reply(status=resp.status, headers=resp.headers, body=body, path=request.url.path,
-                     sent_utc=sent_utc, received_utc=received_utc, raw_headers=resp.raw_headers, request=request)
+            raise type(exc)(f"{self.device_id}: {request.method} {path}: {exc}") from None
+        return Reply(status=resp.status, headers=resp.headers, body=body, path=path,
+                     sent_utc=sent_utc, received_utc=received_utc, raw_headers=resp.raw_headers)
 
 
 class HttpDriver(Driver):

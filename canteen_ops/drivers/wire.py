@@ -1,6 +1,6 @@
 """The wire under every driver: one keep-alive HTTP/1.1 connection per device, on the standard library's
-http.client. ONVIF's zeep transport and the Hikvision/Dahua channel (drivers/http.py, which keeps httpx for
-requests and Digest) both send through it, so every vendor gets the same connection rules:
+http.client. ONVIF's zeep transport and the Hikvision/Dahua channel (drivers/http.py) both send through it, so
+every vendor gets the same connection rules:
 
 - one request at a time; head and body leave in one send (http.client would send them separately: one more
   syscall and one more wake-up of the device per request); TCP_NODELAY, or Nagle holds the tail of a request

@@ -28,8 +28,9 @@ def _md5(s: str) -> str:
 
 class FakeDevice:
     def __init__(self, *, password="secret", user="admin", scheme="digest", stale_after=None, rotate=False,
-                 stale_style="header", locked=False, routes=None, tls=False):
+                 stale_style="header", locked=False, routes=None, tls=False, challenge=None):
         self.user, self.password, self.scheme = user, password, scheme
+        self.challenge = challenge  # a fixed WWW-Authenticate value instead of ours
         self.stale_after, self.rotate, self.stale_style, self.locked = stale_after, rotate, stale_style, locked
         self.routes = routes or {}
         self.nonces: dict[str, int] = {}
@@ -91,6 +92,8 @@ class FakeDevice:
         return n
 
     def _challenge(self, stale=False) -> str:
+        if self.challenge is not None:
+            return self.challenge
         if self.scheme == "basic":
             return 'Basic realm="Device_CGI"'
         return (f'Digest realm="{REALM}", qop="auth", nonce="{self._new_nonce()}", algorithm="MD5"'

@@ -1,0 +1,124 @@
+"""Digest and Basic answers (drivers/httpauth.py) against httpx's own DigestAuth/BasicAuth, field for field, and
+the request head DeviceHTTP builds against the one httpx would build. Devices saw httpx's requests before the
+drivers stopped building httpx.Requests; they must not see a different one now."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from canteen_ops.drivers import httpauth
+from canteen_ops.drivers.base import AuthFailed, ProtocolError
+from canteen_ops.drivers.hikvision import HikvisionDriver
+from canteen_ops.drivers.http import DeviceHTTP
+from canteen_ops.drivers.httpauth import Digest, basic, first_digest, parse_challenge
+
+from .fake_digest import FakeDevice
+from .test_http_auth import device
+
+CNONCE = bytes(range(8))
+
+
+def httpx_headers(method, url, challenge, user, password, times=1, content=None, headers=None):
+    """What httpx.DigestAuth sends after a 401 with `challenge`, for `times` requests in a row."""
+    auth = httpx.DigestAuth(user, password)
+    auth._get_client_nonce = lambda nc, nonce: CNONCE.hex().encode()
+    out = []
+    for i in range(times):
+        request = httpx.Request(method, url, content=content, headers=headers)
+        flow = auth.sync_auth_flow(request)
+        sent = next(flow)
+        if i == 0:
+            sent = flow.send(httpx.Response(401, headers={"WWW-Authenticate": challenge}, request=request))
+        out.append(sent.headers["Authorization"])
+    return out
+
+
+@pytest.fixture
+def fixed_cnonce(monkeypatch):
+    monkeypatch.setattr(httpauth.os, "urandom", lambda n: CNONCE[:n])
+
+
+@pytest.mark.parametrize("challenge", [
+    'Digest realm="DS-1a2b3c4d", qop="auth", nonce="4e6a6b4d5a6a", algorithm="MD5"',
+    'Digest realm="Login to 7J0ABC", qop="auth", nonce="1234", opaque="5ccc069c403ebaf9f0171e9517f40e41"',
+    'Digest realm="r", qop="auth,auth-int", nonce="n", algorithm=MD5-sess',
+    'Digest realm="r", qop="auth", nonce="n", algorithm=SHA-256',
+    'Digest realm="r", qop="auth", nonce="n", algorithm=SHA-256-sess, opaque="o"',
+    'Digest realm="old, with comma", nonce="n"',  # RFC 2069: no qop
+])
+@pytest.mark.parametrize("user", ["admin", "值班员"])
+def test_digest_answer_is_httpx_digestauth_field_for_field(fixed_cnonce, challenge, user):
+    target = "/cgi-bin/mediaFileFind.cgi?action=findFile&object=1&condition.Types[0]=dav"
+    ours = Digest(user, "pa:ss wörd", parse_challenge(challenge))
+    got = [ours.authorization("GET", target) for _ in range(3)]
+    want = httpx_headers("GET", "http://127.0.0.1" + target, challenge, user, "pa:ss wörd", times=3)
+    assert got == want
+    if "qop" in challenge:
+        assert "nc=00000003" in got[2]
+
+
+def test_basic_answer_is_httpx_basicauth():
+    request = httpx.Request("GET", "http://127.0.0.1/")
+    want = next(httpx.BasicAuth("管理员", "p:w").sync_auth_flow(request)).headers["Authorization"]
+    assert basic("管理员", "p:w") == want
+
+
+@pytest.mark.parametrize("header, message", [
+    ('Digest realm="r"', "no realm or nonce"),
+    ('Digest nonce="n"', "no realm or nonce"),
+    ('Digest realm="r", nonce="n", algorithm=SHA-999', "unsupported Digest algorithm"),
+    ('Digest realm="r", nonce="n", qop="auth-int"', "only qop=auth"),
+    ('Basic realm="r"', "not a Digest challenge"),
+])
+def test_challenges_we_cannot_answer_are_protocol_errors(header, message):
+    with pytest.raises(ProtocolError, match=message):
+        parse_challenge(header)
+
+
+def test_first_digest_challenge_is_picked_among_several():
+    ch = first_digest(['Basic realm="x"', 'Digest realm="r", nonce="n", qop="auth"'])
+    assert (ch.realm, ch.nonce, ch.qop, ch.algorithm) == ("r", "n", "auth", "MD5")
+    with pytest.raises(ProtocolError, match="without a Digest"):
+        first_digest(['Basic realm="x"'])
+
+
+@pytest.mark.parametrize("base_url", ["http://127.0.0.1:80", "http://127.0.0.1:8080", "https://127.0.0.1:443",
+                                      "http://[::1]:80", "http://[::1]:8000"])
+@pytest.mark.parametrize("method, content, headers", [
+    ("GET", None, None),
+    ("PUT", b"<Time/>", {"Content-Type": "application/xml"}),
+    ("POST", None, None),
+])
+def test_request_head_is_the_one_httpx_builds(base_url, method, content, headers):
+    http = DeviceHTTP(device_id="d", base_url=base_url, username="u", password="p", timeout=1,
+                      on_auth_failure=lambda r, a: None)
+    want = httpx.Request(method, base_url + "/ISAPI/System/time",
+                         headers={"Accept": "*/*", "Accept-Encoding": "identity", "User-Agent": "canteen-ops",
+                                  **(headers or {})}, content=content)
+    assert http._head(method, headers, content) == [(k.decode(), v.decode()) for k, v in want.headers.raw]
+
+
+@pytest.mark.parametrize("target", ["ISAPI/System/time", "/a b", "/caf\u00e9", "/a\r\nX: y"])
+def test_a_target_that_is_not_ready_for_the_request_line_is_refused_before_sending(target):
+    with FakeDevice() as fake:
+        http = DeviceHTTP(device_id="d", base_url=fake.url, username="admin", password="secret", timeout=1,
+                          on_auth_failure=lambda r, a: None)
+        with pytest.raises(ValueError, match="not a request target"):
+            http.request("GET", target)
+        assert fake.requests == 0
+
+
+@pytest.mark.parametrize("challenge, message", [
+    ('Digest realm="r", qop="auth-int", nonce="n"', "only qop=auth"),
+    ('Digest realm="r", nonce="n", algorithm=SHA-999', "unsupported Digest algorithm"),
+    ('Digest qop="auth"', "no realm or nonce"),
+])
+def test_a_challenge_we_cannot_answer_sends_no_credentials_and_is_not_a_failed_login(challenge, message):
+    with FakeDevice(challenge=challenge) as fake:
+        with HikvisionDriver(device(fake.port), "secret") as drv:
+            with pytest.raises(ProtocolError, match=message) as exc:
+                drv.login()
+            assert not isinstance(exc.value, AuthFailed)
+            assert "cam-1" in str(exc.value)
+        assert (fake.requests, fake.auth_attempts) == (1, 0)
