@@ -8,10 +8,10 @@ Facts and their sources are in shared/reference/protocols.md §0 and §A.
 from __future__ import annotations
 
 import datetime as dt
+import html
 import re
 import uuid
 from typing import Any
-from xml.sax.saxutils import escape
 
 from canteen_ops.drivers import xmlsafe as X
 from canteen_ops.drivers.xmlsafe import Element
@@ -209,7 +209,7 @@ def build_search(search_id: str, track: int, start_local: dt.datetime, end_local
     return (
         '<?xml version="1.0" encoding="utf-8"?>\n'
         "<CMSearchDescription>"
-        f"<searchID>{escape(search_id)}</searchID>"
+        f"<searchID>{html.escape(search_id, quote=False)}</searchID>"
         f"<trackIDList><trackID>{int(track)}</trackID></trackIDList>"
         "<timeSpanList><timeSpan>"
         f"<startTime>{start_local.strftime(fmt)}</startTime><endTime>{end_local.strftime(fmt)}</endTime>"

@@ -14,8 +14,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import re
 from typing import NamedTuple
-from urllib.request import parse_http_list
 
 from canteen_ops.drivers.base import ProtocolError
 
@@ -29,6 +29,16 @@ _HASHES = {
     "SHA-512": hashlib.sha512,
     "SHA-512-SESS": hashlib.sha512,
 }
+
+
+# auth-param = token "=" ( token / quoted-string ), comma-separated (RFC 7235 §2.1); a quoted string may hold
+# commas and backslash escapes (quoted-pair).
+_PARAM = re.compile(r'([^\s=,]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^,]*)')
+_QUOTED_PAIR = re.compile(r"\\(.)")
+
+
+def _quoted(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 class Challenge(NamedTuple):
@@ -45,11 +55,11 @@ def parse_challenge(header: str) -> Challenge:
     if scheme.lower() != "digest":
         raise ProtocolError(f"not a Digest challenge: {header[:60]!r}")
     fields: dict[str, str] = {}
-    for item in parse_http_list(rest):
-        key, sep, value = item.partition("=")
-        if sep:
-            value = value.strip()
-            fields[key.strip().lower()] = value[1:-1] if len(value) > 1 and value[0] == value[-1] == '"' else value
+    for m in _PARAM.finditer(rest):
+        value = m.group(2).strip()
+        if len(value) > 1 and value[0] == value[-1] == '"':
+            value = _QUOTED_PAIR.sub(r"\1", value[1:-1])
+        fields[m.group(1).lower()] = value
     if "realm" not in fields or "nonce" not in fields:
         raise ProtocolError("malformed Digest challenge (no realm or nonce)")
     algorithm = fields.get("algorithm", "MD5")
@@ -98,10 +108,10 @@ class Digest:
             response = self._hex(f"{ha1}:{ch.nonce}:{ha2}")
         else:
             response = self._hex(f"{ha1}:{ch.nonce}:{nc}:{cnonce}:{ch.qop}:{ha2}")
-        parts = [f'username="{self._username}"', f'realm="{ch.realm}"', f'nonce="{ch.nonce}"', f'uri="{uri}"',
-                 f'response="{response}"', f"algorithm={ch.algorithm}"]
+        parts = [f"username={_quoted(self._username)}", f"realm={_quoted(ch.realm)}", f"nonce={_quoted(ch.nonce)}",
+                 f'uri="{uri}"', f'response="{response}"', f"algorithm={ch.algorithm}"]
         if ch.opaque:
-            parts.append(f'opaque="{ch.opaque}"')
+            parts.append(f"opaque={_quoted(ch.opaque)}")
         if ch.qop:
             parts += [f"qop={ch.qop}", f"nc={nc}", f'cnonce="{cnonce}"']
         return "Digest " + ", ".join(parts)

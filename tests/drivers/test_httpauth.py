@@ -46,6 +46,7 @@ def fixed_cnonce(monkeypatch):
     'Digest realm="r", qop="auth", nonce="n", algorithm=SHA-256',
     'Digest realm="r", qop="auth", nonce="n", algorithm=SHA-256-sess, opaque="o"',
     'Digest realm="old, with comma", nonce="n"',  # RFC 2069: no qop
+    'Digest realm="r",nonce=abc,qop=auth,algorithm=MD5',  # tokens, no spaces
 ])
 @pytest.mark.parametrize("user", ["admin", "值班员"])
 def test_digest_answer_is_httpx_digestauth_field_for_field(fixed_cnonce, challenge, user):
@@ -56,6 +57,18 @@ def test_digest_answer_is_httpx_digestauth_field_for_field(fixed_cnonce, challen
     assert got == want
     if "qop" in challenge:
         assert "nc=00000003" in got[2]
+
+
+def test_quoted_pairs_are_unescaped_for_the_hash_and_escaped_again_in_the_answer(fixed_cnonce):
+    """RFC 7235 quoted-string: the realm is `a "quoted" realm`; httpx hashes the same value (so the response field
+    matches) but echoes it without escapes, which would break the header's quoting."""
+    challenge = 'Digest realm="a \\"quoted\\" realm",nonce=abc,qop=auth'
+    assert parse_challenge(challenge).realm == 'a "quoted" realm'
+    ours = Digest("admin", "pw", parse_challenge(challenge)).authorization("GET", "/x")
+    assert 'realm="a \\"quoted\\" realm"' in ours
+    theirs = httpx_headers("GET", "http://127.0.0.1/x", challenge, "admin", "pw")[0]
+    response = [p for p in theirs.split(", ") if p.startswith("response=")]
+    assert response and response[0] in ours
 
 
 def test_basic_answer_is_httpx_basicauth():
