@@ -12,7 +12,7 @@ import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
 from canteen_ops.status import Result, Status, worst
 
@@ -43,7 +43,7 @@ class RunOutcome:
 
 
 def run_devices(
-    devices: list["Device"],
+    devices: list["Device"] | Iterator["Device"],
     task: DeviceTask,
     *,
     workers: int | None = None,
@@ -60,11 +60,16 @@ def run_devices(
     `unknown` result and its late results are dropped. Ctrl-C stops scheduling, keeps what finished and
     re-raises KeyboardInterrupt after `on_result` has seen every finished result. `on_device(device, results)`
     follows the device's last `on_result`, in the calling thread (check --processes sends one message per device).
+
+    devices may be an iterator: the next device is taken only when a worker is free for it (a forked child
+    takes its devices from a feed shared with the others, checks/fanout.py); no progress bar then.
     """
     outcome = RunOutcome()
-    if not devices:
+    total = len(devices) if isinstance(devices, list) else None
+    if total == 0:
         return outcome
-    ceiling = max(1, min(workers or default_workers(), len(devices)))
+    source = iter(devices)
+    ceiling = max(1, min(workers or default_workers(), total or sys.maxsize))
     # An explicit worker count is kept; the default one is reached only while devices keep us waiting.
     concurrency = _Concurrency(ceiling, start=ceiling if workers else _Concurrency.START)
     show = sys.stderr.isatty() if progress is None else progress
@@ -93,15 +98,20 @@ def run_devices(
                 r.duration_ms = round((time.monotonic() - t0) * 1000, 1)
         return results
 
-    bar = _Progress(len(devices), label) if show else None
+    bar = _Progress(total, label) if show and total else None
     pool = ThreadPoolExecutor(max_workers=ceiling, thread_name_prefix="device")
     pending: dict[Future, tuple["Device", float]] = {}
-    queue = list(devices)
+    more = True
     try:
-        while queue or pending:
-            while queue and len(pending) < concurrency.limit:
-                device = queue.pop(0)
-                pending[pool.submit(guarded, device)] = (device, time.monotonic())
+        while more or pending:
+            while more and len(pending) < concurrency.limit:
+                device = next(source, None)
+                if device is None:
+                    more = False
+                else:
+                    pending[pool.submit(guarded, device)] = (device, time.monotonic())
+            if not pending:
+                break
             timeout = concurrency.tick()
             if deadline_s:
                 oldest = min(started for _, started in pending.values())

@@ -404,22 +404,45 @@ def test_forked_child_that_dies_reports_its_devices(fleet, monkeypatch):
     assert {r.device_id for r in out.results if r.device_id} == {"nvr-01"} | {f"cam-0{i}" for i in range(1, 7)}
 
 
-def test_processes_get_an_equal_share_of_each_kind_of_device():
-    """Schools of one NVR and an odd number of cameras put every NVR at an even position: dealing the inventory
-    order round-robin gave one child all the NVRs (the expensive devices). deal() shares each kind out."""
+def test_feed_hands_out_each_device_once_own_stage_first_then_the_others():
+    """Children take devices one at a time from a shared feed: their own stage's first, then any other stage's,
+    so a child whose stage ran dry keeps working; the parent can tell which devices a (dead) child had taken."""
+    import multiprocessing as mp
     from types import SimpleNamespace
 
-    from canteen_ops.checks.fanout import deal
+    from canteen_ops.checks.fanout import _Feed
 
-    fleet = []
-    for s in range(10):
-        fleet.append(SimpleNamespace(id=f"s{s}-nvr", kind="nvr", vendor="dahua" if s % 2 else "hikvision"))
-        fleet += [SimpleNamespace(id=f"s{s}-cam{c}", kind="camera", vendor="onvif") for c in range(9)]
-    chunks = deal(fleet, 2)
-    assert sorted(d.id for c in chunks for d in c) == sorted(d.id for d in fleet)  # each device exactly once
-    for chunk in chunks:
-        nvrs = [d.vendor for d in chunk if d.kind == "nvr"]
-        assert len(chunk) == 50 and len(nvrs) == 5 and sorted(nvrs.count(v) for v in ("hikvision", "dahua")) == [2, 3]
+    http = [SimpleNamespace(id=f"h{i}") for i in range(3)]
+    onvif = [SimpleNamespace(id=f"o{i}") for i in range(5)]
+    feed = _Feed(mp.get_context("fork"), [http, onvif])
+    early = [feed.take(0, 0).id for _ in range(4)]  # stage 0's child: its 3, then stage 1's
+    late = [d.id for d in feed.devices(1, 1)]  # stage 1's child: the rest
+    assert early == ["h0", "h1", "h2", "o0"] and late == ["o1", "o2", "o3", "o4"]
+    assert feed.take(0, 0) is None
+    assert [d.id for d in feed.taken_by(0)] == early and [d.id for d in feed.taken_by(1)] == late
+    assert feed.untaken() == []
+
+
+def test_check_stages_put_onvif_devices_last_nvrs_first_and_load_zeep_only_for_them(tmp_path):
+    """The Hikvision/Dahua stage's children fork before the ONVIF WSDLs load (zeep is not imported by its
+    preparation); NVRs lead each stage (the longest work starts first)."""
+    import subprocess
+    import sys
+    from types import SimpleNamespace
+
+    from canteen_ops.checks.fanout import check_stages
+
+    fleet = [SimpleNamespace(id=i, vendor=v, kind=k) for i, v, k in [
+        ("c1", "onvif", "camera"), ("c2", "hikvision", "camera"), ("n1", "onvif", "nvr"), ("n2", "dahua", "nvr")]]
+    stages = check_stages(fleet, ["reachable", "retention"])
+    assert [[d.id for d in st.devices] for st in stages] == [["n2", "c2"], ["n1", "c1"]]
+    code = ("import sys; from types import SimpleNamespace as S; from canteen_ops.checks.fanout import check_stages; "
+            "st = check_stages([S(id='a', vendor='dahua', kind='nvr'), S(id='b', vendor='onvif', kind='nvr')], "
+            "['retention']); st[0].prepare(); print('zeep' in sys.modules); st[1].prepare(); "
+            "from canteen_ops.drivers import onvif; print('zeep' in sys.modules, sorted(onvif._clients))")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split("\n")[:2] == ["False", "True ['device', 'search']"]
 
 
 def test_default_processes_fork_for_big_fleets_and_for_a_few_streams(monkeypatch):

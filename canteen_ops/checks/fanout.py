@@ -1,8 +1,9 @@
 """Spread a fleet over several processes, so checks use every core (the GIL keeps one process's threads on
 one core: zeep and HTTP parsing are CPU work, a few ms per camera and more per NVR).
 
-Each child is forked with everything already loaded (inventory, history, parsed WSDLs), runs the ordinary
-threaded runner on its share of the devices, and sends each device's results back over its pipe. The parent
+Children are forked in stages (check_stages), each with what its stage's devices need already loaded
+(inventory, history, drivers, parsed WSDLs); each runs the ordinary threaded runner on devices it takes one at
+a time from a feed shared with the others (_Feed), and sends each device's results back over its pipe. The parent
 stays the only writer of the log: `on_results` gets each device's results in the parent's thread, as with one
 process. Ctrl-C in the parent stops the children and keeps every result already received.
 """
@@ -12,7 +13,8 @@ from __future__ import annotations
 import gc
 import os
 import signal
-from typing import TYPE_CHECKING, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from canteen_ops.gcpause import gc_paused
 from canteen_ops.runner import RunOutcome, run_devices
@@ -24,28 +26,42 @@ if TYPE_CHECKING:
 _DONE, _DEVICE, _FAILED = "done", "device", "failed"
 
 
-def run_forked(devices: list["Device"], task: Callable[["Device"], list[Result]], *, processes: int,
+@dataclass
+class Stage:
+    """Devices that need the same things loaded (drivers, WSDLs, PyAV), and the function that loads them."""
+
+    devices: list["Device"]
+    prepare: Callable[[], None]
+
+
+def run_forked(stages: list[Stage], task: Callable[["Device"], list[Result]], *, processes: int,
                workers: int | None, deadline_s: float | None,
                on_results: Callable[[list[Result]], None] | None,
                progress: bool | None, label: str = "checking") -> RunOutcome:
+    """Stage by stage, load what the stage's devices need and fork its share of the children; every child takes
+    devices from one shared feed, its own stage's first. A child forked before a later stage's loading (the ONVIF
+    WSDLs, ~0.2 s on one core) works meanwhile on the core that loading leaves idle."""
     import multiprocessing as mp
     import sys
     from multiprocessing.connection import wait
 
     ctx = mp.get_context("fork")
-    chunks = deal(devices, processes)
+    stages = [st for st in stages if st.devices]
+    devices = [d for st in stages for d in st.devices]
+    feed = _Feed(ctx, [st.devices for st in stages])
     remember_passwords(devices)
     per_child_workers = max(1, (workers or 0) // processes) if workers else None
 
-    def child(index: int, chunk: list["Device"], conn) -> None:
+    def child(index: int, stage: int, conn) -> None:
         # One pipe per child, written synchronously from the child's main thread: no multiprocessing.Queue feeder
         # thread, whose join at exit could hang a forked child for ever (seen in CI), and a dead child reads as
         # EOF at once. One message per device with all its results: 1,000 devices make 1,000 messages, not 6,000.
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
         batch_scheduling()
         try:
-            out = run_devices(chunk, task, workers=per_child_workers, deadline_s=deadline_s, progress=False,
-                              on_device=lambda device, results: conn.send((_DEVICE, results)), label=label)
+            out = run_devices(feed.devices(index, stage), task, workers=per_child_workers, deadline_s=deadline_s,
+                              progress=False, on_device=lambda device, results: conn.send((_DEVICE, results)),
+                              label=label)
             conn.send((_DONE, index, out.timed_out))
         except BaseException as exc:  # noqa: BLE001 - reported to the parent, which reports the devices
             conn.send((_FAILED, index, f"{type(exc).__name__}: {exc}"))
@@ -53,20 +69,8 @@ def run_forked(devices: list["Device"], task: Callable[["Device"], list[Result]]
             conn.close()
 
     outcome = RunOutcome()
-    procs = []
-    # Everything loaded so far (inventory, parsed WSDLs) is frozen for the fork: a child's garbage collector
-    # would otherwise walk it on every full collection (a tenth of a child's CPU on the 1,000-device lab) and
-    # touch its pages, undoing copy-on-write. The parent unfreezes once the children are started.
-    gc.freeze()
-    try:
-        for chunk in (c for c in chunks if c):
-            reader, writer = ctx.Pipe(duplex=False)
-            p = ctx.Process(target=child, args=(len(procs), chunk, writer), daemon=True)
-            p.start()
-            writer.close()  # only the child writes: its exit (however it happens) is EOF here
-            procs.append((p, chunk, reader))
-    finally:
-        gc.unfreeze()
+    procs: list[tuple[Any, Any]] = []  # (process, its pipe's reading end)
+    readers: dict[Any, int] = {}
     show = sys.stderr.isatty() if progress is None else progress
     bar = None
     if show:
@@ -75,13 +79,18 @@ def run_forked(devices: list["Device"], task: Callable[["Device"], list[Result]]
         bar = _Progress(len(devices), label)
     seen: set[str] = set()
     done: set[int] = set()
-    readers = {reader: i for i, (_, _, reader) in enumerate(procs)}
 
     def emit(results: list[Result]) -> None:  # one device's results
         outcome.results.extend(results)
         seen.update(r.device_id for r in results if r.device_id)
         if on_results:
             on_results(results)
+
+    def lost(devices_lost: list["Device"], why: str) -> None:
+        """Devices that will never report: one unknown line each."""
+        for d in devices_lost:
+            if d.id not in seen:
+                emit([Result(d.id, "task", Status.UNKNOWN, why, school_id=d.school_id)])
 
     def handle(i: int, msg) -> None:
         if msg[0] == _DEVICE:
@@ -93,9 +102,29 @@ def run_forked(devices: list["Device"], task: Callable[["Device"], list[Result]]
             outcome.timed_out.extend(msg[2])
         elif msg[0] == _FAILED:
             done.add(i)
-            _lost(procs[i][1], seen, f"worker process failed: {msg[2]}", emit)
+            lost(feed.taken_by(i), f"worker process failed: {msg[2]}")
 
     try:
+        for stage, count in enumerate(_spread(processes, len(stages))):
+            if not count:
+                continue  # more stages than children: the first children load what they need themselves
+            with gc_paused():  # modules and parsed WSDLs stay alive: nothing for the collector to find
+                stages[stage].prepare()
+            # Everything loaded so far (inventory, parsed WSDLs) is frozen for the fork: a child's garbage
+            # collector would otherwise walk it on every full collection (a tenth of a child's CPU on the
+            # 1,000-device lab) and touch its pages, undoing copy-on-write. Unfrozen once the stage has forked.
+            gc.freeze()
+            try:
+                for _ in range(count):
+                    reader, writer = ctx.Pipe(duplex=False)
+                    _roomy(writer)
+                    p = ctx.Process(target=child, args=(len(procs), stage, writer), daemon=True)
+                    p.start()
+                    writer.close()  # only the child writes: its exit (however it happens) is EOF here
+                    readers[reader] = len(procs)
+                    procs.append((p, reader))
+            finally:
+                gc.unfreeze()
         while readers:
             for reader in wait(list(readers), timeout=0.5):
                 i = readers[reader]
@@ -103,17 +132,18 @@ def run_forked(devices: list["Device"], task: Callable[["Device"], list[Result]]
                     handle(i, reader.recv())
                 except (EOFError, OSError):
                     del readers[reader]
-                    p, chunk, _ = procs[i]
+                    p, _ = procs[i]
                     p.join(timeout=5)
                     if i not in done:  # died without saying so (killed, out of memory)
                         done.add(i)
-                        _lost(chunk, seen, f"worker process died (exit {p.exitcode})", emit)
+                        lost(feed.taken_by(i), f"worker process died (exit {p.exitcode})")
+        lost(feed.untaken(), "not checked: every worker process ended before it")
     except KeyboardInterrupt:
         outcome.interrupted = True
-        for p, _, _ in procs:
+        for p, _ in procs:
             if p.is_alive():
                 p.terminate()
-        for reader, i in list(readers.items()):  # keep what already arrived
+        for reader in readers:  # keep what already arrived
             try:
                 while reader.poll(0):
                     msg = reader.recv()
@@ -123,7 +153,7 @@ def run_forked(devices: list["Device"], task: Callable[["Device"], list[Result]]
                 pass
         raise
     finally:
-        for p, _, reader in procs:
+        for p, reader in procs:
             p.join(timeout=5)
             if p.is_alive():
                 p.kill()
@@ -131,6 +161,63 @@ def run_forked(devices: list["Device"], task: Callable[["Device"], list[Result]]
         if bar:
             bar.close()
     return outcome
+
+
+class _Feed:
+    """The devices of a forked run, handed out one at a time through memory the children share: the next
+    position in each stage's list, and which child took each device. A child takes its own stage's devices
+    first, then the other stages' in order, so the children finish together however the work turns out to be
+    spread (one device at a time: a static share per child left one core idle whenever the shares' costs
+    differed), and the parent knows which devices a child that died had taken."""
+
+    def __init__(self, ctx, lists: list[list["Device"]]):
+        self._lists = lists
+        self._offsets = [sum(len(x) for x in lists[:k]) for k in range(len(lists))]
+        self._next = ctx.RawArray("l", len(lists))
+        self._owner = ctx.RawArray("h", sum(len(x) for x in lists))  # child index + 1; 0 = not taken yet
+        self._lock = ctx.Lock()
+
+    def take(self, child: int, stage: int) -> "Device | None":
+        with self._lock:
+            for k in [stage] + [k for k in range(len(self._lists)) if k != stage]:
+                i = self._next[k]
+                if i < len(self._lists[k]):
+                    self._next[k] = i + 1
+                    self._owner[self._offsets[k] + i] = child + 1
+                    return self._lists[k][i]
+        return None
+
+    def devices(self, child: int, stage: int) -> Iterator["Device"]:
+        while (device := self.take(child, stage)) is not None:
+            yield device
+
+    def _with_owner(self, owner: int) -> list["Device"]:
+        flat = [d for x in self._lists for d in x]
+        return [d for k, d in enumerate(flat) if self._owner[k] == owner]
+
+    def taken_by(self, child: int) -> list["Device"]:
+        return self._with_owner(child + 1)
+
+    def untaken(self) -> list["Device"]:
+        return self._with_owner(0)
+
+
+def _spread(processes: int, stages: int) -> list[int]:
+    """Children per stage: an equal share each, the remainder to the first stages (they start working sooner);
+    at least one per stage while there are children to give."""
+    base, extra = divmod(processes, stages)
+    return [base + (1 if k < extra else 0) for k in range(stages)]
+
+
+def _roomy(conn) -> None:
+    """Give a child's pipe 1 MiB (Linux; 64 KiB by default): a child forked early keeps sending results while the
+    parent is still loading a later stage's WSDLs, and a full pipe would stop it."""
+    try:
+        import fcntl
+
+        fcntl.fcntl(conn.fileno(), fcntl.F_SETPIPE_SZ, 1 << 20)
+    except (ImportError, AttributeError, OSError):
+        pass
 
 
 def batch_scheduling() -> bool:
@@ -161,25 +248,6 @@ def remember_passwords(devices: list["Device"]) -> None:
             pass
 
 
-def deal(devices: list["Device"], n: int) -> list[list["Device"]]:
-    """Split devices over n processes so each gets its share of every kind of work: dealt round-robin within
-    each (kind, vendor) class, NVRs (the expensive devices) first. Dealing the inventory order itself would
-    give one child every NVR whenever schools have an even number of devices (NVR first, then cameras)."""
-    classes: dict[tuple[str, str], list["Device"]] = {}
-    for d in devices:
-        classes.setdefault((d.kind, d.vendor), []).append(d)
-    ordered = [d for key in sorted(classes, key=lambda k: (k[0] != "nvr", k)) for d in classes[key]]
-    return [ordered[i::n] for i in range(n)]
-
-
-def _lost(chunk, seen: set[str], why: str, emit) -> None:
-    """Devices of a failed child that never reported: one unknown line each."""
-    for d in chunk:
-        if d.id not in seen:
-            seen.add(d.id)
-            emit([Result(d.id, "task", Status.UNKNOWN, why, school_id=d.school_id)])
-
-
 def default_processes(n_devices: int, checks: list[str] | tuple[str, ...] = ()) -> int:
     """How many processes `check` forks when not told.
 
@@ -196,37 +264,44 @@ def default_processes(n_devices: int, checks: list[str] | tuple[str, ...] = ()) 
     return min(cores, 8) if n_devices >= 200 else 1
 
 
-def warm_shared_state(devices: list["Device"], checks: list[str]) -> None:
-    """Load, once in the parent, what the children will need, so they share it instead of each loading it: the
-    drivers of the vendors in the fleet, the ONVIF WSDLs (device management always, recording search for NVR
-    checks, media for stream checks; a WSDL nobody needs would be ~0.1 s of the parent's time before the fork)
-    and, for stream checks, PyAV and the picture metrics."""
-    with gc_paused():  # modules and parsed WSDLs stay alive: nothing for the collector to find
-        _warm(devices, checks)
+def check_stages(devices: list["Device"], checks: list[str]) -> list[Stage]:
+    """check's stages: the Hikvision/Dahua devices, whose drivers load in ~50 ms, then the ONVIF devices, whose
+    WSDLs take ~0.2 s more (device management always, recording search for NVR checks, media for stream checks).
+    Loaded once in the parent, the children share them instead of each loading its own; the first stage's
+    children start while the parent still loads the second's (a WSDL nobody needs is not loaded at all). PyAV
+    and the picture metrics are loaded for stream checks. NVRs come first in each stage: the longest work
+    starts first, so no child is left with one at the end."""
+    video = bool({"stream", "picture"} & set(checks))
+    onvif = [d for d in devices if d.vendor == "onvif"]
+    others = [d for d in devices if d.vendor != "onvif"]
+
+    def prepare_others() -> None:
+        _load(sorted({d.vendor for d in others}), video)
+
+    def prepare_onvif() -> None:
+        _load(["onvif"], video)
+        from canteen_ops.drivers.onvif import shared_client
+
+        shared_client("device")
+        if any(d.kind == "nvr" for d in onvif) and {"channels", "retention", "gaps"} & set(checks):
+            shared_client("search")
+        if video:
+            shared_client("media")
+
+    return [Stage(_nvr_first(others), prepare_others), Stage(_nvr_first(onvif), prepare_onvif)]
 
 
-def _warm(devices: list["Device"], checks: list[str]) -> None:
+def _nvr_first(devices: list["Device"]) -> list["Device"]:
+    return sorted(devices, key=lambda d: d.kind != "nvr")
+
+
+def _load(vendors: list[str], video: bool) -> None:
     from canteen_ops.drivers.base import driver_class
 
-    for vendor in sorted({d.vendor for d in devices}):
+    for vendor in vendors:
         driver_class(vendor)
-    video = bool({"stream", "picture"} & set(checks))
     if video:
         import av  # noqa: F401
 
         import canteen_ops.media.probe  # noqa: F401
         import canteen_ops.media.quality  # noqa: F401
-    onvif = [d for d in devices if d.vendor == "onvif"]
-    if not onvif:
-        return
-    from canteen_ops.drivers.onvif import shared_client
-
-    services = ["device"]
-    if any(d.kind == "nvr" for d in onvif) and {"channels", "retention", "gaps"} & set(checks):
-        services.append("search")
-    if video:
-        services.append("media")
-    for service in services:
-        shared_client(service)
-
-

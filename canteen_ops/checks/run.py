@@ -154,10 +154,9 @@ def run_checks(devices: list["Device"], inventory: "Inventory", names: list[str]
 
     processes = max(1, min(processes, len(devices)))
     if device_names and processes > 1:
-        from canteen_ops.checks.fanout import run_forked, warm_shared_state
+        from canteen_ops.checks.fanout import check_stages, run_forked
 
-        warm_shared_state(devices, device_names)
-        outcome = run_forked(devices, task, processes=processes, workers=workers, deadline_s=deadline_s,
+        outcome = run_forked(check_stages(devices, device_names), task, processes=processes, workers=workers, deadline_s=deadline_s,
                              on_results=on_results, progress=progress, label="checking")
     elif device_names:
         outcome = run_devices(devices, task, workers=workers, deadline_s=deadline_s, progress=progress,
