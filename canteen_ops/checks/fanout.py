@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from canteen_ops.inventory.model import Device
 
 _DONE, _DEVICE, _FAILED = "done", "device", "failed"
+BATCH_MAX = 64  # devices' results read from one child before the others get a turn
 
 
 @dataclass
@@ -79,18 +80,29 @@ def run_forked(stages: list[Stage], task: Callable[["Device"], list[Result]], *,
         bar = _Progress(len(devices), label)
     seen: set[str] = set()
     done: set[int] = set()
+    batch: list[Result] = []
 
-    def emit(results: list[Result]) -> None:  # one device's results
-        outcome.results.extend(results)
+    def emit(results: list[Result]) -> None:  # one device's results, delivered with the batch
+        batch.extend(results)
         seen.update(r.device_id for r in results if r.device_id)
-        if on_results:
-            on_results(results)
+
+    def flush() -> None:
+        """Deliver what arrived together in one call: check records a call's results in one transaction, and a
+        transaction per device was half of the parent's CPU once the children outpaced it (0.44 vs 0.23 ms a
+        device with ten a transaction). While the parent keeps up, a batch is one device."""
+        if batch:
+            results = batch.copy()
+            batch.clear()
+            outcome.results.extend(results)
+            if on_results:
+                on_results(results)
 
     def lost(devices_lost: list["Device"], why: str) -> None:
         """Devices that will never report: one unknown line each."""
         for d in devices_lost:
             if d.id not in seen:
                 emit([Result(d.id, "task", Status.UNKNOWN, why, school_id=d.school_id)])
+        flush()
 
     def handle(i: int, msg) -> None:
         if msg[0] == _DEVICE:
@@ -129,14 +141,19 @@ def run_forked(stages: list[Stage], task: Callable[["Device"], list[Result]], *,
             for reader in wait(list(readers), timeout=0.5):
                 i = readers[reader]
                 try:
-                    handle(i, reader.recv())
+                    for _ in range(BATCH_MAX):  # this message, and whatever else the child sent meanwhile
+                        handle(i, reader.recv())
+                        if not reader.poll(0):
+                            break
                 except (EOFError, OSError):
+                    flush()
                     del readers[reader]
                     p, _ = procs[i]
                     p.join(timeout=5)
                     if i not in done:  # died without saying so (killed, out of memory)
                         done.add(i)
                         lost(feed.taken_by(i), f"worker process died (exit {p.exitcode})")
+            flush()
         lost(feed.untaken(), "not checked: every worker process ended before it")
     except KeyboardInterrupt:
         outcome.interrupted = True
@@ -151,6 +168,7 @@ def run_forked(stages: list[Stage], task: Callable[["Device"], list[Result]], *,
                         emit(msg[1])
             except (EOFError, OSError):
                 pass
+        flush()
         raise
     finally:
         for p, reader in procs:

@@ -133,7 +133,8 @@ def run_checks(devices: list["Device"], inventory: "Inventory", names: list[str]
                progress: bool | None = None, driver_factory: DriverFactory | None = None,
                processes: int = 1) -> RunOutcome:
     """Check `devices`, then coverage of their schools. Results reach `on_results` in the calling thread as they
-    finish, a device's (or a school's coverage) together, so a caller can record them in one transaction; Ctrl-C
+    finish, a device's (or a school's coverage) together — several devices' at once when they arrived
+    together from forked children — so a caller can record them in one transaction; Ctrl-C
     propagates (KeyboardInterrupt) after every finished device's results were delivered.
 
     processes > 1 forks that many children (checks/fanout.py) to use more than one core on big fleets."""

@@ -63,7 +63,8 @@ def check(
     t0 = time.monotonic()
     with log.run("check", e.argv, e.operator) as run:
         def on_results(results) -> None:
-            # A device's results are recorded together, then shown: Ctrl-C never leaves a shown result unrecorded.
+            # A device's results (or several devices' that arrived together) are recorded in one transaction,
+            # then shown: Ctrl-C never leaves a shown result unrecorded.
             for r, result_id in zip(results, run.record_all(results)):
                 out.add(r, result_id, run.id)
                 if incidents is not None and r.status.value in ("crit", "ok"):
