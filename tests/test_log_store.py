@@ -349,3 +349,21 @@ def test_resolved_passwords_are_masked_in_free_text(tmp_path, monkeypatch):
     row = lg.query("SELECT summary, data FROM results")[0]
     lg.close()
     assert row["summary"] == "device said: bad login admin/***" and row["data"] == {"echo": ["***"]}
+
+
+def test_opening_the_log_leaves_sqlite_utils_unloaded_until_its_database_is_asked_for(tmp_path):
+    """sqlite_utils imports numpy (and pandas) when installed: ~120 ms every command used to pay for an object
+    nothing read. MaintenanceLog.db builds it on first use."""
+    code = textwrap.dedent(f"""
+        import sys
+        from canteen_ops.store.log import MaintenanceLog
+        log = MaintenanceLog.open({str(tmp_path / "log.db")!r})
+        log.record_result(None, __import__("canteen_ops.status", fromlist=["Result"]).Result("cam", "reachable",
+                          __import__("canteen_ops.status", fromlist=["Status"]).Status.OK, "fine"))
+        print("sqlite_utils" in sys.modules, "numpy" in sys.modules)
+        print(log.db["results"].count, "runs" in log.db.table_names())
+    """)
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split("\n")[:2] == ["False False", "1 True"]

@@ -6,6 +6,7 @@ sync can resume from the last pushed seq), `created_at` and `updated_at` (UTC IS
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import socket
@@ -13,13 +14,16 @@ import sqlite3
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 from canteen_ops.errors import LogUnusable
 from canteen_ops.redact import redact
 from canteen_ops.status import Result
 from canteen_ops.store.schema import SYNCED_TABLES, migrate
 from canteen_ops.timeutil import iso
+
+if TYPE_CHECKING:
+    import sqlite_utils
 
 JSON_COLUMNS = {"args", "data", "device_ids", "advisories", "notice_to"}
 
@@ -30,11 +34,17 @@ def new_id() -> str:
 
 class MaintenanceLog:
     def __init__(self, conn: sqlite3.Connection, path: Path):
-        import sqlite_utils
-
         self.conn = conn
         self.path = path
-        self.db = sqlite_utils.Database(conn)
+
+    @functools.cached_property
+    def db(self) -> "sqlite_utils.Database":
+        """The log as a sqlite-utils Database (ad-hoc queries, table introspection). Built on first use: importing
+        sqlite_utils imports numpy and pandas when they are installed (numpy is, for the picture metrics), ~120 ms
+        that every command opening the log paid while nothing here used it."""
+        import sqlite_utils
+
+        return sqlite_utils.Database(self.conn)
 
     @staticmethod
     def add_secret(value: str | None) -> None:
