@@ -23,7 +23,7 @@ HELP_ALSO_ABSENT = ("pydantic", "rich", "yaml")
 LOADED = "sorted({m.split('.')[0] for m, v in sys.modules.items() if v})"
 
 
-def loaded_after(tmp_path, argv: list[str]) -> set[str]:
+def loaded_after(tmp_path, argv: list[str], rc: int = 0) -> set[str]:
     code = (
         "import io, contextlib, json, sys\n"
         "import canteen_ops.cli.app as app\n"
@@ -36,7 +36,7 @@ def loaded_after(tmp_path, argv: list[str]) -> set[str]:
                        timeout=60)
     assert p.returncode == 0, p.stderr
     out = json.loads(p.stdout.strip().splitlines()[-1])
-    assert out["rc"] == 0, p.stderr
+    assert out["rc"] == rc, p.stderr
     return set(out["mods"])
 
 
@@ -63,6 +63,16 @@ def test_inventory_list_loads_nothing_heavy(tmp_path):
     assert not (tmp_path / "log.db").exists()
 
 
+def test_commands_on_the_log_and_bounded_options_leave_numpy_and_pydantic_out(tmp_path):
+    """Opening the log does not import sqlite_utils (it imports numpy and pandas: ~120 ms), and check's bounded
+    options (--workers min 1, --deadline min 0.1) are coerced without Typer's pydantic adapters (~150 ms)."""
+    mods = loaded_after(tmp_path, ["log", "list", "--limit", "5"])
+    assert "sqlite3" in mods and mods.isdisjoint(("sqlite_utils", "numpy", "pydantic")), mods
+    mods = loaded_after(tmp_path, ["-i", str(EXAMPLE), "check", "--school", "no-such-school", "--workers", "2",
+                                   "--deadline", "5"], rc=64)
+    assert mods.isdisjoint(("pydantic", "numpy")), mods
+
+
 def test_root_help_lists_every_group_without_building_them(cli):
     from canteen_ops.cli import app as app_module
 
@@ -84,6 +94,9 @@ def test_unknown_command_suggests_lazily_registered_ones(cli):
 @pytest.mark.parametrize("args, message", [
     (["log", "list", "--limit", "many"], "Invalid value for '--limit': 'many' is not a valid integer."),
     (["log", "list", "--limit"], "Option '--limit' requires an argument."),
+    (["check", "--workers", "0"], "Invalid value for '--workers': 0 is not in the range x>=1."),
+    (["check", "--deadline", "0.05"], "Invalid value for '--deadline': 0.05 is not in the range x>=0.1."),
+    (["check", "--deadline", "soon"], "Invalid value for '--deadline': 'soon' is not a valid float."),
 ])
 def test_plain_coercion_errors_are_usage_errors(cli, args, message):
     r = cli(*args)
@@ -92,7 +105,7 @@ def test_plain_coercion_errors_are_usage_errors(cli, args, message):
 
 
 def test_plain_coercion_values(cli, tmp_path):
-    from canteen_ops.cli.lazy import _plain_converter
+    from canteen_ops.cli.lazy import BadParameter, _plain_converter
     from typer.models import OptionInfo
 
     info = OptionInfo()
@@ -104,7 +117,12 @@ def test_plain_coercion_values(cli, tmp_path):
 
     assert _plain_converter(Path, info)("x/y") == Path("x/y")
     assert _plain_converter(Path, OptionInfo(exists=True)) is None  # constrained: Typer's own coercion
-    assert _plain_converter(int, OptionInfo(min=1)) is None
+    assert _plain_converter(int, OptionInfo(min=1))("3") == 3  # bounds on numbers are checked here
+    assert _plain_converter(float, OptionInfo(min=0.1, max=2))(" 2 ") == 2.0
+    with pytest.raises(BadParameter, match=r"^3.0 is not in the range 0.1<=x<=2.$"):
+        _plain_converter(float, OptionInfo(min=0.1, max=2))(3)
+    assert _plain_converter(int, OptionInfo(min=1, clamp=True)) is None  # clamping: Typer's own coercion
+    assert _plain_converter(str, OptionInfo(min=1)) is None
     # and through the CLI: repeated list options and a Path option
     r = cli("-i", EXAMPLE, "inventory", "list", "--json", "--kind", "nvr", "--kind", "camera", "--vendor", "onvif")
     assert r.code == 0 and len(json.loads(r.out)) == 2

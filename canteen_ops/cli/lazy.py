@@ -4,8 +4,8 @@ Two costs dominate a Typer start-up here, and both grow with the number of comma
 - building every command group's Click objects (signature inspection) even though one run uses one group;
   `LazyGroup` builds a group only when it is invoked, and `--help` reads each group's help text without building it;
 - Typer ≥ 0.29 coerces every option through a pydantic TypeAdapter: importing pydantic and building the adapters
-  costs ~100 ms per run. Our options are plain str / int / float / Path (or lists of them), whose coercion is
-  trivial, so `install_plain_coercion` gives those a direct one. Anything else (enums, min/max, custom parsers,
+  costs ~100-150 ms per run. Our options are plain str / int / float / Path (or lists of them, numbers with
+  min/max bounds), whose coercion is trivial, so `install_plain_coercion` gives those a direct one. Anything else (enums, min/max, custom parsers,
   path checks) keeps Typer's own coercion, and if Typer's internals change shape we silently keep Typer's path.
 """
 
@@ -93,10 +93,11 @@ def _build(name: str) -> click.Command:
 def _plain_converter(annotation: Any, info: Any):
     """A converter for a plain annotation, or None if Typer's own coercion must handle it."""
     constrained = (info.parser is not None or getattr(info, "click_type", None) is not None
-                   or info.min is not None or info.max is not None or getattr(info, "exists", False)
+                   or getattr(info, "clamp", False) or getattr(info, "exists", False)
                    or getattr(info, "resolve_path", False) or getattr(info, "allow_dash", False)
                    or getattr(info, "path_type", None) is not None)
-    if constrained:
+    bounded = info.min is not None or info.max is not None
+    if constrained or (bounded and annotation not in (int, float)):
         return None
     if get_origin(annotation) is list:
         (item,) = get_args(annotation) or (None,)
@@ -109,9 +110,9 @@ def _plain_converter(annotation: Any, info: Any):
     if annotation is bool:
         return _bool
     if annotation is int:
-        return _number(int, "integer")
+        return _number(int, "integer", info.min, info.max)
     if annotation is float:
-        return _number(float, "float")
+        return _number(float, "float", info.min, info.max)
     return None
 
 
@@ -126,14 +127,21 @@ def _bool(v: Any) -> bool:
     raise BadParameter(f"{v!r} is not a valid boolean.")
 
 
-def _number(kind: type, label: str):
+def _number(kind: type, label: str, low: Any = None, high: Any = None):
+    """A number, within [low, high] when given (Click's wording for both errors; `check --workers` and
+    `--deadline` have bounds, and Typer's own coercion of a bounded option imports pydantic: ~150 ms a run)."""
     def conv(v: Any) -> Any:
         if isinstance(v, kind) and not isinstance(v, bool):
-            return v
-        try:
-            return kind(str(v).strip())
-        except ValueError:
-            raise BadParameter(f"{v!r} is not a valid {label}.") from None
+            n = v
+        else:
+            try:
+                n = kind(str(v).strip())
+            except ValueError:
+                raise BadParameter(f"{v!r} is not a valid {label}.") from None
+        if (low is not None and n < low) or (high is not None and n > high):
+            span = (f"x>={low}" if high is None else f"x<={high}" if low is None else f"{low}<=x<={high}")
+            raise BadParameter(f"{n} is not in the range {span}.")
+        return n
 
     return conv
 
