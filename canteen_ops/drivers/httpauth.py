@@ -89,7 +89,12 @@ class Digest:
         self.challenge = challenge
         self._hash = _HASHES[challenge.algorithm.upper()]
         self._ha1 = self._hex(f"{username}:{challenge.realm}:{password}")
-        self._username = username
+        self._sess = challenge.algorithm.lower().endswith("-sess")
+        # The fields that stay the same for every answer to this challenge, in httpx's order around uri/response.
+        self._who = f"Digest username={_quoted(username)}, realm={_quoted(challenge.realm)}, " \
+                    f"nonce={_quoted(challenge.nonce)}"
+        self._tail = f"algorithm={challenge.algorithm}" + (f", opaque={_quoted(challenge.opaque)}"
+                                                           if challenge.opaque else "")
         self._count = 0
 
     def _hex(self, text: str) -> str:
@@ -100,21 +105,14 @@ class Digest:
         self._count += 1
         nc = f"{self._count:08x}"
         cnonce = os.urandom(8).hex()
-        ha1 = self._ha1
-        if ch.algorithm.lower().endswith("-sess"):
-            ha1 = self._hex(f"{ha1}:{ch.nonce}:{cnonce}")
+        ha1 = self._hex(f"{self._ha1}:{ch.nonce}:{cnonce}") if self._sess else self._ha1
         ha2 = self._hex(f"{method}:{uri}")
         if ch.qop is None:
             response = self._hex(f"{ha1}:{ch.nonce}:{ha2}")
-        else:
-            response = self._hex(f"{ha1}:{ch.nonce}:{nc}:{cnonce}:{ch.qop}:{ha2}")
-        parts = [f"username={_quoted(self._username)}", f"realm={_quoted(ch.realm)}", f"nonce={_quoted(ch.nonce)}",
-                 f'uri="{uri}"', f'response="{response}"', f"algorithm={ch.algorithm}"]
-        if ch.opaque:
-            parts.append(f"opaque={_quoted(ch.opaque)}")
-        if ch.qop:
-            parts += [f"qop={ch.qop}", f"nc={nc}", f'cnonce="{cnonce}"']
-        return "Digest " + ", ".join(parts)
+            return f'{self._who}, uri="{uri}", response="{response}", {self._tail}'
+        response = self._hex(f"{ha1}:{ch.nonce}:{nc}:{cnonce}:{ch.qop}:{ha2}")
+        return f'{self._who}, uri="{uri}", response="{response}", {self._tail}, qop={ch.qop}, nc={nc}, ' \
+               f'cnonce="{cnonce}"'
 
 
 def basic(username: str, password: str) -> str:

@@ -9,6 +9,7 @@ and ver10 nested inside ver20), so every lookup matches the local name and ignor
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from typing import Any
 
@@ -65,6 +66,7 @@ def local(tag: Any) -> str:
     return tag.rsplit("}", 1)[-1]
 
 
+@functools.lru_cache(maxsize=1024)  # the paths are the parsers' literals: a few hundred at most
 def _any_ns(path: str) -> str:
     """'Video/videoCodecType' → '{*}Video/{*}videoCodecType': lxml matches each step's local name in any
     namespace (or none), in C, without making a Python object for every element it passes."""
