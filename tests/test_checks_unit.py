@@ -423,6 +423,21 @@ def test_feed_hands_out_each_device_once_own_stage_first_then_the_others():
     assert feed.untaken() == []
 
 
+def test_feed_whose_lock_a_dead_child_kept_gives_up_instead_of_hanging(monkeypatch):
+    """A child killed while taking a device (SIGKILL, the OOM killer) keeps the feed's lock for ever; the others
+    stop taking devices after a while, and the parent reports what nobody took."""
+    import multiprocessing as mp
+    from types import SimpleNamespace
+
+    from canteen_ops.checks.fanout import _Feed
+
+    feed = _Feed(mp.get_context("fork"), [[SimpleNamespace(id="a"), SimpleNamespace(id="b")]])
+    monkeypatch.setattr(_Feed, "LOCK_WAIT_S", 0.1)
+    feed._lock.acquire()  # as a dead holder would leave it
+    assert feed.take(0, 0) is None
+    assert [d.id for d in feed.untaken()] == ["a", "b"]
+
+
 def test_check_stages_put_onvif_devices_last_nvrs_first_and_load_zeep_only_for_them(tmp_path):
     """The Hikvision/Dahua stage's children fork before the ONVIF WSDLs load (zeep is not imported by its
     preparation); NVRs lead each stage (the longest work starts first)."""

@@ -49,6 +49,8 @@ def run_forked(stages: list[Stage], task: Callable[["Device"], list[Result]], *,
     ctx = mp.get_context("fork")
     stages = [st for st in stages if st.devices]
     devices = [d for st in stages for d in st.devices]
+    if not devices:
+        return RunOutcome()
     feed = _Feed(ctx, [st.devices for st in stages])
     remember_passwords(devices)
     per_child_workers = max(1, (workers or 0) // processes) if workers else None
@@ -195,15 +197,23 @@ class _Feed:
         self._owner = ctx.RawArray("h", sum(len(x) for x in lists))  # child index + 1; 0 = not taken yet
         self._lock = ctx.Lock()
 
+    LOCK_WAIT_S = 10.0
+
     def take(self, child: int, stage: int) -> "Device | None":
-        with self._lock:
+        # Held for microseconds; a child killed inside it (SIGKILL, the OOM killer) would keep it for ever, so
+        # the others give up after a while instead of hanging the run: what nobody took is reported untaken.
+        if not self._lock.acquire(timeout=self.LOCK_WAIT_S):
+            return None
+        try:
             for k in [stage] + [k for k in range(len(self._lists)) if k != stage]:
                 i = self._next[k]
                 if i < len(self._lists[k]):
                     self._next[k] = i + 1
                     self._owner[self._offsets[k] + i] = child + 1
                     return self._lists[k][i]
-        return None
+            return None
+        finally:
+            self._lock.release()
 
     def devices(self, child: int, stage: int) -> Iterator["Device"]:
         while (device := self.take(child, stage)) is not None:
