@@ -487,3 +487,11 @@ def test_undecodable_file(tmp_path):
 
 def test_base_fixture_is_valid():
     assert len(parse_inventory(BASE).devices) == 5
+
+
+def test_a_user_name_with_a_line_break_is_refused(tmp_path):
+    """It goes into Authorization headers: a line break would end the header and start one of its own."""
+    text = HEAD.replace("username: admin", 'username: "admin\\r\\nX-Injected: 1"') + \
+        "      - {id: c1, kind: camera, vendor: hikvision, host: 10.0.0.1, credentials: hik}\n"
+    assert_problem(one_problem(tmp_path, text), text, "\"admin", "credentials.hik.username",
+                   "the user name contains a line break or another control character")

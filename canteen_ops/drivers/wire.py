@@ -208,6 +208,8 @@ class DeviceConnection:
         answer, body included (read_body), must be complete within `budget` seconds of this call."""
         deadline = time.monotonic() + budget
         head = "".join([f"{method} {target} HTTP/1.1\r\n", *(f"{k}: {v}\r\n" for k, v in headers), "\r\n"])
+        if head.count("\n") != len(headers) + 2 or head.count("\r") != len(headers) + 2:
+            raise ValueError("a line break inside the request line or a header")  # would smuggle a header in
         data = head.encode("latin-1") + body
         for attempt in (1, 2):
             reused = self._conn is not None

@@ -408,6 +408,10 @@ def _build(v: _Validator, data: Any) -> Inventory | None:
             v.warnings.append(f"{v.where(p + ('password',))}: credentials {name!r} has a plaintext password; "
                               "use password_env or password_file instead")
         username = v.string(m, "username", p)
+        if username is not None and not username.isprintable():
+            # It goes into Authorization headers and WS-Security tokens: a line break would end the header.
+            v.problem(p + ("username",), "the user name contains a line break or another control character")
+            username = None
         password_env = v.string(m, "password_env", p, secret=True)
         if password_env is not None and not ENV_NAME_RE.match(password_env):
             # Not echoed: people sometimes paste the password itself here.

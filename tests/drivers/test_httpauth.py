@@ -135,3 +135,13 @@ def test_a_challenge_we_cannot_answer_sends_no_credentials_and_is_not_a_failed_l
             assert not isinstance(exc.value, AuthFailed)
             assert "cam-1" in str(exc.value)
         assert (fake.requests, fake.auth_attempts) == (1, 0)
+
+
+def test_a_line_break_never_reaches_the_wire_inside_a_header():
+    """The inventory refuses such a user name; the wire refuses any header that would end early too."""
+    with FakeDevice() as fake:
+        http = DeviceHTTP(device_id="d", base_url=fake.url, username="admin\r\nX-Injected: 1", password="secret",
+                          timeout=1, on_auth_failure=lambda r, a: None)
+        with pytest.raises(ValueError, match="line break"):
+            http.request("GET", "/ISAPI/System/time")
+        assert (fake.requests, fake.auth_attempts) == (1, 0)  # only the unauthenticated probe went out
