@@ -10,9 +10,10 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Sized
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterable
 
 from canteen_ops.status import Result, Status, worst
 
@@ -43,7 +44,7 @@ class RunOutcome:
 
 
 def run_devices(
-    devices: list["Device"] | Iterator["Device"],
+    devices: Iterable["Device"],
     task: DeviceTask,
     *,
     workers: int | None = None,
@@ -65,7 +66,7 @@ def run_devices(
     takes its devices from a feed shared with the others, checks/fanout.py); no progress bar then.
     """
     outcome = RunOutcome()
-    total = len(devices) if isinstance(devices, list) else None
+    total = len(devices) if isinstance(devices, Sized) else None
     if total == 0:
         return outcome
     source = iter(devices)

@@ -157,8 +157,8 @@ def run_checks(devices: list["Device"], inventory: "Inventory", names: list[str]
     if device_names and processes > 1:
         from canteen_ops.checks.fanout import check_stages, run_forked
 
-        outcome = run_forked(check_stages(devices, device_names), task, processes=processes, workers=workers, deadline_s=deadline_s,
-                             on_results=on_results, progress=progress, label="checking")
+        outcome = run_forked(check_stages(devices, device_names), task, processes=processes, workers=workers,
+                             deadline_s=deadline_s, on_results=on_results, progress=progress, label="checking")
     elif device_names:
         outcome = run_devices(devices, task, workers=workers, deadline_s=deadline_s, progress=progress,
                               on_device=(lambda _device, results: on_results(results)) if on_results else None,

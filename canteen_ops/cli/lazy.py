@@ -4,9 +4,10 @@ Two costs dominate a Typer start-up here, and both grow with the number of comma
 - building every command group's Click objects (signature inspection) even though one run uses one group;
   `LazyGroup` builds a group only when it is invoked, and `--help` reads each group's help text without building it;
 - Typer ≥ 0.29 coerces every option through a pydantic TypeAdapter: importing pydantic and building the adapters
-  costs ~100-150 ms per run. Our options are plain str / int / float / Path (or lists of them, numbers with
-  min/max bounds), whose coercion is trivial, so `install_plain_coercion` gives those a direct one. Anything else (enums, min/max, custom parsers,
-  path checks) keeps Typer's own coercion, and if Typer's internals change shape we silently keep Typer's path.
+  costs ~100-150 ms per run. Our options are plain str / int / float / Path (or lists of them; numbers may have
+  min/max bounds), whose coercion is trivial, so `install_plain_coercion` gives those a direct one. Anything else
+  (enums, clamping, custom parsers, path checks) keeps Typer's own coercion, and if Typer's internals change
+  shape we silently keep Typer's path.
 """
 
 from __future__ import annotations
