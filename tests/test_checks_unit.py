@@ -383,6 +383,32 @@ def test_forked_processes_give_the_same_results(fleet):
     assert forked.exit_code == 2
 
 
+def test_forked_run_starts_its_progress_bar_after_the_last_fork(fleet, monkeypatch):
+    """The bar draws from a thread of its own: a fork while it holds the console's lock would leave a child a
+    lock nobody releases. It starts once every child is running, and advances once per device."""
+    import multiprocessing as mp
+
+    from canteen_ops import runner
+
+    seen = {}
+
+    class Bar:
+        def __init__(self, total, label):
+            seen.update(total=total, children=len(mp.active_children()), advanced=0)
+
+        def advance(self):
+            seen["advanced"] += 1
+
+        def close(self):
+            seen["closed"] = True
+
+    monkeypatch.setattr(runner, "_Progress", Bar)
+    inv = load_inventory(fleet.path)
+    run_checks(inv.devices, inv, ["reachable", "facts"], driver_factory=fleet.factory, progress=True, processes=2,
+               workers=2)
+    assert seen == {"total": len(inv.devices), "children": 2, "advanced": len(inv.devices), "closed": True}
+
+
 def test_forked_child_that_dies_reports_its_devices(fleet, monkeypatch):
     import os
 

@@ -74,12 +74,7 @@ def run_forked(stages: list[Stage], task: Callable[["Device"], list[Result]], *,
     outcome = RunOutcome()
     procs: list[tuple[Any, Any]] = []  # (process, its pipe's reading end)
     readers: dict[Any, int] = {}
-    show = sys.stderr.isatty() if progress is None else progress
-    bar = None
-    if show:
-        from canteen_ops.runner import _Progress
-
-        bar = _Progress(len(devices), label)
+    bar = None  # started once every child is forked: a fork must not copy its drawing thread's locks mid-use
     seen: set[str] = set()
     done: set[int] = set()
     batch: list[Result] = []
@@ -139,6 +134,10 @@ def run_forked(stages: list[Stage], task: Callable[["Device"], list[Result]], *,
                     procs.append((p, reader))
             finally:
                 gc.unfreeze()
+        if sys.stderr.isatty() if progress is None else progress:
+            from canteen_ops.runner import _Progress
+
+            bar = _Progress(len(devices), label)
         while readers:
             for reader in wait(list(readers), timeout=0.5):
                 i = readers[reader]
