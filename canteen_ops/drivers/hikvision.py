@@ -30,7 +30,8 @@ from canteen_ops.drivers.base import (
     UpgradeStatus,
     named_errors,
 )
-from canteen_ops.drivers.http import HttpDriver, Reply, challenge_is_stale
+from canteen_ops.drivers.http import HttpDriver, Reply
+from canteen_ops.drivers.httpauth import challenge_is_stale
 from canteen_ops.drivers.spans import clipped
 
 UTC = dt.timezone.utc

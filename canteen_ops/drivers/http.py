@@ -39,7 +39,7 @@ from canteen_ops.drivers.base import (
     Timeout,
     auth_guard,
 )
-from canteen_ops.drivers.httpauth import Digest, basic, first_digest
+from canteen_ops.drivers.httpauth import Digest, basic, challenge_is_stale, first_digest, pick_scheme
 from canteen_ops.drivers.wire import DeviceConnection
 
 
@@ -82,24 +82,6 @@ class Reply:
 
     def text(self) -> str:
         return self.body.decode("utf-8", errors="replace")
-
-
-def pick_scheme(challenges: list[str]) -> str | None:
-    """'digest' or 'basic' from the WWW-Authenticate headers; Digest wins when both are offered."""
-    schemes = [c.strip().split(" ", 1)[0].lower() for c in challenges if c.strip()]
-    if "digest" in schemes:
-        return "digest"
-    if "basic" in schemes:
-        return "basic"
-    return None
-
-
-def challenge_is_stale(challenges: list[str]) -> bool:
-    """RFC 7616: a server that rejects an expired nonce says stale=true in the new challenge."""
-    for c in challenges:
-        if c.strip().lower().startswith("digest") and "stale=true" in c.replace(" ", "").replace('"', "").lower():
-            return True
-    return False
 
 
 class DeviceHTTP:
@@ -356,4 +338,4 @@ class HttpDriver(Driver):
         return self._http.requests_sent
 
 
-__all__ = ["DeviceHTTP", "HttpDriver", "Reply", "pick_scheme", "challenge_is_stale"]
+__all__ = ["DeviceHTTP", "HttpDriver", "Reply"]

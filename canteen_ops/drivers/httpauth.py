@@ -1,4 +1,5 @@
-"""Client side of HTTP Digest (RFC 7616; RFC 2069 when the device offers no qop) and Basic (RFC 7617).
+"""Client side of HTTP Digest (RFC 7616; RFC 2069 when the device offers no qop) and Basic (RFC 7617): reading a
+401's challenges (which scheme, stale or not) and answering them.
 
 The Hikvision/Dahua channel (drivers/http.py) answers challenges with these. They send what httpx.DigestAuth and
 httpx.BasicAuth send, field for field and in the same order (tests/drivers/test_httpauth.py compares them), so
@@ -49,17 +50,42 @@ class Challenge(NamedTuple):
     qop: str | None  # "auth", or None for an RFC 2069 device
 
 
+def _params(text: str) -> dict[str, str]:
+    """The auth-params after a challenge's scheme, by lower-case name, quoted strings unquoted."""
+    fields: dict[str, str] = {}
+    for m in _PARAM.finditer(text):
+        value = m.group(2).strip()
+        if len(value) > 1 and value[0] == value[-1] == '"':
+            value = _QUOTED_PAIR.sub(r"\1", value[1:-1])
+        fields[m.group(1).lower()] = value
+    return fields
+
+
+def pick_scheme(challenges: list[str]) -> str | None:
+    """'digest' or 'basic' from a 401's WWW-Authenticate headers; Digest wins when both are offered."""
+    schemes = [c.strip().split(" ", 1)[0].lower() for c in challenges if c.strip()]
+    if "digest" in schemes:
+        return "digest"
+    if "basic" in schemes:
+        return "basic"
+    return None
+
+
+def challenge_is_stale(challenges: list[str]) -> bool:
+    """RFC 7616: a server that rejects an expired nonce says stale=true in the new challenge."""
+    for c in challenges:
+        scheme, _, rest = c.strip().partition(" ")
+        if scheme.lower() == "digest" and _params(rest).get("stale", "").lower() == "true":
+            return True
+    return False
+
+
 def parse_challenge(header: str) -> Challenge:
     """One `Digest realm="…", nonce="…", …` challenge; ProtocolError when it cannot be answered."""
     scheme, _, rest = header.strip().partition(" ")
     if scheme.lower() != "digest":
         raise ProtocolError(f"not a Digest challenge: {header[:60]!r}")
-    fields: dict[str, str] = {}
-    for m in _PARAM.finditer(rest):
-        value = m.group(2).strip()
-        if len(value) > 1 and value[0] == value[-1] == '"':
-            value = _QUOTED_PAIR.sub(r"\1", value[1:-1])
-        fields[m.group(1).lower()] = value
+    fields = _params(rest)
     if "realm" not in fields or "nonce" not in fields:
         raise ProtocolError("malformed Digest challenge (no realm or nonce)")
     algorithm = fields.get("algorithm", "MD5")
@@ -119,4 +145,5 @@ def basic(username: str, password: str) -> str:
     return "Basic " + base64.b64encode(f"{username}:{password}".encode("utf-8")).decode("ascii")
 
 
-__all__ = ["Challenge", "Digest", "basic", "first_digest", "parse_challenge"]
+__all__ = ["Challenge", "Digest", "basic", "challenge_is_stale", "first_digest", "parse_challenge",
+           "pick_scheme"]

@@ -145,3 +145,18 @@ def test_a_line_break_never_reaches_the_wire_inside_a_header():
         with pytest.raises(ValueError, match="line break"):
             http.request("GET", "/ISAPI/System/time")
         assert (fake.requests, fake.auth_attempts) == (1, 0)  # only the unauthenticated probe went out
+
+
+@pytest.mark.parametrize("challenges, stale", [
+    (['Digest qop="auth", realm="DS-1", nonce="n", stale="TRUE"'], True),  # Hikvision, quoted
+    (['Digest realm="Login to X", qop="auth", nonce="n", opaque="o", stale=TRUE'], True),  # Dahua
+    (['Digest realm="r", nonce="n", stale = true'], True),
+    (['Digest realm="r", nonce="n", stale="FALSE"'], False),
+    (['Digest realm="r", nonce="stale=true"'], False),  # inside another value: not a stale flag
+    (['Basic realm="stale=true"'], False),
+])
+def test_stale_is_read_from_the_digest_challenges_params(challenges, stale):
+    from canteen_ops.drivers.httpauth import challenge_is_stale, pick_scheme
+
+    assert challenge_is_stale(challenges) is stale
+    assert pick_scheme(challenges) == challenges[0].split(" ", 1)[0].lower()
