@@ -90,8 +90,20 @@ _V3 = ";\n".join(f"CREATE INDEX IF NOT EXISTS {t}_seq ON {t} (seq)" for t in (
     "runs", "results", "backups", "snapshots", "firmware_findings", "incidents", "incident_events", "changes",
     "change_events", "notes", "playbook_steps"))
 
+# v4 (watch/notify): the notification outbox. One row per (target, dedup key): an event about an incident reaches
+# each target once. A send that fails stays `pending` with its error and is retried at the next watch round; the
+# row names the target, never its URL (the URL carries the token). Local only: not synced upstream.
+_V4 = f"""
+CREATE TABLE outbox ({_COMMON},
+  target TEXT NOT NULL, dedup_key TEXT NOT NULL, event TEXT NOT NULL, incident_id TEXT, level TEXT,
+  title TEXT NOT NULL, body TEXT NOT NULL, state TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
+  last_error TEXT, last_attempt_at TEXT, sent_at TEXT, not_before TEXT, data TEXT);
+CREATE UNIQUE INDEX outbox_target_dedup ON outbox (target, dedup_key);
+CREATE INDEX outbox_state ON outbox (state, target)
+"""
+
 # One entry per schema version, applied in order inside one transaction each.
-MIGRATIONS: list[str] = [_V1, _V2, _V3]
+MIGRATIONS: list[str] = [_V1, _V2, _V3, _V4]
 
 SYNCED_TABLES = (
     "runs", "results", "backups", "snapshots", "firmware_findings", "incidents", "incident_events",
