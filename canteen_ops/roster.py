@@ -118,7 +118,26 @@ class Roster:
         return None
 
     def next_on_duty(self, role: str, t: dt.datetime, school=None) -> tuple[Person, dt.datetime] | None:
-        """Who starts the next shift of this role after `t` (someone other than a shift running on)."""
+        """The next handover of this role after `t`: who takes over when the person on duty now leaves (shifts
+        that run on back to back count as one), or who starts first when nobody is on duty. None: nobody else
+        within two weeks."""
+        current = self.on_duty(role, t, school)
+        if current is None:
+            return self._first_start(role, t, school)
+        at = t
+        for _ in range(16):
+            span = current.shift_at(at, self.tz)
+            if span is None:
+                break
+            at = span[1]
+            nxt = self.on_duty(role, at, school)
+            if nxt is None:
+                return self._first_start(role, at, school)
+            if nxt != current:
+                return nxt, at.astimezone(self.tz)
+        return None
+
+    def _first_start(self, role: str, t: dt.datetime, school=None) -> tuple[Person, dt.datetime] | None:
         best = None
         for p in self.people:
             if p.role == role and p.covers(school):

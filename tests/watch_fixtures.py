@@ -1,0 +1,29 @@
+"""Helpers for the watch/notify tests: a lab inventory with notify targets and a duty roster."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+ROSTER = [
+    {"name": "张伟", "role": "technician", "phone": "13800000001", "shifts": [{"days": ["mon", "tue", "wed", "thu", "fri"], "start": "08:00", "end": "18:00"}]},
+    {"name": "王芳", "role": "technician", "phone": "13800000002", "shifts": [{"days": ["mon", "tue", "wed", "thu", "fri"], "start": "18:00", "end": "08:00"}, {"days": ["sat", "sun"]}]},
+    {"name": "李主管", "role": "supervisor", "phone": "13900000001", "shifts": [{}]},
+    {"name": "赵经理", "role": "manager", "phone": "13700000001", "shifts": [{}]},
+]
+
+
+def inventory_with(base: Path, target: Path, *, notify: list[dict] | None = None, roster: list | None = ROSTER,
+                   schools: tuple[str, ...] | None = None, policy: dict | None = None) -> Path:
+    data = yaml.safe_load(Path(base).read_text(encoding="utf-8"))
+    if notify is not None:
+        data.setdefault("settings", {})["notify"] = notify
+    if roster is not None:
+        data["roster"] = roster
+    if schools is not None:
+        data["schools"] = [s for s in data["schools"] if s["id"].split("-")[0] in schools]
+    if policy:
+        data.setdefault("defaults", {}).setdefault("policy", {}).update(policy)
+    target.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    return target
