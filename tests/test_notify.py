@@ -238,3 +238,40 @@ def test_personal_targets_get_only_their_own_messages(tmp_path, log, receiver, m
     esc = incident_message("escalated", inc, inv, step=1, escalated_to=supervisor)
     assert enqueue(log, inv, esc, "escalated:x:1") == 1
     assert log.query("SELECT target FROM outbox")[0]["target"] == "li-phone"
+
+
+def _example_with_notify(tmp_path):
+    import yaml
+
+    from tests.conftest import EXAMPLE
+
+    data = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
+    data.setdefault("settings", {})["notify"] = [{"name": "group", "url_env": "TEST_HOOK_URL"}]
+    p = tmp_path / "inv.yaml"
+    p.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    return p
+
+
+def test_a_drills_verdict_and_a_failed_job_are_sent(tmp_path, cli, receiver):
+    inv = _example_with_notify(tmp_path)
+    drill = tmp_path / "drill.yaml"
+    drill.write_text(textwrap.dedent("""\
+        name: drill-manual
+        kind: drill
+        steps:
+          - incident: {action: open, level: major, title: 录像机离线演练, device: xc-nvr-01}
+          - incident: {action: arrive, device: xc-nvr-01}
+          - incident: {action: resolve, device: xc-nvr-01, resolution: 重新上电}
+        """), encoding="utf-8")
+    job = tmp_path / "job.yaml"
+    job.write_text("name: nightly-notes\nsteps:\n  - note: {text: x, device: no-such-device}\n", encoding="utf-8")
+    ok_job = tmp_path / "ok.yaml"
+    ok_job.write_text("name: fine\nsteps:\n  - wait: 0\n", encoding="utf-8")
+    assert cli("-i", inv, "playbook", "run", drill).code == 0
+    assert cli("-i", inv, "playbook", "run", job).code == 2
+    assert cli("-i", inv, "playbook", "run", ok_job).code == 0  # a job that went well says nothing
+    got = [g["body"] for g in receiver.wait_for(2)]
+    assert len(receiver.received) == 2
+    assert got[0]["title"] == "【演练结果】drill-manual：通过"
+    assert "检测到故障：是" in got[0]["message"] and "到场时限内：是" in got[0]["message"]
+    assert got[1]["title"] == "【任务失败】nightly-notes：失败" and "第 1 步" in got[1]["message"]
