@@ -246,6 +246,7 @@ class Watch:
 
         now = self.clock()
         try:
+            self._adopt(log, report, messages, now)
             for inc, step, person in due_steps(log, self.inventory, now):
                 report.incidents["escalated"] = report.incidents.get("escalated", 0) + 1
                 messages.append((incident_message("escalated", inc, self.inventory, step=step, escalated_to=person,
@@ -269,6 +270,19 @@ class Watch:
             report.problems += [f"notify {e}" for e in d.errors]
         except WRITE_ERRORS as exc:
             report.problems.append(f"notifications not delivered ({_why(exc)}); tried again next round")
+
+    def _adopt(self, log, report: RoundReport, messages: list, now: dt.datetime) -> None:
+        """Incidents opened elsewhere (check --open-incidents, incident open, a drill) are assigned to the
+        technician on duty and announced here, at the next round."""
+        from canteen_ops.escalation import assign
+        from canteen_ops.notify.messages import incident_message
+
+        for inc in log.query("SELECT * FROM incidents WHERE state != 'resolved' "
+                             "AND json_type(data, '$.assignee') IS NULL ORDER BY seq"):
+            person = assign(log, self.inventory, inc, now)
+            report.incidents["assigned"] = report.incidents.get("assigned", 0) + 1
+            messages.append((incident_message("opened", inc, self.inventory, assignee=person, now=now),
+                             f"opened:{inc['id']}"))
 
     def _write_metrics(self, log, report: RoundReport) -> None:
         if self.metrics is None:
