@@ -201,3 +201,23 @@ def test_oncall_now_and_next(tmp_path, cli):
     (tmp_path / "plain").mkdir()
     r = cli("-i", _small_inventory(tmp_path / "plain"), "oncall")
     assert r.code == 66 and "no duty roster" in r.err
+
+
+def test_incidents_opened_elsewhere_are_assigned_and_announced_by_the_next_round(tmp_path, cli, monkeypatch):
+    from canteen_ops.lab.webhook import WebhookReceiver
+    from tests.watch_fixtures import ROSTER
+
+    with WebhookReceiver() as receiver:
+        monkeypatch.setenv("OPS_HOOK", receiver.url)
+        inv = _small_inventory(tmp_path, "  notify:\n    - {name: group, url_env: OPS_HOOK, levels: [major]}\n"
+                                         "roster: " + json.dumps(ROSTER, ensure_ascii=False))
+        assert cli("-i", inv, "incident", "open", "-l", "major", "-t", "留样柜摄像头被遮挡", "-d", "s001-cam02").code == 0
+        r = cli("-i", inv, "watch", "--iterations", "1", "--skip", "stream,picture,coverage")
+        assert r.code == 2 and "1 assigned" in r.out, r
+        got = [g["body"] for g in receiver.wait_for(1)]
+    # the devices' own reachable faults are general (cameras) and this target takes major only
+    assert len(got) == 1 and "留样柜摄像头被遮挡" in got[0]["message"] and "级别：重大" in got[0]["message"]
+    assert "值班人员：" in got[0]["message"]
+    with sqlite3.connect(tmp_path / "log.db") as c:
+        actions = [a for (a,) in c.execute("SELECT action FROM incident_events ORDER BY seq")]
+    assert actions.count("assign") == 3  # the manual one and the two opened by the round
