@@ -36,6 +36,7 @@ from canteen_ops.timeutil import iso, utcnow
 CHEAP_CHECKS = ("reachable", "login", "clock", "storage", "channels")
 SLOW_CHECKS = ("retention", "gaps", "stream", "picture", "coverage")
 WRITE_ERRORS = (sqlite3.Error, OSError, CanteenOpsError)
+MAX_FAILED_ROUNDS = 10  # consecutive rounds ending in an internal error: then the error ends the watch (exit 70)
 
 
 @dataclass
@@ -80,7 +81,7 @@ class Watch:
         self._phase = "idle"
         self._writing = False
         self._interrupt_after_write = False
-        self.rounds: list[RoundReport] = []
+        self.last: RoundReport | None = None
 
     # --- the loop --------------------------------------------------------------------------------------
     def run(self) -> int:
@@ -105,12 +106,20 @@ class Watch:
         log = self.env.log()
         code = 0
         with log.run("watch", self.env.argv, self.env.operator) as handle:
-            n = 0
+            n = failures = 0
             while not self.stop.is_set():
                 n += 1
                 started = time.monotonic()
-                report = self.round(n, handle)
-                self.rounds.append(report)
+                try:
+                    report = self.round(n, handle)
+                    failures = 0
+                except Exception as exc:  # a bug in one round must not end a service that runs for months
+                    failures += 1
+                    if failures >= MAX_FAILED_ROUNDS:
+                        raise
+                    report = RoundReport(n, self.clock(), problems=[f"round failed: internal error {_why(exc)}"])
+                    report.counts["unknown"] = 1
+                self.last = report
                 self._print(report)
                 code = report.worst_exit
                 if report.interrupted or self.stop.is_set():

@@ -221,3 +221,25 @@ def test_incidents_opened_elsewhere_are_assigned_and_announced_by_the_next_round
     with sqlite3.connect(tmp_path / "log.db") as c:
         actions = [a for (a,) in c.execute("SELECT action FROM incident_events ORDER BY seq")]
     assert actions.count("assign") == 3  # the manual one and the two opened by the round
+
+
+def test_an_internal_error_in_one_round_does_not_end_the_watch(tmp_path, monkeypatch, capsys):
+    inv = _small_inventory(tmp_path)
+    env = Env(inventory_path=inv, db_path=tmp_path / "log.db", operator="tester", argv=["watch"])
+    real = Watch._plan
+    calls = []
+
+    def broken_once(self, report, t0):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("a bug \x1b[31m")
+        return real(self, report, t0)
+
+    monkeypatch.setattr(Watch, "_plan", broken_once)
+    lines = []
+    code = Watch(env, env.inventory().devices, interval_s=0, iterations=2, out=lines.append,
+                 skip=("stream", "picture", "coverage")).run()
+    err = capsys.readouterr().err
+    assert "round 1: round failed: internal error RuntimeError: a bug ?[31m" in err  # no escape reaches the tty
+    assert len(lines) == 2 and "2 crit" in lines[1] and code == 2
+    env.close()
