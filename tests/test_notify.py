@@ -206,12 +206,9 @@ def test_a_failed_send_is_recorded_and_retried_next_round(tmp_path, log, receive
 
 
 def test_a_dead_target_never_blocks_and_its_url_is_never_shown(tmp_path, log, monkeypatch):
-    import socket
+    from tests.watch_fixtures import closed_port
 
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()  # nothing listens there
+    port = closed_port()  # nothing listens there
     secret_url = f"jsons://ops:Pa55word-xyz@127.0.0.1:{port}/robot/send/AccessTok3nABCDEF?cto=1&rto=1"
     monkeypatch.setenv("TEST_HOOK_URL", secret_url)
     inv = _inventory(tmp_path)

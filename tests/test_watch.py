@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -17,17 +16,9 @@ import pytest
 
 from canteen_ops.context import Env
 from canteen_ops.watch import Watch, lock_path
-from tests.watch_fixtures import inventory_with
+from tests.watch_fixtures import closed_port, inventory_with
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _closed_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def _small_inventory(tmp_path, extra: str = "") -> Path:
@@ -41,8 +32,8 @@ schools:
   - id: s001
     name: 第一实验小学
     devices:
-      - {{id: s001-cam01, kind: camera, vendor: hikvision, host: 127.0.0.1, port: {_closed_port()}, timeout: 1}}
-      - {{id: s001-cam02, kind: camera, vendor: dahua, host: 127.0.0.1, port: {_closed_port()}, timeout: 1}}
+      - {{id: s001-cam01, kind: camera, vendor: hikvision, host: 127.0.0.1, port: {closed_port()}, timeout: 1}}
+      - {{id: s001-cam02, kind: camera, vendor: dahua, host: 127.0.0.1, port: {closed_port()}, timeout: 1}}
 """, encoding="utf-8")
     return p
 
@@ -137,10 +128,10 @@ def test_sigterm_mid_round_finishes_the_writes_and_marks_the_run(lab, lab_faults
 
 def test_notify_secrets_never_printed_nor_logged(tmp_path, cli, monkeypatch):
     token = "SecretRobotToken123456"
-    url = f"jsons://ops:Hunter2-pw@127.0.0.1:{_closed_port()}/robot/{token}?cto=1&rto=1"
+    url = f"jsons://ops:Hunter2-pw@127.0.0.1:{closed_port()}/robot/{token}?cto=1&rto=1"
     monkeypatch.setenv("OPS_HOOK", url)
     inv = _small_inventory(tmp_path, "  notify:\n    - {name: group, url_env: OPS_HOOK}\n"
-                                     f"    - {{name: plain, url: \"json://127.0.0.1:{_closed_port()}/h/{token}x\"}}")
+                                     f"    - {{name: plain, url: \"json://127.0.0.1:{closed_port()}/h/{token}x\"}}")
     r = cli("-i", inv, "watch", "--iterations", "1", "--skip", "stream,picture,coverage",
             "--metrics", tmp_path / "m.prom")
     assert r.code == 2, r

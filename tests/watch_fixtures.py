@@ -14,6 +14,17 @@ ROSTER = [
 ]
 
 
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
 def inventory_with(base: Path, target: Path, *, notify: list[dict] | None = None, roster: list | None = ROSTER,
                    schools: tuple[str, ...] | None = None, policy: dict | None = None) -> Path:
     data = yaml.safe_load(Path(base).read_text(encoding="utf-8"))

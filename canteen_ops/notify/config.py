@@ -94,7 +94,7 @@ class NotifyTarget:
 
 
 def remember_url(url: str) -> None:
-    """Register a notification URL and the parts of it that carry secrets (user info, path tokens, query
+    """Register a notification URL and the parts of it that carry secrets (password, path tokens, query
     values) for redaction: apprise's own errors quote pieces of the URL."""
     from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -105,9 +105,8 @@ def remember_url(url: str) -> None:
         parts = urlsplit(url)
     except ValueError:
         return
-    for piece in (parts.password, parts.username if parts.password else None):
-        if piece:
-            remember_secret(unquote(piece))
+    if parts.password:  # the user name is not a secret (and a short one would mask common words)
+        remember_secret(unquote(parts.password))
     host = parts.hostname or ""
     for seg in [host if not _is_plain_host(host) else "", *parts.path.split("/")]:
         if len(seg) >= 8:
