@@ -272,3 +272,28 @@ def test_a_drills_verdict_and_a_failed_job_are_sent(tmp_path, cli, receiver):
     assert got[0]["title"] == "【演练结果】drill-manual：通过"
     assert "检测到故障：是" in got[0]["message"] and "到场时限内：是" in got[0]["message"]
     assert got[1]["title"] == "【任务失败】nightly-notes：失败" and "第 1 步" in got[1]["message"]
+
+
+def test_a_target_that_never_answers_costs_bounded_time(tmp_path, log, monkeypatch):
+    import socket
+    import time
+
+    from canteen_ops.notify import outbox
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)  # accepts connections, never answers
+    try:
+        monkeypatch.setenv("TEST_HOOK_URL", f"json://127.0.0.1:{silent.getsockname()[1]}/hook")
+        monkeypatch.setattr(outbox, "SEND_TIMEOUT_S", 1.0)
+        inv = _inventory(tmp_path)
+        enqueue(log, inv, _msg(1), "opened:inc-1")
+        enqueue(log, inv, _msg(2), "opened:inc-2")
+        t0 = time.monotonic()
+        d = deliver(log, inv, now=MONDAY_10, budget_s=1.5)
+        took = time.monotonic() - t0
+    finally:
+        silent.close()
+    assert d.sent == 0 and d.failed >= 1 and took < 4, (d, took)
+    assert any("no answer within 1 s" in e for e in d.errors)
+    assert {r["state"] for r in log.query("SELECT state FROM outbox")} == {"pending"}  # both wait for next round
