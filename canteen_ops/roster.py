@@ -137,6 +137,19 @@ class Roster:
                 return nxt, at.astimezone(self.tz)
         return None
 
+    def duty_until(self, role: str, t: dt.datetime, school=None) -> dt.datetime | None:
+        """When the person on duty now hands over (back-to-back shifts of the same person count as one)."""
+        current = self.on_duty(role, t, school)
+        at = t
+        for _ in range(16):
+            span = current.shift_at(at, self.tz) if current else None
+            if span is None:
+                return None if at == t else at.astimezone(self.tz)
+            at = span[1]
+            if self.on_duty(role, at, school) != current:
+                return at.astimezone(self.tz)
+        return None
+
     def _first_start(self, role: str, t: dt.datetime, school=None) -> tuple[Person, dt.datetime] | None:
         best = None
         for p in self.people:

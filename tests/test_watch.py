@@ -182,7 +182,7 @@ def test_oncall_now_and_next(tmp_path, cli):
     assert r.code == 0, r
     data = json.loads(r.out)
     tech = data["roles"][0]
-    assert tech["now"]["name"] == "王芳" and tech["now"]["until"] == "2026-12-05T08:00+08:00"
+    assert tech["now"]["name"] == "王芳" and tech["now"]["until"] == "2026-12-07T08:00+08:00"
     # she carries on through the weekend; the next handover is Monday 08:00 to 张伟
     assert tech["next"]["name"] == "张伟" and tech["next"]["from"] == "2026-12-07T08:00+08:00"
     assert data["roles"][1]["now"]["name"] == "李主管" and data["roles"][2]["now"]["name"] == "赵经理"

@@ -50,13 +50,12 @@ def oncall(
             raise NotFound(f"school {s!r} is not in the inventory {inv.path}")
         scopes.append(match)
 
-    def person(p, start=None):
+    def person(p, *, until=None, start=None):
         if p is None:
             return None
         d = p.to_dict()
-        span = p.shift_at(t, tz) if start is None else None
-        if span:
-            d["until"] = span[1].isoformat(timespec="minutes")
+        if until is not None:
+            d["until"] = until.isoformat(timespec="minutes")
         if start is not None:
             d["from"] = start.isoformat(timespec="minutes")
         return d
@@ -66,8 +65,9 @@ def oncall(
         rows = []
         for role in ROLES:
             nxt = roster.next_on_duty(role, t, sc)
-            rows.append({"role": role, "role_label": ROLE_LABELS[role], "now": person(roster.on_duty(role, t, sc)),
-                         "next": person(*nxt) if nxt else None})
+            rows.append({"role": role, "role_label": ROLE_LABELS[role],
+                         "now": person(roster.on_duty(role, t, sc), until=roster.duty_until(role, t, sc)),
+                         "next": person(nxt[0], start=nxt[1]) if nxt else None})
         out.append({"school": sc.id if sc else None, "at": t.astimezone(tz).isoformat(timespec="minutes"),
                     "roles": rows})
     if json:
