@@ -78,11 +78,13 @@ def with_alerts(lab_inventory: Path, target: Path, hook_url: str) -> Path:
 def show_arrived(receiver, first: int, limit: int = 3) -> None:
     got = receiver.wait_for(first + 1, timeout=5.0)[first:]
     print(f"\n{len(got)} notification(s) arrived at the district group's webhook ({receiver.url}):", flush=True)
+    from canteen_ops.redact import terminal_safe
+
     for g in got[:limit]:
         body = g["body"]
-        print(f"  ┌ {body.get('title')}", flush=True)
+        print(f"  ┌ {terminal_safe(str(body.get('title')))}", flush=True)
         for line in str(body.get("message", "")).splitlines():
-            print(f"  │ {line}", flush=True)
+            print(f"  │ {terminal_safe(line)}", flush=True)
     if len(got) > limit:
         print(f"  … and {len(got) - limit} more", flush=True)
 

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Callable
 
 from canteen_ops.errors import CanteenOpsError, LockHeld
-from canteen_ops.redact import redact_text
+from canteen_ops.redact import redact_text, terminal_safe
 from canteen_ops.timeutil import iso, utcnow
 
 CHEAP_CHECKS = ("reachable", "login", "clock", "storage", "channels")
@@ -319,19 +319,14 @@ class Watch:
                 f"{counts or 'no results'} in {r.seconds:.1f} s"
                 + (f"; incidents: {inc}" if inc else "") + (f"; notifications: {r.notified}" if r.notified else "")
                 + ("; interrupted" if r.interrupted else ""))
-        self.out(_printable(redact_text(line)))
+        self.out(terminal_safe(redact_text(line)))
         for p in r.problems:
-            sys.stderr.write(f"warning: round {r.number}: {_printable(redact_text(p))}\n")
+            sys.stderr.write(f"warning: round {r.number}: {terminal_safe(redact_text(p))}\n")
             sys.stderr.flush()
 
 
 def _reopens(inc) -> int:
     return int((inc.get("data") or {}).get("reopen_count", 0))
-
-
-def _printable(s: str) -> str:
-    """Device answers and server errors end up in these lines: no escape sequence reaches the terminal."""
-    return "".join(c if c.isprintable() else "?" for c in s)
 
 
 def _why(exc: BaseException) -> str:

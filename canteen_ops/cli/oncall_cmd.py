@@ -74,6 +74,9 @@ def oncall(
         print_json(out if school else out[0])
         return 0
     from rich.table import Table
+    from rich.text import Text
+
+    from canteen_ops.redact import terminal_safe
 
     for block in out:
         title = f"值班 on duty at {block['at']}" + (f" — {block['school']}" if block["school"] else "")
@@ -82,8 +85,10 @@ def oncall(
             table.add_column(col)
         for r in block["roles"]:
             now_p, next_p = r["now"], r["next"]
-            table.add_row(f"{r['role_label']} {r['role']}", _who(now_p), (now_p or {}).get("until", "")[5:16].replace("T", " "),
-                          _who(next_p), (next_p or {}).get("from", "")[:16].replace("T", " "))
+            cells = (f"{r['role_label']} {r['role']}", _who(now_p),
+                     (now_p or {}).get("until", "")[5:16].replace("T", " "), _who(next_p),
+                     (next_p or {}).get("from", "")[:16].replace("T", " "))
+            table.add_row(*(Text(terminal_safe(c)) for c in cells))  # names and phones are inventory text: never markup
         e.console.print(table, markup=False, highlight=False)
     return 0
 
