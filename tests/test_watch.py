@@ -234,3 +234,34 @@ def test_an_internal_error_in_one_round_does_not_end_the_watch(tmp_path, monkeyp
     assert "round 1: round failed: internal error RuntimeError: a bug ?[31m" in err  # no escape reaches the tty
     assert len(lines) == 2 and "2 crit" in lines[1] and code == 2
     env.close()
+
+
+def test_watch_escalates_up_the_roster_on_an_injected_clock(tmp_path, monkeypatch):
+    import datetime as dt
+    from zoneinfo import ZoneInfo
+
+    from canteen_ops.lab.webhook import WebhookReceiver
+    from tests.watch_fixtures import ROSTER
+
+    clock = [dt.datetime(2026, 11, 30, 10, 0, tzinfo=ZoneInfo("Asia/Shanghai"))]  # a Monday, working hours
+    with WebhookReceiver() as receiver:
+        monkeypatch.setenv("OPS_HOOK", receiver.url)
+        inv = _small_inventory(tmp_path, "  notify:\n    - {name: group, url_env: OPS_HOOK}\n"
+                                         "roster: " + json.dumps(ROSTER, ensure_ascii=False))
+        env = Env(inventory_path=inv, db_path=tmp_path / "log.db", operator="tester", argv=["watch"])
+        lines = []
+
+        def next_hour(line):
+            lines.append(line)
+            clock[0] += dt.timedelta(hours=1)
+
+        Watch(env, env.inventory().devices, interval_s=0, iterations=3, out=next_hour, clock=lambda: clock[0],
+              skip=("stream", "picture", "coverage")).run()
+        env.close()
+        got = [g["body"] for g in receiver.wait_for(6)]
+    assert "2 opened" in lines[0] and "2 escalated" in lines[1] and "2 escalated" in lines[2], lines
+    titles = [g["title"][:6] for g in got]
+    assert titles == ["【故障告警·"] * 2 + ["【故障升级·"] * 4
+    assert all("值班人员：张伟" in g["message"] for g in got)
+    assert all("升级至：李主管" in g["message"] for g in got[2:4])
+    assert all("升级至：赵经理" in g["message"] for g in got[4:])
