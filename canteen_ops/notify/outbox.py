@@ -192,8 +192,15 @@ def _send_bounded(sender: Sender, url: str, title: str, body: str, event: str, l
 
 def apprise_send(url: str, title: str, body: str, event: str, level: str | None) -> str | None:
     """Send through apprise; None on success, else what apprise logged (the caller redacts it)."""
+    import logging
+
     import apprise
 
+    # apprise's messages quote the URL: they go to the capture below, never to Python's last-resort stderr
+    # handler (a send that outlived its deadline logs after the capture has ended).
+    logger = logging.getLogger("apprise")
+    if not logger.handlers:
+        logger.addHandler(logging.NullHandler())
     url = _with_timeouts(url)
     kind = (apprise.NotifyType.SUCCESS if event == "resolved" else
             apprise.NotifyType.FAILURE if level == "major" else apprise.NotifyType.WARNING)
