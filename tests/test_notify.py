@@ -297,3 +297,15 @@ def test_a_target_that_never_answers_costs_bounded_time(tmp_path, log, monkeypat
     assert d.sent == 0 and d.failed >= 1 and took < 4, (d, took)
     assert any("no answer within 1 s" in e for e in d.errors)
     assert {r["state"] for r in log.query("SELECT state FROM outbox")} == {"pending"}  # both wait for next round
+
+
+def test_the_outbox_shows_in_log_list(tmp_path, log, receiver, cli, monkeypatch):
+    inv = _inventory(tmp_path)
+    enqueue(log, inv, _msg(1), "opened:inc-1")
+    receiver.fail_next(1)
+    deliver(log, inv, now=MONDAY_10)
+    monkeypatch.setenv("CANTEEN_OPS_DB", str(tmp_path / "n.db"))
+    r = cli("log", "list", "--kind", "notify", "--json")
+    assert r.code == 0, r
+    rows = json.loads(r.out)
+    assert len(rows) == 1 and rows[0]["status"] == "pending" and rows[0]["summary"].startswith("group opened: 告警 1 — ")

@@ -19,7 +19,7 @@ def list_(ctx: typer.Context,
           school: Annotated[Optional[list[str]], typer.Option("--school", "-s", metavar="SCHOOL", help="School id")] = None,
           device: Annotated[Optional[list[str]], typer.Option("--device", "-d", metavar="GLOB", help="Device id glob")] = None,
           kind: Annotated[Optional[list[str]], typer.Option(
-              "--kind", metavar="KIND", help="Record kind: run, check, backup, snapshot, firmware, incident, change, note, step")] = None,
+              "--kind", metavar="KIND", help="Record kind: run, check, backup, snapshot, firmware, incident, change, note, step, notify")] = None,
           since: Annotated[Optional[str], typer.Option(metavar="WHEN", help="e.g. 24h, 7d or 2026-11-01")] = None,
           limit: Annotated[int, typer.Option(metavar="N", help="At most this many entries (0 = all)")] = 50,
           json: JsonOpt = False) -> int:
