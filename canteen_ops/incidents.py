@@ -348,6 +348,9 @@ def track_result(log: MaintenanceLog, inventory: Inventory | None, result_row: M
     if status not in ("crit", "ok"):
         return None, None
     key = dedup_key_for(result_row)
+    if status == "ok" and not log.query("SELECT 1 FROM incidents WHERE dedup_key = ? AND state != 'resolved' "
+                                        "LIMIT 1", [key]):
+        return None, None  # the common case, every round for every healthy check: no write transaction
     with log.transaction():
         active = log.query("SELECT * FROM incidents WHERE dedup_key = ? AND state != 'resolved' "
                            "ORDER BY opened_at LIMIT 1", [key])

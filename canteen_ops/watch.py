@@ -176,7 +176,9 @@ class Watch:
                     ids = handle.record_all(results)
                     for r, rid in zip(results, ids):
                         if r.status.value in ("crit", "ok"):
-                            self._track(log, log.get("results", rid), report, messages)
+                            row = {"id": rid, "status": r.status.value, "check_name": r.check,
+                                   "device_id": r.device_id, "school_id": r.school_id, "summary": r.summary}
+                            self._track(log, row, report, messages)
                 except WRITE_ERRORS as exc:
                     report.problems.append(f"cannot write the maintenance log ({_why(exc)}): "
                                            f"{len(results)} result(s) of this round are not recorded")
