@@ -165,8 +165,9 @@ class Roster:
 
 
 # --- validation (called by the inventory loader with its validator, so problems carry file:line) ---------
-def parse_roster(v, raw: Any, path: tuple, timezone: str, notify_names: Iterable[str] | None = None
-                 ) -> Roster:
+def parse_roster(v, raw: Any, path: tuple, timezone: str, notify_names: Iterable[str] | None = None,
+                 scope: dict[str, set] | None = None) -> Roster:
+    """`scope`: the inventory's school ids, group names and districts, which a person's scope must name."""
     from canteen_ops.inventory.loader import _parse_time, _weekday
 
     people: list[Person] = []
@@ -187,7 +188,12 @@ def parse_roster(v, raw: Any, path: tuple, timezone: str, notify_names: Iterable
             v.problem(p + ("notify",), f"unknown notify target {target!r}"
                       + (f" (defined in settings.notify: {', '.join(sorted(names))})" if names else
                          " (settings.notify defines none)"))
-        scope = {k: v.str_list(m[k], p + (k,)) or () for k in ("districts", "groups", "schools") if m.get(k)}
+        limits = {k: v.str_list(m[k], p + (k,)) or () for k in ("districts", "groups", "schools") if m.get(k)}
+        for key, values in limits.items():
+            unknown = [x for x in values if scope is not None and x not in scope[key]]
+            if unknown:
+                v.problem(p + (key,), f"no {key[:-1]} "
+                          f"{', '.join(map(repr, unknown))} in the inventory")
         shifts = []
         sraw = m.get("shifts")
         if sraw is not None and v.typed(sraw, p + ("shifts",), list, "a list of shifts") is not None:
@@ -223,11 +229,12 @@ def parse_roster(v, raw: Any, path: tuple, timezone: str, notify_names: Iterable
             continue
         people.append(Person(name=m["name"], role=role, phone=v.string(m, "phone", p),
                              email=v.string(m, "email", p), notify=target, shifts=tuple(shifts),
-                             line=v.positions.at(p).line, **scope))
+                             line=v.positions.at(p).line, **limits))
     return Roster(people=tuple(people), timezone=timezone, source=v.file)
 
 
-def load_roster_file(path: str, timezone: str, notify_names: Iterable[str] | None) -> Roster:
+def load_roster_file(path: str, timezone: str, notify_names: Iterable[str] | None,
+                     scope: dict[str, set] | None = None) -> Roster:
     """A roster in its own YAML file (`roster:` list at the top); problems raise InvalidFile with file:line."""
     from canteen_ops.errors import InvalidFile
     from canteen_ops.inventory.loader import _Validator
@@ -237,7 +244,7 @@ def load_roster_file(path: str, timezone: str, notify_names: Iterable[str] | Non
     v = _Validator(str(path), positions)
     v.problems.extend(problems)
     root = v.mapping(data if data is not None else {}, (), {"version", "roster"}, required=("roster",))
-    roster = parse_roster(v, root.get("roster"), ("roster",), timezone, notify_names)
+    roster = parse_roster(v, root.get("roster"), ("roster",), timezone, notify_names, scope)
     if v.problems:
         raise InvalidFile(sorted(dict.fromkeys(v.problems), key=lambda p: (p.line, p.column, p.path)))
     return roster

@@ -157,12 +157,15 @@ roster:
   - name: 张伟
     role: boss
     notify: nobody
-    shifts: [{days: [mon, funday], start: "8am"}]""")
+    shifts: [{days: [mon, funday], start: "8am"}]
+    schools: [s001, s999]
+    districts: [海淀区]""")
     r = cli("-i", inv, "inventory", "validate")
     assert r.code == 65, r
     for where, what in ((5, "unknown level(s) urgent"), (6, "duplicate notify target 'group'"),
                         (6, "quiet_hours"), (9, "invalid role 'boss'"), (10, "unknown notify target 'nobody'"),
-                        (11, "unknown weekday(s) funday"), (11, "expected a time HH:MM")):
+                        (11, "unknown weekday(s) funday"), (11, "expected a time HH:MM"),
+                        (12, "no school 's999' in the inventory"), (13, "no district '海淀区'")):
         assert any(f"inv.yaml:{where}:" in line and what in line for line in r.err.splitlines()), (where, what, r.err)
 
 
