@@ -59,17 +59,12 @@ def with_alerts(lab_inventory: Path, target: Path, hook_url: str) -> Path:
     DingTalk group) and a duty roster, so the watch round below has someone to tell."""
     import yaml
 
+    from canteen_ops.lab.fleet import DUTY_ROSTER
+
     data = yaml.safe_load(lab_inventory.read_text(encoding="utf-8"))
     os.environ["CANTEEN_OPS_DEMO_HOOK"] = hook_url
     data.setdefault("settings", {})["notify"] = [{"name": "district-group", "url_env": "CANTEEN_OPS_DEMO_HOOK"}]
-    data["roster"] = [
-        {"name": "张伟", "role": "technician", "phone": "13800000001",
-         "shifts": [{"days": ["mon", "tue", "wed", "thu", "fri"], "start": "08:00", "end": "20:00"}]},
-        {"name": "王芳", "role": "technician", "phone": "13800000002",
-         "shifts": [{"start": "20:00", "end": "08:00"}, {"days": ["sat", "sun"]}]},
-        {"name": "李主管", "role": "supervisor", "phone": "13900000001", "shifts": [{}]},
-        {"name": "赵经理", "role": "manager", "phone": "13700000001", "shifts": [{}]},
-    ]
+    data["roster"] = DUTY_ROSTER
     target.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
     os.environ["CANTEEN_OPS_INVENTORY"] = str(target)
     return target

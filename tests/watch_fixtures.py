@@ -6,14 +6,7 @@ from pathlib import Path
 
 import yaml
 
-ROSTER = [
-    {"name": "张伟", "role": "technician", "phone": "13800000001",
-     "shifts": [{"days": ["mon", "tue", "wed", "thu", "fri"], "start": "08:00", "end": "18:00"}]},
-    {"name": "王芳", "role": "technician", "phone": "13800000002",
-     "shifts": [{"start": "18:00", "end": "08:00"}, {"days": ["sat", "sun"]}]},
-    {"name": "李主管", "role": "supervisor", "phone": "13900000001", "shifts": [{}]},
-    {"name": "赵经理", "role": "manager", "phone": "13700000001", "shifts": [{}]},
-]
+from canteen_ops.lab.fleet import DUTY_ROSTER as ROSTER
 
 
 def closed_port() -> int:
