@@ -216,7 +216,8 @@ def _coverage(d: _Data, schools: Iterable[School]) -> dict[str, Any]:
         if not isinstance(data, dict) or "required" not in data:
             continue
         reported += 1
-        req = list(data.get("required") or [])
+        # areas not checked yet (unknown) are neither covered nor uncovered: left out of the rate
+        req = [a for a in data.get("required") or [] if a not in (data.get("unchecked") or [])]
         unc = [a for a in (data.get("uncovered") or []) if a in req]
         required += len(req)
         covered += len(req) - len(unc)
