@@ -60,3 +60,15 @@ def local(s: str | None, tz: str = "Asia/Shanghai") -> str:
     from zoneinfo import ZoneInfo
 
     return parse_iso(s).astimezone(ZoneInfo(tz)).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def age(seconds: float) -> str:
+    """How old something is, for people: '40 s', '12 min', '5 h', '3 d'."""
+    s = max(0.0, seconds)
+    if s < 90:
+        return f"{s:.0f} s"
+    if s < 90 * 60:
+        return f"{s / 60:.0f} min"
+    if s < 48 * 3600:
+        return f"{s / 3600:.0f} h"
+    return f"{s / 86400:.0f} d"

@@ -56,3 +56,20 @@ def write_output(path, data: bytes) -> None:
 
 def print_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, ensure_ascii=False, indent=2, default=str) + "\n")
+
+
+_CONTROL = None
+
+
+def cell(value: Any) -> "Text":
+    """Outside text (device answers, log records) as a table cell: never markup, and control characters (escape
+    sequences, line breaks) shown as '�' / a space instead of acting on the terminal."""
+    global _CONTROL
+    import re
+
+    from rich.text import Text
+
+    if _CONTROL is None:
+        _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+    text = "" if value is None else str(value)
+    return Text(_CONTROL.sub("�", text.replace("\n", " ").replace("\t", " ")))
