@@ -1,7 +1,10 @@
 """Incidents (故障) tracked against the O&M plan's on-site deadlines.
 
 Life cycle: open → acked → arrived → resolved. `arrive` may follow `open` directly (the technician who turns up
-has acknowledged it) and `resolve` may follow any state (a remote fix needs nobody on site). Escalation is not a
+has acknowledged it) and `resolve` may follow any state (a remote fix needs nobody on site). `cancel` closes an
+active incident as a false alarm (kept in the log with its reason, left out of SLA figures); `reopen` brings a
+resolved or cancelled one back to open (its deadlines stand: they count from the original report). `note` and
+`assign` (who is on it) fit any active state; a note fits a closed incident too. Escalation is not a
 state but a mark: when the on-site deadline passes without arrival, `escalated_at` is set once and an
 `escalate` event is written. It is evaluated by `escalate_overdue`, which every `incident list/show` and every
 check run calls, so the mark lands in the log (and upstream) even when nobody is looking.
@@ -20,8 +23,9 @@ from canteen_ops.sla import LEVELS, arrive_sla, deadlines
 from canteen_ops.store.log import MaintenanceLog
 from canteen_ops.timeutil import iso, parse_iso, utcnow
 
-STATES = ("open", "acked", "arrived", "resolved")
+STATES = ("open", "acked", "arrived", "resolved", "cancelled")
 ACTIVE_STATES = ("open", "acked", "arrived")
+CLOSED_STATES = ("resolved", "cancelled")
 SYSTEM_ACTOR = "canteen-ops"
 
 # Automatic incidents from check results (see `classify`): the checks whose failure means lost evidence for the
@@ -139,6 +143,63 @@ def resolve(log: MaintenanceLog, ident: str, actor: str, *, resolution: str,
     return log.get("incidents", inc["id"])
 
 
+def cancel(log: MaintenanceLog, ident: str, actor: str, *, reason: str,
+           at: dt.datetime | None = None) -> dict[str, Any]:
+    """A false alarm: closed, kept in the log with the reason, counted in no SLA figure."""
+    if not reason or not reason.strip():
+        raise UsageError("say why it is cancelled (--reason), e.g. '误报：镜头被临时遮挡' / 'false alarm: lens briefly covered'")
+    inc = find_incident(log, ident)
+    _require(inc, ACTIVE_STATES, "cancel")
+    t = _when(inc, at)
+    with log.transaction():
+        log.update("incidents", inc["id"], {"state": "cancelled", "cancelled_at": iso(t), "cancelled_by": actor,
+                                            "cancel_reason": reason.strip()})
+        _event(log, inc["id"], t, actor, "cancel", reason.strip())
+    return log.get("incidents", inc["id"])
+
+
+def reopen(log: MaintenanceLog, ident: str, actor: str, *, note: str | None = None,
+           at: dt.datetime | None = None) -> dict[str, Any]:
+    """A resolved or cancelled incident is open again (the fault came back, or it was no false alarm)."""
+    inc = find_incident(log, ident)
+    _require(inc, CLOSED_STATES, "reopen")
+    if at is not None and at < parse_iso(inc.get("resolved_at") or inc.get("cancelled_at") or inc["opened_at"]):
+        raise UsageError(f"--at {at.isoformat()} is before the incident was closed")
+    t = _when(inc, at)
+    state = "arrived" if inc.get("arrived_at") else ("acked" if inc.get("acked_at") else "open")
+    with log.transaction():
+        log.update("incidents", inc["id"], {"state": state, "resolved_at": None, "resolved_by": None,
+                                            "resolution": None, "cancelled_at": None, "cancelled_by": None,
+                                            "cancel_reason": None})
+        _event(log, inc["id"], t, actor, "reopen", note, {"was": inc["state"]})
+    return log.get("incidents", inc["id"])
+
+
+def add_note(log: MaintenanceLog, ident: str, actor: str, *, text: str,
+             at: dt.datetime | None = None) -> dict[str, Any]:
+    """A line on the timeline; the incident's state does not change."""
+    if not text or not text.strip():
+        raise UsageError("the note text is empty")
+    inc = find_incident(log, ident)
+    _event(log, inc["id"], _when(inc, at), actor, "note", text.strip())
+    return log.get("incidents", inc["id"])
+
+
+def assign(log: MaintenanceLog, ident: str, actor: str, *, who: str,
+           at: dt.datetime | None = None) -> dict[str, Any]:
+    """Who is on it (a technician's name); an active incident only."""
+    who = (who or "").strip()
+    if not who or not who.isprintable():
+        raise UsageError("name the person to assign, on one line")
+    inc = find_incident(log, ident)
+    _require(inc, ACTIVE_STATES, "assign")
+    t = _when(inc, at)
+    with log.transaction():
+        log.update("incidents", inc["id"], {"assigned_to": who})
+        _event(log, inc["id"], t, actor, "assign", who, {"was": inc.get("assigned_to")})
+    return log.get("incidents", inc["id"])
+
+
 def _require(inc: Mapping[str, Any], states: tuple[str, ...], verb: str) -> None:
     if inc["state"] not in states:
         raise IncidentStateError(f"cannot {verb} incident {inc['id'][:8]}: it is {inc['state']}"
@@ -154,7 +215,7 @@ def _when(inc: Mapping[str, Any], at: dt.datetime | None) -> dt.datetime:
         raise UsageError(f"--at {at.isoformat()} is in the future")
     if at < parse_iso(inc["opened_at"]):
         raise UsageError(f"--at {at.isoformat()} is before the incident was opened ({inc['opened_at']})")
-    for step in ("acked_at", "arrived_at"):
+    for step in ("acked_at", "arrived_at") if inc["state"] in ACTIVE_STATES else ():
         if inc.get(step) and at < parse_iso(inc[step]):
             raise UsageError(f"--at {at.isoformat()} is before the recorded {step[:-3]} time ({inc[step]})")
     return at
@@ -186,13 +247,18 @@ def escalate_overdue(log: MaintenanceLog, now: dt.datetime | None = None) -> lis
 
 
 def list_incidents(log: MaintenanceLog, *, include_resolved: bool = False, overdue: bool = False,
-                   schools: Iterable[str] = (), levels: Iterable[str] = (), now: dt.datetime | None = None
-                   ) -> list[dict[str, Any]]:
-    """Incidents, newest first, each with `sla` (met / breached / pending). `overdue` keeps breaches only."""
+                   schools: Iterable[str] = (), levels: Iterable[str] = (), devices: Iterable[str] = (),
+                   now: dt.datetime | None = None) -> list[dict[str, Any]]:
+    """Incidents, newest first, each with `sla` (met / breached / pending). `overdue` keeps breaches only (a
+    cancelled false alarm never is one). `devices`: globs, any of the incident's devices matching."""
+    import fnmatch
+
     now = now or utcnow()
     where, params = [], []
     if not include_resolved and not overdue:
-        where.append("state != 'resolved'")
+        where.append("state IN ('open', 'acked', 'arrived')")
+    if overdue:
+        where.append("state != 'cancelled'")
     schools, levels = list(schools), list(levels)
     if schools:
         where.append(f"school_id IN ({', '.join('?' * len(schools))})")
@@ -202,7 +268,10 @@ def list_incidents(log: MaintenanceLog, *, include_resolved: bool = False, overd
         params += levels
     sql = "SELECT * FROM incidents" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY opened_at DESC"
     rows = []
+    devices = list(devices)
     for inc in log.query(sql, params):
+        if devices and not any(fnmatch.fnmatchcase(d, g) for d in inc.get("device_ids") or [] for g in devices):
+            continue
         inc["sla"] = arrive_sla(inc, now)
         if overdue and inc["sla"] != "breached":
             continue
@@ -257,7 +326,7 @@ def open_or_update_for_result(log: MaintenanceLog, inventory: Inventory | None, 
     check = result_row.get("check_name") or result_row.get("check")
     summary = result_row.get("summary") or ""
     with log.transaction():  # BEGIN IMMEDIATE: two concurrent check runs cannot both open one
-        active = log.query("SELECT * FROM incidents WHERE dedup_key = ? AND state != 'resolved' "
+        active = log.query("SELECT * FROM incidents WHERE dedup_key = ? AND state IN ('open', 'acked', 'arrived') "
                            "ORDER BY opened_at LIMIT 1", [key])
         if status == "ok":
             if not active:

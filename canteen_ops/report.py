@@ -116,7 +116,9 @@ def _failing(d: _Data, devices: set[str], schools: set[str]) -> dict[str, dict[s
 def _incidents(d: _Data, schools: set[str], now: dt.datetime) -> dict[str, dict[str, Any]]:
     out = {}
     for level in LEVELS:
-        rows = [i for i in d.incidents if i["level"] == level and i["school_id"] in schools]
+        # a cancelled incident was a false alarm: no fault, no SLA
+        rows = [i for i in d.incidents if i["level"] == level and i["school_id"] in schools
+                and i["state"] != "cancelled"]
         sla = Counter(arrive_sla(i, now) for i in rows)
         restore = Counter(resolve_sla(i, now) for i in rows)
         arrive = [_minutes(i["opened_at"], i["arrived_at"]) for i in rows if i.get("arrived_at")]

@@ -163,7 +163,7 @@ class PlaybookRunner:
             device = args.pop("device", None)
             if not device:
                 raise UsageError(f"step {step.index}: incident {args.get('action')} needs device")
-            rows = log.query("SELECT id FROM incidents WHERE state != 'resolved' AND device_ids LIKE ? "
+            rows = log.query("SELECT id FROM incidents WHERE state IN ('open', 'acked', 'arrived') AND device_ids LIKE ? "
                              "ORDER BY seq DESC LIMIT 1", [f'%"{device}"%'])
             if not rows:
                 raise UsageError(f"no open incident for device {device}")

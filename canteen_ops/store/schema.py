@@ -90,8 +90,16 @@ _V3 = ";\n".join(f"CREATE INDEX IF NOT EXISTS {t}_seq ON {t} (seq)" for t in (
     "runs", "results", "backups", "snapshots", "firmware_findings", "incidents", "incident_events", "changes",
     "change_events", "notes", "playbook_steps"))
 
+# v4 (incidents): who is on it (`incident assign`) and false alarms closed with a reason (`incident cancel`).
+_V4 = """
+ALTER TABLE incidents ADD COLUMN assigned_to TEXT;
+ALTER TABLE incidents ADD COLUMN cancelled_at TEXT;
+ALTER TABLE incidents ADD COLUMN cancelled_by TEXT;
+ALTER TABLE incidents ADD COLUMN cancel_reason TEXT
+"""
+
 # One entry per schema version, applied in order inside one transaction each.
-MIGRATIONS: list[str] = [_V1, _V2, _V3]
+MIGRATIONS: list[str] = [_V1, _V2, _V3, _V4]
 
 SYNCED_TABLES = (
     "runs", "results", "backups", "snapshots", "firmware_findings", "incidents", "incident_events",
