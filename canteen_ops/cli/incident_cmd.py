@@ -19,14 +19,9 @@ NoteOpt = Annotated[Optional[str], typer.Option("--note", "-n", help="Free text 
 
 
 def _tz(ctx: typer.Context) -> str:
-    """The display time zone: the inventory's, or Asia/Shanghai when no valid inventory is at hand."""
-    from canteen_ops.errors import CanteenOpsError
+    from canteen_ops.cli.common import display_tz
 
-    e = env(ctx)
-    try:
-        return e.inventory().settings.timezone if e.inventory_path.exists() else "Asia/Shanghai"
-    except CanteenOpsError:
-        return "Asia/Shanghai"
+    return display_tz(ctx)
 
 
 def _parse_at(at: str | None, tz: str, flag: str = "--at"):
