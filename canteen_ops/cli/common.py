@@ -44,15 +44,8 @@ def select(ctx: typer.Context, school=None, device=None, kind=None, vendor=None,
 
 
 def display_tz(ctx: typer.Context) -> str:
-    """The time zone people read times in: the inventory's, or Asia/Shanghai when no valid inventory is at hand
-    (the log is readable without one)."""
-    from canteen_ops.errors import CanteenOpsError
-
-    e = env(ctx)
-    try:
-        return e.inventory().settings.timezone if e.inventory_path.exists() else "Asia/Shanghai"
-    except CanteenOpsError:
-        return "Asia/Shanghai"
+    """The time zone people read times in (Env.timezone)."""
+    return env(ctx).timezone()
 
 
 def write_output(path, data: bytes) -> None:

@@ -19,9 +19,7 @@ NoteOpt = Annotated[Optional[str], typer.Option("--note", "-n", help="Free text 
 
 
 def _tz(ctx: typer.Context) -> str:
-    from canteen_ops.cli.common import display_tz
-
-    return display_tz(ctx)
+    return env(ctx).timezone()
 
 
 def _parse_at(at: str | None, tz: str, flag: str = "--at"):
