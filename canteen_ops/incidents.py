@@ -15,7 +15,7 @@ Every action writes an `incident_events` row (who, when, what), so the timeline 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from canteen_ops.errors import NotFound, UsageError
 from canteen_ops.inventory.model import Inventory, Policy, WorkingHours
@@ -102,45 +102,51 @@ def find_incident(log: MaintenanceLog, ident: str) -> dict[str, Any]:
     return log.find("incidents", ident, "incident")
 
 
+Change = tuple[dict[str, Any], str, "str | None", "dict | None"]  # (column changes, event action, note, data)
+
+
+def _act(log: MaintenanceLog, ident: str, actor: str, at: dt.datetime | None, allowed: tuple[str, ...],
+         verb: str, change: Callable[[dict[str, Any], dt.datetime], Change]) -> dict[str, Any]:
+    """One action on an incident: refused (exit 64) unless its state is in `allowed`; the column changes and the
+    timeline event land together."""
+    inc = find_incident(log, ident)
+    _require(inc, allowed, verb)
+    t = _when(inc, at)
+    changes, action, note, data = change(inc, t)
+    with log.transaction():
+        if changes:
+            log.update("incidents", inc["id"], changes)
+        _event(log, inc["id"], t, actor, action, note, data)
+    return log.get("incidents", inc["id"])
+
+
 def ack(log: MaintenanceLog, ident: str, actor: str, *, note: str | None = None,
         at: dt.datetime | None = None) -> dict[str, Any]:
-    inc = find_incident(log, ident)
-    _require(inc, ("open",), "acknowledge")
-    t = _when(inc, at)
-    with log.transaction():
-        log.update("incidents", inc["id"], {"state": "acked", "acked_at": iso(t), "acked_by": actor})
-        _event(log, inc["id"], t, actor, "ack", note)
-    return log.get("incidents", inc["id"])
+    return _act(log, ident, actor, at, ("open",), "acknowledge", lambda inc, t: (
+        {"state": "acked", "acked_at": iso(t), "acked_by": actor}, "ack", note, None))
 
 
 def arrive(log: MaintenanceLog, ident: str, actor: str, *, note: str | None = None,
            at: dt.datetime | None = None) -> dict[str, Any]:
-    inc = find_incident(log, ident)
-    _require(inc, ("open", "acked"), "record arrival for")
-    t = _when(inc, at)
-    changes: dict[str, Any] = {"state": "arrived", "arrived_at": iso(t), "arrived_by": actor}
-    if not inc.get("acked_at"):
-        changes.update(acked_at=iso(t), acked_by=actor)
-    late = parse_iso(inc["arrive_deadline"]) < t if inc.get("arrive_deadline") else False
-    with log.transaction():
-        log.update("incidents", inc["id"], changes)
-        _event(log, inc["id"], t, actor, "arrive", note,
-               {"sla": "breached" if late else "met", "arrive_deadline": inc.get("arrive_deadline")})
-    return log.get("incidents", inc["id"])
+    def change(inc, t):
+        changes: dict[str, Any] = {"state": "arrived", "arrived_at": iso(t), "arrived_by": actor}
+        if not inc.get("acked_at"):
+            changes.update(acked_at=iso(t), acked_by=actor)
+        late = parse_iso(inc["arrive_deadline"]) < t if inc.get("arrive_deadline") else False
+        return changes, "arrive", note, {"sla": "breached" if late else "met",
+                                         "arrive_deadline": inc.get("arrive_deadline")}
+
+    return _act(log, ident, actor, at, ("open", "acked"), "record arrival for", change)
 
 
 def resolve(log: MaintenanceLog, ident: str, actor: str, *, resolution: str,
             at: dt.datetime | None = None) -> dict[str, Any]:
     if not resolution or not resolution.strip():
         raise UsageError("say how it was resolved (--resolution), e.g. '更换交换机端口' / 'replaced PoE switch port'")
-    inc = find_incident(log, ident)
-    _require(inc, ACTIVE_STATES, "resolve")
-    t = _when(inc, at)
-    with log.transaction():
-        log.update("incidents", inc["id"], {"state": "resolved", "resolved_at": iso(t), "resolved_by": actor,
-                                            "resolution": resolution.strip()})
-        _event(log, inc["id"], t, actor, "resolve", resolution.strip())
-    return log.get("incidents", inc["id"])
+    text = resolution.strip()
+    return _act(log, ident, actor, at, ACTIVE_STATES, "resolve", lambda inc, t: (
+        {"state": "resolved", "resolved_at": iso(t), "resolved_by": actor, "resolution": text}, "resolve", text,
+        None))
 
 
 def cancel(log: MaintenanceLog, ident: str, actor: str, *, reason: str,
@@ -148,41 +154,32 @@ def cancel(log: MaintenanceLog, ident: str, actor: str, *, reason: str,
     """A false alarm: closed, kept in the log with the reason, counted in no SLA figure."""
     if not reason or not reason.strip():
         raise UsageError("say why it is cancelled (--reason), e.g. '误报：镜头被临时遮挡' / 'false alarm: lens briefly covered'")
-    inc = find_incident(log, ident)
-    _require(inc, ACTIVE_STATES, "cancel")
-    t = _when(inc, at)
-    with log.transaction():
-        log.update("incidents", inc["id"], {"state": "cancelled", "cancelled_at": iso(t), "cancelled_by": actor,
-                                            "cancel_reason": reason.strip()})
-        _event(log, inc["id"], t, actor, "cancel", reason.strip())
-    return log.get("incidents", inc["id"])
+    text = reason.strip()
+    return _act(log, ident, actor, at, ACTIVE_STATES, "cancel", lambda inc, t: (
+        {"state": "cancelled", "cancelled_at": iso(t), "cancelled_by": actor, "cancel_reason": text}, "cancel", text,
+        None))
 
 
 def reopen(log: MaintenanceLog, ident: str, actor: str, *, note: str | None = None,
            at: dt.datetime | None = None) -> dict[str, Any]:
-    """A resolved or cancelled incident is open again (the fault came back, or it was no false alarm)."""
-    inc = find_incident(log, ident)
-    _require(inc, CLOSED_STATES, "reopen")
-    if at is not None and at < parse_iso(inc.get("resolved_at") or inc.get("cancelled_at") or inc["opened_at"]):
-        raise UsageError(f"--at {at.isoformat()} is before the incident was closed")
-    t = _when(inc, at)
-    state = "arrived" if inc.get("arrived_at") else ("acked" if inc.get("acked_at") else "open")
-    with log.transaction():
-        log.update("incidents", inc["id"], {"state": state, "resolved_at": None, "resolved_by": None,
-                                            "resolution": None, "cancelled_at": None, "cancelled_by": None,
-                                            "cancel_reason": None})
-        _event(log, inc["id"], t, actor, "reopen", note, {"was": inc["state"]})
-    return log.get("incidents", inc["id"])
+    """A resolved or cancelled incident is active again (the fault came back, or it was no false alarm), in the
+    furthest state it had reached: an arrival on site stays recorded."""
+    def change(inc, t):
+        if at is not None and at < parse_iso(inc.get("resolved_at") or inc.get("cancelled_at") or inc["opened_at"]):
+            raise UsageError(f"--at {at.isoformat()} is before the incident was closed")
+        state = "arrived" if inc.get("arrived_at") else ("acked" if inc.get("acked_at") else "open")
+        return ({"state": state, "resolved_at": None, "resolved_by": None, "resolution": None, "cancelled_at": None,
+                 "cancelled_by": None, "cancel_reason": None}, "reopen", note, {"was": inc["state"]})
+
+    return _act(log, ident, actor, at, CLOSED_STATES, "reopen", change)
 
 
 def add_note(log: MaintenanceLog, ident: str, actor: str, *, text: str,
              at: dt.datetime | None = None) -> dict[str, Any]:
-    """A line on the timeline; the incident's state does not change."""
+    """A line on the timeline, in any state; the incident itself does not change."""
     if not text or not text.strip():
         raise UsageError("the note text is empty")
-    inc = find_incident(log, ident)
-    _event(log, inc["id"], _when(inc, at), actor, "note", text.strip())
-    return log.get("incidents", inc["id"])
+    return _act(log, ident, actor, at, STATES, "note", lambda inc, t: ({}, "note", text.strip(), None))
 
 
 def assign(log: MaintenanceLog, ident: str, actor: str, *, who: str,
@@ -191,13 +188,8 @@ def assign(log: MaintenanceLog, ident: str, actor: str, *, who: str,
     who = (who or "").strip()
     if not who or not who.isprintable():
         raise UsageError("name the person to assign, on one line")
-    inc = find_incident(log, ident)
-    _require(inc, ACTIVE_STATES, "assign")
-    t = _when(inc, at)
-    with log.transaction():
-        log.update("incidents", inc["id"], {"assigned_to": who})
-        _event(log, inc["id"], t, actor, "assign", who, {"was": inc.get("assigned_to")})
-    return log.get("incidents", inc["id"])
+    return _act(log, ident, actor, at, ACTIVE_STATES, "assign", lambda inc, t: (
+        {"assigned_to": who}, "assign", who, {"was": inc.get("assigned_to")}))
 
 
 def _require(inc: Mapping[str, Any], states: tuple[str, ...], verb: str) -> None:

@@ -178,20 +178,24 @@ def list_(ctx: typer.Context,
     from rich.text import Text
 
     from canteen_ops.cli.common import cell
+    from canteen_ops.incidents import ACTIVE_STATES
 
     tz = _tz(ctx)
     title = f"{len(rows)} {'overdue ' if overdue else ''}incident{'s' if len(rows) != 1 else ''}"
     table = Table(title=title, title_justify="left")
-    for col in ("id", "level", "state", "school", "devices", "title", "assigned", "opened", "on site by", "SLA", ""):
+    assigned = any(r.get("assigned_to") for r in rows)  # the column only when someone is assigned
+    for col in ("id", "level", "state", "school", "devices", "title", *(("assigned",) if assigned else ()), "opened",
+                "on site by", "SLA", ""):
         table.add_column(col, overflow="fold")
     for r in rows:
-        escalated = bool(r.get("escalated_at")) and r["state"] != "resolved" and not r.get("arrived_at")
+        escalated = bool(r.get("escalated_at")) and r["state"] in ACTIVE_STATES and not r.get("arrived_at")
         style = "bold red" if escalated else ("red" if r["sla"] == "breached" else None)
         table.add_row(r["id"][:8], r["level"], r["state"], r["school_id"] or "", ", ".join(r["device_ids"] or []),
-                      cell(r["title"]), cell(r.get("assigned_to")), local(r["opened_at"], tz), local(r["arrive_deadline"], tz), r["sla"],
+                      cell(r["title"]), *((cell(r.get("assigned_to")),) if assigned else ()),
+                      local(r["opened_at"], tz), local(r["arrive_deadline"], tz), r["sla"],
                       Text("ESCALATED", style="bold white on red") if escalated else "", style=style)
     e.console.print(table)
-    if any(r.get("escalated_at") and not r.get("arrived_at") and r["state"] != "resolved" for r in rows):
+    if any(r.get("escalated_at") and not r.get("arrived_at") and r["state"] in ACTIVE_STATES for r in rows):
         e.console.print("[bold red]escalated: on-site deadline passed without arrival — report to the leading "
                         "group (领导小组)[/]")
     return code
@@ -200,7 +204,7 @@ def list_(ctx: typer.Context,
 @app.command()
 def show(ctx: typer.Context, ident: IdArg, json: JsonOpt = False) -> int:
     """One incident with its timeline."""
-    from canteen_ops.incidents import escalate_overdue, events, find_incident
+    from canteen_ops.incidents import ACTIVE_STATES, escalate_overdue, events, find_incident
     from canteen_ops.sla import arrive_sla, resolve_sla
     from canteen_ops.timeutil import local, utcnow
 
@@ -216,7 +220,7 @@ def show(ctx: typer.Context, ident: IdArg, json: JsonOpt = False) -> int:
     tz = _tz(ctx)
     c = e.console
     c.print(f"[bold]incident {inc['id']}[/bold]  {inc['level']} / {inc['state']}", highlight=False)
-    if inc.get("escalated_at") and not inc.get("arrived_at") and inc["state"] != "resolved":
+    if inc.get("escalated_at") and not inc.get("arrived_at") and inc["state"] in ACTIVE_STATES:
         c.print(f"[bold white on red] ESCALATED at {local(inc['escalated_at'], tz)} [/]", highlight=False)
     lines = [
         ("title", inc["title"]), ("description", inc.get("description") or ""),
