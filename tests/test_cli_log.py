@@ -306,6 +306,9 @@ def test_fts_migration_indexes_existing_records_and_triggers_keep_it_in_step(db)
     conn.execute("PRAGMA user_version = 4")
     conn.execute("INSERT INTO notes (id, seq, created_at, updated_at, at, kind, text) "
                  "VALUES ('n1', 1, 'x', 'x', '2026-01-01T00:00:00Z', 'inspection', '留样柜温度偏高')")
+    for rid, status in (("r-ok", "ok"), ("r-crit", "crit")):
+        conn.execute("INSERT INTO results (id, seq, created_at, updated_at, check_name, status, summary, observed_at) "
+                     "VALUES (?, 2, 'x', 'x', 'clock', ?, '时钟偏差 温度偏高', '2026-01-01T00:00:00Z')", [rid, status])
     conn.execute("COMMIT")
     conn.close()
     from canteen_ops.store.entries import list_entries
@@ -313,7 +316,9 @@ def test_fts_migration_indexes_existing_records_and_triggers_keep_it_in_step(db)
     log = MaintenanceLog.open(db)
     try:
         assert log.schema_version == len(schema.MIGRATIONS) == 5
-        assert [e["id"] for e in list_entries(log, grep="温度偏高")] == ["n1"]
+        assert {e["id"] for e in list_entries(log, grep="温度偏高")} == {"n1", "r-crit"}
+        assert {e["id"] for e in list_entries(log, grep="时钟偏差")} == {"r-crit"}
+        log.conn.execute("DELETE FROM results")
         new = log.insert("notes", {"at": "2026-01-02T00:00:00Z", "kind": "other", "text": "温度偏高已处理"})
         assert {e["id"] for e in list_entries(log, grep="温度偏高")} == {"n1", new}
         log.update("notes", "n1", {"text": "正常"})
@@ -321,5 +326,26 @@ def test_fts_migration_indexes_existing_records_and_triggers_keep_it_in_step(db)
         log.conn.execute("DELETE FROM notes WHERE id = ?", [new])
         assert list_entries(log, grep="温度偏高") == []
         assert log.conn.execute("INSERT INTO notes_fts(notes_fts) VALUES ('integrity-check')") is not None
+    finally:
+        log.close()
+
+
+def test_grep_searches_check_findings_that_were_not_ok(db):
+    from canteen_ops.store.entries import list_entries
+
+    log = MaintenanceLog.open(db)
+    try:
+        ok = log.record_result(None, Result("c1", "picture", Status.OK, "画面清晰 sharp", school_id="s"))
+        bad = log.record_result(None, Result("c2", "picture", Status.CRIT, "画面模糊 blurred", school_id="s"))
+        assert [e["id"] for e in list_entries(log, grep="画面模糊")] == [bad]  # the index
+        assert [e["id"] for e in list_entries(log, grep="画面")] == [bad]  # the LIKE fallback, same rows
+        assert list_entries(log, grep="画面清晰") == []
+        log.update("results", ok, {"status": "warn"})  # the triggers follow a row into and out of the index
+        assert [e["id"] for e in list_entries(log, grep="画面清晰")] == [ok]
+        log.update("results", bad, {"status": "ok"})
+        assert list_entries(log, grep="画面模糊") == []
+        log.conn.execute("DELETE FROM results WHERE id = ?", [ok])
+        assert list_entries(log, grep="画面清晰") == []
+        log.conn.execute("INSERT INTO results_fts(results_fts) VALUES ('integrity-check')")
     finally:
         log.close()
