@@ -117,3 +117,13 @@ def test_status_renders_hostile_text_as_text(cli, site, no_sockets):
     site.record_result(None, Result("s3-cam", "facts", Status.WARN, "[bold red]x[/] \x1b[31m", school_id="s3"))
     r = cli("status")
     assert "[bold red]x[/]" in r.out and "\x1b[31m" not in r.out
+
+
+def test_status_quiet_prints_one_line_per_problem(cli, site, no_sockets):
+    r = cli("-q", "status")
+    assert r.code == 2
+    lines = r.out.splitlines()
+    assert lines[0].startswith("CRIT    一小 s1-nvr storage: disk 1: error (5 h ago)")
+    assert any(ln.startswith("UNKNOWN 三小 s3-cam: never checked") for ln in lines)
+    assert not any("二小" in ln for ln in lines)
+    assert cli("-q", "status", "--school", "二小").out == ""

@@ -31,9 +31,31 @@ def status(
     report = current_status(e.log(), e.inventory(), devices, utcnow())
     if json:
         print_json(report)
+    elif e.quiet:
+        _render_quiet(report)
     else:
         _render(e, report, show_ok=all_)
     return report["exit_code"]
+
+
+def _render_quiet(report: dict) -> None:
+    """--quiet (cron): one line per problem, nothing when all is well."""
+    import sys
+
+    from canteen_ops.cli.common import cell
+    from canteen_ops.timeutil import age
+
+    for s in report["schools"]:
+        name = cell(s["name"]).plain
+        for p in s["problems"]:
+            sys.stdout.write(cell(f"{p['status'].upper():7} {name} {p['device_id'] or '(school)'} {p['check']}: "
+                                  f"{p['summary']} ({age(p['age_s'])} ago)").plain + "\n")
+        for dev in s["never_checked"]:
+            sys.stdout.write(cell(f"UNKNOWN {name} {dev}: never checked").plain + "\n")
+        for i in s["incidents"]:
+            if i["overdue"]:
+                sys.stdout.write(cell(f"OVERDUE {name} incident {i['id'][:8]} {i['level']}/{i['state']}: "
+                                      f"{i['title']}").plain + "\n")
 
 
 def _render(e, report: dict, *, show_ok: bool) -> None:
