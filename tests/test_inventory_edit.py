@@ -96,3 +96,18 @@ def test_an_invalid_file_is_not_edited(cli, tmp_path):
     r = cli("-i", bad, "inventory", "set", "x", "serial=1")
     assert r.code == 65
     assert bad.read_text(encoding="utf-8") == "version: 1\nschools: {}\n"
+
+
+def test_block_style_file_keeps_comments_and_indentation(cli, tmp_path):
+    text = ("# 测试\nversion: 1\ncredentials:\n  hik:\n    username: admin\n    password_env: HIK_PW   # 密码在环境变量\n"
+            "schools:\n- id: s1\n  name: 一小\n  devices:\n  # the NVR\n  - id: s1-nvr\n    kind: nvr\n"
+            "    vendor: hikvision\n    host: 10.0.0.1\n    credentials: hik\n  - id: s1-cam\n    kind: camera\n"
+            "    vendor: hikvision\n    host: 10.0.0.2   # 东\n    credentials: hik\n")
+    p = tmp_path / "inventory.yaml"
+    p.write_text(text, encoding="utf-8")
+    assert cli("-i", p, "inventory", "set", "s1-cam", "host=10.0.0.3", "serial=X1").code == 0
+    assert cli("-i", p, "inventory", "add-device", "s1", "id=s1-cam2", "kind=camera", "vendor=hikvision",
+               "host=10.0.0.4", "credentials=hik").code == 0
+    assert p.read_text(encoding="utf-8") == text.replace("10.0.0.2   # 东", "10.0.0.3   # 东") + (
+        "    serial: X1\n  - id: s1-cam2\n    kind: camera\n    vendor: hikvision\n    host: 10.0.0.4\n"
+        "    credentials: hik\n")

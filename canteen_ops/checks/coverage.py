@@ -52,7 +52,7 @@ def coverage(sctx: SchoolContext) -> list[Result]:
     for area in required:
         working, failing, unknown = [], [], []
         for cam in (c for c in cameras if c.area == area):
-            statuses, _, source = sctx.statuses(cam.id)
+            statuses, _, _ = sctx.statuses(cam.id)
             if any(s == "crit" for _, s in statuses) or cam.id in lost:
                 failing.append(cam.id)
             elif not statuses:
