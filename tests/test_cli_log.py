@@ -349,3 +349,18 @@ def test_grep_searches_check_findings_that_were_not_ok(db):
         log.conn.execute("INSERT INTO results_fts(results_fts) VALUES ('integrity-check')")
     finally:
         log.close()
+
+
+def test_list_vendor_area_tag_through_the_inventory(cli, db):
+    _seed(db)
+
+    def devices(*args):
+        r = cli("-i", EXAMPLE, "log", "list", "--json", *args)
+        assert r.code == 0, r
+        return sorted({e["device_id"] for e in json.loads(r.out)})
+
+    assert devices("--vendor", "dahua") == ["hd-cam-01", "hd-cam-03"]
+    assert devices("--area", "加工区") == ["xc-cam-01"]
+    assert devices("--vendor", "hikvision", "--kind", "backup") == ["xc-nvr-01"]
+    r = cli("-i", EXAMPLE, "log", "list", "--tag", "no-such-tag")
+    assert r.code == 64

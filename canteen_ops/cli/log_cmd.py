@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from canteen_ops.cli.common import DeviceOpt, JsonOpt, SchoolOpt, env, print_json
+from canteen_ops.cli.common import AreaOpt, DeviceOpt, JsonOpt, SchoolOpt, TagOpt, VendorOpt, env, print_json
 
 app = typer.Typer(help="The maintenance log: list, add technician notes, show, export.", no_args_is_help=True)
 
@@ -16,7 +16,8 @@ NOTE_KINDS = ("inspection", "cleaning", "repair", "replacement", "config", "othe
 
 @app.command("list")
 def list_(ctx: typer.Context,
-          school: SchoolOpt = None, device: DeviceOpt = None,
+          school: SchoolOpt = None, device: DeviceOpt = None, vendor: VendorOpt = None, area: AreaOpt = None,
+          tag: TagOpt = None,
           kind: Annotated[Optional[list[str]], typer.Option(
               "--kind", metavar="KIND", help="Record kind: run, check, backup, snapshot, firmware, incident, change, note, step")] = None,
           since: Annotated[Optional[str], typer.Option(metavar="WHEN", help="From: e.g. 24h, 7d or 2026-11-01 (local time)")] = None,
@@ -26,7 +27,8 @@ def list_(ctx: typer.Context,
               metavar="TEXT", help="Only entries whose text contains TEXT (findings, notes, incidents, changes, ...)")] = None,
           limit: Annotated[int, typer.Option(metavar="N", help="At most this many entries (0 = all)")] = 50,
           json: JsonOpt = False) -> int:
-    """Newest log entries first."""
+    """Newest log entries first. --vendor/--area/--tag pick devices through the inventory (--kind here is the
+    record kind)."""
     from canteen_ops.errors import UsageError
     from canteen_ops.store.entries import KINDS, list_entries
     from canteen_ops.timeutil import iso, local, parse_since, parse_until
@@ -45,8 +47,15 @@ def list_(ctx: typer.Context,
             bounds[flag] = iso(parse(value, tz=tz)) if value else None
         except ValueError as exc:
             raise UsageError(f"{flag}: {exc}") from None
+    devices = tuple(device or ())
+    if vendor or area or tag:  # device attributes live in the inventory, not in the log
+        from canteen_ops.cli.common import select
+
+        devices = tuple(d.id for d in select(ctx, school, device, None, vendor, area, tag))
+        if not devices:
+            raise UsageError("no devices match the selection")
     rows = list_entries(e.log(), kinds=tuple(kind or ()), schools=_school_ids(inv, school or ()),
-                        devices=tuple(device or ()), since=bounds["--since"], until=bounds["--until"],
+                        devices=devices, since=bounds["--since"], until=bounds["--until"],
                         grep=grep.strip() if grep else None, limit=limit or None)
     if json:
         print_json(rows)
