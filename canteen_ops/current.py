@@ -24,9 +24,12 @@ def current_status(log: MaintenanceLog, inventory: Inventory, devices: Iterable[
     devices = list(devices)
     school_ids = list(dict.fromkeys(d.school_id for d in devices))
     ids = {d.id for d in devices}
+    # Device results by the (device_id, check_name, seq) index; school-level ones (device_id NULL) by school.
     latest = log.query("""
         SELECT r.school_id, r.device_id, r.check_name, r.status, r.summary, r.observed_at FROM results r JOIN (
-          SELECT device_id, school_id, check_name, MAX(seq) AS seq FROM results GROUP BY device_id, school_id, check_name
+          SELECT MAX(seq) AS seq FROM results WHERE device_id IS NOT NULL GROUP BY device_id, check_name
+          UNION ALL
+          SELECT MAX(seq) FROM results WHERE device_id IS NULL GROUP BY school_id, check_name
         ) m ON r.seq = m.seq""")
     by_device: dict[str, list[dict]] = {}
     by_school: dict[str, list[dict]] = {}
