@@ -26,16 +26,23 @@ def _school(inventory, school_id):
 
 
 def assign(log, inventory, inc: dict[str, Any], now: dt.datetime):
-    """Assign a new (or re-opened) incident to the technician on duty for its school; returns the Person."""
+    """Assign a new (or re-opened) incident to the technician on duty for its school (`assigned_to`, and
+    `data.assignee` with role and phone for the messages); returns the Person, or None when nobody is on duty.
+    Someone a person already assigned (`incident assign`) stays: the roster does not overrule people."""
+    data = dict(inc.get("data") or {})
+    if inc.get("assigned_to"):
+        data["assignee"] = {"name": inc["assigned_to"], "role": "technician"}
+        log.update("incidents", inc["id"], {"data": data})
+        inc["data"] = data
+        return data["assignee"]
     roster = inventory.roster if inventory is not None else None
     person = roster.on_duty("technician", now, _school(inventory, inc.get("school_id"))) if roster else None
-    data = dict(inc.get("data") or {})
     data["assignee"] = person.to_dict() if person else None
     with log.transaction():
-        log.update("incidents", inc["id"], {"data": data})
+        log.update("incidents", inc["id"], {"data": data, **({"assigned_to": person.name} if person else {})})
         _event(log, inc["id"], now, SYSTEM_ACTOR, "assign",
-               f"值班技术员 {person.name}" if person else "nobody on duty in the roster (值班表无人)",
-               {"assignee": data["assignee"]})
+               person.name if person else "nobody on duty in the roster (值班表无人)",
+               {"assignee": data["assignee"], "by": "roster"})
     inc["data"] = data
     return person
 

@@ -288,7 +288,7 @@ class Watch:
         from canteen_ops.escalation import assign
         from canteen_ops.notify.messages import incident_message
 
-        for inc in log.query("SELECT * FROM incidents WHERE state != 'resolved' "
+        for inc in log.query("SELECT * FROM incidents WHERE state IN ('open', 'acked', 'arrived') "
                              "AND json_type(data, '$.assignee') IS NULL ORDER BY seq"):
             person = assign(log, self.inventory, inc, now)
             report.incidents["assigned"] = report.incidents.get("assigned", 0) + 1
@@ -303,7 +303,7 @@ class Watch:
         try:
             ids = [d.id for d in self.devices]
             latest = [r for r in log.latest_results() if r["device_id"] in ids or r["device_id"] is None]
-            open_incidents = log.query("SELECT level FROM incidents WHERE state != 'resolved'")
+            open_incidents = log.query("SELECT level FROM incidents WHERE state IN ('open', 'acked', 'arrived')")
             pending = log.query("SELECT COUNT(*) AS n FROM outbox WHERE state = 'pending'")[0]["n"]
             write_metrics(str(self.metrics), self.inventory, latest, open_incidents,
                           round_started=report.started.timestamp(), round_seconds=report.seconds,

@@ -139,7 +139,7 @@ def test_notify_secrets_never_printed_nor_logged(tmp_path, cli, monkeypatch):
     everything = r.out + r.err + (tmp_path / "m.prom").read_text()
     with sqlite3.connect(tmp_path / "log.db") as c:
         for (table,) in c.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall():
-            everything += json.dumps(c.execute(f"SELECT * FROM {table}").fetchall(), ensure_ascii=False)
+            everything += json.dumps(c.execute(f"SELECT * FROM {table}").fetchall(), ensure_ascii=False, default=repr)
     for secret in (token, "Hunter2-pw", url):
         assert secret not in everything  # ...but never the URL, its token or its password
     # a URL pasted where the name of an environment variable belongs is not echoed in the error
