@@ -60,11 +60,19 @@ def root(
     operator: Annotated[Optional[str], typer.Option(
         "--operator", envvar="CANTEEN_OPS_OPERATOR", metavar="NAME", help="Who is acting [default: the OS user]")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only problems (for cron)")] = False,
+    lang: Annotated[Optional[str], typer.Option(
+        "--lang", metavar="LANG", help="Language of messages: en or zh [default: from LC_ALL, LC_MESSAGES, LANG]")] = None,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                           help="Show the version and exit")] = False,
 ) -> None:
-    from canteen_ops import paths
+    from canteen_ops import i18n, paths
+    from canteen_ops.errors import UsageError
 
+    if lang is not None:
+        try:
+            i18n.set_language(lang)
+        except ValueError as exc:
+            raise UsageError(f"--lang {lang!r}: {exc}") from None
     ctx.obj = Env(
         inventory_path=inventory or paths.default_inventory(),
         db_path=db or paths.default_db(),
@@ -87,6 +95,9 @@ def main(argv: list[str] | None = None) -> None:
 def run(argv: list[str] | None = None) -> int:
     from canteen_ops.redact import RedactingStream
 
+    from canteen_ops import i18n
+
+    i18n.set_language(None)  # each run reads the environment afresh (tests run many commands in one process)
     out, err = sys.stdout, sys.stderr
     sys.stdout, sys.stderr = RedactingStream(out), RedactingStream(err)
     try:
@@ -102,6 +113,8 @@ def _run(argv: list[str] | None) -> int:
         from click import exceptions as cx
 
     from canteen_ops import errors
+    from canteen_ops.cli.render import echo, plural
+    from canteen_ops.i18n import _
 
     try:
         rv = app(args=argv, prog_name="canteen-ops", standalone_mode=False)
@@ -114,18 +127,17 @@ def _run(argv: list[str] | None) -> int:
         exc.show()
         return errors.EXIT_USAGE
     except typer.Abort:
-        print("interrupted", file=sys.stderr)
+        echo(_("interrupted"), err=True)
         return errors.EXIT_INTERRUPTED
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        echo(_("interrupted"), err=True)
         return errors.EXIT_INTERRUPTED
     except errors.InvalidFile as exc:
         for p in exc.problems:
-            print(f"error: {p}", file=sys.stderr)
-        n = len(exc.problems)
-        print(f"{n} problem{'s' if n != 1 else ''} found; nothing was run", file=sys.stderr)
+            echo(f"{_('error')}: {p}", err=True)
+        echo(_("{problems} found; nothing was run").format(problems=plural(len(exc.problems), "problem")), err=True)
         return exc.exit_code
     except errors.CanteenOpsError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        echo(f"{_('error')}: {exc}", err=True)
         return exc.exit_code
     return rv if isinstance(rv, int) else 0

@@ -116,18 +116,17 @@ def list_(ctx: typer.Context,
     if json:
         print_json(rows)
         return 0
-    from rich.table import Table
+    from canteen_ops.cli.render import ID, Column, plural, table
+    from canteen_ops.i18n import _
 
     tz = _tz(ctx)
-    table = Table(title=f"{len(rows)} change{'s' if len(rows) != 1 else ''}", title_justify="left")
-    for col in ("id", "state", "title", "devices", "window", "requested by", "approved by"):
-        table.add_column(col, overflow="fold")
-    for r in rows:
-        window = f"{local(r['window_start'], tz)} – {local(r['window_end'], tz)}" if r.get("window_start") else ""
-        table.add_row(r["id"][:8], r["state"], r["title"], ", ".join(r["device_ids"] or []), window,
-                      r.get("requested_by") or "", r.get("approved_by") or "",
-                      style="bold yellow" if r["state"] == "started" else None)
-    e.console.print(table)
+    cols = [Column("id", ID), Column("state", ID), Column("title"), Column("devices"), Column("window"),
+            Column("requested by"), Column("approved by")]
+    cells = [(r["id"][:8], _(r["state"]), r["title"], r["device_ids"],
+              f"{local(r['window_start'], tz)} – {local(r['window_end'], tz)}" if r.get("window_start") else "",
+              r.get("requested_by"), r.get("approved_by")) for r in rows]
+    styles = ["bold yellow" if r["state"] == "started" else None for r in rows]
+    e.console.print(table(plural(len(rows), "change"), cols, cells, console=e.console, row_styles=styles))
     return 0
 
 
@@ -143,18 +142,19 @@ def show(ctx: typer.Context, ident: IdArg, json: JsonOpt = False) -> int:
     if json:
         print_json({"change": ch, "events": evs})
         return 0
+    from canteen_ops.cli.render import fields, pad, styled
+    from canteen_ops.i18n import _
+
     tz = _tz(ctx)
     c = e.console
-    c.print(f"[bold]change {ch['id']}[/bold]  {ch['state']}", highlight=False)
-    for k, v in (("title", ch["title"]), ("description", ch.get("description") or ""),
-                 ("devices", ", ".join(ch.get("device_ids") or [])),
-                 ("window", f"{local(ch.get('window_start'), tz)} – {local(ch.get('window_end'), tz)}"),
-                 ("notice to", ", ".join(ch.get("notice_to") or [])),
-                 ("backups", ", ".join(f"{d}={str(b)[:8] if b else '?'}"
-                                       for d, b in ((ch.get("data") or {}).get("backups") or {}).items()))):
-        c.print(f"  {k:<12} {v}", highlight=False, markup=False)
-    c.print("  timeline:", highlight=False)
+    c.print(styled((f"{_('change')} {ch['id']}", "bold"), f"  {_(ch['state'])}"))
+    fields(c, [("title", ch["title"]), ("description", ch.get("description")), ("devices", ch.get("device_ids")),
+               ("window", f"{local(ch.get('window_start'), tz)} – {local(ch.get('window_end'), tz)}"),
+               ("notice to", ch.get("notice_to")),
+               ("backups", ", ".join(f"{d}={str(b)[:8] if b else '?'}"
+                                     for d, b in ((ch.get("data") or {}).get("backups") or {}).items()))])
+    c.print(f"  {_('timeline')}:")
     for ev in evs:
-        c.print(f"    {local(ev['at'], tz)}  {ev['action']:<14} {ev.get('actor') or '':<12} {ev.get('note') or ''}",
-                highlight=False, markup=False)
+        c.print(f"    {local(ev['at'], tz)}  {pad(_(ev['action']), 14)} {pad(ev.get('actor') or '', 12)} "
+                f"{ev.get('note') or ''}")
     return 0

@@ -54,5 +54,12 @@ def write_output(path, data: bytes) -> None:
         raise CannotWrite(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
+def echo(message: Any = "", *, err: bool = False, nl: bool = True) -> None:
+    """A plain line, controls made visible (cli/render.py; imported late so `--help` stays fast)."""
+    from canteen_ops.cli.render import echo as _echo
+
+    _echo(message, err=err, nl=nl)
+
+
 def print_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, ensure_ascii=False, indent=2, default=str) + "\n")

@@ -146,24 +146,26 @@ def list_(ctx: typer.Context,
     if json:
         print_json(rows)
         return code
-    from rich.table import Table
     from rich.text import Text
 
+    from canteen_ops.cli.render import ID, Column, plural, table
+    from canteen_ops.i18n import _
+
     tz = _tz(ctx)
-    title = f"{len(rows)} {'overdue ' if overdue else ''}incident{'s' if len(rows) != 1 else ''}"
-    table = Table(title=title, title_justify="left")
-    for col in ("id", "level", "state", "school", "devices", "title", "opened", "on site by", "SLA", ""):
-        table.add_column(col, overflow="fold")
+    title = plural(len(rows), "overdue incident") if overdue else plural(len(rows), "incident")
+    cols = [Column("id", ID), Column("level", ID), Column("state", ID), Column("school", ID), Column("devices"),
+            Column("title"), Column("opened", ID), Column("on site by", ID), Column("SLA"), Column("")]
+    cells, styles = [], []
     for r in rows:
         escalated = bool(r.get("escalated_at")) and r["state"] != "resolved" and not r.get("arrived_at")
-        style = "bold red" if escalated else ("red" if r["sla"] == "breached" else None)
-        table.add_row(r["id"][:8], r["level"], r["state"], r["school_id"] or "", ", ".join(r["device_ids"] or []),
-                      r["title"], local(r["opened_at"], tz), local(r["arrive_deadline"], tz), r["sla"],
-                      Text("ESCALATED", style="bold white on red") if escalated else "", style=style)
-    e.console.print(table)
+        styles.append("bold red" if escalated else ("red" if r["sla"] == "breached" else None))
+        cells.append((r["id"][:8], _(r["level"]), _(r["state"]), r["school_id"], r["device_ids"], r["title"],
+                      local(r["opened_at"], tz), local(r["arrive_deadline"], tz), _(r["sla"]),
+                      Text(_("ESCALATED"), style="bold white on red") if escalated else ""))
+    e.console.print(table(title, cols, cells, console=e.console, row_styles=styles))
     if any(r.get("escalated_at") and not r.get("arrived_at") and r["state"] != "resolved" for r in rows):
-        e.console.print("[bold red]escalated: on-site deadline passed without arrival — report to the leading "
-                        "group (领导小组)[/]")
+        e.console.print(_("escalated: on-site deadline passed without arrival — report to the leading "
+                          "group (领导小组)"), style="bold red")
     return code
 
 
@@ -183,24 +185,25 @@ def show(ctx: typer.Context, ident: IdArg, json: JsonOpt = False) -> int:
     if json:
         print_json({"incident": inc, "events": evs})
         return 0
+    from canteen_ops.cli.render import fields, pad, styled
+    from canteen_ops.i18n import _
+
     tz = _tz(ctx)
     c = e.console
-    c.print(f"[bold]incident {inc['id']}[/bold]  {inc['level']} / {inc['state']}", highlight=False)
+    c.print(styled((f"{_('incident')} {inc['id']}", "bold"), f"  {_(inc['level'])} / {_(inc['state'])}"))
     if inc.get("escalated_at") and not inc.get("arrived_at") and inc["state"] != "resolved":
-        c.print(f"[bold white on red] ESCALATED at {local(inc['escalated_at'], tz)} [/]", highlight=False)
-    lines = [
-        ("title", inc["title"]), ("description", inc.get("description") or ""),
-        ("school", inc.get("school_id") or ""), ("devices", ", ".join(inc.get("device_ids") or [])),
-        ("opened", f"{local(inc['opened_at'], tz)} by {inc.get('opened_by') or ''}"
-                   f" ({'inside' if inc.get('opened_in_hours') else 'outside'} working hours)"),
-        ("on site by", f"{local(inc.get('arrive_deadline'), tz)}  SLA {inc['sla']}"),
-        ("restore by", f"{local(inc.get('resolve_deadline'), tz)}  SLA {inc['resolve_sla']}"),
-        ("resolution", inc.get("resolution") or ""),
-    ]
-    for k, v in lines:
-        c.print(f"  {k:<12} {v}", highlight=False, markup=False)
-    c.print("  timeline:", highlight=False)
+        c.print(f" {_('ESCALATED at {time}').format(time=local(inc['escalated_at'], tz))} ", style="bold white on red")
+    hours = _("inside working hours") if inc.get("opened_in_hours") else _("outside working hours")
+    fields(c, [
+        ("title", inc["title"]), ("description", inc.get("description")),
+        ("school", inc.get("school_id")), ("devices", inc.get("device_ids")),
+        ("opened", f"{local(inc['opened_at'], tz)} {_('by')} {inc.get('opened_by') or ''} ({hours})"),
+        ("on site by", f"{local(inc.get('arrive_deadline'), tz)}  SLA {_(inc['sla'])}"),
+        ("restore by", f"{local(inc.get('resolve_deadline'), tz)}  SLA {_(inc['resolve_sla'])}"),
+        ("resolution", inc.get("resolution")),
+    ])
+    c.print(f"  {_('timeline')}:")
     for ev in evs:
-        c.print(f"    {local(ev['at'], tz)}  {ev['action']:<16} {ev.get('actor') or '':<12} {ev.get('note') or ''}",
-                highlight=False, markup=False)
+        c.print(f"    {local(ev['at'], tz)}  {pad(_(ev['action']), 16)} {pad(ev.get('actor') or '', 12)} "
+                f"{ev.get('note') or ''}")
     return 0

@@ -15,10 +15,12 @@ app = typer.Typer(help="Read, check and list the inventory (设备台帐).", no_
 @app.command()
 def validate(ctx: typer.Context) -> int:
     """Validate the inventory: every problem with file:line:column; exit 65 if any."""
+    from canteen_ops.cli.render import plural
+
     inv = env(ctx).inventory()
     n = len(inv.devices)
-    env(ctx).console.print(f"{inv.path}: OK — {len(inv.schools)} schools, {n} devices", highlight=False,
-                           markup=False, soft_wrap=True)
+    env(ctx).console.print(f"{inv.path}: OK — {plural(len(inv.schools), 'school')}, {plural(n, 'device')}",
+                           soft_wrap=True)
     return 0
 
 
@@ -33,27 +35,25 @@ def list_(ctx: typer.Context, school: SchoolOpt = None, device: DeviceOpt = None
 
         print_json([device_json(inv, d) for d in devices])
         return 0
-    from rich import box
-    from rich.table import Table
+    from canteen_ops.cli.render import ID, Column, plural, table
+    from canteen_ops.i18n import _
 
     # One table per school, titled with its name: the Chinese school name does not need a column, and
-    # ids, addresses and channels (what people copy) stay on one line; only names and models wrap.
+    # ids, addresses and channels (what people copy) stay whole; names and models are cut to fit.
     console = env(ctx).console
     by_school: dict[str, list] = {}
     for d in devices:
         by_school.setdefault(d.school_id, []).append(d)
+    cols = [Column("device", ID), Column("type"), Column("host", ID), Column("area"), Column("name"),
+            Column("nvr/ch", ID), Column("model")]
     for school_id, devs in by_school.items():
         s = inv.school(school_id)
-        title = f"{s.name} ({s.id}{', ' + s.district if s.district else ''}) — {len(devs)} devices"
-        table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
-        for col in ("device", "type", "host", "area", "name", "nvr/ch", "model"):
-            table.add_column(col, no_wrap=col in ("device", "host", "nvr/ch"), overflow="fold")
-        for d in devs:
-            nvr = f"{d.nvr}/{d.nvr_channel}" if d.nvr else ""
-            table.add_row(d.id, f"{d.vendor} {d.kind}", f"{d.host}:{d.port}", d.area or "", d.name or "", nvr,
-                          d.model or "")
-        console.print(table)
-    console.print(f"{len(devices)} devices in {len(by_school)} schools", highlight=False)
+        title = f"{s.name} ({s.id}{', ' + s.district if s.district else ''}) — {plural(len(devs), 'device')}"
+        rows = [(d.id, f"{d.vendor} {d.kind}", f"{d.host}:{d.port}", d.area, d.name,
+                 f"{d.nvr}/{d.nvr_channel}" if d.nvr else "", d.model) for d in devs]
+        console.print(table(title, cols, rows, console=console, pad_edge=False))
+    console.print(_("{devices} in {schools}").format(devices=plural(len(devices), "device"),
+                                                      schools=plural(len(by_school), "school")))
     return 0
 
 

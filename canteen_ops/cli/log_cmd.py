@@ -41,16 +41,26 @@ def list_(ctx: typer.Context,
     if json:
         print_json(rows)
         return 0
-    from rich.table import Table
+    from canteen_ops.cli.render import ID, Column, plural, status_cell, table
 
-    table = Table(title=f"{len(rows)} entries", title_justify="left")
-    for col in ("when (local)", "kind", "id", "school", "device", "status", "summary", "by"):
-        table.add_column(col, overflow="fold")
-    for r in rows:
-        table.add_row(local(r["at"]), r["kind"], r["id"][:8], r["school_id"] or "", r["device_id"] or "",
-                      r["status"] or "", r["summary"] or "", r["operator"] or "")
-    e.console.print(table)
+    cols = [Column("when (local)", ID), Column("kind", ID), Column("id", ID), Column("school", ID),
+            Column("device", ID), Column("status"), Column("summary"), Column("by")]
+    cells = [(local(r["at"]), r["kind"], r["id"][:8], r["school_id"], _ids(r["device_id"]), status_cell(r["status"]),
+              r["summary"], r["operator"]) for r in rows]
+    e.console.print(table(plural(len(rows), "entry", "entries"), cols, cells, console=e.console))
     return 0
+
+
+def _ids(value):
+    """Incidents and changes keep their device list as JSON text in the timeline: show the ids."""
+    import json as _json
+
+    if isinstance(value, str) and value.startswith("["):
+        try:
+            return _json.loads(value)
+        except ValueError:
+            pass
+    return value
 
 
 @app.command()
@@ -62,6 +72,7 @@ def add(ctx: typer.Context,
         ) -> int:
     """Add a technician's note (inspection, lens cleaned, disk replaced, ...)."""
     from canteen_ops.errors import UsageError
+    from canteen_ops.i18n import _
     from canteen_ops.timeutil import iso
 
     if kind not in NOTE_KINDS:
@@ -87,7 +98,7 @@ def add(ctx: typer.Context,
             school_id = d.school_id
     note_id = e.log().insert("notes", {"at": iso(), "operator": e.operator, "school_id": school_id,
                                        "device_id": device, "kind": kind, "text": text.strip()})
-    e.console.print(f"note {note_id} added", highlight=False)
+    e.console.print(_("note {id} added").format(id=note_id))
     return 0
 
 
@@ -95,6 +106,7 @@ def add(ctx: typer.Context,
 def show(ctx: typer.Context, record_id: Annotated[str, typer.Argument(metavar="ID", help="Id or unique prefix (at least 6 characters)")],
          json: JsonOpt = False) -> int:
     """Show one log record in full."""
+    from canteen_ops.cli.render import show
     from canteen_ops.errors import NotFound
     from canteen_ops.store.entries import find_record
 
@@ -112,14 +124,16 @@ def show(ctx: typer.Context, record_id: Annotated[str, typer.Argument(metavar="I
         return 0
     import json as _json
 
-    e.console.print(f"[bold]{table}[/bold] {row['id']}")
+    from canteen_ops.cli.render import styled
+    from canteen_ops.i18n import status_word
+
+    e.console.print(styled((table, "bold"), " ", row["id"]))
     for k, v in row.items():
-        if isinstance(v, (dict, list)):
+        if isinstance(v, dict) or (isinstance(v, list) and any(isinstance(x, (dict, list)) for x in v)):
             v = _json.dumps(v, ensure_ascii=False, indent=2)
-        e.console.print(f"  {k}: {v}", highlight=False, markup=False)
+        e.console.print(f"  {k}: {show(v)}")
     for r in related:
-        e.console.print(f"  - [{r['status']}] {r['device_id'] or ''} {r['check_name']}: {r['summary']}",
-                        highlight=False, markup=False)
+        e.console.print(f"  - [{status_word(r['status'])}] {r['device_id'] or ''} {r['check_name']}: {r['summary']}")
     return 0
 
 

@@ -85,14 +85,11 @@ def validate(ctx: typer.Context, playbooks: Annotated[list[str], typer.Argument(
 @app.command("list")
 def list_(ctx: typer.Context) -> int:
     """List the playbooks found in the playbook directories."""
-    from rich.table import Table
-
+    from canteen_ops.cli.render import ID, NUM, Column, plural, table
     from canteen_ops.errors import InvalidFile
     from canteen_ops.playbooks.model import load_playbook
 
-    table = Table(title="playbooks", title_justify="left")
-    for col in ("name", "kind", "steps", "file", "description"):
-        table.add_column(col, overflow="fold")
+    rows = []
     seen = set()
     for d in playbook_dirs():
         for path in sorted(d.glob("*.y*ml")) if d.is_dir() else ():
@@ -101,8 +98,10 @@ def list_(ctx: typer.Context) -> int:
             seen.add(path.name)
             try:
                 b = load_playbook(path)
-                table.add_row(b.name, b.kind, str(len(b.steps)), str(path), b.description)
+                rows.append((b.name, b.kind, len(b.steps), path, b.description))
             except InvalidFile as exc:
-                table.add_row(path.stem, "", "", str(path), f"INVALID: {exc.problems[0]}")
-    env(ctx).console.print(table)
+                rows.append((path.stem, "", "", path, f"INVALID: {exc.problems[0]}"))
+    console = env(ctx).console
+    cols = [Column("name", ID), Column("kind"), Column("steps", NUM), Column("file"), Column("description")]
+    console.print(table(plural(len(rows), "playbook"), cols, rows, console=console))
     return 0

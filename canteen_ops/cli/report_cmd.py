@@ -72,5 +72,7 @@ def report(ctx: typer.Context,
         atomic_write(output, text.encode("utf-8"))
         e.err.print(f"report written to {output}", highlight=False, markup=False)
     else:
-        typer.echo(text, nl=False)
+        from canteen_ops.cli.render import echo_data
+
+        echo_data(text)
     return 0

@@ -101,14 +101,14 @@ def status(ctx: typer.Context, upstream: UpstreamOpt = None, json: JsonOpt = Fal
     if json:
         print_json({"upstream": url, "tables": rows})
         return 0
-    from rich.table import Table
+    from canteen_ops.cli.render import ID, NUM, Column, plural, table
+    from canteen_ops.i18n import _
 
-    table = Table(title=f"sync status — upstream {url or '(not configured)'}; "
-                        f"{sum(pending.values())} records pending", title_justify="left")
-    for col in ("table", "pending", "last seq", "last synced", "to"):
-        table.add_column(col)
-    for r in rows:
-        table.add_row(r["table"], str(r["pending"]), str(r["last_seq"]), local(r["synced_at"]), r["upstream"] or "",
-                      style="yellow" if r["pending"] else None)
-    e.console.print(table)
+    title = _("sync status — upstream {url}; {records} pending").format(
+        url=url or _("(not configured)"), records=plural(sum(pending.values()), "record"))
+    cols = [Column("table", ID), Column("pending", NUM), Column("last seq", NUM), Column("last synced", ID),
+            Column("to")]
+    cells = [(r["table"], r["pending"], r["last_seq"], local(r["synced_at"]), r["upstream"]) for r in rows]
+    e.console.print(table(title, cols, cells, console=e.console,
+                          row_styles=["yellow" if r["pending"] else None for r in rows]))
     return 0
