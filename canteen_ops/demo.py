@@ -66,7 +66,8 @@ def main() -> int:
         "CANTEEN_OPS_LAB_DIR": str(lab),
         "CANTEEN_OPS_BACKUP_DIR": str(root / "backups"),
         "CANTEEN_OPS_OPERATOR": os.environ.get("CANTEEN_OPS_OPERATOR", "demo-technician"),
-        "COLUMNS": os.environ.get("COLUMNS", "120"),
+        # Tables follow the real terminal (rich falls back to 80 columns when output is piped).
+        "COLUMNS": os.environ.get("COLUMNS") or str(shutil.get_terminal_size((80, 24)).columns),
     })
     t0 = time.monotonic()
     upstream = start_district(root / "district")

@@ -230,7 +230,7 @@ def test_ledger_output_file_is_written_atomically(cli, tmp_path, monkeypatch):
     out = tmp_path / "reports" / "台帐.csv"
     r = cli("-i", EXAMPLE, "inventory", "ledger", "-o", out, "--kind", "nvr")
     assert r.code == 0, r
-    assert r.out == "" and f"ledger: 2 devices written to {out}" in r.err
+    assert r.out == "" and f"exported 2 devices to {out}" in r.err
     data = out.read_bytes()
     assert data.startswith(b"\xef\xbb\xbf")  # BOM: Excel opens the Chinese names correctly
     rows = _ledger_rows(data.decode("utf-8-sig"))

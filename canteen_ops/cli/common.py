@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
@@ -21,6 +22,10 @@ VendorOpt = Annotated[Optional[list[str]], typer.Option("--vendor", metavar="VEN
 AreaOpt = Annotated[Optional[list[str]], typer.Option("--area", metavar="AREA", help="Canteen area, e.g. 烹饪区")]
 TagOpt = Annotated[Optional[list[str]], typer.Option("--tag", metavar="TAG", help="Device tag (repeatable)")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output")]
+ExportLangOpt = Annotated[str, typer.Option(
+    "--lang", metavar="LANG", help="Column headers: en, or zh (Chinese headers, local times, Excel-ready)")]
+OutputOpt = Annotated[Optional[Path], typer.Option(
+    "--output", "-o", metavar="FILE", help="Write here (atomically) instead of stdout")]
 
 
 def env(ctx: typer.Context) -> "Env":
@@ -41,6 +46,27 @@ def select(ctx: typer.Context, school=None, device=None, kind=None, vendor=None,
     sel = Selection(tuple(school or ()), tuple(device or ()), tuple(kind or ()), tuple(vendor or ()),
                     tuple(area or ()), tuple(tag or ()))
     return sel.apply(env(ctx).inventory())
+
+
+def display_tz(ctx: typer.Context) -> str:
+    """The display time zone: the inventory's, or Asia/Shanghai when no valid inventory is at hand."""
+    from canteen_ops.errors import CanteenOpsError
+
+    e = env(ctx)
+    try:
+        return e.inventory().settings.timezone if e.inventory_path.exists() else "Asia/Shanghai"
+    except CanteenOpsError:
+        return "Asia/Shanghai"
+
+
+def export_lang(lang: str, fmt: str, formats: tuple[str, ...]) -> None:
+    """Check an export's --lang and --format before anything is read."""
+    from canteen_ops.errors import UsageError
+
+    if lang not in ("en", "zh"):
+        raise UsageError(f"--lang {lang!r}: expected en or zh")
+    if fmt not in formats:
+        raise UsageError(f"--format {fmt!r}: expected one of {', '.join(formats)}")
 
 
 def write_output(path, data: bytes) -> None:

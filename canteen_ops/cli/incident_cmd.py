@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from canteen_ops.cli.common import JsonOpt, env, print_json
+from canteen_ops.cli.common import JsonOpt, display_tz, env, print_json
 
 app = typer.Typer(help="Incidents (故障) with on-site SLA clocks: major 重大 1 h / 2 h, general 一般 2 h / 4 h.",
                   no_args_is_help=True)
@@ -17,15 +17,7 @@ AtOpt = Annotated[Optional[str], typer.Option(
 NoteOpt = Annotated[Optional[str], typer.Option("--note", "-n", help="Free text for the timeline")]
 
 
-def _tz(ctx: typer.Context) -> str:
-    """The display time zone: the inventory's, or Asia/Shanghai when no valid inventory is at hand."""
-    from canteen_ops.errors import CanteenOpsError
-
-    e = env(ctx)
-    try:
-        return e.inventory().settings.timezone if e.inventory_path.exists() else "Asia/Shanghai"
-    except CanteenOpsError:
-        return "Asia/Shanghai"
+_tz = display_tz  # (change_cmd imports it from here)
 
 
 def _parse_at(at: str | None, tz: str, flag: str = "--at"):

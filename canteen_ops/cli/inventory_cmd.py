@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from canteen_ops.cli.common import AreaOpt, DeviceOpt, JsonOpt, KindOpt, SchoolOpt, TagOpt, VendorOpt, env, select
+from canteen_ops.cli.common import (AreaOpt, DeviceOpt, ExportLangOpt, JsonOpt, KindOpt, OutputOpt, SchoolOpt,
+                                    TagOpt, VendorOpt, env, select)
 
 app = typer.Typer(help="Read, check and list the inventory (设备台帐).", no_args_is_help=True)
 
@@ -91,29 +91,25 @@ def device_json(inv, d) -> dict:
 
 
 @app.command()
-def ledger(ctx: typer.Context, output: Annotated[Optional[Path], typer.Option(
-               "--output", "-o", metavar="FILE", help="Write the CSV here (atomically) instead of stdout")] = None,
+def ledger(ctx: typer.Context, output: OutputOpt = None,
+           fmt: Annotated[str, typer.Option("--format", "-f", metavar="FORMAT", help="csv or xlsx")] = "csv",
+           lang: ExportLangOpt = "en",
            school: SchoolOpt = None, device: DeviceOpt = None, kind: KindOpt = None, vendor: VendorOpt = None,
            area: AreaOpt = None, tag: TagOpt = None) -> int:
-    """设备台帐: the device ledger as CSV, with facts merged from the latest results in the log."""
-    import csv
-    import io
+    """设备台帐: the device ledger as CSV or xlsx, with facts merged from the latest results in the log."""
+    from canteen_ops.cli import export
+    from canteen_ops.cli.common import export_lang
+    from canteen_ops.cli.render import plural
 
+    export_lang(lang, fmt, ("csv", "xlsx"))
     devices = select(ctx, school, device, kind, vendor, area, tag)
     inv = env(ctx).inventory()
     observed = _observed_facts(env(ctx))
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=LEDGER_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    for d in devices:
-        writer.writerow({**device_row(inv, d), **observed.get(d.id, {})})
-    if output:
-        from canteen_ops.cli.common import write_output
-
-        write_output(output, buf.getvalue().encode("utf-8-sig"))  # BOM so Excel reads the Chinese names
-        env(ctx).err.print(f"ledger: {len(devices)} devices written to {output}")
-    else:
-        typer.echo(buf.getvalue(), nl=False)
+    rows = [{**device_row(inv, d), **observed.get(d.id, {})} for d in devices]
+    # A file gets a BOM so Excel reads the Chinese names (stdout only with --lang zh: it is usually a pipe).
+    data = export.encode(LEDGER_COLUMNS, rows, fmt=fmt, lang=lang, tz=inv.settings.timezone,
+                         sheet="设备台帐" if lang == "zh" else "ledger", bom=output is not None)
+    export.write(ctx, data, output, fmt=fmt, what=plural(len(devices), "device"))
     return 0
 
 

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from canteen_ops.cli.common import JsonOpt, env, print_json
+from canteen_ops.cli.common import ExportLangOpt, JsonOpt, OutputOpt, env, print_json
 
 app = typer.Typer(help="The maintenance log: list, add technician notes, show, export.", no_args_is_help=True)
 
@@ -139,25 +138,23 @@ def show(ctx: typer.Context, record_id: Annotated[str, typer.Argument(metavar="I
 
 @app.command()
 def export(ctx: typer.Context,
-           fmt: Annotated[str, typer.Option("--format", "-f", metavar="FORMAT", help="csv or jsonl")] = "jsonl",
+           fmt: Annotated[str, typer.Option("--format", "-f", metavar="FORMAT", help="jsonl, csv or xlsx")] = "jsonl",
            table: Annotated[Optional[str], typer.Option(
                metavar="TABLE", help="Export full rows of one table (runs, results, backups, ...) instead of the timeline")] = None,
            since: Annotated[Optional[str], typer.Option(metavar="WHEN", help="e.g. 7d or 2026-11-01")] = None,
-           output: Annotated[Optional[Path], typer.Option("--output", "-o", metavar="FILE",
-                                                           help="File, written atomically (default stdout)")] = None,
+           lang: ExportLangOpt = "en",
+           output: OutputOpt = None,
            ) -> int:
-    """Export the log as CSV or JSON Lines."""
-    import csv
-    import io
-    import json as _json
-
+    """Export the log as JSON Lines, CSV or xlsx (--lang zh: Chinese headers and local times, for Excel)."""
+    from canteen_ops.cli import export as ex
+    from canteen_ops.cli.common import display_tz, export_lang
+    from canteen_ops.cli.render import plural
     from canteen_ops.errors import UsageError
-    from canteen_ops.store.entries import list_entries
+    from canteen_ops.store.entries import COLUMNS, list_entries
     from canteen_ops.store.schema import SYNCED_TABLES
     from canteen_ops.timeutil import iso, parse_since
 
-    if fmt not in ("csv", "jsonl"):
-        raise UsageError(f"--format {fmt!r}: expected csv or jsonl")
+    export_lang(lang, fmt, ex.FORMATS)
     if table and table not in SYNCED_TABLES:
         raise UsageError(f"--table {table!r}: expected one of {', '.join(SYNCED_TABLES)}")
     try:
@@ -168,23 +165,11 @@ def export(ctx: typer.Context,
     if table:
         rows = log.query(f"SELECT * FROM {table}" + (" WHERE created_at >= ?" if since_iso else "") + " ORDER BY seq",
                          [since_iso] if since_iso else [])
+        columns = list(rows[0]) if rows else []
     else:
-        rows = list(reversed(list_entries(log, since=since_iso)))
-    buf = io.StringIO()
-    if fmt == "jsonl":
-        for r in rows:
-            buf.write(_json.dumps(r, ensure_ascii=False, default=str) + "\n")
-    elif rows:
-        w = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
-        w.writeheader()
-        for r in rows:
-            w.writerow({k: _json.dumps(v, ensure_ascii=False) if isinstance(v, (dict, list)) else v
-                        for k, v in r.items()})
-    if output:
-        from canteen_ops.cli.common import write_output
-
-        write_output(output, buf.getvalue().encode("utf-8"))
-        env(ctx).err.print(f"exported {len(rows)} records to {output}")
-    else:
-        typer.echo(buf.getvalue(), nl=False)
+        rows = [{**r, "device_id": _ids(r["device_id"])} for r in reversed(list_entries(log, since=since_iso))]
+        columns = ["at", *(c for c in COLUMNS if c != "at")]
+    data = ex.encode(columns, rows, fmt=fmt, lang=lang, tz=display_tz(ctx), sheet=table or "log",
+                     bom=output is not None)
+    ex.write(ctx, data, output, fmt=fmt, what=plural(len(rows), "record"))
     return 0
