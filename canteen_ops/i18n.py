@@ -49,7 +49,7 @@ def translations(lang: str | None = None) -> gettext.NullTranslations:
 
 
 def _(message: str) -> str:
-    return translations().gettext(message)
+    return translations().gettext(message) if message else message  # ("" would give the catalog's header)
 
 
 def ngettext(singular: str, plural: str, n: int) -> str:
@@ -66,4 +66,4 @@ def status_word(status: str, *, upper: bool = False) -> str:
 
 def zh(message: str) -> str:
     """The Chinese form of a message whatever the current language (headers of `--lang zh` exports)."""
-    return translations("zh").gettext(message)
+    return translations("zh").gettext(message) if message else message
