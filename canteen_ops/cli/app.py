@@ -9,8 +9,11 @@ from typing import Annotated, Optional
 import typer
 
 from canteen_ops import __version__
-from canteen_ops.cli import lazy
+from canteen_ops.cli import helpfmt, lazy
 from canteen_ops.context import Env
+
+# Help is wrapped in terminal cells, so Chinese help text fits 80 columns (Click's public formatter hook).
+lazy.click.Context.formatter_class = helpfmt.CellHelpFormatter
 
 app = typer.Typer(
     name="canteen-ops",
@@ -113,7 +116,7 @@ def _run(argv: list[str] | None) -> int:
         from click import exceptions as cx
 
     from canteen_ops import errors
-    from canteen_ops.cli.render import echo, plural
+    from canteen_ops.cli.common import echo  # (rich is imported only when something is printed)
     from canteen_ops.i18n import _
 
     try:
@@ -135,6 +138,8 @@ def _run(argv: list[str] | None) -> int:
     except errors.InvalidFile as exc:
         for p in exc.problems:
             echo(f"{_('error')}: {p}", err=True)
+        from canteen_ops.cli.render import plural
+
         echo(_("{problems} found; nothing was run").format(problems=plural(len(exc.problems), "problem")), err=True)
         return exc.exit_code
     except errors.CanteenOpsError as exc:

@@ -246,9 +246,9 @@ def prune(ctx: typer.Context,
 def restore(ctx: typer.Context,
             device: Annotated[str, typer.Argument(metavar="DEVICE", help="Device id")],
             backup_id: Annotated[Optional[str], typer.Argument(
-                metavar="[BACKUP_ID]", help="Backup record id or prefix [default: the newest intact backup]")] = None,
+                metavar="[ID]", help="Backup record id or prefix [default: the newest intact backup]")] = None,
             change: Annotated[Optional[str], typer.Option(
-                "--change", metavar="CHANGE_ID", help="The started change (work permit) this restore belongs to")] = None,
+                "--change", metavar="ID", help="The started change (work permit) this restore belongs to")] = None,
             backup_dir: BackupDirOpt = None, json: JsonOpt = False) -> int:
     """Push a backup back to its device. Only under a started change covering the device (else exit 77)."""
     from canteen_ops.errors import UsageError

@@ -13,9 +13,9 @@ app = typer.Typer(help="Changes under work permits (工作许可): request → a
                        "→ complete | rollback.", no_args_is_help=True)
 
 IdArg = Annotated[str, typer.Argument(metavar="ID", help="Change id or unique prefix (≥ 6 characters)")]
-NoteOpt = Annotated[Optional[str], typer.Option("--note", "-n", help="Free text for the timeline")]
-WinStart = Annotated[Optional[str], typer.Option("--window-start", help="ISO time, local to the inventory zone")]
-WinEnd = Annotated[Optional[str], typer.Option("--window-end", help="ISO time, local to the inventory zone")]
+NoteOpt = Annotated[Optional[str], typer.Option("--note", "-n", metavar="TEXT", help="Free text for the timeline")]
+WinStart = Annotated[Optional[str], typer.Option("--window-start", metavar="TIME", help="ISO time, local to the inventory zone")]
+WinEnd = Annotated[Optional[str], typer.Option("--window-end", metavar="TIME", help="ISO time, local to the inventory zone")]
 
 
 def _say(ctx: typer.Context, ch: dict, extra: str = "") -> int:
@@ -25,9 +25,9 @@ def _say(ctx: typer.Context, ch: dict, extra: str = "") -> int:
 
 @app.command()
 def request(ctx: typer.Context,
-            title: Annotated[str, typer.Option("--title", "-t", help="What will be changed")],
-            device: Annotated[Optional[list[str]], typer.Option("--device", "-d", help="Affected device id (repeatable)")] = None,
-            description: Annotated[Optional[str], typer.Option("--description", help="Plan, risk, fallback")] = None,
+            title: Annotated[str, typer.Option("--title", "-t", metavar="TEXT", help="What will be changed")],
+            device: Annotated[Optional[list[str]], typer.Option("--device", "-d", metavar="DEVICE", help="Affected device id (repeatable)")] = None,
+            description: Annotated[Optional[str], typer.Option("--description", metavar="TEXT", help="Plan, risk, fallback")] = None,
             window_start: WinStart = None, window_end: WinEnd = None, json: JsonOpt = False) -> int:
     """Request a change (申请)."""
     from canteen_ops import changes
@@ -55,7 +55,7 @@ def approve(ctx: typer.Context, ident: IdArg, note: NoteOpt = None) -> int:
 
 @app.command()
 def notify(ctx: typer.Context, ident: IdArg,
-           to: Annotated[list[str], typer.Option("--to", help="Who was told (repeatable), e.g. '李梅 食堂经理'")],
+           to: Annotated[list[str], typer.Option("--to", metavar="NAME", help="Who was told (repeatable), e.g. '李梅 食堂经理'")],
            window_start: WinStart = None, window_end: WinEnd = None, note: NoteOpt = None) -> int:
     """Record the notice (预告): who was told, the window and the affected devices."""
     from canteen_ops import changes
@@ -90,7 +90,7 @@ def complete(ctx: typer.Context, ident: IdArg, note: NoteOpt = None) -> int:
 
 @app.command()
 def rollback(ctx: typer.Context, ident: IdArg,
-             reason: Annotated[str, typer.Option("--reason", "-r", help="Why it was rolled back")]) -> int:
+             reason: Annotated[str, typer.Option("--reason", "-r", metavar="TEXT", help="Why it was rolled back")]) -> int:
     """Close a started change as rolled back."""
     from canteen_ops import changes
 
@@ -101,7 +101,7 @@ def rollback(ctx: typer.Context, ident: IdArg,
 @app.command("list")
 def list_(ctx: typer.Context,
           all_: Annotated[bool, typer.Option("--all", help="Include completed and rolled-back changes")] = False,
-          state: Annotated[Optional[list[str]], typer.Option("--state", help="Only these states")] = None,
+          state: Annotated[Optional[list[str]], typer.Option("--state", metavar="STATE", help="Only these states")] = None,
           json: JsonOpt = False) -> int:
     """Open changes (or all)."""
     from canteen_ops import changes

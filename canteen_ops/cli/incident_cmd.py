@@ -13,8 +13,8 @@ app = typer.Typer(help="Incidents (故障) with on-site SLA clocks: major 重大
 
 IdArg = Annotated[str, typer.Argument(metavar="ID", help="Incident id or unique prefix (≥ 6 characters)")]
 AtOpt = Annotated[Optional[str], typer.Option(
-    "--at", help="When it happened, if not now: ISO time, local to the inventory time zone unless it has an offset")]
-NoteOpt = Annotated[Optional[str], typer.Option("--note", "-n", help="Free text for the timeline")]
+    "--at", metavar="TIME", help="When it happened, if not now: ISO time, local to the inventory time zone unless it has an offset")]
+NoteOpt = Annotated[Optional[str], typer.Option("--note", "-n", metavar="TEXT", help="Free text for the timeline")]
 
 
 _tz = display_tz  # (change_cmd imports it from here)
@@ -38,11 +38,11 @@ def _parse_at(at: str | None, tz: str, flag: str = "--at"):
 
 @app.command("open")
 def open_(ctx: typer.Context,
-          level: Annotated[str, typer.Option("--level", "-l", help="major (重大) or general (一般)")],
-          title: Annotated[str, typer.Option("--title", "-t", help="Short description of the fault")],
-          device: Annotated[Optional[list[str]], typer.Option("--device", "-d", help="Affected device id (repeatable)")] = None,
-          school: Annotated[Optional[str], typer.Option("--school", "-s", help="School id (if no device is named)")] = None,
-          description: Annotated[Optional[str], typer.Option("--description", help="Details")] = None,
+          level: Annotated[str, typer.Option("--level", "-l", metavar="LEVEL", help="major (重大) or general (一般)")],
+          title: Annotated[str, typer.Option("--title", "-t", metavar="TEXT", help="Short description of the fault")],
+          device: Annotated[Optional[list[str]], typer.Option("--device", "-d", metavar="DEVICE", help="Affected device id (repeatable)")] = None,
+          school: Annotated[Optional[str], typer.Option("--school", "-s", metavar="SCHOOL", help="School id (if no device is named)")] = None,
+          description: Annotated[Optional[str], typer.Option("--description", metavar="TEXT", help="Details")] = None,
           at: AtOpt = None, json: JsonOpt = False) -> int:
     """Open an incident; prints its on-site deadline."""
     from canteen_ops.incidents import open_incident
@@ -107,7 +107,7 @@ def arrive(ctx: typer.Context, ident: IdArg, note: NoteOpt = None, at: AtOpt = N
 
 @app.command()
 def resolve(ctx: typer.Context, ident: IdArg,
-            resolution: Annotated[str, typer.Option("--resolution", "-r", help="What fixed it")],
+            resolution: Annotated[str, typer.Option("--resolution", "-r", metavar="TEXT", help="What fixed it")],
             at: AtOpt = None) -> int:
     """Resolve: the fault is fixed."""
     return _act(ctx, "resolve", ident, at, resolution=resolution)
@@ -117,8 +117,8 @@ def resolve(ctx: typer.Context, ident: IdArg,
 def list_(ctx: typer.Context,
           overdue: Annotated[bool, typer.Option("--overdue", help="Only SLA breaches (exit 2 if any)")] = False,
           all_: Annotated[bool, typer.Option("--all", help="Include resolved incidents")] = False,
-          school: Annotated[Optional[list[str]], typer.Option("--school", "-s", help="School id")] = None,
-          level: Annotated[Optional[list[str]], typer.Option("--level", "-l", help="major | general")] = None,
+          school: Annotated[Optional[list[str]], typer.Option("--school", "-s", metavar="SCHOOL", help="School id")] = None,
+          level: Annotated[Optional[list[str]], typer.Option("--level", "-l", metavar="LEVEL", help="major | general")] = None,
           json: JsonOpt = False) -> int:
     """Active incidents (escalated ones in red); `--overdue` lists on-site deadline breaches."""
     from canteen_ops.errors import UsageError

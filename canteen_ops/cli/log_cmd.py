@@ -19,7 +19,7 @@ def list_(ctx: typer.Context,
           device: Annotated[Optional[list[str]], typer.Option("--device", "-d", metavar="GLOB", help="Device id glob")] = None,
           kind: Annotated[Optional[list[str]], typer.Option(
               "--kind", metavar="KIND", help="Record kind: run, check, backup, snapshot, firmware, incident, change, note, step")] = None,
-          since: Annotated[Optional[str], typer.Option(metavar="WHEN", help="e.g. 24h, 7d or 2026-11-01")] = None,
+          since: Annotated[Optional[str], typer.Option(metavar="TIME", help="e.g. 24h, 7d or 2026-11-01")] = None,
           limit: Annotated[int, typer.Option(metavar="N", help="At most this many entries (0 = all)")] = 50,
           json: JsonOpt = False) -> int:
     """Newest log entries first."""
@@ -141,7 +141,7 @@ def export(ctx: typer.Context,
            fmt: Annotated[str, typer.Option("--format", "-f", metavar="FORMAT", help="jsonl, csv or xlsx")] = "jsonl",
            table: Annotated[Optional[str], typer.Option(
                metavar="TABLE", help="Export full rows of one table (runs, results, backups, ...) instead of the timeline")] = None,
-           since: Annotated[Optional[str], typer.Option(metavar="WHEN", help="e.g. 7d or 2026-11-01")] = None,
+           since: Annotated[Optional[str], typer.Option(metavar="TIME", help="e.g. 7d or 2026-11-01")] = None,
            lang: ExportLangOpt = "en",
            output: OutputOpt = None,
            ) -> int:

@@ -35,11 +35,11 @@ def resolve(name: str) -> Path:
 
 @app.command()
 def run(ctx: typer.Context,
-        playbook: Annotated[str, typer.Argument(help="File, or name of a playbook in playbooks/")],
+        playbook: Annotated[str, typer.Argument(metavar="PLAYBOOK", help="File, or name of a playbook in playbooks/")],
         check: Annotated[bool, typer.Option("--check", help="Dry run: show what would run, touch nothing")] = False,
         non_interactive: Annotated[bool, typer.Option(
             "--non-interactive", help="Prompts take their defaults (or fail without one)")] = False,
-        var: Annotated[Optional[list[str]], typer.Option("--var", help="Set a variable: NAME=VALUE")] = None,
+        var: Annotated[Optional[list[str]], typer.Option("--var", metavar="NAME=VALUE", help="Set a variable (repeatable)")] = None,
         ) -> int:
     """Run a playbook. Exit status = the worst step status (0/1/2/3); 75 if it is already running."""
     from canteen_ops.errors import UsageError
@@ -65,7 +65,7 @@ def run(ctx: typer.Context,
 
 
 @app.command()
-def validate(ctx: typer.Context, playbooks: Annotated[list[str], typer.Argument(help="Files or names")]) -> int:
+def validate(ctx: typer.Context, playbooks: Annotated[list[str], typer.Argument(metavar="PLAYBOOK...", help="Files or names")]) -> int:
     """Validate playbooks: every problem with file:line and the step; exit 65 if any."""
     from canteen_ops.errors import InvalidFile
     from canteen_ops.playbooks.model import load_playbook

@@ -13,7 +13,7 @@ app = typer.Typer(help="Push the maintenance log to the district's Datasette; `s
                   invoke_without_command=True)
 
 UpstreamOpt = Annotated[Optional[str], typer.Option(
-    "--upstream", help="Datasette database URL, e.g. http://district:8001/canteen "
+    "--upstream", metavar="URL", help="Datasette database URL, e.g. http://district:8001/canteen "
                        "[default: $CANTEEN_OPS_UPSTREAM, then settings.upstream_url]")]
 
 
@@ -26,7 +26,7 @@ def _settings(ctx: typer.Context):
 @app.callback()
 def sync(ctx: typer.Context, upstream: UpstreamOpt = None,
          dry_run: Annotated[bool, typer.Option("--dry-run", help="Only count what would be sent")] = False,
-         batch_size: Annotated[int, typer.Option("--batch-size", help="Rows per request (the server's "
+         batch_size: Annotated[int, typer.Option("--batch-size", metavar="N", help="Rows per request (the server's "
                                                  "max_insert_rows caps it)")] = 1000,
          json: JsonOpt = False) -> None:
     """Push every record the upstream has not confirmed yet, in batches; resumes after a failure."""
