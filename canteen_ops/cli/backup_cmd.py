@@ -84,7 +84,7 @@ def run(ctx: typer.Context, school: SchoolOpt = None, device: DeviceOpt = None, 
     rows = [(r.school_id, r.device_id, status_cell(r.data.get("backup_status", "failed"), styles=_STYLE), r.summary)
             for r in results]
     e.console.print(table(_("backup into {dir}").format(dir=target),
-                          [Column("school", ID), Column("device", ID), Column("status"), Column("detail")], rows,
+                          [Column("school", ID, optional=True), Column("device", ID), Column("status"), Column("detail", main=True)], rows,
                           console=e.console))
     e.console.print(", ".join(f"{n} {_(s)}" for s, n in counts.items() if n) or _("nothing to do"))
     if report.all_skipped:
@@ -118,7 +118,7 @@ def list_(ctx: typer.Context, school: SchoolOpt = None, device: DeviceOpt = None
         from canteen_ops.cli.render import ID, NUM, Column, plural, status_cell, table
 
         cols = [Column("when (local)", ID), Column("id", ID), Column("device", ID), Column("status"),
-                Column("method"), Column("size", NUM), Column("sha256", ID), Column("reason")]
+                Column("method"), Column("size", NUM), Column("sha256", ID, optional=True), Column("reason", main=True)]
         cells = [(local(r["created_at"]), r["id"][:8], r["device_id"], status_cell(r["status"], styles=_STYLE),
                   r["method"], r["size"], (r["sha256"] or "")[:12], r["reason"]) for r in rows]
         e.console.print(table(plural(len(rows), "backup record"), cols, cells, console=e.console))
@@ -142,8 +142,9 @@ def list_(ctx: typer.Context, school: SchoolOpt = None, device: DeviceOpt = None
     title = (_("{devices} with no successful backup in {window}").format(devices=plural(len(states), "device"),
                                                                          window=stale) if stale
              else _("backups of {devices}").format(devices=plural(len(states), "device")))
-    cols = [Column("school", ID), Column("device", ID), Column("last good backup (local)", ID), Column("size", NUM),
-            Column("sha256", ID), Column("last attempt"), Column("stale"), Column("note")]
+    cols = [Column("school", ID, optional=True), Column("device", ID), Column("last good backup (local)", ID),
+            Column("size", NUM), Column("sha256", ID, optional=True), Column("last attempt"), Column("stale"),
+            Column("note", main=True)]
     cells = []
     for s in states:
         lo, la = s.last_ok or {}, s.last_attempt or {}

@@ -120,7 +120,6 @@ class _Output:
         if self.quiet:
             self._render_quiet(interrupted)
             return
-        from rich import box
         from rich.text import Text
 
         from canteen_ops.cli.render import ID, Column, make_console, plural, status_cell, styled, table
@@ -154,9 +153,8 @@ class _Output:
                 cells.append((status_cell("ok", upper=True), "", "", "",
                               Text(f"{more} ({_('--all lists them')})", style="dim")))
             cols = [Column("status", ID), Column("device", ID), Column("area"), Column("check", ID),
-                    Column("finding")]
-            console.print(table(title, cols, cells, console=console, show_edge=False, pad_edge=False,
-                                box=box.HEAVY_HEAD))
+                    Column("finding", main=True)]
+            console.print(table(title, cols, cells, console=console))
             console.print()
         counts = _counts(self.rows)
         worst = next((s for s in ("crit", "warn", "unknown") if counts.get(s)), "ok")

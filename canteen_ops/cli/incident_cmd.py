@@ -140,18 +140,18 @@ def list_(ctx: typer.Context,
         return code
     from rich.text import Text
 
-    from canteen_ops.cli.render import ID, Column, plural, table
+    from canteen_ops.cli.render import ID, Column, first_of, plural, table
     from canteen_ops.i18n import _
 
     tz = _tz(ctx)
     title = plural(len(rows), "overdue incident") if overdue else plural(len(rows), "incident")
-    cols = [Column("id", ID), Column("level", ID), Column("state", ID), Column("school", ID), Column("devices"),
-            Column("title"), Column("opened", ID), Column("on site by", ID), Column("SLA"), Column("")]
+    cols = [Column("id", ID), Column("level", ID), Column("state", ID), Column("school", ID, optional=True),
+            Column("devices", ID), Column("title", main=True), Column("opened", ID, optional=True), Column("on site by", ID), Column("SLA"), Column("")]
     cells, styles = [], []
     for r in rows:
         escalated = bool(r.get("escalated_at")) and r["state"] != "resolved" and not r.get("arrived_at")
         styles.append("bold red" if escalated else ("red" if r["sla"] == "breached" else None))
-        cells.append((r["id"][:8], _(r["level"]), _(r["state"]), r["school_id"], r["device_ids"], r["title"],
+        cells.append((r["id"][:8], _(r["level"]), _(r["state"]), r["school_id"], first_of(r["device_ids"]), r["title"],
                       local(r["opened_at"], tz), local(r["arrive_deadline"], tz), _(r["sla"]),
                       Text(_("ESCALATED"), style="bold white on red") if escalated else ""))
     e.console.print(table(title, cols, cells, console=e.console, row_styles=styles))

@@ -102,6 +102,6 @@ def list_(ctx: typer.Context) -> int:
             except InvalidFile as exc:
                 rows.append((path.stem, "", "", path, f"INVALID: {exc.problems[0]}"))
     console = env(ctx).console
-    cols = [Column("name", ID), Column("kind"), Column("steps", NUM), Column("file"), Column("description")]
+    cols = [Column("name", ID), Column("kind"), Column("steps", NUM), Column("file"), Column("description", main=True)]
     console.print(table(plural(len(rows), "playbook"), cols, rows, console=console))
     return 0

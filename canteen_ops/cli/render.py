@@ -116,6 +116,7 @@ def echo_data(data: str) -> None:
 
 ID, TEXT, NUM = "id", "text", "num"
 _MIN_TEXT = 6  # a cut free-text column keeps at least this many cells
+_SIDE = 8  # what other free text keeps next to a main column when space is short
 
 
 @dataclass
@@ -123,6 +124,8 @@ class Column:
     header: str
     kind: str = TEXT  # ID: never cut or wrapped; TEXT: cut with … to fit; NUM: right-aligned, never cut
     style: str = ""
+    optional: bool = False  # dropped (rightmost first) when the ids of a row would not fit otherwise
+    main: bool = False  # the free text that matters most (a summary): other text gives way to it first
 
 
 def table(title: Any, columns: Sequence[Column | tuple[str, str] | str], rows: Iterable[Sequence[Any]], *,
@@ -131,7 +134,9 @@ def table(title: Any, columns: Sequence[Column | tuple[str, str] | str], rows: I
     """Build a rich Table that fits `console`'s width.
 
     Cells are values (shown with `show()`, cleaned) or Text (already safe). Columns with no value in any row
-    are dropped unless `keep_empty`. Header strings are translated.
+    are dropped unless `keep_empty`. Header strings are translated. Ids and numbers keep their full width (a
+    header wider than its values may be cut); free text shares what is left and is cut with …; if even the
+    ids do not fit, optional columns go.
     """
     from rich import box as _box
     from rich.cells import cell_len
@@ -144,43 +149,38 @@ def table(title: Any, columns: Sequence[Column | tuple[str, str] | str], rows: I
     for row in rows:
         cells.append([v if isinstance(v, Text) else Text(clean(v, oneline=True)) for v in row])
     keep = [i for i in range(len(cols)) if keep_empty or not cells or any(r[i].plain for r in cells)]
-    cols = [cols[i] for i in keep]
-    cells = [[r[i] for i in keep] for r in cells]
-    headers = [_(c.header) for c in cols]
 
     table_kw.setdefault("box", _box.SIMPLE_HEAD)
     table_kw.setdefault("title_justify", "left")
-    t = Table(title=title if isinstance(title, Text) or title is None else text(title),
-              **table_kw)
-    width = (console.width if console is not None else _default_width())
-    natural = [max([cell_len(headers[i])] + [_widest(r[i]) for r in cells]) for i in range(len(cols))]
-    widths = _fit(natural, cols, width - _chrome(t, len(cols)))
-    for c, h, w in zip(cols, headers, widths):
-        t.add_column(h, width=w, no_wrap=True, overflow="ellipsis" if c.kind == TEXT else "crop",
-                     justify="right" if c.kind == NUM else "left", style=c.style or None)
+    table_kw.setdefault("show_edge", False)
+    table_kw.setdefault("pad_edge", False)
+    table_kw.setdefault("padding", (0, 1, 0, 0))
+    width = console.width if console is not None else _default_width()
+    values = [max([0] + [_widest(r[i]) for r in cells]) for i in range(len(cols))]
+    heads = [cell_len(_(c.header)) for c in cols]
+
+    def need(idx: list[int], full_heads: bool) -> int:
+        total = _chrome(table_kw, len(idx))
+        for i in idx:
+            w = max(values[i], heads[i] if full_heads else min(heads[i], max(values[i], 1)))
+            total += w if cols[i].kind != TEXT else min(w, _MIN_TEXT)
+        return total
+
+    full_heads = need(keep, True) <= width
+    while need(keep, full_heads) > width and any(cols[i].optional for i in keep):
+        keep.remove(max(i for i in keep if cols[i].optional))
+    natural = [max(values[i], heads[i]) if full_heads or cols[i].kind == TEXT else max(values[i], 1)
+               for i in keep]
+    cols = [cols[i] for i in keep]
+    cells = [[r[i] for i in keep] for r in cells]
+    widths = _fit(natural, cols, width - _chrome(table_kw, len(cols)))
+    t = Table(title=title if isinstance(title, Text) or title is None else text(title), **table_kw)
+    for c, w in zip(cols, widths):
+        t.add_column(Text(_(c.header), no_wrap=True, overflow="ellipsis"), width=w, no_wrap=True,
+                     overflow="ellipsis", justify="right" if c.kind == NUM else "left", style=c.style or None)
     for i, r in enumerate(cells):
         t.add_row(*r, style=row_styles[i] if i < len(row_styles) else None)
     return t
-
-
-def pad(value: Any, width: int) -> str:
-    """`value` padded to `width` terminal cells (a Chinese character is 2)."""
-    from rich.cells import cell_len
-
-    s = clean(value, oneline=True)
-    return s + " " * max(0, width - cell_len(s))
-
-
-def fields(console: Console, pairs: Sequence[tuple[str, Any]], indent: str = "  ") -> None:
-    """`key  value` lines with the keys (translated) aligned by terminal cells."""
-    from rich.cells import cell_len
-
-    from canteen_ops.i18n import _
-
-    keys = [_(k) for k, _v in pairs]
-    width = max((cell_len(k) for k in keys), default=0)
-    for k, (_k, v) in zip(keys, pairs):
-        console.print(f"{indent}{pad(k, width)}  {show(v)}")
 
 
 def _widest(t: Text) -> int:
@@ -193,15 +193,29 @@ def _default_width() -> int:
     return make_console().width
 
 
-def _chrome(t: "Table", n: int) -> int:
-    """Cells a table spends on borders and padding for n columns."""
+_CHROME: dict[tuple, int] = {}
+
+
+def _chrome(table_kw: dict, n: int) -> int:
+    """Cells a table with these settings spends on borders and padding for n columns (measured once)."""
     if not n:
         return 0
-    pad = t.padding[1] + t.padding[3]
-    edges = 2 if (t.box and t.show_edge) else 0
-    between = (n - 1) if t.box else 0
-    padding = pad * n - (pad if not t.pad_edge else 0)
-    return edges + between + padding
+    key = (repr(table_kw.get("box")), table_kw.get("show_edge"), table_kw.get("pad_edge"),
+           repr(table_kw.get("padding")), n)
+    if key not in _CHROME:
+        import io
+
+        from rich.table import Table
+
+        kw = {k: table_kw[k] for k in ("box", "show_edge", "pad_edge", "padding") if k in table_kw}
+        probe = Table(show_header=False, **kw)
+        for _i in range(n):
+            probe.add_column(width=1, no_wrap=True)
+        probe.add_row(*("x" * n))
+        c = Console(file=io.StringIO(), width=1000)
+        c.print(probe)
+        _CHROME[key] = max(len(line.rstrip("\n")) for line in c.file.getvalue().splitlines()) - n
+    return _CHROME[key]
 
 
 def _fit(natural: list[int], cols: Sequence[Column], room: int) -> list[int]:
@@ -213,6 +227,19 @@ def _fit(natural: list[int], cols: Sequence[Column], room: int) -> list[int]:
     free = [i for i, c in enumerate(cols) if c.kind == TEXT]
     if not free:
         return natural
+    main = [i for i in free if cols[i].main]
+    if main and len(main) < len(free):
+        # Other free text keeps at most _SIDE cells, so the main column is readable on 80 columns.
+        side = [min(natural[i], _SIDE) for i in free if not cols[i].main]
+        if room - fixed - sum(side) >= _MIN_TEXT * len(main):
+            widths = list(natural)
+            for i in free:
+                if not cols[i].main:
+                    widths[i] = min(natural[i], _SIDE)
+            sub = _fit([natural[i] for i in main], [Column("", TEXT)] * len(main), room - fixed - sum(side))
+            for i, w in zip(main, sub):
+                widths[i] = w
+            return widths
     left = room - fixed
     floor = min(_MIN_TEXT, max(1, left // len(free)))  # squeezed: ids stay whole, free text gives way
     left = max(left, floor * len(free))
@@ -230,6 +257,37 @@ def _fit(natural: list[int], cols: Sequence[Column], room: int) -> list[int]:
             widths[j] = max(floor, share + (1 if k < left - share * len(pending) else 0))
         break
     return widths
+
+
+def pad(value: Any, width: int) -> str:
+    """`value` padded to `width` terminal cells (a Chinese character is 2)."""
+    from rich.cells import cell_len
+
+    s = clean(value, oneline=True)
+    return s + " " * max(0, width - cell_len(s))
+
+
+def fields(console: Console, pairs: Sequence[tuple[str, Any]], indent: int = 2) -> None:
+    """`key  value` lines: keys (translated) aligned in terminal cells, long values wrapped under themselves."""
+    from rich.padding import Padding
+    from rich.table import Table
+
+    from canteen_ops.i18n import _
+
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(no_wrap=True)
+    grid.add_column(overflow="fold")
+    for k, v in pairs:
+        grid.add_row(Text(_(k)), text(v))
+    console.print(Padding(grid, (0, 0, 0, indent)))
+
+
+def first_of(ids: Any) -> str:
+    """A device list in a table cell: the first id whole, and how many more (`s002-nvr +2`)."""
+    if isinstance(ids, (list, tuple)):
+        return "" if not ids else ids[0] if len(ids) == 1 else f"{ids[0]} +{len(ids) - 1}"
+    return show(ids)
+
 
 
 # --- statuses -----------------------------------------------------------------------------------------

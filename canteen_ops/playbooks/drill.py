@@ -52,7 +52,7 @@ def print_drill_report(env: "Env", log: "MaintenanceLog", book: "Playbook", outc
     if env.quiet:
         return
     tz = env.inventory().settings.timezone if env.inventory_path.exists() else "Asia/Shanghai"
-    cols = [Column("#", NUM), Column("step"), Column("start (local)", ID), Column("seconds", NUM), Column("by"),
+    cols = [Column("#", NUM), Column("step", main=True), Column("start (local)", ID), Column("seconds", NUM), Column("by"),
             Column("status")]
     cells = [(s.step.index, s.step.name, local(iso(s.started), tz) if s.started else "", f"{s.seconds:.1f}",
               env.operator, status_cell(s.status.value) if s.raw else _("skipped")) for s in outcome.steps]
