@@ -149,3 +149,17 @@ def test_hikvision_xml_text(lab, lab_env, lab_faults, cli):
     r = cli("snapshot", "show", "s001-cam01")
     assert r.code == 0, r
     assert "[/] [red]x[/red] \\u202eevil" in r.out and "\u202e" not in r.out
+
+
+def test_json_on_a_terminal_escapes_what_would_act_on_it(monkeypatch):
+    import sys
+
+    from canteen_ops.cli.common import json_text
+
+    value = {"model": HOSTILE}
+    assert json.loads(json_text(value)) == value  # into a pipe: as is
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True, raising=False)
+    text = json_text(value)
+    for ch in ACTING:
+        assert ch not in text
+    assert json.loads(text) == value  # still the same JSON

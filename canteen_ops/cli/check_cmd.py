@@ -106,10 +106,10 @@ class _Output:
 
     def add(self, r, result_id: str, run_id: str) -> None:
         if self.json:
-            import json
+            from canteen_ops.cli.common import json_text
 
             obj = {"id": result_id, "run_id": run_id, **r.to_dict()}
-            sys.stdout.write(json.dumps(obj, ensure_ascii=False, default=str) + "\n")
+            sys.stdout.write(json_text(obj, indent=None) + "\n")
             sys.stdout.flush()
         else:
             self.rows.append(r)

@@ -87,5 +87,17 @@ def echo(message: Any = "", *, err: bool = False, nl: bool = True) -> None:
     _echo(message, err=err, nl=nl)
 
 
+# JSON escapes C0 controls itself; C1 controls and bidi overrides pass through with ensure_ascii=False.
+_JSON_TTY = {c: f"\\u{c:04x}" for c in (*range(0x7F, 0xA0), 0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F),
+                                        *range(0x2066, 0x206A))}
+
+
+def json_text(obj: Any, indent: int | None = 2) -> str:
+    """JSON for stdout: as is into a pipe; on a terminal, characters that act on it become \\u escapes (still
+    the same JSON)."""
+    text = json.dumps(obj, ensure_ascii=False, indent=indent, default=str)
+    return text.translate(_JSON_TTY) if sys.stdout.isatty() else text
+
+
 def print_json(obj: Any) -> None:
-    sys.stdout.write(json.dumps(obj, ensure_ascii=False, indent=2, default=str) + "\n")
+    sys.stdout.write(json_text(obj) + "\n")
