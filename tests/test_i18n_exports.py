@@ -82,7 +82,9 @@ def test_log_list_and_errors_in_chinese(cli, zh):
     r = cli("log", "list")
     assert r.code == 0 and "1 条记录" in r.out and "时间（本地）" in r.out and "摘要" in r.out
     r = cli("incident", "show", "abcdef")
-    assert r.code == 66 and r.err.startswith("错误: ")
+    assert r.code == 66 and r.err.startswith("错误: 没有编号为 'abcdef' 的事件")
+    r = cli("-i", EXAMPLE, "check", "-d", "nope")
+    assert r.code == 64 and "没有设备符合所选条件" in r.err
 
 
 def test_incidents_in_chinese(cli, zh):

@@ -143,6 +143,6 @@ def _run(argv: list[str] | None) -> int:
         echo(_("{problems} found; nothing was run").format(problems=plural(len(exc.problems), "problem")), err=True)
         return exc.exit_code
     except errors.CanteenOpsError as exc:
-        echo(f"{_('error')}: {exc}", err=True)
+        echo(f"{_('error')}: {_(str(exc))}", err=True)  # (fixed messages are in the catalog as they are)
         return exc.exit_code
     return rv if isinstance(rv, int) else 0

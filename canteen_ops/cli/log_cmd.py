@@ -113,7 +113,9 @@ def show(ctx: typer.Context, record_id: Annotated[str, typer.Argument(metavar="I
     e = env(ctx)
     found = find_record(e.log(), record_id)
     if not found:
-        raise NotFound(f"no unique log record with id {record_id!r}")
+        from canteen_ops.i18n import _
+
+        raise NotFound(_("no unique log record with id {id}").format(id=repr(record_id)))
     table, row = found
     related = []
     if table == "runs":

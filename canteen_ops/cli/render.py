@@ -297,10 +297,10 @@ STATUS_STYLE = {"crit": "bold red", "warn": "yellow", "unknown": "magenta", "ok"
 
 def status_cell(value: Any, *, upper: bool = False, styles: dict[str, str] | None = None) -> Text:
     """A status as a table cell: our status words translated and coloured, anything else shown as text."""
-    from canteen_ops.i18n import status_word
+    from canteen_ops.i18n import _, status_word
 
     s = show(value)
     style = (styles or STATUS_STYLE).get(s, "")
     if s in STATUS_STYLE:
         return Text(status_word(s, upper=upper), style=style)
-    return text(s, style)
+    return text(_(s), style)  # our other state words (failed, current, inspection…) are in the catalog too
