@@ -148,8 +148,9 @@ class _Output:
                               d.area if d else "", r.check, r.summary))
             if oks:
                 devs = len({r.device_id for r in rows if r.status.value == "ok" and r.device_id})
-                more = (_("{checks} more ok on {devices}") if listed else _("{checks} ok on {devices}")).format(
-                    checks=plural(oks, "check"), devices=plural(devs, "device"))
+                more = _("{checks} ok on {devices}").format(
+                    checks=plural(oks, "more check") if listed else plural(oks, "check"),
+                    devices=plural(devs, "device"))
                 cells.append((status_cell("ok", upper=True), "", "", "",
                               Text(f"{more} ({_('--all lists them')})", style="dim")))
             cols = [Column("status", ID), Column("device", ID), Column("area"), Column("check", ID),
