@@ -64,7 +64,8 @@ def root(
         "--operator", envvar="CANTEEN_OPS_OPERATOR", metavar="NAME", help="Who is acting [default: the OS user]")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only problems (for cron)")] = False,
     lang: Annotated[Optional[str], typer.Option(
-        "--lang", metavar="LANG", help="Language of messages: en or zh [default: from LC_ALL, LC_MESSAGES, LANG]")] = None,
+        "--lang", metavar="LANG",
+        help="Language of messages: en or zh [default: from LC_ALL, LC_MESSAGES, LANG]")] = None,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                           help="Show the version and exit")] = False,
 ) -> None:

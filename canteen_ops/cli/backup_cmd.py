@@ -83,9 +83,9 @@ def run(ctx: typer.Context, school: SchoolOpt = None, device: DeviceOpt = None, 
     counts = {s: len(report.by_status(s)) for s in ("ok", "unsupported", "skipped", "failed")}
     rows = [(r.school_id, r.device_id, status_cell(r.data.get("backup_status", "failed"), styles=_STYLE), r.summary)
             for r in results]
-    e.console.print(table(_("backup into {dir}").format(dir=target),
-                          [Column("school", ID, optional=True), Column("device", ID), Column("status"), Column("detail", main=True)], rows,
-                          console=e.console))
+    cols = [Column("school", ID, optional=True), Column("device", ID), Column("status"),
+            Column("detail", main=True)]
+    e.console.print(table(_("backup into {dir}").format(dir=target), cols, rows, console=e.console))
     e.console.print(", ".join(f"{n} {_(s)}" for s, n in counts.items() if n) or _("nothing to do"))
     if report.all_skipped:
         e.err.print("nothing was backed up: other runs hold the lock of every selected device", markup=False)
