@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.text import Text
 
 if TYPE_CHECKING:
-    from rich.table import Table
+    from rich.console import RenderableType
 
 # Characters that would act on a terminal or reorder what is shown, mapped to something visible.
 # C0 controls become their Unicode "control pictures" (ESC → ␛), DEL → ␡, C1 controls and bidi/format
@@ -129,8 +129,9 @@ class Column:
 
 def table(title: Any, columns: Sequence[Column | tuple[str, str] | str], rows: Iterable[Sequence[Any]], *,
           console: Console | None = None, keep_empty: bool = False, row_styles: Sequence[str | None] = (),
-          **table_kw: Any) -> "Table":
-    """Build a rich Table that fits `console`'s width.
+          **table_kw: Any) -> "RenderableType":
+    """A rich Table that fits `console`'s width, under its title (a line of its own: a narrow table does not
+    squeeze its title).
 
     Cells are values (shown with `show()`, cleaned) or Text (already safe). Columns with no value in any row
     are dropped unless `keep_empty`. Header strings are translated. Ids and numbers keep their full width (a
@@ -150,7 +151,6 @@ def table(title: Any, columns: Sequence[Column | tuple[str, str] | str], rows: I
     keep = [i for i in range(len(cols)) if keep_empty or not cells or any(r[i].plain for r in cells)]
 
     table_kw.setdefault("box", _box.SIMPLE_HEAD)
-    table_kw.setdefault("title_justify", "left")
     table_kw.setdefault("show_edge", False)
     table_kw.setdefault("pad_edge", False)
     table_kw.setdefault("padding", (0, 1, 0, 0))
@@ -173,13 +173,17 @@ def table(title: Any, columns: Sequence[Column | tuple[str, str] | str], rows: I
     cols = [cols[i] for i in keep]
     cells = [[r[i] for i in keep] for r in cells]
     widths = _fit(natural, cols, width - _chrome(table_kw, len(cols)))
-    t = Table(title=title if isinstance(title, Text) or title is None else text(title), **table_kw)
+    t = Table(**table_kw)
     for c, w in zip(cols, widths):
         t.add_column(Text(_(c.header), no_wrap=True, overflow="ellipsis"), width=w, no_wrap=True,
                      overflow="ellipsis", justify="right" if c.kind == NUM else "left", style=c.style or None)
     for i, r in enumerate(cells):
         t.add_row(*r, style=row_styles[i] if i < len(row_styles) else None)
-    return t
+    if title is None:
+        return t
+    from rich.console import Group
+
+    return Group(title if isinstance(title, Text) else text(title, "bold"), t)
 
 
 def _widest(t: Text) -> int:
