@@ -163,3 +163,17 @@ def test_json_on_a_terminal_escapes_what_would_act_on_it(monkeypatch):
     for ch in ACTING:
         assert ch not in text
     assert json.loads(text) == value  # still the same JSON
+
+
+def test_unhandled_library_warnings_are_cleaned(capsys):
+    import logging
+
+    from canteen_ops.cli.app import run
+
+    assert run(["--version"]) == 0
+    capsys.readouterr()
+    # (pytest installs its own handlers, so hand the record to the last-resort handler the CLI installed)
+    record = logging.LogRecord("zeep.x", logging.WARNING, __file__, 1, "device said %s", ("\x1b]0;pwned\x07",), None)
+    logging.lastResort.handle(record)
+    err = capsys.readouterr().err
+    assert "device said ␛]0;pwned␇" in err and "\x1b" not in err

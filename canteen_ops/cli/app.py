@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -96,12 +97,26 @@ def main(argv: list[str] | None = None) -> None:
     sys.exit(run(argv))
 
 
+class _LastResort(logging.Handler):
+    """Where a library's warning goes when nothing else handles it: stderr, with controls made visible (a
+    warning may quote what a device sent)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from canteen_ops.cli.common import echo
+
+        try:
+            echo(self.format(record), err=True)
+        except Exception:  # pragma: no cover - logging must never break the command
+            self.handleError(record)
+
+
 def run(argv: list[str] | None = None) -> int:
     from canteen_ops.redact import RedactingStream
 
     from canteen_ops import i18n
 
     i18n.set_language(None)  # each run reads the environment afresh (tests run many commands in one process)
+    logging.lastResort = _LastResort(logging.WARNING)
     out, err = sys.stdout, sys.stderr
     sys.stdout, sys.stderr = RedactingStream(out), RedactingStream(err)
     try:
