@@ -128,3 +128,17 @@ def test_every_value_is_named_in_one_metavar_style():
             if getattr(p, "is_flag", False) or p.name == "help":
                 continue
             assert p.metavar and METAVAR.match(p.metavar), (path, p.opts, p.metavar)
+
+
+def test_chinese_text_keeps_the_columns_aligned(run80):
+    """Column starts are the same in every row, measured in terminal cells (区域 is 4 cells, not 2)."""
+    from tests.conftest import EXAMPLE
+
+    code, out, _err = run80("-i", EXAMPLE, "inventory", "list", "--school", "xc-shiyan-xx")
+    assert code == 0
+    rows = [line for line in out.splitlines() if line.startswith("xc-")]
+    assert len(rows) == 8
+    for marker in ("xc-nvr-01/", "DS-", "10.12.1."):
+        starts = {cell_len(line[:line.index(marker)]) for line in rows if marker in line}
+        assert len(starts) == 1, (marker, out)
+    assert len({cell_len(line) for line in rows}) == 1
