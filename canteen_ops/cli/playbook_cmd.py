@@ -58,9 +58,12 @@ def run(ctx: typer.Context,
     if not check:
         e = env(ctx)
         if not e.quiet or outcome.exit_code:
-            e.console.print(f"playbook {book.name}: {outcome.status.value} "
-                            f"({sum(1 for s in outcome.steps if s.raw)} of {len(book.steps)} steps run)",
-                            highlight=False)
+            from canteen_ops.cli.render import plural
+            from canteen_ops.i18n import _, status_word
+
+            e.console.print(_("playbook {name}: {status} ({run} of {steps} run)").format(
+                name=book.name, status=status_word(outcome.status.value), run=sum(1 for s in outcome.steps if s.raw),
+                steps=plural(len(book.steps), "step")))
     return outcome.exit_code
 
 

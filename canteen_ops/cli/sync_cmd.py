@@ -30,6 +30,9 @@ def sync(ctx: typer.Context, upstream: UpstreamOpt = None,
                                                  "max_insert_rows caps it)")] = 1000,
          json: JsonOpt = False) -> None:
     """Push every record the upstream has not confirmed yet, in batches; resumes after a failure."""
+    from canteen_ops.cli.render import plural
+    from canteen_ops.i18n import _
+
     if ctx.invoked_subcommand is not None:
         return
     from canteen_ops import upstream as up
@@ -46,28 +49,27 @@ def sync(ctx: typer.Context, upstream: UpstreamOpt = None,
         if json:
             print_json({"upstream": url, "dry_run": True, "pending": pending})
         else:
-            _print_counts(e.console, f"would send to {url or '(no upstream configured)'}", pending)
+            _print_counts(e.console, _("would send to {url}").format(url=url or _("(not configured)")), pending)
         return
     url = up.resolve_upstream(upstream, settings)
     token = up.resolve_token(settings)
     if (warning := up.token_file_warning(settings)) and not e.quiet:
-        e.err.print(f"warning: {warning}", highlight=False, markup=False)
+        e.err.print(f"{_('warning')}: {warning}")
     try:
         report = up.sync(log, url, token, batch_size=batch_size)
     except up.SyncFailed as exc:
         pending = up.pending_counts(log, url)
         if json:
             print_json({"upstream": url, "error": str(exc), "sent": _sent(exc.report), "pending": pending})
-        e.err.print(f"error: {exc}", highlight=False, markup=False)
-        _print_counts(e.err, "still pending (kept locally, sent on the next sync)", pending)
+        e.err.print(f"{_('error')}: {exc}")
+        _print_counts(e.err, _("still pending (kept locally, sent on the next sync)"), pending)
         raise typer.Exit(exc.exit_code)
     if json:
         print_json({"upstream": url, "sent": _sent(report), "pending": up.pending_counts(log, url)})
         return
     sent = _sent(report)
-    e.console.print(f"synced {report.sent} record{'s' if report.sent != 1 else ''} to {url}"
-                    + (": " + ", ".join(f"{t} {n}" for t, n in sent.items() if n) if report.sent else ""),
-                    highlight=False, markup=False)
+    e.console.print(_("synced {records} to {url}").format(records=plural(report.sent, "record"), url=url)
+                    + (": " + ", ".join(f"{t} {n}" for t, n in sent.items() if n) if report.sent else ""))
 
 
 def _sent(report) -> dict[str, int]:
@@ -75,10 +77,10 @@ def _sent(report) -> dict[str, int]:
 
 
 def _print_counts(console, title: str, counts: dict[str, int]) -> None:
-    total = sum(counts.values())
+    from canteen_ops.cli.render import plural
+
     parts = ", ".join(f"{t} {n}" for t, n in counts.items() if n)
-    console.print(f"{title}: {total} record{'s' if total != 1 else ''}" + (f" ({parts})" if parts else ""),
-                  highlight=False, markup=False)
+    console.print(f"{title}: {plural(sum(counts.values()), 'record')}" + (f" ({parts})" if parts else ""))
 
 
 @app.command()
