@@ -177,3 +177,17 @@ def test_unhandled_library_warnings_are_cleaned(capsys):
     logging.lastResort.handle(record)
     err = capsys.readouterr().err
     assert "device said ␛]0;pwned␇" in err and "\x1b" not in err
+
+
+def test_everything_prints_through_the_rendering_layer():
+    """One way to print (docs/output.md): no command builds its own rich Console or Table, echoes with typer,
+    or turns markup on; those bypass the cleaning of foreign text and the fitting of tables."""
+    import re
+    from pathlib import Path
+
+    root = Path(render.__file__).resolve().parents[1]
+    banned = re.compile(r"from rich\.table import Table|\bConsole\(|typer\.echo\(|markup=True|from rich\.markup import")
+    offenders = [f"{p.relative_to(root)}:{n}: {line.strip()}"
+                 for p in sorted(root.rglob("*.py")) if p.name != "render.py" and "lab" not in p.parts
+                 for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1) if banned.search(line)]
+    assert not offenders, "print through canteen_ops/cli/render.py:\n" + "\n".join(offenders)
