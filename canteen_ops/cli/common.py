@@ -49,14 +49,8 @@ def select(ctx: typer.Context, school=None, device=None, kind=None, vendor=None,
 
 
 def display_tz(ctx: typer.Context) -> str:
-    """The display time zone: the inventory's, or Asia/Shanghai when no valid inventory is at hand."""
-    from canteen_ops.errors import CanteenOpsError
-
-    e = env(ctx)
-    try:
-        return e.inventory().settings.timezone if e.inventory_path.exists() else "Asia/Shanghai"
-    except CanteenOpsError:
-        return "Asia/Shanghai"
+    """The time zone people read times in (Env.timezone)."""
+    return env(ctx).timezone()
 
 
 def export_lang(lang: str, fmt: str, formats: tuple[str, ...]) -> None:
@@ -101,3 +95,12 @@ def json_text(obj: Any, indent: int | None = 2) -> str:
 
 def print_json(obj: Any) -> None:
     sys.stdout.write(json_text(obj) + "\n")
+
+
+def cell(value: Any) -> "Text":
+    """Outside text (device answers, log records) as one line of a table cell (cli/render.py)."""
+    from rich.text import Text
+
+    from canteen_ops.cli.render import clean
+
+    return Text(clean(value, oneline=True))

@@ -1,4 +1,5 @@
-"""`canteen-ops incident open | ack | arrive | resolve | list | show`: faults against the plan's deadlines."""
+"""`canteen-ops incident open | ack | arrive | resolve | cancel | reopen | note | assign | list | show`: faults
+against the plan's deadlines."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from canteen_ops.cli.common import JsonOpt, display_tz, env, print_json
+from canteen_ops.cli.common import JsonOpt, env, print_json
 
 app = typer.Typer(help="Incidents (故障) with on-site SLA clocks: major 重大 1 h / 2 h, general 一般 2 h / 4 h.",
                   no_args_is_help=True)
@@ -17,7 +18,8 @@ AtOpt = Annotated[Optional[str], typer.Option(
 NoteOpt = Annotated[Optional[str], typer.Option("--note", "-n", metavar="TEXT", help="Free text for the timeline")]
 
 
-_tz = display_tz  # (change_cmd imports it from here)
+def _tz(ctx: typer.Context) -> str:
+    return env(ctx).timezone()
 
 
 def _parse_at(at: str | None, tz: str, flag: str = "--at"):
@@ -89,7 +91,8 @@ def _act(ctx: typer.Context, verb: str, ident: str, at: str | None, **kw) -> int
 
     sla = arrive_sla(inc, utcnow())
     extra = f"; on-site SLA {sla}" if verb in ("arrive", "resolve") else ""
-    e.console.print(f"incident {inc['id'][:8]} {inc['state']}{extra}", highlight=False, markup=False)
+    done = {"add_note": "note added; ", "assign": f"assigned to {inc.get('assigned_to')}; "}.get(verb, "")
+    e.console.print(f"incident {inc['id'][:8]} {done}{inc['state']}{extra}", highlight=False, markup=False)
     return 0
 
 
@@ -113,14 +116,47 @@ def resolve(ctx: typer.Context, ident: IdArg,
     return _act(ctx, "resolve", ident, at, resolution=resolution)
 
 
+@app.command()
+def cancel(ctx: typer.Context, ident: IdArg,
+           reason: Annotated[str, typer.Option("--reason", "-r", metavar="TEXT", help="Why it was a false alarm")],
+           at: AtOpt = None) -> int:
+    """Cancel a false alarm: closed and kept in the log with the reason, left out of SLA figures."""
+    return _act(ctx, "cancel", ident, at, reason=reason)
+
+
+@app.command()
+def reopen(ctx: typer.Context, ident: IdArg, note: NoteOpt = None, at: AtOpt = None) -> int:
+    """Reopen a resolved or cancelled incident (the fault came back); its deadlines stand."""
+    return _act(ctx, "reopen", ident, at, note=note)
+
+
+@app.command()
+def note(ctx: typer.Context, ident: IdArg,
+         text: Annotated[str, typer.Argument(metavar="TEXT", help="What was done or found")],
+         at: AtOpt = None) -> int:
+    """Add a note to an incident's timeline (any state)."""
+    return _act(ctx, "add_note", ident, at, text=text)
+
+
+@app.command()
+def assign(ctx: typer.Context, ident: IdArg,
+           who: Annotated[str, typer.Argument(metavar="NAME", help="The technician who takes it on")],
+           at: AtOpt = None) -> int:
+    """Assign an active incident to a technician."""
+    return _act(ctx, "assign", ident, at, who=who)
+
+
 @app.command("list")
 def list_(ctx: typer.Context,
           overdue: Annotated[bool, typer.Option("--overdue", help="Only SLA breaches (exit 2 if any)")] = False,
           all_: Annotated[bool, typer.Option("--all", help="Include resolved incidents")] = False,
           school: Annotated[Optional[list[str]], typer.Option("--school", "-s", metavar="SCHOOL", help="School id")] = None,
           level: Annotated[Optional[list[str]], typer.Option("--level", "-l", metavar="LEVEL", help="major | general")] = None,
+          device: Annotated[Optional[list[str]], typer.Option(
+              "--device", "-d", metavar="GLOB", help="Only incidents on matching devices, e.g. 'xc-cam-*'")] = None,
           json: JsonOpt = False) -> int:
-    """Active incidents (escalated ones in red); `--overdue` lists on-site deadline breaches."""
+    """Active incidents (escalated ones in red); `--all` adds resolved and cancelled ones; `--overdue` lists
+    on-site deadline breaches."""
     from canteen_ops.errors import UsageError
     from canteen_ops.incidents import escalate_overdue, list_incidents
     from canteen_ops.sla import LEVELS
@@ -133,7 +169,7 @@ def list_(ctx: typer.Context,
     now = utcnow()
     escalate_overdue(e.log(), now)
     rows = list_incidents(e.log(), include_resolved=all_, overdue=overdue, schools=school or (),
-                          levels=level or (), now=now)
+                          levels=level or (), devices=device or (), now=now)
     code = 2 if overdue and rows else 0
     if json:
         print_json(rows)
@@ -142,20 +178,22 @@ def list_(ctx: typer.Context,
 
     from canteen_ops.cli.render import ID, Column, first_of, plural, table
     from canteen_ops.i18n import _
+    from canteen_ops.incidents import ACTIVE_STATES
 
     tz = _tz(ctx)
     title = plural(len(rows), "overdue incident") if overdue else plural(len(rows), "incident")
     cols = [Column("id", ID), Column("level", ID), Column("state", ID), Column("school", ID, optional=True),
-            Column("devices", ID), Column("title", main=True), Column("opened", ID, optional=True), Column("on site by", ID), Column("SLA"), Column("")]
+            Column("devices", ID), Column("title", main=True), Column("assigned"),
+            Column("opened", ID, optional=True), Column("on site by", ID), Column("SLA"), Column("")]
     cells, styles = [], []
     for r in rows:
-        escalated = bool(r.get("escalated_at")) and r["state"] != "resolved" and not r.get("arrived_at")
+        escalated = bool(r.get("escalated_at")) and r["state"] in ACTIVE_STATES and not r.get("arrived_at")
         styles.append("bold red" if escalated else ("red" if r["sla"] == "breached" else None))
-        cells.append((r["id"][:8], _(r["level"]), _(r["state"]), r["school_id"], first_of(r["device_ids"]), r["title"],
-                      local(r["opened_at"], tz), local(r["arrive_deadline"], tz), _(r["sla"]),
-                      Text(_("ESCALATED"), style="bold white on red") if escalated else ""))
-    e.console.print(table(title, cols, cells, console=e.console, row_styles=styles))
-    if any(r.get("escalated_at") and not r.get("arrived_at") and r["state"] != "resolved" for r in rows):
+        cells.append((r["id"][:8], _(r["level"]), _(r["state"]), r["school_id"], first_of(r["device_ids"]),
+                      r["title"], r.get("assigned_to"), local(r["opened_at"], tz), local(r["arrive_deadline"], tz),
+                      _(r["sla"]), Text(_("ESCALATED"), style="bold white on red") if escalated else ""))
+    e.console.print(table(title, cols, cells, console=e.console, row_styles=styles))  # (empty columns go)
+    if any(r.get("escalated_at") and not r.get("arrived_at") and r["state"] in ACTIVE_STATES for r in rows):
         e.console.print(_("escalated: on-site deadline passed without arrival — report to the leading "
                           "group (领导小组)"), style="bold red")
     return code
@@ -164,7 +202,7 @@ def list_(ctx: typer.Context,
 @app.command()
 def show(ctx: typer.Context, ident: IdArg, json: JsonOpt = False) -> int:
     """One incident with its timeline."""
-    from canteen_ops.incidents import escalate_overdue, events, find_incident
+    from canteen_ops.incidents import ACTIVE_STATES, escalate_overdue, events, find_incident
     from canteen_ops.sla import arrive_sla, resolve_sla
     from canteen_ops.timeutil import local, utcnow
 
@@ -182,18 +220,25 @@ def show(ctx: typer.Context, ident: IdArg, json: JsonOpt = False) -> int:
 
     tz = _tz(ctx)
     c = e.console
+    from canteen_ops.incidents import ACTIVE_STATES
+
     c.print(styled((f"{_('incident')} {inc['id']}", "bold"), f"  {_(inc['level'])} / {_(inc['state'])}"))
-    if inc.get("escalated_at") and not inc.get("arrived_at") and inc["state"] != "resolved":
+    if inc.get("escalated_at") and not inc.get("arrived_at") and inc["state"] in ACTIVE_STATES:
         c.print(f" {_('ESCALATED at {time}').format(time=local(inc['escalated_at'], tz))} ", style="bold white on red")
     hours = _("inside working hours") if inc.get("opened_in_hours") else _("outside working hours")
-    fields(c, [
+    lines = [
         ("title", inc["title"]), ("description", inc.get("description")),
         ("school", inc.get("school_id")), ("devices", inc.get("device_ids")),
+        ("assigned to", inc.get("assigned_to")),
         ("opened", f"{local(inc['opened_at'], tz)} {_('by')} {inc.get('opened_by') or ''} ({hours})"),
         ("on site by", f"{local(inc.get('arrive_deadline'), tz)}  SLA {_(inc['sla'])}"),
         ("restore by", f"{local(inc.get('resolve_deadline'), tz)}  SLA {_(inc['resolve_sla'])}"),
         ("resolution", inc.get("resolution")),
-    ])
+    ]
+    if inc["state"] == "cancelled":
+        lines.append(("cancelled", f"{local(inc.get('cancelled_at'), tz)} {_('by')} {inc.get('cancelled_by') or ''}: "
+                                   f"{inc.get('cancel_reason') or ''}"))
+    fields(c, lines)
     c.print(f"  {_('timeline')}:")
     for ev in evs:
         c.print(f"    {local(ev['at'], tz)}  {pad(_(ev['action']), 16)} {pad(ev.get('actor') or '', 12)} "

@@ -6,7 +6,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from canteen_ops.cli.common import ExportLangOpt, JsonOpt, OutputOpt, env, print_json
+from canteen_ops.cli.common import (AreaOpt, DeviceOpt, ExportLangOpt, JsonOpt, OutputOpt, SchoolOpt, TagOpt,
+                                    VendorOpt, env, print_json)
 
 app = typer.Typer(help="The maintenance log: list, add technician notes, show, export.", no_args_is_help=True)
 
@@ -15,28 +16,47 @@ NOTE_KINDS = ("inspection", "cleaning", "repair", "replacement", "config", "othe
 
 @app.command("list")
 def list_(ctx: typer.Context,
-          school: Annotated[Optional[list[str]], typer.Option("--school", "-s", metavar="SCHOOL", help="School id")] = None,
-          device: Annotated[Optional[list[str]], typer.Option("--device", "-d", metavar="GLOB", help="Device id glob")] = None,
+          school: SchoolOpt = None, device: DeviceOpt = None, vendor: VendorOpt = None, area: AreaOpt = None,
+          tag: TagOpt = None,
           kind: Annotated[Optional[list[str]], typer.Option(
               "--kind", metavar="KIND", help="Record kind: run, check, backup, snapshot, firmware, incident, change, note, step")] = None,
-          since: Annotated[Optional[str], typer.Option(metavar="TIME", help="e.g. 24h, 7d or 2026-11-01")] = None,
+          since: Annotated[Optional[str], typer.Option(metavar="TIME", help="From: e.g. 24h, 7d or 2026-11-01 (local time)")] = None,
+          until: Annotated[Optional[str], typer.Option(
+              metavar="TIME", help="Before: e.g. 1h or 2026-11-30 (a date includes that day)")] = None,
+          grep: Annotated[Optional[str], typer.Option(
+              metavar="TEXT", help="Only entries whose text contains TEXT (findings, notes, incidents, changes, ...)")] = None,
           limit: Annotated[int, typer.Option(metavar="N", help="At most this many entries (0 = all)")] = 50,
           json: JsonOpt = False) -> int:
-    """Newest log entries first."""
+    """Newest log entries first. --vendor/--area/--tag pick devices through the inventory (--kind here is the
+    record kind)."""
     from canteen_ops.errors import UsageError
     from canteen_ops.store.entries import KINDS, list_entries
-    from canteen_ops.timeutil import iso, local, parse_since
+    from canteen_ops.timeutil import iso, local, parse_since, parse_until
 
     for k in kind or ():
         if k not in KINDS:
             raise UsageError(f"--kind {k!r}: expected one of {', '.join(KINDS)}")
-    try:
-        since_iso = iso(parse_since(since)) if since else None
-    except ValueError as exc:
-        raise UsageError(f"--since: {exc}") from None
+    if grep is not None and not grep.strip():
+        raise UsageError("--grep: give the text to look for")
     e = env(ctx)
-    rows = list_entries(e.log(), kinds=tuple(kind or ()), schools=tuple(school or ()),
-                        devices=tuple(device or ()), since=since_iso, limit=limit or None)
+    inv = _inventory_or_none(e)
+    tz = inv.settings.timezone if inv else "Asia/Shanghai"
+    bounds = {}
+    for flag, value, parse in (("--since", since, parse_since), ("--until", until, parse_until)):
+        try:
+            bounds[flag] = iso(parse(value, tz=tz)) if value else None
+        except ValueError as exc:
+            raise UsageError(f"{flag}: {exc}") from None
+    devices = tuple(device or ())
+    if vendor or area or tag:  # device attributes live in the inventory, not in the log
+        from canteen_ops.cli.common import select
+
+        devices = tuple(d.id for d in select(ctx, school, device, None, vendor, area, tag))
+        if not devices:
+            raise UsageError("no devices match the selection")
+    rows = list_entries(e.log(), kinds=tuple(kind or ()), schools=_school_ids(inv, school or ()),
+                        devices=devices, since=bounds["--since"], until=bounds["--until"],
+                        grep=grep.strip() if grep else None, limit=limit or None)
     if json:
         print_json(rows)
         return 0
@@ -45,14 +65,32 @@ def list_(ctx: typer.Context,
     cols = [Column("when (local)", ID), Column("kind", ID), Column("id", ID), Column("school", ID, optional=True),
             Column("device", ID), Column("status"), Column("summary", main=True), Column("by")]
     minutes = 16 if e.console.width < 100 else None  # on a narrow terminal the summary needs the seconds' room
-    cells = [(local(r["at"])[:minutes], r["kind"], r["id"][:8], r["school_id"], first_of(_ids(r["device_id"])), status_cell(r["status"]),
-              r["summary"], r["operator"]) for r in rows]
+    cells = [(local(r["at"], tz)[:minutes], r["kind"], r["id"][:8], r["school_id"], first_of(_devices(r["device_id"])),
+              status_cell(r["status"]), r["summary"], r["operator"]) for r in rows]
     e.console.print(table(plural(len(rows), "entry", "entries"), cols, cells, console=e.console))
     return 0
 
 
-def _ids(value):
-    """Incidents and changes keep their device list as JSON text in the timeline: show the ids."""
+def _inventory_or_none(e):
+    """The inventory when one is at hand (school names, time zone); the log is readable without it."""
+    from canteen_ops.errors import CanteenOpsError
+
+    if not e.inventory_path.exists():
+        return None
+    try:
+        return e.inventory()
+    except CanteenOpsError:
+        return None
+
+
+def _school_ids(inv, values) -> tuple[str, ...]:
+    """--school values as id globs: a school's name becomes its id."""
+    names = {s.name: s.id for s in inv.schools} if inv else {}
+    return tuple(names.get(v, v) for v in values)
+
+
+def _devices(value):
+    """A record's device: one id, or an incident's / change's list of ids (stored as JSON text)."""
     import json as _json
 
     if isinstance(value, str) and value.startswith("["):
@@ -170,7 +208,7 @@ def export(ctx: typer.Context,
                          [since_iso] if since_iso else [])
         columns = list(rows[0]) if rows else []
     else:
-        rows = [{**r, "device_id": _ids(r["device_id"])} for r in reversed(list_entries(log, since=since_iso))]
+        rows = [{**r, "device_id": _devices(r["device_id"])} for r in reversed(list_entries(log, since=since_iso))]
         columns = ["at", *(c for c in COLUMNS if c != "at")]
     data = ex.encode(columns, rows, fmt=fmt, lang=lang, tz=display_tz(ctx), sheet=table or "log",
                      bom=output is not None)

@@ -51,7 +51,7 @@ def print_drill_report(env: "Env", log: "MaintenanceLog", book: "Playbook", outc
                                              f"within deadline: {summary['all_within_deadline']}", summary))
     if env.quiet:
         return
-    tz = env.inventory().settings.timezone if env.inventory_path.exists() else "Asia/Shanghai"
+    tz = env.timezone()
     cols = [Column("#", NUM), Column("step", main=True), Column("start (local)", ID), Column("seconds", NUM), Column("by"),
             Column("status")]
     cells = [(s.step.index, s.step.name, local(iso(s.started), tz) if s.started else "", f"{s.seconds:.1f}",
