@@ -68,6 +68,7 @@ def test_every_table_fits_80_columns_and_keeps_ids_whole(lab, lab_env, lab_fault
     show("snapshot", "take", "-d", "s001-cam01", codes=(0, 1, 2))
     show("snapshot", "show", "s001-cam01")
     show("snapshot", "diff", "s001-cam01", codes=(1,))
+    show("snapshot", "diff", "--since", "1h", codes=(0, 1))
     show("firmware", "check", "--catalog", lab.directory / "firmware-catalog.yaml", expect=devices,
          codes=(0, 1, 2, 3))
     code, out, _err = run80("incident", "open", "--level", "major", "--title", LONG, "-d", "s002-nvr",
@@ -76,7 +77,10 @@ def test_every_table_fits_80_columns_and_keeps_ids_whole(lab, lab_env, lab_fault
     inc = json.loads(out)["id"]
     ids.add(inc[:8])
     show("incident", "list", expect={inc[:8], "s002"})
+    show("incident", "assign", inc[:8], "王师傅")
+    show("incident", "list", "--device", "s002-*", expect={inc[:8]})
     show("incident", "show", inc[:8])
+    show("status", "--all", expect={inc[:8], "s002-nvr"}, codes=(0, 1, 2, 3))
     code, out, _err = run80("change", "request", "--title", LONG, "-d", "s003-nvr", "-d", "s003-cam01", "--json")
     assert code == 0
     ch = json.loads(out)["id"]

@@ -115,9 +115,9 @@ def list_(ctx: typer.Context, school: SchoolOpt = None, device: DeviceOpt = None
         if json:
             print_json(rows)
             return 0
-        from canteen_ops.cli.render import ID, NUM, Column, plural, status_cell, table
+        from canteen_ops.cli.render import ID, NUM, TIME, Column, plural, status_cell, table
 
-        cols = [Column("when (local)", ID), Column("id", ID), Column("device", ID), Column("status"),
+        cols = [Column("when (local)", TIME), Column("id", ID), Column("device", ID), Column("status"),
                 Column("method"), Column("size", NUM), Column("sha256", ID, optional=True), Column("reason", main=True)]
         cells = [(local(r["created_at"]), r["id"][:8], r["device_id"], status_cell(r["status"], styles=_STYLE),
                   r["method"], r["size"], (r["sha256"] or "")[:12], r["reason"]) for r in rows]
@@ -136,13 +136,13 @@ def list_(ctx: typer.Context, school: SchoolOpt = None, device: DeviceOpt = None
         return code
     from rich.text import Text
 
-    from canteen_ops.cli.render import ID, NUM, Column, plural, status_cell, table
+    from canteen_ops.cli.render import ID, NUM, TIME, Column, plural, status_cell, table
     from canteen_ops.i18n import _
 
     title = (_("{devices} with no successful backup in {window}").format(devices=plural(len(states), "device"),
                                                                          window=stale) if stale
              else _("backups of {devices}").format(devices=plural(len(states), "device")))
-    cols = [Column("school", ID, optional=True), Column("device", ID), Column("last good backup (local)", ID),
+    cols = [Column("school", ID, optional=True), Column("device", ID), Column("last good backup (local)", TIME),
             Column("size", NUM), Column("sha256", ID, optional=True), Column("last attempt"), Column("stale"),
             Column("note", main=True)]
     cells = []

@@ -176,7 +176,7 @@ def list_(ctx: typer.Context,
         return code
     from rich.text import Text
 
-    from canteen_ops.cli.render import ID, Column, first_of, plural, table
+    from canteen_ops.cli.render import ID, TIME, Column, first_of, plural, table
     from canteen_ops.i18n import _
     from canteen_ops.incidents import ACTIVE_STATES
 
@@ -184,7 +184,7 @@ def list_(ctx: typer.Context,
     title = plural(len(rows), "overdue incident") if overdue else plural(len(rows), "incident")
     cols = [Column("id", ID), Column("level", ID), Column("state", ID), Column("school", ID, optional=True),
             Column("devices", ID), Column("title", main=True), Column("assigned"),
-            Column("opened", ID, optional=True), Column("on site by", ID), Column("SLA"), Column("")]
+            Column("opened", TIME, optional=True), Column("on site by", TIME), Column("SLA"), Column("")]
     cells, styles = [], []
     for r in rows:
         escalated = bool(r.get("escalated_at")) and r["state"] in ACTIVE_STATES and not r.get("arrived_at")

@@ -60,12 +60,11 @@ def list_(ctx: typer.Context,
     if json:
         print_json(rows)
         return 0
-    from canteen_ops.cli.render import ID, Column, first_of, plural, status_cell, table
+    from canteen_ops.cli.render import ID, TIME, Column, first_of, plural, status_cell, table
 
-    cols = [Column("when (local)", ID), Column("kind", ID), Column("id", ID), Column("school", ID, optional=True),
+    cols = [Column("when (local)", TIME), Column("kind", ID), Column("id", ID), Column("school", ID, optional=True),
             Column("device", ID), Column("status"), Column("summary", main=True), Column("by")]
-    minutes = 16 if e.console.width < 100 else None  # on a narrow terminal the summary needs the seconds' room
-    cells = [(local(r["at"], tz)[:minutes], r["kind"], r["id"][:8], r["school_id"], first_of(_devices(r["device_id"])),
+    cells = [(local(r["at"], tz), r["kind"], r["id"][:8], r["school_id"], first_of(_devices(r["device_id"])),
               status_cell(r["status"]), r["summary"], r["operator"]) for r in rows]
     e.console.print(table(plural(len(rows), "entry", "entries"), cols, cells, console=e.console))
     return 0

@@ -113,15 +113,17 @@ def echo_data(data: str) -> None:
 
 # --- tables -------------------------------------------------------------------------------------------
 
-ID, TEXT, NUM = "id", "text", "num"
+ID, TEXT, NUM, TIME = "id", "text", "num", "time"
 _MIN_TEXT = 6  # a cut free-text column keeps at least this many cells
+_MIN_MAIN = 24  # what the main text column should keep before times are shortened and optional columns go
 _SIDE = 8  # what other free text keeps next to a main column when space is short
 
 
 @dataclass
 class Column:
     header: str
-    kind: str = TEXT  # ID: never cut or wrapped; TEXT: cut with … to fit; NUM: right-aligned, never cut
+    kind: str = TEXT  # ID: never cut or wrapped; TEXT: cut with … to fit; NUM: right-aligned, never cut;
+    # TIME: a local time YYYY-MM-DD HH:MM:SS, shown without seconds, then without the year, when space is short
     style: str = ""
     optional: bool = False  # dropped (rightmost first) when the ids of a row would not fit otherwise
     main: bool = False  # the free text that matters most (a summary): other text gives way to it first
@@ -135,8 +137,9 @@ def table(title: Any, columns: Sequence[Column | tuple[str, str] | str], rows: I
 
     Cells are values (shown with `show()`, cleaned) or Text (already safe). Columns with no value in any row
     are dropped unless `keep_empty`. Header strings are translated. Ids and numbers keep their full width (a
-    header wider than its values may be cut); free text shares what is left and is cut with …; if even the
-    ids do not fit, optional columns go.
+    header wider than its values may be cut); free text shares what is left and is cut with …. When the
+    main text would get less than _MIN_MAIN cells (or the ids would not fit), times lose their seconds, then
+    their year, then optional columns go.
     """
     from rich import box as _box
     from rich.cells import cell_len
@@ -162,10 +165,20 @@ def table(title: Any, columns: Sequence[Column | tuple[str, str] | str], rows: I
         total = _chrome(table_kw, len(idx))
         for i in idx:
             w = max(values[i], heads[i] if full_heads else min(heads[i], max(values[i], 1)))
-            total += w if cols[i].kind != TEXT else min(w, _MIN_TEXT)
+            total += w if cols[i].kind != TEXT else min(w, _MIN_MAIN if cols[i].main else _MIN_TEXT)
         return total
 
     full_heads = need(keep, True) <= width
+    times = [i for i in keep if cols[i].kind == TIME]
+    for start, end in ((0, 16), (5, 16)):  # 2026-12-05 08:00:00 → 2026-12-05 08:00 → 12-05 08:00
+        if not times or need(keep, full_heads) <= width:
+            break
+        for r in cells:
+            for i in times:
+                if len(r[i].plain) >= 16 and r[i].plain[4] == "-":
+                    r[i] = Text(r[i].plain[start:end], style=r[i].style)
+        for i in times:
+            values[i] = max([0] + [_widest(r[i]) for r in cells])
     while need(keep, full_heads) > width and any(cols[i].optional for i in keep):
         keep.remove(max(i for i in keep if cols[i].optional))
     natural = [max(values[i], heads[i]) if full_heads or cols[i].kind == TEXT else max(values[i], 1)

@@ -103,12 +103,12 @@ def status(ctx: typer.Context, upstream: UpstreamOpt = None, json: JsonOpt = Fal
     if json:
         print_json({"upstream": url, "tables": rows})
         return 0
-    from canteen_ops.cli.render import ID, NUM, Column, plural, table
+    from canteen_ops.cli.render import ID, NUM, TIME, Column, plural, table
     from canteen_ops.i18n import _
 
     title = _("sync status — upstream {url}; {records} pending").format(
         url=url or _("(not configured)"), records=plural(sum(pending.values()), "record"))
-    cols = [Column("table", ID), Column("pending", NUM), Column("last seq", NUM), Column("last synced", ID),
+    cols = [Column("table", ID), Column("pending", NUM), Column("last seq", NUM), Column("last synced", TIME),
             Column("to")]
     cells = [(r["table"], r["pending"], r["last_seq"], local(r["synced_at"]), r["upstream"]) for r in rows]
     e.console.print(table(title, cols, cells, console=e.console,
