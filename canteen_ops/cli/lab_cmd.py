@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from canteen_ops.cli.common import JsonOpt, env, print_json
+from canteen_ops.cli.common import JsonOpt, echo, env, print_json
 
 app = typer.Typer(help="Device lab: simulated Hikvision / Dahua / ONVIF cameras and NVRs on loopback, with faults.",
                   no_args_is_help=True)
@@ -66,7 +66,7 @@ def up(ctx: typer.Context,
         first_address, taken = control.free_block(schools * (cameras_per_school + 1), (http_port, rtsp_port),
                                                   FIRST_ADDRESS)
         if taken:
-            typer.echo(f"The default address block is in use ({taken} is taken); using the free block from "
+            echo(f"The default address block is in use ({taken} is taken); using the free block from "
                        f"{first_address} instead.", err=True)
     args = argparse.Namespace(schools=schools, cameras_per_school=cameras_per_school, vendors=vendors, faults=faults,
                               first_address=first_address, http_port=http_port, rtsp_port=rtsp_port, seed=seed)
@@ -81,11 +81,11 @@ def up(ctx: typer.Context,
             "--rtsp-port", str(rtsp_port)] + (["--seed", str(seed)] if seed is not None else []) + (
             [] if warm else ["--no-warm"])
     if not e.quiet and warm:
-        typer.echo("Starting the lab (the first start on a machine encodes the stream pictures: up to a minute)...",
+        echo("Starting the lab (the first start on a machine encodes the stream pictures: up to a minute)...",
                    err=True)
     info = control.start_background(d, argv)
     if not e.quiet:
-        typer.echo(_usage(info, d, schools), nl=False)
+        echo(_usage(info, d, schools), nl=False)
     return 0
 
 
@@ -104,7 +104,7 @@ def _foreground(fleet, directory: Path, schools: int, e, warm: bool) -> int:
 
     def ready(info, _service):
         if not e.quiet:
-            typer.echo(_usage(info, directory, schools) + "\nPress Ctrl-C to stop.")
+            echo(_usage(info, directory, schools) + "\nPress Ctrl-C to stop.")
 
     try:
         return asyncio.run(serve(fleet, directory, ready, warm))
@@ -124,18 +124,21 @@ def status(ctx: typer.Context, directory: DirOpt = None, json: JsonOpt = False) 
     if json:
         print_json(st)
         return 0
-    from rich.table import Table
+    from canteen_ops.cli.render import ID, Column, plural, table
 
-    table = Table(title=f"Lab {d} — pid {st['pid']}, {len(st['devices'])} devices, {st['requests']} requests served")
-    for col in ("device", "vendor", "kind", "address", "model", "faults"):
-        table.add_column(col)
+    rows = []
     for dev in st["devices"]:
         faults = ", ".join(k if v is None else f"{k}={v}" for k, v in dev["faults"].items())
         if dev["locked"]:
             faults = ", ".join(filter(None, [faults, "LOCKED"]))
-        table.add_row(dev["id"], dev["vendor"], dev["kind"], f"{dev['host']}:{dev['http_port']}", dev["model"],
-                      faults or "-")
-    env(ctx).console.print(table)
+        rows.append((dev["id"], dev["vendor"], dev["kind"], f"{dev['host']}:{dev['http_port']}", dev["model"],
+                     faults or "-"))
+    title = (f"Lab {d} — pid {st['pid']}, {plural(len(st['devices']), 'device')}, "
+             f"{plural(st['requests'], 'request')} served")
+    cols = [Column("device", ID), Column("vendor"), Column("kind"), Column("address", ID), Column("model"),
+            Column("faults")]
+    console = env(ctx).console
+    console.print(table(title, cols, rows, console=console))
     return 0
 
 
@@ -172,7 +175,7 @@ def fault(ctx: typer.Context,
         ids = control.request(info, "POST", "/fault", {"device": device, "fault": name, "value": value})["devices"]
         what = f"set {name}" + (f"={value}" if value is not None else "")
     if not env(ctx).quiet:
-        typer.echo(f"{what} on {', '.join(ids)}")
+        echo(f"{what} on {', '.join(ids)}")
     return 0
 
 
@@ -192,7 +195,7 @@ def set_(ctx: typer.Context,
     info = control.running_info(control.lab_dir(directory))
     ids = control.request(info, "POST", "/set", {"device": device, "key": key.strip(), "value": value.strip()})
     if not env(ctx).quiet:
-        typer.echo(f"set {key.strip()}={value.strip()} on {', '.join(ids['devices'])}")
+        echo(f"set {key.strip()}={value.strip()} on {', '.join(ids['devices'])}")
     return 0
 
 
@@ -203,7 +206,7 @@ def faults(ctx: typer.Context) -> int:
 
     width = max(map(len, FAULTS))
     for name, meaning in FAULTS.items():
-        typer.echo(f"{name:<{width}}  {meaning}")
+        echo(f"{name:<{width}}  {meaning}")
     return 0
 
 
@@ -217,5 +220,5 @@ def down(ctx: typer.Context, directory: DirOpt = None) -> int:
     pid = control.stop(d)
     cleanup(d)
     if not env(ctx).quiet:
-        typer.echo(f"lab stopped (pid {pid}); removed its files from {d}")
+        echo(f"lab stopped (pid {pid}); removed its files from {d}")
     return 0
