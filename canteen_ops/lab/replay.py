@@ -273,6 +273,7 @@ class Replayer:
         self._lock = threading.Lock()
         self.served: list[str] = []  # requests answered from the recording, in order
         self.unanswered: list[str] = []  # requests it had no recording for
+        self.refused: list[str] = []  # requests whose recorded answer is an error status (>= 400)
 
     # --- HTTP authentication (Hikvision, Dahua) -------------------------------------------------------
     def _challenge(self) -> str:
@@ -318,12 +319,14 @@ class Replayer:
 
     # --- ONVIF WS-Security ---------------------------------------------------------------------------------
     def _onvif_authorized(self, body: bytes) -> bool:
-        from canteen_ops.drivers import xmlsafe
+        from lxml import etree
+
         from canteen_ops.lab.onvif import password_digest
 
+        parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
         try:
-            root = xmlsafe.parse(body, max_bytes=MAX_REQUEST_BODY, what="request")
-        except Exception:  # whatever the parser refuses is not a token
+            root = etree.fromstring(body, parser)
+        except (etree.XMLSyntaxError, ValueError):  # not a readable envelope: no token
             return False
         wsse = "{http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd}"
         wsu = "{http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utility-1.0.xsd}"
@@ -358,6 +361,8 @@ class Replayer:
             self.unanswered.append(request)
             return self._unrecorded(target, operation)
         self.served.append(request)
+        if ex.status >= 400:
+            self.refused.append(request)
         out = dict(ex.headers)
         out.setdefault("Content-Type", _DEFAULT_CT[dev.vendor])
         return Answer(ex.status, out, ex.body)
