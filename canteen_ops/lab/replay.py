@@ -4,7 +4,8 @@
 A recorded device is served as that firmware behaves where the recording says nothing:
 - it challenges as device.yaml says (Digest with its realm and qop=auth, or Basic), checks the answer against the
   replay credentials, and never counts or locks (a replay has no login lock);
-- ONVIF answers need a WS-Security UsernameToken (PasswordDigest) except GetSystemDateAndTime, as devices do;
+- ONVIF answers need a WS-Security UsernameToken (PasswordDigest) except the PRE_AUTH operations
+  (GetSystemDateAndTime, GetServices, GetCapabilities...), as devices do;
 - a request it has no recording for gets the vendor's own "not offered" answer: Hikvision 404 with an ISAPI
   ResponseStatus (subStatusCode notSupport), Dahua 400 `Error\\r\\nBad Request!`, ONVIF a SOAP fault
   ter:ActionNotSupported. A folder may record its own error answer instead (`unrecorded:` in exchanges.yaml).
@@ -51,6 +52,11 @@ _SOAP_FAULT = ("<env:Fault><env:Code><env:Value>env:{code}</env:Value><env:Subco
                "</env:Fault></env:Body></env:Envelope>")
 
 
+# What ONVIF devices answer without credentials (ONVIF Core, access class PRE_AUTH).
+_ONVIF_PRE_AUTH = {None, "GetSystemDateAndTime", "GetServices", "GetCapabilities", "GetWsdlUrl", "GetHostname",
+                   "GetEndpointReference", "GetServiceCapabilities"}
+
+
 class ReplayError(Exception):
     """A model folder or capture file that cannot be read: the message names the file and what is wrong."""
 
@@ -63,6 +69,7 @@ class Exchange:
     status: int
     headers: dict[str, str]
     body: bytes
+    match: str | None = None  # a text the request body must contain (e.g. the ONVIF ProfileToken asked for)
 
     @property
     def request(self) -> str:
@@ -83,13 +90,14 @@ class RecordedDevice:
     source: str = ""  # the folder or file it came from
 
     # --- matching -----------------------------------------------------------------------------------------
-    def find(self, method: str, target: str, operation: str | None) -> Exchange | None:
+    def find(self, method: str, target: str, operation: str | None, body: bytes = b"") -> Exchange | None:
         """The recorded answer to a request: same method and target (query parameters in any order); ONVIF by
-        operation, on the recorded path first, then on any path (services move between paths)."""
+        operation, on the recorded path first, then on any path (services move between paths). An exchange with
+        `match` answers only a request whose body contains that text."""
         path, query = _split(target)
         loose = None
         for ex in self.exchanges:
-            if ex.method != method:
+            if ex.method != method or (ex.match is not None and ex.match.encode() not in body):
                 continue
             if self.vendor == "onvif" and ex.operation:
                 if ex.operation != operation:
@@ -186,7 +194,10 @@ def _exchange(entry: Any, where: str, body: bytes) -> Exchange:
     headers = entry.get("headers") or {}
     if not isinstance(headers, dict):
         raise ReplayError(f"{where}: headers: expected a mapping")
-    return Exchange(method, target, operation, status, {str(k): str(v) for k, v in headers.items()}, body)
+    match = entry.get("match")
+    if match is not None and not isinstance(match, str):
+        raise ReplayError(f"{where}: match: expected a text")
+    return Exchange(method, target, operation, status, {str(k): str(v) for k, v in headers.items()}, body, match)
 
 
 def load_folder(folder: Path) -> RecordedDevice:
@@ -348,14 +359,14 @@ class Replayer:
         dev = self.device
         operation = soap_operation(body) if dev.vendor == "onvif" and method == "POST" else None
         if dev.vendor == "onvif":
-            if operation not in ("GetSystemDateAndTime", None) and not self._onvif_authorized(body):
+            if operation not in _ONVIF_PRE_AUTH and not self._onvif_authorized(body):
                 return self._soap_fault("Sender", "NotAuthorized", "Sender not authorized", 400)
         elif not self._authorized(method, target, headers.get("authorization")):
             ct = _DEFAULT_CT[dev.vendor]
             text = (_HIK_UNAUTHORIZED.format(url=_xml_escape(target)) if dev.vendor == "hikvision"
                     else "Error\r\nInvalid Authority!\r\n")
             return Answer(401, {"WWW-Authenticate": self._challenge(), "Content-Type": ct}, text.encode())
-        ex = dev.find(method, target, operation)
+        ex = dev.find(method, target, operation, body)
         request = " ".join(filter(None, (method, target.partition("?")[0], operation)))
         if ex is None:
             self.unanswered.append(request)
