@@ -90,27 +90,25 @@ class RecordedDevice:
     source: str = ""  # the folder or file it came from
 
     # --- matching -----------------------------------------------------------------------------------------
-    def find(self, method: str, target: str, operation: str | None, body: bytes = b"") -> Exchange | None:
-        """The recorded answer to a request: same method and target (query parameters in any order); ONVIF by
-        operation, on the recorded path first, then on any path (services move between paths). An exchange with
-        `match` answers only a request whose body contains that text."""
+    def find(self, method: str, target: str, operation: str | None, body: bytes = b"") -> list[Exchange]:
+        """The recorded answers to a request, in recorded order: same method and target (query parameters in any
+        order); ONVIF by operation, on the recorded path first, then on any path (services move between paths).
+        An exchange with `match` answers only a request whose body contains that text. Several answers to the
+        same request (a Dahua finder paging, a search asked per channel) are served in turn."""
         path, query = _split(target)
-        loose = None
+        exact: list[Exchange] = []
+        loose: list[Exchange] = []
         for ex in self.exchanges:
             if ex.method != method or (ex.match is not None and ex.match.encode() not in body):
                 continue
             if self.vendor == "onvif" and ex.operation:
-                if ex.operation != operation:
-                    continue
-                if _split(ex.target)[0] == path:
-                    return ex
-                loose = loose or ex
-                continue
-            if ex.target == target:
-                return ex
-            if loose is None and _split(ex.target) == (path, query):
-                loose = ex
-        return loose
+                if ex.operation == operation:
+                    (exact if _split(ex.target)[0] == path else loose).append(ex)
+            elif ex.target == target:
+                exact.append(ex)
+            elif _split(ex.target) == (path, query):
+                loose.append(ex)
+        return exact or loose
 
     def paths(self) -> list[str]:
         return [ex.request for ex in self.exchanges]
@@ -281,6 +279,7 @@ class Replayer:
         self.username, self.password = username, password
         self.realm = device.realm or _default_realm(device)
         self._nonces: set[str] = set()
+        self._turns: dict[int, int] = {}  # how often each request was answered (repeated requests, in turn)
         self._lock = threading.Lock()
         self.served: list[str] = []  # requests answered from the recording, in order
         self.unanswered: list[str] = []  # requests it had no recording for
@@ -366,8 +365,14 @@ class Replayer:
             text = (_HIK_UNAUTHORIZED.format(url=_xml_escape(target)) if dev.vendor == "hikvision"
                     else "Error\r\nInvalid Authority!\r\n")
             return Answer(401, {"WWW-Authenticate": self._challenge(), "Content-Type": ct}, text.encode())
-        ex = dev.find(method, target, operation, body)
+        found = dev.find(method, target, operation, body)
         request = " ".join(filter(None, (method, target.partition("?")[0], operation)))
+        ex = None
+        if found:
+            with self._lock:
+                turn = self._turns.get(id(found[0]), 0)
+                self._turns[id(found[0])] = turn + 1
+            ex = found[min(turn, len(found) - 1)]
         if ex is None:
             self.unanswered.append(request)
             return self._unrecorded(target, operation)

@@ -1,0 +1,79 @@
+"""`device capture` on lab devices, then the capture replayed: masked, and `check` reads the same facts from both."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pytest
+
+from canteen_ops.checks.run import run_checks
+from canteen_ops.inventory.loader import load_inventory
+from canteen_ops.lab.replay import load
+from tests.replay_support import replayed
+
+NAMES = ["login", "facts", "clock", "storage", "channels"]
+
+
+def _by_check(results):
+    return {r.check: r for r in results}
+
+
+@pytest.mark.parametrize("vendor", ["hikvision", "dahua", "onvif"])
+def test_capture_masks_and_replays_the_same_device(lab, lab_env, cli, tmp_path, vendor):
+    st = lab.first(vendor, "nvr")
+    out = tmp_path / f"{st.id}.json"
+    r = cli("device", "capture", st.id, "--output", out, "--skip", "stream,picture")
+    assert r.code == 0, r
+    text = out.read_text(encoding="utf-8")
+    doc = json.loads(text)
+    assert doc["format"] == "canteen-ops-capture/1" and doc["exchanges"]
+    # Nothing that identifies the site or logs in.
+    secrets = [st.serial, st.host, st.password, st.mac, st.mac.upper(), st.mac.replace(":", "-")]
+    secrets += [ch.name for ch in st.channels if ch.name]
+    for s in secrets:
+        assert s not in text, f"{s!r} left in the capture"
+    assert f'"{st.username}"' not in text and f">{st.username}<" not in text and f"={st.username}\\r" not in text
+    assert "authorization" not in text.lower().replace("notauthorized", "")
+    assert doc["masked"].get("serial") and doc["masked"].get("ip")
+    # Only what `check` reads: no write and no config export.
+    assert all(e["request"].split()[0] in ("GET", "POST") for e in doc["exchanges"])
+    assert not [e for e in doc["exchanges"] if "configurationData" in e["request"] or "Config.backup" in e["request"]
+                or "GetSystemBackup" in e["request"] or e["request"].startswith("PUT")]
+
+    # The same check against the lab device and against its replay.
+    inv = load_inventory(lab.inventory)
+    lab_device = next(d for d in inv.devices if d.id == st.id)
+    live = _by_check(run_checks([lab_device], inv, NAMES, progress=False).results)
+    rec = load(out)
+    assert rec.vendor == vendor and rec.model == st.model
+    with replayed(rec) as (_rec, server, device):
+        device = type(device)(**{**device.__dict__, "id": st.id, "kind": st.kind, "school_id": lab_device.school_id})
+        again = _by_check(run_checks([device], inv, NAMES, progress=False).results)
+        assert not server.replayer.unanswered, server.replayer.unanswered
+    for key in ("model", "firmware", "device_type"):
+        assert again["facts"].data.get(key) == live["facts"].data.get(key), key
+    assert again["facts"].data.get("serial", "").startswith("MASKED-SERIAL-")
+    assert again["channels"].data.get("total") == live["channels"].data.get("total")
+    assert again["channels"].status == live["channels"].status
+    assert again["storage"].status == live["storage"].status
+    assert len(again["storage"].data.get("disks") or []) == len(live["storage"].data.get("disks") or [])
+    # The replayed clock is the one captured: plausible (within minutes of the capture), not the lab's "now".
+    drift = again["clock"].data.get("drift_s")
+    assert drift is not None and abs(drift) < 600, again["clock"]
+
+
+def test_capture_directory_gets_one_file_per_selected_device(lab, lab_env, cli, tmp_path):
+    out = tmp_path / "captures"
+    r = cli("device", "capture", "--vendor", "dahua", "--kind", "camera", "--output", out, "--only", "facts")
+    assert r.code == 0, r
+    files = sorted(p.name for p in out.iterdir())
+    cams = sorted(f"{d.id}.capture.json" for d in lab.fleet.devices if d.vendor == "dahua" and d.kind == "camera")
+    assert files == cams
+    for f in out.iterdir():
+        assert load(f).exchanges
+
+
+def test_capture_of_an_unknown_device_is_a_usage_error(lab, lab_env, cli, tmp_path):
+    r = cli("device", "capture", "no-such-device", "--output", tmp_path / "x.json")
+    assert r.code == 64 and not (tmp_path / "x.json").exists()
