@@ -77,3 +77,48 @@ def test_capture_directory_gets_one_file_per_selected_device(lab, lab_env, cli, 
 def test_capture_of_an_unknown_device_is_a_usage_error(lab, lab_env, cli, tmp_path):
     r = cli("device", "capture", "no-such-device", "--output", tmp_path / "x.json")
     assert r.code == 64 and not (tmp_path / "x.json").exists()
+
+
+def test_lab_up_replay_serves_recorded_devices_next_to_simulated_ones(cli, lab, lab_env, tmp_path):
+    """`lab up --replay` with a corpus model folder and a fresh capture file: both join the inventory (school
+    `replay`) and `check` reads them like any device."""
+    import random
+
+    from canteen_ops.lab.control import pid_alive
+    from tests.replay_support import CORPUS
+
+    st = lab.first("dahua", "nvr")
+    cap = tmp_path / "dahua-nvr.json"
+    assert cli("device", "capture", st.id, "--output", cap, "--only", "facts,channels").code == 0
+    d = tmp_path / "replaylab"
+    folder = CORPUS / "hikvision" / "DS-7608NXI-I2"
+    block = f"127.{random.randrange(100, 250)}.{random.randrange(1, 250)}.1"
+    r = cli("lab", "up", "--dir", d, "--schools", "1", "--cameras-per-school", "1", "--vendors", "onvif",
+            "--first-address", block, "--no-warm", "--replay", f"{folder},{cap}")
+    assert r.code == 0, r
+    info = json.loads((d / "lab.json").read_text())
+    try:
+        assert len(info["replayed"]) == 2 and info["devices"] == 4 and "school replay" in r.out
+        inv_path = d / "inventory.yaml"
+        assert cli("-i", inv_path, "inventory", "validate").code == 0
+        inv = load_inventory(inv_path)
+        replayed = [x for x in inv.devices if x.school_id == "replay"]
+        assert [x.vendor for x in replayed] == ["hikvision", "dahua"]
+        assert all(x.host.startswith(block.rsplit(".", 1)[0]) for x in replayed)
+        r = cli("-i", inv_path, "check", "--school", "replay", "--only", "facts", "--json")
+        facts = {json.loads(line)["device_id"]: json.loads(line) for line in r.out.splitlines() if line.strip()}
+        hik, dah = (facts[x.id]["data"] for x in replayed)
+        assert hik["model"] == "DS-7608NXI-I2/8P/S" and hik["firmware"] == "V4.62.210 build 230619"
+        assert dah["model"] == st.model and dah["serial"].startswith("MASKED-SERIAL-")
+    finally:
+        assert cli("lab", "down", "--dir", d).code == 0
+    assert not pid_alive(info["pid"]) and not d.exists()
+
+
+def test_lab_up_replay_rejects_a_bad_file_before_starting(cli, tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"format": "something else"}')
+    r = cli("lab", "up", "--dir", tmp_path / "l", "--no-warm", "--replay", str(bad))
+    assert r.code == 65 and "bad.json" in r.err and not (tmp_path / "l" / "lab.json").exists()
+    r = cli("lab", "up", "--dir", tmp_path / "l", "--no-warm", "--replay", str(tmp_path / "missing.json"))
+    assert r.code == 66

@@ -481,3 +481,55 @@ class ReplayServer:
 
     def __exit__(self, *exc: Any) -> None:
         self.stop()
+
+
+# --- next to the simulated fleet (`canteen-ops lab up --replay FILE[,FILE...]`) -------------------------------------
+def load_all(paths: list[str]) -> list[RecordedDevice]:
+    """Every model folder or capture file, all read before anything starts (the first bad one is the error)."""
+    return [load(p) for p in paths]
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:40] or "device"
+
+
+def start_all(devices: list[RecordedDevice], first_address: str, port: int) -> list[tuple[str, ReplayServer]]:
+    """One replay server per recorded device on consecutive loopback addresses: [(device id, server)]."""
+    import ipaddress
+
+    servers: list[tuple[str, ReplayServer]] = []
+    addr = ipaddress.ip_address(first_address)
+    try:
+        for i, rec in enumerate(devices, 1):
+            host = str(addr + (i - 1))
+            servers.append((f"replay{i:02d}-{rec.vendor}-{_slug(rec.model)}", ReplayServer(rec, host, port).start()))
+    except OSError as exc:
+        for _, s in servers:
+            s.stop()
+        raise ReplayError(f"cannot listen on {host}:{port} for {rec.source}: {exc.strerror or exc}") from None
+    return servers
+
+
+def add_to_inventory(inventory: Path, servers: list[tuple[str, ReplayServer]]) -> None:
+    """Add the replayed devices to the lab's inventory: a school `replay`, a credential set `replay` whose password
+    file sits with the lab's (mode 600)."""
+    import yaml
+
+    from canteen_ops.store.files import atomic_write
+
+    doc = yaml.safe_load(inventory.read_text(encoding="utf-8"))
+    secret = inventory.parent / "secrets" / "replay.password"
+    secret.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(secret, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(REPLAY_PASSWORD + "\n")
+    doc["credentials"]["replay"] = {"username": REPLAY_USER, "password_file": str(secret.resolve())}
+    devices = [{"id": dev_id, "kind": "camera" if s.device.kind == "camera" else "nvr", "vendor": s.device.vendor,
+                "host": s.host, "port": s.port, "credentials": "replay", "name": s.device.model,
+                "model": s.device.model, "tags": ["lab", "replay"]}
+               for dev_id, s in servers]
+    doc["schools"].append({"id": "replay", "name": "Recorded devices (replay)", "devices": devices})
+    head = "".join(line + "\n" for line in inventory.read_text(encoding="utf-8").splitlines()
+                   if line.startswith("#"))
+    atomic_write(inventory, (head + "# School `replay`: recorded devices (lab up --replay).\n" + yaml.safe_dump(
+        doc, allow_unicode=True, sort_keys=False, width=120)).encode("utf-8"))
