@@ -209,3 +209,13 @@ def check_expect(getter: str, result, expect: dict) -> None:
             assert len(result) == expect["count"], result
         if "video_loss" in expect:
             assert sorted(c.id for c in result if c.online is False) == sorted(expect["video_loss"]), result
+
+
+def test_docs_list_every_model_with_what_each_getter_reads():
+    """docs/drivers.md's corpus table is what the drivers read today (regenerate: python -m tests.replay_support)."""
+    from pathlib import Path
+
+    from tests.replay_support import corpus_table
+
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "drivers.md").read_text(encoding="utf-8")
+    assert corpus_table() in docs
