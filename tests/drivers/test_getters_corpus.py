@@ -190,7 +190,8 @@ VALIDATE = {"facts": _facts, "clock": _clock, "storage": _storage, "channels": _
 
 # --- expect: in device.yaml -----------------------------------------------------------------------------------------
 def check_expect(getter: str, result, expect: dict) -> None:
-    """facts: field → value (a list: any of them); storage: count, raw_status; channels: count, video_loss.
+    """facts: field → value (a list: any of them); storage: count, raw_status; channels: count, video_loss;
+    streams: count.
     `getter: not_supported` (checked above): the device's own answer says it does not offer it."""
     if getter == "facts":
         for key, want in expect.items():
@@ -204,6 +205,9 @@ def check_expect(getter: str, result, expect: dict) -> None:
             assert len(result) == expect["count"], result
         if "raw_status" in expect:
             assert [d.raw_status for d in result] == expect["raw_status"], result
+    elif getter == "streams":
+        if "count" in expect:
+            assert len(result) == expect["count"], result
     elif getter == "channels":
         if "count" in expect:
             assert len(result) == expect["count"], result
