@@ -191,7 +191,7 @@ VALIDATE = {"facts": _facts, "clock": _clock, "storage": _storage, "channels": _
 # --- expect: in device.yaml -----------------------------------------------------------------------------------------
 def check_expect(getter: str, result, expect: dict) -> None:
     """facts: field → value (a list: any of them); storage: count, raw_status; channels: count, video_loss;
-    streams: count.
+    streams: count; clock: device_utc (ISO 8601), mode, timezone, ntp_enabled.
     `getter: not_supported` (checked above): the device's own answer says it does not offer it."""
     if getter == "facts":
         for key, want in expect.items():
@@ -205,6 +205,12 @@ def check_expect(getter: str, result, expect: dict) -> None:
             assert len(result) == expect["count"], result
         if "raw_status" in expect:
             assert [d.raw_status for d in result] == expect["raw_status"], result
+    elif getter == "clock":
+        if "device_utc" in expect:
+            assert result.device_utc == dt.datetime.fromisoformat(expect["device_utc"]), result
+        for key in ("mode", "timezone", "ntp_enabled"):
+            if key in expect:
+                assert getattr(result, key) == expect[key], result
     elif getter == "streams":
         if "count" in expect:
             assert len(result) == expect["count"], result
