@@ -122,3 +122,11 @@ def test_lab_up_replay_rejects_a_bad_file_before_starting(cli, tmp_path):
     assert r.code == 65 and "bad.json" in r.err and not (tmp_path / "l" / "lab.json").exists()
     r = cli("lab", "up", "--dir", tmp_path / "l", "--no-warm", "--replay", str(tmp_path / "missing.json"))
     assert r.code == 66
+
+
+def test_capture_of_an_offline_device_writes_nothing_and_says_why(lab, lab_env, lab_faults, cli, tmp_path):
+    st = lab.first("hikvision", "camera")
+    lab_faults.set(st.id, "offline")
+    out = tmp_path / "x.json"
+    r = cli("device", "capture", st.id, "--output", out, "--only", "reachable,facts", "--deadline", "5")
+    assert r.code == 69 and "nothing recorded" in r.err and not out.exists()

@@ -28,7 +28,7 @@ def capture(
 ) -> int:
     """Run the check on a device while recording every answer its driver reads (no writes, nothing more than
     `check` sends), mask serial numbers, MACs, addresses, user and channel names and secrets, and write the capture
-    file. `canteen-ops lab up --replay FILE` serves it again."""
+    file. `canteen-ops lab up --replay FILE` serves it again. A device that answered nothing gets no file (exit 69)."""
     from canteen_ops.capture import capture as run_capture, dumps
     from canteen_ops.checks.run import select_checks
     from canteen_ops.errors import UsageError
@@ -47,11 +47,22 @@ def capture(
     if many:
         output.mkdir(parents=True, exist_ok=True)
     inv = e.inventory()
+    empty = []
     for d in devices:
-        doc, _results = run_capture(d, inv, names, deadline_s=deadline)
+        doc, results = run_capture(d, inv, names, deadline_s=deadline)
+        if not doc["exchanges"]:
+            why = next((r.summary for r in results if r.device_id == d.id and r.status.value != "ok"), "")
+            typer.echo(f"{d.id}: nothing recorded, no file written" + (f" ({why})" if why else ""), err=True)
+            empty.append(d.id)
+            continue
         target = output / f"{d.id}.capture.json" if many else output
         write_output(target, dumps(doc))
         if not e.quiet:
             typer.echo(f"{d.id}: {len(doc['exchanges'])} answers recorded, masked "
                        f"{', '.join(f'{n} {k}' for k, n in doc['masked'].items()) or 'nothing'} → {target}")
+    if empty:
+        from canteen_ops.errors import Unavailable
+
+        raise Unavailable(f"no answers recorded from {', '.join(empty)}: the device did not answer or refused the "
+                          "login (see the message above)")
     return 0

@@ -425,14 +425,18 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "replay"
     sys_version = ""
+    timeout = 30  # an idle or stalled client does not keep its thread for ever
 
     def log_message(self, format: str, *args: Any) -> None:  # no console noise
         pass
 
     def _serve(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > MAX_REQUEST_BODY:
-            self.send_error(413)
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        if not 0 <= length <= MAX_REQUEST_BODY:
+            self.send_error(413 if length > 0 else 400)
             return
         body = self.rfile.read(length) if length else b""
         headers = {k.lower(): v for k, v in self.headers.items()}
