@@ -130,3 +130,20 @@ def test_capture_of_an_offline_device_writes_nothing_and_says_why(lab, lab_env, 
     out = tmp_path / "x.json"
     r = cli("device", "capture", st.id, "--output", out, "--only", "reachable,facts", "--deadline", "5")
     assert r.code == 69 and "nothing recorded" in r.err and not out.exists()
+
+
+@pytest.mark.parametrize("vendor", ["hikvision", "dahua", "onvif"])
+def test_capture_sends_exactly_what_check_sends(lab, lab_env, cli, tmp_path, vendor):
+    """The device sees the same number of requests from `device capture` as from `check` with the same checks."""
+    st = lab.first(vendor, "nvr")
+    checks = "reachable,login,facts,clock,ntp,storage,channels"
+    served = lambda: lab.thread.service.http.requests  # noqa: E731 - answered requests, the lab's own count
+    before = served()
+    assert cli("check", "-d", st.id, "--only", checks).code in (0, 1, 2, 3)
+    by_check = served() - before
+    before = served()
+    assert cli("device", "capture", st.id, "--output", tmp_path / "c.json", "--only", checks).code == 0
+    by_capture = served() - before
+    assert by_capture == by_check > 0
+    doc = json.loads((tmp_path / "c.json").read_text(encoding="utf-8"))
+    assert 0 < len(doc["exchanges"]) <= by_capture  # 401 probes are answered but not recorded
