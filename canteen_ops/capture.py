@@ -99,18 +99,24 @@ class Masker:
                 self.mask("mac", m.group(1))
 
     def apply(self, text: str) -> str:
-        if not self.masks:
-            return text
         # Whole words only, longest first: a short value never eats into a longer one or into another word.
         values = sorted((v for v in self.masks if len(v) >= 2 and v not in self.local), key=len, reverse=True)
-        pattern = re.compile("|".join(rf"(?<![\w-]){re.escape(v)}(?![\w-])" for v in values))
-        text = pattern.sub(lambda m: self.masks[m.group(0)], text)
+        if values:
+            pattern = re.compile("|".join(rf"(?<![\w-]){re.escape(v)}(?![\w-])" for v in values))
+            text = pattern.sub(lambda m: self.masks[m.group(0)], text)
         # Short names ("NVR") only where they are names: elsewhere the same word may be a device type.
-        text = _XML_FIELD.sub(lambda m: m.group(0) if not _category(m.group(2)) else
-                              m.group(0).replace(f">{m.group(4)}<", f">{self.mask(_category(m.group(2)) or '', m.group(4))}<"),
-                              text)
-        return _KV_LINE.sub(lambda m: m.group(0) if not _category(m.group(1)) else
-                            f"{m.group(1)}={self.mask(_category(m.group(1)) or '', m.group(2))}", text)
+        text = _XML_FIELD.sub(self._xml_field, text)
+        return _KV_LINE.sub(self._kv_line, text)
+
+    def _xml_field(self, m: re.Match) -> str:
+        cat = _category(m.group(2))
+        if not cat:
+            return m.group(0)
+        return m.group(0).replace(f">{m.group(4)}<", f">{self.mask(cat, m.group(4))}<")
+
+    def _kv_line(self, m: re.Match) -> str:
+        cat = _category(m.group(1))
+        return f"{m.group(1)}={self.mask(cat, m.group(2))}" if cat else m.group(0)
 
 
 def _text(body: bytes) -> str | None:
