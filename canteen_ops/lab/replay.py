@@ -38,6 +38,10 @@ REPLAY_USER, REPLAY_PASSWORD = "admin", "replay-password"  # what a replayed dev
 MAX_REQUEST_BODY = 1024 * 1024
 
 SOAP_CT = "application/soap+xml; charset=utf-8"
+# The vendors' own "not offered" answers, as the protocol reference documents them (ISAPI ResponseStatus 4 "Invalid
+# Operation" / notSupport; Dahua HTTP 400 `Error\r\nBad Request!`; ONVIF env:Receiver ter:ActionNotSupported "Optional
+# Action Not Implemented"). None of the corpus sources recorded one for a request our drivers make; a model folder
+# that has one gives it in `unrecorded:` and it is used instead.
 _DEFAULT_CT = {"hikvision": "application/xml", "dahua": "text/plain;charset=utf-8", "onvif": SOAP_CT}
 _HIK_NOT_SUPPORTED = (
     '<?xml version="1.0" encoding="UTF-8"?>\n'
