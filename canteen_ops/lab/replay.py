@@ -49,7 +49,8 @@ _HIK_NOT_SUPPORTED = (
     "<requestURL>{url}</requestURL>\n<statusCode>4</statusCode>\n<statusString>Invalid Operation</statusString>\n"
     "<subStatusCode>notSupport</subStatusCode>\n</ResponseStatus>\n")
 _DAHUA_BAD_REQUEST = "Error\r\nBad Request!\r\n"
-_SOAP_HEAD = ('<?xml version="1.0" encoding="UTF-8"?>\n<env:Envelope xmlns:env="http://www.w3.org/2003/05/soap-envelope"'
+_SOAP_HEAD = ('<?xml version="1.0" encoding="UTF-8"?>\n'
+              '<env:Envelope xmlns:env="http://www.w3.org/2003/05/soap-envelope"'
               ' xmlns:ter="http://www.onvif.org/ver10/error"><env:Body>')
 _SOAP_FAULT = ("<env:Fault><env:Code><env:Value>env:{code}</env:Value><env:Subcode><env:Value>ter:{sub}</env:Value>"
                "</env:Subcode></env:Code><env:Reason><env:Text xml:lang=\"en\">{reason}</env:Text></env:Reason>"
