@@ -503,14 +503,17 @@ def _slug(text: str) -> str:
 
 
 def start_all(devices: list[RecordedDevice], first_address: str, port: int) -> list[tuple[str, ReplayServer]]:
-    """One replay server per recorded device on consecutive loopback addresses: [(device id, server)]."""
+    """One replay server per recorded device on the loopback addresses from first_address (skipping .0 and .255):
+    [(device id, server)]."""
     import ipaddress
 
     servers: list[tuple[str, ReplayServer]] = []
-    addr = ipaddress.ip_address(first_address)
+    addr = ipaddress.IPv4Address(first_address)
     try:
         for i, rec in enumerate(devices, 1):
-            host = str(addr + (i - 1))
+            while addr.packed[3] in (0, 255):  # as the fleet: no .0 or .255 host addresses
+                addr += 1
+            host, addr = str(addr), addr + 1
             servers.append((f"replay{i:02d}-{rec.vendor}-{_slug(rec.model)}", ReplayServer(rec, host, port).start()))
     except OSError as exc:
         for _, s in servers:
