@@ -10,8 +10,9 @@ The capture file is one JSON document (format canteen-ops-capture/1, described i
 
 Masking is consistent across the file (the same value gets the same mask everywhere) and happens in two passes:
 values read from the fields that hold them (XML elements and Dahua keys named like serialNumber, macAddress,
-deviceName/channelName/Name, userName, password...) are masked there and then wherever else they occur as a whole
-word; IPv4 and MAC addresses are masked wherever they match, the inventory's address, user name and password too.
+deviceName/channelName/Name, SSID, userName, password...) are masked there and then wherever else they occur as a
+whole word (names shorter than 4 characters only in their own fields); IPv4, MAC and e-mail addresses are masked
+wherever they match, the inventory's address, user name and password too.
 Passwords never get into the file in the first place: request headers and ONVIF request bodies are not recorded.
 """
 
@@ -36,7 +37,7 @@ _FIELDS = {
     "serial": ("serialnumber", "subserialnumber", "serialno", "serial", "deviceid", "sn", "hardwareid"),
     "mac": ("macaddress", "physicaladdress", "hwaddress", "mac"),
     "name": ("devicename", "channelname", "name", "machinename", "devicelocation", "systemcontact", "title",
-             "devicedescription", "hostname", "description", "content"),
+             "devicedescription", "hostname", "description", "content", "ssid", "domainname"),
     "user": ("username", "user", "loginname"),
 }
 _SECRET_FIELD = re.compile(r"(password|passwd|pwd|secret|passphrase|psk|community|authkey|privkey)", re.I)
@@ -45,6 +46,7 @@ _KV_LINE = re.compile(r"^([\w.\[\]-]+)=([^\r\n]{1,256})(?=\r?$)", re.M)
 _IPV4 = re.compile(r"(?<![\w.])((?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?:\.(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3})"
                    r"(?![\w.])")
 _MAC = re.compile(r"(?<![\w:-])([0-9A-Fa-f]{2}([:-])(?:[0-9A-Fa-f]{2}\2){4}[0-9A-Fa-f]{2})(?![\w:-])")
+_EMAIL = re.compile(r"(?<![\w.+-])([\w.+-]{1,64}@[\w-]{1,63}(?:\.[\w-]{1,63}){1,8})(?![\w-])")
 _KEEP_IPS = re.compile(r"^(0\.0\.0\.0|255\.)")  # netmasks and the wildcard say nothing about the site
 
 
@@ -78,6 +80,7 @@ class Masker:
                 "ip": f"192.0.2.{n}" if n < 255 else f"198.51.100.{n % 254 + 1}",
                 "mac": f"02:00:00:00:{n >> 8 & 255:02x}:{n & 255:02x}",
                 "secret": f"MASKED-SECRET-{n}",
+                "email": f"masked-{n}@example.invalid",
             }.get(category, f"MASKED-{category.upper()}-{n}")
         return self.masks[value]
 
@@ -97,6 +100,8 @@ class Masker:
         for m in _MAC.finditer(text):
             if m.group(1).replace(m.group(2), "").strip("0"):  # 00:00:00:00:00:00 is no address
                 self.mask("mac", m.group(1))
+        for m in _EMAIL.finditer(text):
+            self.mask("email", m.group(1))
 
     def apply(self, text: str) -> str:
         # Whole words only, longest first: a short value never eats into a longer one or into another word.

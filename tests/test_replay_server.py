@@ -162,9 +162,11 @@ def test_masker_dahua_lines_and_ipv4_limits():
     m = Masker()
     text = ("serialNumber=4F07335PAZEEA9B\r\ntable.Network.eth0.IPAddress=192.168.1.108\r\n"
             "table.Network.eth0.SubnetMask=255.255.255.0\r\ntable.ChannelTitle[0].Name=后厨\r\n"
-            "version=4.001.0000005.0,build:2020-11-17\r\ntable.Email.Password=hunter2\r\n")
+            "version=4.001.0000005.0,build:2020-11-17\r\ntable.Email.Password=hunter2\r\n"
+            "table.Email.Receivers[0]=kitchen.manager@school.example.cn\r\n")
     m.collect(text)
     out = m.apply(text)
     assert "4F07335PAZEEA9B" not in out and "192.168.1.108" not in out and "后厨" not in out
     assert "hunter2" not in out and "255.255.255.0" in out and "version=4.001.0000005.0,build:2020-11-17" in out
-    assert out.endswith("\r\n") and out.count("\r\n") == 6
+    assert "kitchen.manager@school.example.cn" not in out and "@example.invalid" in out
+    assert out.endswith("\r\n") and out.count("\r\n") == 7
