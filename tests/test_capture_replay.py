@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
+import re
 
 import pytest
 
@@ -35,6 +35,7 @@ def test_capture_masks_and_replays_the_same_device(lab, lab_env, cli, tmp_path, 
         assert s not in text, f"{s!r} left in the capture"
     assert f'"{st.username}"' not in text and f">{st.username}<" not in text and f"={st.username}\\r" not in text
     assert "authorization" not in text.lower().replace("notauthorized", "")
+    assert not re.search(r"(?<![\d.])127\.\d{1,3}\.\d{1,3}\.\d{1,3}(?![\d.])", text)  # no lab address at all
     assert doc["masked"].get("serial") and doc["masked"].get("ip")
     # Only what `check` reads: no write and no config export.
     assert all(e["request"].split()[0] in ("GET", "POST") for e in doc["exchanges"])
