@@ -111,6 +111,9 @@ def test_lab_up_replay_serves_recorded_devices_next_to_simulated_ones(cli, lab, 
         hik, dah = (facts[x.id]["data"] for x in replayed)
         assert hik["model"] == "DS-7608NXI-I2/8P/S" and hik["firmware"] == "V4.62.210 build 230619"
         assert dah["model"] == st.model and dah["serial"].startswith("MASKED-SERIAL-")
+        r = cli("lab", "status", "--dir", d, "--json")
+        shown = json.loads(r.out)["replayed"]
+        assert [x["id"] for x in shown] == info["replayed"] and all(x["answered"] > 0 for x in shown)
     finally:
         assert cli("lab", "down", "--dir", d).code == 0
     assert not pid_alive(info["pid"]) and not d.exists()

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from canteen_ops.cli.common import JsonOpt, env, print_json
+from canteen_ops.cli.common import JsonOpt, cell, env, print_json
 
 app = typer.Typer(help="Device lab: simulated Hikvision / Dahua / ONVIF cameras and NVRs on loopback, with faults.",
                   no_args_is_help=True)
@@ -161,6 +161,9 @@ def status(ctx: typer.Context, directory: DirOpt = None, json: JsonOpt = False) 
             faults = ", ".join(filter(None, [faults, "LOCKED"]))
         table.add_row(dev["id"], dev["vendor"], dev["kind"], f"{dev['host']}:{dev['http_port']}", dev["model"],
                       faults or "-")
+    for dev in st.get("replayed", []):  # model names come from capture files: outside text
+        table.add_row(dev["id"], dev["vendor"], dev["kind"], f"{dev['host']}:{dev['http_port']}", cell(dev["model"]),
+                      f"replay ({dev['answered']} answered, {dev['unrecorded']} not recorded)")
     env(ctx).console.print(table)
     return 0
 

@@ -237,8 +237,13 @@ def load_folder(folder: Path) -> RecordedDevice:
     return dev
 
 
+MAX_CAPTURE_BYTES = 64 * 1024 * 1024  # a capture of one device's check is kilobytes to a few megabytes
+
+
 def load_capture(path: Path) -> RecordedDevice:
     try:
+        if path.stat().st_size > MAX_CAPTURE_BYTES:
+            raise ReplayError(f"{path}: larger than {MAX_CAPTURE_BYTES // (1024 * 1024)} MiB: not a capture file")
         doc = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise ReplayError(f"{path}: not a capture file (JSON): {str(exc).splitlines()[0]}") from None

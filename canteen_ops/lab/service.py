@@ -63,6 +63,7 @@ class LabService:
         self._reconciler: asyncio.Task | None = None
         self._streams: dict[tuple[str, int], Any] = {}  # (device id, channel id) → rtsp.Stream
         self.devices: dict[str, DeviceState] = {d.id: d for d in fleet.devices}
+        self.replayed: list = []  # [(device id, lab.replay.ReplayServer)] from `lab up --replay`
         self._by_host: dict[str, DeviceState] = {d.host: d for d in fleet.devices}
         self.http = LabHTTP()
         self.token = token or secrets.token_urlsafe(24)
@@ -280,6 +281,10 @@ class LabService:
         return {
             "pid": os.getpid(), "started": self.started, "control_port": self.control_port,
             "requests": self.http.requests,
+            "replayed": [{"id": dev_id, "vendor": s.device.vendor, "kind": s.device.kind, "host": s.host,
+                          "http_port": s.port, "model": s.device.model, "source": s.device.source,
+                          "answered": len(s.replayer.served), "unrecorded": len(s.replayer.unanswered)}
+                         for dev_id, s in self.replayed],
             "devices": [{
                 "id": d.id, "kind": d.kind, "vendor": d.vendor, "host": d.host, "http_port": d.http_port,
                 "rtsp_port": d.rtsp_port, "model": d.model, "serial": d.serial, "firmware": d.effective_firmware,
@@ -480,6 +485,7 @@ async def serve(fleet: Fleet, directory: Path, ready=None, warm: bool = True, re
         if recorded:
             replayed = rp.start_all(recorded, replay_first_address(fleet), fleet.devices[0].http_port)
             rp.add_to_inventory(inventory, replayed)
+            service.replayed = replayed
         await service.start()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
