@@ -23,7 +23,8 @@ def _usage(info: dict, directory: Path, schools: int) -> str:
     inv = info["inventory"]
     return (f"Lab running: {info['devices']} devices in {schools} schools (pid {info['pid']}, control "
             f"{info['control']}).\n"
-            f"  inventory: {inv}\n  passwords: {directory / 'secrets'} (mode 600, referenced by password_file)\n\n"
+            + (f"  replayed: {', '.join(info['replayed'])} (school replay)\n" if info.get("replayed") else "")
+            + f"  inventory: {inv}\n  passwords: {directory / 'secrets'} (mode 600, referenced by password_file)\n\n"
             "Next:\n"
             f"  export CANTEEN_OPS_INVENTORY={inv}\n"
             "  canteen-ops inventory list\n"
@@ -49,7 +50,10 @@ def up(ctx: typer.Context,
        rtsp_port: Annotated[int, typer.Option(metavar="PORT", help="RTSP port of every device")] = 8554,
        seed: Annotated[Optional[int], typer.Option(metavar="N", help="Random seed for serials and MACs")] = None,
        warm: Annotated[bool, typer.Option(help="Encode the stream pictures at start (once per machine; cached)")
-                       ] = True) -> int:
+                       ] = True,
+       replay: Annotated[Optional[str], typer.Option(
+           "--replay", metavar="FILES", help="Also serve recorded devices (comma list): capture files (device capture) "
+           "or corpus model folders; they join the inventory as school `replay`")] = None) -> int:
     """Start a fleet of simulated devices, write its inventory, and print how to use it."""
     import argparse
 
@@ -59,11 +63,13 @@ def up(ctx: typer.Context,
     from canteen_ops.lab.service import build_from_args
 
     d = control.lab_dir(directory)
+    replay_paths = _replay_paths(replay)
     e = env(ctx)
     if first_address is None:  # the default block may be taken (another lab, another user): move to a free one
         from canteen_ops.lab.fleet import FIRST_ADDRESS
 
-        first_address, taken = control.free_block(schools * (cameras_per_school + 1), (http_port, rtsp_port),
+        first_address, taken = control.free_block(schools * (cameras_per_school + 1) + len(replay_paths),
+                                                  (http_port, rtsp_port),
                                                   FIRST_ADDRESS)
         if taken:
             echo(f"The default address block is in use ({taken} is taken); using the free block from "
@@ -75,11 +81,11 @@ def up(ctx: typer.Context,
     except (FleetError, ValueError) as exc:
         raise UsageError(str(exc)) from None
     if foreground:
-        return _foreground(fleet, d, schools, e, warm)
+        return _foreground(fleet, d, schools, e, warm, replay_paths)
     argv = ["--schools", str(schools), "--cameras-per-school", str(cameras_per_school), "--vendors", vendors,
             "--faults", faults, "--first-address", first_address, "--http-port", str(http_port),
             "--rtsp-port", str(rtsp_port)] + (["--seed", str(seed)] if seed is not None else []) + (
-            [] if warm else ["--no-warm"])
+            [] if warm else ["--no-warm"]) + (["--replay", ",".join(replay_paths)] if replay_paths else [])
     if not e.quiet and warm:
         echo("Starting the lab (the first start on a machine encodes the stream pictures: up to a minute)...",
                    err=True)
@@ -89,7 +95,27 @@ def up(ctx: typer.Context,
     return 0
 
 
-def _foreground(fleet, directory: Path, schools: int, e, warm: bool) -> int:
+def _replay_paths(value: str | None) -> list[str]:
+    """The --replay list, each one read now so a bad file is a clear error before anything starts."""
+    from canteen_ops.errors import InvalidFile, NotFound, Problem
+    from canteen_ops.lab.replay import ReplayError, load
+
+    paths = []
+    for item in (value or "").split(","):
+        if not item.strip():
+            continue
+        p = Path(item.strip()).expanduser().resolve()
+        if not p.exists():
+            raise NotFound(f"--replay: {item.strip()}: no such capture file or model folder")
+        try:
+            load(p)
+        except ReplayError as exc:
+            raise InvalidFile([Problem(str(p), 1, 1, "", str(exc).removeprefix(f"{p}: "))]) from None
+        paths.append(str(p))
+    return paths
+
+
+def _foreground(fleet, directory: Path, schools: int, e, warm: bool, replay: list[str]) -> int:
     import asyncio
 
     from canteen_ops.errors import Unavailable
@@ -107,7 +133,7 @@ def _foreground(fleet, directory: Path, schools: int, e, warm: bool) -> int:
             echo(_usage(info, directory, schools) + "\nPress Ctrl-C to stop.")
 
     try:
-        return asyncio.run(serve(fleet, directory, ready, warm))
+        return asyncio.run(serve(fleet, directory, ready, warm, replay))
     except LabError as exc:
         raise Unavailable(str(exc)) from None
     except KeyboardInterrupt:
@@ -133,6 +159,9 @@ def status(ctx: typer.Context, directory: DirOpt = None, json: JsonOpt = False) 
             faults = ", ".join(filter(None, [faults, "LOCKED"]))
         rows.append((dev["id"], dev["vendor"], dev["kind"], f"{dev['host']}:{dev['http_port']}", dev["model"],
                      faults or "-"))
+    for dev in st.get("replayed", []):  # model names come from capture files: outside text (table() cleans it)
+        rows.append((dev["id"], dev["vendor"], dev["kind"], f"{dev['host']}:{dev['http_port']}", dev["model"],
+                     f"replay ({dev['answered']} answered, {dev['unrecorded']} not recorded)"))
     title = (f"Lab {d} — pid {st['pid']}, {plural(len(st['devices']), 'device')}, "
              f"{plural(st['requests'], 'request')} served")
     cols = [Column("device", ID), Column("vendor"), Column("kind"), Column("address", ID), Column("model"),
