@@ -30,7 +30,9 @@ class FakeDevice:
     def __init__(self, *, password="secret", user="admin", scheme="digest", stale_after=None, rotate=False,
                  stale_style="header", locked=False, routes=None, tls=False, challenge=None):
         self.user, self.password, self.scheme = user, password, scheme
-        self.challenge = challenge  # a fixed WWW-Authenticate value instead of ours
+        # WWW-Authenticate headers instead of ours: one value or a list (one header each); "{nonce}" in them is
+        # replaced by a nonce of ours, which the device then accepts.
+        self.challenge = challenge
         self.stale_after, self.rotate, self.stale_style, self.locked = stale_after, rotate, stale_style, locked
         self.routes = routes or {}
         self.nonces: dict[str, int] = {}
@@ -39,6 +41,7 @@ class FakeDevice:
         self.requests = 0
         self.auth_attempts = 0
         self.auth_failures = 0
+        self.authorizations: list[str | None] = []  # the Authorization header of every request, None if absent
         self.lock = threading.Lock()
         self.stop_event = threading.Event()
         dev = self
@@ -91,9 +94,11 @@ class FakeDevice:
         self.nonces[n] = 0
         return n
 
-    def _challenge(self, stale=False) -> str:
+    def _challenge(self, stale=False) -> str | list[str]:
         if self.challenge is not None:
-            return self.challenge
+            nonce = self._new_nonce()
+            given = [self.challenge] if isinstance(self.challenge, str) else self.challenge
+            return [c.replace("{nonce}", nonce) for c in given]
         if self.scheme == "basic":
             return 'Basic realm="Device_CGI"'
         return (f'Digest realm="{REALM}", qop="auth", nonce="{self._new_nonce()}", algorithm="MD5"'
@@ -102,7 +107,8 @@ class FakeDevice:
     def _reply(self, h, status, body=b"", headers=None):
         h.send_response(status)
         for k, v in (headers or {}).items():
-            h.send_header(k, v)
+            for one in [v] if isinstance(v, str) else v:
+                h.send_header(k, one)
         h.send_header("Content-Length", str(len(body)))
         h.end_headers()
         if h.command != "HEAD":
@@ -144,6 +150,8 @@ class FakeDevice:
             self.requests += 1
         length = int(h.headers.get("Content-Length") or 0)
         h.body = h.rfile.read(length) if length else b""
+        with self.lock:
+            self.authorizations.append(h.headers.get("Authorization"))
         if self.locked:
             self._unauthorized(h, LOCK_BODY)
             return
