@@ -9,7 +9,15 @@ from typing import TYPE_CHECKING, Callable
 
 from canteen_ops.checks import CHECK_NAMES, DEVICE_CHECK_NAMES
 from canteen_ops.checks.context import CheckContext, DriverFactory, History, NoCredentials
-from canteen_ops.drivers.base import AuthFailed, DriverError, NotSupported, Offline, ProtocolError, Timeout
+from canteen_ops.drivers.base import (
+    AuthFailed,
+    DriverError,
+    NotSupported,
+    Offline,
+    ProtocolError,
+    Refused,
+    Timeout,
+)
 from canteen_ops.runner import RunOutcome, run_devices
 from canteen_ops.status import Result, Status
 
@@ -93,6 +101,8 @@ def _run_one(ctx: CheckContext, check: Check, rest: list[str]) -> tuple[list[Res
                            error="Timeout")], True
         return [result(ctx, name, Status.UNKNOWN, f"no answer within {ctx.device.timeout:g} s ({exc})",
                        error="Timeout")], False
+    except Refused as exc:  # Basic over plain HTTP, a changed pinned certificate: nothing secret was sent
+        return [result(ctx, name, Status.CRIT, f"refused: {exc}", error=type(exc).__name__)], True
     except ProtocolError as exc:
         return [result(ctx, name, Status.UNKNOWN, f"unusable answer from the device: {exc}",
                        error="ProtocolError")], False

@@ -45,6 +45,11 @@ class Locked(AuthFailed):
         self.unlock_in_s = unlock_in_s
 
 
+class Refused(DriverError):
+    """We refused to go on with the device: it asked for something unsafe (Basic over plain HTTP, a TLS
+    certificate other than the pinned one). Nothing secret was sent."""
+
+
 class ProtocolError(DriverError):
     """The device answered with something we cannot use: malformed or hostile XML, a huge body, bad status."""
 
@@ -294,8 +299,10 @@ def driver_class(vendor: str) -> type[Driver]:
     return cls
 
 
-def open_driver(device: "Device", *, timeout: float | None = None, timezone: str | None = None) -> Driver:
-    """Build the right driver for a device, resolving its password from env/file (never printed)."""
+def open_driver(device: "Device", *, timeout: float | None = None, timezone: str | None = None,
+                tls_pin: str | None = None) -> Driver:
+    """Build the right driver for a device, resolving its password from env/file (never printed). tls_pin: the
+    accepted certificate fingerprint of a `tls: pin` device (None: first use)."""
     from canteen_ops.inventory.model import SecretUnavailable
 
     auth_guard.check(device.id)
@@ -305,7 +312,8 @@ def open_driver(device: "Device", *, timeout: float | None = None, timezone: str
         password = device.credentials.resolve()
     except SecretUnavailable as exc:
         raise AuthFailed(str(exc)) from None
-    driver = driver_class(device.vendor)(device, password, timeout=timeout)
+    driver = driver_class(device.vendor)(device, password, timeout=timeout, **({"tls_pin": tls_pin} if tls_pin
+                                                                              else {}))
     if timezone:  # set after construction so every driver's __init__ signature keeps working
         driver.timezone = timezone
     return driver

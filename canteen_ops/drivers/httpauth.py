@@ -20,7 +20,7 @@ from collections.abc import Callable, Generator
 
 import httpx
 
-from canteen_ops.drivers.base import AuthFailed, DriverError, ProtocolError, auth_guard
+from canteen_ops.drivers.base import AuthFailed, ProtocolError, Refused, auth_guard
 from canteen_ops.drivers.transport import Reply
 
 _HASHES = {
@@ -203,7 +203,7 @@ def _reply(response: httpx.Response) -> Reply:
 
 
 # --- the state machine ----------------------------------------------------------------------------------------
-class BasicOverHttp(DriverError):
+class BasicOverHttp(Refused):
     """The device asked for Basic authentication over plain HTTP and the inventory does not allow it: the
     password (base64, readable by anyone on the path) was not sent."""
 

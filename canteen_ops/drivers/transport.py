@@ -38,7 +38,7 @@ from typing import Any
 import httpcore
 import httpx
 
-from canteen_ops.drivers.base import DriverError, Offline, ProtocolError, Timeout, reason
+from canteen_ops.drivers.base import DriverError, Offline, ProtocolError, Refused, Timeout, reason
 
 CONNECT_TIMEOUT_CAP = 5.0  # a LAN device that has not accepted within 5 s is not going to
 MIB = 1024 * 1024
@@ -48,7 +48,7 @@ HEADERS = {"Accept": "*/*", "Accept-Encoding": "identity", "User-Agent": "cantee
 TLS_MODES = ("insecure", "verify", "pin")
 
 
-class CertChanged(DriverError):
+class CertChanged(Refused):
     """tls: pin — the device shows another certificate than the one accepted for it. Nothing was sent on it."""
 
     def __init__(self, message: str, fingerprint: str):
