@@ -36,6 +36,7 @@ GROUPS = [
     ("firmware", "canteen_ops.cli.firmware_cmd"),
     ("lab", "canteen_ops.cli.lab_cmd"),
     ("snapshot", "canteen_ops.cli.snapshot_cmd"),
+    ("device", "canteen_ops.cli.device_cmd"),
 ]
 # Single commands registered on the root (name, module, function).
 COMMANDS: list[tuple[str, str, str]] = [

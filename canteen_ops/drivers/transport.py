@@ -31,6 +31,7 @@ import socket
 import ssl
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -98,10 +99,12 @@ def tls_context(policy: TlsPolicy) -> ssl.SSLContext:
             if policy.legacy:
                 ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
                 ctx.options |= getattr(ssl, "OP_LEGACY_SERVER_CONNECT", 0x4)
-                try:
-                    ctx.minimum_version = ssl.TLSVersion.TLSv1
-                except (ValueError, ssl.SSLError):  # pragma: no cover - an OpenSSL built without them
-                    pass
+                with warnings.catch_warnings():  # deprecated, and wanted here: only for devices that need it
+                    warnings.simplefilter("ignore", DeprecationWarning)
+                    try:
+                        ctx.minimum_version = ssl.TLSVersion.TLSv1
+                    except (ValueError, ssl.SSLError):  # pragma: no cover - an OpenSSL built without them
+                        pass
             _contexts[key] = ctx
         return ctx
 
@@ -424,9 +427,30 @@ def read_body(response: httpx.Response) -> bytes:
         response.close()
 
 
+def device_certificate(device, timeout: float | None = None) -> str:
+    """The SHA-256 fingerprint of the certificate an HTTPS device shows now: a TLS handshake with the device's
+    context (legacy if it is tls_legacy), nothing sent on it (for `device accept-cert`)."""
+    limit = min(float(timeout or device.timeout), CONNECT_TIMEOUT_CAP)
+    ctx = tls_context(TlsPolicy(mode="pin", legacy=bool(getattr(device, "tls_legacy", False))))
+    try:
+        with socket.create_connection((device.host, device.port), timeout=limit) as raw:
+            with ctx.wrap_socket(raw, server_hostname=device.host) as sock:
+                der = sock.getpeercert(binary_form=True)
+    except TimeoutError:
+        raise Timeout(f"{device.id}: no TLS connection within {limit:.1f} s") from None
+    except ssl.SSLError as exc:
+        raise ProtocolError(f"{device.id}: TLS handshake failed ({reason(exc)})") from None
+    except OSError as exc:
+        raise Offline(f"{device.id}: cannot connect ({exc.strerror or reason(exc)})") from None
+    if not der:
+        raise ProtocolError(f"{device.id}: the device showed no certificate")
+    return fingerprint(der)
+
+
 def size(n: int) -> str:
     return f"{n // MIB} MiB" if n >= MIB else f"{n // 1024} KiB" if n >= 1024 else f"{n} bytes"
 
 
-__all__ = ["AUTH_BODY_MAX", "CONNECT_TIMEOUT_CAP", "CertChanged", "DEFAULT_MAX_BYTES", "DeviceTransport", "Headers", "Reply",
+__all__ = ["AUTH_BODY_MAX", "CONNECT_TIMEOUT_CAP", "CertChanged", "DEFAULT_MAX_BYTES", "DeviceTransport",
+           "device_certificate", "Headers", "Reply",
            "TLS_MODES", "TlsPolicy", "device_client", "fingerprint", "read_body", "tls_context"]

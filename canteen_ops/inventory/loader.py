@@ -580,6 +580,11 @@ def _build(v: _Validator, data: Any) -> Inventory | None:
             contacts=contacts, working_hours=wh, policy=Policy(**school_settings["policy"]),
             devices=tuple(devices), group=group, tags=school_settings["tags"],
         ))
+    insecure = [d.id for s in schools for d in s.devices if d.https and d.tls == "insecure"]
+    if insecure:  # today's default, said once per run: an impostor with any certificate would be believed
+        v.warnings.append(f"{len(insecure)} HTTPS device(s) accept any TLS certificate (tls: insecure): "
+                          f"{', '.join(insecure[:3])}{', …' if len(insecure) > 3 else ''}; set tls: pin or "
+                          f"tls: verify (docs/inventory.md)")
     return Inventory(
         path=v.file, version=version, settings=settings, policy=default_policy, credentials=creds,
         groups=tuple(groups), schools=tuple(schools), warnings=tuple(v.warnings),

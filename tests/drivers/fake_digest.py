@@ -22,13 +22,20 @@ REALM = "DS-6e392e44"
 TLS_DIR = Path(__file__).resolve().parent.parent / "fixtures" / "tls"
 
 
+def cert_fingerprint(cert: str = "device") -> str:
+    """The SHA-256 fingerprint of a fixture certificate, as drivers/transport.py writes it."""
+    der = ssl.PEM_cert_to_DER_cert((TLS_DIR / f"{cert}-cert.pem").read_text(encoding="ascii"))
+    return ":".join(f"{b:02X}" for b in hashlib.sha256(der).digest())
+
+
 def _md5(s: str) -> str:
     return hashlib.md5(s.encode()).hexdigest()
 
 
 class FakeDevice:
     def __init__(self, *, password="secret", user="admin", scheme="digest", stale_after=None, rotate=False,
-                 stale_style="header", locked=False, routes=None, tls=False, challenge=None):
+                 stale_style="header", locked=False, routes=None, tls=False, challenge=None, cert="device",
+                 legacy_only=False, port=0):
         self.user, self.password, self.scheme = user, password, scheme
         # WWW-Authenticate headers instead of ours: one value or a list (one header each); "{nonce}" in them is
         # replaced by a nonce of ours, which the device then accepts.
@@ -65,12 +72,15 @@ class FakeDevice:
             def do_PUT(self):
                 dev._handle(self)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.server.daemon_threads = True
         self.tls = tls
-        if tls:  # a self-signed certificate, as cameras ship (tests/fixtures/tls)
+        if tls:  # a self-signed certificate, as cameras ship (tests/fixtures/tls: "device", or "replaced")
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            ctx.load_cert_chain(TLS_DIR / "device-cert.pem", TLS_DIR / "device-key.pem")
+            ctx.load_cert_chain(TLS_DIR / f"{cert}-cert.pem", TLS_DIR / f"{cert}-key.pem")
+            if legacy_only:  # an old embedded web server: TLS 1.2 at most, RSA key exchange, SHA-1 MAC
+                ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+                ctx.set_ciphers("AES128-SHA:@SECLEVEL=0")
             self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
