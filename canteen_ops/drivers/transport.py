@@ -39,6 +39,7 @@ from typing import Any
 import httpcore
 import httpx
 
+from canteen_ops.drivers import wirelog
 from canteen_ops.drivers.base import DriverError, Offline, ProtocolError, Refused, Timeout, reason
 
 CONNECT_TIMEOUT_CAP = 5.0  # a LAN device that has not accepted within 5 s is not going to
@@ -354,6 +355,10 @@ class DeviceTransport(httpx.BaseTransport):
             extensions={"timeout": {"connect": min(budget, CONNECT_TIMEOUT_CAP), "read": budget, "write": budget,
                                     "pool": budget}})
         self.requests += 1
+        peer = f"{url.host}:{url.port}" if wirelog.enabled() else None
+        if peer:
+            wirelog.log_request(peer, request.method, url.raw_path.decode("ascii"), request.headers.raw,
+                                request.content)
         sent_utc = dt.datetime.now(dt.timezone.utc)
         try:
             resp = self._pool.handle_request(req)
@@ -368,7 +373,7 @@ class DeviceTransport(httpx.BaseTransport):
             resp.close()  # the rest of that body is still on the connection: httpcore drops the connection
             raise
         return httpx.Response(status_code=resp.status, headers=resp.headers,
-                              stream=_Body(resp, cap, budget),
+                              stream=_Body(resp, cap, budget, peer),
                               extensions={**resp.extensions, "sent_utc": sent_utc, "received_utc": received_utc})
 
     def close(self) -> None:
@@ -391,15 +396,19 @@ def _refuse_framing(resp: httpcore.Response, cap: int) -> None:
 class _Body(httpx.SyncByteStream):
     """An answer's body as httpcore reads it, cut at `cap` bytes, errors mapped to driver errors."""
 
-    def __init__(self, resp: httpcore.Response, cap: int, budget: float):
+    def __init__(self, resp: httpcore.Response, cap: int, budget: float, peer: str | None = None):
         self._resp, self._cap, self._budget = resp, cap, budget
+        self._peer = peer  # wire debug log on: the answer is logged when closed
+        self._seen = 0
+        self._start = bytearray()
 
     def __iter__(self) -> Iterator[bytes]:
-        seen = 0
         try:
             for chunk in self._resp.stream:  # type: ignore[union-attr]
-                seen += len(chunk)
-                if seen > self._cap:
+                self._seen += len(chunk)
+                if self._peer and len(self._start) < wirelog.WIRELOG_BODY:
+                    self._start += chunk[:wirelog.WIRELOG_BODY - len(self._start)]
+                if self._seen > self._cap:
                     raise ProtocolError(f"body exceeds the {size(self._cap)} limit")
                 yield chunk
         except _HTTPCORE_ERRORS as exc:
@@ -407,6 +416,9 @@ class _Body(httpx.SyncByteStream):
 
     def close(self) -> None:
         self._resp.close()
+        if self._peer:
+            peer, self._peer = self._peer, None
+            wirelog.log_response(peer, self._resp.status, self._resp.headers, bytes(self._start), self._seen)
 
 
 def device_client(transport: DeviceTransport, base_url: str) -> httpx.Client:
