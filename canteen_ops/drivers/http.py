@@ -116,6 +116,8 @@ class DeviceHTTP:
             try:
                 request = self._client.build_request(method, target, content=content, headers=headers,
                                                       extensions={"max_bytes": max_bytes})
+                if request.url.raw_path != target.encode("ascii"):  # the device must get the target we signed
+                    raise ValueError(f"httpx would send {request.url.raw_path[:80]!r} for {target[:80]!r}")
                 response = self._client.send(request, auth=self._auth, stream=True)
                 return Reply.of(response, read_body(response))
             except AuthFailed as exc:

@@ -191,7 +191,11 @@ class _Backend(httpcore.NetworkBackend):
 def _readable(sock: socket.socket) -> bool:
     """An idle connection with something to read has been closed by the device (or is out of step)."""
     try:
-        return bool(select.select([sock], [], [], 0)[0])
+        if hasattr(select, "poll"):  # select() cannot take descriptors above 1023 (a big fleet has them)
+            poller = select.poll()
+            poller.register(sock, select.POLLIN)
+            return bool(poller.poll(0))
+        return bool(select.select([sock], [], [], 0)[0])  # Windows: no poll, and no such limit
     except (OSError, ValueError):
         return True
 
