@@ -24,15 +24,13 @@ def accept_cert(
     only, no credentials sent) and records the fingerprint in the maintenance log."""
     from canteen_ops.drivers.base import DriverError
     from canteen_ops.drivers.transport import device_certificate
-    from canteen_ops.errors import NotFound, PermissionRefused, Unavailable, UsageError
+    from canteen_ops.errors import PermissionRefused, Unavailable, UsageError
     from canteen_ops.store.tlspins import accepted_pins, pinned
 
     e = env(ctx)
     inv = e.inventory()
-    try:
-        dev = inv.device(device)
-    except KeyError:
-        raise NotFound(f"device {device!r} is not in the inventory") from None
+    inv.school_ids_of([device])  # NotFound (66) when it is not in the inventory
+    dev = inv.device(device)
     if not dev.https or dev.tls != "pin":
         raise UsageError(f"device {dev.id}: accept-cert is for HTTPS devices with tls: pin (this one: "
                          f"{'https' if dev.https else 'plain HTTP'}, tls: {dev.tls})")

@@ -8,8 +8,6 @@ Basic credentials sent over plain HTTP."""
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
 
 import pytest
@@ -19,59 +17,10 @@ from canteen_ops.drivers.dahua import DahuaDriver
 from canteen_ops.drivers.http import DeviceHTTP
 from canteen_ops.drivers.httpauth import BasicOverHttp, parse_challenges
 
+from tests.raw_server import RawServer
+
 from .fake_digest import REALM, FakeDevice
 from .test_http_auth import device, hik
-
-
-class RawServer:
-    """Answers every request on every connection with `answer` (bytes, sent as is), then closes the connection
-    when close=True. Counts connections and the requests it read."""
-
-    def __init__(self, answer: bytes, *, close: bool = True, pause: float = 0.0):
-        self.answer, self.close_after, self.pause = answer, close, pause
-        self.requests: list[bytes] = []
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(8)
-        self.sock.settimeout(0.1)
-        self.port = self.sock.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join(2)
-        self.sock.close()
-
-    def _run(self):
-        while not self._stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                continue
-            with conn:
-                conn.settimeout(2)
-                try:
-                    while not self._stop.is_set():
-                        data = b""
-                        while b"\r\n\r\n" not in data:
-                            got = conn.recv(65536)
-                            if not got:
-                                raise ConnectionError
-                            data += got
-                        self.requests.append(data)
-                        if self.pause:
-                            self._stop.wait(self.pause)
-                        conn.sendall(self.answer)
-                        if self.close_after:
-                            break
-                except OSError:
-                    pass
 
 
 def channel(url: str, timeout: float = 2.0) -> DeviceHTTP:
