@@ -147,3 +147,22 @@ def test_accept_cert_refuses_a_device_that_is_not_pinned(cli, tmp_path, monkeypa
     r = cli("device", "accept-cert", "cam-1")
     assert r.code == 64 and "tls: pin" in r.err
     assert cli("device", "accept-cert", "nope").code == 66
+
+
+def test_every_command_that_opens_a_driver_checks_the_pin():
+    # backup, snapshot, firmware open drivers with open_driver(device): the pins of the command's log apply
+    from canteen_ops.drivers.base import open_driver, tls_pins
+
+    with FakeDevice(tls=True, cert="replaced", password="x") as fake:  # device()'s credentials say "x"
+        dev = device(fake.port, https=True, tls="pin", dev_id="pinned-cam")
+        tls_pins.set_source(lambda: {dev.id: DEVICE_FP})
+        try:
+            with open_driver(dev) as drv:
+                with pytest.raises(CertChanged):
+                    drv.login()
+        finally:
+            tls_pins.set_source(None)
+        with open_driver(dev) as drv:  # no log, no pin: first use
+            drv.login()
+            assert drv.device_transport.first_use
+        assert fake.requests == 2
