@@ -24,7 +24,6 @@ Authentication, the part that can lock a technician out of a device for 30 minut
   one credential set often serves a whole group.
 """
 
-
 from __future__ import annotations
 
 import threading

@@ -138,7 +138,8 @@ class Reply:
             headers[key] = f"{headers[key]}, {value}" if key in headers else value
         now = dt.datetime.now(dt.timezone.utc)
         ext = response.extensions
-        return cls(status=response.status_code, headers=headers, body=body, path=response.request.url.raw_path.decode("ascii").partition("?")[0],
+        path = response.request.url.raw_path.decode("ascii").partition("?")[0]
+        return cls(status=response.status_code, headers=headers, body=body, path=path,
                    sent_utc=ext.get("sent_utc", now), received_utc=ext.get("received_utc", now), raw_headers=raw)
 
     @property
