@@ -34,10 +34,9 @@ import httpx
 
 from canteen_ops.drivers.base import AuthFailed, Driver, DriverError, auth_guard
 from canteen_ops.drivers.httpauth import DeviceAuth, challenge_is_stale
-from canteen_ops.drivers.transport import (
+from canteen_ops.drivers.transport import (  # the size caps are re-exported: callers know them from here
     AUTH_BODY_MAX,
     DEFAULT_MAX_BYTES,
-    MIB,
     DeviceTransport,
     Reply,
     TlsPolicy,
@@ -167,4 +166,4 @@ class HttpDriver(Driver):
         return self._http.requests_sent
 
 
-__all__ = ["AUTH_BODY_MAX", "DEFAULT_MAX_BYTES", "MIB", "DeviceHTTP", "HttpDriver", "Reply"]
+__all__ = ["AUTH_BODY_MAX", "DEFAULT_MAX_BYTES", "DeviceHTTP", "HttpDriver", "Reply", "device_allows_basic"]
