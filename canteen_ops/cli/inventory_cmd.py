@@ -17,7 +17,9 @@ def validate(ctx: typer.Context) -> int:
     """Validate the inventory: every problem with file:line:column; exit 65 if any."""
     inv = env(ctx).inventory()
     n = len(inv.devices)
-    env(ctx).console.print(f"{inv.path}: OK — {len(inv.schools)} schools, {n} devices", highlight=False,
+    extra = "".join([f", {len(inv.settings.notify)} notify targets" if inv.settings.notify else "",
+                     f", {len(inv.roster.people)} people on the duty roster" if inv.roster and inv.roster.people else ""])
+    env(ctx).console.print(f"{inv.path}: OK — {len(inv.schools)} schools, {n} devices{extra}", highlight=False,
                            markup=False, soft_wrap=True)
     return 0
 

@@ -19,7 +19,7 @@ def list_(ctx: typer.Context,
           school: SchoolOpt = None, device: DeviceOpt = None, vendor: VendorOpt = None, area: AreaOpt = None,
           tag: TagOpt = None,
           kind: Annotated[Optional[list[str]], typer.Option(
-              "--kind", metavar="KIND", help="Record kind: run, check, backup, snapshot, firmware, incident, change, note, step")] = None,
+              "--kind", metavar="KIND", help="Record kind: run, check, backup, snapshot, firmware, incident, change, note, step, notify")] = None,
           since: Annotated[Optional[str], typer.Option(metavar="WHEN", help="From: e.g. 24h, 7d or 2026-11-01 (local time)")] = None,
           until: Annotated[Optional[str], typer.Option(
               metavar="WHEN", help="Before: e.g. 1h or 2026-11-30 (a date includes that day)")] = None,

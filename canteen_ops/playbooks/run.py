@@ -110,6 +110,9 @@ class PlaybookRunner:
                 from canteen_ops.playbooks.drill import print_drill_report
 
                 print_drill_report(self.env, log, self.book, outcome)
+            from canteen_ops.notify.hooks import notify_playbook
+
+            notify_playbook(self.env, log, self.book, outcome)
             return outcome
 
     def _plan(self) -> PlaybookOutcome:
