@@ -243,7 +243,7 @@ def parse_encode(tree: dict[str, Any]) -> list[dict[str, Any]]:
                 continue
             width, height = _int(video.get("Width")), _int(video.get("Height"))
             res = video.get("resolution") or ""
-            if (width is None or height is None) and re.fullmatch(r"\d+x\d+", res):
+            if (width is None or height is None) and re.fullmatch(r"\d++x\d++", res):
                 width, height = (int(x) for x in res.split("x"))
             out.append({"channel": idx + 1, "main": main, "subtype": subtype, "codec": video.get("Compression"),
                         "width": width, "height": height, "fps": _float(video.get("FPS")),
@@ -318,7 +318,7 @@ class DahuaDriver(HttpDriver):
         dev = self.device.id
         if re.search(r"\b(locked|lock)\b", low) or (low.lstrip().startswith("error")
                                                     and "authorization failed" in low):
-            m = re.search(r"(\d+)\s*(?:s|sec|seconds)\b", low)
+            m = re.search(r"(?<!\d)(\d++)\s*+(?:s|sec|seconds)\b", low)  # linear
             unlock = int(m.group(1)) if m else None
             return Locked(f"{dev}: device refuses logins from this address (login lock after failed logins; "
                           "Dahua locks for LoginFailLockTime, typically 30 min); wait before trying again",

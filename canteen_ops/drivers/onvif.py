@@ -300,7 +300,7 @@ def parse_ntp_servers(answer) -> list[str]:
 
 def channel_number(token: str | None, position: int) -> int:
     """Channel number from a source/recording token ('VideoSource_3' → 3), else the 1-based position."""
-    m = re.search(r"(\d+)\D*$", token or "")
+    m = re.search(r"(?<!\d)(\d++)\D*+$", token or "")  # starts only where a digit run does: linear
     return int(m.group(1)) if m and int(m.group(1)) > 0 else position
 
 
@@ -477,7 +477,7 @@ class OnvifDriver(Driver):
         message = (fault.message or "").strip()
         if "NotAuthorized" in subs or "not authorized" in message.lower():
             if "lock" in message.lower():
-                m = re.search(r"(\d+)\s*s\b", message)
+                m = re.search(r"(?<!\d)(\d++)\s*+s\b", message)
                 err: AuthFailed = Locked(f"{operation}: device locked our login: {message}",
                                          float(m.group(1)) if m else None)
             else:
