@@ -15,6 +15,7 @@ from typing import Any
 
 from canteen_ops.checks import DEVICE_CHECK_NAMES
 from canteen_ops.errors import InvalidFile, Problem
+from canteen_ops.secretfile import open_to_others
 from canteen_ops.gcpause import gc_paused
 from canteen_ops.inventory.model import (
     KINDS,
@@ -417,9 +418,13 @@ def _build(v: _Validator, data: Any) -> Inventory | None:
             # Not echoed: people sometimes paste the password itself here.
             v.problem(p + ("password_env",), "expected the name of an environment variable (letters, digits, _), "
                                              "not a password")
+        password_file = v.string(m, "password_file", p)
+        if password_file and open_to_others(password_file):
+            v.warnings.append(f"{v.where(p + ('password_file',))}: password file {password_file} is readable by "
+                              "other users; chmod 600 it")
         creds[str(name)] = Credentials(
             name=str(name), username=username or "",
-            password_env=password_env, password_file=v.string(m, "password_file", p),
+            password_env=password_env, password_file=password_file,
             password=v.string(m, "password", p, secret=True),
         )
     cred_names = set(creds)

@@ -49,11 +49,13 @@ class Credentials:
                 )
             return value
         if self.password_file:
+            from canteen_ops.secretfile import SecretFileError, read_secret_file
+
             try:
-                return Path(self.password_file).expanduser().read_text(encoding="utf-8").rstrip("\r\n")
-            except OSError as exc:
+                return read_secret_file(self.password_file).rstrip("\r\n")
+            except SecretFileError as exc:
                 raise SecretUnavailable(
-                    f"credentials {self.name!r}: cannot read password_file {self.password_file}: {exc.strerror}"
+                    f"credentials {self.name!r}: cannot read password_file {self.password_file}: {exc}"
                 ) from None
         if self.password is not None:
             return self.password
