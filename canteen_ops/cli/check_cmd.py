@@ -12,6 +12,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from canteen_ops.cli.common import MAX_SECONDS, MAX_WORKERS
 from canteen_ops.cli.common import AreaOpt, DeviceOpt, KindOpt, SchoolOpt, TagOpt, VendorOpt, env, select
 
 ORDER = {"crit": 0, "warn": 1, "unknown": 2, "ok": 3}
@@ -31,13 +32,13 @@ def check(
         "--json", help="JSON Lines on stdout: one object per result, written as results arrive")] = False,
     all_: Annotated[bool, typer.Option("--all", help="List ok results too (default: a count per school)")] = False,
     workers: Annotated[Optional[int], typer.Option(
-        "--workers", min=1, metavar="N", help="Devices checked at once [default: from 4 per process, doubling "
+        "--workers", min=1, max=MAX_WORKERS, metavar="N", help="Devices checked at once [default: from 4 per process, doubling "
         "while devices keep it waiting, up to 8 per CPU, at most 32]")] = None,
     processes: Annotated[Optional[int], typer.Option(
-        "--processes", min=1, metavar="N", help="Processes to spread the devices over [default: one per core for "
+        "--processes", min=1, max=64, metavar="N", help="Processes to spread the devices over [default: one per core for "
         "200 or more devices, or for 8 or more with stream/picture checks, at most 8; else 1]")] = None,
     deadline: Annotated[float, typer.Option(
-        "--deadline", min=0.1, metavar="SECONDS", help="Seconds allowed per device; a device past it gets an 'unknown'")] = 90.0,
+        "--deadline", min=0.1, max=MAX_SECONDS, metavar="SECONDS", help="Seconds allowed per device; a device past it gets an 'unknown'")] = 90.0,
     open_incidents: Annotated[bool, typer.Option(
         "--open-incidents", help="Open (or update, never duplicate) an incident for every critical result")] = False,
     quiet: Annotated[bool, typer.Option(

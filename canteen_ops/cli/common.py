@@ -21,6 +21,12 @@ VendorOpt = Annotated[Optional[list[str]], typer.Option("--vendor", metavar="VEN
 AreaOpt = Annotated[Optional[list[str]], typer.Option("--area", metavar="AREA", help="Canteen area, e.g. 烹饪区")]
 TagOpt = Annotated[Optional[list[str]], typer.Option("--tag", metavar="TAG", help="Device tag (repeatable)")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output")]
+# Upper bounds of numeric options: beyond them a value is a typo, and passing it on overflows (SQLite integers,
+# datetime arithmetic, thread counts). Click's range types report the option and the range (exit 64).
+MAX_COUNT = 1_000_000_000
+MAX_WORKERS = 1024
+MAX_SECONDS = 86_400.0
+MAX_DAYS = 36_525.0
 
 
 def env(ctx: typer.Context) -> "Env":

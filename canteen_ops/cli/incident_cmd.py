@@ -8,8 +8,8 @@ import typer
 
 from canteen_ops.cli.common import JsonOpt, env, print_json
 
-app = typer.Typer(help="Incidents (故障) with on-site SLA clocks: major 重大 1 h / 2 h, general 一般 2 h / 4 h.",
-                  no_args_is_help=True)
+HELP = "Incidents (故障) with on-site SLA clocks: major 重大 1 h / 2 h, general 一般 2 h / 4 h."
+app = typer.Typer(help=HELP, rich_markup_mode=None, add_completion=False, no_args_is_help=True)
 
 IdArg = Annotated[str, typer.Argument(metavar="ID", help="Incident id or unique prefix (≥ 6 characters)")]
 AtOpt = Annotated[Optional[str], typer.Option(
@@ -36,12 +36,16 @@ def _parse_at(at: str | None, tz: str, flag: str = "--at"):
     from zoneinfo import ZoneInfo
 
     from canteen_ops.errors import UsageError
+    from canteen_ops.timeutil import in_range
 
     try:
         t = dt.datetime.fromisoformat(at.strip().replace("Z", "+00:00"))
     except ValueError:
         raise UsageError(f"{flag} {at!r}: expected an ISO time such as 2026-11-27T10:15") from None
-    return t if t.tzinfo else t.replace(tzinfo=ZoneInfo(tz))
+    try:
+        return in_range(t if t.tzinfo else t.replace(tzinfo=ZoneInfo(tz)), at)
+    except ValueError as exc:
+        raise UsageError(f"{flag}: {exc}") from None
 
 
 @app.command("open")

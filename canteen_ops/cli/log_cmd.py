@@ -7,9 +7,11 @@ from typing import Annotated, Optional
 
 import typer
 
+from canteen_ops.cli.common import MAX_COUNT
 from canteen_ops.cli.common import JsonOpt, env, print_json
 
-app = typer.Typer(help="The maintenance log: list, add technician notes, show, export.", no_args_is_help=True)
+HELP = "The maintenance log: list, add technician notes, show, export."
+app = typer.Typer(help=HELP, rich_markup_mode=None, add_completion=False, no_args_is_help=True)
 
 NOTE_KINDS = ("inspection", "cleaning", "repair", "replacement", "config", "other")
 
@@ -21,7 +23,7 @@ def list_(ctx: typer.Context,
           kind: Annotated[Optional[list[str]], typer.Option(
               "--kind", metavar="KIND", help="Record kind: run, check, backup, snapshot, firmware, incident, change, note, step")] = None,
           since: Annotated[Optional[str], typer.Option(metavar="WHEN", help="e.g. 24h, 7d or 2026-11-01")] = None,
-          limit: Annotated[int, typer.Option(metavar="N", help="At most this many entries (0 = all)")] = 50,
+          limit: Annotated[int, typer.Option(min=0, max=MAX_COUNT, metavar="N", help="At most this many entries (0 = all)")] = 50,
           json: JsonOpt = False) -> int:
     """Newest log entries first."""
     from canteen_ops.errors import UsageError
