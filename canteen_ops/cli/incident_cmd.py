@@ -78,9 +78,25 @@ def open_(ctx: typer.Context,
 
     tz = _school_tz(inv, inc["school_id"])
     where = "inside" if inc["opened_in_hours"] else "outside"
-    e.console.print(f"incident {inc['id']} opened: {inc['level']} at {inc['school_id']}, {where} working hours; "
+    why = _day_kind(inv, inc)
+    e.console.print(f"incident {inc['id']} opened: {inc['level']} at {inc['school_id']}, {where} working hours"
+                    f"{f' ({why})' if why else ''}; "
                     f"on site by {local(inc['arrive_deadline'], tz)} ({tz})", highlight=False, markup=False)
     return 0
+
+
+def _day_kind(inv, inc) -> str | None:
+    """Why the opening day counts as it does, when the calendar decided it (a holiday, 调休, a closure)."""
+    from canteen_ops.timeutil import parse_iso
+
+    try:
+        wh = inv.school(inc["school_id"]).working_hours
+    except KeyError:
+        return None
+    from zoneinfo import ZoneInfo
+
+    _, why = wh.day_kind(parse_iso(inc["opened_at"]).astimezone(ZoneInfo(wh.timezone)).date())
+    return None if why in ("weekday", "day off") else why
 
 
 def _school_tz(inv, school_id: str | None) -> str:

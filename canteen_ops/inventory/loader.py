@@ -58,7 +58,8 @@ DEVICE_KEYS = INHERITED | {
     "installed", "warranty_until",
 }
 CONTACT_KEYS = {"name", "role", "phone", "email"}
-WH_KEYS = {"days", "start", "end", "timezone", "closed", "open_days"}
+WH_KEYS = {"days", "start", "end", "timezone", "closed", "open_days", "statutory_holidays"}
+CLOSURE_KEYS = {"from", "to", "reason"}
 
 
 def _type_name(value: Any) -> str:
@@ -272,15 +273,35 @@ class _Validator:
             else:
                 self.problem(path + ("timezone",), f"unknown time zone {m['timezone']!r} (e.g. Asia/Shanghai)")
         if m.get("closed") is not None and self.typed(m["closed"], path + ("closed",), list, "a list") is not None:
-            ranges = [self.date_range(v, path + ("closed", i)) for i, v in enumerate(m["closed"])]
-            if all(r is not None for r in ranges):
-                out["closed"] = tuple(ranges)
+            entries = [self.closure(v, path + ("closed", i)) for i, v in enumerate(m["closed"])]
+            if all(e is not None for e in entries):
+                out["closed"] = tuple(r for r, _ in entries)
+                out["closed_reasons"] = tuple(reason for _, reason in entries)
+        if "statutory_holidays" in m and self.typed(m["statutory_holidays"], path + ("statutory_holidays",), bool,
+                                                    "true or false") is not None:
+            out["statutory"] = m["statutory_holidays"]
         if m.get("open_days") is not None and self.typed(m["open_days"], path + ("open_days",), list,
                                                          "a list of dates") is not None:
             days = [self.date_value(v, path + ("open_days", i)) for i, v in enumerate(m["open_days"])]
             if all(d is not None for d in days):
                 out["open_days"] = tuple(days)
         return out
+
+    def closure(self, v: Any, path: tuple) -> tuple[tuple[dt.date, dt.date], str | None] | None:
+        """A closed day or range, or {from, to, reason} (to defaults to from)."""
+        if not isinstance(v, dict):
+            r = self.date_range(v, path)
+            return None if r is None else (r, None)
+        m = self.mapping(v, path, CLOSURE_KEYS, required=("from",))
+        first = self.date_value(m["from"], path + ("from",)) if "from" in m else None
+        last = self.date_value(m["to"], path + ("to",)) if m.get("to") is not None else first
+        reason = self.string(m, "reason", path)
+        if first is None or last is None:
+            return None
+        if last < first:
+            self.problem(path + ("to",), f"range ends ({last}) before it starts ({first})")
+            return None
+        return (first, last), reason
 
     def date_range(self, v: Any, path: tuple) -> tuple[dt.date, dt.date] | None:
         """A day (2026-10-01) or an inclusive range of days ("2026-10-01..2026-10-07")."""
@@ -564,6 +585,14 @@ def _build(v: _Validator, data: Any) -> Inventory | None:
             contacts=contacts, working_hours=wh, policy=Policy(**school_settings["policy"]),
             devices=tuple(devices), group=group, tags=school_settings["tags"],
         ))
+    if any(s.working_hours.statutory for s in schools):
+        from canteen_ops.cncalendar import knows_year
+
+        year = dt.date.today().year
+        if not knows_year(year):
+            v.warnings.append(f"{v.file}: the installed chinese-calendar has no statutory holidays for {year}: "
+                              "incident working hours use the weekdays and working_hours.closed / open_days only "
+                              "(upgrade chinesecalendar, or declare this year's holidays as closed days)")
     return Inventory(
         path=v.file, version=version, settings=settings, policy=default_policy, credentials=creds,
         groups=tuple(groups), schools=tuple(schools), warnings=tuple(v.warnings),
