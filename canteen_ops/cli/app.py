@@ -90,6 +90,7 @@ GROUPS = [
     ("firmware", "canteen_ops.cli.firmware_cmd"),
     ("lab", "canteen_ops.cli.lab_cmd"),
     ("snapshot", "canteen_ops.cli.snapshot_cmd"),
+    ("kb", "canteen_ops.cli.kb_cmd"),
 ]
 # Single commands registered on the root (name, module, function).
 COMMANDS: list[tuple[str, str, str]] = [

@@ -27,6 +27,7 @@ _PARTS = {
     "note": "SELECT 'note', x.id, x.at, x.school_id, x.device_id, x.kind, x.text, x.operator FROM notes x",
     "step": "SELECT 'step', x.id, x.started_at, NULL, NULL, x.status, x.playbook || ' #' || x.step_index || ' ' || "
             "COALESCE(x.step_name, x.task), x.actor FROM playbook_steps x",
+    "kb": "SELECT 'kb', x.id, x.created_at, x.school_id, x.device_id, x.kb_id, x.title, x.author FROM kb_entries x",
 }
 KINDS = tuple(_PARTS)
 COLUMNS = ("kind", "id", "at", "school_id", "device_id", "status", "summary", "operator")

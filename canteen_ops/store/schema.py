@@ -90,12 +90,21 @@ _V3 = ";\n".join(f"CREATE INDEX IF NOT EXISTS {t}_seq ON {t} (seq)" for t in (
     "runs", "results", "backups", "snapshots", "firmware_findings", "incidents", "incident_events", "changes",
     "change_events", "notes", "playbook_steps"))
 
+# v4 (knowledge base): technicians' own entries (`kb add`), synced upstream so a district's knowledge grows.
+# kb_id is what people type (KB-T-…); lists (causes, steps, keywords) are one item per line.
+_V4 = f"""
+CREATE TABLE kb_entries ({_COMMON},
+  kb_id TEXT NOT NULL UNIQUE, title TEXT NOT NULL, symptom TEXT, causes TEXT, steps TEXT, escalate TEXT,
+  keywords TEXT, author TEXT, extends TEXT, school_id TEXT, device_id TEXT);
+CREATE INDEX kb_entries_seq ON kb_entries (seq)
+"""
+
 # One entry per schema version, applied in order inside one transaction each.
-MIGRATIONS: list[str] = [_V1, _V2, _V3]
+MIGRATIONS: list[str] = [_V1, _V2, _V3, _V4]
 
 SYNCED_TABLES = (
     "runs", "results", "backups", "snapshots", "firmware_findings", "incidents", "incident_events",
-    "changes", "change_events", "notes", "playbook_steps",
+    "changes", "change_events", "notes", "playbook_steps", "kb_entries",
 )
 
 
