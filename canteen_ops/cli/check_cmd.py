@@ -109,7 +109,9 @@ class _Output:
         if self.json:
             import json
 
-            obj = {"id": result_id, "run_id": run_id, **r.to_dict()}
+            from canteen_ops.kb.classify import kb_for_result
+
+            obj = {"id": result_id, "run_id": run_id, **r.to_dict(), "kb": kb_for_result(r)}
             sys.stdout.write(json.dumps(obj, ensure_ascii=False, default=str) + "\n")
             sys.stdout.flush()
         else:
@@ -148,7 +150,7 @@ class _Output:
                 listed += 1
                 d = labels.get(r.device_id or "")
                 table.add_row(Text(r.status.value.upper(), style=STYLE[r.status.value]),
-                              r.device_id or "(school)", (d.area or "") if d else "", r.check, r.summary)
+                              r.device_id or "(school)", (d.area or "") if d else "", r.check, _with_kb(r))
             if oks:
                 devs = len({r.device_id for r in rows if r.status.value == "ok" and r.device_id})
                 table.add_row(Text("OK", style="green"), "", "", "",
@@ -171,9 +173,17 @@ class _Output:
                           key=lambda r: (ORDER[r.status.value], r.school_id or "", r.device_id or "", r.check))
         for r in problems:
             sys.stdout.write(f"{r.status.value.upper():7} {names.get(r.school_id, r.school_id or '')} "
-                             f"{r.device_id or '(school)'} {r.check}: {r.summary}\n")
+                             f"{r.device_id or '(school)'} {r.check}: {_with_kb(r)}\n")
         if interrupted:
             sys.stdout.write("interrupted: results so far are in the maintenance log\n")
+
+
+def _with_kb(r) -> str:
+    """The finding, with the knowledge-base entry to read (`kb show ID`) when there is one."""
+    from canteen_ops.kb.classify import kb_for_result
+
+    kb = kb_for_result(r)
+    return f"{r.summary}  (kb: {kb})" if kb else r.summary
 
 
 def _counts(rows) -> dict[str, int]:

@@ -99,6 +99,15 @@ def _day_kind(inv, inc) -> str | None:
     return None if why in ("weekday", "day off") else why
 
 
+def _incident_kb(log, inc) -> str | None:
+    """The knowledge-base entry for an incident opened from a check result (the result it came from)."""
+    from canteen_ops.kb.classify import kb_for_result
+
+    source = inc.get("source_result_id")
+    row = log.get("results", source) if source else None
+    return kb_for_result(row) if row else None
+
+
 def _school_tz(inv, school_id: str | None) -> str:
     try:
         return inv.school(school_id).working_hours.timezone if school_id else inv.settings.timezone
@@ -199,6 +208,7 @@ def show(ctx: typer.Context, ident: IdArg, json: JsonOpt = False) -> int:
     escalate_overdue(e.log(), now)
     inc = find_incident(e.log(), ident)
     inc["sla"], inc["resolve_sla"] = arrive_sla(inc, now), resolve_sla(inc, now)
+    inc["kb"] = _incident_kb(e.log(), inc)
     evs = events(e.log(), inc["id"])
     if json:
         print_json({"incident": inc, "events": evs})
@@ -216,6 +226,7 @@ def show(ctx: typer.Context, ident: IdArg, json: JsonOpt = False) -> int:
         ("on site by", f"{local(inc.get('arrive_deadline'), tz)}  SLA {inc['sla']}"),
         ("restore by", f"{local(inc.get('resolve_deadline'), tz)}  SLA {inc['resolve_sla']}"),
         ("resolution", inc.get("resolution") or ""),
+        *([("kb", f"{inc['kb']}  (canteen-ops kb show {inc['kb']})")] if inc["kb"] else []),
     ]
     for k, v in lines:
         c.print(f"  {k:<12} {v}", highlight=False, markup=False)

@@ -89,6 +89,8 @@ def failure_class(check: str, status: str, summary: str, data: Mapping[str, Any]
         return "area_missing"
     if check == "firmware":
         return "vulnerable" if status == "crit" else "outdated"
+    if check == "backup":  # `backup list --stale`: no successful backup in the window
+        return "stale"
     return None
 
 
