@@ -194,3 +194,12 @@ def test_incident_show_points_at_the_entry(cli, lab, lab_faults, lab_env):
     r = cli("incident", "show", inc["id"])
     assert r.code == 0 and "kb           KB-HDD-ERROR  (canteen-ops kb show KB-HDD-ERROR)" in r.out
     assert json.loads(cli("incident", "show", inc["id"], "--json").out)["incident"]["kb"] == "KB-HDD-ERROR"
+
+
+def test_stale_backups_point_at_the_entry(cli):
+    from tests.conftest import EXAMPLE
+
+    r = cli("-i", EXAMPLE, "backup", "list", "--stale", "24h", "--json", "-d", "xc-*")
+    assert r.code == 1
+    rows = json.loads(r.out)
+    assert rows and all(x["kb"] == "KB-BACKUP-STALE" for x in rows)

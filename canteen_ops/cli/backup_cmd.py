@@ -136,12 +136,15 @@ def list_(ctx: typer.Context, school: SchoolOpt = None, device: DeviceOpt = None
     if stale:
         states = [s for s in states if s.stale]
     code = 1 if stale and states else 0
+    from canteen_ops.kb.classify import kb_for
+
+    stale_kb = kb_for("backup", "warn")
     if json:
-        print_json([s.to_dict() for s in states])
+        print_json([{**s.to_dict(), "kb": stale_kb if s.stale else None} for s in states])
         return code
     from rich.table import Table
 
-    title = (f"{len(states)} device(s) with no successful backup in {stale}" if stale
+    title = (f"{len(states)} device(s) with no successful backup in {stale} (kb: {stale_kb})" if stale
              else f"backups of {len(states)} device(s)")
     table = Table(title=title, title_justify="left")
     for col in ("school", "device", "last good backup (local)", "size", "sha256", "last attempt", "stale", "note"):
@@ -156,7 +159,8 @@ def list_(ctx: typer.Context, school: SchoolOpt = None, device: DeviceOpt = None
         e.console.print(table)
     if e.quiet and stale:  # cron alarm: one plain line per stale device on stderr
         for s in states:
-            e.err.print(f"stale backup: {s.school_id}/{s.device_id}: {s.note}", markup=False, highlight=False)
+            e.err.print(f"stale backup: {s.school_id}/{s.device_id}: {s.note}  (kb: {stale_kb})", markup=False,
+                        highlight=False)
     return code
 
 
