@@ -62,3 +62,58 @@ def test_dahua_fields():
 def test_onvif_token_with_a_huge_number_falls_back_to_the_position():
     assert channel_number("VideoSource_" + "9" * 5000, 4) == 4
     assert channel_number("VideoSource_2", 4) == 2
+
+
+FIXTURES = __import__("pathlib").Path(__file__).resolve().parents[1] / "fixtures"
+HOSTILE_TEXT = ["1e999", "9" * 5000, "²", "١٢", "NaN", "-1", "2026-13-45T99:99:99Z"]
+
+
+def _only_protocol_errors(call) -> None:
+    try:
+        call()
+    except ProtocolError:
+        pass
+
+
+def test_every_hikvision_field_replaced_by_hostile_text_is_contained():
+    """Each text node of every recorded ISAPI answer, replaced by hostile text: the parsers answer or raise
+    ProtocolError (the check is `unknown` with the reason), nothing else escapes."""
+    import re
+    import xml.sax.saxutils as sx
+
+    parsers = [H.parse_response_status, H.parse_device_info, H.parse_time, H.parse_ntp_servers, H.parse_storage,
+               lambda r: H.parse_channels(r, r), H.parse_search_result, H.parse_admin_accesses,
+               H.parse_streaming_channels, H.parse_lock_info, H.parse_upgrade_status]
+    for fx in sorted((FIXTURES / "hikvision").glob("*.xml")):
+        src = fx.read_text(encoding="utf-8", errors="replace")
+        for m in list(re.finditer(r">([^<>]+)<", src))[:40]:
+            for text in HOSTILE_TEXT:
+                try:
+                    root = X.parse((src[:m.start(1)] + sx.escape(text) + src[m.end(1):]).encode())
+                except ProtocolError:  # the text was outside an element (the XML declaration)
+                    continue
+                for parse in parsers:
+                    _only_protocol_errors(lambda: parse(root))
+
+
+def test_every_dahua_value_replaced_by_hostile_text_is_contained():
+    from canteen_ops.drivers import kv
+
+    parsers = [D.parse_storage, D.parse_video_loss, D.parse_channel_titles, D.parse_encode]
+    flat_parsers = [D.parse_find_items, D.parse_upgrade_state]
+    for fx in sorted((FIXTURES / "dahua").glob("*.txt")):
+        lines = fx.read_text(encoding="utf-8", errors="replace").splitlines()
+        for i, line in enumerate(lines[:60]):
+            if "=" not in line:
+                continue
+            for text in HOSTILE_TEXT:
+                body = "\n".join([*lines[:i], f"{line.partition('=')[0]}={text}", *lines[i + 1:]])
+                try:
+                    flat = kv.parse_flat(body)
+                    tree = kv.nest(flat)
+                except ProtocolError:
+                    continue
+                for parse in parsers:
+                    _only_protocol_errors(lambda: parse(tree))
+                for parse in flat_parsers:
+                    _only_protocol_errors(lambda: parse(flat))
