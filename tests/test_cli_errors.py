@@ -52,3 +52,21 @@ def test_an_unexpected_exception_is_one_line_and_exit_70(cli, monkeypatch):
     assert context.debug() is True
     cli("log", "list")
     assert context.debug() is False  # each run sets it
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("timeout: .inf", "defaults.timeout: out of range: inf (at most 86400)"),
+    ("timeout: 99999999999999999999", "defaults.timeout: out of range: 99999999999999999999 (at most 86400)"),
+    ("policy: {retention_warn_days: 1.0e+999}", "defaults.policy.retention_warn_days: out of range: inf"),
+    ("policy: {clock_warn_s: .nan}", "defaults.policy.clock_warn_s: out of range: nan"),
+    ("policy: {incident_major_inside_h: 1.0e+7}", "defaults.policy.incident_major_inside_h: out of range: "
+                                                  "10000000.0 (at most 876600)"),
+    ("policy: {frozen_frames: 99999999999999999999}", "defaults.policy.frozen_frames: out of range"),
+])
+def test_out_of_range_numbers_in_the_inventory_name_file_line_and_field(cli, tmp_path, setting, message):
+    inv = tmp_path / "inventory.yaml"
+    inv.write_text(f"version: 1\ndefaults:\n  {setting}\nschools:\n  - id: s1\n    name: x\n    devices: []\n",
+                   encoding="utf-8")
+    r = cli("-i", inv, "inventory", "validate")
+    assert r.code == 65
+    assert f"{inv}:3:" in r.err and message in r.err, r.err

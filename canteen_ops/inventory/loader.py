@@ -60,6 +60,7 @@ DEVICE_KEYS = INHERITED | {
 CONTACT_KEYS = {"name", "role", "phone", "email"}
 WH_KEYS = {"days", "start", "end", "timezone", "closed", "open_days", "statutory_holidays"}
 CLOSURE_KEYS = {"from", "to", "reason"}
+MAX_NUMBER = 1e9  # any count, size, duration or threshold in an inventory; beyond it a typo that overflows later
 
 
 def _type_name(value: Any) -> str:
@@ -131,13 +132,20 @@ class _Validator:
             return None
         return v
 
-    def positive(self, v: Any, path: tuple) -> float | None:
-        if self.typed(v, path, (int, float), "a number") is None:
+    def positive(self, v: Any, path: tuple, limit: float = MAX_NUMBER) -> float | None:
+        if self.typed(v, path, (int, float), "a number") is None or not self.in_range(v, path, limit):
             return None
         if v <= 0:
             self.problem(path, f"must be greater than 0, got {v}")
             return None
         return float(v)
+
+    def in_range(self, v: float, path: tuple, limit: float = MAX_NUMBER) -> bool:
+        """A finite number of at most `limit`: YAML reads .inf, .nan and 1.0e+999, and they overflow later."""
+        if v != v or abs(v) > limit:
+            self.problem(path, f"out of range: {v} (at most {limit:g})")
+            return False
+        return True
 
     def boolean(self, v: Any, path: tuple) -> bool | None:
         return self.typed(v, path, bool, "true or false")
@@ -190,7 +198,7 @@ class _Validator:
                 out[key] = v
         if m.get("https") is not None and (v := self.boolean(m["https"], path + ("https",))) is not None:
             out["https"] = v
-        if m.get("timeout") is not None and (v := self.positive(m["timeout"], path + ("timeout",))) is not None:
+        if m.get("timeout") is not None and (v := self.positive(m["timeout"], path + ("timeout",), 86_400)) is not None:
             out["timeout"] = v
         if m.get("credentials") is not None:
             c = self.string(m, "credentials", path)
@@ -230,13 +238,14 @@ class _Validator:
                     else:
                         out[key] = value
             elif isinstance(default, int) and not isinstance(default, bool) and not isinstance(default, float):
-                if self.typed(value, p, int, "an integer") is not None:
+                if self.typed(value, p, int, "an integer") is not None and self.in_range(value, p):
                     if value < 1:
                         self.problem(p, f"must be at least 1, got {value}")
                     else:
                         out[key] = int(value)
             else:
-                if self.typed(value, p, (int, float), "a number") is not None:
+                if self.typed(value, p, (int, float), "a number") is not None and self.in_range(value, p,
+                                                                                        _policy_limit(key)):
                     if value < 0:
                         self.problem(p, f"must not be negative, got {value}")
                     elif key.startswith("incident_") and value == 0:
@@ -338,6 +347,15 @@ def _weekday(name: str) -> int | None:
 
 
 _WEEKDAY_NAMES = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
+# Durations in the policy at most a century, by unit suffix: a window or deadline beyond that is a typo, and date
+# arithmetic with it overflows.
+_CENTURY_IN = {"_days": 36_525, "_hours": 876_600, "_h": 876_600, "_minutes": 52_596_000, "_s": 3_155_760_000}
+
+
+def _policy_limit(key: str) -> float:
+    return next((limit for suffix, limit in _CENTURY_IN.items() if key.endswith(suffix)), MAX_NUMBER)
 
 
 def _parse_time(v: Any) -> dt.time | None:
