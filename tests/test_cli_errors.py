@@ -17,6 +17,8 @@ from tests.conftest import EXAMPLE
     (["log", "export", "--since", "1e400d"], "--since"),
     (["-i", EXAMPLE, "incident", "open", "-l", "general", "-t", "x", "-s", "xc", "--at", "0001-01-01T00:00"], "--at"),
     (["-i", EXAMPLE, "incident", "open", "-l", "general", "-t", "x", "-s", "xc", "--at", "9999-12-31T23:00"], "--at"),
+    (["-i", EXAMPLE, "change", "request", "-t", "x", "-d", "xc-cam-01", "--window-start", "0001-01-01T00:00"],
+     "--window-start"),
     (["-i", EXAMPLE, "report", "--from", "99999999d"], "--from"),
     (["-i", EXAMPLE, "report", "--to", "0001-01-01"], "--to"),
     (["-i", EXAMPLE, "backup", "list", "--stale", "99999999999d"], "--stale"),
