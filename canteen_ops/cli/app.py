@@ -69,7 +69,7 @@ def _build(name: str) -> click.Command:
 app = typer.Typer(
     name="canteen-ops",
     help="Field toolkit for school-canteen (明厨亮灶) video surveillance: inventory, diagnostics, backups, "
-    "snapshots, firmware, incidents, changes, sync and reports.",
+    "snapshots, firmware, incidents, changes, sync, reports and a knowledge base.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
