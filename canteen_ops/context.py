@@ -31,6 +31,9 @@ if TYPE_CHECKING:
     from canteen_ops.store.log import MaintenanceLog
 
 
+DEFAULT_TZ = "Asia/Shanghai"
+
+
 @dataclass
 class Env:
     inventory_path: Path
@@ -46,28 +49,39 @@ class Env:
     @property
     def console(self) -> "Console":
         if self._console is None:
-            from rich.console import Console
+            from canteen_ops.cli.render import make_console
 
-            self._console = Console(quiet=self.quiet)
+            self._console = make_console(quiet=self.quiet)
         return self._console
 
     @property
     def err(self) -> "Console":
         if self._err is None:
-            from rich.console import Console
+            from canteen_ops.cli.render import make_console
 
-            self._err = Console(stderr=True)
+            self._err = make_console(stderr=True)
         return self._err
 
     def inventory(self) -> "Inventory":
         if self._inventory is None:
+            from canteen_ops.i18n import _
             from canteen_ops.inventory.loader import load_inventory
 
             self._inventory = load_inventory(self.inventory_path)
             if not self.quiet:
                 for w in self._inventory.warnings:
-                    self.err.print(f"warning: {w}", style="yellow", markup=False, highlight=False, soft_wrap=True)
+                    self.err.print(f"{_('warning')}: {w}", style="yellow", soft_wrap=True)
         return self._inventory
+
+    def timezone(self) -> str:
+        """The zone people's dates and times are in: the inventory's, or Asia/Shanghai when no valid inventory is
+        at hand (the log is readable without one)."""
+        from canteen_ops.errors import CanteenOpsError
+
+        try:
+            return self.inventory().settings.timezone if self.inventory_path.exists() else DEFAULT_TZ
+        except CanteenOpsError:
+            return DEFAULT_TZ
 
     def log(self) -> "MaintenanceLog":
         if self._log is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import logging
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -12,7 +13,11 @@ import typer
 from typer.core import TyperGroup
 
 from canteen_ops import __version__, context
+from canteen_ops.cli import helpfmt
 from canteen_ops.context import Env
+
+# Help is wrapped in terminal cells, so Chinese help text fits 80 columns (Click's public formatter hook).
+click.Context.formatter_class = helpfmt.CellHelpFormatter
 
 
 class LazyGroup(TyperGroup):
@@ -90,12 +95,16 @@ GROUPS = [
     ("firmware", "canteen_ops.cli.firmware_cmd"),
     ("lab", "canteen_ops.cli.lab_cmd"),
     ("snapshot", "canteen_ops.cli.snapshot_cmd"),
+    ("device", "canteen_ops.cli.device_cmd"),
     ("kb", "canteen_ops.cli.kb_cmd"),
 ]
 # Single commands registered on the root (name, module, function).
 COMMANDS: list[tuple[str, str, str]] = [
     ("check", "canteen_ops.cli.check_cmd", "check"),
     ("report", "canteen_ops.cli.report_cmd", "report"),
+    ("status", "canteen_ops.cli.status_cmd", "status"),
+    ("watch", "canteen_ops.cli.watch_cmd", "watch"),
+    ("oncall", "canteen_ops.cli.oncall_cmd", "oncall"),
 ]
 
 
@@ -115,13 +124,22 @@ def root(
     operator: Annotated[Optional[str], typer.Option(
         "--operator", envvar="CANTEEN_OPS_OPERATOR", metavar="NAME", help="Who is acting [default: the OS user]")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only problems (for cron)")] = False,
+    lang: Annotated[Optional[str], typer.Option(
+        "--lang", metavar="LANG",
+        help="Language of messages: en or zh [default: from LC_ALL, LC_MESSAGES, LANG]")] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show the traceback of an unexpected error")] = False,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                           help="Show the version and exit")] = False,
 ) -> None:
-    from canteen_ops import paths
+    from canteen_ops import i18n, paths
+    from canteen_ops.errors import UsageError
 
     context.set_debug(debug)
+    if lang is not None:
+        try:
+            i18n.set_language(lang)
+        except ValueError as exc:
+            raise UsageError(f"--lang {lang!r}: {exc}") from None
     ctx.obj = Env(
         inventory_path=inventory or paths.default_inventory(),
         db_path=db or paths.default_db(),
@@ -141,9 +159,26 @@ def main(argv: list[str] | None = None) -> None:
     sys.exit(run(argv))
 
 
+class _LastResort(logging.Handler):
+    """Where a library's warning goes when nothing else handles it: stderr, with controls made visible (a
+    warning may quote what a device sent)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from canteen_ops.cli.common import echo
+
+        try:
+            echo(self.format(record), err=True)
+        except Exception:  # pragma: no cover - logging must never break the command
+            self.handleError(record)
+
+
 def run(argv: list[str] | None = None) -> int:
     from canteen_ops.redact import RedactingStream
 
+    from canteen_ops import i18n
+
+    i18n.set_language(None)  # each run reads the environment afresh (tests run many commands in one process)
+    logging.lastResort = _LastResort(logging.WARNING)
     out, err = sys.stdout, sys.stderr
     sys.stdout, sys.stderr = RedactingStream(out), RedactingStream(err)
     try:
@@ -156,6 +191,8 @@ def _run(argv: list[str] | None) -> int:
     from click import exceptions as cx
 
     from canteen_ops import errors
+    from canteen_ops.cli.common import echo  # (rich is imported only when something is printed)
+    from canteen_ops.i18n import _
 
     try:
         rv = app(args=argv, prog_name="canteen-ops", standalone_mode=False)
@@ -168,19 +205,20 @@ def _run(argv: list[str] | None) -> int:
         exc.show()
         return errors.EXIT_USAGE
     except typer.Abort:
-        print("interrupted", file=sys.stderr)
+        echo(_("interrupted"), err=True)
         return errors.EXIT_INTERRUPTED
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        echo(_("interrupted"), err=True)
         return errors.EXIT_INTERRUPTED
     except errors.InvalidFile as exc:
         for p in exc.problems:
-            print(f"error: {p}", file=sys.stderr)
-        n = len(exc.problems)
-        print(f"{n} problem{'s' if n != 1 else ''} found; nothing was run", file=sys.stderr)
+            echo(f"{_('error')}: {p}", err=True)
+        from canteen_ops.cli.render import plural
+
+        echo(_("{problems} found; nothing was run").format(problems=plural(len(exc.problems), "problem")), err=True)
         return exc.exit_code
     except errors.CanteenOpsError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        echo(f"{_('error')}: {_(str(exc))}", err=True)  # (fixed messages are in the catalog as they are)
         return exc.exit_code
     except Exception as exc:  # a bug: one line (the traceback with --debug), and exit 70
         if context.debug():
@@ -188,7 +226,6 @@ def _run(argv: list[str] | None) -> int:
 
             traceback.print_exc()
         first = (str(exc).strip().splitlines() or [""])[0][:300]
-        print(f"internal error: {type(exc).__name__}: {first} (run with --debug for the traceback)",
-              file=sys.stderr)
+        echo(f"internal error: {type(exc).__name__}: {first} (run with --debug for the traceback)", err=True)
         return errors.EXIT_SOFTWARE
     return rv if isinstance(rv, int) else 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
@@ -21,6 +22,10 @@ VendorOpt = Annotated[Optional[list[str]], typer.Option("--vendor", metavar="VEN
 AreaOpt = Annotated[Optional[list[str]], typer.Option("--area", metavar="AREA", help="Canteen area, e.g. 烹饪区")]
 TagOpt = Annotated[Optional[list[str]], typer.Option("--tag", metavar="TAG", help="Device tag (repeatable)")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output")]
+ExportLangOpt = Annotated[str, typer.Option(
+    "--lang", metavar="LANG", help="Column headers: en, or zh (Chinese headers, local times, Excel-ready)")]
+OutputOpt = Annotated[Optional[Path], typer.Option(
+    "--output", "-o", metavar="FILE", help="Write here (atomically) instead of stdout")]
 # Upper bounds of numeric options: beyond them a value is a typo, and passing it on overflows (SQLite integers,
 # datetime arithmetic, thread counts). Click's range types report the option and the range (exit 64).
 MAX_COUNT = 1_000_000_000
@@ -49,6 +54,21 @@ def select(ctx: typer.Context, school=None, device=None, kind=None, vendor=None,
     return sel.apply(env(ctx).inventory())
 
 
+def display_tz(ctx: typer.Context) -> str:
+    """The time zone people read times in (Env.timezone)."""
+    return env(ctx).timezone()
+
+
+def export_lang(lang: str, fmt: str, formats: tuple[str, ...]) -> None:
+    """Check an export's --lang and --format before anything is read."""
+    from canteen_ops.errors import UsageError
+
+    if lang not in ("en", "zh"):
+        raise UsageError(f"--lang {lang!r}: expected en or zh")
+    if fmt not in formats:
+        raise UsageError(f"--format {fmt!r}: expected one of {', '.join(formats)}")
+
+
 def write_output(path, data: bytes) -> None:
     """Write a command's output file atomically; a failure is a clear error (exit 73), never a half file."""
     from canteen_ops.errors import CannotWrite
@@ -60,5 +80,33 @@ def write_output(path, data: bytes) -> None:
         raise CannotWrite(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
+def echo(message: Any = "", *, err: bool = False, nl: bool = True) -> None:
+    """A plain line, controls made visible (cli/render.py; imported late so `--help` stays fast)."""
+    from canteen_ops.cli.render import echo as _echo
+
+    _echo(message, err=err, nl=nl)
+
+
+# JSON escapes C0 controls itself; C1 controls and bidi overrides pass through with ensure_ascii=False.
+_JSON_TTY = {c: f"\\u{c:04x}" for c in (*range(0x7F, 0xA0), 0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F),
+                                        *range(0x2066, 0x206A))}
+
+
+def json_text(obj: Any, indent: int | None = 2) -> str:
+    """JSON for stdout: as is into a pipe; on a terminal, characters that act on it become \\u escapes (still
+    the same JSON)."""
+    text = json.dumps(obj, ensure_ascii=False, indent=indent, default=str)
+    return text.translate(_JSON_TTY) if sys.stdout.isatty() else text
+
+
 def print_json(obj: Any) -> None:
-    sys.stdout.write(json.dumps(obj, ensure_ascii=False, indent=2, default=str) + "\n")
+    sys.stdout.write(json_text(obj) + "\n")
+
+
+def cell(value: Any) -> "Text":
+    """Outside text (device answers, log records) as one line of a table cell (cli/render.py)."""
+    from rich.text import Text
+
+    from canteen_ops.cli.render import clean
+
+    return Text(clean(value, oneline=True))

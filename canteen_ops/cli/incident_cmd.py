@@ -1,4 +1,5 @@
-"""`canteen-ops incident open | ack | arrive | resolve | list | show`: faults against the plan's deadlines."""
+"""`canteen-ops incident open | ack | arrive | resolve | cancel | reopen | note | assign | list | show`: faults
+against the plan's deadlines."""
 
 from __future__ import annotations
 
@@ -13,19 +14,12 @@ app = typer.Typer(help=HELP, rich_markup_mode=None, add_completion=False, no_arg
 
 IdArg = Annotated[str, typer.Argument(metavar="ID", help="Incident id or unique prefix (≥ 6 characters)")]
 AtOpt = Annotated[Optional[str], typer.Option(
-    "--at", help="When it happened, if not now: ISO time, local to the inventory time zone unless it has an offset")]
-NoteOpt = Annotated[Optional[str], typer.Option("--note", "-n", help="Free text for the timeline")]
+    "--at", metavar="TIME", help="When it happened, if not now: ISO time, local to the inventory time zone unless it has an offset")]
+NoteOpt = Annotated[Optional[str], typer.Option("--note", "-n", metavar="TEXT", help="Free text for the timeline")]
 
 
 def _tz(ctx: typer.Context) -> str:
-    """The display time zone: the inventory's, or Asia/Shanghai when no valid inventory is at hand."""
-    from canteen_ops.errors import CanteenOpsError
-
-    e = env(ctx)
-    try:
-        return e.inventory().settings.timezone if e.inventory_path.exists() else "Asia/Shanghai"
-    except CanteenOpsError:
-        return "Asia/Shanghai"
+    return env(ctx).timezone()
 
 
 def _parse_at(at: str | None, tz: str, flag: str = "--at"):
@@ -50,11 +44,11 @@ def _parse_at(at: str | None, tz: str, flag: str = "--at"):
 
 @app.command("open")
 def open_(ctx: typer.Context,
-          level: Annotated[str, typer.Option("--level", "-l", help="major (重大) or general (一般)")],
-          title: Annotated[str, typer.Option("--title", "-t", help="Short description of the fault")],
-          device: Annotated[Optional[list[str]], typer.Option("--device", "-d", help="Affected device id (repeatable)")] = None,
-          school: Annotated[Optional[str], typer.Option("--school", "-s", help="School id (if no device is named)")] = None,
-          description: Annotated[Optional[str], typer.Option("--description", help="Details")] = None,
+          level: Annotated[str, typer.Option("--level", "-l", metavar="LEVEL", help="major (重大) or general (一般)")],
+          title: Annotated[str, typer.Option("--title", "-t", metavar="TEXT", help="Short description of the fault")],
+          device: Annotated[Optional[list[str]], typer.Option("--device", "-d", metavar="DEVICE", help="Affected device id (repeatable)")] = None,
+          school: Annotated[Optional[str], typer.Option("--school", "-s", metavar="SCHOOL", help="School id (if no device is named)")] = None,
+          description: Annotated[Optional[str], typer.Option("--description", metavar="TEXT", help="Details")] = None,
           at: AtOpt = None, json: JsonOpt = False) -> int:
     """Open an incident; prints its on-site deadline."""
     from canteen_ops.incidents import open_incident
@@ -126,7 +120,8 @@ def _act(ctx: typer.Context, verb: str, ident: str, at: str | None, **kw) -> int
 
     sla = arrive_sla(inc, utcnow())
     extra = f"; on-site SLA {sla}" if verb in ("arrive", "resolve") else ""
-    e.console.print(f"incident {inc['id'][:8]} {inc['state']}{extra}", highlight=False, markup=False)
+    done = {"add_note": "note added; ", "assign": f"assigned to {inc.get('assigned_to')}; "}.get(verb, "")
+    e.console.print(f"incident {inc['id'][:8]} {done}{inc['state']}{extra}", highlight=False, markup=False)
     return 0
 
 
@@ -144,20 +139,53 @@ def arrive(ctx: typer.Context, ident: IdArg, note: NoteOpt = None, at: AtOpt = N
 
 @app.command()
 def resolve(ctx: typer.Context, ident: IdArg,
-            resolution: Annotated[str, typer.Option("--resolution", "-r", help="What fixed it")],
+            resolution: Annotated[str, typer.Option("--resolution", "-r", metavar="TEXT", help="What fixed it")],
             at: AtOpt = None) -> int:
     """Resolve: the fault is fixed."""
     return _act(ctx, "resolve", ident, at, resolution=resolution)
+
+
+@app.command()
+def cancel(ctx: typer.Context, ident: IdArg,
+           reason: Annotated[str, typer.Option("--reason", "-r", metavar="TEXT", help="Why it was a false alarm")],
+           at: AtOpt = None) -> int:
+    """Cancel a false alarm: closed and kept in the log with the reason, left out of SLA figures."""
+    return _act(ctx, "cancel", ident, at, reason=reason)
+
+
+@app.command()
+def reopen(ctx: typer.Context, ident: IdArg, note: NoteOpt = None, at: AtOpt = None) -> int:
+    """Reopen a resolved or cancelled incident (the fault came back); its deadlines stand."""
+    return _act(ctx, "reopen", ident, at, note=note)
+
+
+@app.command()
+def note(ctx: typer.Context, ident: IdArg,
+         text: Annotated[str, typer.Argument(metavar="TEXT", help="What was done or found")],
+         at: AtOpt = None) -> int:
+    """Add a note to an incident's timeline (any state)."""
+    return _act(ctx, "add_note", ident, at, text=text)
+
+
+@app.command()
+def assign(ctx: typer.Context, ident: IdArg,
+           who: Annotated[str, typer.Argument(metavar="NAME", help="The technician who takes it on")],
+           at: AtOpt = None) -> int:
+    """Assign an active incident to a technician."""
+    return _act(ctx, "assign", ident, at, who=who)
 
 
 @app.command("list")
 def list_(ctx: typer.Context,
           overdue: Annotated[bool, typer.Option("--overdue", help="Only SLA breaches (exit 2 if any)")] = False,
           all_: Annotated[bool, typer.Option("--all", help="Include resolved incidents")] = False,
-          school: Annotated[Optional[list[str]], typer.Option("--school", "-s", help="School id")] = None,
-          level: Annotated[Optional[list[str]], typer.Option("--level", "-l", help="major | general")] = None,
+          school: Annotated[Optional[list[str]], typer.Option("--school", "-s", metavar="SCHOOL", help="School id")] = None,
+          level: Annotated[Optional[list[str]], typer.Option("--level", "-l", metavar="LEVEL", help="major | general")] = None,
+          device: Annotated[Optional[list[str]], typer.Option(
+              "--device", "-d", metavar="GLOB", help="Only incidents on matching devices, e.g. 'xc-cam-*'")] = None,
           json: JsonOpt = False) -> int:
-    """Active incidents (escalated ones in red); `--overdue` lists on-site deadline breaches."""
+    """Active incidents (escalated ones in red); `--all` adds resolved and cancelled ones; `--overdue` lists
+    on-site deadline breaches."""
     from canteen_ops.errors import UsageError
     from canteen_ops.incidents import escalate_overdue, list_incidents
     from canteen_ops.sla import LEVELS
@@ -170,36 +198,40 @@ def list_(ctx: typer.Context,
     now = utcnow()
     escalate_overdue(e.log(), now)
     rows = list_incidents(e.log(), include_resolved=all_, overdue=overdue, schools=school or (),
-                          levels=level or (), now=now)
+                          levels=level or (), devices=device or (), now=now)
     code = 2 if overdue and rows else 0
     if json:
         print_json(rows)
         return code
-    from rich.table import Table
     from rich.text import Text
 
+    from canteen_ops.cli.render import ID, TIME, Column, first_of, plural, table
+    from canteen_ops.i18n import _
+    from canteen_ops.incidents import ACTIVE_STATES
+
     tz = _tz(ctx)
-    title = f"{len(rows)} {'overdue ' if overdue else ''}incident{'s' if len(rows) != 1 else ''}"
-    table = Table(title=title, title_justify="left")
-    for col in ("id", "level", "state", "school", "devices", "title", "opened", "on site by", "SLA", ""):
-        table.add_column(col, overflow="fold")
+    title = plural(len(rows), "overdue incident") if overdue else plural(len(rows), "incident")
+    cols = [Column("id", ID), Column("level", ID), Column("state", ID), Column("school", ID, optional=True),
+            Column("devices", ID), Column("title", main=True), Column("assigned"),
+            Column("opened", TIME, optional=True), Column("on site by", TIME), Column("SLA"), Column("")]
+    cells, styles = [], []
     for r in rows:
-        escalated = bool(r.get("escalated_at")) and r["state"] != "resolved" and not r.get("arrived_at")
-        style = "bold red" if escalated else ("red" if r["sla"] == "breached" else None)
-        table.add_row(r["id"][:8], r["level"], r["state"], r["school_id"] or "", ", ".join(r["device_ids"] or []),
-                      r["title"], local(r["opened_at"], tz), local(r["arrive_deadline"], tz), r["sla"],
-                      Text("ESCALATED", style="bold white on red") if escalated else "", style=style)
-    e.console.print(table)
-    if any(r.get("escalated_at") and not r.get("arrived_at") and r["state"] != "resolved" for r in rows):
-        e.console.print("[bold red]escalated: on-site deadline passed without arrival — report to the leading "
-                        "group (领导小组)[/]")
+        escalated = bool(r.get("escalated_at")) and r["state"] in ACTIVE_STATES and not r.get("arrived_at")
+        styles.append("bold red" if escalated else ("red" if r["sla"] == "breached" else None))
+        cells.append((r["id"][:8], _(r["level"]), _(r["state"]), r["school_id"], first_of(r["device_ids"]),
+                      r["title"], r.get("assigned_to"), local(r["opened_at"], tz), local(r["arrive_deadline"], tz),
+                      _(r["sla"]), Text(_("ESCALATED"), style="bold white on red") if escalated else ""))
+    e.console.print(table(title, cols, cells, console=e.console, row_styles=styles))  # (empty columns go)
+    if any(r.get("escalated_at") and not r.get("arrived_at") and r["state"] in ACTIVE_STATES for r in rows):
+        e.console.print(_("escalated: on-site deadline passed without arrival — report to the leading "
+                          "group (领导小组)"), style="bold red")
     return code
 
 
 @app.command()
 def show(ctx: typer.Context, ident: IdArg, json: JsonOpt = False) -> int:
     """One incident with its timeline."""
-    from canteen_ops.incidents import escalate_overdue, events, find_incident
+    from canteen_ops.incidents import ACTIVE_STATES, escalate_overdue, events, find_incident
     from canteen_ops.sla import arrive_sla, resolve_sla
     from canteen_ops.timeutil import local, utcnow
 
@@ -213,25 +245,33 @@ def show(ctx: typer.Context, ident: IdArg, json: JsonOpt = False) -> int:
     if json:
         print_json({"incident": inc, "events": evs})
         return 0
+    from canteen_ops.cli.render import fields, pad, styled
+    from canteen_ops.i18n import _
+
     tz = _tz(ctx)
     c = e.console
-    c.print(f"[bold]incident {inc['id']}[/bold]  {inc['level']} / {inc['state']}", highlight=False)
-    if inc.get("escalated_at") and not inc.get("arrived_at") and inc["state"] != "resolved":
-        c.print(f"[bold white on red] ESCALATED at {local(inc['escalated_at'], tz)} [/]", highlight=False)
+    from canteen_ops.incidents import ACTIVE_STATES
+
+    c.print(styled((f"{_('incident')} {inc['id']}", "bold"), f"  {_(inc['level'])} / {_(inc['state'])}"))
+    if inc.get("escalated_at") and not inc.get("arrived_at") and inc["state"] in ACTIVE_STATES:
+        c.print(f" {_('ESCALATED at {time}').format(time=local(inc['escalated_at'], tz))} ", style="bold white on red")
+    hours = _("inside working hours") if inc.get("opened_in_hours") else _("outside working hours")
     lines = [
-        ("title", inc["title"]), ("description", inc.get("description") or ""),
-        ("school", inc.get("school_id") or ""), ("devices", ", ".join(inc.get("device_ids") or [])),
-        ("opened", f"{local(inc['opened_at'], tz)} by {inc.get('opened_by') or ''}"
-                   f" ({'inside' if inc.get('opened_in_hours') else 'outside'} working hours)"),
-        ("on site by", f"{local(inc.get('arrive_deadline'), tz)}  SLA {inc['sla']}"),
-        ("restore by", f"{local(inc.get('resolve_deadline'), tz)}  SLA {inc['resolve_sla']}"),
-        ("resolution", inc.get("resolution") or ""),
-        *([("kb", f"{inc['kb']}  (canteen-ops kb show {inc['kb']})")] if inc["kb"] else []),
+        ("title", inc["title"]), ("description", inc.get("description")),
+        ("school", inc.get("school_id")), ("devices", inc.get("device_ids")),
+        ("assigned to", inc.get("assigned_to")),
+        ("opened", f"{local(inc['opened_at'], tz)} {_('by')} {inc.get('opened_by') or ''} ({hours})"),
+        ("on site by", f"{local(inc.get('arrive_deadline'), tz)}  SLA {_(inc['sla'])}"),
+        ("restore by", f"{local(inc.get('resolve_deadline'), tz)}  SLA {_(inc['resolve_sla'])}"),
+        ("resolution", inc.get("resolution")),
+        ("kb", f"{inc['kb']}  (canteen-ops kb show {inc['kb']})" if inc["kb"] else None),
     ]
-    for k, v in lines:
-        c.print(f"  {k:<12} {v}", highlight=False, markup=False)
-    c.print("  timeline:", highlight=False)
+    if inc["state"] == "cancelled":
+        lines.append(("cancelled", f"{local(inc.get('cancelled_at'), tz)} {_('by')} {inc.get('cancelled_by') or ''}: "
+                                   f"{inc.get('cancel_reason') or ''}"))
+    fields(c, lines)
+    c.print(f"  {_('timeline')}:")
     for ev in evs:
-        c.print(f"    {local(ev['at'], tz)}  {ev['action']:<16} {ev.get('actor') or '':<12} {ev.get('note') or ''}",
-                highlight=False, markup=False)
+        c.print(f"    {local(ev['at'], tz)}  {pad(_(ev['action']), 16)} {pad(ev.get('actor') or '', 12)} "
+                f"{ev.get('note') or ''}")
     return 0

@@ -280,7 +280,9 @@ def parse_streaming_channels(root: Element) -> list[dict[str, Any]]:
             continue
         video = X.find(el, "Video")
         fps = X.number(video, "maxFrameRate")
-        if fps is not None and fps >= 100:
+        if fps == 0:
+            fps = None  # "full frame rate" (the source's own): recorders say so for sub streams (corpus DS-7732NI-M4)
+        elif fps is not None and fps >= 100:
             fps = fps / 100  # ISAPI writes 25 fps as 2500
         control = (X.text(video, "videoQualityControlType") or "").upper()
         cbr, vbr = X.number(video, "constantBitRate"), X.number(video, "vbrUpperCap")
