@@ -19,14 +19,12 @@ def _entries(ctx: typer.Context):
 
 
 def _print_rows(ctx: typer.Context, entries, title: str) -> None:
-    from rich.table import Table
+    from canteen_ops.cli.render import ID, Column, table
 
-    table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
-    for col, kw in (("id", {"no_wrap": True}), ("title", {"overflow": "fold"}), ("source", {})):
-        table.add_column(col, **kw)
-    for e in entries:
-        table.add_row(e.id, e.title, e.source if not e.extends else f"{e.source}, adds to {e.extends}")
-    env(ctx).console.print(table)
+    console = env(ctx).console
+    cols = [Column("id", ID), Column("title", main=True), Column("source")]
+    rows = [(e.id, e.title, e.source if not e.extends else f"{e.source}, adds to {e.extends}") for e in entries]
+    console.print(table(title, cols, rows, console=console))
 
 
 @app.command("list")
@@ -98,15 +96,15 @@ def show(ctx: typer.Context,
 
 @app.command()
 def add(ctx: typer.Context,
-        title: Annotated[str, typer.Option("--title", "-t", help="What the entry is about, e.g. '烹饪区摄像机雨季花屏'")],
-        symptom: Annotated[str, typer.Option("--symptom", help="What one sees")] = "",
-        cause: Annotated[Optional[list[str]], typer.Option("--cause", help="A likely cause (repeatable)")] = None,
-        step: Annotated[Optional[list[str]], typer.Option("--step", help="A step, in order (repeatable)")] = None,
-        escalate: Annotated[str, typer.Option("--escalate", help="When to hand it up")] = "",
-        keyword: Annotated[Optional[list[str]], typer.Option("--keyword", "-k", help="A search word (repeatable)")] = None,
+        title: Annotated[str, typer.Option("--title", "-t", metavar="TEXT", help="What the entry is about, e.g. '烹饪区摄像机雨季花屏'")],
+        symptom: Annotated[str, typer.Option("--symptom", metavar="TEXT", help="What one sees")] = "",
+        cause: Annotated[Optional[list[str]], typer.Option("--cause", metavar="TEXT", help="A likely cause (repeatable)")] = None,
+        step: Annotated[Optional[list[str]], typer.Option("--step", metavar="TEXT", help="A step, in order (repeatable)")] = None,
+        escalate: Annotated[str, typer.Option("--escalate", metavar="TEXT", help="When to hand it up")] = "",
+        keyword: Annotated[Optional[list[str]], typer.Option("--keyword", "-k", metavar="WORD", help="A search word (repeatable)")] = None,
         extends: Annotated[Optional[str], typer.Option("--extends", metavar="ID",
                                                        help="The entry this adds to, e.g. KB-HUAPING")] = None,
-        device: Annotated[Optional[str], typer.Option("--device", "-d", help="The device it was seen on")] = None,
+        device: Annotated[Optional[str], typer.Option("--device", "-d", metavar="DEVICE", help="The device it was seen on")] = None,
         json: JsonOpt = False) -> int:
     """Add a technician's entry; it is kept in the maintenance log and synced upstream with it."""
     from canteen_ops import kb
