@@ -22,7 +22,7 @@ click.Context.formatter_class = helpfmt.CellHelpFormatter
 
 class LazyGroup(TyperGroup):
     """The root group: a command's Click object is built only when it is invoked, so a run pays for one command,
-    not all of them (building reads every signature and annotation: ~70 ms for all twelve). `--help` lists each
+    not all of them (building reads every signature and annotation: ~70 ms for twelve of them). `--help` lists each
     one from its module's HELP (a group) or docstring (a command) without building it. Each module imports only
     typer at top level; heavy libraries are imported inside the commands that use them."""
 
