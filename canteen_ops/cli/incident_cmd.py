@@ -97,7 +97,9 @@ def _incident_kb(log, inc) -> str | None:
     """The knowledge-base entry for an incident opened from a check result (the result it came from)."""
     from canteen_ops.kb.classify import kb_for_result
 
-    source = inc.get("source_result_id")
+    if (inc.get("data") or {}).get("kb"):
+        return inc["data"]["kb"]
+    source = inc.get("source_result_id")  # an incident opened before the knowledge base kept its entry
     row = log.get("results", source) if source else None
     return kb_for_result(row) if row else None
 
