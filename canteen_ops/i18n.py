@@ -64,6 +64,12 @@ def status_word(status: str, *, upper: bool = False) -> str:
     return word.upper() if upper and language() == "en" else word
 
 
+def check_word(check: str) -> str:
+    """A check's name for a reader of the report (时钟偏差 for `clock`); the name itself where none is known."""
+    word = _(f"check:{check}")
+    return check if word.startswith("check:") else word
+
+
 def zh(message: str) -> str:
     """The Chinese form of a message whatever the current language (headers of `--lang zh` exports)."""
     return translations("zh").gettext(message) if message else message
