@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from canteen_ops.cli.common import AreaOpt, DeviceOpt, JsonOpt, KindOpt, SchoolOpt, TagOpt, VendorOpt, env, select
+from canteen_ops.summaries import translate
 
 
 def status(
@@ -80,7 +81,7 @@ def _render(e, report: dict, *, show_ok: bool) -> None:
         rows = []
         for p in s["problems"]:
             rows.append((status_cell(p["status"], upper=True), p["device_id"] or _("(school)"), p["area"], p["check"],
-                         p["summary"], age(p["age_s"])))
+                         translate(p["summary"]), age(p["age_s"])))
         for dev in s["never_checked"]:
             rows.append((status_cell("unknown", upper=True), dev, "", "", _("no result in the log: never checked"), ""))
         for i in s["incidents"]:

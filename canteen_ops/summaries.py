@@ -1,0 +1,127 @@
+"""Check summaries in the reader's language, translated when shown.
+
+The log stores every summary in one stable language, English: it is synced upstream, searched with `log list
+--grep`, and compared across runs, so it must not depend on the LANG of whoever ran the check. A summary is built
+from our phrases with values in them ("clock 75 s ahead (> 60 s)", "disk 1: error", "retention channels 1–3: 3.0
+days < 7") plus data (device ids, area names, what a device said). `translate()` rewrites our phrases, in one
+place, through the gettext catalog: each entry of PHRASES is an English template whose `{placeholders}` match a
+number, an id or a size; the template is also the catalog's msgid, and the Chinese msgstr uses the same names.
+Anything not matched (data, a device's own words) is left as it is.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+from canteen_ops.i18n import _, language
+
+_NUM = r"-?\d+(?:\.\d+)?"
+_SLOTS = {
+    "n": _NUM, "m": _NUM, "k": _NUM, "a": _NUM, "b": _NUM, "c": _NUM, "d": _NUM, "e": _NUM,
+    "id": r"[A-Za-z0-9_.:-]+",
+    "size": _NUM + r" [KMGT]?B", "free": _NUM + r" [KMGT]?B",
+}
+MAX_LEN = 4000  # longer text is shown as stored (each pattern is linear; this bounds the passes' cost too)
+
+# Most specific first: a phrase is rewritten once, and the Chinese it becomes matches no later template.
+PHRASES = (
+    # reachable, login, facts, clock, ntp (checks/device.py)
+    "offline (connection refused on port {n})",
+    "no answer (timeout after {n} s on port {m})",
+    "port {n} open in {m} ms",
+    "logged in as ",
+    "device answered without identity details",
+    "device did not report its time",
+    "clock in sync (±0 s)",
+    "clock {n} s ahead", "clock {n} s behind",
+    "clock {n} min ahead", "clock {n} min behind",
+    "clock {n} h ahead", "clock {n} h behind",
+    "clock {n} days ahead", "clock {n} days behind",
+    "clock reset: device says ",
+    " UTC (power loss? set the time and check NTP)",
+    "(> {n} s)",
+    "NTP disabled (time set manually; it will drift)",
+    "NTP enabled but no server configured",
+    "device does not report its NTP settings",
+    "(enabled state not reported)",
+    "NTP on, server ",
+    "NTP server ",
+    ", serial ", ", firmware ",
+    # storage, channels, retention, gaps (checks/nvr.py)
+    "no disk installed: nothing is being recorded",
+    "disk {id}: error", "disk {id}: unformatted", "disk {id}: absent", "disk {id}: read-only",
+    "disk {id}: state not reported",
+    "disk {id}: {n}% free (< {m}%)",
+    "{n} disks ok, ", "{n} disk ok, ",
+    "{free} free of {size}",
+    "capacity not reported",
+    " (full: the NVR overwrites the oldest recordings)",
+    "channel {n} offline",
+    "channel {n} not configured on the NVR",
+    "channel {n}: state not reported",
+    "{n} of {m} channels online",
+    "no channels to search",
+    "retention ≥ {n} days on all {m} channels", "retention {n} days on all {m} channels",
+    "retention ≥ {n} days on 1 channel", "retention {n} days on 1 channel",
+    "(policy ≥ {n})",
+    "{n} days < {m}",
+    "no recordings",
+    "no gaps ≥ {n} min in the last {m} h on all {k} channels",
+    "no gaps ≥ {n} min in the last {m} h on {k} channels",
+    "no gaps ≥ {n} min in the last {m} h on 1 channel",
+    "{n} recording gaps in the last {m} h — ", "{n} recording gap in the last {m} h — ",
+    "retention channels ", "retention channel ",
+    "channels ", "channel ",
+    # stream and picture (checks/video.py, media/quality.py)
+    ", first frame in {n} s",
+    "no picture to assess",
+    "black picture (mean luma {n}): no video signal",
+    "uniform picture ({n}% one tone, mean luma {m}): lens covered or signal lost",
+    "too dark: mean luma {n} < {m}",
+    "overexposed: mean luma {n} > {m}",
+    "low contrast (haze, grease film): luma std {n} < {m}",
+    "blurred (grease or steam on the lens? clean it): ",
+    "sharpness {n} < {m}",
+    "{n}% below this camera's baseline {m}",
+    "colour cast: K {n} > {m}",
+    "frozen picture: {n} consecutive frames unchanged outside the OSD",
+    "picture ok (luma {a}, contrast {b}, sharpness {c}, cast K {d}, {e} frames)",
+    # coverage (checks/coverage.py)
+    "no required areas in the policy",
+    "{n} of {m} required areas not covered: ",
+    "{n} of {m} required areas not checked yet: ",
+    "all {n} required areas covered by a working camera",
+    "(no working camera: ",
+    "(no camera in the inventory)",
+    " not checked yet (",
+    # any check (checks/run.py)
+    " — {n} other checks skipped", " — {n} other check skipped",
+    "no answer within {n} s",
+    "unusable answer from the device: ",
+    "internal error: ",
+    "refused: ",
+)
+
+
+@lru_cache(maxsize=1)
+def _compiled() -> list[tuple[re.Pattern[str], str]]:
+    out = []
+    for template in PHRASES:
+        parts = re.split(r"\{(\w+)\}", template)
+        rx = "".join(re.escape(p) if i % 2 == 0 else f"(?P<{p}>{_SLOTS[p]})" for i, p in enumerate(parts))
+        out.append((re.compile(rx), template))
+    return out
+
+
+def translate(summary: str | None) -> str:
+    """The summary in the reader's language (unchanged in English)."""
+    if not summary or language() == "en" or len(summary) > MAX_LEN:
+        return summary or ""
+    text = summary
+    for rx, template in _compiled():
+        target = _(template)
+        if target == template:
+            continue
+        text = rx.sub(lambda m, t=target: t.format(**m.groupdict()), text)
+    return text.replace("; ", "；")
