@@ -1,4 +1,4 @@
-"""Check summaries in the reader's language, translated when shown.
+"""Check summaries (and incident titles and timeline notes) in the reader's language, translated when shown.
 
 The log stores every summary in one stable language, English: it is synced upstream, searched with `log list
 --grep`, and compared across runs, so it must not depend on the LANG of whoever ran the check. A summary is built
@@ -14,13 +14,14 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-from canteen_ops.i18n import _, language
+from canteen_ops.i18n import _, check_word, language
 
 _NUM = r"-?\d+(?:\.\d+)?"
 _SLOTS = {
     "n": _NUM, "m": _NUM, "k": _NUM, "a": _NUM, "b": _NUM, "c": _NUM, "d": _NUM, "e": _NUM,
     "id": r"[A-Za-z0-9_.:-]+",
     "size": _NUM + r" [KMGT]?B", "free": _NUM + r" [KMGT]?B",
+    "level": r"major|general", "check": r"[a-z][a-z-]*",  # shown as 重大 / 一般 and 时钟偏差 (i18n.check_word)
 }
 MAX_LEN = 4000  # longer text is shown as stored (each pattern is linear; this bounds the passes' cost too)
 
@@ -95,6 +96,17 @@ PHRASES = (
     "(no working camera: ",
     "(no camera in the inventory)",
     " not checked yet (",
+    # incident titles and timeline notes (incidents.py, escalation.py)
+    ": {check} critical",
+    "{level}; inside working hours; on site within {n} h",
+    "{level}; outside working hours; on site within {n} h",
+    "{level}; from check result",
+    "nobody on duty in the roster (值班表无人)",
+    "自动恢复 recovered automatically",
+    "{check} ok again: ",
+    "general → major: ",
+    "fault back within the hold-down period: ",
+    "step {n}: {m} % of the on-site time without arrival",
     # any check (checks/run.py)
     " — {n} other checks skipped", " — {n} other check skipped",
     "no answer within {n} s",
@@ -114,14 +126,22 @@ def _compiled() -> list[tuple[re.Pattern[str], str]]:
     return out
 
 
-def translate(summary: str | None) -> str:
-    """The summary in the reader's language (unchanged in English)."""
+def _words(values: dict[str, str]) -> dict[str, str]:
+    if "level" in values:
+        values["level"] = _(values["level"])
+    if "check" in values:
+        values["check"] = check_word(values["check"])
+    return values
+
+
+def translate(summary: str | None) -> str | None:
+    """The summary in the reader's language (unchanged in English; None stays None)."""
     if not summary or language() == "en" or len(summary) > MAX_LEN:
-        return summary or ""
+        return summary
     text = summary
     for rx, template in _compiled():
         target = _(template)
         if target == template:
             continue
-        text = rx.sub(lambda m, t=target: t.format(**m.groupdict()), text)
+        text = rx.sub(lambda m, t=target: t.format(**_words(m.groupdict())), text)
     return text.replace("; ", "；")

@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from canteen_ops.summaries import translate
 from canteen_ops.cli.common import JsonOpt, env, print_json
 
 HELP = "Incidents (故障) with on-site SLA clocks: major 重大 1 h / 2 h, general 一般 2 h / 4 h."
@@ -221,8 +222,8 @@ def list_(ctx: typer.Context,
         escalated = bool(r.get("escalated_at")) and r["state"] in ACTIVE_STATES and not r.get("arrived_at")
         styles.append("bold red" if escalated else ("red" if r["sla"] == "breached" else None))
         cells.append((r["id"][:8], _(r["level"]), _(r["state"]), r["school_id"], first_of(r["device_ids"]),
-                      r["title"], r.get("assigned_to"), local(r["opened_at"], tz), local(r["arrive_deadline"], tz),
-                      _(r["sla"]), Text(_("ESCALATED"), style="bold white on red") if escalated else ""))
+                      translate(r["title"]), r.get("assigned_to"), local(r["opened_at"], tz), local(r["arrive_deadline"], tz),
+                      _sla(r["sla"]), Text(_("ESCALATED"), style="bold white on red") if escalated else ""))
     e.console.print(table(title, cols, cells, console=e.console, row_styles=styles))  # (empty columns go)
     if any(r.get("escalated_at") and not r.get("arrived_at") and r["state"] in ACTIVE_STATES for r in rows):
         e.console.print(_("escalated: on-site deadline passed without arrival — report to the leading "
@@ -259,12 +260,12 @@ def show(ctx: typer.Context, ident: IdArg, json: JsonOpt = False) -> int:
         c.print(f" {_('ESCALATED at {time}').format(time=local(inc['escalated_at'], tz))} ", style="bold white on red")
     hours = _("inside working hours") if inc.get("opened_in_hours") else _("outside working hours")
     lines = [
-        ("title", inc["title"]), ("description", inc.get("description")),
+        ("title", translate(inc["title"])), ("description", translate(inc.get("description"))),
         ("school", inc.get("school_id")), ("devices", inc.get("device_ids")),
         ("assigned to", inc.get("assigned_to")),
         ("opened", f"{local(inc['opened_at'], tz)} {_('by')} {inc.get('opened_by') or ''} ({hours})"),
-        ("on site by", f"{local(inc.get('arrive_deadline'), tz)}  SLA {_(inc['sla'])}"),
-        ("restore by", f"{local(inc.get('resolve_deadline'), tz)}  SLA {_(inc['resolve_sla'])}"),
+        ("on site by", f"{local(inc.get('arrive_deadline'), tz)}  SLA {_sla(inc['sla'])}"),
+        ("restore by", f"{local(inc.get('resolve_deadline'), tz)}  SLA {_sla(inc['resolve_sla'])}"),
         ("resolution", inc.get("resolution")),
         ("kb", f"{inc['kb']}  (canteen-ops kb show {inc['kb']})" if inc["kb"] else None),
     ]
@@ -275,5 +276,13 @@ def show(ctx: typer.Context, ident: IdArg, json: JsonOpt = False) -> int:
     c.print(f"  {_('timeline')}:")
     for ev in evs:
         c.print(f"    {local(ev['at'], tz)}  {pad(_(ev['action']), 16)} {pad(ev.get('actor') or '', 12)} "
-                f"{ev.get('note') or ''}")
+                f"{translate(ev.get('note') or '')}")
     return 0
+
+
+def _sla(state: str) -> str:
+    """met / breached / pending of a deadline (`pending` here is "not due yet", not the sync queue's pending)."""
+    from canteen_ops.i18n import _
+
+    word = _(f"sla:{state}")
+    return state if word.startswith("sla:") else word
