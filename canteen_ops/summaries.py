@@ -162,6 +162,10 @@ def _compiled() -> list[tuple[re.Pattern[str], str]]:
     for template in PHRASES:
         parts = re.split(r"\{(\w+)\}", template)
         rx = "".join(re.escape(p) if i % 2 == 0 else f"(?P<{p}>{_SLOTS[p]})" for i, p in enumerate(parts))
+        if not parts[0]:
+            # a template that starts with a value: try it only where a value can start, so a long run of digits
+            # or letters costs one attempt, not one per character (linear, not quadratic)
+            rx = r"(?<![\w.:-])" + rx
         out.append((re.compile(rx), template))
     return out
 
