@@ -97,15 +97,16 @@ def faulty(lab, lab_env, lab_faults, tmp_path, monkeypatch):
 def test_check_status_and_incidents_speak_chinese_while_the_log_keeps_english(faulty, cli, zh, monkeypatch):
     r = cli("check", "-d", "s001-*", "--open-incidents")
     assert r.code == 2, r
-    for phrase in ("时钟偏差：快 75 秒 (> 60 秒)", "硬盘 1：故障", "录像保存天数 通道", "天 < 7 天", "离线 (端口",
+    assert re.search(r"时钟偏差：快 7\d 秒 \(> 60 秒\)", r.out), r  # 75 s, give or take the second of the run
+    for phrase in ("硬盘 1：故障", "录像保存天数 通道", "天 < 7 天", "离线 (端口",
                    "另有 6 项检查跳过", "通道 1 视频丢失"):
         assert phrase in r.out, phrase
     assert "s001-cam01" in r.out  # data as it is
-    for english in ("clock 75 s ahead", "disk 1: error", "connection refused", "other checks skipped"):
+    for english in ("s ahead", "disk 1: error", "connection refused", "other checks skipped"):
         assert english not in r.out, english
     rows = MaintenanceLog.open(faulty).query("SELECT summary FROM results WHERE check_name = 'clock' "
                                         "AND device_id = 's001-nvr'")
-    assert rows and rows[-1]["summary"].startswith("clock 75 s ahead")  # the log stays English (sync, --grep)
+    assert rows and re.match(r"clock 7\d s ahead", rows[-1]["summary"])  # the log stays English (sync, --grep)
 
     r = cli("status")
     assert r.code == 2 and "时钟偏差：快" in r.out and "硬盘 1：故障" in r.out, r
@@ -114,13 +115,13 @@ def test_check_status_and_incidents_speak_chinese_while_the_log_keeps_english(fa
     ident = next(i["id"] for i in json.loads(cli("incident", "list", "--json").out)
                  if i["title"] == "s001-nvr: clock critical")
     r = cli("incident", "show", ident[:8])
-    assert r.code == 0 and "时钟偏差：快 75 秒" in r.out and "工作时间" in r.out and "小时内到场" in r.out, r
-    r = cli("log", "list", "--grep", "clock 75 s ahead")  # searching the stored English still works
-    assert r.code == 0 and "时钟偏差：快 75 秒" in r.out, r
+    assert r.code == 0 and "时钟偏差：快 7" in r.out and "工作时间" in r.out and "小时内到场" in r.out, r
+    r = cli("log", "list", "--grep", "s ahead")  # searching the stored English still works
+    assert r.code == 0 and "时钟偏差：快 7" in r.out, r
 
     _lang(monkeypatch, "C")
     r = cli("status")
-    assert "clock 75 s ahead (> 60 s)" in r.out and "disk 1: error" in r.out and "时钟偏差" not in r.out, r
+    assert re.search(r"clock 7\d s ahead \(> 60 s\)", r.out) and "disk 1: error" in r.out and "时钟偏差" not in r.out, r
 
 
 def test_backup_snapshot_firmware_watch_and_kb_speak_chinese(faulty, cli, zh, monkeypatch, tmp_path):
