@@ -70,12 +70,28 @@ def test_crit_first_then_warn_exit_2_and_run_status(cli, fleet, tmp_path):
 def test_exit_codes_warn_and_unknown(cli, fleet):
     fleet.states["cam-01"].ntp_enabled = False
     assert cli("check", "--only", "ntp").code == 1
-    from canteen_ops.drivers.base import NotSupported
+    from canteen_ops.drivers.base import ProtocolError
 
     fleet.states["cam-01"].ntp_enabled = True
+    fleet.states["cam-01"].errors["clock"] = ProtocolError("unreadable answer")
+    r = cli("check", "--only", "ntp", "--device", "cam-01")
+    assert r.code == 3 and "UNKNOWN" in r.out
+
+
+def test_na_is_shown_logged_and_in_json_but_never_counted(cli, fleet, tmp_path):
+    from canteen_ops.drivers.base import NotSupported
+
     fleet.states["cam-01"].errors["clock"] = NotSupported("clock")
     r = cli("check", "--only", "ntp", "--device", "cam-01")
-    assert r.code == 3 and "not supported" in r.out
+    assert r.code == 0 and "N/A" in r.out and "not applicable" in r.out and "1 n/a" in r.out
+    assert "worst OK" in r.out
+    r = cli("check", "--only", "ntp", "--device", "cam-01", "--json")
+    assert r.code == 0 and [json.loads(line)["status"] for line in r.out.splitlines()] == ["n/a"]
+    r = cli("check", "--only", "ntp", "--device", "cam-01", "--quiet")
+    assert r.code == 0 and r.out == ""  # not a problem
+    log = db(tmp_path)
+    assert {x["status"] for x in log.query("SELECT status FROM results WHERE check_name = 'ntp'")} == {"n/a"}
+    assert {(x["status"], x["exit_code"]) for x in log.query("SELECT status, exit_code FROM runs")} == {("ok", 0)}
 
 
 def test_json_lines_one_object_per_result(cli, fleet, tmp_path):

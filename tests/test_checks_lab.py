@@ -55,8 +55,9 @@ def test_healthy_school_is_ok(lab, inv_path, vendor):
     school = [d.id for d in lab.fleet.devices if d.id.split("-")[0] == nvr.id.split("-")[0]]
     out = check(inv_path, school, NO_MEDIA + ["coverage"])
     bad = [(r.device_id, r.check, r.status.value, r.summary) for r in out.results if r.status is not Status.OK]
-    if vendor == "onvif":  # ONVIF has no standard disk status: unknown, never a failure
-        assert bad == [(nvr.id, "storage", "unknown", "not supported by this onvif device (storage)")]
+    if vendor == "onvif":  # ONVIF has no standard disk status: n/a, shown but never counted
+        assert bad == [(nvr.id, "storage", "n/a", "not applicable: this onvif device does not offer it (storage)")]
+        assert out.exit_code == 0
     else:
         assert bad == []
         assert one(out, nvr.id, "storage").summary.startswith("1 disk ok")
@@ -70,6 +71,18 @@ def test_healthy_school_is_ok(lab, inv_path, vendor):
         out, nvr.id, "clock").summary or "s ahead" in one(out, nvr.id, "clock").summary
     cov = one(out, None, "coverage")
     assert "重点点位覆盖率 100%" in cov.summary
+
+
+def test_a_healthy_estate_of_every_vendor_exits_0(lab, inv_path):
+    """Hikvision, Dahua and ONVIF schools together, every non-media check: a check that does not apply (storage on
+    the ONVIF NVR) is n/a and the run exits 0."""
+    out = check(inv_path, [d.id for d in lab.fleet.devices], NO_MEDIA + ["coverage"])
+    assert {d.vendor for d in lab.fleet.devices} == set(VENDORS)
+    counted = [(r.device_id, r.check, r.status.value, r.summary) for r in out.results
+               if r.status not in (Status.OK, Status.NA)]
+    assert counted == [] and out.exit_code == 0
+    assert [(r.device_id, r.check) for r in out.results if r.status is Status.NA] == [
+        (lab.first("onvif", "nvr").id, "storage")]
 
 
 def test_policy_skip_checks_keeps_a_healthy_onvif_estate_at_exit_0(lab, inv_path, tmp_path):

@@ -304,13 +304,23 @@ def test_find_gaps_merges_and_includes_edges():
     assert find_gaps([], t, t + h, dt.timedelta(minutes=5)) == [(t, t + h)]
 
 
-def test_not_supported_is_unknown_never_a_failure(fleet):
+def test_not_supported_is_na_never_a_failure_nor_counted(fleet):
     fleet.states["cam-01"].errors["clock"] = NotSupported("clock")
     out = run(fleet, ["clock", "ntp", "facts"], devices={"cam-01"})
     for check in ("clock", "ntp"):
         r = one(out, "cam-01", check)
-        assert r.status is Status.UNKNOWN and r.summary == "not supported by this hikvision device (clock)"
+        assert r.status is Status.NA and r.summary == "not applicable: this hikvision device does not offer it (clock)"
     assert one(out, "cam-01", "facts").status is Status.OK
+    assert out.status is Status.OK and out.exit_code == 0
+
+
+def test_refused_is_unknown_not_na(fleet):
+    from canteen_ops.drivers.base import Refused
+
+    fleet.states["cam-01"].errors["clock"] = Refused("clock refused (HTTP 403: too little privilege)")
+    out = run(fleet, ["clock"], devices={"cam-01"})
+    r = one(out, "cam-01", "clock")
+    assert r.status is Status.UNKNOWN and "refused" in r.summary and out.exit_code == 3
 
 
 def test_hostile_answer_is_contained_to_its_check(fleet):

@@ -32,13 +32,16 @@ from canteen_ops.drivers.base import (
     NotSupported,
     Offline,
     ProtocolError,
+    Refused,
     RecordingSpan,
     StreamInfo,
     Timeout,
     UpgradeStatus,
+    auth_guard,
     named_errors,
 )
 from canteen_ops.drivers.http import HttpDriver, Reply
+from canteen_ops.drivers.httpauth import challenge_is_stale
 from canteen_ops.drivers.spans import clipped
 
 UTC = dt.timezone.utc
@@ -58,8 +61,41 @@ def query(action: str, *pairs: tuple[str, Any]) -> str:
     return "&".join(parts)
 
 
+def model_of(system_info: dict[str, str], device_type: dict[str, str] | None = None) -> str | None:
+    """The model from getSystemInfo, or from getDeviceType when getSystemInfo does not name it.
+
+    NVRs and XVRs answer `deviceType=31` (a class number, not a model) and put the model in `updateSerial=`
+    (rroller/dahua#9: `updateSerial=NVR2X-4KS3`; Lorex: rroller/dahua#79) or leave deviceType out
+    (rroller/dahua#59: XVR5108C-X, whose getDeviceType says `type=DH-XVR5108C-X`)."""
+    named = (device_type or {}).get("type", "").strip()
+    candidates = (system_info.get("deviceType", ""), named, system_info.get("updateSerial", ""))
+    for value in candidates:
+        value = value.strip()
+        if value and not value.isdigit() and value.lower() != "ip camera":
+            return value
+    return next((v.strip() for v in candidates if v.strip()), None)
+
+
+def needs_device_type(system_info: dict[str, str]) -> bool:
+    """Whether getSystemInfo leaves the model unnamed (so facts() asks getDeviceType)."""
+    value = system_info.get("deviceType", "").strip()
+    return not value or value.isdigit() or value.lower() == "ip camera"
+
+
+def firmware_of(software: dict[str, str]) -> str | None:
+    """getSoftwareVersion → one version string. Newer firmware writes `version=2.420.AC00.17.R,build:2017-03-22`
+    on one line; older answers `version=2.420.AC00.15.R` and `BuildDate=2016-09-08` on a second line
+    (python-amcrest#71, #168): the build date is joined on the way the newer firmware writes it."""
+    version = (software.get("version") or "").strip()
+    build = (software.get("BuildDate") or "").strip()
+    if version and build and "build" not in version.lower():
+        return f"{version},build:{build}"
+    return version or None
+
+
 def parse_facts(system_info: dict[str, str], software: dict[str, str], name: dict[str, str] | None = None,
-                network: dict[str, Any] | None = None, kind: str | None = None) -> Facts:
+                network: dict[str, Any] | None = None, kind: str | None = None,
+                device_type: dict[str, str] | None = None) -> Facts:
     mac = None
     if network:
         net = network.get("table", {}).get("Network", {})
@@ -73,9 +109,9 @@ def parse_facts(system_info: dict[str, str], software: dict[str, str], name: dic
                 break
     return Facts(
         vendor="dahua",
-        model=system_info.get("deviceType") or system_info.get("updateSerial"),
+        model=model_of(system_info, device_type),
         serial=system_info.get("serialNumber"),
-        firmware=software.get("version"),  # "2.800.0000016.0.R,build:2020-06-05"
+        firmware=firmware_of(software),
         device_type={"nvr": "NVR", "camera": "IPC"}.get(kind or "", kind),
         mac=mac,
         name=(name or {}).get("name"),
@@ -135,6 +171,36 @@ def parse_bool(value: Any) -> bool | None:
         return None
     low = value.strip().lower()
     return True if low in ("true", "1", "yes") else False if low in ("false", "0", "no") else None
+
+
+# Dahua's login-error codes (the RPC2 login's error.code; CGI firmware puts the same code in `ErrorCode` of a JSON
+# 403 body). 268632081 = "HasBeenLocked" in every client library that names them.
+LOGIN_LOCKED_CODE = 268632081
+DEFAULT_LOCK_S = 1800  # LoginFailLockTime default: 30 min
+
+
+def parse_lock(status: int, body: bytes) -> Locked | None:
+    """A 401/403 body that says the device locked us out, as Locked (with the seconds left when it says so).
+
+    Firmware with the newer web stack answers credentials it no longer accepts with HTTP 403 and
+    `{"ErrorCode":268632081,"Result":false,"RmLock":1800,"RmLogin":0}`: RmLock is the lock's remaining seconds,
+    RmLogin the logins left. Older firmware answers 401 `Error\r\nAuthorization Failed!` (see _auth_failure)."""
+    if status not in (401, 403) or not body.lstrip().startswith(b"{") or len(body) > 4096:
+        return None
+    try:
+        obj = json.loads(body.decode("utf-8", errors="replace"))
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(obj, dict):
+        return None
+    code, rm_lock = obj.get("ErrorCode"), obj.get("RmLock")
+    left = rm_lock if isinstance(rm_lock, int) and not isinstance(rm_lock, bool) and 0 < rm_lock <= 86400 else None
+    if code != LOGIN_LOCKED_CODE and left is None:
+        return None
+    return Locked("device has locked logins from this address after failed logins"
+                  + (f"; unlocks in {left // 60} min {left % 60} s" if left is not None else
+                     "; Dahua locks for LoginFailLockTime, typically 30 min")
+                  + "; no credentials are sent to it again in this run", unlock_in_s=left or DEFAULT_LOCK_S)
 
 
 # Storage State words → normalized Disk.status. Only Success/Failure are seen on real devices; the others come
@@ -283,6 +349,14 @@ def strip_secrets(tree: Any) -> Any:
 
 
 
+def _stale_or_lock(reply: Reply) -> bool:
+    """DeviceHTTP's is_stale hook. A lock answer (403 JSON) to a reused nonce is not a refused nonce: DeviceHTTP
+    must hand it back as it is (the driver raises Locked) instead of sending the credentials once more."""
+    if reply.status == 403 and parse_lock(reply.status, reply.body) is not None:
+        return True
+    return challenge_is_stale(reply.challenges)
+
+
 class DahuaDriver(HttpDriver):
     vendor = "dahua"
 
@@ -290,7 +364,7 @@ class DahuaDriver(HttpDriver):
         # Dahua sends a new nonce with every 401, and most firmware also takes a nonce again (with nc counting
         # up); some refuse it (403 or 401). Reuse it until the device refuses once (drivers/http.py).
         super().__init__(device, password, timeout=timeout, timezone=timezone, reuse_challenge=True,
-                         reuse_until_refused=True)
+                         reuse_until_refused=True, is_stale=_stale_or_lock)
         self._offset_known = False
         self._offset: dt.timedelta | None = None
         self._rtsp_port: int | None = None
@@ -313,9 +387,12 @@ class DahuaDriver(HttpDriver):
     def _auth_failure(self, reply: Reply, authenticated: bool) -> AuthFailed | None:
         # A plain challenge has an empty (or HTML) body. An `Error` body naming a lock, or `Authorization Failed!`
         # on a 401, is read as the login lock (assumption, see docs/drivers.md): never send credentials then.
+        dev = self.device.id
+        locked = parse_lock(reply.status, reply.body)
+        if locked is not None:
+            return Locked(f"{dev}: {locked}", unlock_in_s=locked.unlock_in_s)
         text = reply.text()[:2000]
         low = text.lower()
-        dev = self.device.id
         if re.search(r"\b(locked|lock)\b", low) or (low.lstrip().startswith("error")
                                                     and "authorization failed" in low):
             m = re.search(r"(\d+)\s*(?:s|sec|seconds)\b", low)
@@ -328,14 +405,28 @@ class DahuaDriver(HttpDriver):
         return AuthFailed(f"{dev}: credentials rejected (401). On Dahua this means a wrong user name or "
                           "password, or that the device's connection/user limit is exhausted; not retried")
 
-    def _cgi(self, cgi: str, action: str, *pairs: tuple[str, Any], max_bytes: int | None = None) -> Reply:
-        path = f"/cgi-bin/{cgi}?{query(action, *pairs)}"
+    def _request(self, target: str, max_bytes: int | None = None) -> Reply:
+        """One GET; a 403 that says the device locked us out raises Locked and is remembered for the run."""
         kwargs = {"max_bytes": max_bytes} if max_bytes else {}
         try:
-            reply = self._http.request("GET", path, **kwargs)
+            reply = self._http.request("GET", target, **kwargs)
         except (Offline, Timeout):
             self._unreachable = True
             raise
+        if reply.status == 403:
+            self._raise_if_lock(reply)
+        return reply
+
+    def _raise_if_lock(self, reply: Reply) -> None:
+        locked = parse_lock(reply.status, reply.body)
+        if locked is not None:
+            exc = Locked(f"{self.device.id}: {locked}", unlock_in_s=locked.unlock_in_s)
+            auth_guard.record(self.device.id, exc)  # nothing with credentials goes to this device again this run
+            raise exc
+
+    def _cgi(self, cgi: str, action: str, *pairs: tuple[str, Any], max_bytes: int | None = None) -> Reply:
+        path = f"/cgi-bin/{cgi}?{query(action, *pairs)}"
+        reply = self._request(path, max_bytes)
         where = f"{self.device.id}: {cgi} {action}"
         if reply.status == 200:
             return reply
@@ -345,7 +436,7 @@ class DahuaDriver(HttpDriver):
         if reply.status == 400:
             raise NotSupported(f"{where}: the device refuses this request (HTTP 400 {detail})".rstrip())
         if reply.status == 403:
-            raise NotSupported(f"{where}: refused (HTTP 403: too little privilege) {detail}".rstrip())
+            raise Refused(f"{where}: refused (HTTP 403: too little privilege) {detail}".rstrip())
         raise ProtocolError(f"{where}: HTTP {reply.status} {detail}".rstrip())
 
     def _flat(self, cgi: str, action: str, *pairs: tuple[str, Any]) -> dict[str, str]:
@@ -389,7 +480,14 @@ class DahuaDriver(HttpDriver):
         info = self._get_system_info()
         software = self._flat("magicBox.cgi", "getSoftwareVersion")
         network = self._optional_config("Network")
-        return parse_facts(info, software, None, kv.nest(network) if network else None, self.device.kind)
+        device_type = None
+        if needs_device_type(info):
+            try:
+                device_type = self._flat("magicBox.cgi", "getDeviceType")
+            except NotSupported:
+                pass
+        return parse_facts(info, software, None, kv.nest(network) if network else None, self.device.kind,
+                           device_type)
 
     def _learn_offset(self, ntp: dict[str, str] | None = None) -> dt.timedelta | None:
         if not self._offset_known:
@@ -592,10 +690,12 @@ class DahuaDriver(HttpDriver):
 
     @named_errors
     def export_config(self) -> ConfigExport:
-        reply = self._http.request("GET", "/cgi-bin/Config.backup?action=All", max_bytes=EXPORT_MAX_BYTES)
+        reply = self._request("/cgi-bin/Config.backup?action=All", max_bytes=EXPORT_MAX_BYTES)
         where = f"{self.device.id}: Config.backup"
         if reply.status in (404, 501):
             raise NotSupported(f"{where} is not offered by this device (HTTP {reply.status})")
+        if reply.status == 403:
+            raise Refused(f"{where}: refused (HTTP 403: too little privilege)")
         if reply.status != 200:
             raise ProtocolError(f"{where}: HTTP {reply.status}")
         text = kv.decode(reply.body)

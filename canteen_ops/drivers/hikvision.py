@@ -25,6 +25,7 @@ from canteen_ops.drivers.base import (
     Locked,
     NotSupported,
     ProtocolError,
+    Refused,
     RecordingSpan,
     StreamInfo,
     UpgradeStatus,
@@ -341,7 +342,9 @@ class HikvisionDriver(HttpDriver):
         return AuthFailed(f"{dev}: wrong user name or password (401){hint}; not retried")
 
     def _call(self, method: str, path: str, *, body: bytes | None = None, content_type: str = "application/xml",
-              max_bytes: int = X.DEFAULT_MAX_BYTES) -> Reply:
+              max_bytes: int = X.DEFAULT_MAX_BYTES, forbidden: type[NotSupported] = NotSupported) -> Reply:
+        """One request; 404/405/501/notSupport raise NotSupported, 403 raises `forbidden` (ISAPI answers 403 both
+        for resources a model lacks and for too little privilege: callers that know which pass Refused)."""
         headers = {"Content-Type": content_type} if body is not None else None
         reply = self._http.request(method, path, content=body, headers=headers, max_bytes=max_bytes)
         if 200 <= reply.status < 300:
@@ -354,7 +357,7 @@ class HikvisionDriver(HttpDriver):
                                                in ("notSupport", "methodNotAllowed")):
             raise NotSupported(f"{self.device.id}: {path} is not offered by this device (HTTP {reply.status}){detail}")
         if reply.status == 403:
-            raise NotSupported(f"{self.device.id}: {path} refused (HTTP 403: no such resource or too little "
+            raise forbidden(f"{self.device.id}: {path} refused (HTTP 403: no such resource or too little "
                                f"privilege){detail}")
         raise ProtocolError(f"{self.device.id}: {method} {path} answered HTTP {reply.status}{detail}")
 
@@ -522,7 +525,8 @@ class HikvisionDriver(HttpDriver):
     @named_errors
     def export_config(self) -> ConfigExport:
         path = "/ISAPI/System/configurationData"
-        reply = self._call("GET", path, max_bytes=EXPORT_MAX_BYTES)
+        # Every firmware offers the export: a 403 here is our user's privilege, not a missing feature.
+        reply = self._call("GET", path, max_bytes=EXPORT_MAX_BYTES, forbidden=Refused)
         body = reply.body
         if not body:
             raise ProtocolError(f"{self.device.id}: configuration export is empty")

@@ -202,6 +202,15 @@ class _Transport:
         return reply
 
 
+class _WantsAuth(DriverError):
+    """An unauthenticated call was refused: the device wants credentials for it (not a refused login)."""
+
+
+def _is_not_authorized(fault) -> bool:
+    subs = [getattr(q, "localname", str(q)) for q in (fault.subcodes or [])]
+    return "NotAuthorized" in subs or "not authorized" in (fault.message or "").lower()
+
+
 class _Token:
     """WS-Security UsernameToken (PasswordDigest) whose Created follows the device clock offset."""
 
@@ -441,7 +450,7 @@ class OnvifDriver(Driver):
             raise NotSupported(f"device offers no ONVIF {name} service")
         return xaddrs[ns]
 
-    def _call(self, service: str, operation: str, *, raw: bool = False, **kwargs):
+    def _call(self, service: str, operation: str, *, raw: bool = False, auth: bool | None = None, **kwargs):
         """One SOAP call → zeep's objects; raw=True → the answer element itself (lxml), read by our parse_*
         functions: for the search answers, whose deserializing by zeep cost ~20 times our own reading of the few
         fields we use (a third of an NVR check's CPU), and for the three answers of every device's check
@@ -449,10 +458,17 @@ class OnvifDriver(Driver):
         same either way."""
         from zeep.exceptions import Error as ZeepError, Fault, TransportError
 
-        auth = operation not in PRE_AUTH
+        if auth is None:
+            if operation in PRE_AUTH:
+                try:
+                    return self._call(service, operation, raw=raw, auth=False, **kwargs)
+                except _WantsAuth:  # this device wants credentials even for this: send them
+                    self._ensure_offset()
+                    return self._call(service, operation, raw=raw, auth=True, **kwargs)
+            auth = True
+            self._ensure_offset()
         if auth:
             auth_guard.check(self.device.id)
-            self._ensure_offset()
         svc = self._service(service, auth)
         try:
             if not raw:
@@ -462,8 +478,12 @@ class OnvifDriver(Driver):
                 reply = getattr(svc, operation)(**kwargs)
             return _answer_element(client, service, operation, reply)
         except Fault as fault:
+            if not auth and _is_not_authorized(fault):
+                raise _WantsAuth(operation) from None  # no credentials were sent: not a refused login
             raise self._fault(operation, fault) from None
         except TransportError as exc:
+            if exc.status_code == 401 and not auth:
+                raise _WantsAuth(operation) from None
             if exc.status_code == 401:
                 err = AuthFailed(f"{operation}: HTTP 401 (device wants HTTP authentication)")
                 auth_guard.record(self.device.id, err)
@@ -475,7 +495,7 @@ class OnvifDriver(Driver):
     def _fault(self, operation: str, fault) -> DriverError:
         subs = [getattr(q, "localname", str(q)) for q in (fault.subcodes or [])]
         message = (fault.message or "").strip()
-        if "NotAuthorized" in subs or "not authorized" in message.lower():
+        if _is_not_authorized(fault):
             if "lock" in message.lower():
                 m = re.search(r"(\d+)\s*s\b", message)
                 err: AuthFailed = Locked(f"{operation}: device locked our login: {message}",
@@ -489,9 +509,19 @@ class OnvifDriver(Driver):
         return ProtocolError(f"{operation}: device fault {'/'.join(subs) or fault.code}: {message}")
 
     def _read_clock(self) -> tuple[SystemDateAndTime, dt.datetime]:
-        """One unauthenticated GetSystemDateAndTime; also sets the WS-Security time offset."""
+        """One unauthenticated GetSystemDateAndTime; also sets the WS-Security time offset.
+
+        Some devices refuse it without credentials (401, or a `Sender not authorized` fault: agsh/onvif#178,
+        #301). Nothing was refused then, since nothing was sent: ask once more with a WS-Security token built on
+        this machine's clock (offset 0), and only that answer decides (a refusal of it is the AuthFailed)."""
         t0 = time.time()
-        sdt = parse_system_date_and_time(self._call("device", "GetSystemDateAndTime", raw=True))
+        try:
+            answer = self._call("device", "GetSystemDateAndTime", raw=True, auth=False)
+        except _WantsAuth:
+            self._token.offset = dt.timedelta(0)
+            t0 = time.time()
+            answer = self._call("device", "GetSystemDateAndTime", raw=True, auth=True)
+        sdt = parse_system_date_and_time(answer)
         t1 = time.time()
         host = dt.datetime.fromtimestamp((t0 + t1) / 2, dt.timezone.utc)
         if sdt.utc is not None:

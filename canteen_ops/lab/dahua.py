@@ -5,7 +5,7 @@ setConfig takes them without it; write actions answer `OK`; errors are `Error\\r
 unknown CGIs 404. Times are device-local without a zone. Lab conventions where the reference is silent
 (documented in docs/lab.md): mediaFileFind `condition.Channel` is 1-based while result `items[].Channel` is
 0-based (as in the sample); VideoLoss indexes are 0-based; an unformatted disk reports `State=Unformatted`;
-a locked device answers 401 with `Error\\r\\nAuthorization Failed!`.
+a locked device answers an unauthenticated request with a plain 401 challenge and a request with credentials 403 with `{"ErrorCode":268632081,"Result":false,"RmLock":<seconds>,"RmLogin":0}` (issue 15).
 """
 
 from __future__ import annotations
@@ -46,10 +46,16 @@ def ok() -> Response:
     return text("OK\r\n")
 
 
-def unauthorized(state: DeviceState, outcome: str) -> Response:
+def unauthorized(state: DeviceState, outcome: str, with_credentials: bool = True) -> Response:
     if outcome == digest.REUSED and state.faults.get("nonce-once") == "403":
         return text("Error\r\nForbidden!\r\n", 403)  # as one NVR answered a reused nonce (rroller/dahua#647)
-    body = "Error\r\nAuthorization Failed!\r\n" if outcome == digest.LOCKED else ""
+    if outcome == digest.LOCKED and with_credentials:
+        # Credentials while locked: HTTP 403 with the login-error JSON of the newer web stack (issue 15): the
+        # HasBeenLocked code, RmLock = seconds left, RmLogin = logins left.
+        body = json.dumps({"ErrorCode": 268632081, "Result": False, "RmLock": state.unlock_in_s(), "RmLogin": 0},
+                          separators=(",", ":"))
+        return Response(403, {"Content-Type": "application/json"}, body.encode())
+    body = ""  # locked or not, a request without credentials gets a plain challenge
     resp = text(body, 401)
     resp.headers.update(digest.challenge(state, stale=outcome == digest.STALE))
     return resp
@@ -401,9 +407,10 @@ CGIS = {
 
 
 def handle(state: DeviceState, req: Request) -> Response:
-    outcome = digest.check(state, req.method, req.path, req.headers.get("authorization"))
+    authorization = req.headers.get("authorization")
+    outcome = digest.check(state, req.method, req.path, authorization)
     if outcome != digest.OK:
-        return unauthorized(state, outcome)
+        return unauthorized(state, outcome, with_credentials=bool(authorization))
     fn = CGIS.get(req.path.lower())
     if fn is None:
         return text("Error\r\nBad Request!\r\n", 404)

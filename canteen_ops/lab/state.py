@@ -24,6 +24,8 @@ FAULTS: dict[str, str] = {
     "nonce-once": "Dahua firmware that takes a digest nonce once: a reused one is refused with 401 (value 403: "
                   "with 403) and counted as a failed login",
     "locked": "the source address is locked now (illegal-login lock)",
+    "time-needs-auth": "ONVIF: GetSystemDateAndTime without a WS-Security token is refused with a "
+                       "'Sender not authorized' fault (value 401: with a bare HTTP 401), as some cameras do",
     "clock-drift": "device clock off by N seconds (+/-); value = seconds",
     "clock-reset": "device clock reset to 1970-01-01 (after power loss without RTC battery)",
     "old-firmware": "runs an outdated firmware version",

@@ -103,7 +103,7 @@ def validate_export(export: "ConfigExport") -> str | None:
 def backup_device(device: "Device", store: BackupStore, factory: DriverFactory | None = None,
                   *, deadline_at: float | None = None) -> Result:
     """Back up one device; never raises for device trouble. Holds the device's lock throughout."""
-    from canteen_ops.drivers.base import AuthFailed, DriverError, Locked, NotSupported, Offline, Timeout
+    from canteen_ops.drivers.base import AuthFailed, DriverError, Locked, NotSupported, Offline, Refused, Timeout
 
     factory = factory or _default_factory
 
@@ -116,6 +116,9 @@ def backup_device(device: "Device", store: BackupStore, factory: DriverFactory |
             try:
                 with factory(device) as driver:
                     export = driver.export_config()
+            except Refused as exc:  # 403: the user may not export, a failed backup (counts as stale)
+                return result("failed", f"export refused (too little privilege): {exc}",
+                              reason=f"refused: too little privilege: {exc}")
             except NotSupported:
                 return result("unsupported", UNSUPPORTED_REASON, reason=UNSUPPORTED_REASON)
             except Locked as exc:
