@@ -229,6 +229,33 @@ def test_wrong_password_costs_exactly_one_login_attempt(lab, camera):
     assert st.failed_logins == 1
 
 
+@pytest.mark.parametrize("value", [None, "401"])
+def test_a_device_that_wants_credentials_for_its_clock_is_asked_again_with_them(lab, camera, value):
+    """Unauthenticated GetSystemDateAndTime refused ('Sender not authorized' fault, or a bare 401): nothing was
+    refused since nothing was sent; the clock is asked once more with a token on this machine's clock."""
+    st, faults = camera
+    faults.set(st.id, "time-needs-auth", value)
+    d = driver(st)
+    d.login()
+    assert d.facts().serial == st.serial
+    assert abs(d.clock().drift_s) < 2.5
+    assert st.failed_logins == 0
+
+
+def test_a_device_that_wants_credentials_for_its_clock_and_refuses_ours_is_a_wrong_password(lab, camera):
+    st, faults = camera
+    faults.set(st.id, "time-needs-auth")
+    faults.set(st.id, "wrong-password")
+    d = driver(st)
+    with pytest.raises(AuthFailed, match="not authorized") as exc:
+        d.login()
+    assert not isinstance(exc.value, Locked)
+    assert d.requests_sent == 2 and st.failed_logins == 1  # the unauthenticated ask, then the one with the token
+    with pytest.raises(AuthFailed, match="not retried"):
+        d.facts()
+    assert d.requests_sent == 2
+
+
 def test_locked_device_is_reported_as_locked(camera):
     st, faults = camera
     faults.set(st.id, "locked")

@@ -466,6 +466,7 @@ class OnvifDriver(Driver):
                     self._ensure_offset()
                     return self._call(service, operation, raw=raw, auth=True, **kwargs)
             auth = True
+            auth_guard.check(self.device.id)  # before the clock reading: a refused device gets nothing more
             self._ensure_offset()
         if auth:
             auth_guard.check(self.device.id)
