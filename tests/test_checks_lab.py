@@ -209,6 +209,23 @@ def test_storage_faults(lab, lab_faults, inv_path, vendor, fault, status, text):
     assert r.status is status and r.summary.startswith(text)
 
 
+def test_analog_dvr_channels_are_its_video_inputs_and_are_searched(lab, lab_faults, inv_path):
+    """A Hikvision analog DVR (iDS-72xx: no IP channels, its inputs in System/Video/inputs/channels with NO VIDEO
+    on video loss, as the recorded iDS-7204HUHI-M1 answers): channels, video loss and the recording search work
+    on those inputs."""
+    nvr = lab.first("hikvision", "nvr")
+    lab_faults.set(nvr.id, "analog-dvr")
+    out = check(inv_path, [nvr.id], ["login", "facts", "channels", "retention", "gaps"])
+    assert one(out, nvr.id, "facts").data["device_type"] == "DVR"
+    r = one(out, nvr.id, "channels")
+    assert r.status is Status.OK and r.summary.startswith("3 of 3 channels online")
+    assert one(out, nvr.id, "retention").summary.startswith("retention ≥ 31 days on all 3 channels")
+    assert one(out, nvr.id, "gaps").status is Status.OK
+    lab_faults.set(nvr.id, "channel-offline", "2")
+    r = one(check(inv_path, [nvr.id], ["channels"]), nvr.id, "channels")
+    assert r.status is Status.CRIT and r.summary.startswith("channel 2 offline (video loss (NO VIDEO))")
+
+
 @pytest.mark.parametrize("vendor", VENDORS)
 def test_channel_offline_names_camera_and_breaks_coverage(lab, lab_faults, inv_path, vendor):
     nvr = lab.first(vendor, "nvr")

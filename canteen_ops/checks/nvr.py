@@ -92,9 +92,17 @@ def channels(ctx: "CheckContext") -> list[Result]:
     if unknown:
         return [result(ctx, "channels", Status.UNKNOWN, "; ".join(unknown), **data)]
     online = sum(1 for c in chans if c.online)
+    # A channel whose state the recorder did not report is neither online nor offline: never "0 of 9 online".
+    unreported = sum(1 for c in chans if c.online is None)
+    if chans and unreported == len(chans):
+        return [result(ctx, "channels", Status.UNKNOWN,
+                       f"the recorder does not report its channels' state ({len(chans)} channels)", **data)]
     extra = f" ({len(unmapped_off)} unused channel{'s' if len(unmapped_off) != 1 else ''} without video)" \
         if unmapped_off else ""
-    return [result(ctx, "channels", Status.OK, f"{online} of {len(chans)} channels online{extra}", **data)]
+    if unreported:
+        extra += f"; {unreported} not reported"
+    return [result(ctx, "channels", Status.OK, f"{online} of {len(chans) - unreported} channels online{extra}",
+                   **data)]
 
 
 def _channels_to_search(ctx: "CheckContext") -> list[int]:

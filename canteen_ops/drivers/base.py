@@ -241,6 +241,12 @@ class Driver:
         caller closes it."""
         return False
 
+    @staticmethod
+    def base_model(model: str) -> str:
+        """The model without the variant suffixes a device adds to what an inventory (or a catalog) calls it,
+        upper-cased; vendors override it (HikvisionDriver: `DS-7608NXI-I2/8P/S` is a `DS-7608NXI-I2`)."""
+        return model.strip().upper()
+
     # Getters -------------------------------------------------------------------------------------------
     def login(self) -> None:
         """Verify credentials with one cheap authenticated request."""

@@ -373,6 +373,12 @@ class DahuaDriver(HttpDriver):
         self._finder_actions: dict[str, str] = {}  # close/destroy spelling this device accepted
         self._unreachable = False  # a request timed out or could not connect: close() sends nothing more
 
+    @staticmethod
+    def base_model(model: str) -> str:
+        """getDeviceType names Dahua's own models with the brand prefix (`DH-XVR5108C-X`, `DHI-NVR5208-8P-4KSE`)
+        that getSystemInfo's updateSerial and most inventories leave out (rroller/dahua#59, #729)."""
+        return re.sub(r"^DHI?-", "", model.strip().upper())
+
     def close(self) -> None:
         """Destroy the recording finder (if a search made one), then drop the connection. Best-effort and bounded
         by the deadline: a device that stopped answering gets nothing more."""

@@ -180,6 +180,23 @@ def _disk(el: Element, disk_id: str, name: str | None) -> Disk:
                 read_only=(X.text(el, "property") or "").upper() == "RO", name=name)
 
 
+def parse_video_inputs(root: Element | None) -> list[Channel]:
+    """System/Video/inputs/channels → the device's own video inputs: a DVR's analog channels, a multi-sensor or
+    thermal camera's sensors. An analog DVR writes the signal it sees in resDesc (`2560*1440(4MP)P30`) and
+    `NO VIDEO` for video loss (iDS-7204HUHI-M1, maciej-or/hikvision_next fixtures); a camera writes no resDesc,
+    so its inputs' state is unknown (None) here. A disabled input is left out."""
+    chans = []
+    for el in X.findall(root, "//VideoInputChannel"):
+        cid = X.integer(el, "id")
+        if cid is None or X.boolean(el, "videoInputEnabled") is False:
+            continue
+        res = (X.text(el, "resDesc") or "").strip()
+        online = None if not res else res.upper() != "NO VIDEO"
+        chans.append(Channel(id=cid, online=online, name=X.text(el, "name"),
+                             detail="video loss (NO VIDEO)" if online is False else (res or None)))
+    return sorted(chans, key=lambda c: c.id)
+
+
 def parse_channels(config: Element | None, status: Element | None) -> list[Channel]:
     """InputProxy/channels (names, IPs) merged with channels/status (online, chanDetectResult) by id."""
     chans: dict[int, Channel] = {}
@@ -328,6 +345,13 @@ class HikvisionDriver(HttpDriver):
         self._ports: dict[str, int] | None = None
 
     # --- HTTP helpers -------------------------------------------------------------------------------------
+    @staticmethod
+    def base_model(model: str) -> str:
+        """Hikvision models carry variant suffixes after a slash (PoE ports, audio, region: `DS-7608NXI-I2/8P/S`,
+        `DS-2CD2346G2-ISU/SL`, `iDS-7204HUHI-M1/E`) and board revisions in brackets (`iDS-7208HQHI-M1(A)/S(C)`);
+        the base model is what comes before them (real deviceInfo answers: tests/fixtures/devices/hikvision)."""
+        return re.sub(r"\([^()/]*\)$", "", model.strip().split("/", 1)[0]).strip().upper()
+
     def _auth_failure(self, reply: Reply, authenticated: bool) -> AuthFailed | None:
         root = _try_parse(reply.body)
         locked, unlock, left = parse_lock_info(root) if root is not None else (False, None, None)
@@ -428,6 +452,9 @@ class HikvisionDriver(HttpDriver):
     def storage(self) -> list[Disk]:
         return parse_storage(self._get_xml("/ISAPI/ContentMgmt/Storage"))
 
+    def _is_dvr(self) -> bool:
+        return self._info is not None and (X.text(self._info, "deviceType") or "").upper() in ("DVR", "HVR")
+
     def _is_nvr(self) -> bool:
         if self.device.kind == "nvr":
             return True
@@ -448,9 +475,18 @@ class HikvisionDriver(HttpDriver):
             return [Channel(id=1, online=True, name=name, ip=self.device.host)]
         config = self._optional("/ISAPI/ContentMgmt/InputProxy/channels")
         status = self._optional("/ISAPI/ContentMgmt/InputProxy/channels/status")
-        if config is None and status is None:
-            raise NotSupported(f"{self.device.id}: no InputProxy channels (analog-only recorder?)")
-        return parse_channels(config, status)
+        ip = parse_channels(config, status) if config is not None or status is not None else []
+        analog: list[Channel] = []
+        if self._is_dvr() or not ip:
+            # Analog/hybrid DVRs (iDS-72xx, DS-72xx HQHI/HUHI): InputProxy is empty, the channels are the video
+            # inputs. A hybrid's IP channels keep their own numbers after the analog ones.
+            analog = parse_video_inputs(self._optional("/ISAPI/System/Video/inputs/channels"))
+        if not ip and not analog:
+            if config is None and status is None:
+                raise NotSupported(f"{self.device.id}: the recorder lists neither IP channels nor video inputs")
+            return []
+        taken = {c.id for c in analog}
+        return analog + [c for c in ip if c.id not in taken]
 
     @named_errors
     def recordings(self, channel: int, start: dt.datetime, end: dt.datetime) -> list[RecordingSpan]:

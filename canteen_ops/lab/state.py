@@ -26,6 +26,8 @@ FAULTS: dict[str, str] = {
     "locked": "the source address is locked now (illegal-login lock)",
     "time-needs-auth": "ONVIF: GetSystemDateAndTime without a WS-Security token is refused with a "
                        "'Sender not authorized' fault (value 401: with a bare HTTP 401), as some cameras do",
+    "analog-dvr": "Hikvision NVR answers as an analog DVR (iDS-72xx): deviceType DVR, no IP channels, its channels "
+                  "are the video inputs (resDesc, NO VIDEO on video loss)",
     "clock-drift": "device clock off by N seconds (+/-); value = seconds",
     "clock-reset": "device clock reset to 1970-01-01 (after power loss without RTC battery)",
     "old-firmware": "runs an outdated firmware version",
