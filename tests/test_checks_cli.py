@@ -32,7 +32,7 @@ def test_all_ok_exit_0_collapses_ok_rows_and_logs_the_run(cli, fleet, tmp_path):
     r = cli("check", "--skip", "stream,picture")
     assert r.code == 0, r
     assert "测试小学" in r.out
-    assert "40 checks ok on 7 devices (--all lists them)" in r.out
+    assert "46 checks ok on 7 devices (--all lists them)" in r.out
     assert "7 devices in 1 school" in r.out and "worst OK" in r.out
     assert "logged in as" not in r.out  # ok rows collapsed
     log = db(tmp_path)
@@ -40,7 +40,7 @@ def test_all_ok_exit_0_collapses_ok_rows_and_logs_the_run(cli, fleet, tmp_path):
     assert len(runs) == 1 and runs[0]["command"] == "check" and runs[0]["status"] == "ok"
     assert runs[0]["exit_code"] == 0 and runs[0]["operator"] == "tester"
     results = log.query("SELECT * FROM results")
-    assert len(results) == 7 * 5 + 4 + 1  # 5 common checks each, 4 NVR-only, 1 coverage
+    assert len(results) == 7 * 6 + 3 + 1  # 6 common checks each (storage too), 3 NVR-only, 1 coverage
     assert all(x["run_id"] == runs[0]["id"] for x in results)
     cov = [x for x in results if x["check_name"] == "coverage"]
     assert cov[0]["device_id"] is None and cov[0]["school_id"] == "sch-1"

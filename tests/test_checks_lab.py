@@ -54,10 +54,13 @@ def test_healthy_school_is_ok(lab, inv_path, vendor):
     nvr = lab.first(vendor, "nvr")
     school = [d.id for d in lab.fleet.devices if d.id.split("-")[0] == nvr.id.split("-")[0]]
     out = check(inv_path, school, NO_MEDIA + ["coverage"])
-    bad = [(r.device_id, r.check, r.status.value, r.summary) for r in out.results if r.status is not Status.OK]
+    bad = [(r.device_id, r.check, r.status.value, r.summary) for r in out.results
+           if r.status is not Status.OK and r.device_id == nvr.id or r.status not in (Status.OK, Status.NA)]
+    assert out.exit_code == 0
+    cams = [r for r in out.results if r.check == "storage" and r.device_id != nvr.id]
+    assert cams and all(r.status is Status.NA for r in cams)  # the lab's cameras have no SD card or NAS
     if vendor == "onvif":  # ONVIF has no standard disk status: n/a, shown but never counted
         assert bad == [(nvr.id, "storage", "n/a", "not applicable: this onvif device does not offer it (storage)")]
-        assert out.exit_code == 0
     else:
         assert bad == []
         assert one(out, nvr.id, "storage").summary.startswith("1 disk ok")
@@ -81,8 +84,24 @@ def test_a_healthy_estate_of_every_vendor_exits_0(lab, inv_path):
     counted = [(r.device_id, r.check, r.status.value, r.summary) for r in out.results
                if r.status not in (Status.OK, Status.NA)]
     assert counted == [] and out.exit_code == 0
-    assert [(r.device_id, r.check) for r in out.results if r.status is Status.NA] == [
-        (lab.first("onvif", "nvr").id, "storage")]
+    na = {(r.device_id, r.check) for r in out.results if r.status is Status.NA}
+    assert na == {(lab.first("onvif", "nvr").id, "storage")} | {
+        (d.id, "storage") for d in lab.fleet.devices if d.kind == "camera"}  # no SD card or NAS on them
+
+
+@pytest.mark.parametrize("vendor", ["hikvision", "dahua"])
+@pytest.mark.parametrize("fault,status,text", [
+    (None, Status.OK, "1 SD card ok, 26.0 GB free of 119.1 GB"),
+    ("hdd-unformatted", Status.CRIT, "SD card 1: unformatted"),
+    ("hdd-error", Status.CRIT, "SD card 1: error"),
+])
+def test_camera_sd_card_is_checked_like_an_nvr_disk(lab, lab_faults, inv_path, vendor, fault, status, text):
+    cam = lab.first(vendor, "camera")
+    lab_faults.set(cam.id, "sd-card")
+    if fault:
+        lab_faults.set(cam.id, fault)
+    r = one(check(inv_path, [cam.id], ["storage"]), cam.id, "storage")
+    assert r.status is status and r.summary.startswith(text), r.summary
 
 
 def test_policy_skip_checks_keeps_a_healthy_onvif_estate_at_exit_0(lab, inv_path, tmp_path):
@@ -110,7 +129,7 @@ def test_offline(lab, lab_faults, inv_path, vendor):
     lab_faults.set(cam, "offline")
     r = one(check(inv_path, [cam]), cam, "reachable")
     assert r.status is Status.CRIT and r.summary.startswith("offline (connection refused on port")
-    assert r.summary.endswith("— 4 other checks skipped")
+    assert r.summary.endswith("— 5 other checks skipped")
 
 
 def test_blackhole_costs_one_timeout_and_one_line(lab, lab_faults, inv_path):

@@ -49,11 +49,11 @@ def test_healthy_fleet_is_all_ok(fleet):
     bad = [(r.device_id, r.check, r.status, r.summary) for r in out.results if r.status is not Status.OK]
     assert bad == []
     assert out.exit_code == 0
-    # NVR gets every non-media check; cameras skip the NVR-only ones.
+    # NVR gets every non-media check; cameras skip the NVR-only ones but have their SD card checked.
     assert {r.check for r in out.results if r.device_id == "nvr-01"} == {
         "reachable", "login", "facts", "clock", "ntp", "storage", "channels", "retention", "gaps"}
     assert {r.check for r in out.results if r.device_id == "cam-01"} == {"reachable", "login", "facts", "clock",
-                                                                         "ntp"}
+                                                                         "ntp", "storage"}
     assert one(out, "nvr-01", "channels").summary == "7 of 8 channels online (1 unused channel without video)"
     assert one(out, "nvr-01", "retention").summary == "retention ≥ 31 days on all 6 channels (policy ≥ 30)"
     assert one(out, "nvr-01", "gaps").summary == "no gaps ≥ 5 min in the last 24 h on 6 channels"
@@ -76,7 +76,7 @@ def test_offline_device_gets_one_line_and_no_login(fleet):
     r = lines[0]
     assert r.check == "reachable" and r.status is Status.CRIT
     assert r.summary.startswith("offline (connection refused")
-    assert "4 other checks skipped" in r.summary and r.data["skipped"] == ["login", "facts", "clock", "ntp"]
+    assert "5 other checks skipped" in r.summary and r.data["skipped"] == ["login", "facts", "clock", "ntp", "storage"]
     assert fleet.states["cam-03"].calls == []
     cov = one(out, None, "coverage")
     assert cov.status is Status.CRIT and "专间 (no working camera: cam-03)" in cov.summary
@@ -115,7 +115,7 @@ def test_wrong_password_is_tried_once_and_skips_the_rest(fleet):
     assert [r.check for r in lines] == ["reachable", "login"]
     r = lines[1]
     assert r.status is Status.CRIT
-    assert r.summary == "auth failed: wrong username or password — not retried — 3 other checks skipped"
+    assert r.summary == "auth failed: wrong username or password — not retried — 4 other checks skipped"
     assert fleet.states["cam-02"].login_attempts == 1
     # A second run in the same process does not send another login (auth_guard).
     out2 = run(fleet, devices={"cam-02"})

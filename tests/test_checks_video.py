@@ -170,11 +170,11 @@ def test_picture_falls_back_to_the_main_stream_without_a_sub_stream(fleet):
     assert fleet.probe_calls[-1][0].endswith("/Channels/101") and fleet.probe_calls[-1][4] == 12
 
 
-def test_stream_uri_not_supported_is_unknown(fleet):
+def test_stream_uri_not_supported_is_na(fleet):
     from canteen_ops.drivers.base import NotSupported
 
     fleet.states["cam-01"].errors["stream_uri"] = NotSupported("stream_uri")
     out = run(fleet)
     for check in ("stream", "picture"):
         r = one(out, "cam-01", check)
-        assert r.status is Status.UNKNOWN and "not supported" in r.summary
+        assert r.status is Status.NA and "not applicable" in r.summary

@@ -37,7 +37,7 @@ def _registry() -> dict[str, Check]:
         Check("facts", device.facts, both),
         Check("clock", device.clock, both),
         Check("ntp", device.ntp, both),
-        Check("storage", nvr.storage, nvr_only),
+        Check("storage", nvr.storage, both),
         Check("channels", nvr.channels, nvr_only),
         Check("retention", nvr.retention, nvr_only),
         Check("gaps", nvr.gaps, nvr_only),

@@ -32,6 +32,7 @@ FAULTS: dict[str, str] = {
     "clock-reset": "device clock reset to 1970-01-01 (after power loss without RTC battery)",
     "old-firmware": "runs an outdated firmware version",
     "vulnerable-firmware": "runs a firmware version with a known advisory",
+    "sd-card": "a camera has an SD card (128 GB, ok); the hdd-* faults then apply to it",
     "hdd-error": "NVR disk 1 reports an error",
     "hdd-unformatted": "NVR disk 1 is unformatted",
     "hdd-full": "NVR disk 1 has no free space",
@@ -243,6 +244,8 @@ class DeviceState:
         if self.has("no-hdd"):
             return []
         disks = [Disk(d.id, d.capacity_mb, d.free_mb, d.status) for d in self.disks]
+        if not disks and self.kind == "camera" and self.has("sd-card"):
+            disks = [Disk(1, 121942, 26623, "ok")]  # as the recorded DS-2CD2346G2-ISU's card (hdde)
         if disks:
             if self.has("hdd-error"):
                 disks[0].status = "error"

@@ -85,3 +85,22 @@ def test_facts_check_takes_a_variant_for_its_model_but_not_another_model():
     r = run("DS-7616NXI-I2")
     assert r.status.value == "warn" and "inventory says DS-7616NXI-I2" in r.summary
     assert run("DS-7608NXI-I2", "DS-7608NXI-I0/0P/S0000000000CCRRJ00000001WCVU").status.value == "crit"
+
+
+def _storage_check(model: str, kind: str = "camera"):
+    from types import SimpleNamespace
+
+    from canteen_ops.checks.nvr import storage
+    from canteen_ops.inventory.model import Policy
+
+    disks = H.parse_storage(xml(model, "ContentMgmt/Storage"))
+    dev = SimpleNamespace(id=model, school_id="s", vendor="hikvision", kind=kind)
+    return storage(SimpleNamespace(device=dev, get=lambda name: disks, policy=Policy()))[0]
+
+
+def test_camera_storage_check_on_real_cards_and_shares():
+    r = _storage_check("DS-2CD2346G2-ISU")
+    assert r.status.value == "ok" and r.summary.startswith("1 SD card ok, 26.0 GB free of 119.1 GB")
+    assert _storage_check("DS-2CD2443G0-IW").summary.startswith("1 NAS ok")
+    r = _storage_check("DS-2CD2146G2-ISU")  # the NAS is offline, capacity 0
+    assert r.status.value == "crit" and r.summary == "NAS nas9: error (offline)"
