@@ -23,6 +23,8 @@ class Env:
     db_path: Path
     operator: str
     quiet: bool = False
+    force_login: bool = False  # --force-login: send credentials even to devices that refused them recently
+    command: str | None = None
     argv: list[str] = field(default_factory=lambda: list(sys.argv[1:]))
     _inventory: Any = None
     _log: Any = None
@@ -60,9 +62,21 @@ class Env:
             from canteen_ops.store.log import MaintenanceLog
 
             self._log = MaintenanceLog.open(self.db_path)
+            self._remember_logins()
         return self._log
+
+    def _remember_logins(self) -> None:
+        """Device commands open the log before any driver: from then on a refused login is remembered in it, and
+        a device that refused one within its lockout window gets no credentials (store/logins.py)."""
+        from canteen_ops.drivers.base import auth_guard
+        from canteen_ops.store.logins import LoginMemory
+
+        auth_guard.use_memory(LoginMemory(self.db_path, command=self.command, force=self.force_login))
 
     def close(self) -> None:
         if self._log is not None:
+            from canteen_ops.drivers.base import auth_guard
+
+            auth_guard.use_memory(None)
             self._log.close()
             self._log = None

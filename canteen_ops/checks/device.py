@@ -135,8 +135,10 @@ def ntp(ctx: "CheckContext") -> list[Result]:
 def describe_login_failure(exc: Exception, timeout: float) -> str:
     """Wording for the one line a device gets when it cannot be logged into."""
     from canteen_ops.checks.context import NoCredentials
-    from canteen_ops.drivers.base import AuthFailed, Offline, Timeout
+    from canteen_ops.drivers.base import AuthFailed, Offline, Timeout, Withheld
 
+    if isinstance(exc, Withheld):  # nothing was sent: say why and until when
+        return str(exc).split(": ", 1)[-1]
     if isinstance(exc, Locked):
         when = f"; unlocks in ~{_human_wait(exc.unlock_in_s)}" if exc.unlock_in_s else ""
         return f"locked: the device refuses logins from us{when} — not retried"

@@ -52,6 +52,16 @@ class Locked(AuthFailed):
         self.unlock_in_s = unlock_in_s
 
 
+class Withheld(AuthFailed):
+    """No credentials were sent: this device refused a login (or locked us out) recently, in this or an earlier
+    command, and its lockout window has not passed (store/logins.py). `--force-login` sends them anyway."""
+
+    def __init__(self, message: str, unlock_in_s: float | None = None, locked: bool = False):
+        super().__init__(message)
+        self.unlock_in_s = unlock_in_s
+        self.locked = locked
+
+
 class ProtocolError(DriverError):
     """The device answered with something we cannot use: malformed or hostile XML, a huge body, bad status."""
 
@@ -173,16 +183,33 @@ class _AuthGuard:
         self._failed: dict[str, AuthFailed] = {}
         self._no_reuse: set[str] = set()
         self._lock = threading.Lock()
+        self._memory = None  # store.logins.LoginMemory: refusals of earlier commands (installed by the CLI)
+
+    def use_memory(self, memory) -> None:
+        """Remember refusals across commands (None: this process only)."""
+        self._memory = memory
 
     def check(self, device_id: str) -> None:
         with self._lock:
             exc = self._failed.get(device_id)
         if exc is not None:
+            if isinstance(exc, Withheld):
+                raise exc
             raise type(exc)(f"{exc} (not retried: a device locks us out after repeated failures)")
+        memory = self._memory
+        withheld = memory.withheld(device_id) if memory is not None else None
+        if withheld is not None:
+            with self._lock:
+                self._failed.setdefault(device_id, withheld)
+            raise withheld
 
     def record(self, device_id: str, exc: AuthFailed) -> None:
         with self._lock:
+            first = device_id not in self._failed
             self._failed.setdefault(device_id, exc)
+        memory = self._memory
+        if first and memory is not None:
+            memory.record(device_id, exc)
 
     def refuses_reuse(self, device_id: str) -> bool:
         with self._lock:

@@ -90,8 +90,16 @@ _V3 = ";\n".join(f"CREATE INDEX IF NOT EXISTS {t}_seq ON {t} (seq)" for t in (
     "runs", "results", "backups", "snapshots", "firmware_findings", "incidents", "incident_events", "changes",
     "change_events", "notes", "playbook_steps"))
 
+# v4 (login memory): logins a device refused, remembered across commands (a nightly check, snapshot, backup and
+# firmware job add up toward a vendor's lockout). Local only, not synced: it steers this machine's next runs.
+_V4 = """
+CREATE TABLE login_refusals (device_id TEXT NOT NULL, refused_at TEXT NOT NULL, until TEXT NOT NULL,
+  kind TEXT NOT NULL, detail TEXT, command TEXT);
+CREATE INDEX login_refusals_device ON login_refusals (device_id, until)
+"""
+
 # One entry per schema version, applied in order inside one transaction each.
-MIGRATIONS: list[str] = [_V1, _V2, _V3]
+MIGRATIONS: list[str] = [_V1, _V2, _V3, _V4]
 
 SYNCED_TABLES = (
     "runs", "results", "backups", "snapshots", "firmware_findings", "incidents", "incident_events",

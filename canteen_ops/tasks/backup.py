@@ -103,7 +103,8 @@ def validate_export(export: "ConfigExport") -> str | None:
 def backup_device(device: "Device", store: BackupStore, factory: DriverFactory | None = None,
                   *, deadline_at: float | None = None) -> Result:
     """Back up one device; never raises for device trouble. Holds the device's lock throughout."""
-    from canteen_ops.drivers.base import AuthFailed, DriverError, Locked, NotSupported, Offline, Refused, Timeout
+    from canteen_ops.drivers.base import (AuthFailed, DriverError, Locked, NotSupported, Offline, Refused, Timeout,
+                                          Withheld)
 
     factory = factory or _default_factory
 
@@ -121,6 +122,9 @@ def backup_device(device: "Device", store: BackupStore, factory: DriverFactory |
                               reason=f"refused: too little privilege: {exc}")
             except NotSupported:
                 return result("unsupported", UNSUPPORTED_REASON, reason=UNSUPPORTED_REASON)
+            except Withheld as exc:
+                why = str(exc).split(": ", 1)[-1]
+                return result("failed", why, reason=f"login withheld: {why}")
             except Locked as exc:
                 return result("failed", f"device locked us out: {exc}", reason=f"locked: {exc}")
             except AuthFailed as exc:
