@@ -552,3 +552,23 @@ def test_forked_workers_run_as_batch_work(fleet, monkeypatch):
     policies = {r.data["policy"] for r in out.results if r.check == "facts"}
     assert policies == {os.SCHED_BATCH}
     assert os.sched_getscheduler(0) == before
+
+
+def test_ntp_servers_the_firmware_does_not_offer_are_not_missing_servers():
+    import datetime as dt
+    from types import SimpleNamespace
+
+    from canteen_ops.checks.device import ntp
+    from canteen_ops.drivers.base import Clock
+
+    now = dt.datetime.now(dt.timezone.utc)
+
+    def verdict(**kw):
+        clock = Clock(device_utc=now, host_utc=now, mode="NTP", ntp_enabled=True, **kw)
+        dev = SimpleNamespace(id="cam", school_id="s")
+        return ntp(SimpleNamespace(device=dev, get=lambda name: clock))[0]
+
+    r = verdict(ntp_servers=[], ntp_servers_offered=False)  # ntpServers answered 404 / notSupport
+    assert r.status is Status.OK and r.summary == "NTP on (this firmware does not list its NTP servers)"
+    r = verdict(ntp_servers=[])  # listed, and empty: a real configuration fault
+    assert r.status is Status.WARN and r.summary == "NTP enabled but no server configured"

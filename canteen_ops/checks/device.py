@@ -123,6 +123,9 @@ def ntp(ctx: "CheckContext") -> list[Result]:
     if enabled is False:
         return [result(ctx, "ntp", Status.WARN, "NTP disabled (time set manually; it will drift)", **data)]
     if not servers:
+        if enabled and not getattr(c, "ntp_servers_offered", True):
+            # The firmware offers no server list (404/notSupport): nothing says the server is missing.
+            return [result(ctx, "ntp", Status.OK, "NTP on (this firmware does not list its NTP servers)", **data)]
         if enabled:
             return [result(ctx, "ntp", Status.WARN, "NTP enabled but no server configured", **data)]
         return [result(ctx, "ntp", Status.UNKNOWN, "device does not report its NTP settings", **data)]

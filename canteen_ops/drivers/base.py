@@ -104,6 +104,7 @@ class Clock:
     mode: str | None = None  # "NTP" | "manual" | None if unknown
     ntp_servers: list[str] = field(default_factory=list)
     ntp_enabled: bool | None = None
+    ntp_servers_offered: bool = True  # False: the firmware has no server list to read (404/notSupport)
 
     @property
     def drift_s(self) -> float | None:

@@ -429,13 +429,15 @@ class HikvisionDriver(HttpDriver):
         device_utc, offset, tz, mode = parse_time(root, self._fallback_offset())
         if offset is not None:
             self._offset = offset
+        offered = True
         try:
             servers = parse_ntp_servers(self._get_xml("/ISAPI/System/time/ntpServers"))
         except NotSupported:
-            servers = []
+            servers, offered = [], False
         norm_mode = {"ntp": "NTP", "manual": "manual"}.get((mode or "").lower(), mode)
         return Clock(device_utc=device_utc, host_utc=reply.mid_utc, timezone=tz, mode=norm_mode,
-                     ntp_servers=servers, ntp_enabled=None if mode is None else (mode or "").lower() == "ntp")
+                     ntp_servers=servers, ntp_enabled=None if mode is None else (mode or "").lower() == "ntp",
+                     ntp_servers_offered=offered)
 
     @named_errors
     def utc_offset(self) -> dt.timedelta:
