@@ -17,7 +17,9 @@ def fleet(tmp_path, monkeypatch):
     monkeypatch.setenv("FAKE_FLEET_PASSWORD", "pw")
     base.auth_guard.reset()
     f = FakeFleet(tmp_path)
-    monkeypatch.setattr(base, "open_driver", lambda device, **kw: f.factory(device))
+    from canteen_ops.drivers import registry
+
+    monkeypatch.setattr(registry, "open_driver", lambda device, **kw: f.factory(device))
     monkeypatch.setenv("CANTEEN_OPS_INVENTORY", str(f.path))
     yield f
     f.close()

@@ -13,6 +13,7 @@ import pytest
 pytest.importorskip("zeep")
 
 from canteen_ops.drivers import onvif as drv  # noqa: E402
+from canteen_ops.drivers.registry import open_driver  # noqa: E402
 from canteen_ops.drivers.base import (  # noqa: E402
     AuthFailed,
     Locked,
@@ -21,7 +22,6 @@ from canteen_ops.drivers.base import (  # noqa: E402
     ProtocolError,
     Timeout,
     auth_guard,
-    open_driver,
 )
 from canteen_ops.inventory.model import Credentials, Device, Policy  # noqa: E402
 from canteen_ops.lab.state import DeviceState  # noqa: E402

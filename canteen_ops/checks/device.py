@@ -7,7 +7,7 @@ import socket
 import time
 from typing import TYPE_CHECKING
 
-from canteen_ops.drivers.base import Locked, driver_class
+from canteen_ops.drivers.base import Locked
 from canteen_ops.status import Result, Status
 
 if TYPE_CHECKING:
@@ -67,6 +67,8 @@ def facts(ctx: "CheckContext") -> list[Result]:
         return [result(ctx, "facts", Status.CRIT, f"device replaced? serial {f.serial}, inventory says {d.serial}",
                        **data)]
     if d.model and f.model and _norm(f.model) != _norm(d.model):
+        from canteen_ops.drivers.registry import driver_class
+
         base = driver_class(d.vendor).base_model
         if base(f.model) != base(d.model):  # a variant of the same model (DS-7608NXI-I2/8P/S) is that model
             return [result(ctx, "facts", Status.WARN, f"model {f.model}, inventory says {d.model}"

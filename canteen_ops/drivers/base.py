@@ -44,6 +44,11 @@ class AuthFailed(DriverError):
     """The device rejected our credentials. Never retried."""
 
 
+class CredentialsUnavailable(AuthFailed):
+    """The inventory gives no usable password for the device (none configured, env var unset, file missing):
+    nothing was sent, so nothing was refused."""
+
+
 class Locked(AuthFailed):
     """The device has locked our source address after failed logins."""
 
@@ -314,39 +319,14 @@ class Driver:
     def import_config(self, export: ConfigExport) -> None:
         raise NotSupported("import_config")
 
+    @staticmethod
+    def normalize_settings(raw: dict[str, Any]) -> dict[str, Any]:
+        """This vendor's settings() answer → the vendor-neutral snapshot (drivers/settings.py)."""
+        raise NotSupported("normalize_settings")
+
     def settings(self) -> dict[str, Any]:
         """Raw settings for a normalized snapshot: identity, network, time, streams, recording, users, ports."""
         raise NotSupported("settings")
 
     def upgrade_status(self) -> UpgradeStatus:
         raise NotSupported("upgrade_status")
-
-
-def driver_class(vendor: str) -> type[Driver]:
-    """A vendor's driver class, its module (and protocol stack) imported on first use."""
-    if vendor == "hikvision":
-        from canteen_ops.drivers.hikvision import HikvisionDriver as cls
-    elif vendor == "dahua":
-        from canteen_ops.drivers.dahua import DahuaDriver as cls
-    elif vendor == "onvif":
-        from canteen_ops.drivers.onvif import OnvifDriver as cls
-    else:  # pragma: no cover - the inventory validates vendors
-        raise NotSupported(f"vendor {vendor}")
-    return cls
-
-
-def open_driver(device: "Device", *, timeout: float | None = None, timezone: str | None = None) -> Driver:
-    """Build the right driver for a device, resolving its password from env/file (never printed)."""
-    from canteen_ops.inventory.model import SecretUnavailable
-
-    auth_guard.check(device.id)
-    if device.credentials is None:
-        raise AuthFailed(f"{device.id}: no credentials configured in the inventory")
-    try:
-        password = device.credentials.resolve()
-    except SecretUnavailable as exc:
-        raise AuthFailed(str(exc)) from None
-    driver = driver_class(device.vendor)(device, password, timeout=timeout)
-    if timezone:  # set after construction so every driver's __init__ signature keeps working
-        driver.timezone = timezone
-    return driver

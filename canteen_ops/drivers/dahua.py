@@ -21,6 +21,7 @@ from typing import Any
 from urllib.parse import quote
 
 from canteen_ops.drivers import kv
+from canteen_ops.drivers import settings as S
 from canteen_ops.drivers.base import (
     AuthFailed,
     Channel,
@@ -359,6 +360,10 @@ def _stale_or_lock(reply: Reply) -> bool:
 
 class DahuaDriver(HttpDriver):
     vendor = "dahua"
+
+    @staticmethod
+    def normalize_settings(raw: dict[str, Any]) -> dict[str, Any]:
+        return normalize_settings(raw)  # the module's function below: settings() → the neutral snapshot
 
     def __init__(self, device, password: str, *, timeout: float | None = None, timezone: str | None = None):
         # Dahua sends a new nonce with every 401, and most firmware also takes a nonce again (with nc counting
@@ -724,7 +729,12 @@ class DahuaDriver(HttpDriver):
         users (names and groups; secrets dropped). A table the device does not offer is left out."""
         out: dict[str, Any] = {"vendor": "dahua"}
         out["systemInfo"] = dict(self._get_system_info())
-        out["softwareVersion"] = self._flat("magicBox.cgi", "getSoftwareVersion").get("version")
+        out["softwareVersion"] = firmware_of(self._flat("magicBox.cgi", "getSoftwareVersion"))
+        if needs_device_type(out["systemInfo"]):  # deviceType=31 or none: the model is in getDeviceType
+            try:
+                out["deviceType"] = self._flat("magicBox.cgi", "getDeviceType").get("type", "").strip() or None
+            except NotSupported:
+                pass
         for name in ("General", "NTP", "Encode", "RecordMode", "Record", "ChannelTitle", "Network", "RTSP"):
             flat = self._optional_config(name)
             if flat is not None:
@@ -741,3 +751,110 @@ class DahuaDriver(HttpDriver):
     @named_errors
     def upgrade_status(self) -> UpgradeStatus:
         return parse_upgrade_state(self._flat("upgrader.cgi", "getState"))
+
+
+# --- settings snapshot (tasks/snapshot.py) -------------------------------------------------------------------------------------------------
+_DAHUA_MODE = {"0": "schedule", "1": "continuous", "2": "off"}  # RecordMode: 0 auto/schedule, 1 manual, 2 stop
+_FULL_DAY = re.compile(r"^\s*(\d+)\s+00:00:00-2[34]:59:59|^\s*(\d+)\s+00:00:00-24:00:00")
+
+
+def normalize_settings(raw: dict[str, Any]) -> dict[str, Any]:
+    out = S.empty()
+    si = raw.get("systemInfo") or {}
+    gen = raw.get("General") or {}
+    net = raw.get("Network") or {}
+    default_if = S.to_str(net.get("DefaultInterface")) or "eth0"
+    eth = net.get(default_if) if isinstance(net.get(default_if), dict) else {}
+    device_type = {"type": raw["deviceType"]} if S.to_str(raw.get("deviceType")) else None
+    out["identity"] = {"vendor": "dahua", "model": model_of(si, device_type),
+                       "serial": S.to_str(si.get("serialNumber")), "firmware": S.to_str(raw.get("softwareVersion")),
+                       "name": S.to_str(gen.get("MachineName")),
+                       "mac": (S.to_str(eth.get("PhysicalAddress")) or "").lower() or None,
+                       "device_type": S.to_str(si.get("deviceType"))}
+    ntp = raw.get("NTP") or {}
+    enabled = S.to_bool(ntp.get("Enable"))
+    addr = S.to_str(ntp.get("Address"))
+    out["time"] = {"timezone": f"dahua-index:{S.to_str(ntp.get('TimeZone'))}" if S.to_str(ntp.get("TimeZone")) else None,
+                   "mode": ("NTP" if enabled else "manual") if enabled is not None else None,
+                   "ntp_enabled": enabled, "ntp_servers": [addr] if addr else []}
+    streams = []
+    for ch, enc in enumerate(S.seq(raw.get("Encode")), start=1):
+        if not isinstance(enc, dict):
+            continue
+        for main, key in ((True, "MainFormat"), (False, "ExtraFormat")):
+            fmts = S.seq(enc.get(key))
+            if not fmts or not isinstance(fmts[0], dict):
+                continue
+            v = fmts[0].get("Video") or {}
+            if S.to_bool(fmts[0].get("VideoEnable")) is False:
+                continue
+            w, h = S.to_int(v.get("Width")), S.to_int(v.get("Height"))
+            if (w is None or h is None) and S.to_str(v.get("resolution")) and "x" in v["resolution"]:
+                w, h = (S.to_int(x) for x in v["resolution"].lower().split("x", 1))
+            streams.append({"channel": ch, "main": main, "codec": S.codec(v.get("Compression")), "width": w,
+                            "height": h, "fps": S.num(v.get("FPS")), "bitrate_kbps": S.num(v.get("BitRate"))})
+    out["streams"] = streams
+    modes = {}
+    for ch, rm in enumerate(S.seq(raw.get("RecordMode")), start=1):
+        if isinstance(rm, dict):
+            modes[ch] = _DAHUA_MODE.get(S.to_str(rm.get("Mode")) or "", S.to_str(rm.get("Mode")))
+    schedule = {}
+    for ch, rec in enumerate(S.seq(raw.get("Record")), start=1):
+        if isinstance(rec, dict):
+            days = [[S.to_str(x) for x in S.seq(day)] for day in S.seq(rec.get("TimeSection"))]
+            schedule[str(ch)] = _dahua_schedule(days)
+            # "auto" mode with a regular-recording section covering the whole day every day is 24 h recording.
+            if modes.get(ch) == "schedule" and days:
+                masks = [int(x.split()[0]) for day in days for x in day if x and x.split()[0].isdigit()]
+                if all(any((m := _FULL_DAY.match(x or "")) and int(m.group(1) or m.group(2)) & 1 for x in day)
+                       for day in days):
+                    modes[ch] = "continuous"
+                elif masks and not any(m & 1 for m in masks) and any(masks):
+                    modes[ch] = "motion"  # only motion/alarm-triggered sections
+    if modes:
+        distinct = set(modes.values())
+        out["recording"] = {"mode": distinct.pop() if len(distinct) == 1 else "mixed",
+                            "schedule": schedule or {str(k): v for k, v in modes.items()}}
+    out["channels"] = [{"id": i, "name": S.to_str(t.get("Name")), "source": None, "protocol": None}
+                       for i, t in enumerate(S.seq(raw.get("ChannelTitle")), start=1) if isinstance(t, dict)]
+    out["users"] = [{"name": S.to_str(u.get("Name")), "level": S.to_str(u.get("Group"))}
+                    for u in S.seq(raw.get("users")) if isinstance(u, dict) and S.to_str(u.get("Name"))]
+    rtsp = raw.get("RTSP") or {}
+    ports = {}
+    if S.to_int(rtsp.get("Port")):
+        ports["rtsp"] = S.to_int(rtsp.get("Port"))
+    for k, name in (("HttpPort", "http"), ("HttpsPort", "https"), ("TCPPort", "tcp")):
+        if S.to_int(net.get(k)):
+            ports[name] = S.to_int(net.get(k))
+    out["ports"] = ports
+    nics = []
+    for name, n in sorted(net.items()):
+        if isinstance(n, dict) and ("IPAddress" in n or "PhysicalAddress" in n):
+            addr, mask = S.to_str(n.get("IPAddress")), S.to_str(n.get("SubnetMask"))
+            nics.append({"name": name, "mac": (S.to_str(n.get("PhysicalAddress")) or "").lower() or None,
+                         "ipv4": [f"{addr}/{S.prefix_len(mask)}" if mask else addr] if addr else [],
+                         "dhcp": S.to_bool(n.get("DhcpEnable"))})
+    out["network"] = {"interfaces": nics, "hostname": S.to_str(net.get("Hostname"))}
+    return out
+
+
+_MASK = ((1, "regular"), (2, "motion"), (4, "alarm"))
+_WEEK = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")  # Dahua TimeSection[0] is Sunday
+
+
+def _dahua_schedule(days: list[list[str | None]]) -> dict[str, list[str]]:
+    """TimeSection[weekday][n] = '<mask> hh:mm:ss-hh:mm:ss' → {'every day' | weekday: ['00:00-24:00 regular']}.
+    Empty sections (mask 0) are dropped; identical days are folded into one entry."""
+    readable = []
+    for day in days:
+        out = []
+        for sec in day:
+            m = re.match(r"^\s*(\d+)\s+(\d\d:\d\d):\d\d-(\d\d:\d\d):\d\d", sec or "")
+            if not m or not int(m.group(1)):
+                continue
+            kinds = "+".join(n for bit, n in _MASK if int(m.group(1)) & bit) or f"mask {m.group(1)}"
+            out.append(f"{m.group(2)}-{m.group(3)} {kinds}")
+        readable.append(out)
+    if readable and all(d == readable[0] for d in readable) and len(readable) == 7:
+        return {"every day": readable[0]}
+    return {(_WEEK[i] if i < 7 else str(i)): d for i, d in enumerate(readable)}

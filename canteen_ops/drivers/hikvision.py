@@ -13,6 +13,7 @@ import re
 import uuid
 from typing import Any
 
+from canteen_ops.drivers import settings as S
 from canteen_ops.drivers import xmlsafe as X
 from canteen_ops.drivers.xmlsafe import Element
 from canteen_ops.drivers.base import (
@@ -337,6 +338,10 @@ def parse_upgrade_status(root: Element) -> UpgradeStatus:
 class HikvisionDriver(HttpDriver):
     vendor = "hikvision"
 
+    @staticmethod
+    def normalize_settings(raw: dict[str, Any]) -> dict[str, Any]:
+        return normalize_settings(raw)  # the module's function below: settings() → the neutral snapshot
+
     def __init__(self, device, password: str, *, timeout: float | None = None, timezone: str | None = None):
         super().__init__(device, password, timeout=timeout, timezone=timezone, is_stale=_is_stale,
                          reuse_challenge=True)
@@ -643,3 +648,77 @@ def _is_stale(reply: Reply) -> bool:
         return False
     locked, _, left = parse_lock_info(root)
     return not locked and left is None
+
+
+# --- settings snapshot (tasks/snapshot.py) ------------------------------------------------------------------------------------------
+def normalize_settings(raw: dict[str, Any]) -> dict[str, Any]:
+    out = S.empty()
+    di = raw.get("deviceInfo") or {}
+    fw = " ".join(x for x in (S.to_str(di.get("firmwareVersion")), S.to_str(di.get("firmwareReleasedDate"))) if x)
+    out["identity"] = {"vendor": "hikvision", "model": S.to_str(di.get("model")), "serial": S.to_str(di.get("serialNumber")),
+                       "firmware": fw or None, "name": S.to_str(di.get("deviceName")),
+                       "mac": (S.to_str(di.get("macAddress")) or "").lower() or None,
+                       "device_type": S.to_str(di.get("deviceType"))}
+    t = raw.get("time") or {}
+    mode = S.to_str(t.get("timeMode"))
+    servers = []
+    for s in S.seq(S.get(raw, "ntpServers", "NTPServer")):
+        addr = S.to_str(s.get("hostName")) if S.to_str(s.get("addressingFormatType")) == "hostname" else None
+        addr = addr or S.to_str(s.get("ipAddress")) or S.to_str(s.get("hostName")) or S.to_str(s.get("ipv6Address"))
+        if addr:
+            servers.append(addr)
+    out["time"] = {"timezone": S.to_str(t.get("timeZone")), "mode": "NTP" if (mode or "").upper() == "NTP" else mode,
+                   "ntp_enabled": (mode or "").upper() == "NTP" if mode else None, "ntp_servers": servers}
+    streams = []
+    for sc in S.seq(S.get(raw, "streamingChannels", "StreamingChannel")):
+        sid = S.to_int(sc.get("id"))
+        if sid is None or S.to_bool(sc.get("enabled")) is False:
+            continue
+        v = sc.get("Video") or {}
+        rate = S.num(v.get("maxFrameRate"))
+        bitrate = v.get("constantBitRate") if S.to_str(v.get("videoQualityControlType")) == "CBR" else \
+            v.get("vbrUpperCap") or v.get("constantBitRate")
+        streams.append({"channel": sid // 100, "main": sid % 100 == 1, "codec": S.codec(v.get("videoCodecType")),
+                        "width": S.to_int(v.get("videoResolutionWidth")), "height": S.to_int(v.get("videoResolutionHeight")),
+                        "fps": S.num(rate / 100) if rate and rate >= 100 else rate, "bitrate_kbps": S.num(bitrate)})
+    out["streams"] = streams
+    tracks = S.seq(S.get(raw, "recordTracks", "Track"))
+    if tracks:  # /ISAPI/ContentMgmt/record/tracks when a driver provides it
+        out["recording"] = _hik_recording(tracks)
+    chans = []
+    for c in S.seq(S.get(raw, "inputProxyChannels", "InputProxyChannel")):
+        src = c.get("sourceInputPortDescriptor") or {}
+        ip, port = S.to_str(src.get("ipAddress")), S.to_str(src.get("managePortNo"))
+        chans.append({"id": S.to_int(c.get("id")), "name": S.to_str(c.get("name")),
+                      "source": f"{ip}:{port}" if ip and port else ip, "protocol": S.to_str(src.get("proxyProtocol"))})
+    out["channels"] = chans
+    out["users"] = [{"name": S.to_str(u.get("userName")), "level": S.to_str(u.get("userLevel"))}
+                    for u in S.seq(S.get(raw, "users", "User")) if S.to_str(u.get("userName"))]
+    ports = {}
+    for p in S.seq(S.get(raw, "adminAccesses", "AdminAccessProtocol")):
+        proto = (S.to_str(p.get("protocol")) or "").lower()
+        if proto and S.to_bool(p.get("enabled")) is not False:
+            ports[proto] = S.to_int(p.get("portNo"))
+    out["ports"] = ports
+    nics = []
+    for n in S.seq(S.get(raw, "network", "NetworkInterface")):
+        ipa = n.get("IPAddress") or {}
+        addr, mask = S.to_str(ipa.get("ipAddress")), S.to_str(ipa.get("subnetMask"))
+        nics.append({"name": S.to_str(n.get("id")), "mac": (S.to_str(S.get(n, "Link", "MACAddress")) or "").lower() or None,
+                     "ipv4": [f"{addr}/{S.prefix_len(mask)}" if mask else addr] if addr else [],
+                     "dhcp": (S.to_str(ipa.get("addressingType")) or "").lower() == "dynamic" if ipa else None})
+    out["network"] = {"interfaces": nics, "hostname": None}
+    return out
+
+
+def _hik_recording(tracks: list[dict[str, Any]]) -> dict[str, Any]:
+    modes = set()
+    schedule = {}
+    for t in tracks:
+        actions = S.seq(S.get(t, "TrackSchedule", "ScheduleBlockList", "ScheduleBlock", "ScheduleAction"))
+        kinds = {(S.to_str(S.get(a, "Actions", "ActionRecordingMode")) or "").upper() for a in actions}
+        mode = "continuous" if kinds == {"CMR"} else "motion" if kinds and kinds <= {"MOTION", "ALARM"} else \
+            "schedule" if kinds else "off"
+        modes.add(mode)
+        schedule[str(S.to_int(t.get("Channel")) or S.to_int(t.get("id")))] = sorted(k.lower() for k in kinds if k)
+    return {"mode": modes.pop() if len(modes) == 1 else "mixed", "schedule": schedule}

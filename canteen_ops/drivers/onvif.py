@@ -60,6 +60,7 @@ from canteen_ops.drivers.base import (
     auth_guard,
     reason,
 )
+from canteen_ops.drivers import settings as S
 from canteen_ops.drivers import xmlsafe as X
 from canteen_ops.drivers.spans import clipped
 from canteen_ops.timeutil import parse_xs_datetime
@@ -398,6 +399,10 @@ def _getter(func):
 # --- the driver ---------------------------------------------------------------------------------------------
 class OnvifDriver(Driver):
     vendor = "onvif"
+
+    @staticmethod
+    def normalize_settings(raw: dict[str, Any]) -> dict[str, Any]:
+        return normalize_settings(raw)  # the module's function below: settings() → the neutral snapshot
 
     def __init__(self, device, password: str, *, timeout: float | None = None):
         super().__init__(device, password, timeout=timeout)
@@ -941,4 +946,46 @@ def decode_backup(content: bytes, content_type: str) -> list[tuple[str | None, s
                 out.append((name, ctype, base64.b64decode(data_el.text.strip(), validate=True)))
             except ValueError:
                 raise ProtocolError("backup data is neither an XOP include nor base64") from None
+    return out
+
+
+# --- settings snapshot (tasks/snapshot.py) ------------------------------------------------------------------------------------------------------
+def normalize_settings(raw: dict[str, Any]) -> dict[str, Any]:
+    out = S.empty()
+    ident = raw.get("identity") or {}
+    out["identity"] = {"vendor": "onvif", "manufacturer": S.to_str(ident.get("manufacturer")),
+                       "model": S.to_str(ident.get("model")), "serial": S.to_str(ident.get("serial")),
+                       "firmware": S.to_str(ident.get("firmware")), "name": None, "mac": None,
+                       "device_type": None}
+    t = raw.get("time") or {}
+    out["time"] = {"timezone": S.to_str(t.get("timezone")), "mode": S.to_str(t.get("mode")),
+                   "ntp_enabled": t.get("ntp_enabled"), "ntp_servers": [s for s in (t.get("ntp_servers") or []) if s]}
+    streams = []
+    if raw.get("stream_info"):  # the driver's own profile → channel mapping (Driver.streams())
+        for s in raw["stream_info"]:
+            streams.append({"channel": S.to_int(s.get("channel")) or 1, "main": bool(s.get("main")),
+                            "codec": S.codec(s.get("codec")), "width": S.to_int(s.get("width")),
+                            "height": S.to_int(s.get("height")), "fps": S.num(s.get("fps")),
+                            "bitrate_kbps": S.num(s.get("bitrate_kbps"))})
+    else:  # encoder configurations only: best effort from names and tokens
+        for s in raw.get("streams") or []:
+            name = (S.to_str(s.get("name")) or "") + " " + (S.to_str(s.get("token")) or "")
+            main = not re.search(r"sub|second|minor|extra", name, re.I)
+            streams.append({"channel": 1, "main": main, "codec": S.codec(s.get("codec")),
+                            "width": S.to_int(s.get("width")), "height": S.to_int(s.get("height")),
+                            "fps": S.num(s.get("fps")), "bitrate_kbps": S.num(s.get("bitrate_kbps")),
+                            "token": S.to_str(s.get("token"))})
+    out["streams"] = streams
+    out["users"] = [{"name": S.to_str(u.get("name")), "level": S.to_str(u.get("level"))}
+                    for u in raw.get("users") or [] if S.to_str(u.get("name"))]
+    nics = []
+    for n in raw.get("network") or []:
+        nics.append({"name": S.to_str(n.get("name")) or S.to_str(n.get("token")), "mac": (S.to_str(n.get("mac")) or "").lower()
+                     or None, "ipv4": list(n.get("ipv4") or []), "dhcp": n.get("dhcp")})
+    out["network"] = {"interfaces": nics, "hostname": None}
+    out["ports"] = {k: S.to_int(v) for k, v in (raw.get("ports") or {}).items() if S.to_int(v)}
+    if raw.get("recording"):
+        out["recording"] = {"mode": S.to_str(S.get(raw, "recording", "mode")), "schedule": None}
+    if out["identity"]["mac"] is None and nics:
+        out["identity"]["mac"] = nics[0]["mac"]
     return out

@@ -41,7 +41,7 @@ def backup_dir_for(inventory: "Inventory | None") -> Path:
 
 
 def _default_factory(device: "Device") -> "Driver":
-    from canteen_ops.drivers.base import open_driver
+    from canteen_ops.drivers.registry import open_driver
 
     return open_driver(device)
 
@@ -103,8 +103,8 @@ def validate_export(export: "ConfigExport") -> str | None:
 def backup_device(device: "Device", store: BackupStore, factory: DriverFactory | None = None,
                   *, deadline_at: float | None = None) -> Result:
     """Back up one device; never raises for device trouble. Holds the device's lock throughout."""
-    from canteen_ops.drivers.base import (AuthFailed, DriverError, Locked, NotSupported, Offline, Refused, Timeout,
-                                          Withheld)
+    from canteen_ops.drivers.base import (AuthFailed, CredentialsUnavailable, DriverError, Locked, NotSupported,
+                                          Offline, Refused, Timeout, Withheld)
 
     factory = factory or _default_factory
 
@@ -122,6 +122,8 @@ def backup_device(device: "Device", store: BackupStore, factory: DriverFactory |
                               reason=f"refused: too little privilege: {exc}")
             except NotSupported:
                 return result("unsupported", UNSUPPORTED_REASON, reason=UNSUPPORTED_REASON)
+            except CredentialsUnavailable as exc:  # nothing was sent: not a rejected login
+                return result("failed", f"no usable credentials: {exc}", reason=f"no credentials: {exc}")
             except Withheld as exc:
                 why = str(exc).split(": ", 1)[-1]
                 return result("failed", why, reason=f"login withheld: {why}")

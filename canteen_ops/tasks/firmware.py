@@ -402,7 +402,7 @@ def assess(device: "Device", facts: "Facts", catalog: Catalog) -> Finding:
 
 
 def _default_factory(device: "Device") -> "Driver":
-    from canteen_ops.drivers.base import open_driver
+    from canteen_ops.drivers.registry import open_driver
 
     return open_driver(device)
 

@@ -17,9 +17,9 @@ from canteen_ops.drivers.base import (
     ProtocolError,
     Timeout,
     auth_guard,
-    open_driver,
 )
 from canteen_ops.drivers.dahua import DahuaDriver
+from canteen_ops.drivers.registry import open_driver
 
 UTC = dt.timezone.utc
 VENDOR, DRIVER = "dahua", DahuaDriver  # for the fixtures in conftest.py

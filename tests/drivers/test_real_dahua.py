@@ -65,3 +65,16 @@ def test_403_json_lock_answer_is_locked_with_time_left():
     assert D.parse_lock(403, b"Error\r\nForbidden!\r\n") is None  # a refused nonce / privilege, not a lock
     assert D.parse_lock(403, b'{"ErrorCode":268632085,"Result":false}') is None  # wrong password code
     assert D.parse_lock(200, LOCK_403) is None
+
+
+def test_snapshot_identity_of_an_nvr_with_device_type_31():
+    from canteen_ops.tasks.snapshot import normalize
+
+    raw = {"vendor": "dahua", "systemInfo": flat("NVR2X-4KS3", "getSystemInfo.txt"),
+           "softwareVersion": D.firmware_of(flat("NVR2X-4KS3", "getSoftwareVersion.txt"))}
+    ident = normalize("dahua", raw)["identity"]
+    assert (ident["model"], ident["serial"], ident["firmware"]) == (
+        "NVR2X-4KS3", "4F07335PAZEEA9B", "4.001.0000005.0,build:2020-11-17")
+    raw = {"vendor": "dahua", "systemInfo": flat("XVR5108C-X", "getSystemInfo.txt"),
+           "deviceType": flat("XVR5108C-X", "getDeviceType.txt")["type"].strip()}
+    assert normalize("dahua", raw)["identity"]["model"] == "DH-XVR5108C-X"
