@@ -136,6 +136,7 @@ class Channel:
     name: str | None = None
     detail: str | None = None  # e.g. chanDetectResult / VideoLoss reason
     ip: str | None = None
+    kind: str | None = None  # "thermal" for a thermal sensor (its own policy minima); None: a visible-light one
 
 
 @dataclass
@@ -296,6 +297,11 @@ class Driver:
 
     def channels(self) -> list[Channel]:
         raise NotSupported("channels")
+
+    def video_inputs(self) -> list[Channel]:
+        """A camera's own video inputs (sensors): multi-sensor and thermal bi-spectrum cameras have several, and
+        each is a channel with its own stream and picture. Default, without a request: one input."""
+        return [Channel(id=1, online=None)]
 
     def recordings(self, channel: int, start: dt.datetime, end: dt.datetime) -> list[RecordingSpan]:
         """Recorded spans of one channel between start and end (UTC), oldest first."""

@@ -198,6 +198,16 @@ def parse_video_inputs(root: Element | None) -> list[Channel]:
     return sorted(chans, key=lambda c: c.id)
 
 
+# Hikvision thermal lines (DS-2TD thermal/bi-spectrum, DS-2TP temperature screening, DS-2TB) and the sensor
+# sizes their thermal streams have: a stream of that size on such a model is a thermal sensor.
+_THERMAL_MODEL = re.compile(r"^DS-2T[DPB]", re.I)
+THERMAL_SIZES = {(160, 120), (256, 192), (320, 240), (384, 288), (640, 480), (640, 512), (1280, 1024)}
+
+
+def is_thermal_model(model: str) -> bool:
+    return bool(_THERMAL_MODEL.match(model.strip()))
+
+
 def parse_channels(config: Element | None, status: Element | None) -> list[Channel]:
     """InputProxy/channels (names, IPs) merged with channels/status (online, chanDetectResult) by id."""
     chans: dict[int, Channel] = {}
@@ -494,6 +504,23 @@ class HikvisionDriver(HttpDriver):
             return []
         taken = {c.id for c in analog}
         return analog + [c for c in ip if c.id not in taken]
+
+    @named_errors
+    def video_inputs(self) -> list[Channel]:
+        """The camera's sensors (System/Video/inputs/channels). On a thermal model the inputs whose main stream
+        has a thermal sensor's size are kind "thermal" (DS-2TD1228-2-QA: input 2 at 640x512)."""
+        inputs = parse_video_inputs(self._optional("/ISAPI/System/Video/inputs/channels"))
+        if not inputs:
+            return [Channel(id=1, online=None)]
+        if self._info is None:
+            self.login()
+        if is_thermal_model(X.text(self._info, "model") or ""):
+            sizes = {s["channel"]: (s["width"], s["height"])
+                     for s in parse_streaming_channels(self._get_xml("/ISAPI/Streaming/channels")) if s["main"]}
+            for ch in inputs:
+                if sizes.get(ch.id) in THERMAL_SIZES:
+                    ch.kind = "thermal"
+        return inputs
 
     @named_errors
     def recordings(self, channel: int, start: dt.datetime, end: dt.datetime) -> list[RecordingSpan]:
