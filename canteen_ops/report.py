@@ -189,7 +189,7 @@ def _latest_status(d: _Data, check: str, devices: set[str]) -> dict[str, str]:
 
 
 def _retention(d: _Data, devices: set[str]) -> dict[str, Any]:
-    latest = {k: v for k, v in _latest_status(d, RETENTION_CHECK, devices).items() if v != "unknown"}
+    latest = {k: v for k, v in _latest_status(d, RETENTION_CHECK, devices).items() if v not in ("unknown", "n/a")}
     ok = sum(1 for v in latest.values() if v == "ok")
     return {"devices": len(latest), "compliant": ok, "pct": pct(ok, len(latest)),
             "failing": sorted(k for k, v in latest.items() if v != "ok")}
@@ -197,7 +197,7 @@ def _retention(d: _Data, devices: set[str]) -> dict[str, Any]:
 
 def _picture(d: _Data, devices: set[str]) -> dict[str, Any]:
     rows = [r for r in d.results if r["check_name"] == PICTURE_CHECK and r["device_id"] in devices
-            and r["status"] != "unknown"]
+            and r["status"] not in ("unknown", "n/a")]
     passed = sum(1 for r in rows if r["status"] == "ok")
     return {"samples": len(rows), "passed": passed, "pct": pct(passed, len(rows)),
             "devices": len({r["device_id"] for r in rows})}
