@@ -213,6 +213,8 @@ def config_backup(state: DeviceState, req: Request) -> Response:
     """Config.backup?action=All: the whole configuration as plain, pretty-printed JSON (deterministic)."""
     if req.query.get("action") != "All":
         return bad_request()
+    if state.has("export-refused"):  # a user without the backup right (the 403 body one NVR gave, rroller/dahua#647)
+        return text("Error\r\nForbidden!\r\n", 403)
     body = json.dumps(tables(state), ensure_ascii=False, indent=4) + "\n"
     return Response(200, {"Content-Type": "application/json;charset=utf-8",
                           "Content-Disposition": f'attachment; filename="Config_{state.serial}.backup"'},

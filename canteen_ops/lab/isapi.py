@@ -475,6 +475,8 @@ def config_import(data: bytes) -> dict:
 
 
 def configuration_data(state: DeviceState, req: Request) -> Response:
+    if state.has("export-refused"):  # a user without the maintenance right
+        return response_status(state, req, 4, "Invalid Operation", 403)
     if req.method == "GET":
         blob = config_export(state)
         return Response(200, {"Content-Type": "application/octet-stream",

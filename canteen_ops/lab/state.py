@@ -32,6 +32,7 @@ FAULTS: dict[str, str] = {
     "clock-reset": "device clock reset to 1970-01-01 (after power loss without RTC battery)",
     "old-firmware": "runs an outdated firmware version",
     "vulnerable-firmware": "runs a firmware version with a known advisory",
+    "export-refused": "the configuration export is refused with HTTP 403 (the user lacks the right)",
     "sd-card": "a camera has an SD card (128 GB, ok); the hdd-* faults then apply to it",
     "hdd-error": "NVR disk 1 reports an error",
     "hdd-unformatted": "NVR disk 1 is unformatted",
