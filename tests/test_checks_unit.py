@@ -241,6 +241,18 @@ def test_channel_offline_names_the_camera(fleet):
     assert cov.status is Status.CRIT and cov.data["uncovered"] == ["专间"]
 
 
+def test_a_channel_state_the_recorder_does_not_report_is_never_offline(fleet):
+    """'0 of 9 channels online', ok, was wrong twice: unreported is neither online nor offline."""
+    chans = fleet.states["nvr-01"].channels
+    chans[7].online = None  # channel 8: no camera mapped to it
+    r = one(run(fleet, ["channels"], devices={"nvr-01"}), "nvr-01", "channels")
+    assert r.status is Status.OK and r.summary == "7 of 7 channels online; 1 not reported"
+    for ch in chans:
+        ch.online = None
+    r = one(run(fleet, ["channels"], devices={"nvr-01"}), "nvr-01", "channels")
+    assert r.status is Status.UNKNOWN and "state not reported" in r.summary  # mapped channels: each named
+
+
 def test_channel_missing_on_nvr_is_warn(fleet):
     del fleet.states["nvr-01"].channels[5]  # channel 6 (cam-06) is not configured
     r = one(run(fleet, ["channels"], devices={"nvr-01"}), "nvr-01", "channels")
