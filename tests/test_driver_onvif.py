@@ -295,6 +295,25 @@ def test_fault_mapping():
         auth_guard.check("fx")
 
 
+def test_the_faults_real_cameras_give_an_unauthenticated_clock_request_are_read_as_wanting_credentials():
+    """Vivotek (agsh/onvif#301) refuses GetSystemDateAndTime without a token with Sender/NotAuthorized and the
+    reason 'An error was discovered processing the <wsse:Security> header.'; other cameras (Quedale/
+    OnvifDeviceManager#19) say 'Sender not Authorized...'. Both read as NotAuthorized: without credentials sent, the
+    driver asks again with a token instead of calling it a wrong password."""
+    from lxml.etree import QName
+    from zeep.exceptions import Fault
+
+    ter = "http://www.onvif.org/ver10/error"
+    vivotek = Fault("An error was discovered processing the <wsse:Security> header.", code="env:Sender",
+                    subcodes=[QName(ter, "NotAuthorized")])
+    assert drv._is_not_authorized(vivotek)
+    other = Fault("Sender not Authorized. Invalid username or password! You still have 24 attempt(s).",
+                  code="s:Sender", subcodes=[QName(ter, "NotAuthorized")])
+    assert drv._is_not_authorized(other)
+    assert not drv._is_not_authorized(Fault("Optional Action Not Implemented", code="env:Receiver",
+                                            subcodes=[QName(ter, "ActionNotSupported")]))
+
+
 # --- shared WSDLs, logging --------------------------------------------------------------------------------------
 def test_wsdl_clients_are_built_once_and_shared_across_threads(camera):
     st, faults = camera
