@@ -17,8 +17,8 @@ _BAD_DISK = {"error": "error", "unformatted": "unformatted", "absent": "absent"}
 
 def storage(ctx: "CheckContext") -> list[Result]:
     """An NVR's disks; a camera's SD card or NAS (a camera without either records only to its NVR: n/a). Both
-    are read the same way (ContentMgmt/Storage, getDeviceAllInfo) and judged alike, except that a camera's card
-    is not warned about when full: it overwrites its oldest footage by design."""
+    are read the same way (ContentMgmt/Storage, getDeviceAllInfo) and judged alike: a full card or disk is ok
+    (both overwrite their oldest footage) unless policy.hdd_free_warn_pct asks for a warning."""
     disks = ctx.get("storage")
     camera = ctx.device.kind == "camera"
     if not disks and camera:
@@ -42,7 +42,7 @@ def storage(ctx: "CheckContext") -> list[Result]:
             problems.append((Status.UNKNOWN, f"{label}: state not reported ({disk.raw_status or 'unknown'})"))
         elif camera and not disk.capacity_mb:  # a card or share that reports no capacity is not usable
             problems.append((Status.CRIT, f"{label}: capacity 0 ({disk.raw_status or disk.status})"))
-        elif ctx.policy.hdd_free_warn_pct and disk.capacity_mb and not camera:
+        elif ctx.policy.hdd_free_warn_pct and disk.capacity_mb:
             pct = 100.0 * (disk.free_mb or 0) / disk.capacity_mb
             if pct < ctx.policy.hdd_free_warn_pct:
                 problems.append((Status.WARN, f"{label}: {pct:.1f}% free (< {ctx.policy.hdd_free_warn_pct:g}%)"))

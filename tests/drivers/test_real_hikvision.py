@@ -104,3 +104,19 @@ def test_camera_storage_check_on_real_cards_and_shares():
     assert _storage_check("DS-2CD2443G0-IW").summary.startswith("1 NAS ok")
     r = _storage_check("DS-2CD2146G2-ISU")  # the NAS is offline, capacity 0
     assert r.status.value == "crit" and r.summary == "NAS nas9: error (offline)"
+
+
+def test_a_full_camera_card_is_judged_like_a_full_nvr_disk():
+    from dataclasses import replace as dc_replace
+    from types import SimpleNamespace
+
+    from canteen_ops.checks.nvr import storage
+    from canteen_ops.inventory.model import Policy
+
+    card = H.parse_storage(xml("DS-2CD2346G2-ISU", "ContentMgmt/Storage"))[0]
+    full = dc_replace(card, free_mb=0.0)
+    dev = SimpleNamespace(id="cam", school_id="s", vendor="hikvision", kind="camera")
+    r = storage(SimpleNamespace(device=dev, get=lambda name: [full], policy=Policy()))[0]
+    assert r.status.value == "ok" and "full: the camera overwrites the oldest recordings" in r.summary
+    r = storage(SimpleNamespace(device=dev, get=lambda name: [full], policy=Policy(hdd_free_warn_pct=5)))[0]
+    assert r.status.value == "warn" and r.summary.startswith("SD card 1: 0.0% free")
