@@ -225,7 +225,10 @@ def config_backup(state: DeviceState, req: Request) -> Response:
 def magic_box(state: DeviceState, req: Request) -> Response:
     action = req.query.get("action")
     if action == "getSystemInfo":
-        return text(["appAutoStart=true", f"deviceType={state.model}", "hardwareVersion=1.00", "processor=S3LM",
+        # Recorders answer a class number, not their model (rroller/dahua#9: deviceType=31, the model in
+        # updateSerial; recorded in tests/fixtures/devices/dahua/NVR2X-4KS3); cameras name the model.
+        device_type = "31" if state.kind == "nvr" else state.model
+        return text(["appAutoStart=true", f"deviceType={device_type}", "hardwareVersion=1.00", "processor=S3LM",
                      f"serialNumber={state.serial}", f"updateSerial={state.model}",
                      f"updateSerialCloudUpgrade={state.model}:01:02:03:04:05:06"])
     values = {
