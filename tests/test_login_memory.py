@@ -48,3 +48,20 @@ def test_the_window_passes(lab, lab_faults, lab_env, cli, tmp_path):
     lab_faults.clear(cam.id, "wrong-password")
     r = cli("check", "--device", cam.id, "--only", "reachable,login")
     assert r.code == 0, r.out
+
+
+def test_a_dahua_lock_is_remembered_for_the_time_the_device_said(lab, lab_faults, lab_env, cli, tmp_path):
+    import datetime as dt
+
+    nvr = lab.first("dahua", "nvr")
+    lab_faults.set(nvr.id, "locked")
+    r = cli("check", "--device", nvr.id, "--only", "reachable,login")
+    assert r.code == 2 and "locked: the device refuses logins from us; unlocks in ~30 min" in r.out
+    (row,) = MaintenanceLog.open(tmp_path / "log.db").query("SELECT * FROM login_refusals")
+    assert row["kind"] == "locked"
+    left = dt.datetime.fromisoformat(row["until"]) - dt.datetime.fromisoformat(row["refused_at"])
+    assert 1790 <= left.total_seconds() <= 1800  # RmLock from the 403 body
+    before = lab.thread.service.http.requests
+    r = cli("snapshot", "take", "--device", nvr.id)
+    assert "not tried: the device locked us out at" in r.out + r.err
+    assert lab.thread.service.http.requests == before
