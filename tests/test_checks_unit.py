@@ -584,3 +584,25 @@ def test_ntp_servers_the_firmware_does_not_offer_are_not_missing_servers():
     assert r.status is Status.OK and r.summary == "NTP on (this firmware does not list its NTP servers)"
     r = verdict(ntp_servers=[])  # listed, and empty: a real configuration fault
     assert r.status is Status.WARN and r.summary == "NTP enabled but no server configured"
+
+
+def test_coverage_camera_with_only_unknown_results_is_not_working(fleet):
+    from canteen_ops.checks.coverage import SchoolContext, coverage
+    from canteen_ops.status import Result
+
+    inv = load_inventory(fleet.path)
+    school = inv.school("sch-1")
+    runs = {d.id: [Result(d.id, "reachable", Status.OK, "up", school_id="sch-1")] for d in school.devices}
+    area = inv.device("cam-06").area
+    runs["cam-06"] = [Result("cam-06", c, Status.UNKNOWN, "could not tell", school_id="sch-1")
+                      for c in ("reachable", "login", "clock")]
+    cov = coverage(SchoolContext(school, inv, runs))[0]
+    assert cov.status is Status.UNKNOWN
+    assert cov.data["areas"][area] == {"working": [], "failing": [], "unknown": ["cam-06 (unknown)"]}
+    assert cov.data["unchecked"] == [area] and cov.data["uncovered"] == []
+    # an n/a check (no SD card) next to the unknown ones is no evidence either
+    runs["cam-06"].append(Result("cam-06", "storage", Status.NA, "no SD card or NAS", school_id="sch-1"))
+    assert coverage(SchoolContext(school, inv, runs))[0].status is Status.UNKNOWN
+    # one unknown check next to an ok one still counts as working
+    runs["cam-06"].append(Result("cam-06", "facts", Status.OK, "model", school_id="sch-1"))
+    assert coverage(SchoolContext(school, inv, runs))[0].status is Status.OK

@@ -41,6 +41,7 @@ GROUPS = [
 COMMANDS: list[tuple[str, str, str]] = [
     ("check", "canteen_ops.cli.check_cmd", "check"),
     ("report", "canteen_ops.cli.report_cmd", "report"),
+    ("status", "canteen_ops.cli.status_cmd", "status"),
 ]
 
 

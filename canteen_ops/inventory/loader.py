@@ -169,6 +169,10 @@ class _Validator:
     def host(self, v: Any, path: tuple) -> str | None:
         if self.typed(v, path, str, "a host name or IP address") is None:
             return None
+        hint = _host_hint(v)
+        if hint:
+            self.problem(path, hint)
+            return None
         try:
             ipaddress.ip_address(v)
             return v
@@ -294,6 +298,35 @@ class _Validator:
             return a, b
         day = self.date_value(v, path)
         return None if day is None else (day, day)
+
+
+def _host_hint(v: str) -> str | None:
+    """A `host` written as a URL, with a port, or with credentials: name the likely cause. Credentials are never
+    echoed (the password is remembered as a secret, so no later message shows it either)."""
+    rest = v.strip()
+    scheme = re.match(r"^([A-Za-z][A-Za-z0-9+.-]{0,15})://", rest)
+    if scheme:
+        rest = rest[scheme.end():]
+    rest = rest.split("/", 1)[0]
+    if "@" in rest:
+        from canteen_ops.redact import remember_secret
+
+        userinfo, _, rest = rest.rpartition("@")
+        if ":" in userinfo:
+            remember_secret(userinfo.split(":", 1)[1])
+        return ("host contains a user name or password (user:password@…; not shown): write the address only, "
+                "and give credentials by name (credentials: password_env / password_file)")
+    port = None
+    m = re.fullmatch(r"(\[[0-9A-Fa-f:.]+\]|[^:\[\]]+):(\d{1,5})", rest)
+    if m:
+        rest, port = m.group(1).strip("[]"), m.group(2)
+    if not scheme and port is None:
+        return None
+    fix = [f"host: {rest}"] + ([f"port: {port}"] if port else [])
+    if scheme and scheme.group(1).lower() == "https":
+        fix.append("https: true")
+    what = "a URL" if scheme else "a port"
+    return f"host {v!r} contains {what}: the host is the address only; use `port:` for the port ({', '.join(fix)})"
 
 
 def _as_tuple(kind: type | tuple) -> tuple:
