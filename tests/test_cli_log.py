@@ -315,7 +315,7 @@ def test_fts_migration_indexes_existing_records_and_triggers_keep_it_in_step(db)
 
     log = MaintenanceLog.open(db)
     try:
-        assert log.schema_version == len(schema.MIGRATIONS) == 5
+        assert log.schema_version == len(schema.MIGRATIONS) >= 5
         assert {e["id"] for e in list_entries(log, grep="温度偏高")} == {"n1", "r-crit"}
         assert {e["id"] for e in list_entries(log, grep="时钟偏差")} == {"r-crit"}
         log.conn.execute("DELETE FROM results")
