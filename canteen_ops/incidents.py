@@ -387,3 +387,81 @@ def _open_unchecked(log, inventory, level, title, summary, device_id, school_id,
     })
     _event(log, incident_id, now, actor, "open", f"{level}; from check result")
     return log.get("incidents", incident_id)
+
+
+# --- watch: incidents that open and close themselves ---------------------------------------------------------
+AUTO_RESOLUTION = "自动恢复 recovered automatically"
+
+
+def track_result(log: MaintenanceLog, inventory: Inventory | None, result_row: Mapping[str, Any], *,
+                 now: dt.datetime, hold_down: dt.timedelta, actor: str = SYSTEM_ACTOR
+                 ) -> tuple[str | None, dict[str, Any] | None]:
+    """What `watch` does with a result: (what happened, the incident) — what is opened, reopened, resolved,
+    updated or None.
+
+    On top of `open_or_update_for_result`: an ok result resolves the active incident of that device+check by
+    itself (resolved_by canteen-ops, `data.auto_resolved`, the recovery time as resolved_at); a critical result
+    within the hold-down after such an automatic resolve re-opens that incident instead of opening a new one,
+    and a re-opened (flapping) incident is not resolved automatically again until the device has stayed well
+    for a whole hold-down since it came back — so a flapping device re-opens at most once per hold-down period.
+    Incidents opened by a person (no dedup key) are never touched."""
+    status = str(getattr(result_row.get("status"), "value", result_row.get("status")))
+    if status not in ("crit", "ok"):
+        return None, None
+    key = dedup_key_for(result_row)
+    if status == "ok" and not log.query("SELECT 1 FROM incidents WHERE dedup_key = ? AND state IN ('open', 'acked', 'arrived') "
+                                        "LIMIT 1", [key]):
+        return None, None  # the common case, every round for every healthy check: no write transaction
+    with log.transaction():
+        active = log.query("SELECT * FROM incidents WHERE dedup_key = ? AND state IN ('open', 'acked', 'arrived') "
+                           "ORDER BY opened_at LIMIT 1", [key])
+        if status == "ok":
+            if not active:
+                return None, None
+            inc = active[0]
+            data = dict(inc.get("data") or {})
+            reopened = data.get("reopened_at")
+            since = data.get("well_since") or iso(now)
+            if reopened and now - parse_iso(since) < hold_down:
+                data["well_since"] = since  # flapping: stays open until well for a whole hold-down
+                log.update("incidents", inc["id"], {"data": data})
+                return "updated", open_or_update_for_result(log, inventory, result_row, actor=actor, now=now)
+            data.update(auto_resolved=True, recovered_result_id=result_row.get("id"))
+            data.pop("well_since", None)
+            summary = result_row.get("summary") or ""
+            log.update("incidents", inc["id"], {
+                "state": "resolved", "resolved_at": iso(now), "resolved_by": actor,
+                "resolution": f"{AUTO_RESOLUTION}: {summary}".rstrip(": "), "data": data})
+            _event(log, inc["id"], now, actor, "resolve", f"{AUTO_RESOLUTION}: {summary}",
+                   {"automatic": True, "result_id": result_row.get("id")})
+            return "resolved", log.get("incidents", inc["id"])
+        if active:
+            data = dict(active[0].get("data") or {})
+            if data.pop("well_since", None):
+                log.update("incidents", active[0]["id"], {"data": data})
+            return "updated", open_or_update_for_result(log, inventory, result_row, actor=actor, now=now)
+        recent = log.query("SELECT * FROM incidents WHERE dedup_key = ? AND state = 'resolved' AND resolved_by = ? "
+                           "AND resolved_at > ? ORDER BY resolved_at DESC LIMIT 1",
+                           [key, actor, iso(now - hold_down)])
+        if recent and (recent[0].get("data") or {}).get("auto_resolved"):
+            return "reopened", _reopen(log, inventory, recent[0], result_row, now, actor)
+        return "opened", open_or_update_for_result(log, inventory, result_row, actor=actor, now=now)
+
+
+def _reopen(log, inventory, inc, result_row, now, actor) -> dict[str, Any]:
+    """The fault is back soon after it cleared: the same incident again, with fresh deadlines from now."""
+    wh, policy = _school_clock(inventory, inc.get("school_id")) if inventory else (WorkingHours(), Policy())
+    d = deadlines(inc["level"], now, wh, policy)
+    data = dict(inc.get("data") or {})
+    data.update(reopened_at=iso(now), reopen_count=int(data.get("reopen_count", 0)) + 1, last_seen=iso(now),
+                occurrences=int(data.get("occurrences", 1)) + 1)
+    data.pop("auto_resolved", None)
+    data.pop("escalation_step", None)
+    summary = result_row.get("summary") or ""
+    log.update("incidents", inc["id"], {
+        "state": "open", "resolved_at": None, "resolved_by": None, "resolution": None, "escalated_at": None,
+        "arrive_deadline": iso(d.arrive_by), "resolve_deadline": iso(d.resolve_by), "description": summary,
+        "source_result_id": result_row.get("id"), "data": data})
+    _event(log, inc["id"], now, actor, "reopen", f"fault back within the hold-down period: {summary}",
+           {"arrive_deadline": iso(d.arrive_by), "result_id": result_row.get("id")})
+    return log.get("incidents", inc["id"])

@@ -489,7 +489,10 @@ class DahuaDriver(HttpDriver):
         # serial, firmware, type and MAC), and it cost every device one more CGI call. It stays available
         # where it is used, in settings() (General.MachineName, recorded by snapshots).
         info = self._get_system_info()
-        software = self._flat("magicBox.cgi", "getSoftwareVersion")
+        try:
+            software = self._flat("magicBox.cgi", "getSoftwareVersion")
+        except NotSupported:  # model and serial are still worth reporting; the firmware is then unknown
+            software = {}
         network = self._optional_config("Network")
         device_type = None
         if needs_device_type(info):
@@ -703,7 +706,7 @@ class DahuaDriver(HttpDriver):
     def export_config(self) -> ConfigExport:
         reply = self._request("/cgi-bin/Config.backup?action=All", max_bytes=EXPORT_MAX_BYTES)
         where = f"{self.device.id}: Config.backup"
-        if reply.status in (404, 501):
+        if reply.status in (400, 404, 501):  # 400 `Error Bad Request!`: the firmware has no such CGI
             raise NotSupported(f"{where} is not offered by this device (HTTP {reply.status})")
         if reply.status == 403:
             raise Refused(f"{where}: refused (HTTP 403: too little privilege)")

@@ -309,7 +309,9 @@ def parse_streaming_channels(root: Element) -> list[dict[str, Any]]:
             continue
         video = X.find(el, "Video")
         fps = X.number(video, "maxFrameRate")
-        if fps is not None and fps >= 100:
+        if fps == 0:
+            fps = None  # "full frame rate" (the source's own): recorders say so for sub streams (corpus DS-7732NI-M4)
+        elif fps is not None and fps >= 100:
             fps = fps / 100  # ISAPI writes 25 fps as 2500
         control = (X.text(video, "videoQualityControlType") or "").upper()
         cbr, vbr = X.number(video, "constantBitRate"), X.number(video, "vbrUpperCap")
@@ -482,14 +484,13 @@ class HikvisionDriver(HttpDriver):
     @named_errors
     def channels(self) -> list[Channel]:
         if not self._is_nvr():
-            # A camera is its own single channel; if it answers, its video input is there.
-            name = None
-            inputs = self._optional("/ISAPI/System/Video/inputs/channels")
-            if inputs is not None:
-                name = X.text(X.find(inputs, "//VideoInputChannel"), "name")
-            if name is None and self._info is not None:
-                name = X.text(self._info, "deviceName")
-            return [Channel(id=1, online=True, name=name, ip=self.device.host)]
+            # A camera's channels are its video inputs (a multi-sensor or thermal bi-spectrum camera has several,
+            # DS-2TD1228-2-QA two); if it answers, its inputs are there.
+            inputs = parse_video_inputs(self._optional("/ISAPI/System/Video/inputs/channels"))
+            if not inputs:
+                name = X.text(self._info, "deviceName") if self._info is not None else None
+                return [Channel(id=1, online=True, name=name, ip=self.device.host)]
+            return [Channel(id=c.id, online=True, name=c.name, ip=self.device.host) for c in inputs]
         config = self._optional("/ISAPI/ContentMgmt/InputProxy/channels")
         status = self._optional("/ISAPI/ContentMgmt/InputProxy/channels/status")
         ip = parse_channels(config, status) if config is not None or status is not None else []

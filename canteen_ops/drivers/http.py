@@ -39,6 +39,7 @@ from canteen_ops.drivers.base import (
     Timeout,
     auth_guard,
 )
+from canteen_ops.drivers import recorder
 from canteen_ops.drivers.httpauth import Digest, basic, challenge_is_stale, first_digest, pick_scheme
 from canteen_ops.drivers.wire import DeviceConnection
 
@@ -178,8 +179,10 @@ class DeviceHTTP:
         with self._lock:
             auth_guard.check(self.device_id)  # another thread may have failed while we waited
             try:
-                return self._request(_Request(method, target, self._head(method, headers, content), content or b""),
-                                     max_bytes)
+                reply = self._request(_Request(method, target, self._head(method, headers, content), content or b""),
+                                      max_bytes)
+                recorder.note(self.device_id, method, target, reply.status, reply.headers, reply.body)
+                return reply
             except AuthFailed as exc:
                 auth_guard.record(self.device_id, exc)
                 raise
@@ -202,6 +205,7 @@ class DeviceHTTP:
             if probe.status != 401:
                 return probe  # the device does not ask for credentials here
             self._scheme = pick_scheme(probe.challenges)
+            recorder.note_challenge(self.device_id, probe.challenges)
             if self._scheme is None:
                 raise ProtocolError(f"{self.device_id}: 401 without a Digest or Basic challenge "
                                     f"({'; '.join(probe.challenges)[:120] or 'no WWW-Authenticate'})")

@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from canteen_ops.drivers import recorder
 from canteen_ops.drivers.base import (
     AuthFailed,
     Channel,
@@ -163,6 +164,7 @@ class _Transport:
         self.requests = 0  # authenticated or not, every POST this device received from us
         self.deadline: float | None = None  # monotonic time after which nothing more is sent
         self.wire = DeviceConnection(scheme, host, port)
+        self.device_id = ""  # for the capture hook (drivers/recorder.py)
 
     def close(self) -> None:
         self.wire.close()
@@ -200,6 +202,7 @@ class _Transport:
         if reply.content and "multipart/" not in ctype:
             reply.root = check_wellformed(reply.content)
         self.last_reply = reply
+        recorder.note(self.device_id, "POST", target, resp.status, resp.headers, content, soap_request=message)
         return reply
 
 
@@ -408,6 +411,7 @@ class OnvifDriver(Driver):
         super().__init__(device, password, timeout=timeout)
         user = device.credentials.username if device.credentials is not None else ""
         self._transport = _Transport("https" if device.https else "http", device.host, device.port, self.timeout)
+        self._transport.device_id = device.id
         self._token = _Token(user, password)
         self._services: dict[str, Any] = {}  # (service, authenticated) → bound ServiceProxy
         self._offset_known = False

@@ -47,7 +47,7 @@ TIME_RE = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
 # Settings that may appear at defaults, group, school and device level and are inherited downwards.
 INHERITED = {"credentials", "port", "rtsp_port", "https", "timeout", "policy", "tags"}
 SCHOOL_INHERITED = INHERITED | {"working_hours"}
-TOP_KEYS = {"version", "settings", "defaults", "credentials", "groups", "schools"}
+TOP_KEYS = {"version", "settings", "defaults", "credentials", "groups", "schools", "roster"}
 SETTINGS_KEYS = {f.name for f in fields(Settings)}
 CRED_KEYS = {"username", "password_env", "password_file", "password"}
 GROUP_KEYS = SCHOOL_INHERITED | {"description"}
@@ -420,7 +420,11 @@ def _build(v: _Validator, data: Any) -> Inventory | None:
 
     # settings
     sraw = v.mapping(root.get("settings") or {}, ("settings",), SETTINGS_KEYS)
-    settings = Settings(**{k: v.string(sraw, k, ("settings",)) for k in SETTINGS_KEYS if sraw.get(k) is not None})
+    from canteen_ops.notify.config import parse_targets
+    from canteen_ops.roster import parse_roster
+
+    settings = Settings(**{k: v.string(sraw, k, ("settings",)) for k in SETTINGS_KEYS - {"notify"}
+                           if sraw.get(k) is not None}, notify=parse_targets(v, sraw.get("notify"), ("settings", "notify")))
     if sraw.get("timezone") and not _valid_tz(str(sraw["timezone"])):
         v.problem(("settings", "timezone"), f"unknown time zone {sraw['timezone']!r}")
 
@@ -561,6 +565,15 @@ def _build(v: _Validator, data: Any) -> Inventory | None:
             elif dm.get("nvr_channel") is not None:
                 v.problem(dp + ("nvr_channel",), "nvr_channel needs nvr")
 
+    roster = None
+    scope = {"schools": set(school_ids), "groups": set(groups),
+             "districts": {sm.get("district") for sm, *_ in pending if isinstance(sm.get("district"), str)}}
+    if root.get("roster") is not None:
+        if settings.roster_file:
+            v.problem(("roster",), "the roster is in settings.roster_file already: keep one of them")
+        roster = parse_roster(v, root["roster"], ("roster",), settings.timezone,
+                              [t.name for t in settings.notify], scope)
+
     if v.problems:
         return None
 
@@ -595,7 +608,20 @@ def _build(v: _Validator, data: Any) -> Inventory | None:
     return Inventory(
         path=v.file, version=version, settings=settings, policy=default_policy, credentials=creds,
         groups=tuple(groups), schools=tuple(schools), warnings=tuple(v.warnings),
+        roster=roster if roster is not None else _roster_file(v.file, settings, scope),
     )
+
+
+def _roster_file(inventory_file: str, settings: Settings, scope: dict):
+    """settings.roster_file, relative to the inventory's directory; its problems carry its own file:line."""
+    if not settings.roster_file:
+        return None
+    from canteen_ops.roster import load_roster_file
+
+    path = Path(settings.roster_file).expanduser()
+    if not path.is_absolute() and not inventory_file.startswith("<"):
+        path = Path(inventory_file).parent / path
+    return load_roster_file(str(path), settings.timezone, [t.name for t in settings.notify], scope)
 
 
 def _s(value: Any) -> str | None:

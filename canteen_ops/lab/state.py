@@ -349,12 +349,12 @@ class DeviceState:
     def set_setting(self, key: str, value: str) -> None:
         """Change one setting, as a technician would on the device (used by `lab set` to make config drift).
 
-        Keys: name, ntp_server (empty = none), timezone, record_mode, retention_days, firmware, auth (digest |
+        Keys: name, model, ntp_server (empty = none), timezone, record_mode, retention_days, firmware, auth (digest |
         basic), channel.N.{width,height,fps,bitrate_kbps,codec,name}. Raises ValueError for bad keys or values.
         """
         parts = key.split(".")
         with self._lock:
-            if key in ("name", "timezone", "firmware"):
+            if key in ("name", "model", "timezone", "firmware"):
                 setattr(self, key, value)
             elif key == "ntp_server":
                 self.ntp_server = value or None
@@ -380,7 +380,7 @@ class DeviceState:
                 else:
                     raise ValueError(f"unknown channel setting {attr!r}")
             else:
-                raise ValueError(f"unknown setting {key!r}; known: name, ntp_server, timezone, record_mode, "
+                raise ValueError(f"unknown setting {key!r}; known: name, model, ntp_server, timezone, record_mode, "
                                  "retention_days, firmware, auth, channel.N.(width|height|fps|bitrate_kbps|codec|name)")
 
     def config_blob(self) -> bytes:

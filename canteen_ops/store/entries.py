@@ -27,6 +27,10 @@ _PARTS = {
     "note": "SELECT 'note', x.id, x.at, x.school_id, x.device_id, x.kind, x.text, x.operator FROM notes x",
     "step": "SELECT 'step', x.id, x.started_at, NULL, NULL, x.status, x.playbook || ' #' || x.step_index || ' ' || "
             "COALESCE(x.step_name, x.task), x.actor FROM playbook_steps x",
+    # the notification outbox (local, not synced): a target's name and the message title, never its URL
+    "notify": "SELECT 'notify', x.id, COALESCE(x.sent_at, x.last_attempt_at, x.created_at), NULL, NULL, "
+              "x.state || CASE WHEN x.attempts > 1 THEN ' (' || x.attempts || ' attempts)' ELSE '' END, "
+              "x.target || ' ' || x.event || ': ' || x.title || COALESCE(' — ' || x.last_error, ''), NULL FROM outbox x",
 }
 KINDS = tuple(_PARTS)
 # kind → (table searched by --grep, its alias in the part above); runs and snapshots hold no free text.

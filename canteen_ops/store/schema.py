@@ -104,16 +104,28 @@ ALTER TABLE incidents ADD COLUMN cancel_reason TEXT
 # v5 (log list --grep): trigram full-text indexes over the free text, filled from existing records and kept in
 # step by triggers (store/search.py). A migration is SQL, or a function of the connection when a library builds it.
 
-# v6 (login memory): logins a device refused, remembered across commands (a nightly check, snapshot, backup and
+# v6 (watch/notify): the notification outbox. One row per (target, dedup key): an event about an incident reaches
+# each target once. A send that fails stays `pending` with its error and is retried at the next watch round; the
+# row names the target, never its URL (the URL carries the token). Local only: not synced upstream.
+_V6 = f"""
+CREATE TABLE outbox ({_COMMON},
+  target TEXT NOT NULL, dedup_key TEXT NOT NULL, event TEXT NOT NULL, incident_id TEXT, level TEXT,
+  title TEXT NOT NULL, body TEXT NOT NULL, state TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
+  last_error TEXT, last_attempt_at TEXT, sent_at TEXT, not_before TEXT, data TEXT);
+CREATE UNIQUE INDEX outbox_target_dedup ON outbox (target, dedup_key);
+CREATE INDEX outbox_state ON outbox (state, target)
+"""
+
+# v7 (login memory): logins a device refused, remembered across commands (a nightly check, snapshot, backup and
 # firmware job add up toward a vendor's lockout). Local only, not synced: it steers this machine's next runs.
-_V6 = """
+_V7 = """
 CREATE TABLE login_refusals (device_id TEXT NOT NULL, refused_at TEXT NOT NULL, until TEXT NOT NULL,
   kind TEXT NOT NULL, detail TEXT, command TEXT);
 CREATE INDEX login_refusals_device ON login_refusals (device_id, until)
 """
 
 # One entry per schema version, applied in order inside one transaction each.
-MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [_V1, _V2, _V3, _V4, search.enable, _V6]
+MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [_V1, _V2, _V3, _V4, search.enable, _V6, _V7]
 
 SYNCED_TABLES = (
     "runs", "results", "backups", "snapshots", "firmware_findings", "incidents", "incident_events",

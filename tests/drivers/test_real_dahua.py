@@ -18,24 +18,24 @@ def flat(model: str, name: str) -> dict[str, str]:
 
 
 def test_nvr_device_type_31_is_not_a_model_the_model_is_in_update_serial():
-    info = flat("NVR2X-4KS3", "getSystemInfo.txt")
+    info = flat("NVR2X-4KS3", "magicBox.getSystemInfo.txt")
     assert info["deviceType"] == "31"
     assert D.needs_device_type(info)
-    f = D.parse_facts(info, flat("NVR2X-4KS3", "getSoftwareVersion.txt"), kind="nvr")
+    f = D.parse_facts(info, flat("NVR2X-4KS3", "magicBox.getSoftwareVersion.txt"), kind="nvr")
     assert (f.model, f.serial, f.firmware) == ("NVR2X-4KS3", "4F07335PAZEEA9B", "4.001.0000005.0,build:2020-11-17")
 
 
 def test_xvr_without_device_type_takes_the_model_from_get_device_type():
-    info = flat("XVR5108C-X", "getSystemInfo.txt")
+    info = flat("XVR5108C-X", "magicBox.getSystemInfo.txt")
     assert "deviceType" not in info and D.needs_device_type(info)
-    f = D.parse_facts(info, {}, kind="nvr", device_type=flat("XVR5108C-X", "getDeviceType.txt"))
+    f = D.parse_facts(info, {}, kind="nvr", device_type=flat("XVR5108C-X", "magicBox.getDeviceType.txt"))
     assert f.model == "DH-XVR5108C-X"
     # without getDeviceType, updateSerial is still better than nothing
     assert D.parse_facts(info, {}, kind="nvr").model == "XVR5108C-X"
 
 
 def test_software_version_with_build_date_on_a_second_line():
-    sw = flat("IPM-721B", "getSoftwareVersion.txt")
+    sw = flat("IPM-721B", "magicBox.getSoftwareVersion.txt")
     assert D.firmware_of(sw) == "2.420.AC00.15.R,build:2016-09-08"
     v = parse_version("dahua", D.firmware_of(sw))
     assert v.numbers == (2, 420, 0, 15) and str(v.build) == "2016-09-08"
@@ -70,11 +70,11 @@ def test_403_json_lock_answer_is_locked_with_time_left():
 def test_snapshot_identity_of_an_nvr_with_device_type_31():
     from canteen_ops.tasks.snapshot import normalize
 
-    raw = {"vendor": "dahua", "systemInfo": flat("NVR2X-4KS3", "getSystemInfo.txt"),
-           "softwareVersion": D.firmware_of(flat("NVR2X-4KS3", "getSoftwareVersion.txt"))}
+    raw = {"vendor": "dahua", "systemInfo": flat("NVR2X-4KS3", "magicBox.getSystemInfo.txt"),
+           "softwareVersion": D.firmware_of(flat("NVR2X-4KS3", "magicBox.getSoftwareVersion.txt"))}
     ident = normalize("dahua", raw)["identity"]
     assert (ident["model"], ident["serial"], ident["firmware"]) == (
         "NVR2X-4KS3", "4F07335PAZEEA9B", "4.001.0000005.0,build:2020-11-17")
-    raw = {"vendor": "dahua", "systemInfo": flat("XVR5108C-X", "getSystemInfo.txt"),
-           "deviceType": flat("XVR5108C-X", "getDeviceType.txt")["type"].strip()}
+    raw = {"vendor": "dahua", "systemInfo": flat("XVR5108C-X", "magicBox.getSystemInfo.txt"),
+           "deviceType": flat("XVR5108C-X", "magicBox.getDeviceType.txt")["type"].strip()}
     assert normalize("dahua", raw)["identity"]["model"] == "DH-XVR5108C-X"
