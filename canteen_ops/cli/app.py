@@ -70,7 +70,8 @@ def root(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only problems (for cron)")] = False,
     force_login: Annotated[bool, typer.Option(
         "--force-login", help="Send credentials even to devices that refused our login within their lockout "
-        "window (after fixing a password); by default such devices are not tried again until the window passes")] = False,
+        "window (after fixing a password); by default such devices are not tried again until the window "
+        "passes")] = False,
     lang: Annotated[Optional[str], typer.Option(
         "--lang", metavar="LANG",
         help="Language of messages: en or zh [default: from LC_ALL, LC_MESSAGES, LANG]")] = None,

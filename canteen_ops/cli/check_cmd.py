@@ -195,7 +195,8 @@ def _counts_text(counts: dict[str, int]):
 
     from canteen_ops.i18n import _, status_word
 
-    parts = [(f"{counts[s]} {status_word(s)}", STYLE[s]) for s in ("crit", "warn", "unknown", "n/a", "ok") if counts.get(s)]
+    parts = [(f"{counts[s]} {status_word(s)}", STYLE[s]) for s in ("crit", "warn", "unknown", "n/a", "ok")
+             if counts.get(s)]
     t = Text()
     for i, p in enumerate(parts):
         if i:
