@@ -326,10 +326,10 @@ def test_not_supported_is_na_never_a_failure_nor_counted(fleet):
     assert out.status is Status.OK and out.exit_code == 0
 
 
-def test_refused_is_unknown_not_na(fleet):
-    from canteen_ops.drivers.base import Refused
+def test_forbidden_is_unknown_not_na(fleet):
+    from canteen_ops.drivers.base import Forbidden
 
-    fleet.states["cam-01"].errors["clock"] = Refused("clock refused (HTTP 403: too little privilege)")
+    fleet.states["cam-01"].errors["clock"] = Forbidden("clock refused (HTTP 403: too little privilege)")
     out = run(fleet, ["clock"], devices={"cam-01"})
     r = one(out, "cam-01", "clock")
     assert r.status is Status.UNKNOWN and "refused" in r.summary and out.exit_code == 3

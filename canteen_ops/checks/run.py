@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Callable
 
 from canteen_ops.checks import CHECK_NAMES, DEVICE_CHECK_NAMES
 from canteen_ops.checks.context import CheckContext, DriverFactory, History, NoCredentials
-from canteen_ops.drivers.base import AuthFailed, DriverError, NotSupported, Offline, ProtocolError, Refused, Timeout
+from canteen_ops.drivers.base import AuthFailed, DriverError, Forbidden, NotSupported, Offline, ProtocolError, Timeout
 from canteen_ops.runner import RunOutcome, run_devices
 from canteen_ops.status import Result, Status
 
@@ -80,9 +80,9 @@ def _run_one(ctx: CheckContext, check: Check, rest: list[str]) -> tuple[list[Res
     name = check.name
     try:
         return check.fn(ctx), False
-    except Refused as exc:
+    except Forbidden as exc:
         return [result(ctx, name, Status.UNKNOWN, f"the device refused to tell us ({exc})",
-                       error="Refused")], False
+                       error="Forbidden")], False
     except NotSupported as exc:
         # Not a finding about the device: what this check reads is not offered by its firmware (n/a, not counted).
         return [result(ctx, name, Status.NA, f"not applicable: this {ctx.device.vendor} device does not offer it "

@@ -1,7 +1,7 @@
 """The one driver interface (NAPALM-style getters with typed return models) and its error types.
 
 Every vendor driver implements the same getters. A getter a device cannot answer raises NotSupported, which
-checks report as n/a ("not applicable"), never as a failure; Refused (a NotSupported: HTTP 403) is a refusal to our
+checks report as n/a ("not applicable"), never as a failure; Forbidden (a NotSupported: HTTP 403) is a refusal to our
 user, reported as unknown. Drivers never retry a rejected login: the first
 AuthFailed for a device is remembered for the rest of the process and re-raised without network traffic.
 """
@@ -26,7 +26,7 @@ class NotSupported(DriverError):
     """The device (or this driver) does not offer this operation: checks report it as n/a."""
 
 
-class Refused(NotSupported):
+class Forbidden(NotSupported):
     """The device offers the operation but refuses it to our user (HTTP 403: too little privilege). A getter that
     merely reads something optional may treat it like NotSupported (it is one); a check reports it as unknown
     ("we could not find out") and a backup as failed, never as n/a."""

@@ -29,11 +29,11 @@ from canteen_ops.drivers.base import (
     ConfigExport,
     Disk,
     Facts,
+    Forbidden,
     Locked,
     NotSupported,
     Offline,
     ProtocolError,
-    Refused,
     RecordingSpan,
     StreamInfo,
     Timeout,
@@ -447,7 +447,7 @@ class DahuaDriver(HttpDriver):
         if reply.status == 400:
             raise NotSupported(f"{where}: the device refuses this request (HTTP 400 {detail})".rstrip())
         if reply.status == 403:
-            raise Refused(f"{where}: refused (HTTP 403: too little privilege) {detail}".rstrip())
+            raise Forbidden(f"{where}: refused (HTTP 403: too little privilege) {detail}".rstrip())
         raise ProtocolError(f"{where}: HTTP {reply.status} {detail}".rstrip())
 
     def _flat(self, cgi: str, action: str, *pairs: tuple[str, Any]) -> dict[str, str]:
@@ -709,7 +709,7 @@ class DahuaDriver(HttpDriver):
         if reply.status in (400, 404, 501):  # 400 `Error Bad Request!`: the firmware has no such CGI
             raise NotSupported(f"{where} is not offered by this device (HTTP {reply.status})")
         if reply.status == 403:
-            raise Refused(f"{where}: refused (HTTP 403: too little privilege)")
+            raise Forbidden(f"{where}: refused (HTTP 403: too little privilege)")
         if reply.status != 200:
             raise ProtocolError(f"{where}: HTTP {reply.status}")
         text = kv.decode(reply.body)

@@ -23,10 +23,10 @@ from canteen_ops.drivers.base import (
     ConfigExport,
     Disk,
     Facts,
+    Forbidden,
     Locked,
     NotSupported,
     ProtocolError,
-    Refused,
     RecordingSpan,
     StreamInfo,
     UpgradeStatus,
@@ -385,7 +385,7 @@ class HikvisionDriver(HttpDriver):
     def _call(self, method: str, path: str, *, body: bytes | None = None, content_type: str = "application/xml",
               max_bytes: int = X.DEFAULT_MAX_BYTES, forbidden: type[NotSupported] = NotSupported) -> Reply:
         """One request; 404/405/501/notSupport raise NotSupported, 403 raises `forbidden` (ISAPI answers 403 both
-        for resources a model lacks and for too little privilege: callers that know which pass Refused)."""
+        for resources a model lacks and for too little privilege: callers that know which pass Forbidden)."""
         headers = {"Content-Type": content_type} if body is not None else None
         reply = self._http.request(method, path, content=body, headers=headers, max_bytes=max_bytes)
         if 200 <= reply.status < 300:
@@ -597,7 +597,7 @@ class HikvisionDriver(HttpDriver):
     def export_config(self) -> ConfigExport:
         path = "/ISAPI/System/configurationData"
         # Every firmware offers the export: a 403 here is our user's privilege, not a missing feature.
-        reply = self._call("GET", path, max_bytes=EXPORT_MAX_BYTES, forbidden=Refused)
+        reply = self._call("GET", path, max_bytes=EXPORT_MAX_BYTES, forbidden=Forbidden)
         body = reply.body
         if not body:
             raise ProtocolError(f"{self.device.id}: configuration export is empty")

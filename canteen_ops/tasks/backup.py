@@ -103,8 +103,8 @@ def validate_export(export: "ConfigExport") -> str | None:
 def backup_device(device: "Device", store: BackupStore, factory: DriverFactory | None = None,
                   *, deadline_at: float | None = None) -> Result:
     """Back up one device; never raises for device trouble. Holds the device's lock throughout."""
-    from canteen_ops.drivers.base import (AuthFailed, CredentialsUnavailable, DriverError, Locked, NotSupported,
-                                          Offline, Refused, Timeout, Withheld)
+    from canteen_ops.drivers.base import (AuthFailed, CredentialsUnavailable, DriverError, Forbidden, Locked,
+                                          NotSupported, Offline, Timeout, Withheld)
 
     factory = factory or _default_factory
 
@@ -117,7 +117,7 @@ def backup_device(device: "Device", store: BackupStore, factory: DriverFactory |
             try:
                 with factory(device) as driver:
                     export = driver.export_config()
-            except Refused as exc:  # 403: the user may not export, a failed backup (counts as stale)
+            except Forbidden as exc:  # 403: the user may not export, a failed backup (counts as stale)
                 return result("failed", f"export refused (too little privilege): {exc}",
                               reason=f"refused: too little privilege: {exc}")
             except NotSupported:
