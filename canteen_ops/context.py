@@ -76,6 +76,11 @@ class Env:
             from canteen_ops.store.log import MaintenanceLog
 
             self._log = MaintenanceLog.open(self.db_path)
+            from canteen_ops.drivers.base import tls_pins
+            from canteen_ops.store.tlspins import accepted_pins
+
+            log = self._log
+            tls_pins.set_source(lambda: accepted_pins(log))  # drivers opened by this command check the pins
             self._remember_logins()
         return self._log
 
@@ -89,8 +94,9 @@ class Env:
 
     def close(self) -> None:
         if self._log is not None:
-            from canteen_ops.drivers.base import auth_guard
+            from canteen_ops.drivers.base import auth_guard, tls_pins
 
             auth_guard.use_memory(None)
+            tls_pins.set_source(None)
             self._log.close()
             self._log = None

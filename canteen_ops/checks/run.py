@@ -9,7 +9,17 @@ from typing import TYPE_CHECKING, Callable
 
 from canteen_ops.checks import CHECK_NAMES, DEVICE_CHECK_NAMES
 from canteen_ops.checks.context import CheckContext, DriverFactory, History, NoCredentials
-from canteen_ops.drivers.base import AuthFailed, DriverError, Forbidden, NotSupported, Offline, ProtocolError, Timeout
+from canteen_ops.drivers.base import (
+    AuthFailed,
+    DriverError,
+    Forbidden,
+    NotSupported,
+    Offline,
+    ProtocolError,
+    Refused,
+    Timeout,
+)
+from canteen_ops.drivers.transport import CertChanged
 from canteen_ops.runner import RunOutcome, run_devices
 from canteen_ops.status import Result, Status
 
@@ -68,6 +78,7 @@ def check_device(ctx: CheckContext, names: list[str], checks: dict[str, Check] |
                     out[-1].summary += f" — {len(rest)} other check{'s' if len(rest) != 1 else ''} skipped"
                     out[-1].data["skipped"] = rest
                 break
+        results.extend(_first_use_pin(ctx))
     finally:
         ctx.close()
     return results
@@ -97,6 +108,12 @@ def _run_one(ctx: CheckContext, check: Check, rest: list[str]) -> tuple[list[Res
                            error="Timeout")], True
         return [result(ctx, name, Status.UNKNOWN, f"no answer within {ctx.device.timeout:g} s ({exc})",
                        error="Timeout")], False
+    except CertChanged as exc:  # a CRIT `tls` result until `device accept-cert`; nothing was sent
+        from canteen_ops.store.tlspins import changed
+
+        return [changed(ctx.device, exc.fingerprint, ctx.tls_pins.get(ctx.device.id, ""), str(exc))], True
+    except Refused as exc:  # Basic over plain HTTP: no password was sent
+        return [result(ctx, name, Status.CRIT, f"refused: {exc}", error=type(exc).__name__)], True
     except ProtocolError as exc:
         return [result(ctx, name, Status.UNKNOWN, f"unusable answer from the device: {exc}",
                        error="ProtocolError")], False
@@ -105,6 +122,16 @@ def _run_one(ctx: CheckContext, check: Check, rest: list[str]) -> tuple[list[Res
     except Exception as exc:  # a bug in a check must not cost the device its other results
         return [result(ctx, name, Status.UNKNOWN, f"internal error: {type(exc).__name__}: {exc}",
                        error="internal")], False
+
+
+def _first_use_pin(ctx: CheckContext) -> list[Result]:
+    """tls: pin and no certificate accepted yet: the one this run met is pinned (a `tls` result in the log)."""
+    transport = getattr(ctx._driver, "device_transport", None)
+    if transport is None or not transport.first_use or not transport.fingerprint:
+        return []
+    from canteen_ops.store.tlspins import pinned
+
+    return [pinned(ctx.device, transport.fingerprint, "on first use")]
 
 
 def _lock_data(exc: Exception) -> dict:
@@ -151,10 +178,15 @@ def run_checks(devices: list["Device"], inventory: "Inventory", names: list[str]
     checks = _registry()
     history = History.load(log, [d.id for d in devices if d.kind == "camera"]) if "picture" in names else History()
     now = dt.datetime.now(dt.timezone.utc)
+    pins: dict[str, str] = {}
+    if log is not None and any(d.https and d.tls == "pin" for d in devices):
+        from canteen_ops.store.tlspins import accepted_pins
+
+        pins = accepted_pins(log)
 
     def task(device: "Device") -> list[Result]:
         ctx = CheckContext(device, schools[device.school_id], inventory, history=history,
-                           driver_factory=driver_factory, now=now, deadline_s=deadline_s)
+                           driver_factory=driver_factory, now=now, deadline_s=deadline_s, tls_pins=pins)
         return check_device(ctx, device_names, checks)
 
     processes = max(1, min(processes, len(devices)))

@@ -67,6 +67,11 @@ class Withheld(AuthFailed):
         self.locked = locked
 
 
+class Refused(DriverError):
+    """We refused to go on with the device: it asked for something unsafe (Basic over plain HTTP, a TLS
+    certificate other than the pinned one). Nothing secret was sent."""
+
+
 class ProtocolError(DriverError):
     """The device answered with something we cannot use: malformed or hostile XML, a huge body, bad status."""
 
@@ -233,6 +238,32 @@ class _AuthGuard:
 
 
 auth_guard = _AuthGuard()
+
+
+class _TlsPins:
+    """The accepted certificate fingerprints of `tls: pin` devices, for every command that opens drivers (backup,
+    snapshot, firmware…, not only check): a command that opened the maintenance log sets `source` (a function
+    returning device id → fingerprint, store/tlspins.py), read once when the first pinned device is opened."""
+
+    def __init__(self) -> None:
+        self._source: Any = None
+        self._pins: dict[str, str] | None = None
+        self._lock = threading.Lock()
+
+    def set_source(self, source) -> None:
+        with self._lock:
+            self._source, self._pins = source, None
+
+    def get(self, device_id: str) -> str | None:
+        with self._lock:
+            if self._pins is None:
+                if self._source is None:
+                    return None
+                self._pins = dict(self._source())
+            return self._pins.get(device_id)
+
+
+tls_pins = _TlsPins()
 
 
 # --- the interface ---------------------------------------------------------------------------------------

@@ -365,11 +365,12 @@ class DahuaDriver(HttpDriver):
     def normalize_settings(raw: dict[str, Any]) -> dict[str, Any]:
         return normalize_settings(raw)  # the module's function below: settings() → the neutral snapshot
 
-    def __init__(self, device, password: str, *, timeout: float | None = None, timezone: str | None = None):
+    def __init__(self, device, password: str, *, timeout: float | None = None, timezone: str | None = None,
+                 tls_pin: str | None = None):
         # Dahua sends a new nonce with every 401, and most firmware also takes a nonce again (with nc counting
         # up); some refuse it (403 or 401). Reuse it until the device refuses once (drivers/http.py).
         super().__init__(device, password, timeout=timeout, timezone=timezone, reuse_challenge=True,
-                         reuse_until_refused=True, is_stale=_stale_or_lock)
+                         reuse_until_refused=True, tls_pin=tls_pin, is_stale=_stale_or_lock)
         self._offset_known = False
         self._offset: dt.timedelta | None = None
         self._rtsp_port: int | None = None

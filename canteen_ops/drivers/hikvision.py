@@ -354,9 +354,10 @@ class HikvisionDriver(HttpDriver):
     def normalize_settings(raw: dict[str, Any]) -> dict[str, Any]:
         return normalize_settings(raw)  # the module's function below: settings() → the neutral snapshot
 
-    def __init__(self, device, password: str, *, timeout: float | None = None, timezone: str | None = None):
+    def __init__(self, device, password: str, *, timeout: float | None = None, timezone: str | None = None,
+                 tls_pin: str | None = None):
         super().__init__(device, password, timeout=timeout, timezone=timezone, is_stale=_is_stale,
-                         reuse_challenge=True)
+                         reuse_challenge=True, tls_pin=tls_pin)
         self._info: Element | None = None
         self._offset: dt.timedelta | None = None
         self._ports: dict[str, int] | None = None

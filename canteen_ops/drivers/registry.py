@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-from canteen_ops.drivers.base import CredentialsUnavailable, Driver, NotSupported, auth_guard
+from canteen_ops.drivers.base import CredentialsUnavailable, Driver, NotSupported, auth_guard, tls_pins
 
 if TYPE_CHECKING:
     from canteen_ops.inventory.model import Device
@@ -30,8 +30,10 @@ def driver_class(vendor: str) -> type[Driver]:
     return getattr(importlib.import_module(module), name)
 
 
-def open_driver(device: "Device", *, timeout: float | None = None, timezone: str | None = None) -> Driver:
-    """Build the right driver for a device, resolving its password from env/file (never printed)."""
+def open_driver(device: "Device", *, timeout: float | None = None, timezone: str | None = None,
+                tls_pin: str | None = None) -> Driver:
+    """Build the right driver for a device, resolving its password from env/file (never printed). tls_pin: the
+    accepted certificate fingerprint of a `tls: pin` device (None: the one tls_pins has, else first use)."""
     from canteen_ops.inventory.model import SecretUnavailable
 
     auth_guard.check(device.id)
@@ -41,7 +43,10 @@ def open_driver(device: "Device", *, timeout: float | None = None, timezone: str
         password = device.credentials.resolve()
     except SecretUnavailable as exc:
         raise CredentialsUnavailable(str(exc)) from None
-    driver = driver_class(device.vendor)(device, password, timeout=timeout)
+    if tls_pin is None and device.https and getattr(device, "tls", None) == "pin":
+        tls_pin = tls_pins.get(device.id)
+    driver = driver_class(device.vendor)(device, password, timeout=timeout,
+                                         **({"tls_pin": tls_pin} if tls_pin else {}))
     if timezone:  # set after construction so every driver's __init__ signature keeps working
         driver.timezone = timezone
     return driver

@@ -52,6 +52,8 @@ FAULTS: dict[str, str] = {
     "malformed-xml": "XML answers are truncated and invalid",
     "oversized-body": "answers carry a huge body (64 MiB)",
     "xml-bomb": "XML answers contain an entity-expansion bomb",
+    "cut-head": "answers stop in the middle of their headers and the connection closes; value = only for request "
+                "paths containing this text",
 }
 
 STREAM_FAULTS = ("black", "frozen", "blurred", "covered", "colour-cast", "no-stream", "low-res")
