@@ -190,3 +190,26 @@ def test_report_in_english_is_unchanged_by_the_catalog(faulty, cli, monkeypatch)
     r = cli("report", "--to", "2099-01-01", "--from", "2000-01-01")
     assert r.code == 0 and "**Availability**:" in r.out and "| check | results | warn |" in r.out, r
     assert "| clock | 1 | 0 | 1 |" in r.out and "在线率：" not in r.out and "时钟偏差" not in r.out
+
+
+def test_drill_report_in_chinese(cli, zh, tmp_path):
+    from tests.conftest import EXAMPLE
+    from tests.test_playbooks import write
+
+    p = write(tmp_path, """\
+        name: drill-manual
+        kind: drill
+        steps:
+          - name: report fault
+            incident: {action: open, level: major, title: 录像机离线演练, device: xc-nvr-01}
+          - name: on site
+            incident: {action: arrive, device: xc-nvr-01}
+        """)
+    r = cli("-i", EXAMPLE, "playbook", "run", p)
+    assert r.code == 0, r
+    assert "演练报告：drill-manual" in r.out and "录像机离线演练" in r.out  # data as it is
+    assert re.search(r"事件 \w{8} \[重大\] xc-nvr-01：录像机离线演练 — 演练开始 \d+ 秒后发现，\d+ 秒后到场，到场时限", r.out), r
+    assert re.search(r"事件 [\w-]+ 已报告：重大，xc-shiyan-xx，工作时间[内外]", r.out), r
+    assert "事件 " in r.out and "已到场" in r.out
+    for english in ("detected", "drill report", "opened:", "working hours"):
+        assert english not in r.out, english

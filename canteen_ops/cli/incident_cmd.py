@@ -72,11 +72,16 @@ def open_(ctx: typer.Context,
     from canteen_ops.timeutil import local
 
     tz = _school_tz(inv, inc["school_id"])
-    where = "inside" if inc["opened_in_hours"] else "outside"
+    from canteen_ops.i18n import _, language
+
     why = _day_kind(inv, inc)
-    e.console.print(f"incident {inc['id']} opened: {inc['level']} at {inc['school_id']}, {where} working hours"
-                    f"{f' ({why})' if why else ''}; "
-                    f"on site by {local(inc['arrive_deadline'], tz)} ({tz})", highlight=False, markup=False)
+    template = ("incident {id} opened: {level} at {school}, inside working hours{why}; on site by {deadline} ({tz})"
+                if inc["opened_in_hours"] else
+                "incident {id} opened: {level} at {school}, outside working hours{why}; on site by {deadline} ({tz})")
+    e.console.print(_(template).format(
+        id=inc['id'], level=inc['level'] if language() == "en" else _(inc['level']), school=inc['school_id'],
+        why=f" ({why})" if why else "", deadline=local(inc['arrive_deadline'], tz), tz=tz),
+        highlight=False, markup=False)
     return 0
 
 
@@ -121,10 +126,15 @@ def _act(ctx: typer.Context, verb: str, ident: str, at: str | None, **kw) -> int
     from canteen_ops.sla import arrive_sla
     from canteen_ops.timeutil import utcnow
 
+    from canteen_ops.i18n import _, language
+
     sla = arrive_sla(inc, utcnow())
-    extra = f"; on-site SLA {sla}" if verb in ("arrive", "resolve") else ""
-    done = {"add_note": "note added; ", "assign": f"assigned to {inc.get('assigned_to')}; "}.get(verb, "")
-    e.console.print(f"incident {inc['id'][:8]} {done}{inc['state']}{extra}", highlight=False, markup=False)
+    extra = _("; on-site SLA {sla}").format(sla=_sla(sla)) if verb in ("arrive", "resolve") else ""
+    done = {"add_note": _("note added; "),
+            "assign": _("assigned to {who}; ").format(who=inc.get('assigned_to'))}.get(verb, "")
+    state = inc['state'] if language() == "en" else _(inc['state'])
+    e.console.print(_("incident {id} {done}{state}{extra}").format(id=inc['id'][:8], done=done, state=state,
+                                                                   extra=extra), highlight=False, markup=False)
     return 0
 
 
