@@ -6,7 +6,6 @@ from typing import Annotated, Optional
 
 import typer
 
-from canteen_ops.cli.render import plural
 from canteen_ops.i18n import _
 
 from canteen_ops.cli.common import JsonOpt, env, print_json
@@ -56,6 +55,8 @@ def search(ctx: typer.Context,
     if json:
         print_json([e.to_dict() for e in hits])
     elif hits:
+        from canteen_ops.cli.render import plural
+
         _print_rows(ctx, hits, _("{matches} for {query}").format(matches=plural(len(hits), "match", "matches"),
                                                                    query=' '.join(query)))
     else:
