@@ -356,6 +356,23 @@ def test_device_information_and_ntp_servers_are_read_in_any_namespace_spelling()
     assert drv.parse_ntp_servers(etree.fromstring("<GetNTPResponse/>")) == []
 
 
+
+def test_parsers_on_recorded_real_answers():
+    """Real devices' answers (tests/fixtures/devices/onvif/*/SOURCE.md), read as the transport hands them over."""
+    from pathlib import Path
+
+    corpus = Path(__file__).parent / "fixtures" / "devices" / "onvif"
+
+    def answer(path: str):
+        return drv.check_wellformed((corpus / path).read_bytes()).find("{*}Body")[0]
+
+    # Hikvision: one manual server of Type DNS, FromDHCP false
+    assert drv.parse_ntp_servers(answer("Hikvision-camera-evercam/GetNTP.xml")) == ["time.windows.com"]
+    # Axis: manual time, a POSIX TZ without DST rule, UTCDateTime given
+    sdt = drv.parse_system_date_and_time(answer("Axis-camera-evercam/GetSystemDateAndTime.xml"))
+    assert (sdt.kind, sdt.tz) == ("Manual", "BRT3")
+    assert sdt.utc == dt.datetime(2024, 7, 9, 19, 49, 6, tzinfo=dt.timezone.utc)
+
 def test_uri_helpers():
     assert drv.strip_credentials("rtsp://admin:pw@10.0.0.5:554/Streaming/Channels/101") == \
         "rtsp://10.0.0.5:554/Streaming/Channels/101"
