@@ -372,6 +372,17 @@ def test_parsers_on_recorded_real_answers():
     sdt = drv.parse_system_date_and_time(answer("Axis-camera-evercam/GetSystemDateAndTime.xml"))
     assert (sdt.kind, sdt.tz) == ("Manual", "BRT3")
     assert sdt.utc == dt.datetime(2024, 7, 9, 19, 49, 6, tzinfo=dt.timezone.utc)
+    # A 12-channel recorder: three profiles per channel on source tokens 00000, 00100, ..., 01100 (not channels
+    # 0, 100, ... 1100), read by zeep as the driver reads GetProfiles
+    from types import SimpleNamespace
+
+    client = drv.shared_client("media")
+    binding = client.wsdl.bindings[drv.SERVICES["media"][1]]
+    reply = SimpleNamespace(status_code=200, content=(corpus / "NVR-12ch-evercam/GetProfiles.xml").read_bytes(),
+                            headers={"Content-Type": "application/soap+xml"}, encoding="utf-8")
+    profiles = binding.process_reply(client, binding.get("GetProfiles"), reply)
+    sources = [p.VideoSourceConfiguration.SourceToken for p in profiles]
+    assert drv.channel_numbers(sources) == [ch for ch in range(1, 13) for _ in range(3)]
 
 def test_uri_helpers():
     assert drv.strip_credentials("rtsp://admin:pw@10.0.0.5:554/Streaming/Channels/101") == \
@@ -379,8 +390,14 @@ def test_uri_helpers():
     assert drv.strip_credentials("rtsp://10.0.0.5/a?b=1") == "rtsp://10.0.0.5/a?b=1"
     assert drv.repoint("http://192.168.1.64/onvif/Media", "127.0.0.9", 8080) == "http://127.0.0.9:8080/onvif/Media"
     assert drv.repoint("rtsp://192.168.1.64:554/x", "127.0.0.9", None) == "rtsp://127.0.0.9:554/x"
-    assert drv.channel_number("VideoSource_12", 1) == 12 and drv.channel_number("main", 3) == 3
-    assert drv.channel_number("RecordingToken000", 2) == 2
+    assert drv.channel_numbers(["VideoSource_12", "VideoSource_12", "VideoSource_3"]) == [12, 12, 3]
+    # zero-based or digit-less tokens: the rank of the token; a profile's sub stream stays on its channel
+    assert drv.channel_numbers(["VideoSource000", "VideoSource000"]) == [1, 1]
+    assert drv.channel_numbers(["main", "sub", "main"]) == [1, 2, 1]
+    assert drv.channel_numbers(["RecordingToken000", "RecordingToken001"]) == [1, 2]
+    assert drv.channel_numbers(["a1", "b1"]) == [1, 2]  # two sources cannot share channel 1
+    assert drv.channel_numbers(["VideoSource_1", None, "VideoSource_2"]) == [1, 2, 3]
+    assert drv.channel_numbers(["Source9999"]) == [1]
     assert drv.codec_name("H264") == "H.264" and drv.codec_name(None) is None
 
 
