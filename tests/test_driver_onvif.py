@@ -269,6 +269,34 @@ def test_fault_mapping():
         auth_guard.check("fx")
 
 
+def test_fault_mapping_on_recorded_faults():
+    """Real devices' faults (tests/fixtures/devices/onvif/*/SOURCE.md), raised by zeep as the driver meets them."""
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from zeep.exceptions import Fault
+
+    corpus = Path(__file__).parent / "fixtures" / "devices" / "onvif"
+    st = DeviceState(id="fr", kind="camera", vendor="onvif", host="127.0.0.1", http_port=9, rtsp_port=554,
+                     username="u", password="p", model="m", serial="s", firmware="f", mac="m", name="n")
+    d = drv.OnvifDriver(device_for(st), "p")
+    client = drv.shared_client("media")
+    binding = client.wsdl.bindings[drv.SERVICES["media"][1]]
+
+    def fault(path: str, status: int):
+        reply = SimpleNamespace(status_code=status, content=(corpus / path).read_bytes(),
+                                headers={"Content-Type": "application/soap+xml"}, encoding="utf-8")
+        with pytest.raises(Fault) as exc:
+            binding.process_reply(client, binding.get("GetAudioEncoderConfigurationOptions"), reply)
+        return d._fault("GetAudioEncoderConfigurationOptions", exc.value)
+
+    # Axis: Receiver, ActionNotSupported/AudioNotSupported → the device does not offer it
+    assert isinstance(fault("Axis-camera-evercam/GetAudioEncoderConfigurationOptions.fault.xml", 500), NotSupported)
+    # Hikvision: Sender, InvalidArgVal/NoConfig → an error naming the fault, not "not supported"
+    err = fault("Hikvision-camera-evercam/GetAudioEncoderConfigurationOptions.fault.xml", 400)
+    assert type(err) is ProtocolError and "InvalidArgVal/NoConfig" in str(err)
+
+
 # --- shared WSDLs, logging --------------------------------------------------------------------------------------
 def test_wsdl_clients_are_built_once_and_shared_across_threads(camera):
     st, faults = camera
