@@ -7,6 +7,8 @@ import datetime as dt
 import logging
 import threading
 import time
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -28,6 +30,16 @@ from canteen_ops.lab.state import DeviceState  # noqa: E402
 from tests.raw_server import RawServer  # noqa: E402
 
 UTC = dt.timezone.utc
+RECORDED = Path(__file__).parent / "fixtures" / "devices" / "onvif"  # real devices' answers (see their SOURCE.md)
+
+
+def recorded_media_answer(operation: str, path: str, status: int = 200):
+    """A recorded media-service answer read by zeep as the driver reads it (a fault raises zeep's Fault)."""
+    client = drv.shared_client("media")
+    binding = client.wsdl.bindings[drv.SERVICES["media"][1]]
+    reply = SimpleNamespace(status_code=status, content=(RECORDED / path).read_bytes(),
+                            headers={"Content-Type": "application/soap+xml"}, encoding="utf-8")
+    return binding.process_reply(client, binding.get(operation), reply)
 
 
 def device_for(state: DeviceState, *, timeout: float = 3.0, password: str | None = None) -> Device:
@@ -270,24 +282,16 @@ def test_fault_mapping():
 
 
 def test_fault_mapping_on_recorded_faults():
-    """Real devices' faults (tests/fixtures/devices/onvif/*/SOURCE.md), raised by zeep as the driver meets them."""
-    from pathlib import Path
-    from types import SimpleNamespace
-
+    """Real devices' faults, raised by zeep as the driver meets them."""
     from zeep.exceptions import Fault
 
-    corpus = Path(__file__).parent / "fixtures" / "devices" / "onvif"
     st = DeviceState(id="fr", kind="camera", vendor="onvif", host="127.0.0.1", http_port=9, rtsp_port=554,
                      username="u", password="p", model="m", serial="s", firmware="f", mac="m", name="n")
     d = drv.OnvifDriver(device_for(st), "p")
-    client = drv.shared_client("media")
-    binding = client.wsdl.bindings[drv.SERVICES["media"][1]]
 
     def fault(path: str, status: int):
-        reply = SimpleNamespace(status_code=status, content=(corpus / path).read_bytes(),
-                                headers={"Content-Type": "application/soap+xml"}, encoding="utf-8")
         with pytest.raises(Fault) as exc:
-            binding.process_reply(client, binding.get("GetAudioEncoderConfigurationOptions"), reply)
+            recorded_media_answer("GetAudioEncoderConfigurationOptions", path, status)
         return d._fault("GetAudioEncoderConfigurationOptions", exc.value)
 
     # Axis: Receiver, ActionNotSupported/AudioNotSupported → the device does not offer it
@@ -386,13 +390,9 @@ def test_device_information_and_ntp_servers_are_read_in_any_namespace_spelling()
 
 
 def test_parsers_on_recorded_real_answers():
-    """Real devices' answers (tests/fixtures/devices/onvif/*/SOURCE.md), read as the transport hands them over."""
-    from pathlib import Path
-
-    corpus = Path(__file__).parent / "fixtures" / "devices" / "onvif"
-
+    """Real devices' answers, read as the transport hands them over."""
     def answer(path: str):
-        return drv.check_wellformed((corpus / path).read_bytes()).find("{*}Body")[0]
+        return drv.check_wellformed((RECORDED / path).read_bytes()).find("{*}Body")[0]
 
     # Hikvision: one manual server of Type DNS, FromDHCP false
     assert drv.parse_ntp_servers(answer("Hikvision-camera-evercam/GetNTP.xml")) == ["time.windows.com"]
@@ -401,16 +401,11 @@ def test_parsers_on_recorded_real_answers():
     assert (sdt.kind, sdt.tz) == ("Manual", "BRT3")
     assert sdt.utc == dt.datetime(2024, 7, 9, 19, 49, 6, tzinfo=dt.timezone.utc)
     # A 12-channel recorder: three profiles per channel on source tokens 00000, 00100, ..., 01100 (not channels
-    # 0, 100, ... 1100), read by zeep as the driver reads GetProfiles
-    from types import SimpleNamespace
-
-    client = drv.shared_client("media")
-    binding = client.wsdl.bindings[drv.SERVICES["media"][1]]
-    reply = SimpleNamespace(status_code=200, content=(corpus / "NVR-12ch-evercam/GetProfiles.xml").read_bytes(),
-                            headers={"Content-Type": "application/soap+xml"}, encoding="utf-8")
-    profiles = binding.process_reply(client, binding.get("GetProfiles"), reply)
+    # 0, 100, ... 1100)
+    profiles = recorded_media_answer("GetProfiles", "NVR-12ch-evercam/GetProfiles.xml")
     sources = [p.VideoSourceConfiguration.SourceToken for p in profiles]
     assert drv.channel_numbers(sources) == [ch for ch in range(1, 13) for _ in range(3)]
+
 
 def test_uri_helpers():
     assert drv.strip_credentials("rtsp://admin:pw@10.0.0.5:554/Streaming/Channels/101") == \
