@@ -317,8 +317,8 @@ def channel_numbers(tokens: list[str | None]) -> list[int]:
     distinct = list(dict.fromkeys(keys))
     numbers = []
     for key in distinct:
-        m = re.search(r"(\d+)\D*$", key) if not key.startswith("\0") else None
-        numbers.append(int(m.group(1)) if m else 0)
+        m = re.search(r"(?<!\d)(\d++)\D*+$", key) if not key.startswith("\0") else None  # linear: from a digit run
+        numbers.append(int(m.group(1)) if m and len(m.group(1)) <= 6 else 0)
     if not all(1 <= n <= MAX_CHANNEL for n in numbers) or len(set(numbers)) != len(numbers):
         numbers = list(range(1, len(distinct) + 1))
     channel = dict(zip(distinct, numbers))
@@ -504,9 +504,9 @@ class OnvifDriver(Driver):
         message = (fault.message or "").strip()
         if "NotAuthorized" in subs or "not authorized" in message.lower():
             if "lock" in message.lower():
-                m = re.search(r"(\d+)\s*s\b", message)
+                m = re.search(r"(?<!\d)(\d++)\s*+s\b", message)
                 err: AuthFailed = Locked(f"{operation}: device locked our login: {message}",
-                                         float(m.group(1)) if m else None)
+                                         min(float(m.group(1)[:9]), 86_400.0) if m else None)
             else:
                 err = AuthFailed(f"{operation}: login refused by the device ({message or 'NotAuthorized'})")
             auth_guard.record(self.device.id, err)
