@@ -284,17 +284,14 @@ class Watch:
             report.problems.append(f"notifications not delivered ({_why(exc)}); tried again next round")
 
     def _adopt(self, log, report: RoundReport, messages: list, now: dt.datetime) -> None:
-        """Incidents opened elsewhere (check --open-incidents, incident open, a drill) are assigned to the
-        technician on duty and announced here, at the next round."""
-        from canteen_ops.escalation import assign
-        from canteen_ops.notify.messages import incident_message
+        """Incidents opened elsewhere and not announced there (no notify target then, or an older version) are
+        assigned and announced here, at the next round."""
+        from canteen_ops.notify.hooks import adopt
 
-        for inc in log.query("SELECT * FROM incidents WHERE state IN ('open', 'acked', 'arrived') "
-                             "AND json_type(data, '$.assignee') IS NULL ORDER BY seq"):
-            person = assign(log, self.inventory, inc, now)
-            report.incidents["assigned"] = report.incidents.get("assigned", 0) + 1
-            messages.append((incident_message("opened", inc, self.inventory, assignee=person, now=now),
-                             f"opened:{inc['id']}"))
+        adopted = adopt(log, self.inventory, now)
+        if adopted:
+            report.incidents["assigned"] = report.incidents.get("assigned", 0) + len(adopted)
+        messages += adopted
 
     def _write_metrics(self, log, report: RoundReport) -> None:
         if self.metrics is None:

@@ -59,17 +59,20 @@ def open_(ctx: typer.Context,
 
         if opened_at > utcnow():
             raise UsageError(f"--at {at} is in the future")
+    from canteen_ops.notify.hooks import announce
+
     inc = open_incident(e.log(), inv, level=level, title=title, actor=e.operator, device_ids=device or [],
                         school_id=school, description=description, opened_at=opened_at)
     if json:
         print_json(inc)
-        return 0
-    from canteen_ops.timeutil import local
+    else:
+        from canteen_ops.timeutil import local
 
-    tz = _school_tz(inv, inc["school_id"])
-    where = "inside" if inc["opened_in_hours"] else "outside"
-    e.console.print(f"incident {inc['id']} opened: {inc['level']} at {inc['school_id']}, {where} working hours; "
-                    f"on site by {local(inc['arrive_deadline'], tz)} ({tz})", highlight=False, markup=False)
+        tz = _school_tz(inv, inc["school_id"])
+        where = "inside" if inc["opened_in_hours"] else "outside"
+        e.console.print(f"incident {inc['id']} opened: {inc['level']} at {inc['school_id']}, {where} working "
+                        f"hours; on site by {local(inc['arrive_deadline'], tz)} ({tz})", highlight=False, markup=False)
+    announce(e, e.log())  # assigned to the technician on duty and sent now, not at the next watch round
     return 0
 
 
