@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from canteen_ops.errors import CanteenOpsError, LockHeld
+from canteen_ops.errors import CanteenOpsError
 from canteen_ops.cli.render import clean
 from canteen_ops.redact import redact_text
 from canteen_ops.timeutil import iso, utcnow
@@ -86,22 +86,16 @@ class Watch:
 
     # --- the loop --------------------------------------------------------------------------------------
     def run(self) -> int:
-        from filelock import FileLock, Timeout
+        from canteen_ops.locks import exclusive
 
         path = lock_path(self.env.inventory_path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(str(path), timeout=0)
-        try:
-            lock.acquire()
-        except Timeout:
-            raise LockHeld(f"another watch is running for the inventory {self.env.inventory_path} "
-                           f"(lock {path}); one watch per inventory") from None
-        previous = self._install_signals()
-        try:
-            return self._loop()
-        finally:
-            self._restore_signals(previous)
-            lock.release()
+        with exclusive(path, f"another watch is running for the inventory {self.env.inventory_path}{{holder}} "
+                             f"(lock {path}); one watch per inventory"):
+            previous = self._install_signals()
+            try:
+                return self._loop()
+            finally:
+                self._restore_signals(previous)
 
     def _loop(self) -> int:
         log = self.env.log()

@@ -8,7 +8,6 @@ status) and the drill report's data land in the maintenance log.
 from __future__ import annotations
 
 import datetime as dt
-import fcntl
 import os
 import subprocess
 import sys
@@ -18,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
-from canteen_ops.errors import LockHeld, UsageError
+from canteen_ops.errors import UsageError
 from canteen_ops.playbooks.model import Playbook, Step, substitute
 from canteen_ops.playbooks.tasks import INTERNAL, TASKS
 from canteen_ops.status import Status, worst
@@ -68,20 +67,13 @@ class PlaybookOutcome:
 @contextmanager
 def playbook_lock(lock_dir: Path, name: str) -> Iterator[None]:
     """One run per playbook at a time (cron and a technician, or two crons)."""
-    lock_dir.mkdir(parents=True, exist_ok=True)
+    from canteen_ops.locks import exclusive
+
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
-    fd = os.open(lock_dir / f"playbook-{safe}.lock", os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise LockHeld(f"playbook {name!r} is already running (lock {lock_dir}/playbook-{safe}.lock); "
-                           "try again when it has finished") from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+    path = lock_dir / f"playbook-{safe}.lock"
+    with exclusive(path, f"playbook {name!r} is already running{{holder}} (lock {path}); "
+                         "try again when it has finished"):
         yield
-    finally:
-        os.close(fd)
 
 
 class PlaybookRunner:
