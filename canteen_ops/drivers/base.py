@@ -8,6 +8,7 @@ AuthFailed for a device is remembered for the rest of the process and re-raised 
 from __future__ import annotations
 
 import datetime as dt
+import os
 import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -163,9 +164,16 @@ def reason(exc: BaseException) -> str:
 
 
 # --- the login guard ------------------------------------------------------------------------------------
+RUN_LOGINS_ENV = "CANTEEN_OPS_RUN_LOGINS"  # a file shared by the processes of one run (a playbook's steps)
+
+
 class _AuthGuard:
     """Remembers rejected logins per device for the life of the process (= one run), and the devices that refused
-    a digest nonce presented a second time (drivers/http.py: they get a fresh challenge for every request)."""
+    a digest nonce presented a second time (drivers/http.py: they get a fresh challenge for every request).
+
+    A run of several processes (a playbook runs each step as a child) shares its rejections through the file named
+    by $CANTEEN_OPS_RUN_LOGINS (one `device<TAB>Locked|AuthFailed<TAB>message` line each, appended), so a device
+    with a wrong password sees one failed login per playbook run, not one per step."""
 
     def __init__(self) -> None:
         self._failed: dict[str, AuthFailed] = {}
@@ -174,13 +182,38 @@ class _AuthGuard:
 
     def check(self, device_id: str) -> None:
         with self._lock:
-            exc = self._failed.get(device_id)
+            exc = self._failed.get(device_id) or self._shared().get(device_id)
         if exc is not None:
             raise type(exc)(f"{exc} (not retried: a device locks us out after repeated failures)")
 
     def record(self, device_id: str, exc: AuthFailed) -> None:
         with self._lock:
-            self._failed.setdefault(device_id, exc)
+            if device_id in self._failed:
+                return
+            self._failed[device_id] = exc
+            path = os.environ.get(RUN_LOGINS_ENV)
+            if path:
+                line = "\t".join((device_id, type(exc).__name__, " ".join(str(exc).split())[:300]))
+                try:
+                    with open(path, "a", encoding="utf-8") as f:
+                        f.write(line + "\n")
+                except OSError:
+                    pass  # the other steps then try once themselves, as before
+
+    def _shared(self) -> dict[str, AuthFailed]:
+        path = os.environ.get(RUN_LOGINS_ENV)
+        if not path:
+            return {}
+        out: dict[str, AuthFailed] = {}
+        try:
+            with open(path, encoding="utf-8", errors="replace") as f:
+                for line in f:
+                    parts = line.rstrip("\n").split("\t", 2)
+                    if len(parts) == 3:
+                        out.setdefault(parts[0], (Locked if parts[1] == "Locked" else AuthFailed)(parts[2]))
+        except OSError:
+            pass
+        return out
 
     def refuses_reuse(self, device_id: str) -> bool:
         with self._lock:
