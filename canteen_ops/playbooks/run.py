@@ -91,7 +91,8 @@ class PlaybookRunner:
         self.vars = {"operator": env.operator, "date": day, "now": iso(now),
                      **book.variables, **(variables or {})}
         self.ask = ask
-        self.out = env.console
+        # --quiet (cron): env.console prints nothing, and the problems are what cron must mail: on stderr
+        self.out = env.err if env.quiet else env.console
 
     # --- entry points --------------------------------------------------------------------------------
     def run(self) -> PlaybookOutcome:
