@@ -177,6 +177,9 @@ def list_(ctx: typer.Context,
     if json:
         print_json(rows)
         return code
+    if e.quiet and not code:
+        return code  # --quiet (cron): only a missed deadline is a problem worth a line
+    out = e.err if e.quiet else e.console  # --quiet silences the console: problems go to stderr
     from rich.text import Text
 
     from canteen_ops.cli.render import ID, TIME, Column, first_of, plural, table
@@ -195,9 +198,9 @@ def list_(ctx: typer.Context,
         cells.append((r["id"][:8], _(r["level"]), _(r["state"]), r["school_id"], first_of(r["device_ids"]),
                       r["title"], r.get("assigned_to"), local(r["opened_at"], tz), local(r["arrive_deadline"], tz),
                       _(r["sla"]), Text(_("ESCALATED"), style="bold white on red") if escalated else ""))
-    e.console.print(table(title, cols, cells, console=e.console, row_styles=styles))  # (empty columns go)
+    out.print(table(title, cols, cells, console=out, row_styles=styles))  # (empty columns go)
     if any(r.get("escalated_at") and not r.get("arrived_at") and r["state"] in ACTIVE_STATES for r in rows):
-        e.console.print(_("escalated: on-site deadline passed without arrival — report to the leading "
+        out.print(_("escalated: on-site deadline passed without arrival — report to the leading "
                           "group (领导小组)"), style="bold red")
     return code
 
