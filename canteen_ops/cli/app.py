@@ -15,6 +15,7 @@ from canteen_ops.context import Env
 
 # Help is wrapped in terminal cells, so Chinese help text fits 80 columns (Click's public formatter hook).
 lazy.click.Context.formatter_class = helpfmt.CellHelpFormatter
+helpfmt.no_python_types_after_metavars()
 
 app = typer.Typer(
     name="canteen-ops",
