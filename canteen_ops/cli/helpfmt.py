@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import unicodedata
 
-try:  # typer ≥ 0.29 vendors click
-    from typer._click.formatting import HelpFormatter, iter_rows, measure_table
-except ImportError:  # pragma: no cover
-    from click.formatting import HelpFormatter, iter_rows, measure_table
+from click.formatting import HelpFormatter, iter_rows, measure_table
 
 
 def cells(s: str) -> int:
@@ -86,29 +83,3 @@ class CellHelpFormatter(HelpFormatter):
             self.write(lines[0] + "\n")
             for line in lines[1:]:
                 self.write(f"{'':>{first_col + self.current_indent}}{line}\n" if line else "\n")
-
-
-def no_python_types_after_metavars() -> None:
-    """Typer ≥ 0.29 prints a positional argument as `ID <str>` even with a metavar, and a required one as `{ID}` in
-    the usage line. Every argument here has a metavar (tests/test_render_width.py): the help shows `ID`, as Click
-    and man pages do (`[ID]` when optional)."""
-    try:
-        from typer.core import TyperArgument
-    except ImportError:  # pragma: no cover
-        return
-    original = TyperArgument.display_type_rich
-
-    def display_type_rich(self, ctx):
-        return None if self.metavar else original(self, ctx)
-
-    TyperArgument.display_type_rich = display_type_rich
-    usage = getattr(TyperArgument, "_usage_display_name", None)
-    if usage is not None:
-        def usage_name(self) -> str:
-            name = usage(self)
-            if name.startswith("{") and "}" in name:
-                close = name.index("}")
-                name = name[1:close] + name[close + 1:]
-            return name.replace("......", "...")  # a metavar `KEY=VALUE...` of a many-valued argument
-
-        TyperArgument._usage_display_name = usage_name
