@@ -156,3 +156,13 @@ def test_help_shows_the_metavar_and_no_python_type(run80):
         code, out, _err = run80(*path, "--help")
         assert code == 0 and not re.search(r"<(str|int|float|path|list\[\w+\])>", out), (path, out)
         assert "{" not in out.splitlines()[0], (path, out)  # `Usage: … ack [OPTIONS] ID`, not `{ID}`
+
+
+def test_every_positional_argument_shows_its_help(run80):
+    """Typer < 0.26 sets an argument's help before Click ≥ 8.5 (which added `help` to Argument) resets it to None:
+    `inventory set --help` then showed `KEY=VALUE...  [required]` without saying what to write."""
+    for path, cmd in _commands():
+        for p in cmd.params:
+            if getattr(p, "param_type_name", "") == "argument" and not getattr(p, "hidden", False):
+                code, out, _err = run80(*path, "--help")
+                assert code == 0 and p.help and " ".join(p.help.split()[:3]) in " ".join(out.split()), (path, p.name)
