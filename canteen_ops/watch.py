@@ -172,7 +172,8 @@ class Watch:
                     for r, rid in zip(results, ids):
                         if r.status.value in ("crit", "ok"):
                             row = {"id": rid, "status": r.status.value, "check_name": r.check,
-                                   "device_id": r.device_id, "school_id": r.school_id, "summary": r.summary}
+                                   "device_id": r.device_id, "school_id": r.school_id, "summary": r.summary,
+                                   "data": r.data}  # the kb entry depends on it (disk error vs absent)
                             self._track(log, row, report, messages)
                 except WRITE_ERRORS as exc:
                     report.problems.append(f"cannot write the maintenance log ({_why(exc)}): "
