@@ -1,6 +1,6 @@
-"""A nightly playbook runs several commands, each its own process; together they are one run for the device's
-login counter: a device whose password is wrong sees exactly one failed login per playbook run, not one per step
-(Hikvision and Dahua lock our address after ~5, and cron adds the morning inspection)."""
+"""A nightly playbook runs several commands, each its own process: a device whose password is wrong must see one
+failed login, not one per step (Hikvision and Dahua lock our address after ~5, and cron adds the morning
+inspection). Main's login memory (refusals kept in the log) provides this; this test holds it for playbooks."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def test_one_failed_login_per_device_per_playbook_run(lab, lab_faults, tmp_path,
     r = cli("-i", lab.inventory, "playbook", "run", book, "--non-interactive")
     assert r.code in (2, 3), r
     assert lab.device(device).failed_logins == 1, r.out
-    assert "not retried" in r.out  # the later steps say why they did not try
-    # the next run may try once more (the password may have been fixed in between)
-    r = cli("-i", lab.inventory, "check", "--device", device, "--only", "login")
-    assert lab.device(device).failed_logins == 2
+    assert "not tried" in r.out or "not retried" in r.out  # the later steps say why they did not try
+    # the log remembers the refusal (store/logins.py): a later command inside the lockout window does not try
+    cli("-i", lab.inventory, "check", "--device", device, "--only", "login")
+    assert lab.device(device).failed_logins == 1

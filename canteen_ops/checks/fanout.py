@@ -323,7 +323,7 @@ def _nvr_first(devices: list["Device"]) -> list["Device"]:
 
 
 def _load(vendors: list[str], video: bool) -> None:
-    from canteen_ops.drivers.base import driver_class
+    from canteen_ops.drivers.registry import driver_class
 
     for vendor in vendors:
         driver_class(vendor)

@@ -77,8 +77,6 @@ def playbook_lock(lock_dir: Path, name: str) -> Iterator[None]:
 
 
 class PlaybookRunner:
-    _logins: Path | None = None  # the run's shared record of rejected logins (set while the steps run)
-
     def __init__(self, book: Playbook, env: "Env", *, check_mode: bool = False, non_interactive: bool = False,
                  variables: dict[str, str] | None = None, ask=input, now: "dt.datetime | None" = None):
         from zoneinfo import ZoneInfo
@@ -102,12 +100,7 @@ class PlaybookRunner:
             log = self.env.log()
             with log.run("playbook", [self.book.path, *self.env.argv], self.env.operator) as handle:
                 outcome = PlaybookOutcome(run_id=handle.id, started=utcnow())
-                # The steps are one run for the devices' login counters (drivers/base.py: _AuthGuard)
-                self._logins = self.env.db_path.parent / "locks" / f"run-{handle.id}.logins"
-                try:
-                    self._execute(log, outcome)
-                finally:
-                    self._logins.unlink(missing_ok=True)
+                self._execute(log, outcome)
                 handle.set_outcome(outcome.status.value, outcome.exit_code)
             if self.book.kind == "drill":
                 from canteen_ops.playbooks.drill import print_drill_report
@@ -202,10 +195,7 @@ class PlaybookRunner:
         # The child must import this very canteen_ops, even from a source checkout that is not installed.
         pkg_root = str(Path(__file__).resolve().parents[2])
         # The child's output is shown indented by 4 under the step: it gets the width that leaves.
-        from canteen_ops.drivers.base import RUN_LOGINS_ENV
-
         env = {**os.environ, "COLUMNS": str(max(40, self.out.width - 4)),
-               **({RUN_LOGINS_ENV: str(self._logins)} if self._logins else {}),
                "PYTHONPATH": os.pathsep.join(filter(None, [pkg_root, os.environ.get("PYTHONPATH")]))}
         try:
             proc = subprocess.run(cmd + argv, capture_output=True, text=True, timeout=timeout, env=env,
