@@ -63,19 +63,22 @@ def open_(ctx: typer.Context,
 
         if opened_at > utcnow():
             raise UsageError(f"--at {at} is in the future")
+    from canteen_ops.notify.hooks import announce
+
     inc = open_incident(e.log(), inv, level=level, title=title, actor=e.operator, device_ids=device or [],
                         school_id=school, description=description, opened_at=opened_at)
     if json:
         print_json(inc)
-        return 0
-    from canteen_ops.timeutil import local
+    else:
+        from canteen_ops.timeutil import local
 
-    tz = _school_tz(inv, inc["school_id"])
-    where = "inside" if inc["opened_in_hours"] else "outside"
-    why = _day_kind(inv, inc)
-    e.console.print(f"incident {inc['id']} opened: {inc['level']} at {inc['school_id']}, {where} working hours"
-                    f"{f' ({why})' if why else ''}; "
-                    f"on site by {local(inc['arrive_deadline'], tz)} ({tz})", highlight=False, markup=False)
+        tz = _school_tz(inv, inc["school_id"])
+        where = "inside" if inc["opened_in_hours"] else "outside"
+        why = _day_kind(inv, inc)
+        e.console.print(f"incident {inc['id']} opened: {inc['level']} at {inc['school_id']}, {where} working hours"
+                        f"{f' ({why})' if why else ''}; "
+                        f"on site by {local(inc['arrive_deadline'], tz)} ({tz})", highlight=False, markup=False)
+    announce(e, e.log())  # assigned to the technician on duty and sent now, not at the next watch round
     return 0
 
 
@@ -205,6 +208,9 @@ def list_(ctx: typer.Context,
     if json:
         print_json(rows)
         return code
+    if e.quiet and not code:
+        return code  # --quiet (cron): only a missed deadline is a problem worth a line
+    out = e.err if e.quiet else e.console  # --quiet silences the console: problems go to stderr
     from rich.text import Text
 
     from canteen_ops.cli.render import ID, TIME, Column, first_of, plural, table
@@ -223,9 +229,9 @@ def list_(ctx: typer.Context,
         cells.append((r["id"][:8], _(r["level"]), _(r["state"]), r["school_id"], first_of(r["device_ids"]),
                       r["title"], r.get("assigned_to"), local(r["opened_at"], tz), local(r["arrive_deadline"], tz),
                       _(r["sla"]), Text(_("ESCALATED"), style="bold white on red") if escalated else ""))
-    e.console.print(table(title, cols, cells, console=e.console, row_styles=styles))  # (empty columns go)
+    out.print(table(title, cols, cells, console=out, row_styles=styles))  # (empty columns go)
     if any(r.get("escalated_at") and not r.get("arrived_at") and r["state"] in ACTIVE_STATES for r in rows):
-        e.console.print(_("escalated: on-site deadline passed without arrival — report to the leading "
+        out.print(_("escalated: on-site deadline passed without arrival — report to the leading "
                           "group (领导小组)"), style="bold red")
     return code
 
