@@ -139,7 +139,8 @@ def main() -> int:
              "playbook", "run", "drill-nvr-offline", "--non-interactive")
         step("Operations report for today", "report", "--from", "1d", "--format", "md")
         step("The maintenance log, newest first", "log", "list", "--limit", "12")
-        print("\n\033[1m== Later notifications: the drill's verdict, failed jobs\033[0m", flush=True)
+        print("\n\033[1m== Later notifications, each sent as its command ended: the drill's incident and verdict, "
+              "failed jobs\033[0m", flush=True)
         show_arrived(receiver, seen)
     finally:
         receiver.stop()

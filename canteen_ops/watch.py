@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from canteen_ops.errors import CanteenOpsError, LockHeld
+from canteen_ops.errors import CanteenOpsError
 from canteen_ops.cli.render import clean
 from canteen_ops.redact import redact_text
 from canteen_ops.timeutil import iso, utcnow
@@ -86,22 +86,16 @@ class Watch:
 
     # --- the loop --------------------------------------------------------------------------------------
     def run(self) -> int:
-        from filelock import FileLock, Timeout
+        from canteen_ops.locks import exclusive
 
         path = lock_path(self.env.inventory_path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(str(path), timeout=0)
-        try:
-            lock.acquire()
-        except Timeout:
-            raise LockHeld(f"another watch is running for the inventory {self.env.inventory_path} "
-                           f"(lock {path}); one watch per inventory") from None
-        previous = self._install_signals()
-        try:
-            return self._loop()
-        finally:
-            self._restore_signals(previous)
-            lock.release()
+        with exclusive(path, f"another watch is running for the inventory {self.env.inventory_path}{{holder}} "
+                             f"(lock {path}); one watch per inventory"):
+            previous = self._install_signals()
+            try:
+                return self._loop()
+            finally:
+                self._restore_signals(previous)
 
     def _loop(self) -> int:
         log = self.env.log()
@@ -178,7 +172,8 @@ class Watch:
                     for r, rid in zip(results, ids):
                         if r.status.value in ("crit", "ok"):
                             row = {"id": rid, "status": r.status.value, "check_name": r.check,
-                                   "device_id": r.device_id, "school_id": r.school_id, "summary": r.summary}
+                                   "device_id": r.device_id, "school_id": r.school_id, "summary": r.summary,
+                                   "data": r.data}  # the kb entry depends on it (disk error vs absent)
                             self._track(log, row, report, messages)
                 except WRITE_ERRORS as exc:
                     report.problems.append(f"cannot write the maintenance log ({_why(exc)}): "
@@ -284,17 +279,14 @@ class Watch:
             report.problems.append(f"notifications not delivered ({_why(exc)}); tried again next round")
 
     def _adopt(self, log, report: RoundReport, messages: list, now: dt.datetime) -> None:
-        """Incidents opened elsewhere (check --open-incidents, incident open, a drill) are assigned to the
-        technician on duty and announced here, at the next round."""
-        from canteen_ops.escalation import assign
-        from canteen_ops.notify.messages import incident_message
+        """Incidents opened elsewhere and not announced there (no notify target then, or an older version) are
+        assigned and announced here, at the next round."""
+        from canteen_ops.notify.hooks import adopt
 
-        for inc in log.query("SELECT * FROM incidents WHERE state IN ('open', 'acked', 'arrived') "
-                             "AND json_type(data, '$.assignee') IS NULL ORDER BY seq"):
-            person = assign(log, self.inventory, inc, now)
-            report.incidents["assigned"] = report.incidents.get("assigned", 0) + 1
-            messages.append((incident_message("opened", inc, self.inventory, assignee=person, now=now),
-                             f"opened:{inc['id']}"))
+        adopted = adopt(log, self.inventory, now)
+        if adopted:
+            report.incidents["assigned"] = report.incidents.get("assigned", 0) + len(adopted)
+        messages += adopted
 
     def _write_metrics(self, log, report: RoundReport) -> None:
         if self.metrics is None:

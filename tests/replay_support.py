@@ -21,11 +21,12 @@ def folder_id(folder: Path) -> str:
 
 
 def device_for(rec: RecordedDevice, server: ReplayServer, device_id: str = "replayed") -> Device:
-    """The inventory entry a technician would write for this device (a DVR is an `nvr` to the inventory)."""
+    """The inventory entry a technician would write for this device (a DVR is an `nvr` to the inventory; a
+    firmware that challenges with Basic over plain HTTP needs `auth: basic`)."""
     return Device(id=device_id, kind="camera" if rec.kind == "camera" else "nvr", vendor=rec.vendor,
                   host=server.host, port=server.port, rtsp_port=554, https=False, school_id="s1",
                   credentials=Credentials("replay", REPLAY_USER, password=REPLAY_PASSWORD), timeout=5.0,
-                  policy=Policy())
+                  policy=Policy(), auth="basic" if rec.auth == "basic" else None)
 
 
 @contextlib.contextmanager

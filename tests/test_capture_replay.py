@@ -151,3 +151,20 @@ def test_capture_sends_exactly_what_check_sends(lab, lab_env, cli, tmp_path, ven
     assert by_capture == by_check > 0
     doc = json.loads((tmp_path / "c.json").read_text(encoding="utf-8"))
     assert 0 < len(doc["exchanges"]) <= by_capture  # 401 probes are answered but not recorded
+
+
+def test_replayed_basic_device_joins_the_inventory_with_auth_basic(tmp_path):
+    """A recorded firmware that challenges with Basic over plain HTTP (hikvision/ACR4-40) is entered with
+    `auth: basic`, or the driver would rightly refuse to send the password."""
+    import yaml
+
+    from canteen_ops.lab.replay import ReplayServer, add_to_inventory, load
+    from tests.replay_support import CORPUS
+
+    inv = tmp_path / "inventory.yaml"
+    inv.write_text("# lab\ncredentials: {}\nschools: []\n", encoding="utf-8")
+    basic, digest = load(CORPUS / "hikvision" / "ACR4-40"), load(CORPUS / "hikvision" / "DS-7608NXI-I2")
+    with ReplayServer(basic) as s1, ReplayServer(digest) as s2:
+        add_to_inventory(inv, [("acr", s1), ("hik", s2)])
+    devices = yaml.safe_load(inv.read_text(encoding="utf-8"))["schools"][0]["devices"]
+    assert [d.get("auth") for d in devices] == ["basic", None]

@@ -7,6 +7,8 @@ import datetime as dt
 import logging
 import threading
 import time
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -28,6 +30,16 @@ from canteen_ops.lab.state import DeviceState  # noqa: E402
 from tests.raw_server import RawServer  # noqa: E402
 
 UTC = dt.timezone.utc
+RECORDED = Path(__file__).parent / "fixtures" / "devices" / "onvif"  # real devices' answers (see their SOURCE.md)
+
+
+def recorded_media_answer(operation: str, path: str, status: int = 200):
+    """A recorded media-service answer read by zeep as the driver reads it (a fault raises zeep's Fault)."""
+    client = drv.shared_client("media")
+    binding = client.wsdl.bindings[drv.SERVICES["media"][1]]
+    reply = SimpleNamespace(status_code=status, content=(RECORDED / path).read_bytes(),
+                            headers={"Content-Type": "application/soap+xml"}, encoding="utf-8")
+    return binding.process_reply(client, binding.get(operation), reply)
 
 
 def device_for(state: DeviceState, *, timeout: float = 3.0, password: str | None = None) -> Device:
@@ -315,6 +327,26 @@ def test_the_faults_real_cameras_give_an_unauthenticated_clock_request_are_read_
                                             subcodes=[QName(ter, "ActionNotSupported")]))
 
 
+def test_fault_mapping_on_recorded_faults():
+    """Real devices' faults, raised by zeep as the driver meets them."""
+    from zeep.exceptions import Fault
+
+    st = DeviceState(id="fr", kind="camera", vendor="onvif", host="127.0.0.1", http_port=9, rtsp_port=554,
+                     username="u", password="p", model="m", serial="s", firmware="f", mac="m", name="n")
+    d = drv.OnvifDriver(device_for(st), "p")
+
+    def fault(path: str, status: int):
+        with pytest.raises(Fault) as exc:
+            recorded_media_answer("GetAudioEncoderConfigurationOptions", path, status)
+        return d._fault("GetAudioEncoderConfigurationOptions", exc.value)
+
+    # Axis: Receiver, ActionNotSupported/AudioNotSupported → the device does not offer it
+    assert isinstance(fault("Axis-camera-evercam/GetAudioEncoderConfigurationOptions.fault.xml", 500), NotSupported)
+    # Hikvision: Sender, InvalidArgVal/NoConfig → an error naming the fault, not "not supported"
+    err = fault("Hikvision-camera-evercam/GetAudioEncoderConfigurationOptions.fault.xml", 400)
+    assert type(err) is ProtocolError and "InvalidArgVal/NoConfig" in str(err)
+
+
 # --- shared WSDLs, logging --------------------------------------------------------------------------------------
 def test_wsdl_clients_are_built_once_and_shared_across_threads(camera):
     st, faults = camera
@@ -402,14 +434,39 @@ def test_device_information_and_ntp_servers_are_read_in_any_namespace_spelling()
     assert drv.parse_ntp_servers(etree.fromstring("<GetNTPResponse/>")) == []
 
 
+
+def test_parsers_on_recorded_real_answers():
+    """Real devices' answers, read as the transport hands them over."""
+    def answer(path: str):
+        return drv.check_wellformed((RECORDED / path).read_bytes()).find("{*}Body")[0]
+
+    # Hikvision: one manual server of Type DNS, FromDHCP false
+    assert drv.parse_ntp_servers(answer("Hikvision-camera-evercam/GetNTP.xml")) == ["time.windows.com"]
+    # Axis: manual time, a POSIX TZ without DST rule, UTCDateTime given
+    sdt = drv.parse_system_date_and_time(answer("Axis-camera-evercam/GetSystemDateAndTime.xml"))
+    assert (sdt.kind, sdt.tz) == ("Manual", "BRT3")
+    assert sdt.utc == dt.datetime(2024, 7, 9, 19, 49, 6, tzinfo=dt.timezone.utc)
+    # A 12-channel recorder: three profiles per channel on source tokens 00000, 00100, ..., 01100 (not channels
+    # 0, 100, ... 1100)
+    profiles = recorded_media_answer("GetProfiles", "NVR-12ch-evercam/GetProfiles.xml")
+    sources = [p.VideoSourceConfiguration.SourceToken for p in profiles]
+    assert drv.channel_numbers(sources) == [ch for ch in range(1, 13) for _ in range(3)]
+
+
 def test_uri_helpers():
     assert drv.strip_credentials("rtsp://admin:pw@10.0.0.5:554/Streaming/Channels/101") == \
         "rtsp://10.0.0.5:554/Streaming/Channels/101"
     assert drv.strip_credentials("rtsp://10.0.0.5/a?b=1") == "rtsp://10.0.0.5/a?b=1"
     assert drv.repoint("http://192.168.1.64/onvif/Media", "127.0.0.9", 8080) == "http://127.0.0.9:8080/onvif/Media"
     assert drv.repoint("rtsp://192.168.1.64:554/x", "127.0.0.9", None) == "rtsp://127.0.0.9:554/x"
-    assert drv.channel_number("VideoSource_12", 1) == 12 and drv.channel_number("main", 3) == 3
-    assert drv.channel_number("RecordingToken000", 2) == 2
+    assert drv.channel_numbers(["VideoSource_12", "VideoSource_12", "VideoSource_3"]) == [12, 12, 3]
+    # zero-based or digit-less tokens: the rank of the token; a profile's sub stream stays on its channel
+    assert drv.channel_numbers(["VideoSource000", "VideoSource000"]) == [1, 1]
+    assert drv.channel_numbers(["main", "sub", "main"]) == [1, 2, 1]
+    assert drv.channel_numbers(["RecordingToken000", "RecordingToken001"]) == [1, 2]
+    assert drv.channel_numbers(["a1", "b1"]) == [1, 2]  # two sources cannot share channel 1
+    assert drv.channel_numbers(["VideoSource_1", None, "VideoSource_2"]) == [1, 2, 3]
+    assert drv.channel_numbers(["Source9999"]) == [1]
     assert drv.codec_name("H264") == "H.264" and drv.codec_name(None) is None
 
 

@@ -195,3 +195,21 @@ def test_xlsx_needs_a_file(cli):
     assert r.code == 64 and "--output" in r.err
     r = cli("-i", EXAMPLE, "inventory", "ledger", "--lang", "jp")
     assert r.code == 64 and "--lang 'jp'" in r.err
+
+
+def test_the_output_files_suffix_picks_the_format_and_a_contradiction_is_refused(tmp_path, cli):
+    """`-o ledger.xlsx` used to write CSV text into a .xlsx file (Excel refuses it), `-o log.csv` JSON Lines."""
+    import zipfile
+
+    assert cli("-i", EXAMPLE, "inventory", "ledger", "-o", tmp_path / "ledger.xlsx").code == 0
+    assert zipfile.is_zipfile(tmp_path / "ledger.xlsx")
+    assert cli("-i", EXAMPLE, "log", "add", "巡检", "--kind", "inspection").code == 0
+    assert cli("-i", EXAMPLE, "log", "export", "-o", tmp_path / "log.csv", "--lang", "zh").code == 0
+    text = (tmp_path / "log.csv").read_text(encoding="utf-8-sig")
+    assert not text.startswith("{") and "巡检" in text
+    assert cli("-i", EXAMPLE, "log", "export", "-o", tmp_path / "log.jsonl").code == 0
+    assert (tmp_path / "log.jsonl").read_text(encoding="utf-8").startswith("{")
+    r = cli("-i", EXAMPLE, "inventory", "ledger", "-f", "csv", "-o", tmp_path / "other.xlsx")
+    assert r.code == 64 and "--format csv" in r.err and not (tmp_path / "other.xlsx").exists(), r
+    assert cli("-i", EXAMPLE, "inventory", "ledger", "-o", tmp_path / "ledger.txt").code == 0  # unknown: csv
+    assert (tmp_path / "ledger.txt").read_text(encoding="utf-8-sig").startswith("school")

@@ -226,6 +226,11 @@ def test_cli_overdue_and_escalation_shown(cli):
     assert "ESCALATED" in r.out and "escalate" in r.out
     r = cli("-i", EXAMPLE, "incident", "list", "--overdue", "--level", "major")
     assert r.code == 0 and "0 overdue incidents" in r.out
+    # the README's cron line: output (on stderr, as every --quiet problem) only when a deadline was missed
+    r = cli("--quiet", "-i", EXAMPLE, "incident", "list", "--overdue")
+    assert r.code == 2 and iid[:8] in r.err and "ESCALATED" in r.err and "fresh" not in r.err, r
+    r = cli("--quiet", "-i", EXAMPLE, "incident", "list", "--overdue", "--level", "major")
+    assert r.code == 0 and r.out == "" and r.err == "", r
 
 
 def test_cli_usage_errors(cli):

@@ -11,7 +11,7 @@ import threading
 import pytest
 
 from canteen_ops import redact
-from canteen_ops.drivers.onvif import channel_number
+from canteen_ops.drivers.onvif import channel_numbers
 from canteen_ops.redact import MASK, redact_text, remember_secret
 from canteen_ops.tasks import firmware
 
@@ -79,6 +79,6 @@ def test_firmware_versions_from_devices_parse_in_linear_time(raw):
 
 def test_channel_token_of_many_digit_runs():
     token = "VideoSource_" + "1x" * 300_000
-    assert finishes(channel_number, token, 3) == 1
-    assert channel_number("VideoSource_3", 9) == 3
-    assert channel_number("Source_12_main", 9) == 12
+    assert finishes(channel_numbers, [token]) == [1]
+    assert channel_numbers(["VideoSource_3"]) == [3]
+    assert channel_numbers(["Source_12_main"]) == [12]

@@ -267,11 +267,13 @@ def test_a_drills_verdict_and_a_failed_job_are_sent(tmp_path, cli, receiver):
     assert cli("-i", inv, "playbook", "run", drill).code == 0
     assert cli("-i", inv, "playbook", "run", job).code == 2
     assert cli("-i", inv, "playbook", "run", ok_job).code == 0  # a job that went well says nothing
-    got = [g["body"] for g in receiver.wait_for(2)]
-    assert len(receiver.received) == 2
-    assert got[0]["title"] == "【演练结果】drill-manual：通过"
-    assert "检测到故障：是" in got[0]["message"] and "到场时限内：是" in got[0]["message"]
-    assert got[1]["title"] == "【任务失败】nightly-notes：失败" and "第 1 步" in got[1]["message"]
+    got = [g["body"] for g in receiver.wait_for(3)]
+    assert len(receiver.received) == 3
+    assert got[0]["title"].startswith("【故障告警·重大】") and "xc-nvr-01" in got[0]["title"]  # the drill's step
+    assert got[1]["title"] == "【演练结果】drill-manual：通过"
+    assert "检测到故障：是" in got[1]["message"] and "到场时限内：是" in got[1]["message"]
+    assert got[2]["title"] == "【任务失败】nightly-notes：失败" and "第 1 步" in got[2]["message"]
+    assert "未能执行" in got[2]["message"]  # the note step could not run (exit 66), so the job failed
 
 
 def test_a_target_that_never_answers_costs_bounded_time(tmp_path, log, monkeypatch):

@@ -189,3 +189,21 @@ def test_playbook_dates_its_work_in_the_inventory_time_zone(tmp_path, utc, zone,
         env.close()
     assert outcome.exit_code == 0
     assert [n["text"] for n in rows("notes", tmp_path / "log.db")] == [f"每日巡检已完成 ({day})"]
+
+
+def test_quiet_run_prints_its_problems_for_cron_and_nothing_when_all_is_well(cli, tmp_path):
+    """The README's cron lines use `--quiet playbook run`: a failed step must show (cron mails it), on stderr."""
+    bad = write(tmp_path, """\
+        name: nightly-quiet
+        steps:
+          - {name: 备注, note: {text: x, device: no-such-device}, on_failure: continue}
+          - note: fine
+        """, "bad.yaml")
+    r = cli("--quiet", "-i", EXAMPLE, "playbook", "run", bad, "--non-interactive")
+    assert r.code == 2
+    assert "no-such-device" in r.err and "failed (exit 64)" in r.err, r  # the step's own error, its summary
+    assert "playbook nightly-quiet: crit" in r.err, r
+    assert "fine" not in r.out + r.err  # the step that went well stays quiet
+    good = write(tmp_path, "name: fine\nsteps:\n  - note: fine\n", "good.yaml")
+    r = cli("--quiet", "-i", EXAMPLE, "playbook", "run", good, "--non-interactive")
+    assert r.code == 0 and r.out == "" and r.err == "", r

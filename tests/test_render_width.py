@@ -146,3 +146,23 @@ def test_chinese_text_keeps_the_columns_aligned(run80):
         starts = {cell_len(line[:line.index(marker)]) for line in rows if marker in line}
         assert len(starts) == 1, (marker, out)
     assert len({cell_len(line) for line in rows}) == 1
+
+
+def test_help_shows_the_metavar_and_no_python_type(run80):
+    """Typer 0.29 appends the Python type to a positional argument's metavar (`ID <str>`): noise for a technician."""
+    for path, cmd in _commands():
+        if not any(getattr(p, "param_type_name", "") == "argument" for p in cmd.params):
+            continue
+        code, out, _err = run80(*path, "--help")
+        assert code == 0 and not re.search(r"<(str|int|float|path|list\[\w+\])>", out), (path, out)
+        assert "{" not in out.splitlines()[0], (path, out)  # `Usage: … ack [OPTIONS] ID`, not `{ID}`
+
+
+def test_every_positional_argument_shows_its_help(run80):
+    """Typer < 0.26 sets an argument's help before Click ≥ 8.5 (which added `help` to Argument) resets it to None:
+    `inventory set --help` then showed `KEY=VALUE...  [required]` without saying what to write."""
+    for path, cmd in _commands():
+        for p in cmd.params:
+            if getattr(p, "param_type_name", "") == "argument" and not getattr(p, "hidden", False):
+                code, out, _err = run80(*path, "--help")
+                assert code == 0 and p.help and " ".join(p.help.split()[:3]) in " ".join(out.split()), (path, p.name)

@@ -111,7 +111,8 @@ def test_two_concurrent_runs_on_one_device(cli, lab, lab_env, lab_faults, tmp_pa
     t.start()
     lock = bdir / ".locks" / f"{HIK}.lock"
     for _ in range(300):
-        if lock.exists() and lock.read_text().startswith("pid"):
+        holder = lock.with_name(lock.name + ".holder")
+        if holder.exists() and holder.read_text().startswith("pid"):
             break
         time.sleep(0.01)
     r = cli("backup", "run", "-d", HIK, "--backup-dir", bdir)

@@ -198,14 +198,18 @@ def test_oncall_now_and_next(tmp_path, cli):
 
 
 def test_incidents_opened_elsewhere_are_assigned_and_announced_by_the_next_round(tmp_path, cli, monkeypatch):
+    """An incident its command could not announce (no notify target or roster in the inventory then) is adopted
+    by the next round (`incident open` with targets announces it itself: test_notify_one_shot_lab.py)."""
     from canteen_ops.lab.webhook import WebhookReceiver
     from tests.watch_fixtures import ROSTER
 
     with WebhookReceiver() as receiver:
         monkeypatch.setenv("OPS_HOOK", receiver.url)
+        inv = _small_inventory(tmp_path)
+        assert cli("-i", inv, "incident", "open", "-l", "major", "-t", "留样柜摄像头被遮挡", "-d", "s001-cam02").code == 0
+        assert not receiver.received
         inv = _small_inventory(tmp_path, "  notify:\n    - {name: group, url_env: OPS_HOOK, levels: [major]}\n"
                                          "roster: " + json.dumps(ROSTER, ensure_ascii=False))
-        assert cli("-i", inv, "incident", "open", "-l", "major", "-t", "留样柜摄像头被遮挡", "-d", "s001-cam02").code == 0
         r = cli("-i", inv, "watch", "--iterations", "1", "--skip", "stream,picture,coverage")
         assert r.code == 2 and "1 assigned" in r.out, r
         got = [g["body"] for g in receiver.wait_for(1)]

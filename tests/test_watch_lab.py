@@ -80,3 +80,18 @@ def test_fault_opens_then_clearing_resolves_and_both_are_sent(lab, lab_faults, t
     assert opened == {"major": 0, "general": 0}
     assert families["canteen_ops_watch_rounds"].samples[0].value == 2
     assert families["canteen_ops_watch_last_round_timestamp_seconds"].samples[0].value > 1.7e9
+
+
+def test_an_incident_the_watch_opens_points_at_the_same_kb_entry_as_check(lab, lab_faults, tmp_path):
+    """The watch tracked results without their data, so a disk error (its kind is in the data) was filed under
+    KB-HDD-ABSENT while `check` said KB-HDD-ERROR; the alert sent the technician to the wrong guide."""
+    inv = inventory_with(lab.inventory, tmp_path / "inv.yaml", schools=("s001",))
+    lab_faults.set("s001-nvr", "hdd-error")
+    env = _env(inv, tmp_path)
+    nvr = [d for d in env.inventory().devices if d.id == "s001-nvr"]
+    Watch(env, nvr, interval_s=0, iterations=1, skip=("stream", "picture", "coverage"), out=lambda line: None).run()
+    env.close()
+    log = MaintenanceLog.open(tmp_path / "log.db")
+    (inc,) = log.query("SELECT * FROM incidents WHERE dedup_key = 's001-nvr:storage'")
+    log.close()
+    assert inc["data"]["kb"] == "KB-HDD-ERROR", inc["data"]

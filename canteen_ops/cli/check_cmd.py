@@ -85,6 +85,10 @@ def check(
 
     escalate_overdue(log)  # every check run also marks incidents whose on-site deadline passed unattended
     out.render(interrupted=False, elapsed=time.monotonic() - t0, n_devices=len(devices))
+    if incidents is not None:
+        from canteen_ops.notify.hooks import announce
+
+        announce(e, log)  # the incidents just opened reach the people on duty now, not at the next watch round
     return status.exit_code
 
 

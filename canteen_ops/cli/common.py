@@ -59,14 +59,26 @@ def display_tz(ctx: typer.Context) -> str:
     return env(ctx).timezone()
 
 
-def export_lang(lang: str, fmt: str, formats: tuple[str, ...]) -> None:
-    """Check an export's --lang and --format before anything is read."""
+def export_lang(lang: str, fmt: str | None, formats: tuple[str, ...], output=None, default: str = "csv") -> str:
+    """Check an export's --lang and --format before anything is read; return the format. Without --format the
+    output file's suffix decides (`-o ledger.xlsx` is xlsx), else `default`; a --format that
+    contradicts a known suffix is refused (Excel will not open CSV text named .xlsx)."""
+    from pathlib import Path
+
     from canteen_ops.errors import UsageError
 
     if lang not in ("en", "zh"):
         raise UsageError(f"--lang {lang!r}: expected en or zh")
+    suffix = Path(output).suffix.lower().lstrip(".") if output is not None else ""
+    suffix = suffix if suffix in formats else ""
+    if fmt is None:
+        return suffix or default
     if fmt not in formats:
         raise UsageError(f"--format {fmt!r}: expected one of {', '.join(formats)}")
+    if suffix and suffix != fmt:
+        raise UsageError(f"--format {fmt} does not match the output file {output} (.{suffix}); "
+                         f"name it .{fmt} or leave --format out")
+    return fmt
 
 
 def write_output(path, data: bytes) -> None:

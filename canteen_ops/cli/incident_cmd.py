@@ -64,24 +64,27 @@ def open_(ctx: typer.Context,
 
         if opened_at > utcnow():
             raise UsageError(f"--at {at} is in the future")
+    from canteen_ops.notify.hooks import announce
+
     inc = open_incident(e.log(), inv, level=level, title=title, actor=e.operator, device_ids=device or [],
                         school_id=school, description=description, opened_at=opened_at)
     if json:
         print_json(inc)
-        return 0
-    from canteen_ops.timeutil import local
+    else:
+        from canteen_ops.i18n import _, language
+        from canteen_ops.timeutil import local
 
-    tz = _school_tz(inv, inc["school_id"])
-    from canteen_ops.i18n import _, language
-
-    why = _day_kind(inv, inc)
-    template = ("incident {id} opened: {level} at {school}, inside working hours{why}; on site by {deadline} ({tz})"
-                if inc["opened_in_hours"] else
-                "incident {id} opened: {level} at {school}, outside working hours{why}; on site by {deadline} ({tz})")
-    e.console.print(_(template).format(
-        id=inc['id'], level=inc['level'] if language() == "en" else _(inc['level']), school=inc['school_id'],
-        why=f" ({why})" if why else "", deadline=local(inc['arrive_deadline'], tz), tz=tz),
-        highlight=False, markup=False)
+        tz = _school_tz(inv, inc["school_id"])
+        why = _day_kind(inv, inc)
+        template = ("incident {id} opened: {level} at {school}, inside working hours{why}; on site by {deadline} "
+                    "({tz})" if inc["opened_in_hours"] else
+                    "incident {id} opened: {level} at {school}, outside working hours{why}; on site by {deadline} "
+                    "({tz})")
+        e.console.print(_(template).format(
+            id=inc['id'], level=inc['level'] if language() == "en" else _(inc['level']), school=inc['school_id'],
+            why=f" ({why})" if why else "", deadline=local(inc['arrive_deadline'], tz), tz=tz),
+            highlight=False, markup=False)
+    announce(e, e.log())  # assigned to the technician on duty and sent now, not at the next watch round
     return 0
 
 
@@ -216,6 +219,9 @@ def list_(ctx: typer.Context,
     if json:
         print_json(rows)
         return code
+    if e.quiet and not code:
+        return code  # --quiet (cron): only a missed deadline is a problem worth a line
+    out = e.err if e.quiet else e.console  # --quiet silences the console: problems go to stderr
     from rich.text import Text
 
     from canteen_ops.cli.render import ID, TIME, Column, first_of, plural, table
@@ -232,11 +238,12 @@ def list_(ctx: typer.Context,
         escalated = bool(r.get("escalated_at")) and r["state"] in ACTIVE_STATES and not r.get("arrived_at")
         styles.append("bold red" if escalated else ("red" if r["sla"] == "breached" else None))
         cells.append((r["id"][:8], _(r["level"]), _(r["state"]), r["school_id"], first_of(r["device_ids"]),
-                      translate(r["title"]), r.get("assigned_to"), local(r["opened_at"], tz), local(r["arrive_deadline"], tz),
-                      _sla(r["sla"]), Text(_("ESCALATED"), style="bold white on red") if escalated else ""))
-    e.console.print(table(title, cols, cells, console=e.console, row_styles=styles))  # (empty columns go)
+                      translate(r["title"]), r.get("assigned_to"), local(r["opened_at"], tz),
+                      local(r["arrive_deadline"], tz), _sla(r["sla"]),
+                      Text(_("ESCALATED"), style="bold white on red") if escalated else ""))
+    out.print(table(title, cols, cells, console=out, row_styles=styles))  # (empty columns go)
     if any(r.get("escalated_at") and not r.get("arrived_at") and r["state"] in ACTIVE_STATES for r in rows):
-        e.console.print(_("escalated: on-site deadline passed without arrival — report to the leading "
+        out.print(_("escalated: on-site deadline passed without arrival — report to the leading "
                           "group (领导小组)"), style="bold red")
     return code
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -96,7 +96,8 @@ def device_json(inv, d) -> dict:
 
 @app.command()
 def ledger(ctx: typer.Context, output: OutputOpt = None,
-           fmt: Annotated[str, typer.Option("--format", "-f", metavar="FORMAT", help="csv or xlsx")] = "csv",
+           fmt: Annotated[Optional[str], typer.Option("--format", "-f", metavar="FORMAT", help="csv or xlsx "
+                                                      "[default: the output file's suffix, else csv]")] = None,
            lang: ExportLangOpt = "en",
            school: SchoolOpt = None, device: DeviceOpt = None, kind: KindOpt = None, vendor: VendorOpt = None,
            area: AreaOpt = None, tag: TagOpt = None) -> int:
@@ -105,7 +106,7 @@ def ledger(ctx: typer.Context, output: OutputOpt = None,
     from canteen_ops.cli.common import export_lang
     from canteen_ops.cli.render import plural
 
-    export_lang(lang, fmt, ("csv", "xlsx"))
+    fmt = export_lang(lang, fmt, ("csv", "xlsx"), output)
     devices = select(ctx, school, device, kind, vendor, area, tag)
     inv = env(ctx).inventory()
     observed = _observed_facts(env(ctx))

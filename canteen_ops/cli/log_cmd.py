@@ -181,7 +181,8 @@ def show(ctx: typer.Context, record_id: Annotated[str, typer.Argument(metavar="I
 
 @app.command()
 def export(ctx: typer.Context,
-           fmt: Annotated[str, typer.Option("--format", "-f", metavar="FORMAT", help="jsonl, csv or xlsx")] = "jsonl",
+           fmt: Annotated[Optional[str], typer.Option("--format", "-f", metavar="FORMAT", help="jsonl, csv or xlsx "
+                                                      "[default: the output file's suffix, else jsonl]")] = None,
            table: Annotated[Optional[str], typer.Option(
                metavar="TABLE", help="Export full rows of one table (runs, results, backups, ...) instead of the timeline")] = None,
            since: Annotated[Optional[str], typer.Option(metavar="TIME", help="e.g. 7d or 2026-11-01")] = None,
@@ -197,7 +198,7 @@ def export(ctx: typer.Context,
     from canteen_ops.store.schema import SYNCED_TABLES
     from canteen_ops.timeutil import iso, parse_since
 
-    export_lang(lang, fmt, ex.FORMATS)
+    fmt = export_lang(lang, fmt, ex.FORMATS, output, default="jsonl")
     if table and table not in SYNCED_TABLES:
         raise UsageError(f"--table {table!r}: expected one of {', '.join(SYNCED_TABLES)}")
     try:

@@ -64,7 +64,7 @@ def run(ctx: typer.Context,
             from canteen_ops.cli.render import plural
             from canteen_ops.i18n import _, status_word
 
-            e.console.print(_("playbook {name}: {status} ({run} of {steps} run)").format(
+            (e.err if e.quiet else e.console).print(_("playbook {name}: {status} ({run} of {steps} run)").format(
                 name=book.name, status=status_word(outcome.status.value), run=sum(1 for s in outcome.steps if s.raw),
                 steps=plural(len(book.steps), "step")))
     return outcome.exit_code

@@ -313,10 +313,26 @@ def parse_ntp_servers(answer) -> list[str]:
     return servers
 
 
-def channel_number(token: str | None, position: int) -> int:
-    """Channel number from a source/recording token ('VideoSource_3' → 3), else the 1-based position."""
-    m = re.search(r"(?<!\d)(\d++)\D*+$", token or "")  # starts only where a digit run does: linear
-    return int(m.group(1)) if m and len(m.group(1)) <= 6 and int(m.group(1)) > 0 else position
+MAX_CHANNEL = 512  # no recorder has more; a larger trailing number is an index scheme, not a channel
+
+
+def channel_numbers(tokens: list[str | None]) -> list[int]:
+    """Channel of each source/recording token (several profiles share one source token).
+
+    The tokens' trailing numbers are the channels ('VideoSource_3' → 3) when every distinct token has one in
+    1..MAX_CHANNEL and no two share it; otherwise (zero-based 'VideoSource000', a recorder's '00000', '00100', ...,
+    '01100' for channels 1-12, tokens without digits) the channel is the token's rank in order of appearance.
+    A missing token is a channel of its own."""
+    keys = [t if t else f"\0{i}" for i, t in enumerate(tokens)]
+    distinct = list(dict.fromkeys(keys))
+    numbers = []
+    for key in distinct:
+        m = re.search(r"(?<!\d)(\d++)\D*+$", key) if not key.startswith("\0") else None  # linear: from a digit run
+        numbers.append(int(m.group(1)) if m and len(m.group(1)) <= 6 else 0)
+    if not all(1 <= n <= MAX_CHANNEL for n in numbers) or len(set(numbers)) != len(numbers):
+        numbers = list(range(1, len(distinct) + 1))
+    channel = dict(zip(distinct, numbers))
+    return [channel[k] for k in keys]
 
 
 def strip_credentials(uri: str) -> str:
@@ -620,11 +636,11 @@ class OnvifDriver(Driver):
 
     def _profile_channels(self) -> list[tuple[int, Any, bool]]:
         """(channel, profile, main) for every media profile; the first profile of a source is its main one."""
+        profiles = self._get_profiles()
+        sources = [p.VideoSourceConfiguration.SourceToken if p.VideoSourceConfiguration is not None else None
+                   for p in profiles]
         out, seen = [], set()
-        for pos, p in enumerate(self._get_profiles(), 1):
-            vsc = p.VideoSourceConfiguration
-            source = vsc.SourceToken if vsc is not None else None
-            ch = channel_number(source, pos)
+        for ch, p in zip(channel_numbers(sources), profiles):
             out.append((ch, p, ch not in seen))
             seen.add(ch)
         return out
@@ -646,8 +662,8 @@ class OnvifDriver(Driver):
             raise ProtocolError(f"recording search did not complete after {MAX_RESULT_PAGES} pages")
         self._end_search(token)
         out: dict[int, RecordingInfo] = {}
-        for pos, info in enumerate(infos, 1):
-            out.setdefault(channel_number(info.source_id or info.token, pos), info)
+        for ch, info in zip(channel_numbers([info.source_id or info.token for info in infos]), infos):
+            out.setdefault(ch, info)
         self._recordings = dict(sorted(out.items()))
         return self._recordings
 

@@ -543,7 +543,8 @@ def add_to_inventory(inventory: Path, servers: list[tuple[str, ReplayServer]]) -
     doc["credentials"]["replay"] = {"username": REPLAY_USER, "password_file": str(secret.resolve())}
     devices = [{"id": dev_id, "kind": "camera" if s.device.kind == "camera" else "nvr", "vendor": s.device.vendor,
                 "host": s.host, "port": s.port, "credentials": "replay", "name": s.device.model,
-                "model": s.device.model, "tags": ["lab", "replay"]}
+                "model": s.device.model, "tags": ["lab", "replay"],
+                **({"auth": "basic"} if s.device.auth == "basic" else {})}  # Basic over plain HTTP, as recorded
                for dev_id, s in servers]
     doc["schools"].append({"id": "replay", "name": "Recorded devices (replay)", "devices": devices})
     head = "".join(line + "\n" for line in inventory.read_text(encoding="utf-8").splitlines()

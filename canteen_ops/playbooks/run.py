@@ -8,7 +8,6 @@ status) and the drill report's data land in the maintenance log.
 from __future__ import annotations
 
 import datetime as dt
-import fcntl
 import os
 import subprocess
 import sys
@@ -18,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
-from canteen_ops.errors import LockHeld, UsageError
+from canteen_ops.errors import UsageError
 from canteen_ops.playbooks.model import Playbook, Step, substitute
 from canteen_ops.playbooks.tasks import INTERNAL, TASKS
 from canteen_ops.status import Status, worst
@@ -41,6 +40,9 @@ class StepOutcome:
     started: dt.datetime | None = None
     ended: dt.datetime | None = None
     argv: list[str] = field(default_factory=list)
+    # The step itself could not run (its command exited 64+ or timed out, a prompt without an answer, a bad
+    # argument): the job's machinery failed. A command exiting 1-3 ran and judged devices: a finding, not this.
+    broke: bool = False
 
     @property
     def seconds(self) -> float:
@@ -65,20 +67,13 @@ class PlaybookOutcome:
 @contextmanager
 def playbook_lock(lock_dir: Path, name: str) -> Iterator[None]:
     """One run per playbook at a time (cron and a technician, or two crons)."""
-    lock_dir.mkdir(parents=True, exist_ok=True)
+    from canteen_ops.locks import exclusive
+
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
-    fd = os.open(lock_dir / f"playbook-{safe}.lock", os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise LockHeld(f"playbook {name!r} is already running (lock {lock_dir}/playbook-{safe}.lock); "
-                           "try again when it has finished") from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+    path = lock_dir / f"playbook-{safe}.lock"
+    with exclusive(path, f"playbook {name!r} is already running{{holder}} (lock {path}); "
+                         "try again when it has finished"):
         yield
-    finally:
-        os.close(fd)
 
 
 class PlaybookRunner:
@@ -94,7 +89,8 @@ class PlaybookRunner:
         self.vars = {"operator": env.operator, "date": day, "now": iso(now),
                      **book.variables, **(variables or {})}
         self.ask = ask
-        self.out = env.console
+        # --quiet (cron): env.console prints nothing, and the problems are what cron must mail: on stderr
+        self.out = env.err if env.quiet else env.console
 
     # --- entry points --------------------------------------------------------------------------------
     def run(self) -> PlaybookOutcome:
@@ -143,12 +139,12 @@ class PlaybookRunner:
             started = utcnow()
             if not self.env.quiet:
                 self.out.print(styled((f"▶ {step.index}. {step.name}", "bold"), f" ({step.task})"))
-            raw, summary, argv = self._run_step(log, step, outcome)
+            raw, summary, argv, broke = self._run_step(log, step, outcome)
             status = Status.OK if step.expect and raw.value in step.expect else raw
             if step.expect and raw.value not in step.expect:
                 summary += f" (expected {'/'.join(step.expect)})"
                 status = Status.CRIT
-            so = StepOutcome(step, status, raw, summary, started, utcnow(), argv)
+            so = StepOutcome(step, status, raw, summary, started, utcnow(), argv, broke)
             outcome.steps.append(so)
             self._record(log, outcome, so)
             if not self.env.quiet or status not in (Status.OK,):
@@ -157,15 +153,19 @@ class PlaybookRunner:
                 stopped = True
 
     def _run_step(self, log: "MaintenanceLog", step: Step, outcome: PlaybookOutcome
-                  ) -> tuple[Status, str, list[str]]:
+                  ) -> tuple[Status, str, list[str], bool]:
+        """(status, summary, argv, broke): see StepOutcome.broke."""
         args = substitute(step.args, self.vars)
         if step.task in INTERNAL:
-            return (*getattr(self, "_task_" + step.task)(TASKS[step.task].normalize(args), log, outcome), [])
+            status, summary = getattr(self, "_task_" + step.task)(TASKS[step.task].normalize(args), log, outcome)
+            # an assert judges what earlier steps found; any other internal task failing could not do its work
+            return status, summary, [], status == Status.CRIT and step.task != "assert"
         try:
             argv = self._argv(log, step, args)
         except UsageError as exc:
-            return Status.CRIT, str(exc), []
-        return (*self._subprocess(argv, step.timeout), argv)
+            return Status.CRIT, str(exc), [], True
+        status, summary, broke = self._subprocess(argv, step.timeout)
+        return status, summary, argv, broke
 
     def _argv(self, log: "MaintenanceLog", step: Step, args) -> list[str]:
         spec = TASKS[step.task]
@@ -186,7 +186,7 @@ class PlaybookRunner:
     def _target(self, step: Step) -> dict[str, list[str]]:
         return substitute(step.target if step.target is not None else self.book.targets, self.vars)
 
-    def _subprocess(self, argv: list[str], timeout: float) -> tuple[Status, str]:
+    def _subprocess(self, argv: list[str], timeout: float) -> tuple[Status, str, bool]:
         cmd = [sys.executable, "-m", "canteen_ops", "--db", str(self.env.db_path), "--operator", self.env.operator]
         if self.env.inventory_path.exists():
             cmd += ["--inventory", str(self.env.inventory_path)]
@@ -201,7 +201,7 @@ class PlaybookRunner:
             proc = subprocess.run(cmd + argv, capture_output=True, text=True, timeout=timeout, env=env,
                                   stdin=subprocess.DEVNULL)
         except subprocess.TimeoutExpired:
-            return Status.CRIT, f"timed out after {timeout:g} s: canteen-ops {' '.join(argv)}"
+            return Status.CRIT, f"timed out after {timeout:g} s: canteen-ops {' '.join(argv)}", True
         output = (proc.stdout + proc.stderr).rstrip()
         if output and (not self.env.quiet or proc.returncode):
             for line in output.splitlines():
@@ -209,8 +209,8 @@ class PlaybookRunner:
         status = _BY_CODE.get(proc.returncode)
         last = next((ln.strip() for ln in reversed(output.splitlines()) if ln.strip()), "")
         if status is None:
-            return Status.CRIT, f"canteen-ops {' '.join(argv)} failed (exit {proc.returncode}): {last}"
-        return status, f"canteen-ops {' '.join(argv)} → exit {proc.returncode}"
+            return Status.CRIT, f"canteen-ops {' '.join(argv)} failed (exit {proc.returncode}): {last}", True
+        return status, f"canteen-ops {' '.join(argv)} → exit {proc.returncode}", False
 
     # --- internal tasks --------------------------------------------------------------------------------
     def _task_wait(self, args: dict, log, outcome) -> tuple[Status, str]:
@@ -273,7 +273,7 @@ class PlaybookRunner:
             "started_at": iso(so.started) if so.started else None,
             "ended_at": iso(so.ended) if so.ended else None, "actor": self.env.operator, "summary": so.summary,
             "data": {"argv": so.argv, "raw_status": so.raw.value if so.raw else None,
-                     "expect": list(so.step.expect)},
+                     "expect": list(so.step.expect), "broke": so.broke},
         })
 
     def _describe(self, step: Step, args) -> str:

@@ -3,7 +3,7 @@
 Layout under the backup directory:
 
     <school>/<device>/<sha256><ext>     one file per distinct export (identical content is stored once)
-    .locks/<device>.lock                fcntl locks so cron and a technician never back up one device at once
+    .locks/<device>.lock                locks (canteen_ops/locks.py) so cron and a technician never back up one device at once
 
 The log (backups table) records every attempt and holds the file's path *relative* to the backup directory,
 so a backup directory can be moved or restored from tape without rewriting the log.
@@ -11,7 +11,6 @@ so a backup directory can be moved or restored from tape without rewriting the l
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import os
 import re
@@ -21,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from canteen_ops.errors import LockHeld
 from canteen_ops.store.files import atomic_write, fsync_dir
 
 # A backup larger than this is not a configuration file (a hostile or broken device streaming garbage).
@@ -161,33 +159,12 @@ class BackupStore:
     # --- locking ---------------------------------------------------------------------------------------
     @contextmanager
     def lock(self, device_id: str) -> Iterator[None]:
-        """Exclusive, non-blocking per-device lock shared by every process using this backup directory.
+        """Exclusive, non-blocking per-device lock shared by every process using this backup directory
+        (canteen_ops/locks.py: dies with its process, portable to Windows)."""
+        from canteen_ops.locks import exclusive
 
-        flock locks die with their process, so a killed cron job never leaves a device locked. Lock files are
-        never deleted (deleting a lock file while another process waits on it breaks mutual exclusion).
-        """
         locks = self.root / ".locks"
         locks.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(locks / f"{_component(device_id, 'device id')}.lock", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                holder = _read_holder(fd)
-                raise LockHeld(f"{device_id}: another backup of this device is running{holder}; skipped") from None
-            os.ftruncate(fd, 0)
-            os.write(fd, f"pid {os.getpid()}\n".encode())
-            try:
-                yield
-            finally:
-                fcntl.flock(fd, fcntl.LOCK_UN)
-        finally:
-            os.close(fd)
-
-
-def _read_holder(fd: int) -> str:
-    try:
-        text = os.pread(fd, 64, 0).decode(errors="replace").strip()
-    except OSError:
-        return ""
-    return f" ({text})" if text else ""
+        with exclusive(locks / f"{_component(device_id, 'device id')}.lock",
+                       f"{device_id}: another backup of this device is running{{holder}}; skipped"):
+            yield

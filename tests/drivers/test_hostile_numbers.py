@@ -10,7 +10,7 @@ from canteen_ops.drivers import hikvision as H
 from canteen_ops.drivers import xmlsafe as X
 from canteen_ops.drivers.base import ProtocolError
 from canteen_ops.drivers.numbers import device_float, device_int
-from canteen_ops.drivers.onvif import channel_number
+from canteen_ops.drivers.onvif import channel_numbers
 
 UNUSABLE = ["1e999", "-1e999", "9" * 1000, "1" * 41, "²", "١٢", "12²", "inf", "-Infinity", "NaN", "1e18"]
 
@@ -59,9 +59,9 @@ def test_dahua_fields():
         D.parse_storage(disks)
 
 
-def test_onvif_token_with_a_huge_number_falls_back_to_the_position():
-    assert channel_number("VideoSource_" + "9" * 5000, 4) == 4
-    assert channel_number("VideoSource_2", 4) == 2
+def test_onvif_token_with_a_huge_number_falls_back_to_the_rank():
+    assert channel_numbers(["VideoSource_1", "VideoSource_" + "9" * 5000]) == [1, 2]
+    assert channel_numbers(["VideoSource_2"]) == [2]
 
 
 FIXTURES = __import__("pathlib").Path(__file__).resolve().parents[1] / "fixtures"
