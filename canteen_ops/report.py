@@ -31,7 +31,7 @@ import statistics
 from collections import Counter, defaultdict
 from typing import Any, Iterable
 
-from canteen_ops.i18n import _, check_word, language, status_word
+from canteen_ops.i18n import _, check_word, language, status_word, word
 from canteen_ops.inventory.model import Device, Inventory, School
 from canteen_ops.sla import LEVELS, arrive_sla, resolve_sla
 from canteen_ops.store.log import MaintenanceLog
@@ -395,11 +395,10 @@ def _level(level: str) -> str:
     return level if language() == "en" else _(level)
 
 
-def _h(word: str) -> str:
+def _h(text: str) -> str:
     """A short report word (table header, legend) in the reader's language: `report:` keeps it apart from the same
     English word elsewhere in the catalog (an `opened` count here, an `opened` time in `incident list`)."""
-    text = _("report:" + word)
-    return word if text.startswith("report:") else text
+    return word("report:" + text)
 
 
 # --- HTML with inline SVG ------------------------------------------------------------------------------------

@@ -299,7 +299,6 @@ def show(ctx: typer.Context, ident: IdArg, json: JsonOpt = False) -> int:
 
 def _sla(state: str) -> str:
     """met / breached / pending of a deadline (`pending` here is "not due yet", not the sync queue's pending)."""
-    from canteen_ops.i18n import _
+    from canteen_ops.i18n import word
 
-    word = _(f"sla:{state}")
-    return state if word.startswith("sla:") else word
+    return word(f"sla:{state}")

@@ -146,5 +146,6 @@ def add(ctx: typer.Context,
 
 def _h(source: str) -> str:
     """Where an entry comes from (shipped / technician) in the reader's language."""
-    word = _(f"kb:{source}")
-    return source if word.startswith("kb:") else word
+    from canteen_ops.i18n import word
+
+    return word(f"kb:{source}")
