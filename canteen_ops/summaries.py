@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-from canteen_ops.i18n import _, check_word, language
+from canteen_ops.i18n import language, translations
 
 _NUM = r"-?\d+(?:\.\d+)?"
 _SLOTS = {
@@ -179,22 +179,26 @@ def _compiled() -> list[tuple[re.Pattern[str], str]]:
     return out
 
 
-def _words(values: dict[str, str]) -> dict[str, str]:
+def _words(values: dict[str, str], gettext) -> dict[str, str]:
     if "level" in values:
-        values["level"] = _(values["level"])
+        values["level"] = gettext(values["level"])
     if "check" in values:
-        values["check"] = check_word(values["check"])
+        key = f"check:{values['check']}"
+        values["check"] = values["check"] if gettext(key) == key else gettext(key)
     return values
 
 
-def translate(summary: str | None) -> str | None:
-    """The summary in the reader's language (unchanged in English; None stays None)."""
-    if not summary or language() == "en" or len(summary) > MAX_LEN:
+def translate(summary: str | None, lang: str | None = None) -> str | None:
+    """The summary in the reader's language, or in `lang` (alerts are written in Chinese whatever the LANG of the
+    host that sends them); unchanged in English; None stays None."""
+    lang = lang or language()
+    if not summary or lang == "en" or len(summary) > MAX_LEN:
         return summary
+    gettext = translations(lang).gettext
     text = summary
     for rx, template in _compiled():
-        target = _(template)
+        target = gettext(template)
         if target == template:
             continue
-        text = rx.sub(lambda m, t=target: t.format(**_words(m.groupdict())), text)
+        text = rx.sub(lambda m, t=target: t.format(**_words(m.groupdict(), gettext)), text)
     return text.replace("; ", "；")

@@ -213,3 +213,12 @@ def test_drill_report_in_chinese(cli, zh, tmp_path):
     assert "事件 " in r.out and "已到场" in r.out
     for english in ("detected", "drill report", "opened:", "working hours"):
         assert english not in r.out, english
+
+
+def test_alerts_carry_the_finding_in_chinese_whatever_the_locale(monkeypatch):
+    from canteen_ops.summaries import translate
+
+    _lang(monkeypatch, "C")
+    assert translate("clock 75 s ahead (> 60 s)", "zh") == "时钟偏差：快 75 秒 (> 60 秒)"
+    assert translate("s001-nvr: clock critical", "zh") == "s001-nvr：时钟偏差 严重故障"
+    assert translate("clock 75 s ahead (> 60 s)") == "clock 75 s ahead (> 60 s)"

@@ -89,7 +89,7 @@ def _render(e, report: dict, *, show_ok: bool) -> None:
                 time=local(i["arrive_deadline"], tz))
             rows.append((Text(_("INCIDENT"), style="bold red" if i["overdue"] else "yellow"),
                          first_of(i["device_ids"]) or _("(school)"), "", i["id"][:8],
-                         f"{_(i['level'])}/{_(i['state'])}: {i['title']} — {late}", ""))
+                         f"{_(i['level'])}/{_(i['state'])}: {translate(i['title'])} — {late}", ""))
         c.print(table(title, cols, rows, console=c) if rows else title)
         c.print()
     n = len(report["schools"])
