@@ -121,7 +121,7 @@ def naive(devices, native: bool = False) -> dict:
     import httpx
     from onvif import ONVIFCamera
 
-    from canteen_ops.drivers.onvif import wsdl_dir
+    from canteen_ops.drivers.onvif.transport import wsdl_dir
 
     paths = {
         "hikvision": (["/ISAPI/System/deviceInfo", "/ISAPI/System/time", "/ISAPI/System/time/ntpServers"],

@@ -130,7 +130,7 @@ def device_of(d):
 
 
 def driver_one(device) -> None:
-    from canteen_ops.drivers.onvif import OnvifDriver
+    from canteen_ops.drivers.onvif.driver import OnvifDriver
 
     with OnvifDriver(device, PASSWORD) as drv:
         drv.facts()
@@ -225,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
         serve(args.serve)
         return 0
 
-    from canteen_ops.drivers.onvif import import_onvif_quietly, shared_client
+    from canteen_ops.drivers.onvif.transport import import_onvif_quietly, shared_client
 
     import_onvif_quietly()
     c0, t0 = cpu(), time.perf_counter()

@@ -20,6 +20,7 @@ EXIT_CANTCREAT = 73  # cannot write output
 EXIT_TEMPFAIL = 75  # another run holds the lock; try again later
 EXIT_NOPERM = 77  # refused by change control (no started change / permit)
 EXIT_INTERRUPTED = 130  # Ctrl-C
+EXIT_BROKEN_PIPE = 141  # the reader of our output went away (`| head`): 128 + SIGPIPE, as the shell reports it
 
 
 class CanteenOpsError(Exception):

@@ -502,7 +502,7 @@ def test_check_stages_put_onvif_devices_last_nvrs_first_and_load_zeep_only_for_t
     code = ("import sys; from types import SimpleNamespace as S; from canteen_ops.checks.fanout import check_stages; "
             "st = check_stages([S(id='a', vendor='dahua', kind='nvr'), S(id='b', vendor='onvif', kind='nvr')], "
             "['retention']); st[0].prepare(); print('zeep' in sys.modules); st[1].prepare(); "
-            "from canteen_ops.drivers import onvif; print('zeep' in sys.modules, sorted(onvif._clients))")
+            "from canteen_ops.drivers.onvif import transport; print('zeep' in sys.modules, sorted(transport._clients))")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr
     assert p.stdout.split("\n")[:2] == ["False", "True ['device', 'search']"]

@@ -14,7 +14,7 @@ import pytest
 
 pytest.importorskip("zeep")
 
-from canteen_ops.drivers import onvif as drv  # noqa: E402
+from canteen_ops.drivers.onvif import driver as drv, parsers, transport  # noqa: E402
 from canteen_ops.drivers.registry import open_driver  # noqa: E402
 from canteen_ops.drivers.base import (  # noqa: E402
     AuthFailed,
@@ -319,11 +319,11 @@ def test_the_faults_real_cameras_give_an_unauthenticated_clock_request_are_read_
     ter = "http://www.onvif.org/ver10/error"
     vivotek = Fault("An error was discovered processing the <wsse:Security> header.", code="env:Sender",
                     subcodes=[QName(ter, "NotAuthorized")])
-    assert drv._is_not_authorized(vivotek)
+    assert transport._is_not_authorized(vivotek)
     other = Fault("Sender not Authorized. Invalid username or password! You still have 24 attempt(s).",
                   code="s:Sender", subcodes=[QName(ter, "NotAuthorized")])
-    assert drv._is_not_authorized(other)
-    assert not drv._is_not_authorized(Fault("Optional Action Not Implemented", code="env:Receiver",
+    assert transport._is_not_authorized(other)
+    assert not transport._is_not_authorized(Fault("Optional Action Not Implemented", code="env:Receiver",
                                             subcodes=[QName(ter, "ActionNotSupported")]))
 
 
@@ -351,7 +351,7 @@ def test_fault_mapping_on_recorded_faults():
 def test_wsdl_clients_are_built_once_and_shared_across_threads(camera):
     st, faults = camera
     got = []
-    threads = [threading.Thread(target=lambda: got.append(drv.shared_client("media"))) for _ in range(8)]
+    threads = [threading.Thread(target=lambda: got.append(transport.shared_client("media"))) for _ in range(8)]
     for t in threads:
         t.start()
     for t in threads:
@@ -367,18 +367,18 @@ def test_wsdl_clients_are_built_once_and_shared_across_threads(camera):
 def test_import_onvif_quietly_leaves_logging_alone():
     root = logging.getLogger()
     before = (list(root.handlers), root.level)
-    drv.import_onvif_quietly()
+    transport.import_onvif_quietly()
     assert (list(root.handlers), root.level) == before
 
 
 # --- helpers ------------------------------------------------------------------------------------------------
 def test_posix_tz_offset():
-    assert drv.posix_tz_offset("CST-8:00:00") == dt.timedelta(hours=8)
-    assert drv.posix_tz_offset("CST+5:00:00") == dt.timedelta(hours=-5)
-    assert drv.posix_tz_offset("IST-5:30") == dt.timedelta(hours=5, minutes=30)
-    assert drv.posix_tz_offset("CST-2:00:00DST01:00:00,M3.5.5/02:00:00,M10.5.0/02:00:00") == dt.timedelta(hours=2)
-    assert drv.posix_tz_offset("<+08>-8") == dt.timedelta(hours=8)
-    assert drv.posix_tz_offset("garbage") is None and drv.posix_tz_offset(None) is None
+    assert parsers.posix_tz_offset("CST-8:00:00") == dt.timedelta(hours=8)
+    assert parsers.posix_tz_offset("CST+5:00:00") == dt.timedelta(hours=-5)
+    assert parsers.posix_tz_offset("IST-5:30") == dt.timedelta(hours=5, minutes=30)
+    assert parsers.posix_tz_offset("CST-2:00:00DST01:00:00,M3.5.5/02:00:00,M10.5.0/02:00:00") == dt.timedelta(hours=2)
+    assert parsers.posix_tz_offset("<+08>-8") == dt.timedelta(hours=8)
+    assert parsers.posix_tz_offset("garbage") is None and parsers.posix_tz_offset(None) is None
 
 
 def _sdt(*parts: str, prefix: str = "tt:") -> object:
@@ -402,16 +402,16 @@ def _when(tag, y, mo, d, h, mi, s):
 @pytest.mark.parametrize("prefix", ["tt:", ""])
 def test_system_date_and_time_prefers_utc_and_falls_back_to_local_with_tz(prefix):
     tz = "<tt:TimeZone><tt:TZ>CST-8:00:00</tt:TZ></tt:TimeZone>"
-    both = drv.parse_system_date_and_time(_sdt(
+    both = parsers.parse_system_date_and_time(_sdt(
         "<tt:DateTimeType>NTP</tt:DateTimeType>", tz, _when("UTCDateTime", 2026, 5, 1, 2, 3, 4),
         _when("LocalDateTime", 2026, 5, 1, 10, 3, 4), prefix=prefix))
     assert (both.kind, both.tz, both.utc) == ("NTP", "CST-8:00:00", dt.datetime(2026, 5, 1, 2, 3, 4, tzinfo=UTC))
-    local = drv.parse_system_date_and_time(_sdt(tz, _when("LocalDateTime", 2026, 5, 1, 10, 3, 4), prefix=prefix))
+    local = parsers.parse_system_date_and_time(_sdt(tz, _when("LocalDateTime", 2026, 5, 1, 10, 3, 4), prefix=prefix))
     assert (local.kind, local.utc) == (None, dt.datetime(2026, 5, 1, 2, 3, 4, tzinfo=UTC))
-    nonsense = drv.parse_system_date_and_time(_sdt(tz, _when("LocalDateTime", 2026, 13, 40, 0, 0, 0),
+    nonsense = parsers.parse_system_date_and_time(_sdt(tz, _when("LocalDateTime", 2026, 13, 40, 0, 0, 0),
                                                    prefix=prefix))  # firmware nonsense
     assert nonsense.utc is None
-    assert drv.parse_system_date_and_time(_sdt(prefix=prefix)).utc is None  # nothing at all
+    assert parsers.parse_system_date_and_time(_sdt(prefix=prefix)).utc is None  # nothing at all
 
 
 def test_device_information_and_ntp_servers_are_read_in_any_namespace_spelling():
@@ -421,17 +421,17 @@ def test_device_information_and_ntp_servers_are_read_in_any_namespace_spelling()
         '<GetDeviceInformationResponse xmlns="http://www.onvif.org/ver10/device/wsdl"><Manufacturer> Acme '
         "</Manufacturer><Model>IPC-1</Model><FirmwareVersion>V5.7</FirmwareVersion><SerialNumber>SN1"
         "</SerialNumber><HardwareId></HardwareId></GetDeviceInformationResponse>")
-    assert drv.parse_device_information(info) == drv.DeviceInformation(
+    assert parsers.parse_device_information(info) == parsers.DeviceInformation(
         manufacturer="Acme", model="IPC-1", firmware="V5.7", serial="SN1", hardware=None)
     ntp = etree.fromstring(
         '<d:GetNTPResponse xmlns:d="http://www.onvif.org/ver10/device/wsdl" xmlns:t="http://www.onvif.org/ver10/'
         'schema"><d:NTPInformation><t:FromDHCP>{dhcp}</t:FromDHCP><t:NTPFromDHCP><t:Type>IPv4</t:Type>'
         "<t:IPv4Address>10.0.0.1</t:IPv4Address></t:NTPFromDHCP><t:NTPManual><t:Type>DNS</t:Type>"
         "<t:DNSname> ntp.example.cn </t:DNSname></t:NTPManual></d:NTPInformation></d:GetNTPResponse>")
-    assert drv.parse_ntp_servers(ntp) == ["ntp.example.cn"]
+    assert parsers.parse_ntp_servers(ntp) == ["ntp.example.cn"]
     ntp.find(".//{*}FromDHCP").text = "true"
-    assert drv.parse_ntp_servers(ntp) == ["ntp.example.cn", "10.0.0.1"]
-    assert drv.parse_ntp_servers(etree.fromstring("<GetNTPResponse/>")) == []
+    assert parsers.parse_ntp_servers(ntp) == ["ntp.example.cn", "10.0.0.1"]
+    assert parsers.parse_ntp_servers(etree.fromstring("<GetNTPResponse/>")) == []
 
 
 
@@ -441,42 +441,42 @@ def test_parsers_on_recorded_real_answers():
         return drv.check_wellformed((RECORDED / path).read_bytes()).find("{*}Body")[0]
 
     # Hikvision: one manual server of Type DNS, FromDHCP false
-    assert drv.parse_ntp_servers(answer("Hikvision-camera-evercam/GetNTP.xml")) == ["time.windows.com"]
+    assert parsers.parse_ntp_servers(answer("Hikvision-camera-evercam/GetNTP.xml")) == ["time.windows.com"]
     # Axis: manual time, a POSIX TZ without DST rule, UTCDateTime given
-    sdt = drv.parse_system_date_and_time(answer("Axis-camera-evercam/GetSystemDateAndTime.xml"))
+    sdt = parsers.parse_system_date_and_time(answer("Axis-camera-evercam/GetSystemDateAndTime.xml"))
     assert (sdt.kind, sdt.tz) == ("Manual", "BRT3")
     assert sdt.utc == dt.datetime(2024, 7, 9, 19, 49, 6, tzinfo=dt.timezone.utc)
     # A 12-channel recorder: three profiles per channel on source tokens 00000, 00100, ..., 01100 (not channels
     # 0, 100, ... 1100)
     profiles = recorded_media_answer("GetProfiles", "NVR-12ch-evercam/GetProfiles.xml")
     sources = [p.VideoSourceConfiguration.SourceToken for p in profiles]
-    assert drv.channel_numbers(sources) == [ch for ch in range(1, 13) for _ in range(3)]
+    assert parsers.channel_numbers(sources) == [ch for ch in range(1, 13) for _ in range(3)]
 
 
 def test_uri_helpers():
-    assert drv.strip_credentials("rtsp://admin:pw@10.0.0.5:554/Streaming/Channels/101") == \
+    assert parsers.strip_credentials("rtsp://admin:pw@10.0.0.5:554/Streaming/Channels/101") == \
         "rtsp://10.0.0.5:554/Streaming/Channels/101"
-    assert drv.strip_credentials("rtsp://10.0.0.5/a?b=1") == "rtsp://10.0.0.5/a?b=1"
-    assert drv.repoint("http://192.168.1.64/onvif/Media", "127.0.0.9", 8080) == "http://127.0.0.9:8080/onvif/Media"
-    assert drv.repoint("rtsp://192.168.1.64:554/x", "127.0.0.9", None) == "rtsp://127.0.0.9:554/x"
-    assert drv.channel_numbers(["VideoSource_12", "VideoSource_12", "VideoSource_3"]) == [12, 12, 3]
+    assert parsers.strip_credentials("rtsp://10.0.0.5/a?b=1") == "rtsp://10.0.0.5/a?b=1"
+    assert parsers.repoint("http://192.168.1.64/onvif/Media", "127.0.0.9", 8080) == "http://127.0.0.9:8080/onvif/Media"
+    assert parsers.repoint("rtsp://192.168.1.64:554/x", "127.0.0.9", None) == "rtsp://127.0.0.9:554/x"
+    assert parsers.channel_numbers(["VideoSource_12", "VideoSource_12", "VideoSource_3"]) == [12, 12, 3]
     # zero-based or digit-less tokens: the rank of the token; a profile's sub stream stays on its channel
-    assert drv.channel_numbers(["VideoSource000", "VideoSource000"]) == [1, 1]
-    assert drv.channel_numbers(["main", "sub", "main"]) == [1, 2, 1]
-    assert drv.channel_numbers(["RecordingToken000", "RecordingToken001"]) == [1, 2]
-    assert drv.channel_numbers(["a1", "b1"]) == [1, 2]  # two sources cannot share channel 1
-    assert drv.channel_numbers(["VideoSource_1", None, "VideoSource_2"]) == [1, 2, 3]
-    assert drv.channel_numbers(["Source9999"]) == [1]
-    assert drv.codec_name("H264") == "H.264" and drv.codec_name(None) is None
+    assert parsers.channel_numbers(["VideoSource000", "VideoSource000"]) == [1, 1]
+    assert parsers.channel_numbers(["main", "sub", "main"]) == [1, 2, 1]
+    assert parsers.channel_numbers(["RecordingToken000", "RecordingToken001"]) == [1, 2]
+    assert parsers.channel_numbers(["a1", "b1"]) == [1, 2]  # two sources cannot share channel 1
+    assert parsers.channel_numbers(["VideoSource_1", None, "VideoSource_2"]) == [1, 2, 3]
+    assert parsers.channel_numbers(["Source9999"]) == [1]
+    assert parsers.codec_name("H264") == "H.264" and parsers.codec_name(None) is None
 
 
 def test_spans_from_events():
     t = lambda h: dt.datetime(2026, 1, 1, tzinfo=UTC) + dt.timedelta(hours=h)  # noqa: E731
     events = [(t(0), True), (t(5), False), (t(6), True), (t(9), False), (t(10), True)]
-    assert drv.spans_from_events(events, t(0), t(24), t(12)) == [(t(0), t(5)), (t(6), t(9)), (t(10), t(12))]
-    assert drv.spans_from_events(events, t(7), t(24), t(12)) == [(t(7), t(9)), (t(10), t(12))]
-    assert drv.spans_from_events([(t(0), False)], t(0), t(24), t(12)) == []
-    assert drv.spans_from_events([(t(1), True), (t(1), True)], t(0), t(2), None) == [(t(1), t(2))]
+    assert parsers.spans_from_events(events, t(0), t(24), t(12)) == [(t(0), t(5)), (t(6), t(9)), (t(10), t(12))]
+    assert parsers.spans_from_events(events, t(7), t(24), t(12)) == [(t(7), t(9)), (t(10), t(12))]
+    assert parsers.spans_from_events([(t(0), False)], t(0), t(24), t(12)) == []
+    assert parsers.spans_from_events([(t(1), True), (t(1), True)], t(0), t(2), None) == [(t(1), t(2))]
 
 
 def test_decode_backup_mtom_and_inline():
@@ -484,16 +484,16 @@ def test_decode_backup_mtom_and_inline():
            'xmlns:xop="http://www.w3.org/2004/08/xop/include"><e:Body><tds:GetSystemBackupResponse>'
            '<tds:BackupFiles><tt:Name>cfg.bin</tt:Name><tt:Data>{data}</tt:Data></tds:BackupFiles>'
            '</tds:GetSystemBackupResponse></e:Body></e:Envelope>')
-    inline = env.format(d=drv.NS_DEVICE, s=drv.NS_SCHEMA, data=base64.b64encode(b"\x00\x01blob").decode())
-    assert drv.decode_backup(inline.encode(), "application/soap+xml") == [("cfg.bin", "", b"\x00\x01blob")]
-    root = env.format(d=drv.NS_DEVICE, s=drv.NS_SCHEMA, data='<xop:Include href="cid:part%401"/>').encode()
+    inline = env.format(d=parsers.NS_DEVICE, s=parsers.NS_SCHEMA, data=base64.b64encode(b"\x00\x01blob").decode())
+    assert parsers.decode_backup(inline.encode(), "application/soap+xml") == [("cfg.bin", "", b"\x00\x01blob")]
+    root = env.format(d=parsers.NS_DEVICE, s=parsers.NS_SCHEMA, data='<xop:Include href="cid:part%401"/>').encode()
     body = (b"--b\r\nContent-Type: application/xop+xml\r\nContent-ID: <root>\r\n\r\n" + root +
             b"\r\n--b\r\nContent-Type: application/octet-stream\r\nContent-ID: <part@1>\r\n\r\n\x00\xffraw"
             b"\r\n--b--\r\n")
-    got = drv.decode_backup(body, 'multipart/related; boundary="b"; type="application/xop+xml"')
+    got = parsers.decode_backup(body, 'multipart/related; boundary="b"; type="application/xop+xml"')
     assert got == [("cfg.bin", "application/octet-stream", b"\x00\xffraw")]
     with pytest.raises(ProtocolError):
-        drv.decode_backup(root, "application/soap+xml")  # an include without its part
+        parsers.decode_backup(root, "application/soap+xml")  # an include without its part
 
 
 # Search answers are read with lxml, not zeep (the fields used, in any namespace prefix or default namespace).
@@ -501,9 +501,9 @@ SOAP12 = "http://www.w3.org/2003/05/soap-envelope"
 
 
 def _answer(body: str, **ns) -> object:
-    decl = " ".join(f'xmlns:{k}="{v}"' for k, v in {"tse": drv.NS_SEARCH, "tt": drv.NS_SCHEMA, **ns}.items())
+    decl = " ".join(f'xmlns:{k}="{v}"' for k, v in {"tse": parsers.NS_SEARCH, "tt": parsers.NS_SCHEMA, **ns}.items())
     xml = f'<env:Envelope xmlns:env="{SOAP12}" {decl}><env:Body>{body}</env:Body></env:Envelope>'
-    return drv.check_wellformed(xml.encode()).find("{*}Body")[0]
+    return parsers.check_wellformed(xml.encode()).find("{*}Body")[0]
 
 
 def test_parse_recording_results_reads_the_used_fields_in_any_prefix():
@@ -513,16 +513,16 @@ def test_parse_recording_results_reads_the_used_fields_in_any_prefix():
             '</tt:EarliestRecording><tt:LatestRecording>2026-11-27T08:00:00+08:00</tt:LatestRecording>'
             '<tt:RecordingStatus>Recording</tt:RecordingStatus></tt:RecordingInformation>'
             # another firmware: default namespace, no Source, an unreadable time
-            f'<RecordingInformation xmlns="{drv.NS_SCHEMA}"><RecordingToken>REC_3</RecordingToken>'
+            f'<RecordingInformation xmlns="{parsers.NS_SCHEMA}"><RecordingToken>REC_3</RecordingToken>'
             '<EarliestRecording>soon</EarliestRecording></RecordingInformation>'
             '</tse:ResultList></tse:GetRecordingSearchResultsResponse>')
-    state, infos = drv.parse_recording_results(_answer(body))
+    state, infos = parsers.parse_recording_results(_answer(body))
     assert state == "Completed"
-    assert infos[0] == drv.RecordingInfo("REC_2", "VS_2", "后厨 2", dt.datetime(2026, 11, 1, tzinfo=UTC),
+    assert infos[0] == parsers.RecordingInfo("REC_2", "VS_2", "后厨 2", dt.datetime(2026, 11, 1, tzinfo=UTC),
                                          dt.datetime(2026, 11, 27, tzinfo=UTC), "Recording")
-    assert infos[1] == drv.RecordingInfo("REC_3", None, None, None, None, "")
+    assert infos[1] == parsers.RecordingInfo("REC_3", None, None, None, None, "")
     with pytest.raises(ProtocolError, match="ResultList"):
-        drv.parse_recording_results(_answer("<tse:GetRecordingSearchResultsResponse/>"))
+        parsers.parse_recording_results(_answer("<tse:GetRecordingSearchResultsResponse/>"))
 
 
 def test_parse_event_results_keeps_only_data_presence_flips():
@@ -538,7 +538,7 @@ def test_parse_event_results_keeps_only_data_presence_flips():
             + result("REC_2", "2026-11-27T02:00:00Z", [("IsMotion", "true")])  # another event: left out
             + result("REC_2", "not a time", [("IsDataPresent", "true")])  # unreadable: left out
             + "</tse:ResultList></tse:GetEventSearchResultsResponse>")
-    state, events = drv.parse_event_results(_answer(
+    state, events = parsers.parse_event_results(_answer(
         body, wsnt="http://docs.oasis-open.org/wsn/b-2", x="urn:vendor:schema"))
     t0 = dt.datetime(2026, 11, 27, tzinfo=UTC)
     assert state == "Searching"
@@ -568,12 +568,12 @@ def test_raw_search_answers_fail_like_zeep_answers(status, content, error):
     st = DeviceState(id="raw", kind="nvr", vendor="onvif", host="127.0.0.1", http_port=9, rtsp_port=554,
                      username="u", password="p", model="m", serial="s", firmware="f", mac="m", name="n")
     d = drv.OnvifDriver(device_for(st), "p")
-    d._offset_known, d._xaddrs = True, {drv.NS_SEARCH: "http://127.0.0.1:9/onvif/search_service"}
+    d._offset_known, d._xaddrs = True, {parsers.NS_SEARCH: "http://127.0.0.1:9/onvif/search_service"}
 
     def post(address, message, headers):
-        reply = drv._Reply(status, content.encode(), {"content-type": "application/soap+xml"})
+        reply = transport._Reply(status, content.encode(), {"content-type": "application/soap+xml"})
         if reply.content and reply.status_code == 200:
-            drv.check_wellformed(reply.content)  # as the transport does
+            parsers.check_wellformed(reply.content)  # as the transport does
         return reply
 
     d._transport.post = post
@@ -585,11 +585,11 @@ def test_raw_search_answers_fail_like_zeep_answers(status, content, error):
 
 
 def test_check_wellformed():
-    drv.check_wellformed(b"<a><b/></a>")
+    parsers.check_wellformed(b"<a><b/></a>")
     with pytest.raises(ProtocolError, match="malformed"):
-        drv.check_wellformed(b"<a><b></a>")
+        parsers.check_wellformed(b"<a><b></a>")
     with pytest.raises(ProtocolError, match="DTD"):
-        drv.check_wellformed(b'<!DOCTYPE a [<!ENTITY x "y">]><a>&x;</a>')
+        parsers.check_wellformed(b'<!DOCTYPE a [<!ENTITY x "y">]><a>&x;</a>')
 
 
 def test_device_deadline_bounds_every_call(camera):
@@ -691,7 +691,7 @@ def test_a_fresh_connection_closed_without_answer_is_not_retried():
 
 
 def test_transport_posts_only_to_the_inventory_host():
-    t = drv._Transport("http://127.0.0.1:80", 1.0)
+    t = transport._Transport("http://127.0.0.1:80", 1.0)
     with pytest.raises(ProtocolError, match="not the inventory host"):
         t.post("http://192.0.2.7/onvif/device_service", b"<x/>", {})
     assert t.requests == 0

@@ -11,7 +11,7 @@ import threading
 import pytest
 
 from canteen_ops import redact
-from canteen_ops.drivers.onvif import channel_numbers
+from canteen_ops.drivers.onvif.parsers import channel_numbers
 from canteen_ops.redact import MASK, redact_text, remember_secret
 from canteen_ops.tasks import firmware
 

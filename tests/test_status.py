@@ -109,8 +109,24 @@ def test_status_selection_and_exit_codes(cli, site, no_sockets):
 
 def test_status_reads_the_log_on_disk(cli, tmp_path, site, no_sockets):
     r = cli("--db", str(tmp_path / "other.db"), "status", "--json")
-    rep = json.loads(r.out)  # an empty log: every device is "never checked"
+    rep = json.loads(r.out)  # no log yet: every device is "never checked"
     assert r.code == 3 and all(s["status"] == "unknown" for s in rep["schools"])
+    assert not (tmp_path / "other.db").exists()  # reading the state creates no log
+
+
+def test_status_into_a_closed_pipe_is_not_a_finding(tmp_path, site):
+    """`canteen-ops status | head -1`: the reader leaves early; exit 141 (SIGPIPE's), never 1 (warn) or 70."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "COLUMNS": "80"}
+    proc = subprocess.Popen([sys.executable, "-m", "canteen_ops", "status", "--all"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=env)
+    proc.stdout.close()  # like `head` after it has read enough
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 141, err
+    assert "internal error" not in err and "Traceback" not in err
 
 
 def test_status_renders_hostile_text_as_text(cli, site, no_sockets):

@@ -307,7 +307,7 @@ def check_stages(devices: list["Device"], checks: list[str]) -> list[Stage]:
 
     def prepare_onvif() -> None:
         _load(["onvif"], video)
-        from canteen_ops.drivers.onvif import shared_client
+        from canteen_ops.drivers.onvif.transport import shared_client
 
         shared_client("device")
         if any(d.kind == "nvr" for d in onvif) and {"channels", "retention", "gaps"} & set(checks):

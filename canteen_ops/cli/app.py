@@ -238,6 +238,11 @@ def _run(argv: list[str] | None) -> int:
     except errors.CanteenOpsError as exc:
         echo(f"{_('error')}: {_(str(exc))}", err=True)  # (fixed messages are in the catalog as they are)
         return exc.exit_code
+    except BrokenPipeError:  # `canteen-ops status | head`: the reader left; not a finding (1 would mean warn)
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.__stdout__.fileno())  # Python's final flush must not fail
+        return errors.EXIT_BROKEN_PIPE
     except Exception as exc:  # a bug: one line (the traceback with --debug), and exit 70
         if context.debug():
             import traceback

@@ -90,6 +90,11 @@ class SafeConsole(Console):
         kwargs.setdefault("highlight", False)
         return super().render_str(clean(text), **kwargs)
 
+    def on_broken_pipe(self) -> None:
+        """rich would exit 1 (warn, to a monitoring system); the CLI maps a closed pipe to its own status."""
+        self.quiet = True
+        raise BrokenPipeError
+
 
 def make_console(*, stderr: bool = False, quiet: bool = False) -> SafeConsole:
     """The console for a command's output. Width: COLUMNS, else the real terminal, else 80 (rich's rule)."""

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 VENDORS: dict[str, str] = {
     "hikvision": "canteen_ops.drivers.hikvision:HikvisionDriver",
     "dahua": "canteen_ops.drivers.dahua:DahuaDriver",
-    "onvif": "canteen_ops.drivers.onvif:OnvifDriver",
+    "onvif": "canteen_ops.drivers.onvif.driver:OnvifDriver",
 }
 
 

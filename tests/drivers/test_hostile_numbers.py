@@ -10,7 +10,7 @@ from canteen_ops.drivers import hikvision as H
 from canteen_ops.drivers import xmlsafe as X
 from canteen_ops.drivers.base import ProtocolError
 from canteen_ops.drivers.numbers import device_float, device_int
-from canteen_ops.drivers.onvif import channel_numbers
+from canteen_ops.drivers.onvif.parsers import channel_numbers
 
 UNUSABLE = ["1e999", "-1e999", "9" * 1000, "1" * 41, "²", "١٢", "12²", "inf", "-Infinity", "NaN", "1e18"]
 

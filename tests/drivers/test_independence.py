@@ -10,7 +10,7 @@ PKG = Path(__file__).resolve().parents[2] / "canteen_ops"
 
 def imports(folder: Path) -> set[str]:
     names = set()
-    for py in folder.glob("*.py"):
+    for py in folder.rglob("*.py"):  # subpackages too (drivers/onvif/)
         for node in ast.walk(ast.parse(py.read_text(encoding="utf-8"))):
             if isinstance(node, ast.Import):
                 names |= {a.name for a in node.names}
