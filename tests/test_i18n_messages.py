@@ -197,13 +197,9 @@ def test_drill_report_in_chinese(cli, zh, tmp_path):
     from tests.test_playbooks import write
 
     p = write(tmp_path, """\
-        name: drill-manual
-        kind: drill
-        steps:
-          - name: report fault
-            incident: {action: open, level: major, title: 录像机离线演练, device: xc-nvr-01}
-          - name: on site
-            incident: {action: arrive, device: xc-nvr-01}
+        {name: drill-manual, kind: drill, steps: [
+          {name: report fault, incident: {action: open, level: major, title: 录像机离线演练, device: xc-nvr-01}},
+          {name: on site, incident: {action: arrive, device: xc-nvr-01}}]}
         """)
     r = cli("-i", EXAMPLE, "playbook", "run", p)
     assert r.code == 0, r
