@@ -8,12 +8,10 @@ status) and the drill report's data land in the maintenance log.
 from __future__ import annotations
 
 import datetime as dt
-import fcntl
 import os
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
@@ -62,23 +60,13 @@ class PlaybookOutcome:
         return self.status.exit_code
 
 
-@contextmanager
-def playbook_lock(lock_dir: Path, name: str) -> Iterator[None]:
-    """One run per playbook at a time (cron and a technician, or two crons)."""
-    lock_dir.mkdir(parents=True, exist_ok=True)
+def playbook_lock(lock_dir: Path, name: str):
+    """One run per playbook at a time (cron and a technician, or two crons): LockHeld (exit 75) otherwise."""
+    from canteen_ops.store.locks import exclusive
+
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
-    fd = os.open(lock_dir / f"playbook-{safe}.lock", os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise LockHeld(f"playbook {name!r} is already running (lock {lock_dir}/playbook-{safe}.lock); "
-                           "try again when it has finished") from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        yield
-    finally:
-        os.close(fd)
+    return exclusive(lock_dir / f"playbook-{safe}.lock", f"playbook {name!r} is already running{{holder}} (lock "
+                     f"{lock_dir}/playbook-{safe}.lock); try again when it has finished", mode=0o644)
 
 
 class PlaybookRunner:

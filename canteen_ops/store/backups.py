@@ -3,7 +3,8 @@
 Layout under the backup directory:
 
     <school>/<device>/<sha256><ext>     one file per distinct export (identical content is stored once)
-    .locks/<device>.lock                fcntl locks so cron and a technician never back up one device at once
+    .locks/<device>.lock                OS file locks (store/locks.py) so cron and a technician never back up
+                                        one device at once; <device>.lock.owner says who holds it
 
 The log (backups table) records every attempt and holds the file's path *relative* to the backup directory,
 so a backup directory can be moved or restored from tape without rewriting the log.
@@ -11,12 +12,10 @@ so a backup directory can be moved or restored from tape without rewriting the l
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import os
 import re
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -159,35 +158,12 @@ class BackupStore:
         return True
 
     # --- locking ---------------------------------------------------------------------------------------
-    @contextmanager
-    def lock(self, device_id: str) -> Iterator[None]:
-        """Exclusive, non-blocking per-device lock shared by every process using this backup directory.
+    def lock(self, device_id: str):
+        """Exclusive, non-blocking per-device lock shared by every process using this backup directory
+        (store/locks.py): LockHeld when another backup of the device is running. Lock files are never deleted
+        (deleting one while another process waits on it would break mutual exclusion)."""
+        from canteen_ops.store.locks import exclusive
 
-        flock locks die with their process, so a killed cron job never leaves a device locked. Lock files are
-        never deleted (deleting a lock file while another process waits on it breaks mutual exclusion).
-        """
-        locks = self.root / ".locks"
-        locks.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(locks / f"{_component(device_id, 'device id')}.lock", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                holder = _read_holder(fd)
-                raise LockHeld(f"{device_id}: another backup of this device is running{holder}; skipped") from None
-            os.ftruncate(fd, 0)
-            os.write(fd, f"pid {os.getpid()}\n".encode())
-            try:
-                yield
-            finally:
-                fcntl.flock(fd, fcntl.LOCK_UN)
-        finally:
-            os.close(fd)
-
-
-def _read_holder(fd: int) -> str:
-    try:
-        text = os.pread(fd, 64, 0).decode(errors="replace").strip()
-    except OSError:
-        return ""
-    return f" ({text})" if text else ""
+        (self.root / ".locks").mkdir(parents=True, exist_ok=True, mode=0o700)
+        return exclusive(self.root / ".locks" / f"{_component(device_id, 'device id')}.lock",
+                         f"{device_id}: another backup of this device is running{{holder}}; skipped")
