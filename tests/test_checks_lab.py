@@ -354,9 +354,9 @@ def test_reachable_connection_is_handed_to_the_driver(lab, inv_path, vendor, mon
     ctx.close()
 
 
-def test_a_forked_run_with_the_real_drivers_gives_what_one_process_gives(lab, inv_path):
-    """check's staged fork (the Hikvision/Dahua child forks first, the ONVIF one after the WSDLs load; devices
-    from a shared feed) against the lab with the real drivers: the same results as one process."""
+def test_a_run_in_worker_processes_with_the_real_drivers_gives_what_one_process_gives(lab, inv_path):
+    """check's worker processes (spawned, a share of the fleet each) against the lab with the real drivers: the
+    same results as one process."""
     devices = [d.id for d in lab.fleet.devices]
 
     def key(out):  # latencies differ from run to run, and a clock a second off reads "in sync" or "behind"
@@ -364,6 +364,6 @@ def test_a_forked_run_with_the_real_drivers_gives_what_one_process_gives(lab, in
                        "" if r.check == "clock" else re.sub(r"\d+(\.\d+)?", "#", r.summary)) for r in out.results)
 
     single = check(inv_path, devices)
-    forked = check(inv_path, devices, processes=2)
-    assert len(forked.results) == len(single.results) > len(devices)
-    assert key(forked) == key(single)
+    shared = check(inv_path, devices, processes=2)
+    assert len(shared.results) == len(single.results) > len(devices)
+    assert key(shared) == key(single)

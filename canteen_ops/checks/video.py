@@ -23,15 +23,20 @@ def _frames_needed(ctx: "CheckContext") -> int:
 
 
 def _run_probe(ctx: "CheckContext", uri: str, frames: int):
-    from canteen_ops.media.probe import probe_stream
+    """(StreamProbe without its frames, PictureMetrics or None): in a worker process when the run has them
+    (decoding is CPU work, and one process's threads share one core), else in this thread."""
+    from canteen_ops.media.work import probe_and_measure, probe_and_measure_in
 
     creds = ctx.device.credentials
     timeout = ctx.policy.stream_timeout_s
     left = ctx.remaining()
     if left is not None:  # stay inside the device's deadline (a little margin for the picture metrics)
         timeout = max(0.5, min(timeout, left - 1.0))
-    return probe_stream(uri, username=creds.username if creds else None,
-                        password=creds.resolve() if creds else None, timeout=timeout, frames=frames)
+    args = dict(username=creds.username if creds else None, password=creds.resolve() if creds else None,
+                timeout=timeout, frames=frames, frozen_similarity=ctx.policy.frozen_similarity)
+    if ctx.media is None:
+        return probe_and_measure(uri, **args)
+    return probe_and_measure_in(ctx.media, uri, wait_s=left, **args)
 
 
 def _main_probe(ctx: "CheckContext"):
@@ -63,7 +68,7 @@ def _describe(p) -> str:
 def stream(ctx: "CheckContext") -> list[Result]:
     from canteen_ops.media.quality import assess_stream, overall
 
-    p = _main_probe(ctx)
+    p, _ = _main_probe(ctx)
     findings = assess_stream(p, ctx.policy)
     status = overall(findings)
     data = p.to_dict() | {"findings": [f.code for f in findings]}
@@ -78,14 +83,13 @@ def stream(ctx: "CheckContext") -> list[Result]:
 
 
 def picture(ctx: "CheckContext") -> list[Result]:
-    from canteen_ops.media.quality import assess, measure, overall
+    from canteen_ops.media.quality import assess, overall
 
-    p = _picture_probe(ctx)
-    if not p.frames:
+    p, m = _picture_probe(ctx)
+    if m is None:
         why = p.message or "no frames decoded"
         return [result(ctx, "picture", Status.UNKNOWN, f"no picture to assess ({why})", frames=0)]
     pol = ctx.policy
-    m = measure(p.frames, frozen_similarity=pol.frozen_similarity)
     baseline = ctx.history.blur_baseline(ctx.device.id)
     findings = assess(m, pol, baseline)
     status = overall(findings)

@@ -1,0 +1,84 @@
+"""Worker processes for CPU-bound work (stream decode and picture analysis, a big fleet's protocol parsing): one
+Python process's threads share one core (the GIL), so work that computes rather than waits needs processes.
+
+A `concurrent.futures.ProcessPoolExecutor` started with `spawn` on every platform: the only start method Windows
+has, and the one that is safe in a process that already runs threads (fork copies locks other threads hold).
+So whatever runs in a worker is a top-level, importable function, and its arguments and results are picklable.
+
+Workers ignore Ctrl-C (the terminal sends it to every process): the parent decides. Stopping a run (`close(stop=
+True)`) makes every worker leave at once (a watcher thread calls os._exit): a worker in the middle of a device
+or a stream would otherwise keep the parent from exiting until its own timeouts ran out. A worker can send
+messages to the parent while it works (`send`, `WorkerProcesses.messages`).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import threading
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any, Callable
+
+STOPPED_EXIT = 130
+
+_messages: Any = None  # in a worker: the queue to its parent, when the pool has one
+
+
+class WorkerProcesses:
+    def __init__(self, processes: int, *, messages: bool = False):
+        self._ctx = multiprocessing.get_context("spawn")
+        self._processes = max(1, processes)
+        self._stop = self._ctx.Event()
+        self.messages = self._ctx.Queue() if messages else None
+        self._lock = threading.Lock()
+        self._pool = self._new_pool()
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(self._processes, mp_context=self._ctx, initializer=_init_worker,
+                                   initargs=(self._stop, self.messages))
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
+        """Run fn(*args, **kwargs) in a worker. When a worker died (a crash in native code), the executor is
+        broken for good: what was running in it fails with BrokenProcessPool, and later work gets new workers."""
+        with self._lock:
+            try:
+                return self._pool.submit(fn, *args, **kwargs)
+            except BrokenProcessPool:
+                self._pool.shutdown(wait=False, cancel_futures=True)
+                self._pool = self._new_pool()
+                return self._pool.submit(fn, *args, **kwargs)
+
+    def close(self, stop: bool = False) -> None:
+        """Wait for the submitted work (stop=False), or end every worker now and drop what is left."""
+        if stop:
+            self._stop.set()
+        with self._lock:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+        if self.messages is not None:
+            self.messages.close()
+            self.messages.cancel_join_thread()
+
+    def __enter__(self) -> "WorkerProcesses":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.close(stop=exc_type is not None)
+
+
+def send(message: Any) -> None:
+    """From a worker: put a message on its pool's queue (thread-safe)."""
+    _messages.put(message)
+
+
+def _init_worker(stop, messages) -> None:
+    global _messages
+    _messages = messages
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_leave_when_stopped, args=(stop,), name="stop-watch", daemon=True).start()
+
+
+def _leave_when_stopped(stop) -> None:
+    stop.wait()
+    os._exit(STOPPED_EXIT)
