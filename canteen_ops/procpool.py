@@ -6,8 +6,9 @@ has, and the one that is safe in a process that already runs threads (fork copie
 So whatever runs in a worker is a top-level, importable function, and its arguments and results are picklable.
 
 Workers ignore Ctrl-C (the terminal sends it to every process): the parent decides. Stopping a run (`close(stop=
-True)`) makes every worker leave at once (a watcher thread calls os._exit): a worker in the middle of a device
-or a stream would otherwise keep the parent from exiting until its own timeouts ran out. A worker can send
+True)`) makes every worker leave at once (a watcher thread calls os._exit), and so does the parent's death: a
+worker in the middle of a device or a stream would otherwise keep the parent from exiting until its own
+timeouts ran out. A worker can send
 messages to the parent while it works (`send`, `WorkerProcesses.messages`).
 """
 
@@ -30,14 +31,17 @@ class WorkerProcesses:
     def __init__(self, processes: int, *, messages: bool = False):
         self._ctx = multiprocessing.get_context("spawn")
         self._processes = max(1, processes)
-        self._stop = self._ctx.Event()
+        # Stopping is the parent closing its end of a pipe every worker watches: EOF reaches all of them at once,
+        # also when the parent dies. (A multiprocessing.Event's set() waits for every waiter to wake, and blocks
+        # for ever when one of them was killed.)
+        self._watch, self._stop = self._ctx.Pipe(duplex=False)
         self.messages = self._ctx.Queue() if messages else None
         self._lock = threading.Lock()
         self._pool = self._new_pool()
 
     def _new_pool(self) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(self._processes, mp_context=self._ctx, initializer=_init_worker,
-                                   initargs=(self._stop, self.messages))
+                                   initargs=(self._watch, self.messages))
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
         """Run fn(*args, **kwargs) in a worker. When a worker died (a crash in native code), the executor is
@@ -53,9 +57,11 @@ class WorkerProcesses:
     def close(self, stop: bool = False) -> None:
         """Wait for the submitted work (stop=False), or end every worker now and drop what is left."""
         if stop:
-            self._stop.set()
+            self._stop.close()
         with self._lock:
             self._pool.shutdown(wait=True, cancel_futures=True)
+        self._stop.close()
+        self._watch.close()
         if self.messages is not None:
             self.messages.close()
             self.messages.cancel_join_thread()
@@ -72,13 +78,16 @@ def send(message: Any) -> None:
     _messages.put(message)
 
 
-def _init_worker(stop, messages) -> None:
+def _init_worker(watch, messages) -> None:
     global _messages
     _messages = messages
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    threading.Thread(target=_leave_when_stopped, args=(stop,), name="stop-watch", daemon=True).start()
+    threading.Thread(target=_leave_when_stopped, args=(watch,), name="stop-watch", daemon=True).start()
 
 
-def _leave_when_stopped(stop) -> None:
-    stop.wait()
+def _leave_when_stopped(watch) -> None:
+    try:
+        watch.recv_bytes()  # nothing is ever sent: this returns (EOF) when the parent's end is closed
+    except (EOFError, OSError):
+        pass
     os._exit(STOPPED_EXIT)
