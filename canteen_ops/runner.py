@@ -163,7 +163,7 @@ def run_devices(
     return outcome
 
 
-FILES_PER_DEVICE = 2  # its connection, and room for a stream probe's or a backup's file
+FILES_PER_DEVICE = 3  # its connection, and a stream probe's or a backup's file and lock
 FILES_RESERVED = 64  # the log, the inventory, the interpreter's own
 
 
