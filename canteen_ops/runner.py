@@ -12,7 +12,9 @@ import os
 import sys
 import time
 from collections.abc import Sized
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from queue import Empty, SimpleQueue
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Iterable
 
@@ -107,46 +109,56 @@ def run_devices(
     bar = _Progress(total, label) if show and total else None
     pool = ThreadPoolExecutor(max_workers=ceiling, thread_name_prefix="device")
     pending: dict[Future, tuple["Device", float]] = {}
+    started: deque[Future] = deque()  # pending futures, oldest first (a device starts when it is submitted)
+    finished: SimpleQueue[Future] = SimpleQueue()  # each future puts itself here when it ends: O(1) a device
     # Devices past their deadline whose task still runs (a driver call has its own, later, timeout): they keep
     # their thread, so they count against the in-flight bound until they end; their results are dropped.
     overdue: set[Future] = set()
     more = True
     try:
         while more or pending:
-            overdue = {f for f in overdue if not f.done()}
             while more and len(pending) + len(overdue) < ceiling:
                 device = next(source, None)
                 if device is None:
                     more = False
                 else:
-                    pending[pool.submit(guarded, device)] = (device, time.monotonic())
-            if not pending:
-                if more:  # every thread is held by an overdue device
-                    wait(overdue, return_when=FIRST_COMPLETED)
-                continue
+                    fut = pool.submit(guarded, device)
+                    pending[fut] = (device, time.monotonic())
+                    started.append(fut)
+                    fut.add_done_callback(finished.put)
+            if not pending and not more:
+                break  # (threads still held by overdue devices end on their own)
+            while started and started[0] not in pending:
+                started.popleft()
             timeout = None
-            if deadline_s:
-                oldest = min(started for _, started in pending.values())
-                timeout = max(0.0, oldest + deadline_s - time.monotonic())
-            done, _ = wait(pending, timeout=timeout, return_when=FIRST_COMPLETED)
-            for fut in done:
-                device, _ = pending.pop(fut)
-                finish(device, fut.result())
-                if bar:
-                    bar.advance()
-            if deadline_s:
-                now = time.monotonic()
-                for fut, (device, started) in list(pending.items()):
-                    if now - started >= deadline_s:
-                        pending.pop(fut)
-                        if not fut.cancel():
-                            overdue.add(fut)
-                        outcome.timed_out.append(device.id)
-                        finish(device, [Result(device.id, "deadline", Status.UNKNOWN,
-                                               f"no answer within the {deadline_s:g} s per-device deadline",
-                                               school_id=device.school_id)])
+            if deadline_s and started:
+                timeout = max(0.0, pending[started[0]][1] + deadline_s - time.monotonic())
+            try:
+                fut = finished.get(timeout=timeout)
+                while True:
+                    overdue.discard(fut)
+                    if fut in pending:
+                        device, _ = pending.pop(fut)
+                        finish(device, fut.result())
                         if bar:
                             bar.advance()
+                    fut = finished.get_nowait()
+            except Empty:
+                pass
+            now = time.monotonic()
+            while deadline_s and started and (started[0] not in pending or now - pending[started[0]][1] >= deadline_s):
+                fut = started.popleft()
+                if fut not in pending:
+                    continue
+                device, _ = pending.pop(fut)
+                if not fut.cancel():
+                    overdue.add(fut)
+                outcome.timed_out.append(device.id)
+                finish(device, [Result(device.id, "deadline", Status.UNKNOWN,
+                                       f"no answer within the {deadline_s:g} s per-device deadline",
+                                       school_id=device.school_id)])
+                if bar:
+                    bar.advance()
     except KeyboardInterrupt:
         outcome.interrupted = True
         for fut in pending:

@@ -442,7 +442,7 @@ def test_ctrl_c_during_a_run_in_worker_processes_ends_them_and_keeps_what_arrive
     assert mp.active_children() == []
 
 
-def test_default_processes_for_big_fleets_and_for_a_few_streams(monkeypatch):
+def test_default_processes_only_for_streams(monkeypatch):
     from types import SimpleNamespace
 
     from canteen_ops.checks.run import default_processes
@@ -451,11 +451,11 @@ def test_default_processes_for_big_fleets_and_for_a_few_streams(monkeypatch):
         return [SimpleNamespace(kind=kind)] * n
 
     monkeypatch.setattr("os.cpu_count", lambda: 4)
-    assert [default_processes(fleet(n)) for n in (1, 199, 200, 5000)] == [1, 1, 4, 4]  # a core each
+    assert [default_processes(fleet(n)) for n in (1, 200, 5000)] == [1, 1, 1]  # protocol checks: this process
     assert [default_processes(fleet(n), ["reachable", "picture"]) for n in (1, 7, 8)] == [1, 1, 4]  # decode
     assert default_processes(fleet(50, "nvr"), ["stream"]) == 1  # no camera to decode
     monkeypatch.setattr("os.cpu_count", lambda: 64)
-    assert default_processes(fleet(1000)) == 8 and default_processes(fleet(50), ["stream"]) == 8
+    assert default_processes(fleet(1000)) == 1 and default_processes(fleet(50), ["stream"]) == 8
 
 
 def test_worker_processes_run_masks_a_password_a_device_echoes(fleet, monkeypatch, tmp_path):

@@ -129,19 +129,17 @@ def select_checks(only: list[str] | None = None, skip: list[str] | None = None) 
 
 
 def default_processes(devices: list["Device"], checks: list[str] | tuple[str, ...] = ()) -> int:
-    """Worker processes `check` uses when not told: one per core (at most 8) where the benchmark shows they pay,
-    else none (1: everything in this process).
-
-    Stream / picture checks on 8 or more cameras: decoding and the picture metrics (~70 ms of CPU a camera) go
-    to worker processes (media/workers.py). Protocol checks from 200 devices on: the fleet is shared out between
-    the processes (checks/shards.py), because parsing the answers of a big fleet is more than one core's work
-    (docs/benchmarks.md)."""
+    """Worker processes `check` uses when not told: one per core (at most 8) for stream / picture checks on 8 or
+    more cameras — decoding and the picture metrics (~70 ms of CPU a camera) go to worker processes
+    (media/work.py) — else 1: everything in this process. Protocol checks stay in this process however big the
+    fleet: on the 2-core reference machine, sharing 1,000 devices out between two spawned processes
+    (checks/shards.py, `--processes 2`) was slower than one process, the workers' start-up (imports, WSDLs)
+    costing more than the second core gave back (docs/benchmarks.md)."""
     import os
 
-    cores = min(os.cpu_count() or 1, 8)
-    if {"stream", "picture"} & set(checks):
-        return cores if sum(d.kind == "camera" for d in devices) >= 8 else 1
-    return cores if len(devices) >= 200 else 1
+    if {"stream", "picture"} & set(checks) and sum(d.kind == "camera" for d in devices) >= 8:
+        return min(os.cpu_count() or 1, 8)
+    return 1
 
 
 def device_task(inventory: "Inventory", names: list[str], *, history: History | None = None,
