@@ -80,7 +80,8 @@ def test_ctrl_c_keeps_finished_results(devices):
     assert [r.device_id for r in logged] == [d.id for d in devices[:3]]
 
 
-def _peak_concurrency(devices, work, **kwargs) -> int:
+def _counted(work):
+    """A task that runs work(device) and counts how many run at once (peak[0])."""
     lock, running, peak = threading.Lock(), [0], [0]
 
     def task(d):
@@ -88,12 +89,17 @@ def _peak_concurrency(devices, work, **kwargs) -> int:
             running[0] += 1
             peak[0] = max(peak[0], running[0])
         try:
-            work()
+            work(d)
         finally:
             with lock:
                 running[0] -= 1
         return [Result(d.id, "probe", Status.OK, "fine")]
 
+    return task, peak
+
+
+def _peak_concurrency(devices, work, **kwargs) -> int:
+    task, peak = _counted(lambda d: work())
     out = run_devices(devices, task, progress=False, **kwargs)
     assert len(out.results) == len(devices)
     return peak[0]
@@ -114,22 +120,7 @@ def test_a_device_past_its_deadline_keeps_its_thread_counted(devices):
     """A task the deadline gave up on still runs (its driver call has its own timeout): it holds a thread, so the
     runner starts no more than `workers` at once, and no device waits for a thread while its deadline runs."""
     release = threading.Event()
-    lock, running, peak = threading.Lock(), [0], [0]
-
-    def task(d):
-        with lock:
-            running[0] += 1
-            peak[0] = max(peak[0], running[0])
-        try:
-            if d.id == devices[0].id:
-                release.wait(1.0)  # stuck well past the deadline
-            else:
-                time.sleep(0.05)
-        finally:
-            with lock:
-                running[0] -= 1
-        return [Result(d.id, "probe", Status.OK, "fine")]
-
+    task, peak = _counted(lambda d: release.wait(1.0) if d.id == devices[0].id else time.sleep(0.05))
     out = run_devices(devices[:8], task, workers=2, deadline_s=0.3, progress=False)
     release.set()
     assert peak[0] == 2
