@@ -17,6 +17,9 @@ if TYPE_CHECKING:
     from canteen_ops.store.log import MaintenanceLog
 
 
+DEFAULT_TZ = "Asia/Shanghai"
+
+
 @dataclass
 class Env:
     inventory_path: Path
@@ -54,6 +57,16 @@ class Env:
                 for w in self._inventory.warnings:
                     self.err.print(f"warning: {w}", style="yellow", markup=False, highlight=False, soft_wrap=True)
         return self._inventory
+
+    def timezone(self) -> str:
+        """The zone people's dates and times are in: the inventory's, or Asia/Shanghai when no valid inventory is
+        at hand (the log is readable without one)."""
+        from canteen_ops.errors import CanteenOpsError
+
+        try:
+            return self.inventory().settings.timezone if self.inventory_path.exists() else DEFAULT_TZ
+        except CanteenOpsError:
+            return DEFAULT_TZ
 
     def log(self) -> "MaintenanceLog":
         if self._log is None:

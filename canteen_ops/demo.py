@@ -1,8 +1,9 @@
 """`make demo`: a realistic tour against the built-in device lab, unattended, in about a minute or two.
 
 It starts a lab fleet on loopback with a few faults a technician meets in real canteens (a greasy lens, a failing
-disk, a drifting clock, an offline camera, short retention), then runs what the tool is for: the morning
-inspection (巡检) with incidents opened for critical findings, the nightly backup job, an emergency drill, and the
+disk, a drifting clock, an offline camera, short retention), then runs what the tool is for: a round of
+the 7×24 watch that opens incidents for critical findings and announces them to a chat webhook on loopback (what
+arrived is printed), the morning inspection (巡检), the nightly backup job, an emergency drill, and the
 operations report. Everything lands in ./demo-run (maintenance log, backups, lab inventory); the lab is stopped
 at the end.
 """
@@ -53,6 +54,36 @@ def start_district(directory: Path):
         return None
 
 
+def with_alerts(lab_inventory: Path, target: Path, hook_url: str) -> Path:
+    """The lab's inventory plus a notify target (a webhook receiver on loopback standing in for the district's
+    DingTalk group) and a duty roster, so the watch round below has someone to tell."""
+    import yaml
+
+    from canteen_ops.lab.fleet import DUTY_ROSTER
+
+    data = yaml.safe_load(lab_inventory.read_text(encoding="utf-8"))
+    os.environ["CANTEEN_OPS_DEMO_HOOK"] = hook_url
+    data.setdefault("settings", {})["notify"] = [{"name": "district-group", "url_env": "CANTEEN_OPS_DEMO_HOOK"}]
+    data["roster"] = DUTY_ROSTER
+    target.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    os.environ["CANTEEN_OPS_INVENTORY"] = str(target)
+    return target
+
+
+def show_arrived(receiver, first: int, limit: int = 3) -> None:
+    got = receiver.wait_for(first + 1, timeout=5.0)[first:]
+    print(f"\n{len(got)} notification(s) arrived at the district group's webhook ({receiver.url}):", flush=True)
+    from canteen_ops.redact import terminal_safe
+
+    for g in got[:limit]:
+        body = g["body"]
+        print(f"  ┌ {terminal_safe(str(body.get('title')))}", flush=True)
+        for line in str(body.get("message", "")).splitlines():
+            print(f"  │ {terminal_safe(line)}", flush=True)
+    if len(got) > limit:
+        print(f"  … and {len(got) - limit} more", flush=True)
+
+
 def main() -> int:
     root = Path("demo-run").resolve()
     lab = root / "lab"
@@ -69,13 +100,24 @@ def main() -> int:
         "COLUMNS": os.environ.get("COLUMNS", "120"),
     })
     t0 = time.monotonic()
+    from canteen_ops.lab.webhook import WebhookReceiver
+
+    receiver = WebhookReceiver().start()
     upstream = start_district(root / "district")
     code = step("Start the device lab: 3 schools (Hikvision, Dahua, ONVIF), 21 devices on 127.0.60.x",
                 "lab", "up", "--dir", str(lab), "--first-address", "127.0.60.1", "--schools", "3", "--cameras-per-school", "6", "--faults", FAULTS)
     if code:
+        receiver.stop()
         return code
     try:
+        with_alerts(lab / "inventory.yaml", root / "inventory.yaml", receiver.url)
         step("The device ledger (设备台帐)", "inventory", "list")
+        step("Who is on duty (定岗值班)", "oncall")
+        step("Round-the-clock watch (7×24 远程监测), one round: critical faults become incidents, assigned to the "
+             "technician on duty and announced", "watch", "--iterations", "1", "--skip", "stream,picture",
+             "--metrics", str(root / "canteen-ops.prom"))
+        show_arrived(receiver, 0)
+        seen = len(receiver.received)
         step("Morning inspection (每日巡检): every check incl. picture quality; incidents for critical faults",
              "playbook", "run", "daily-inspection", "--non-interactive")
         step("Open incidents and their on-site deadlines", "incident", "list")
@@ -93,12 +135,16 @@ def main() -> int:
              "playbook", "run", "drill-nvr-offline", "--non-interactive")
         step("Operations report for today", "report", "--from", "1d", "--format", "md")
         step("The maintenance log, newest first", "log", "list", "--limit", "12")
+        print("\n\033[1m== Later notifications: the drill's verdict, failed jobs\033[0m", flush=True)
+        show_arrived(receiver, seen)
     finally:
+        receiver.stop()
         run(["lab", "down", "--dir", str(lab)])
         if upstream is not None:
             upstream.stop()
     print(f"\nDemo finished in {time.monotonic() - t0:.0f} s. Everything is in {root}:"
           f"\n  maintenance log  {root / 'maintenance-log.db'}\n  backups          {root / 'backups'}"
+          f"\n  metrics          {root / 'canteen-ops.prom'}"
           "\nTry: CANTEEN_OPS_DB=demo-run/maintenance-log.db .venv/bin/canteen-ops log list --kind incident")
     return 0
 

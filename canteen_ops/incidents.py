@@ -1,7 +1,10 @@
 """Incidents (故障) tracked against the O&M plan's on-site deadlines.
 
 Life cycle: open → acked → arrived → resolved. `arrive` may follow `open` directly (the technician who turns up
-has acknowledged it) and `resolve` may follow any state (a remote fix needs nobody on site). Escalation is not a
+has acknowledged it) and `resolve` may follow any state (a remote fix needs nobody on site). `cancel` closes an
+active incident as a false alarm (kept in the log with its reason, left out of SLA figures); `reopen` brings a
+resolved or cancelled one back to open (its deadlines stand: they count from the original report). `note` and
+`assign` (who is on it) fit any active state; a note fits a closed incident too. Escalation is not a
 state but a mark: when the on-site deadline passes without arrival, `escalated_at` is set once and an
 `escalate` event is written. It is evaluated by `escalate_overdue`, which every `incident list/show` and every
 check run calls, so the mark lands in the log (and upstream) even when nobody is looking.
@@ -12,7 +15,7 @@ Every action writes an `incident_events` row (who, when, what), so the timeline 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from canteen_ops.errors import NotFound, UsageError
 from canteen_ops.inventory.model import Inventory, Policy, WorkingHours
@@ -20,8 +23,9 @@ from canteen_ops.sla import LEVELS, arrive_sla, deadlines
 from canteen_ops.store.log import MaintenanceLog
 from canteen_ops.timeutil import iso, parse_iso, utcnow
 
-STATES = ("open", "acked", "arrived", "resolved")
+STATES = ("open", "acked", "arrived", "resolved", "cancelled")
 ACTIVE_STATES = ("open", "acked", "arrived")
+CLOSED_STATES = ("resolved", "cancelled")
 SYSTEM_ACTOR = "canteen-ops"
 
 # Automatic incidents from check results (see `classify`): the checks whose failure means lost evidence for the
@@ -98,45 +102,94 @@ def find_incident(log: MaintenanceLog, ident: str) -> dict[str, Any]:
     return log.find("incidents", ident, "incident")
 
 
+Change = tuple[dict[str, Any], str, "str | None", "dict | None"]  # (column changes, event action, note, data)
+
+
+def _act(log: MaintenanceLog, ident: str, actor: str, at: dt.datetime | None, allowed: tuple[str, ...],
+         verb: str, change: Callable[[dict[str, Any], dt.datetime], Change]) -> dict[str, Any]:
+    """One action on an incident: refused (exit 64) unless its state is in `allowed`; the column changes and the
+    timeline event land together."""
+    inc = find_incident(log, ident)
+    _require(inc, allowed, verb)
+    t = _when(inc, at)
+    changes, action, note, data = change(inc, t)
+    with log.transaction():
+        if changes:
+            log.update("incidents", inc["id"], changes)
+        _event(log, inc["id"], t, actor, action, note, data)
+    return log.get("incidents", inc["id"])
+
+
 def ack(log: MaintenanceLog, ident: str, actor: str, *, note: str | None = None,
         at: dt.datetime | None = None) -> dict[str, Any]:
-    inc = find_incident(log, ident)
-    _require(inc, ("open",), "acknowledge")
-    t = _when(inc, at)
-    with log.transaction():
-        log.update("incidents", inc["id"], {"state": "acked", "acked_at": iso(t), "acked_by": actor})
-        _event(log, inc["id"], t, actor, "ack", note)
-    return log.get("incidents", inc["id"])
+    return _act(log, ident, actor, at, ("open",), "acknowledge", lambda inc, t: (
+        {"state": "acked", "acked_at": iso(t), "acked_by": actor}, "ack", note, None))
 
 
 def arrive(log: MaintenanceLog, ident: str, actor: str, *, note: str | None = None,
            at: dt.datetime | None = None) -> dict[str, Any]:
-    inc = find_incident(log, ident)
-    _require(inc, ("open", "acked"), "record arrival for")
-    t = _when(inc, at)
-    changes: dict[str, Any] = {"state": "arrived", "arrived_at": iso(t), "arrived_by": actor}
-    if not inc.get("acked_at"):
-        changes.update(acked_at=iso(t), acked_by=actor)
-    late = parse_iso(inc["arrive_deadline"]) < t if inc.get("arrive_deadline") else False
-    with log.transaction():
-        log.update("incidents", inc["id"], changes)
-        _event(log, inc["id"], t, actor, "arrive", note,
-               {"sla": "breached" if late else "met", "arrive_deadline": inc.get("arrive_deadline")})
-    return log.get("incidents", inc["id"])
+    def change(inc, t):
+        changes: dict[str, Any] = {"state": "arrived", "arrived_at": iso(t), "arrived_by": actor}
+        if not inc.get("acked_at"):
+            changes.update(acked_at=iso(t), acked_by=actor)
+        late = parse_iso(inc["arrive_deadline"]) < t if inc.get("arrive_deadline") else False
+        return changes, "arrive", note, {"sla": "breached" if late else "met",
+                                         "arrive_deadline": inc.get("arrive_deadline")}
+
+    return _act(log, ident, actor, at, ("open", "acked"), "record arrival for", change)
 
 
 def resolve(log: MaintenanceLog, ident: str, actor: str, *, resolution: str,
             at: dt.datetime | None = None) -> dict[str, Any]:
     if not resolution or not resolution.strip():
         raise UsageError("say how it was resolved (--resolution), e.g. '更换交换机端口' / 'replaced PoE switch port'")
-    inc = find_incident(log, ident)
-    _require(inc, ACTIVE_STATES, "resolve")
-    t = _when(inc, at)
-    with log.transaction():
-        log.update("incidents", inc["id"], {"state": "resolved", "resolved_at": iso(t), "resolved_by": actor,
-                                            "resolution": resolution.strip()})
-        _event(log, inc["id"], t, actor, "resolve", resolution.strip())
-    return log.get("incidents", inc["id"])
+    text = resolution.strip()
+    return _act(log, ident, actor, at, ACTIVE_STATES, "resolve", lambda inc, t: (
+        {"state": "resolved", "resolved_at": iso(t), "resolved_by": actor, "resolution": text}, "resolve", text,
+        None))
+
+
+def cancel(log: MaintenanceLog, ident: str, actor: str, *, reason: str,
+           at: dt.datetime | None = None) -> dict[str, Any]:
+    """A false alarm: closed, kept in the log with the reason, counted in no SLA figure."""
+    if not reason or not reason.strip():
+        raise UsageError("say why it is cancelled (--reason), e.g. '误报：镜头被临时遮挡' / 'false alarm: lens briefly covered'")
+    text = reason.strip()
+    return _act(log, ident, actor, at, ACTIVE_STATES, "cancel", lambda inc, t: (
+        {"state": "cancelled", "cancelled_at": iso(t), "cancelled_by": actor, "cancel_reason": text}, "cancel", text,
+        None))
+
+
+def reopen(log: MaintenanceLog, ident: str, actor: str, *, note: str | None = None,
+           at: dt.datetime | None = None) -> dict[str, Any]:
+    """A resolved or cancelled incident is active again (the fault came back, or it was no false alarm), in the
+    furthest state it had reached: an arrival on site stays recorded."""
+    def change(inc, t):
+        if at is not None and at < parse_iso(inc.get("resolved_at") or inc.get("cancelled_at") or inc["opened_at"]):
+            raise UsageError(f"--at {at.isoformat()} is before the incident was closed")
+        state = "arrived" if inc.get("arrived_at") else ("acked" if inc.get("acked_at") else "open")
+        return ({"state": state, "resolved_at": None, "resolved_by": None, "resolution": None, "cancelled_at": None,
+                 "cancelled_by": None, "cancel_reason": None}, "reopen", note, {"was": inc["state"]})
+
+    return _act(log, ident, actor, at, CLOSED_STATES, "reopen", change)
+
+
+def add_note(log: MaintenanceLog, ident: str, actor: str, *, text: str,
+             at: dt.datetime | None = None) -> dict[str, Any]:
+    """A line on the timeline, in any state; the incident itself does not change."""
+    if not text or not text.strip():
+        raise UsageError("the note text is empty")
+    return _act(log, ident, actor, at, STATES, "note", lambda inc, t: ({}, "note", text.strip(), None))
+
+
+def assign(log: MaintenanceLog, ident: str, actor: str, *, who: str,
+           at: dt.datetime | None = None) -> dict[str, Any]:
+    """Who is on it (a technician's name); an active incident only."""
+    who = (who or "").strip()
+    if not who or not who.isprintable():
+        raise UsageError("name the person to assign, on one line")
+    return _act(log, ident, actor, at, ACTIVE_STATES, "assign", lambda inc, t: (
+        {"assigned_to": who}, "assign", who, {"was": inc.get("assigned_to")}))
 
 
 def _require(inc: Mapping[str, Any], states: tuple[str, ...], verb: str) -> None:
@@ -154,7 +207,7 @@ def _when(inc: Mapping[str, Any], at: dt.datetime | None) -> dt.datetime:
         raise UsageError(f"--at {at.isoformat()} is in the future")
     if at < parse_iso(inc["opened_at"]):
         raise UsageError(f"--at {at.isoformat()} is before the incident was opened ({inc['opened_at']})")
-    for step in ("acked_at", "arrived_at"):
+    for step in ("acked_at", "arrived_at") if inc["state"] in ACTIVE_STATES else ():
         if inc.get(step) and at < parse_iso(inc[step]):
             raise UsageError(f"--at {at.isoformat()} is before the recorded {step[:-3]} time ({inc[step]})")
     return at
@@ -186,13 +239,18 @@ def escalate_overdue(log: MaintenanceLog, now: dt.datetime | None = None) -> lis
 
 
 def list_incidents(log: MaintenanceLog, *, include_resolved: bool = False, overdue: bool = False,
-                   schools: Iterable[str] = (), levels: Iterable[str] = (), now: dt.datetime | None = None
-                   ) -> list[dict[str, Any]]:
-    """Incidents, newest first, each with `sla` (met / breached / pending). `overdue` keeps breaches only."""
+                   schools: Iterable[str] = (), levels: Iterable[str] = (), devices: Iterable[str] = (),
+                   now: dt.datetime | None = None) -> list[dict[str, Any]]:
+    """Incidents, newest first, each with `sla` (met / breached / pending). `overdue` keeps breaches only (a
+    cancelled false alarm never is one). `devices`: globs, any of the incident's devices matching."""
+    import fnmatch
+
     now = now or utcnow()
     where, params = [], []
     if not include_resolved and not overdue:
-        where.append("state != 'resolved'")
+        where.append("state IN ('open', 'acked', 'arrived')")
+    if overdue:
+        where.append("state != 'cancelled'")
     schools, levels = list(schools), list(levels)
     if schools:
         where.append(f"school_id IN ({', '.join('?' * len(schools))})")
@@ -202,7 +260,10 @@ def list_incidents(log: MaintenanceLog, *, include_resolved: bool = False, overd
         params += levels
     sql = "SELECT * FROM incidents" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY opened_at DESC"
     rows = []
+    devices = list(devices)
     for inc in log.query(sql, params):
+        if devices and not any(fnmatch.fnmatchcase(d, g) for d in inc.get("device_ids") or [] for g in devices):
+            continue
         inc["sla"] = arrive_sla(inc, now)
         if overdue and inc["sla"] != "breached":
             continue
@@ -257,7 +318,7 @@ def open_or_update_for_result(log: MaintenanceLog, inventory: Inventory | None, 
     check = result_row.get("check_name") or result_row.get("check")
     summary = result_row.get("summary") or ""
     with log.transaction():  # BEGIN IMMEDIATE: two concurrent check runs cannot both open one
-        active = log.query("SELECT * FROM incidents WHERE dedup_key = ? AND state != 'resolved' "
+        active = log.query("SELECT * FROM incidents WHERE dedup_key = ? AND state IN ('open', 'acked', 'arrived') "
                            "ORDER BY opened_at LIMIT 1", [key])
         if status == "ok":
             if not active:
@@ -326,3 +387,81 @@ def _open_unchecked(log, inventory, level, title, summary, device_id, school_id,
     })
     _event(log, incident_id, now, actor, "open", f"{level}; from check result")
     return log.get("incidents", incident_id)
+
+
+# --- watch: incidents that open and close themselves ---------------------------------------------------------
+AUTO_RESOLUTION = "自动恢复 recovered automatically"
+
+
+def track_result(log: MaintenanceLog, inventory: Inventory | None, result_row: Mapping[str, Any], *,
+                 now: dt.datetime, hold_down: dt.timedelta, actor: str = SYSTEM_ACTOR
+                 ) -> tuple[str | None, dict[str, Any] | None]:
+    """What `watch` does with a result: (what happened, the incident) — what is opened, reopened, resolved,
+    updated or None.
+
+    On top of `open_or_update_for_result`: an ok result resolves the active incident of that device+check by
+    itself (resolved_by canteen-ops, `data.auto_resolved`, the recovery time as resolved_at); a critical result
+    within the hold-down after such an automatic resolve re-opens that incident instead of opening a new one,
+    and a re-opened (flapping) incident is not resolved automatically again until the device has stayed well
+    for a whole hold-down since it came back — so a flapping device re-opens at most once per hold-down period.
+    Incidents opened by a person (no dedup key) are never touched."""
+    status = str(getattr(result_row.get("status"), "value", result_row.get("status")))
+    if status not in ("crit", "ok"):
+        return None, None
+    key = dedup_key_for(result_row)
+    if status == "ok" and not log.query("SELECT 1 FROM incidents WHERE dedup_key = ? AND state IN ('open', 'acked', 'arrived') "
+                                        "LIMIT 1", [key]):
+        return None, None  # the common case, every round for every healthy check: no write transaction
+    with log.transaction():
+        active = log.query("SELECT * FROM incidents WHERE dedup_key = ? AND state IN ('open', 'acked', 'arrived') "
+                           "ORDER BY opened_at LIMIT 1", [key])
+        if status == "ok":
+            if not active:
+                return None, None
+            inc = active[0]
+            data = dict(inc.get("data") or {})
+            reopened = data.get("reopened_at")
+            since = data.get("well_since") or iso(now)
+            if reopened and now - parse_iso(since) < hold_down:
+                data["well_since"] = since  # flapping: stays open until well for a whole hold-down
+                log.update("incidents", inc["id"], {"data": data})
+                return "updated", open_or_update_for_result(log, inventory, result_row, actor=actor, now=now)
+            data.update(auto_resolved=True, recovered_result_id=result_row.get("id"))
+            data.pop("well_since", None)
+            summary = result_row.get("summary") or ""
+            log.update("incidents", inc["id"], {
+                "state": "resolved", "resolved_at": iso(now), "resolved_by": actor,
+                "resolution": f"{AUTO_RESOLUTION}: {summary}".rstrip(": "), "data": data})
+            _event(log, inc["id"], now, actor, "resolve", f"{AUTO_RESOLUTION}: {summary}",
+                   {"automatic": True, "result_id": result_row.get("id")})
+            return "resolved", log.get("incidents", inc["id"])
+        if active:
+            data = dict(active[0].get("data") or {})
+            if data.pop("well_since", None):
+                log.update("incidents", active[0]["id"], {"data": data})
+            return "updated", open_or_update_for_result(log, inventory, result_row, actor=actor, now=now)
+        recent = log.query("SELECT * FROM incidents WHERE dedup_key = ? AND state = 'resolved' AND resolved_by = ? "
+                           "AND resolved_at > ? ORDER BY resolved_at DESC LIMIT 1",
+                           [key, actor, iso(now - hold_down)])
+        if recent and (recent[0].get("data") or {}).get("auto_resolved"):
+            return "reopened", _reopen(log, inventory, recent[0], result_row, now, actor)
+        return "opened", open_or_update_for_result(log, inventory, result_row, actor=actor, now=now)
+
+
+def _reopen(log, inventory, inc, result_row, now, actor) -> dict[str, Any]:
+    """The fault is back soon after it cleared: the same incident again, with fresh deadlines from now."""
+    wh, policy = _school_clock(inventory, inc.get("school_id")) if inventory else (WorkingHours(), Policy())
+    d = deadlines(inc["level"], now, wh, policy)
+    data = dict(inc.get("data") or {})
+    data.update(reopened_at=iso(now), reopen_count=int(data.get("reopen_count", 0)) + 1, last_seen=iso(now),
+                occurrences=int(data.get("occurrences", 1)) + 1)
+    data.pop("auto_resolved", None)
+    data.pop("escalation_step", None)
+    summary = result_row.get("summary") or ""
+    log.update("incidents", inc["id"], {
+        "state": "open", "resolved_at": None, "resolved_by": None, "resolution": None, "escalated_at": None,
+        "arrive_deadline": iso(d.arrive_by), "resolve_deadline": iso(d.resolve_by), "description": summary,
+        "source_result_id": result_row.get("id"), "data": data})
+    _event(log, inc["id"], now, actor, "reopen", f"fault back within the hold-down period: {summary}",
+           {"arrive_deadline": iso(d.arrive_by), "result_id": result_row.get("id")})
+    return log.get("incidents", inc["id"])

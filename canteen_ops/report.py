@@ -116,7 +116,9 @@ def _failing(d: _Data, devices: set[str], schools: set[str]) -> dict[str, dict[s
 def _incidents(d: _Data, schools: set[str], now: dt.datetime) -> dict[str, dict[str, Any]]:
     out = {}
     for level in LEVELS:
-        rows = [i for i in d.incidents if i["level"] == level and i["school_id"] in schools]
+        # a cancelled incident was a false alarm: no fault, no SLA
+        rows = [i for i in d.incidents if i["level"] == level and i["school_id"] in schools
+                and i["state"] != "cancelled"]
         sla = Counter(arrive_sla(i, now) for i in rows)
         restore = Counter(resolve_sla(i, now) for i in rows)
         arrive = [_minutes(i["opened_at"], i["arrived_at"]) for i in rows if i.get("arrived_at")]
@@ -216,7 +218,8 @@ def _coverage(d: _Data, schools: Iterable[School]) -> dict[str, Any]:
         if not isinstance(data, dict) or "required" not in data:
             continue
         reported += 1
-        req = list(data.get("required") or [])
+        # areas not checked yet (unknown) are neither covered nor uncovered: left out of the rate
+        req = [a for a in data.get("required") or [] if a not in (data.get("unchecked") or [])]
         unc = [a for a in (data.get("uncovered") or []) if a in req]
         required += len(req)
         covered += len(req) - len(unc)

@@ -40,17 +40,34 @@ def parse_duration(s: str) -> dt.timedelta:
     return dt.timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2)])
 
 
-def parse_since(s: str, now: dt.datetime | None = None) -> dt.datetime:
-    """A duration back from now ('24h', '7d') or an ISO date/time ('2026-11-01', '2026-11-01T08:00')."""
+def parse_since(s: str, now: dt.datetime | None = None, tz: str | None = None) -> dt.datetime:
+    """A duration back from now ('24h', '7d') or an ISO date/time ('2026-11-01', '2026-11-01T08:00'); a time
+    without an offset is in `tz` (the inventory's zone), or UTC when none is given."""
     try:
         return (now or utcnow()) - parse_duration(s)
     except ValueError:
         pass
     try:
-        return parse_iso(s)
+        t = dt.datetime.fromisoformat(s.strip().replace("Z", "+00:00"))
     except ValueError:
         raise ValueError(f"invalid time {s!r}: use a duration such as 24h / 7d or a date such as 2026-11-01") \
             from None
+    if t.tzinfo is None:
+        from zoneinfo import ZoneInfo
+
+        t = t.replace(tzinfo=ZoneInfo(tz) if tz else UTC)
+    return t
+
+
+def parse_until(s: str, now: dt.datetime | None = None, tz: str | None = None) -> dt.datetime:
+    """Like parse_since, for the end of a period (exclusive): a bare date means the end of that day."""
+    t = parse_since(s, now, tz)
+    if _DATE_ONLY.match(s.strip()):
+        t += dt.timedelta(days=1)
+    return t
+
+
+_DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
 def local(s: str | None, tz: str = "Asia/Shanghai") -> str:
@@ -60,3 +77,15 @@ def local(s: str | None, tz: str = "Asia/Shanghai") -> str:
     from zoneinfo import ZoneInfo
 
     return parse_iso(s).astimezone(ZoneInfo(tz)).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def age(seconds: float) -> str:
+    """How old something is, for people: '40 s', '12 min', '5 h', '3 d'."""
+    s = max(0.0, seconds)
+    if s < 90:
+        return f"{s:.0f} s"
+    if s < 90 * 60:
+        return f"{s / 60:.0f} min"
+    if s < 48 * 3600:
+        return f"{s / 3600:.0f} h"
+    return f"{s / 86400:.0f} d"

@@ -216,7 +216,20 @@ class _Upstream:
                 "marked synced")
         if resp.status_code >= 500:
             raise Unavailable(f"upstream {self.url} failed: HTTP {resp.status_code}")
+        if 300 <= resp.status_code < 400:
+            raise Unavailable(self._redirected(path, resp))
         return resp.status_code, data
+
+    def _redirected(self, path: str, resp: "httpx.Response") -> str:
+        """A redirect (typically http → https) is never followed: it could carry the bearer token elsewhere. Say
+        where it points and which upstream URL to use instead."""
+        target = urllib.parse.urljoin(f"{self.url}{path}", resp.headers.get("location", ""))
+        target = re.sub(r"[\x00-\x1f\x7f-\x9f\s]", "", _public_url(target))[:300]  # outside text: printed
+        hint = ""
+        if target.endswith(path) and len(target) > len(path):
+            hint = f"; use --upstream {target[:-len(path)]} (or settings.upstream_url)"
+        return (f"upstream {self.url} redirects (HTTP {resp.status_code}) to {target or '(no Location)'}; "
+                f"redirects are not followed, nothing was sent{hint}")
 
 
 def _errors(data: dict[str, Any]) -> str:

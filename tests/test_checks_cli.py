@@ -198,3 +198,23 @@ def test_ctrl_c_while_a_device_is_recorded_keeps_log_and_screen_in_step(cli, fle
     recorded = [row["device_id"] for row in db(tmp_path).query("SELECT device_id FROM results ORDER BY seq")]
     assert recorded == shown == calls[0] + calls[1]
     assert len(set(calls[0])) == 1 and len(calls[0]) > 1  # a batch is one device's results
+
+
+def test_fresh_log_areas_not_checked_are_unknown_and_open_no_incident(cli, fleet, tmp_path):
+    # A first run that checks three of the six cameras: the other three areas are "not checked yet", not CRIT.
+    r = cli("check", "--json", "--only", "reachable,coverage", "--device", "nvr-01", "--device", "cam-0[123]",
+            "--open-incidents")
+    objs = [json.loads(line) for line in r.out.splitlines()]
+    cov = [o for o in objs if o["check"] == "coverage"][0]
+    assert cov["status"] == "unknown", cov
+    assert cov["data"]["uncovered"] == [] and len(cov["data"]["unchecked"]) == 3
+    assert "not checked yet" in cov["summary"] and "cam-06 (not checked yet)" in cov["summary"]
+    assert r.code == 3
+    assert db(tmp_path).query("SELECT * FROM incidents") == []
+
+
+def test_fresh_log_a_known_hole_is_still_crit(cli, fleet, tmp_path):
+    fleet.offline("cam-01")
+    r = cli("check", "--json", "--only", "reachable,coverage", "--device", "nvr-01", "--device", "cam-0[12]")
+    cov = [json.loads(line) for line in r.out.splitlines() if '"coverage"' in line][0]
+    assert cov["status"] == "crit" and len(cov["data"]["uncovered"]) == 1 and len(cov["data"]["unchecked"]) == 4

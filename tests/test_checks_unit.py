@@ -477,3 +477,22 @@ def test_worker_processes_run_masks_a_password_a_device_echoes(fleet, monkeypatc
     log.close()
     assert len(summaries) == 7 and all("admin:***" in s for s in summaries), summaries
     assert not any("Echoed-Pw-731" in s for s in summaries)
+
+
+def test_coverage_camera_with_only_unknown_results_is_not_working(fleet):
+    from canteen_ops.checks.coverage import SchoolContext, coverage
+    from canteen_ops.status import Result
+
+    inv = load_inventory(fleet.path)
+    school = inv.school("sch-1")
+    runs = {d.id: [Result(d.id, "reachable", Status.OK, "up", school_id="sch-1")] for d in school.devices}
+    area = inv.device("cam-06").area
+    runs["cam-06"] = [Result("cam-06", c, Status.UNKNOWN, "could not tell", school_id="sch-1")
+                      for c in ("reachable", "login", "clock")]
+    cov = coverage(SchoolContext(school, inv, runs))[0]
+    assert cov.status is Status.UNKNOWN
+    assert cov.data["areas"][area] == {"working": [], "failing": [], "unknown": ["cam-06 (unknown)"]}
+    assert cov.data["unchecked"] == [area] and cov.data["uncovered"] == []
+    # one unknown check next to an ok one still counts as working
+    runs["cam-06"].append(Result("cam-06", "facts", Status.OK, "model", school_id="sch-1"))
+    assert coverage(SchoolContext(school, inv, runs))[0].status is Status.OK

@@ -238,3 +238,129 @@ def test_operator_defaults_to_the_os_user(cli, monkeypatch):
     monkeypatch.delenv("CANTEEN_OPS_OPERATOR")
     assert cli("log", "add", "x").code == 0
     assert json.loads(cli("log", "list", "--json").out)[0]["operator"] == getpass.getuser()
+
+
+def test_list_school_names_globs_and_until(cli, db):
+    _seed(db)
+
+    def kinds(*args):
+        r = cli("-i", EXAMPLE, "log", "list", "--json", *args)
+        assert r.code == 0, r
+        return [(e["kind"], e["device_id"]) for e in json.loads(r.out)]
+
+    by_id = kinds("--school", "hd-yucai-zx")
+    assert by_id == [("check", "hd-cam-03"), ("note", "hd-cam-01")]
+    assert kinds("--school", "海淀区育才中学") == by_id  # the school's name, as every other command takes
+    assert kinds("--school", "hd-*") == by_id
+    assert kinds("--school", "hd-*", "--school", "xc-*", "--kind", "check") == [
+        ("check", "hd-cam-03"), ("check", "xc-cam-01")]
+    assert kinds("--until", "2020-01-01") == [("note", "hd-cam-01")]  # a date includes that day (local time)
+    assert kinds("--until", "2019-12-31") == []
+    assert kinds("--since", "2019-12-31", "--until", "2020-01-02") == [("note", "hd-cam-01")]
+    assert ("note", "hd-cam-01") not in kinds("--until", "2020-01-01T07:59")  # 08:00 Shanghai
+    r = cli("log", "list", "--until", "soon")
+    assert r.code == 64 and "--until" in r.err
+
+
+def test_grep_finds_chinese_substrings_short_queries_and_is_literal(cli, db):
+    _seed(db)
+    log = MaintenanceLog.open(db)
+    log.record_result(None, Result("xc-nvr-01", "storage", Status.CRIT, "2号硬盘故障，已更换 (100% full_1)",
+                                   school_id="xc-shiyan-xx"))
+    log.insert("notes", {"at": "2026-11-02T00:00:00Z", "kind": "repair", "text": "更换硬盘后录像恢复"})
+    log.close()
+
+    def summaries(text, *args):
+        r = cli("log", "list", "--json", "--grep", text, *args)
+        assert r.code == 0, r
+        return sorted(e["summary"] for e in json.loads(r.out))
+
+    assert summaries("硬盘故障") == ["storage: 2号硬盘故障，已更换 (100% full_1)"]  # trigram FTS
+    assert summaries("硬盘") == ["storage: 2号硬盘故障，已更换 (100% full_1)", "更换硬盘后录像恢复"]  # LIKE fallback
+    assert summaries("硬盘", "--kind", "note") == ["更换硬盘后录像恢复"]
+    assert summaries("DRIFT") == ["clock: drift 9 s"]  # case-insensitive
+    assert summaries("%") == ["storage: 2号硬盘故障，已更换 (100% full_1)"]  # typed literally
+    assert summaries("l_") == ["storage: 2号硬盘故障，已更换 (100% full_1)"]
+    assert summaries('" OR *') == [] and summaries("AND") == []  # no FTS query syntax from the user
+    assert summaries("x" * 300) == []
+    r = cli("log", "list", "--grep", "  ")
+    assert r.code == 64
+
+
+def test_grep_finds_an_incident_by_a_note_on_its_timeline(cli, db):
+    r = cli("-i", EXAMPLE, "incident", "open", "-l", "general", "-d", "xc-cam-01", "-t", "画面模糊", "--json")
+    iid = json.loads(r.out)["id"]
+    cli("-i", EXAMPLE, "incident", "note", iid, "镜头油污已清洁")
+    r = cli("log", "list", "--json", "--grep", "油污已")
+    assert [e["id"] for e in json.loads(r.out)] == [iid]
+
+
+def test_fts_migration_indexes_existing_records_and_triggers_keep_it_in_step(db):
+    from canteen_ops.store import schema
+
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute("BEGIN")
+    for script in schema.MIGRATIONS[:4]:  # a log written before full-text search existed
+        for stmt in schema._statements(script):
+            conn.execute(stmt)
+    conn.execute("PRAGMA user_version = 4")
+    conn.execute("INSERT INTO notes (id, seq, created_at, updated_at, at, kind, text) "
+                 "VALUES ('n1', 1, 'x', 'x', '2026-01-01T00:00:00Z', 'inspection', '留样柜温度偏高')")
+    for rid, status in (("r-ok", "ok"), ("r-crit", "crit")):
+        conn.execute("INSERT INTO results (id, seq, created_at, updated_at, check_name, status, summary, observed_at) "
+                     "VALUES (?, 2, 'x', 'x', 'clock', ?, '时钟偏差 温度偏高', '2026-01-01T00:00:00Z')", [rid, status])
+    conn.execute("COMMIT")
+    conn.close()
+    from canteen_ops.store.entries import list_entries
+
+    log = MaintenanceLog.open(db)
+    try:
+        assert log.schema_version == len(schema.MIGRATIONS) >= 5
+        assert {e["id"] for e in list_entries(log, grep="温度偏高")} == {"n1", "r-crit"}
+        assert {e["id"] for e in list_entries(log, grep="时钟偏差")} == {"r-crit"}
+        log.conn.execute("DELETE FROM results")
+        new = log.insert("notes", {"at": "2026-01-02T00:00:00Z", "kind": "other", "text": "温度偏高已处理"})
+        assert {e["id"] for e in list_entries(log, grep="温度偏高")} == {"n1", new}
+        log.update("notes", "n1", {"text": "正常"})
+        assert [e["id"] for e in list_entries(log, grep="温度偏高")] == [new]
+        log.conn.execute("DELETE FROM notes WHERE id = ?", [new])
+        assert list_entries(log, grep="温度偏高") == []
+        assert log.conn.execute("INSERT INTO notes_fts(notes_fts) VALUES ('integrity-check')") is not None
+    finally:
+        log.close()
+
+
+def test_grep_searches_check_findings_that_were_not_ok(db):
+    from canteen_ops.store.entries import list_entries
+
+    log = MaintenanceLog.open(db)
+    try:
+        ok = log.record_result(None, Result("c1", "picture", Status.OK, "画面清晰 sharp", school_id="s"))
+        bad = log.record_result(None, Result("c2", "picture", Status.CRIT, "画面模糊 blurred", school_id="s"))
+        assert [e["id"] for e in list_entries(log, grep="画面模糊")] == [bad]  # the index
+        assert [e["id"] for e in list_entries(log, grep="画面")] == [bad]  # the LIKE fallback, same rows
+        assert list_entries(log, grep="画面清晰") == []
+        log.update("results", ok, {"status": "warn"})  # the triggers follow a row into and out of the index
+        assert [e["id"] for e in list_entries(log, grep="画面清晰")] == [ok]
+        log.update("results", bad, {"status": "ok"})
+        assert list_entries(log, grep="画面模糊") == []
+        log.conn.execute("DELETE FROM results WHERE id = ?", [ok])
+        assert list_entries(log, grep="画面清晰") == []
+        log.conn.execute("INSERT INTO results_fts(results_fts) VALUES ('integrity-check')")
+    finally:
+        log.close()
+
+
+def test_list_vendor_area_tag_through_the_inventory(cli, db):
+    _seed(db)
+
+    def devices(*args):
+        r = cli("-i", EXAMPLE, "log", "list", "--json", *args)
+        assert r.code == 0, r
+        return sorted({e["device_id"] for e in json.loads(r.out)})
+
+    assert devices("--vendor", "dahua") == ["hd-cam-01", "hd-cam-03"]
+    assert devices("--area", "加工区") == ["xc-cam-01"]
+    assert devices("--vendor", "hikvision", "--kind", "backup") == ["xc-nvr-01"]
+    r = cli("-i", EXAMPLE, "log", "list", "--tag", "no-such-tag")
+    assert r.code == 64

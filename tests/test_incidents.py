@@ -239,3 +239,74 @@ def test_cli_usage_errors(cli):
     assert r.code == 64 and "--at" in r.err
     r = cli("-i", EXAMPLE, "incident", "list", "--level", "huge")
     assert r.code == 64
+
+
+def test_note_assign_cancel_reopen_and_state_rules(log, inv):
+    from canteen_ops.incidents import add_note, assign, cancel, reopen
+
+    a = open_incident(log, inv, level="general", title="画面遮挡", actor="wang", device_ids=["xc-cam-01"])
+    assert assign(log, a["id"], "wang", who="李工")["assigned_to"] == "李工"
+    add_note(log, a["id"], "li", text="已联系食堂")
+    c = cancel(log, a["id"], "li", reason="误报：保洁临时遮挡")
+    assert c["state"] == "cancelled" and c["cancel_reason"] == "误报：保洁临时遮挡" and c["cancelled_by"] == "li"
+    # a false alarm is kept, but is neither active nor ever overdue
+    assert list_incidents(log) == []
+    assert [i["id"] for i in list_incidents(log, include_resolved=True)] == [a["id"]]
+    assert list_incidents(log, overdue=True, now=utcnow() + dt.timedelta(days=1)) == []
+    for refused in (lambda: cancel(log, a["id"], "li", reason="again"), lambda: assign(log, a["id"], "li", who="x"),
+                    lambda: ack(log, a["id"], "li"), lambda: resolve(log, a["id"], "li", resolution="x")):
+        with pytest.raises(IncidentStateError):
+            refused()
+    add_note(log, a["id"], "li", text="复核：确属误报")  # a note fits a closed incident
+    r = reopen(log, a["id"], "li", note="again covered")
+    assert r["state"] == "open" and r["cancelled_at"] is None and r["cancel_reason"] is None
+    with pytest.raises(IncidentStateError):
+        reopen(log, a["id"], "li")
+    arrive(log, a["id"], "li")
+    resolve(log, a["id"], "li", resolution="调整角度")
+    r = reopen(log, a["id"], "li")
+    assert r["state"] == "arrived" and r["resolved_at"] is None and r["resolution"] is None  # the visit stands
+    assert [e["action"] for e in events(log, a["id"])] == [
+        "open", "assign", "note", "cancel", "note", "reopen", "arrive", "resolve", "reopen"]
+    with pytest.raises(UsageError):
+        cancel(log, a["id"], "li", reason="  ")
+    with pytest.raises(UsageError):
+        add_note(log, a["id"], "li", text="")
+
+
+def test_cancelled_incident_does_not_block_a_new_one_for_the_same_fault(log, inv):
+    from canteen_ops.incidents import cancel
+
+    row = _result(log, "xc-cam-01", "picture", "crit", "covered")
+    first = open_or_update_for_result(log, inv, row)
+    cancel(log, first["id"], "li", reason="false alarm")
+    second = open_or_update_for_result(log, inv, _result(log, "xc-cam-01", "picture", "crit", "covered"))
+    assert second["id"] != first["id"] and second["state"] == "open"
+
+
+def test_cli_note_assign_cancel_reopen_and_device_filter(cli):
+    r = cli("-i", EXAMPLE, "incident", "open", "-l", "general", "-d", "xc-cam-01", "-t", "画面遮挡", "--json")
+    iid = json.loads(r.out)["id"]
+    cli("-i", EXAMPLE, "incident", "open", "-l", "major", "-d", "hd-nvr-01", "-t", "录像机离线")
+    r = cli("-i", EXAMPLE, "incident", "note", iid[:8], "已通知食堂负责人")
+    assert r.code == 0 and "note added" in r.out
+    r = cli("-i", EXAMPLE, "incident", "assign", iid[:8], "李工")
+    assert r.code == 0 and "assigned to 李工" in r.out
+    r = cli("-i", EXAMPLE, "incident", "list", "--device", "xc-*", "--json")
+    assert [x["id"] for x in json.loads(r.out)] == [iid] and json.loads(r.out)[0]["assigned_to"] == "李工"
+    assert "李工" in cli("-i", EXAMPLE, "incident", "list").out
+    r = cli("-i", EXAMPLE, "incident", "cancel", iid[:8])
+    assert r.code == 64 and "--reason" in r.err
+    r = cli("-i", EXAMPLE, "incident", "cancel", iid[:8], "--reason", "误报")
+    assert r.code == 0 and "cancelled" in r.out
+    r = cli("-i", EXAMPLE, "incident", "cancel", iid[:8], "--reason", "误报")
+    assert r.code == 64 and "cannot cancel" in r.err
+    r = cli("-i", EXAMPLE, "incident", "assign", iid[:8], "王工")
+    assert r.code == 64 and "cannot assign" in r.err
+    assert json.loads(cli("-i", EXAMPLE, "incident", "list", "--device", "xc-*", "--json").out) == []
+    r = cli("-i", EXAMPLE, "incident", "show", iid)
+    assert "误报" in r.out and "已通知食堂负责人" in r.out and "cancelled" in r.out
+    r = cli("-i", EXAMPLE, "incident", "reopen", iid[:8])
+    assert r.code == 0 and "open" in r.out
+    assert cli("-i", EXAMPLE, "incident", "reopen", iid[:8]).code == 64
+    assert len(json.loads(cli("-i", EXAMPLE, "incident", "list", "--device", "xc-cam-0?", "--json").out)) == 1

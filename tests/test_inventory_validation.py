@@ -106,7 +106,7 @@ def test_invalid_ids(tmp_path):
     assert_problem(one_problem(tmp_path, text), text, "'cam 1'", "schools[0].devices[0].id", "invalid id 'cam 1'")
 
 
-@pytest.mark.parametrize("host", ["10.0.0.256", "http://10.0.0.1", "cam_1.local", "-bad.example", "1.2.3"])
+@pytest.mark.parametrize("host", ["10.0.0.256", "cam_1.local", "-bad.example", "1.2.3"])
 def test_bad_host(tmp_path, host):
     text = school(f"      - {{id: c1, kind: camera, vendor: onvif, host: '{host}'}}\n")
     assert_problem(one_problem(tmp_path, text), text, f"'{host}'", "schools[0].devices[0].host",
@@ -481,8 +481,9 @@ def test_missing_file_is_not_found(tmp_path):
 def test_undecodable_file(tmp_path):
     f = tmp_path / "inv.yaml"
     f.write_bytes(b"version: 1\nschools: []\nname: \xff\xfe\n")
-    with pytest.raises(InvalidFile, match="cannot read inventory"):
+    with pytest.raises(InvalidFile, match="save it as UTF-8") as exc:
         load_inventory(f)
+    assert (exc.value.problems[0].line, exc.value.problems[0].column) == (3, 7)
 
 
 def test_base_fixture_is_valid():
@@ -495,3 +496,46 @@ def test_a_user_name_with_a_line_break_is_refused(tmp_path):
         "      - {id: c1, kind: camera, vendor: hikvision, host: 10.0.0.1, credentials: hik}\n"
     assert_problem(one_problem(tmp_path, text), text, "\"admin", "credentials.hik.username",
                    "the user name contains a line break or another control character")
+
+
+# --- errors that name the likely cause ------------------------------------------------------------------------
+def test_tab_indentation_is_named(tmp_path):
+    text = school("      - {id: c1, kind: camera, vendor: onvif, host: 10.0.0.1}\n").replace(
+        "    name: 第一小学", "\tname: 第一小学")
+    p = one_problem(tmp_path, text)
+    assert "indented with a tab" in p.message and "spaces" in p.message
+    assert p.line == text.splitlines().index("\tname: 第一小学") + 1
+
+
+@pytest.mark.parametrize("encoding, says", [("gbk", "GBK"), ("utf-16", "UTF-16"), ("utf-16-le", "UTF-16")])
+def test_a_file_not_saved_as_utf8_is_named(tmp_path, encoding, says):
+    text = school("      - {id: c1, kind: camera, vendor: onvif, host: 10.0.0.1, area: 烹饪区}\n")
+    p = tmp_path / "inventory.yaml"
+    p.write_bytes(text.encode(encoding))
+    with pytest.raises(InvalidFile) as exc:
+        load_inventory(p)
+    [problem] = exc.value.problems
+    assert says in problem.message and "save it as UTF-8" in problem.message
+    if encoding == "gbk":
+        assert problem.line == text.splitlines().index("    name: 第一小学") + 1  # the first non-UTF-8 byte
+
+
+@pytest.mark.parametrize("host, expect", [
+    ("http://10.0.0.1", "host: 10.0.0.1"),
+    ("https://cam.example:8443/ISAPI", "host: cam.example, port: 8443, https: true"),
+    ("10.0.0.1:8000", "host: 10.0.0.1, port: 8000"),
+    ("cam2.s1.example:80", "host: cam2.s1.example, port: 80"),
+])
+def test_host_with_a_scheme_or_port_says_use_port(tmp_path, host, expect):
+    p = one_problem(tmp_path, school(f"      - {{id: c1, kind: camera, vendor: onvif, host: '{host}'}}\n"))
+    assert p.path.endswith("host") and "use `port:`" in p.message and expect in p.message
+
+
+@pytest.mark.parametrize("host", ["admin:Sekr1t-77@10.0.0.1", "http://admin:Sekr1t-77@10.0.0.1:80/",
+                                  "admin@10.0.0.1"])
+def test_password_in_host_is_named_and_never_echoed(tmp_path, cli, host):
+    text = school(f"      - {{id: c1, kind: camera, vendor: onvif, host: '{host}'}}\n")
+    p = one_problem(tmp_path, text)
+    assert "user name or password" in p.message and "Sekr1t" not in str(p) and host not in str(p)
+    r = cli("-i", tmp_path / "inventory.yaml", "inventory", "validate")
+    assert r.code == 65 and "password" in r.err and "Sekr1t" not in r.out + r.err

@@ -159,3 +159,61 @@ def test_lab_up_foreground_stops_cleanly_on_ctrl_c(tmp_path):
     assert proc.returncode == 0, err
     assert "Press Ctrl-C to stop" in out and "export CANTEEN_OPS_INVENTORY=" in out
     assert not d.exists()  # inventory, secrets and lab.json removed
+
+
+def test_lab_up_moves_to_a_free_block_when_the_default_one_is_taken(cli, tmp_path, monkeypatch):
+    import socket
+
+    from canteen_ops.lab import control
+
+    started = {}
+
+    def fake_start(directory, argv, **kw):  # the block choice is what is tested, not the lab process
+        started["argv"] = argv
+        return {"pid": 1, "devices": 4, "control": "http://127.0.0.1:1", "inventory": str(directory / "inv.yaml")}
+
+    monkeypatch.setattr(control, "start_background", fake_start)
+    with socket.socket() as probe:  # two ports nothing else uses on this machine
+        probe.bind(("127.0.0.1", 0))
+        http_port = probe.getsockname()[1]
+    rtsp_port = http_port + 1 if http_port < 65535 else http_port - 1
+    holder = socket.socket()
+    holder.bind(("127.0.1.3", http_port))  # someone holds one address of the default block
+    holder.listen(1)
+    try:
+        args = ("lab", "up", "--schools", "2", "--cameras-per-school", "1", "--dir", tmp_path / "lab",
+                "--http-port", http_port, "--rtsp-port", rtsp_port, "--no-warm")
+        r = cli(*args)
+        assert r.code == 0, r
+        assert f"default address block is in use (127.0.1.3:{http_port} is taken)" in r.err
+        assert "using the free block from 127.0.2.1" in r.err
+        argv = started["argv"]
+        assert argv[argv.index("--first-address") + 1] == "127.0.2.1"
+        # An explicit --first-address is taken as given.
+        r = cli(*args, "--first-address", "127.0.1.1")
+        assert r.code == 0 and "in use" not in r.err
+        assert started["argv"][started["argv"].index("--first-address") + 1] == "127.0.1.1"
+    finally:
+        holder.close()
+    r = cli(*args)  # free again: the default block
+    assert r.code == 0 and "in use" not in r.err
+    assert started["argv"][started["argv"].index("--first-address") + 1] == "127.0.1.1"
+
+
+def test_free_block_spans_whole_24s_for_big_fleets():
+    import socket
+
+    from canteen_ops.lab.control import free_block
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    holder = socket.socket()
+    holder.bind(("127.0.201.20", port))
+    holder.listen(1)
+    try:
+        # 300 devices from 127.0.200.1 reach into 127.0.201.x: the next block starts two /24s later
+        assert free_block(300, (port,), "127.0.200.1") == ("127.0.202.1", f"127.0.201.20:{port}")
+        assert free_block(10, (port,), "127.0.200.1") == ("127.0.200.1", None)
+    finally:
+        holder.close()

@@ -353,7 +353,11 @@ def test_resolved_passwords_are_masked_in_free_text(tmp_path, monkeypatch):
 
 def test_opening_the_log_leaves_sqlite_utils_unloaded_until_its_database_is_asked_for(tmp_path):
     """sqlite_utils imports numpy (and pandas) when installed: ~120 ms every command used to pay for an object
-    nothing read. MaintenanceLog.db builds it on first use."""
+    nothing read. MaintenanceLog.db builds it on first use. (Creating a new log uses it once: migration v5 sets up
+    full-text search with sqlite-utils.)"""
+    from canteen_ops.store.log import MaintenanceLog
+
+    MaintenanceLog.open(tmp_path / "log.db").close()
     code = textwrap.dedent(f"""
         import sys
         from canteen_ops.store.log import MaintenanceLog

@@ -160,3 +160,32 @@ def test_drill_with_incident_flow_and_report(cli, tmp_path):
 def test_shipped_playbooks_validate(cli, path):
     r = cli("playbook", "validate", path)
     assert r.code == 0, r
+
+
+@pytest.mark.parametrize("utc, zone, day", [
+    ("2026-12-04T17:06:00+00:00", "Asia/Shanghai", "2026-12-05"),  # 01:06 in Shanghai: already the 5th
+    ("2026-12-04T15:30:00+00:00", "Asia/Shanghai", "2026-12-04"),  # 23:30 in Shanghai
+    ("2026-12-04T17:06:00+00:00", "Asia/Urumqi", "2026-12-04"),  # 23:06 in Urumqi (UTC+6)
+])
+def test_playbook_dates_its_work_in_the_inventory_time_zone(tmp_path, utc, zone, day):
+    import datetime as dt
+
+    from canteen_ops.context import Env
+    from canteen_ops.playbooks.model import load_playbook
+    from canteen_ops.playbooks.run import PlaybookRunner
+
+    inv = tmp_path / "inv.yaml"
+    inv.write_text(EXAMPLE.read_text(encoding="utf-8").replace(
+        "settings:\n  timezone: Asia/Shanghai", f"settings:\n  timezone: {zone}", 1), encoding="utf-8")
+    book = load_playbook(write(tmp_path, """\
+        name: dated
+        steps:
+          - note: {text: "每日巡检已完成 ({{ date }})", kind: inspection}
+        """))
+    env = Env(inventory_path=inv, db_path=tmp_path / "log.db", operator="tester", quiet=True)
+    try:
+        outcome = PlaybookRunner(book, env, non_interactive=True, now=dt.datetime.fromisoformat(utc)).run()
+    finally:
+        env.close()
+    assert outcome.exit_code == 0
+    assert [n["text"] for n in rows("notes", tmp_path / "log.db")] == [f"每日巡检已完成 ({day})"]

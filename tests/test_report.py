@@ -235,3 +235,14 @@ def test_cli_errors(cli, cli_inv):
     assert r.code == 64 and "period is empty" in r.err
     r = cli("-i", cli_inv, "report", "-s", "nowhere")
     assert r.code == 66 and "nowhere" in r.err
+
+
+def test_report_dates_in_the_inventory_time_zone(tmp_path):
+    # A daily report made at 01:06 Shanghai time (17:06 UTC the day before) is dated the 5th.
+    inv = parse_inventory("version: 1\nsettings: {timezone: Asia/Shanghai}\nschools:\n  - id: s\n    name: 一小\n"
+                          "    devices: [{id: c, kind: camera, vendor: onvif, host: 127.0.0.1}]\n")
+    log = MaintenanceLog.open(tmp_path / "r.db")
+    now = dt.datetime(2026, 12, 4, 17, 6, tzinfo=dt.timezone.utc)
+    md = render_markdown(build_report(log, inv, now - dt.timedelta(days=1), now, now=now))
+    log.close()
+    assert "Period: 2026-12-04 01:06 – 2026-12-05 01:06 (Asia/Shanghai); generated 2026-12-05 01:06." in md

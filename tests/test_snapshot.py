@@ -244,3 +244,67 @@ def test_cli_take_unreachable_device(cli, fleet):
     assert r.code == 3 and "connection refused" in r.err
     r = cli("-i", EXAMPLE, "snapshot", "drift", "-d", "xc-cam-02")
     assert r.code == 3 and "no snapshot taken yet" in r.out
+
+
+def _age_snapshots(db, device, hours):
+    """Back-date a device's snapshots (as if taken `hours` ago)."""
+    import datetime as dt
+    import sqlite3
+
+    from canteen_ops.timeutil import iso, utcnow
+
+    conn = sqlite3.connect(db)
+    conn.execute("UPDATE snapshots SET created_at = ? WHERE device_id = ?",
+                 [iso(utcnow() - dt.timedelta(hours=hours)), device])
+    conn.commit()
+    conn.close()
+
+
+def test_cli_diff_since_fleet_wide(cli, fleet, tmp_path):
+    fleet["hd-nvr-01"].settings = copy.deepcopy(DAHUA_RAW)
+    fleet["xc-cam-01"].settings = copy.deepcopy(HIK_RAW)
+    fleet["xc-cam-02"].settings = copy.deepcopy(HIK_RAW)
+    sel = ["-d", "hd-nvr-01", "-d", "xc-cam-0[12]"]
+    assert cli("-i", EXAMPLE, "snapshot", "take", *sel).code == 0
+    for dev in ("hd-nvr-01", "xc-cam-01", "xc-cam-02"):
+        _age_snapshots(tmp_path / "log.db", dev, 48)
+    r = cli("-i", EXAMPLE, "snapshot", "diff", "--since", "24h")
+    assert r.code == 0 and "0 changed" in r.out, r
+
+    # Overnight someone switches NTP off on one camera; another camera is first snapshotted today.
+    fleet["xc-cam-01"].settings["time"]["timeMode"] = "manual"
+    fleet["xc-cam-03"].settings = copy.deepcopy(HIK_RAW)
+    assert cli("-i", EXAMPLE, "snapshot", "take", *sel, "-d", "xc-cam-03").code == 0
+    r = cli("-i", EXAMPLE, "snapshot", "diff", "--since", "24h")
+    assert r.code == 1, r
+    assert "2 changed" in r.out and "xc-shiyan-xx/xc-cam-01: 2 fields changed" in r.out
+    assert "time.mode" in r.out and "first snapshot" in r.out and "xc-cam-02" not in r.out
+    assert "hd-nvr-01" not in r.out
+    r = cli("-i", EXAMPLE, "snapshot", "diff", "--since", "24h", "--school", "海淀区育才中学")
+    assert r.code == 0 and "0 changed" in r.out
+    r = cli("-i", EXAMPLE, "snapshot", "diff", "--since", "24h", "-d", "xc-cam-01", "--json")
+    rep = json.loads(r.out)
+    assert [d["device_id"] for d in rep["devices"]] == ["xc-cam-01"]
+    assert [c["path"] for c in rep["devices"][0]["changes"]] == ["time.mode", "time.ntp_enabled"]
+    assert cli("-i", EXAMPLE, "snapshot", "diff", "--since", "72h", "-d", "xc-cam-01").code == 1
+    # usage
+    assert cli("-i", EXAMPLE, "snapshot", "diff").code == 64
+    assert cli("-i", EXAMPLE, "snapshot", "diff", "--since", "soon").code == 64
+    assert cli("-i", EXAMPLE, "snapshot", "diff", "xc-cam-01", "abcdef", "--since", "24h").code == 64
+
+
+def test_snapshot_times_are_in_the_inventory_time_zone(cli, fleet, tmp_path):
+    text = EXAMPLE.read_text(encoding="utf-8").replace("settings:\n  timezone: Asia/Shanghai",
+                                                         "settings:\n  timezone: Asia/Urumqi", 1)
+    inv = tmp_path / "inv.yaml"
+    inv.write_text(text, encoding="utf-8")
+    assert load_inventory(inv).settings.timezone == "Asia/Urumqi"
+    fleet["xc-cam-01"].settings = copy.deepcopy(HIK_RAW)
+    assert cli("-i", inv, "snapshot", "take", "-d", "xc-cam-01").code == 0
+    import sqlite3
+
+    from canteen_ops.timeutil import local
+
+    created = sqlite3.connect(tmp_path / "log.db").execute("SELECT created_at FROM snapshots").fetchone()[0]
+    r = cli("-i", inv, "snapshot", "show", "xc-cam-01", "--history")
+    assert local(created, "Asia/Urumqi") in r.out and local(created, "Asia/Shanghai") not in r.out

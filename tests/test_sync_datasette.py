@@ -218,3 +218,37 @@ def test_cli_config_errors(cli, monkeypatch):
     assert r.code == 64 and "expected the Datasette database URL" in r.err
     r = cli("sync", "--upstream", "http://127.0.0.1:9/canteen")
     assert r.code == 64 and "no upstream token" in r.err
+
+
+def test_cli_upstream_that_redirects_is_reported_with_its_target_exit_69(cli, seeded_cli_log, monkeypatch):
+    import http.server
+    import threading
+
+    hits = []
+
+    class Redirect(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            hits.append((self.path, self.headers.get("Authorization")))
+            self.send_response(301)
+            self.send_header("Location", f"https://127.0.0.1:{self.server.server_port}{self.path}")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *a):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        port = server.server_port
+        monkeypatch.setenv("CANTEEN_OPS_UPSTREAM_TOKEN", "dstok_x")
+        r = cli("sync", "--upstream", f"http://127.0.0.1:{port}/canteen")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert r.code == 69, r
+    err = " ".join(r.err.split())  # the message may wrap at the terminal width
+    assert f"redirects (HTTP 301) to https://127.0.0.1:{port}/canteen/" in err
+    assert f"use --upstream https://127.0.0.1:{port}/canteen (" in err
+    assert "still pending" in r.err
+    assert len(hits) == 1  # asked once, never followed

@@ -50,32 +50,46 @@ def coverage(sctx: SchoolContext) -> list[Result]:
             lost.update(chan.get("offline_cameras") or ())
     areas: dict[str, dict[str, list[str]]] = {}
     for area in required:
-        working, failing = [], []
+        working, failing, unknown = [], [], []
         for cam in (c for c in cameras if c.area == area):
-            statuses, _, source = sctx.statuses(cam.id)
-            if not statuses:
-                failing.append(f"{cam.id} (not checked yet)")
-            elif any(s == "crit" for _, s in statuses) or cam.id in lost:
+            statuses, _, _ = sctx.statuses(cam.id)
+            if any(s == "crit" for _, s in statuses) or cam.id in lost:
                 failing.append(cam.id)
+            elif not statuses:
+                unknown.append(f"{cam.id} (not checked yet)")
+            elif all(s == "unknown" for _, s in statuses):
+                # Nothing could be found out about it: that is not evidence of a working camera.
+                unknown.append(f"{cam.id} (unknown)")
             else:
                 working.append(cam.id)
-        areas[area] = {"working": working, "failing": failing}
-    uncovered = [a for a in required if not areas[a]["working"]]
-    covered = len(required) - len(uncovered)
+        areas[area] = {"working": working, "failing": failing, "unknown": unknown}
+    # An area is uncovered only when we know it: it has no camera, or every camera in it failed. An area whose
+    # cameras are merely unknown (not checked yet on a fresh log, or every check unknown) is "not checked yet":
+    # unknown, never crit, so it never opens an incident.
+    uncovered = [a for a in required if not areas[a]["working"] and not areas[a]["unknown"]]
+    unchecked = [a for a in required if not areas[a]["working"] and areas[a]["unknown"]]
+    covered = len(required) - len(uncovered) - len(unchecked)
     rate = round(100.0 * covered / len(required), 1) if required else 100.0
-    data = {"required": required, "uncovered": uncovered, "areas": areas, "coverage_pct": rate}
+    data = {"required": required, "uncovered": uncovered, "unchecked": unchecked, "areas": areas,
+            "coverage_pct": rate}
     r = Result(None, "coverage", Status.OK, "", data=data, school_id=school.id)
     if not required:
         r.summary = "no required areas in the policy"
         return [r]
+    parts = []
+    for a in uncovered:
+        failing = areas[a]["failing"]
+        parts.append(f"{a} ({'no working camera: ' + ', '.join(failing) if failing else 'no camera in the inventory'})")
+    for a in unchecked:
+        parts.append(f"{a} not checked yet ({', '.join(areas[a]['unknown'] + areas[a]['failing'])})")
     if uncovered:
-        parts = []
-        for a in uncovered:
-            failing = areas[a]["failing"]
-            parts.append(f"{a} ({'no working camera: ' + ', '.join(failing) if failing else 'no camera in the inventory'})")
         r.status = Status.CRIT
         r.summary = f"{len(uncovered)} of {len(required)} required areas not covered: " + "; ".join(parts) \
             + f" — 重点点位覆盖率 {rate:g}%"
+        return [r]
+    if unchecked:
+        r.status = Status.UNKNOWN
+        r.summary = f"{len(unchecked)} of {len(required)} required areas not checked yet: " + "; ".join(parts)
         return [r]
     r.summary = f"all {len(required)} required areas covered by a working camera — 重点点位覆盖率 100%"
     return [r]

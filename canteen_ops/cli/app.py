@@ -41,6 +41,9 @@ GROUPS = [
 COMMANDS: list[tuple[str, str, str]] = [
     ("check", "canteen_ops.cli.check_cmd", "check"),
     ("report", "canteen_ops.cli.report_cmd", "report"),
+    ("status", "canteen_ops.cli.status_cmd", "status"),
+    ("watch", "canteen_ops.cli.watch_cmd", "watch"),
+    ("oncall", "canteen_ops.cli.oncall_cmd", "oncall"),
 ]
 
 

@@ -43,6 +43,11 @@ def select(ctx: typer.Context, school=None, device=None, kind=None, vendor=None,
     return sel.apply(env(ctx).inventory())
 
 
+def display_tz(ctx: typer.Context) -> str:
+    """The time zone people read times in (Env.timezone)."""
+    return env(ctx).timezone()
+
+
 def write_output(path, data: bytes) -> None:
     """Write a command's output file atomically; a failure is a clear error (exit 73), never a half file."""
     from canteen_ops.errors import CannotWrite
@@ -56,3 +61,20 @@ def write_output(path, data: bytes) -> None:
 
 def print_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, ensure_ascii=False, indent=2, default=str) + "\n")
+
+
+_CONTROL = None
+
+
+def cell(value: Any) -> "Text":
+    """Outside text (device answers, log records) as a table cell: never markup, and control characters (escape
+    sequences, line breaks) shown as '�' / a space instead of acting on the terminal."""
+    global _CONTROL
+    import re
+
+    from rich.text import Text
+
+    if _CONTROL is None:
+        _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+    text = "" if value is None else str(value)
+    return Text(_CONTROL.sub("�", text.replace("\n", " ").replace("\t", " ")))

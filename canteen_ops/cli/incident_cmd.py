@@ -1,4 +1,5 @@
-"""`canteen-ops incident open | ack | arrive | resolve | list | show`: faults against the plan's deadlines."""
+"""`canteen-ops incident open | ack | arrive | resolve | cancel | reopen | note | assign | list | show`: faults
+against the plan's deadlines."""
 
 from __future__ import annotations
 
@@ -18,14 +19,7 @@ NoteOpt = Annotated[Optional[str], typer.Option("--note", "-n", help="Free text 
 
 
 def _tz(ctx: typer.Context) -> str:
-    """The display time zone: the inventory's, or Asia/Shanghai when no valid inventory is at hand."""
-    from canteen_ops.errors import CanteenOpsError
-
-    e = env(ctx)
-    try:
-        return e.inventory().settings.timezone if e.inventory_path.exists() else "Asia/Shanghai"
-    except CanteenOpsError:
-        return "Asia/Shanghai"
+    return env(ctx).timezone()
 
 
 def _parse_at(at: str | None, tz: str, flag: str = "--at"):
@@ -97,7 +91,8 @@ def _act(ctx: typer.Context, verb: str, ident: str, at: str | None, **kw) -> int
 
     sla = arrive_sla(inc, utcnow())
     extra = f"; on-site SLA {sla}" if verb in ("arrive", "resolve") else ""
-    e.console.print(f"incident {inc['id'][:8]} {inc['state']}{extra}", highlight=False, markup=False)
+    done = {"add_note": "note added; ", "assign": f"assigned to {inc.get('assigned_to')}; "}.get(verb, "")
+    e.console.print(f"incident {inc['id'][:8]} {done}{inc['state']}{extra}", highlight=False, markup=False)
     return 0
 
 
@@ -121,14 +116,47 @@ def resolve(ctx: typer.Context, ident: IdArg,
     return _act(ctx, "resolve", ident, at, resolution=resolution)
 
 
+@app.command()
+def cancel(ctx: typer.Context, ident: IdArg,
+           reason: Annotated[str, typer.Option("--reason", "-r", metavar="TEXT", help="Why it was a false alarm")],
+           at: AtOpt = None) -> int:
+    """Cancel a false alarm: closed and kept in the log with the reason, left out of SLA figures."""
+    return _act(ctx, "cancel", ident, at, reason=reason)
+
+
+@app.command()
+def reopen(ctx: typer.Context, ident: IdArg, note: NoteOpt = None, at: AtOpt = None) -> int:
+    """Reopen a resolved or cancelled incident (the fault came back); its deadlines stand."""
+    return _act(ctx, "reopen", ident, at, note=note)
+
+
+@app.command()
+def note(ctx: typer.Context, ident: IdArg,
+         text: Annotated[str, typer.Argument(metavar="TEXT", help="What was done or found")],
+         at: AtOpt = None) -> int:
+    """Add a note to an incident's timeline (any state)."""
+    return _act(ctx, "add_note", ident, at, text=text)
+
+
+@app.command()
+def assign(ctx: typer.Context, ident: IdArg,
+           who: Annotated[str, typer.Argument(metavar="WHO", help="The technician who takes it on")],
+           at: AtOpt = None) -> int:
+    """Assign an active incident to a technician."""
+    return _act(ctx, "assign", ident, at, who=who)
+
+
 @app.command("list")
 def list_(ctx: typer.Context,
           overdue: Annotated[bool, typer.Option("--overdue", help="Only SLA breaches (exit 2 if any)")] = False,
           all_: Annotated[bool, typer.Option("--all", help="Include resolved incidents")] = False,
           school: Annotated[Optional[list[str]], typer.Option("--school", "-s", help="School id")] = None,
           level: Annotated[Optional[list[str]], typer.Option("--level", "-l", help="major | general")] = None,
+          device: Annotated[Optional[list[str]], typer.Option(
+              "--device", "-d", metavar="GLOB", help="Only incidents on matching devices, e.g. 'xc-cam-*'")] = None,
           json: JsonOpt = False) -> int:
-    """Active incidents (escalated ones in red); `--overdue` lists on-site deadline breaches."""
+    """Active incidents (escalated ones in red); `--all` adds resolved and cancelled ones; `--overdue` lists
+    on-site deadline breaches."""
     from canteen_ops.errors import UsageError
     from canteen_ops.incidents import escalate_overdue, list_incidents
     from canteen_ops.sla import LEVELS
@@ -141,7 +169,7 @@ def list_(ctx: typer.Context,
     now = utcnow()
     escalate_overdue(e.log(), now)
     rows = list_incidents(e.log(), include_resolved=all_, overdue=overdue, schools=school or (),
-                          levels=level or (), now=now)
+                          levels=level or (), devices=device or (), now=now)
     code = 2 if overdue and rows else 0
     if json:
         print_json(rows)
@@ -149,19 +177,25 @@ def list_(ctx: typer.Context,
     from rich.table import Table
     from rich.text import Text
 
+    from canteen_ops.cli.common import cell
+    from canteen_ops.incidents import ACTIVE_STATES
+
     tz = _tz(ctx)
     title = f"{len(rows)} {'overdue ' if overdue else ''}incident{'s' if len(rows) != 1 else ''}"
     table = Table(title=title, title_justify="left")
-    for col in ("id", "level", "state", "school", "devices", "title", "opened", "on site by", "SLA", ""):
+    assigned = any(r.get("assigned_to") for r in rows)  # the column only when someone is assigned
+    for col in ("id", "level", "state", "school", "devices", "title", *(("assigned",) if assigned else ()), "opened",
+                "on site by", "SLA", ""):
         table.add_column(col, overflow="fold")
     for r in rows:
-        escalated = bool(r.get("escalated_at")) and r["state"] != "resolved" and not r.get("arrived_at")
+        escalated = bool(r.get("escalated_at")) and r["state"] in ACTIVE_STATES and not r.get("arrived_at")
         style = "bold red" if escalated else ("red" if r["sla"] == "breached" else None)
         table.add_row(r["id"][:8], r["level"], r["state"], r["school_id"] or "", ", ".join(r["device_ids"] or []),
-                      r["title"], local(r["opened_at"], tz), local(r["arrive_deadline"], tz), r["sla"],
+                      cell(r["title"]), *((cell(r.get("assigned_to")),) if assigned else ()),
+                      local(r["opened_at"], tz), local(r["arrive_deadline"], tz), r["sla"],
                       Text("ESCALATED", style="bold white on red") if escalated else "", style=style)
     e.console.print(table)
-    if any(r.get("escalated_at") and not r.get("arrived_at") and r["state"] != "resolved" for r in rows):
+    if any(r.get("escalated_at") and not r.get("arrived_at") and r["state"] in ACTIVE_STATES for r in rows):
         e.console.print("[bold red]escalated: on-site deadline passed without arrival — report to the leading "
                         "group (领导小组)[/]")
     return code
@@ -170,7 +204,7 @@ def list_(ctx: typer.Context,
 @app.command()
 def show(ctx: typer.Context, ident: IdArg, json: JsonOpt = False) -> int:
     """One incident with its timeline."""
-    from canteen_ops.incidents import escalate_overdue, events, find_incident
+    from canteen_ops.incidents import ACTIVE_STATES, escalate_overdue, events, find_incident
     from canteen_ops.sla import arrive_sla, resolve_sla
     from canteen_ops.timeutil import local, utcnow
 
@@ -186,17 +220,21 @@ def show(ctx: typer.Context, ident: IdArg, json: JsonOpt = False) -> int:
     tz = _tz(ctx)
     c = e.console
     c.print(f"[bold]incident {inc['id']}[/bold]  {inc['level']} / {inc['state']}", highlight=False)
-    if inc.get("escalated_at") and not inc.get("arrived_at") and inc["state"] != "resolved":
+    if inc.get("escalated_at") and not inc.get("arrived_at") and inc["state"] in ACTIVE_STATES:
         c.print(f"[bold white on red] ESCALATED at {local(inc['escalated_at'], tz)} [/]", highlight=False)
     lines = [
         ("title", inc["title"]), ("description", inc.get("description") or ""),
         ("school", inc.get("school_id") or ""), ("devices", ", ".join(inc.get("device_ids") or [])),
+        ("assigned to", inc.get("assigned_to") or ""),
         ("opened", f"{local(inc['opened_at'], tz)} by {inc.get('opened_by') or ''}"
                    f" ({'inside' if inc.get('opened_in_hours') else 'outside'} working hours)"),
         ("on site by", f"{local(inc.get('arrive_deadline'), tz)}  SLA {inc['sla']}"),
         ("restore by", f"{local(inc.get('resolve_deadline'), tz)}  SLA {inc['resolve_sla']}"),
         ("resolution", inc.get("resolution") or ""),
     ]
+    if inc["state"] == "cancelled":
+        lines.append(("cancelled", f"{local(inc.get('cancelled_at'), tz)} by {inc.get('cancelled_by') or ''}: "
+                                   f"{inc.get('cancel_reason') or ''}"))
     for k, v in lines:
         c.print(f"  {k:<12} {v}", highlight=False, markup=False)
     c.print("  timeline:", highlight=False)

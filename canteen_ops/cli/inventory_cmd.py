@@ -1,4 +1,4 @@
-"""`canteen-ops inventory validate | list | ledger`."""
+"""`canteen-ops inventory validate | list | ledger | set | add-device`."""
 
 from __future__ import annotations
 
@@ -17,7 +17,9 @@ def validate(ctx: typer.Context) -> int:
     """Validate the inventory: every problem with file:line:column; exit 65 if any."""
     inv = env(ctx).inventory()
     n = len(inv.devices)
-    env(ctx).console.print(f"{inv.path}: OK — {len(inv.schools)} schools, {n} devices", highlight=False,
+    extra = "".join([f", {len(inv.settings.notify)} notify targets" if inv.settings.notify else "",
+                     f", {len(inv.roster.people)} people on the duty roster" if inv.roster and inv.roster.people else ""])
+    env(ctx).console.print(f"{inv.path}: OK — {len(inv.schools)} schools, {n} devices{extra}", highlight=False,
                            markup=False, soft_wrap=True)
     return 0
 
@@ -145,3 +147,38 @@ def _observed_facts(e) -> dict[str, dict]:
     for b in log.query("SELECT device_id, MAX(created_at) AS at FROM backups WHERE status = 'ok' GROUP BY device_id"):
         out.setdefault(b["device_id"], {})["last_backup_at"] = b["at"]
     return out
+
+
+@app.command("set")
+def set_(ctx: typer.Context,
+         device: Annotated[str, typer.Argument(metavar="DEVICE", help="Device id")],
+         assignments: Annotated[list[str], typer.Argument(
+             metavar="KEY=VALUE...", help="e.g. serial=DS2024X model=DS-2CD2386G2-IU host=10.12.1.22; KEY= removes")],
+         ) -> int:
+    """Change a device in the inventory file (a camera replaced on site): comments and layout kept, validated
+    first (exit 65, file untouched), written atomically."""
+    from canteen_ops.inventory.edit import parse_assignments, set_device
+
+    e = env(ctx)
+    changes = set_device(e.inventory_path, device, parse_assignments(assignments))
+    for line in changes:
+        e.console.print(f"{device}: {line}", highlight=False, markup=False)
+    e.console.print(f"{e.inventory_path} updated", highlight=False, markup=False)
+    return 0
+
+
+@app.command("add-device")
+def add_device(ctx: typer.Context,
+               school: Annotated[str, typer.Argument(metavar="SCHOOL", help="School id or name")],
+               assignments: Annotated[list[str], typer.Argument(
+                   metavar="KEY=VALUE...", help="At least id, kind, vendor, host, e.g. id=xc-cam-08 kind=camera "
+                   "vendor=hikvision host=10.12.1.28 area=仓库")],
+               ) -> int:
+    """Add a device to a school in the inventory file: comments and layout kept, validated first (exit 65, file
+    untouched), written atomically."""
+    from canteen_ops.inventory.edit import add_device as add, parse_assignments
+
+    e = env(ctx)
+    new_id = add(e.inventory_path, school, parse_assignments(assignments))
+    e.console.print(f"device {new_id} added to {school} in {e.inventory_path}", highlight=False, markup=False)
+    return 0

@@ -42,7 +42,9 @@ def up(ctx: typer.Context,
        faults: Annotated[str, typer.Option(metavar="SPEC", help="Faults at start: DEVICE:FAULT[=VALUE][,...] (DEVICE may be a glob)")] = "",
        directory: DirOpt = None,
        foreground: Annotated[bool, typer.Option("--foreground", help="Run in this terminal (Ctrl-C stops)")] = False,
-       first_address: Annotated[str, typer.Option(metavar="IP", help="First device address (then sequential)")] = "127.0.1.1",
+       first_address: Annotated[Optional[str], typer.Option(
+           metavar="IP", help="First device address (then sequential) [default: 127.0.1.1, or the next free block "
+           "when that one is taken]")] = None,
        http_port: Annotated[int, typer.Option(metavar="PORT", help="HTTP port of every device")] = 8080,
        rtsp_port: Annotated[int, typer.Option(metavar="PORT", help="RTSP port of every device")] = 8554,
        seed: Annotated[Optional[int], typer.Option(metavar="N", help="Random seed for serials and MACs")] = None,
@@ -57,13 +59,21 @@ def up(ctx: typer.Context,
     from canteen_ops.lab.service import build_from_args
 
     d = control.lab_dir(directory)
+    e = env(ctx)
+    if first_address is None:  # the default block may be taken (another lab, another user): move to a free one
+        from canteen_ops.lab.fleet import FIRST_ADDRESS
+
+        first_address, taken = control.free_block(schools * (cameras_per_school + 1), (http_port, rtsp_port),
+                                                  FIRST_ADDRESS)
+        if taken:
+            typer.echo(f"The default address block is in use ({taken} is taken); using the free block from "
+                       f"{first_address} instead.", err=True)
     args = argparse.Namespace(schools=schools, cameras_per_school=cameras_per_school, vendors=vendors, faults=faults,
                               first_address=first_address, http_port=http_port, rtsp_port=rtsp_port, seed=seed)
     try:
         fleet = build_from_args(args)  # validate everything before starting anything
     except (FleetError, ValueError) as exc:
         raise UsageError(str(exc)) from None
-    e = env(ctx)
     if foreground:
         return _foreground(fleet, d, schools, e, warm)
     argv = ["--schools", str(schools), "--cameras-per-school", str(cameras_per_school), "--vendors", vendors,

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from canteen_ops.cli.common import JsonOpt, env, print_json
+from canteen_ops.cli.common import AreaOpt, DeviceOpt, JsonOpt, SchoolOpt, TagOpt, VendorOpt, env, print_json
 
 app = typer.Typer(help="The maintenance log: list, add technician notes, show, export.", no_args_is_help=True)
 
@@ -16,41 +16,92 @@ NOTE_KINDS = ("inspection", "cleaning", "repair", "replacement", "config", "othe
 
 @app.command("list")
 def list_(ctx: typer.Context,
-          school: Annotated[Optional[list[str]], typer.Option("--school", "-s", metavar="SCHOOL", help="School id")] = None,
-          device: Annotated[Optional[list[str]], typer.Option("--device", "-d", metavar="GLOB", help="Device id glob")] = None,
+          school: SchoolOpt = None, device: DeviceOpt = None, vendor: VendorOpt = None, area: AreaOpt = None,
+          tag: TagOpt = None,
           kind: Annotated[Optional[list[str]], typer.Option(
-              "--kind", metavar="KIND", help="Record kind: run, check, backup, snapshot, firmware, incident, change, note, step")] = None,
-          since: Annotated[Optional[str], typer.Option(metavar="WHEN", help="e.g. 24h, 7d or 2026-11-01")] = None,
+              "--kind", metavar="KIND", help="Record kind: run, check, backup, snapshot, firmware, incident, change, note, step, notify")] = None,
+          since: Annotated[Optional[str], typer.Option(metavar="WHEN", help="From: e.g. 24h, 7d or 2026-11-01 (local time)")] = None,
+          until: Annotated[Optional[str], typer.Option(
+              metavar="WHEN", help="Before: e.g. 1h or 2026-11-30 (a date includes that day)")] = None,
+          grep: Annotated[Optional[str], typer.Option(
+              metavar="TEXT", help="Only entries whose text contains TEXT (findings, notes, incidents, changes, ...)")] = None,
           limit: Annotated[int, typer.Option(metavar="N", help="At most this many entries (0 = all)")] = 50,
           json: JsonOpt = False) -> int:
-    """Newest log entries first."""
+    """Newest log entries first. --vendor/--area/--tag pick devices through the inventory (--kind here is the
+    record kind)."""
     from canteen_ops.errors import UsageError
     from canteen_ops.store.entries import KINDS, list_entries
-    from canteen_ops.timeutil import iso, local, parse_since
+    from canteen_ops.timeutil import iso, local, parse_since, parse_until
 
     for k in kind or ():
         if k not in KINDS:
             raise UsageError(f"--kind {k!r}: expected one of {', '.join(KINDS)}")
-    try:
-        since_iso = iso(parse_since(since)) if since else None
-    except ValueError as exc:
-        raise UsageError(f"--since: {exc}") from None
+    if grep is not None and not grep.strip():
+        raise UsageError("--grep: give the text to look for")
     e = env(ctx)
-    rows = list_entries(e.log(), kinds=tuple(kind or ()), schools=tuple(school or ()),
-                        devices=tuple(device or ()), since=since_iso, limit=limit or None)
+    inv = _inventory_or_none(e)
+    tz = inv.settings.timezone if inv else "Asia/Shanghai"
+    bounds = {}
+    for flag, value, parse in (("--since", since, parse_since), ("--until", until, parse_until)):
+        try:
+            bounds[flag] = iso(parse(value, tz=tz)) if value else None
+        except ValueError as exc:
+            raise UsageError(f"{flag}: {exc}") from None
+    devices = tuple(device or ())
+    if vendor or area or tag:  # device attributes live in the inventory, not in the log
+        from canteen_ops.cli.common import select
+
+        devices = tuple(d.id for d in select(ctx, school, device, None, vendor, area, tag))
+        if not devices:
+            raise UsageError("no devices match the selection")
+    rows = list_entries(e.log(), kinds=tuple(kind or ()), schools=_school_ids(inv, school or ()),
+                        devices=devices, since=bounds["--since"], until=bounds["--until"],
+                        grep=grep.strip() if grep else None, limit=limit or None)
     if json:
         print_json(rows)
         return 0
     from rich.table import Table
 
-    table = Table(title=f"{len(rows)} entries", title_justify="left")
+    from canteen_ops.cli.common import cell
+
+    table = Table(title=f"{len(rows)} entr{'y' if len(rows) == 1 else 'ies'}", title_justify="left")
     for col in ("when (local)", "kind", "id", "school", "device", "status", "summary", "by"):
         table.add_column(col, overflow="fold")
     for r in rows:
-        table.add_row(local(r["at"]), r["kind"], r["id"][:8], r["school_id"] or "", r["device_id"] or "",
-                      r["status"] or "", r["summary"] or "", r["operator"] or "")
+        table.add_row(local(r["at"], tz), r["kind"], r["id"][:8], cell(r["school_id"]), cell(_devices(r["device_id"])),
+                      cell(r["status"]), cell(r["summary"]), cell(r["operator"]))
     e.console.print(table)
     return 0
+
+
+def _inventory_or_none(e):
+    """The inventory when one is at hand (school names, time zone); the log is readable without it."""
+    from canteen_ops.errors import CanteenOpsError
+
+    if not e.inventory_path.exists():
+        return None
+    try:
+        return e.inventory()
+    except CanteenOpsError:
+        return None
+
+
+def _school_ids(inv, values) -> tuple[str, ...]:
+    """--school values as id globs: a school's name becomes its id."""
+    names = {s.name: s.id for s in inv.schools} if inv else {}
+    return tuple(names.get(v, v) for v in values)
+
+
+def _devices(value) -> str:
+    """A record's device: one id, or an incident's / change's list of ids (stored as JSON)."""
+    import json as _json
+
+    if isinstance(value, str) and value.startswith("["):
+        try:
+            return ", ".join(map(str, _json.loads(value)))
+        except ValueError:
+            pass
+    return value or ""
 
 
 @app.command()

@@ -15,9 +15,11 @@ app = typer.Typer(help="Playbooks: nightly jobs, daily inspection (巡检) and e
 
 
 def playbook_dirs() -> list[Path]:
-    """Where playbooks are looked up by name: $CANTEEN_OPS_PLAYBOOKS, ./playbooks, then the shipped ones."""
+    """Where playbooks are looked up by name: $CANTEEN_OPS_PLAYBOOKS, ./playbooks, then the shipped ones (inside
+    the installed package, see setup.py; in a checkout, its top-level playbooks/)."""
     dirs = [Path(p) for p in os.environ.get("CANTEEN_OPS_PLAYBOOKS", "").split(os.pathsep) if p]
-    return dirs + [Path("playbooks"), Path(__file__).resolve().parents[2] / "playbooks"]
+    pkg = Path(__file__).resolve().parents[1]
+    return dirs + [Path("playbooks"), pkg / "playbooks" / "shipped", pkg.parent / "playbooks"]
 
 
 def resolve(name: str) -> Path:
@@ -30,7 +32,8 @@ def resolve(name: str) -> Path:
         for candidate in (d / name, d / f"{name}.yaml", d / f"{name}.yml"):
             if candidate.is_file():
                 return candidate
-    raise NotFound(f"playbook {name!r} not found (looked in {', '.join(str(d) for d in playbook_dirs())})")
+    dirs = [str(d) for d in playbook_dirs() if d.is_dir()] or ["(no playbook directory exists)"]
+    raise NotFound(f"playbook {name!r} not found (looked in {', '.join(dirs)})")
 
 
 @app.command()

@@ -6,8 +6,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from canteen_ops.cli.common import (AreaOpt, DeviceOpt, JsonOpt, KindOpt, SchoolOpt, TagOpt, VendorOpt, env,
-                                    print_json, select)
+from canteen_ops.cli.common import (AreaOpt, DeviceOpt, JsonOpt, KindOpt, SchoolOpt, TagOpt, VendorOpt, display_tz,
+                                    env, print_json, select)
 
 app = typer.Typer(help="Config snapshots: take, show, diff, drift against the accepted baseline and policy, "
                        "accept a baseline.", no_args_is_help=True)
@@ -77,6 +77,7 @@ def show(ctx: typer.Context, device: DeviceArg,
 
     e = env(ctx)
     log = e.log()
+    tz = display_tz(ctx)
     if history:
         rows = log.query("SELECT id, created_at, updated_at, sha256, accepted_at, accepted_by FROM snapshots "
                          "WHERE device_id = ? ORDER BY seq DESC", [device])
@@ -84,8 +85,8 @@ def show(ctx: typer.Context, device: DeviceArg,
             print_json(rows)
             return 0
         for r in rows:
-            mark = f"  baseline (accepted {local(r['accepted_at'])} by {r['accepted_by']})" if r["accepted_at"] else ""
-            e.console.print(f"{r['id'][:8]}  taken {local(r['created_at'])}  last seen {local(r['updated_at'])}  "
+            mark = f"  baseline (accepted {local(r['accepted_at'], tz)} by {r['accepted_by']})" if r["accepted_at"] else ""
+            e.console.print(f"{r['id'][:8]}  taken {local(r['created_at'], tz)}  last seen {local(r['updated_at'], tz)}  "
                             f"sha256 {r['sha256'][:12]}{mark}", markup=False, highlight=False)
         return 0
     row = find_snapshot(log, device, snapshot_id) if snapshot_id else (newest(log, device) or [None])[0]
@@ -96,7 +97,7 @@ def show(ctx: typer.Context, device: DeviceArg,
     else:
         import json as _json
 
-        e.console.print(f"# snapshot {row['id']} of {device}, taken {local(row['created_at'])}, sha256 "
+        e.console.print(f"# snapshot {row['id']} of {device}, taken {local(row['created_at'], tz)}, sha256 "
                         f"{row['sha256']}" + (" (baseline)" if row["accepted_at"] else ""), markup=False,
                         highlight=False)
         e.console.print(_json.dumps(row["data"], ensure_ascii=False, indent=2, sort_keys=True), markup=False,
@@ -105,19 +106,34 @@ def show(ctx: typer.Context, device: DeviceArg,
 
 
 @app.command("diff")
-def diff_(ctx: typer.Context, device: DeviceArg,
+def diff_(ctx: typer.Context,
+          device: Annotated[Optional[str], typer.Argument(metavar="[DEVICE]", help="Device id")] = None,
           old: Annotated[Optional[str], typer.Argument(metavar="[OLD]", help="Older snapshot id [default: the "
                                                        "second newest]")] = None,
           new: Annotated[Optional[str], typer.Argument(metavar="[NEW]", help="Newer snapshot id [default: the "
                                                        "newest]")] = None,
+          since: Annotated[Optional[str], typer.Option(
+              metavar="WHEN", help="What changed fleet-wide since then (24h, 7d, 2026-11-01), on the selection")] = None,
+          school: SchoolOpt = None, device_glob: Annotated[Optional[list[str]], typer.Option(
+              "--device", "-d", metavar="GLOB", help="Device id glob (with --since)")] = None,
+          kind: KindOpt = None, vendor: VendorOpt = None, area: AreaOpt = None, tag: TagOpt = None,
           json: JsonOpt = False) -> int:
-    """Per-field differences between two snapshots (dotted paths, old → new). Exit 0 identical, 1 different."""
+    """Per-field differences between two snapshots of DEVICE (dotted paths, old → new), or with --since what
+    changed on every selected device in that window. Exit 0 identical / nothing changed, 1 different."""
     from canteen_ops.errors import NotFound, UsageError
     from canteen_ops.tasks.snapshot import _ABSENT, diff, find_snapshot, newest
     from canteen_ops.timeutil import local
 
     e = env(ctx)
+    if since is not None:
+        if old or new:
+            raise UsageError("--since compares each device's snapshot at that time with its newest; give no ids")
+        return _diff_since(ctx, since, [device] if device else None,
+                           (school, device_glob, kind, vendor, area, tag), json)
+    if device is None:
+        raise UsageError("give a DEVICE, or --since WHEN for the whole selection")
     log = e.log()
+    tz = display_tz(ctx)
     if new and not old:
         raise UsageError("give OLD as well as NEW")
     if old:
@@ -131,17 +147,62 @@ def diff_(ctx: typer.Context, device: DeviceArg,
         b, a = two
     changes = diff(a["data"], b["data"])
     if json:
-        print_json({"old": a["id"], "new": b["id"], "changes": [
-            {"path": c.path, "old": None if c.old is _ABSENT else c.old, "new": None if c.new is _ABSENT else c.new}
-            for c in changes]})
+        print_json({"old": a["id"], "new": b["id"], "changes": _changes_json(changes, _ABSENT)})
         return 1 if changes else 0
-    e.console.print(f"--- {a['id'][:8]} taken {local(a['created_at'])}\n+++ {b['id'][:8]} taken "
-                    f"{local(b['created_at'])}", markup=False, highlight=False)
+    e.console.print(f"--- {a['id'][:8]} taken {local(a['created_at'], tz)}\n+++ {b['id'][:8]} taken "
+                    f"{local(b['created_at'], tz)}", markup=False, highlight=False)
     for c in changes:
         e.console.print(c.render(), markup=False, highlight=False)
     if not changes:
         e.console.print("no differences", highlight=False)
     return 1 if changes else 0
+
+
+def _changes_json(changes, absent) -> list[dict]:
+    return [{"path": c.path, "old": None if c.old is absent else c.old, "new": None if c.new is absent else c.new}
+            for c in changes]
+
+
+def _diff_since(ctx: typer.Context, since: str, device_ids: list[str] | None, selection: tuple, json: bool) -> int:
+    from canteen_ops.errors import UsageError
+    from canteen_ops.tasks.snapshot import _ABSENT, changes_since
+    from canteen_ops.timeutil import iso, local, parse_since
+
+    e = env(ctx)
+    tz = display_tz(ctx)
+    try:
+        start = parse_since(since, tz=tz)
+    except ValueError as exc:
+        raise UsageError(f"--since: {exc}") from None
+    if device_ids:
+        devices = [_device(ctx, d) for d in device_ids]
+    else:
+        devices = select(ctx, *selection)
+        if not devices:
+            raise UsageError("no device matches the selection")
+    found = changes_since(e.log(), devices, iso(start))
+    if json:
+        print_json({"since": iso(start), "devices": [
+            {**{k: v for k, v in f.items() if k != "changes"}, "changes": _changes_json(f["changes"], _ABSENT)}
+            for f in found]})
+        return 1 if found else 0
+    c = e.console
+    c.print(f"snapshot changes since {local(iso(start), tz)} on {len(devices)} device"
+            f"{'s' if len(devices) != 1 else ''}: {len(found)} changed", markup=False, highlight=False)
+    for f in found:
+        head = f"{f['school_id']}/{f['device_id']}: "
+        if f["old"] is None:
+            c.print(head + f"first snapshot {f['new'][:8]} taken {local(f['new_at'], tz)}", markup=False,
+                    highlight=False)
+            continue
+        n = len(f["changes"])
+        what = f"{n} field{'s' if n != 1 else ''} changed" if n else \
+            f"changed and changed back ({f['snapshots']} snapshots in the window)"
+        c.print(head + f"{what}, {f['old'][:8]} → {f['new'][:8]} (taken {local(f['new_at'], tz)})",
+                markup=False, highlight=False)
+        for ch in f["changes"]:
+            c.print("  " + ch.render(), markup=False, highlight=False)
+    return 1 if found else 0
 
 
 @app.command()

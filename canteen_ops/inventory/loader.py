@@ -46,7 +46,7 @@ TIME_RE = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
 # Settings that may appear at defaults, group, school and device level and are inherited downwards.
 INHERITED = {"credentials", "port", "rtsp_port", "https", "timeout", "policy", "tags"}
 SCHOOL_INHERITED = INHERITED | {"working_hours"}
-TOP_KEYS = {"version", "settings", "defaults", "credentials", "groups", "schools"}
+TOP_KEYS = {"version", "settings", "defaults", "credentials", "groups", "schools", "roster"}
 SETTINGS_KEYS = {f.name for f in fields(Settings)}
 CRED_KEYS = {"username", "password_env", "password_file", "password"}
 GROUP_KEYS = SCHOOL_INHERITED | {"description"}
@@ -167,6 +167,10 @@ class _Validator:
 
     def host(self, v: Any, path: tuple) -> str | None:
         if self.typed(v, path, str, "a host name or IP address") is None:
+            return None
+        hint = _host_hint(v)
+        if hint:
+            self.problem(path, hint)
             return None
         try:
             ipaddress.ip_address(v)
@@ -295,6 +299,35 @@ class _Validator:
         return None if day is None else (day, day)
 
 
+def _host_hint(v: str) -> str | None:
+    """A `host` written as a URL, with a port, or with credentials: name the likely cause. Credentials are never
+    echoed (the password is remembered as a secret, so no later message shows it either)."""
+    rest = v.strip()
+    scheme = re.match(r"^([A-Za-z][A-Za-z0-9+.-]{0,15})://", rest)
+    if scheme:
+        rest = rest[scheme.end():]
+    rest = rest.split("/", 1)[0]
+    if "@" in rest:
+        from canteen_ops.redact import remember_secret
+
+        userinfo, _, rest = rest.rpartition("@")
+        if ":" in userinfo:
+            remember_secret(userinfo.split(":", 1)[1])
+        return ("host contains a user name or password (user:password@…; not shown): write the address only, "
+                "and give credentials by name (credentials: password_env / password_file)")
+    port = None
+    m = re.fullmatch(r"(\[[0-9A-Fa-f:.]+\]|[^:\[\]]+):(\d{1,5})", rest)
+    if m:
+        rest, port = m.group(1).strip("[]"), m.group(2)
+    if not scheme and port is None:
+        return None
+    fix = [f"host: {rest}"] + ([f"port: {port}"] if port else [])
+    if scheme and scheme.group(1).lower() == "https":
+        fix.append("https: true")
+    what = "a URL" if scheme else "a port"
+    return f"host {v!r} contains {what}: the host is the address only; use `port:` for the port ({', '.join(fix)})"
+
+
 def _as_tuple(kind: type | tuple) -> tuple:
     return kind if isinstance(kind, tuple) else (kind,)
 
@@ -384,7 +417,11 @@ def _build(v: _Validator, data: Any) -> Inventory | None:
 
     # settings
     sraw = v.mapping(root.get("settings") or {}, ("settings",), SETTINGS_KEYS)
-    settings = Settings(**{k: v.string(sraw, k, ("settings",)) for k in SETTINGS_KEYS if sraw.get(k) is not None})
+    from canteen_ops.notify.config import parse_targets
+    from canteen_ops.roster import parse_roster
+
+    settings = Settings(**{k: v.string(sraw, k, ("settings",)) for k in SETTINGS_KEYS - {"notify"}
+                           if sraw.get(k) is not None}, notify=parse_targets(v, sraw.get("notify"), ("settings", "notify")))
     if sraw.get("timezone") and not _valid_tz(str(sraw["timezone"])):
         v.problem(("settings", "timezone"), f"unknown time zone {sraw['timezone']!r}")
 
@@ -525,6 +562,15 @@ def _build(v: _Validator, data: Any) -> Inventory | None:
             elif dm.get("nvr_channel") is not None:
                 v.problem(dp + ("nvr_channel",), "nvr_channel needs nvr")
 
+    roster = None
+    scope = {"schools": set(school_ids), "groups": set(groups),
+             "districts": {sm.get("district") for sm, *_ in pending if isinstance(sm.get("district"), str)}}
+    if root.get("roster") is not None:
+        if settings.roster_file:
+            v.problem(("roster",), "the roster is in settings.roster_file already: keep one of them")
+        roster = parse_roster(v, root["roster"], ("roster",), settings.timezone,
+                              [t.name for t in settings.notify], scope)
+
     if v.problems:
         return None
 
@@ -559,7 +605,20 @@ def _build(v: _Validator, data: Any) -> Inventory | None:
     return Inventory(
         path=v.file, version=version, settings=settings, policy=default_policy, credentials=creds,
         groups=tuple(groups), schools=tuple(schools), warnings=tuple(v.warnings),
+        roster=roster if roster is not None else _roster_file(v.file, settings, scope),
     )
+
+
+def _roster_file(inventory_file: str, settings: Settings, scope: dict):
+    """settings.roster_file, relative to the inventory's directory; its problems carry its own file:line."""
+    if not settings.roster_file:
+        return None
+    from canteen_ops.roster import load_roster_file
+
+    path = Path(settings.roster_file).expanduser()
+    if not path.is_absolute() and not inventory_file.startswith("<"):
+        path = Path(inventory_file).parent / path
+    return load_roster_file(str(path), settings.timezone, [t.name for t in settings.notify], scope)
 
 
 def _s(value: Any) -> str | None:

@@ -111,6 +111,11 @@ class Policy:
     incident_general_inside_h: float = 2.0
     incident_general_outside_h: float = 4.0
     incident_resolve_h: float = 24.0
+    # `watch` (docs/watch.md): minutes between the slow checks (recordings, stream, picture, coverage) of a school,
+    # and the hold-down after an automatic resolve: a fault that comes back within it re-opens the same incident
+    # once, which then stays open until the device has been well for a whole hold-down (a flapping device).
+    watch_slow_interval_min: float = 60.0
+    watch_hold_down_min: float = 30.0
 
     @property
     def min_width_height(self) -> tuple[int, int]:
@@ -188,6 +193,8 @@ class Settings:
     upstream_token_env: str = "CANTEEN_OPS_UPSTREAM_TOKEN"
     upstream_token_file: str | None = None
     timezone: str = "Asia/Shanghai"
+    notify: tuple = ()  # NotifyTarget (canteen_ops/notify/config.py)
+    roster_file: str | None = None  # the duty roster in its own file (canteen_ops/roster.py)
 
 
 @dataclass(frozen=True)
@@ -200,6 +207,10 @@ class Inventory:
     groups: tuple[str, ...]
     schools: tuple[School, ...]
     warnings: tuple[str, ...] = ()
+    roster: object = None  # canteen_ops.roster.Roster: who is on duty (定岗值班); None when none is declared
+
+    def notify_target(self, name: str):
+        return next((t for t in self.settings.notify if t.name == name), None)
 
     @property
     def devices(self) -> list[Device]:

@@ -176,12 +176,33 @@ def read_input_file(path, what: str, missing_hint: str = ""):
 
     name = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        raw = Path(path).read_bytes()
     except FileNotFoundError:
         raise NotFound(f"{name}: {what} not found" + (f" ({missing_hint})" if missing_hint else "")) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InvalidFile([Problem(name, 1, 1, "", f"cannot read {what}: {exc}")]) from None
-    return parse_input_text(text, name)
+    except OSError as exc:
+        raise InvalidFile([Problem(name, 1, 1, "", f"cannot read {what}: {exc.strerror or exc}")]) from None
+    return parse_input_text(decode_input(raw, name, what), name)
+
+
+def decode_input(raw: bytes, name: str, what: str) -> str:
+    """Our input files are UTF-8. Editors on Chinese Windows often save as GBK (ANSI) or UTF-16 ("Unicode"): say
+    so, and how to fix it, instead of a codec error."""
+    from canteen_ops.errors import InvalidFile, Problem
+
+    save = "save it as UTF-8 (in Notepad: File → Save as → Encoding: UTF-8)"
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")) or (len(raw) >= 4 and raw[:200].count(b"\x00") * 3 > min(len(raw), 200)):
+        raise InvalidFile([Problem(name, 1, 1, "", f"the {what} is saved as UTF-16 (\"Unicode\"): {save}")])
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        try:
+            raw.decode("gb18030")
+            guess = "saved as GBK/GB18030 (the Chinese Windows ANSI encoding), not UTF-8"
+        except UnicodeDecodeError:
+            guess = "not UTF-8 text"
+        raise InvalidFile([Problem(name, line, column, "", f"the {what} is {guess}: {save}")]) from None
 
 
 def parse_input_text(text: str, name: str):
@@ -191,6 +212,12 @@ def parse_input_text(text: str, name: str):
     try:
         data, positions, duplicates = load_with_positions(text)
     except YamlSyntaxError as exc:
+        tabbed = [i for i, line in enumerate(text.splitlines(), 1) if "\t" in line[:len(line) - len(line.lstrip())]]
+        if tabbed:  # PyYAML's own message ("found character '\t' that cannot start any token") hides the cause
+            line = tabbed[0]
+            raise InvalidFile([Problem(name, line, 1, "", "this line is indented with a tab: YAML indentation must "
+                                       f"use spaces ({len(tabbed)} line{'s' if len(tabbed) != 1 else ''} with tabs; "
+                                       "replace each tab with spaces)")]) from None
         raise InvalidFile([Problem(name, exc.mark.line, exc.mark.column, "", exc.message)]) from None
     problems = [Problem(name, mark.line, mark.column, format_path(p), msg) for p, mark, msg in duplicates]
     return data, positions, problems

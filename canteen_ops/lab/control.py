@@ -146,3 +146,44 @@ def stop(directory: Path, timeout: float = 15.0) -> int:
         if not pid_alive(pid):
             break
     return pid
+
+
+def block_in_use(addresses: list[str], ports: tuple[int, ...]) -> str | None:
+    """The first 'address:port' of this block that something already listens on (or holds), else None."""
+    import socket
+
+    for addr in addresses:
+        for port in ports:
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            try:
+                s.bind((addr, port))
+            except OSError:
+                return f"{addr}:{port}"
+            finally:
+                s.close()
+    return None
+
+
+def free_block(n_devices: int, ports: tuple[int, ...], first: str, tries: int = 64) -> tuple[str, str | None]:
+    """A first address whose block of n_devices loopback addresses is free on these ports: `first` itself when it
+    is, else the next free block (moving by whole /24s). Returns (first address, what was in use or None)."""
+    import ipaddress
+
+    from canteen_ops.errors import Unavailable
+    from canteen_ops.lab.fleet import _addresses
+
+    start = ipaddress.IPv4Address(first)
+    span = (n_devices + 253) // 254  # /24s one block covers (.0 and .255 are skipped)
+    taken_first = None
+    for k in range(tries):
+        candidate = start + 256 * span * k
+        if not candidate.is_loopback:
+            break
+        gen = _addresses(str(candidate))
+        block = [next(gen) for _ in range(n_devices)]
+        taken = block_in_use(block, ports)
+        if taken is None:
+            return str(candidate), taken_first
+        taken_first = taken_first or taken
+    raise Unavailable(f"no free block of {n_devices} loopback addresses from {first} (first in use: {taken_first}); "
+                      "stop the other lab or pass --first-address")

@@ -276,6 +276,18 @@ def inventory_dict(fleet: Fleet, secret_paths: dict[str, Path]) -> dict[str, Any
     }
 
 
+# A duty roster (定岗值班) for lab inventories (`make demo`, tests): day and night technicians, a supervisor and a
+# manager always on call. Not written by `lab up`: add it to try `watch` escalation and `oncall`.
+DUTY_ROSTER = [
+    {"name": "张伟", "role": "technician", "phone": "13800000001",
+     "shifts": [{"days": ["mon", "tue", "wed", "thu", "fri"], "start": "08:00", "end": "18:00"}]},
+    {"name": "王芳", "role": "technician", "phone": "13800000002",
+     "shifts": [{"start": "18:00", "end": "08:00"}, {"days": ["sat", "sun"]}]},
+    {"name": "李主管", "role": "supervisor", "phone": "13900000001", "shifts": [{}]},
+    {"name": "赵经理", "role": "manager", "phone": "13700000001", "shifts": [{}]},
+]
+
+
 def write_inventory(fleet: Fleet, directory: Path) -> Path:
     """Write DIR/secrets/*.password, DIR/firmware-catalog.yaml and DIR/inventory.yaml (atomically);
     returns the inventory path."""

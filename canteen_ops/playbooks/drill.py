@@ -51,7 +51,7 @@ def print_drill_report(env: "Env", log: "MaintenanceLog", book: "Playbook", outc
                                              f"within deadline: {summary['all_within_deadline']}", summary))
     if env.quiet:
         return
-    tz = env.inventory().settings.timezone if env.inventory_path.exists() else "Asia/Shanghai"
+    tz = env.timezone()
     table = Table(title=f"演练报告 drill report: {book.name}", title_justify="left")
     for col in ("#", "step", "start (local)", "seconds", "by", "status"):
         table.add_column(col)

@@ -71,11 +71,15 @@ def playbook_lock(lock_dir: Path, name: str):
 
 class PlaybookRunner:
     def __init__(self, book: Playbook, env: "Env", *, check_mode: bool = False, non_interactive: bool = False,
-                 variables: dict[str, str] | None = None, ask=input):
+                 variables: dict[str, str] | None = None, ask=input, now: "dt.datetime | None" = None):
+        from zoneinfo import ZoneInfo
+
         self.book, self.env = book, env
         self.check_mode, self.non_interactive = check_mode, non_interactive
-        now = utcnow()
-        self.vars = {"operator": env.operator, "date": now.strftime("%Y-%m-%d"), "now": iso(now),
+        now = now or utcnow()
+        # {{ date }} is the day where the work happens: at 01:06 in Shanghai that is already tomorrow in UTC terms
+        day = now.astimezone(ZoneInfo(env.timezone())).strftime("%Y-%m-%d")
+        self.vars = {"operator": env.operator, "date": day, "now": iso(now),
                      **book.variables, **(variables or {})}
         self.ask = ask
         self.out = env.console
@@ -94,6 +98,9 @@ class PlaybookRunner:
                 from canteen_ops.playbooks.drill import print_drill_report
 
                 print_drill_report(self.env, log, self.book, outcome)
+            from canteen_ops.notify.hooks import notify_playbook
+
+            notify_playbook(self.env, log, self.book, outcome)
             return outcome
 
     def _plan(self) -> PlaybookOutcome:
@@ -151,7 +158,7 @@ class PlaybookRunner:
             device = args.pop("device", None)
             if not device:
                 raise UsageError(f"step {step.index}: incident {args.get('action')} needs device")
-            rows = log.query("SELECT id FROM incidents WHERE state != 'resolved' AND device_ids LIKE ? "
+            rows = log.query("SELECT id FROM incidents WHERE state IN ('open', 'acked', 'arrived') AND device_ids LIKE ? "
                              "ORDER BY seq DESC LIMIT 1", [f'%"{device}"%'])
             if not rows:
                 raise UsageError(f"no open incident for device {device}")

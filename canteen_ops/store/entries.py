@@ -27,21 +27,45 @@ _PARTS = {
     "note": "SELECT 'note', x.id, x.at, x.school_id, x.device_id, x.kind, x.text, x.operator FROM notes x",
     "step": "SELECT 'step', x.id, x.started_at, NULL, NULL, x.status, x.playbook || ' #' || x.step_index || ' ' || "
             "COALESCE(x.step_name, x.task), x.actor FROM playbook_steps x",
+    # the notification outbox (local, not synced): a target's name and the message title, never its URL
+    "notify": "SELECT 'notify', x.id, COALESCE(x.sent_at, x.last_attempt_at, x.created_at), NULL, NULL, "
+              "x.state || CASE WHEN x.attempts > 1 THEN ' (' || x.attempts || ' attempts)' ELSE '' END, "
+              "x.target || ' ' || x.event || ': ' || x.title || COALESCE(' — ' || x.last_error, ''), NULL FROM outbox x",
 }
 KINDS = tuple(_PARTS)
+# kind → (table searched by --grep, its alias in the part above); runs and snapshots hold no free text.
+_TEXT = {"check": ("results", "x"), "backup": ("backups", "x"), "firmware": ("firmware_findings", "x"),
+         "incident": ("incidents", "x"), "change": ("changes", "x"), "note": ("notes", "x"),
+         "step": ("playbook_steps", "x")}
 COLUMNS = ("kind", "id", "at", "school_id", "device_id", "status", "summary", "operator")
 
 
 def list_entries(log: MaintenanceLog, *, kinds: tuple[str, ...] = (), schools: tuple[str, ...] = (),
-                 devices: tuple[str, ...] = (), since: str | None = None, limit: int | None = None
-                 ) -> list[dict[str, Any]]:
-    parts = [_PARTS[k] for k in (kinds or KINDS)]
+                 devices: tuple[str, ...] = (), since: str | None = None, until: str | None = None,
+                 grep: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+    """Timeline entries, newest first. `schools` and `devices` are ids or globs; `since` inclusive, `until`
+    exclusive (UTC ISO); `grep` keeps entries whose text contains it (store/search.py)."""
+    from canteen_ops.store import search
+
+    parts, params = [], []
+    for k in kinds or KINDS:
+        if not grep:
+            parts.append(_PARTS[k])
+        elif k in _TEXT:
+            table, alias = _TEXT[k]
+            cond, p = search.match(table, alias, grep)
+            if k == "incident":  # an incident is also found by the notes on its timeline
+                ev_cond, ev_p = search.match("incident_events", "e", grep)
+                cond = f"({cond} OR {alias}.id IN (SELECT e.incident_id FROM incident_events e WHERE {ev_cond}))"
+                p += ev_p
+            parts.append(f"{_PARTS[k]} WHERE {cond}")
+            params += p
     # Name the columns through a first, empty SELECT (SQLite has no `AS alias(cols)`).
     header = "SELECT " + ", ".join(f"NULL AS {c}" for c in COLUMNS) + " WHERE 0"
     union = " UNION ALL ".join([header, *parts])
-    where, params = [], []
+    where = []
     if schools:
-        where.append(f"school_id IN ({', '.join('?' * len(schools))})")
+        where.append("(" + " OR ".join("school_id GLOB ?" for _ in schools) + ")")
         params += list(schools)
     if devices:
         # incidents and changes hold a JSON list of device ids; match either form, with globs.
@@ -53,6 +77,9 @@ def list_entries(log: MaintenanceLog, *, kinds: tuple[str, ...] = (), schools: t
     if since:
         where.append("at >= ?")
         params.append(since)
+    if until:
+        where.append("at < ?")
+        params.append(until)
     sql = f"SELECT * FROM ({union})"
     if where:
         sql += " WHERE " + " AND ".join(where)

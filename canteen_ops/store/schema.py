@@ -6,6 +6,9 @@ To change the schema, append a migration; never edit one that has shipped.
 from __future__ import annotations
 
 import sqlite3
+from typing import Callable
+
+from canteen_ops.store import search
 
 # Columns every synced table starts with.
 _COMMON = """
@@ -90,8 +93,31 @@ _V3 = ";\n".join(f"CREATE INDEX IF NOT EXISTS {t}_seq ON {t} (seq)" for t in (
     "runs", "results", "backups", "snapshots", "firmware_findings", "incidents", "incident_events", "changes",
     "change_events", "notes", "playbook_steps"))
 
+# v4 (incidents): who is on it (`incident assign`) and false alarms closed with a reason (`incident cancel`).
+_V4 = """
+ALTER TABLE incidents ADD COLUMN assigned_to TEXT;
+ALTER TABLE incidents ADD COLUMN cancelled_at TEXT;
+ALTER TABLE incidents ADD COLUMN cancelled_by TEXT;
+ALTER TABLE incidents ADD COLUMN cancel_reason TEXT
+"""
+
+# v5 (log list --grep): trigram full-text indexes over the free text, filled from existing records and kept in
+# step by triggers (store/search.py). A migration is SQL, or a function of the connection when a library builds it.
+
+# v6 (watch/notify): the notification outbox. One row per (target, dedup key): an event about an incident reaches
+# each target once. A send that fails stays `pending` with its error and is retried at the next watch round; the
+# row names the target, never its URL (the URL carries the token). Local only: not synced upstream.
+_V6 = f"""
+CREATE TABLE outbox ({_COMMON},
+  target TEXT NOT NULL, dedup_key TEXT NOT NULL, event TEXT NOT NULL, incident_id TEXT, level TEXT,
+  title TEXT NOT NULL, body TEXT NOT NULL, state TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
+  last_error TEXT, last_attempt_at TEXT, sent_at TEXT, not_before TEXT, data TEXT);
+CREATE UNIQUE INDEX outbox_target_dedup ON outbox (target, dedup_key);
+CREATE INDEX outbox_state ON outbox (state, target)
+"""
+
 # One entry per schema version, applied in order inside one transaction each.
-MIGRATIONS: list[str] = [_V1, _V2, _V3]
+MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [_V1, _V2, _V3, _V4, search.enable, _V6]
 
 SYNCED_TABLES = (
     "runs", "results", "backups", "snapshots", "firmware_findings", "incidents", "incident_events",
@@ -108,8 +134,11 @@ def migrate(conn: sqlite3.Connection) -> int:
         raise LogUnusable(f"maintenance log schema v{version} is newer than this canteen-ops "
                               f"(knows v{len(MIGRATIONS)}); upgrade canteen-ops")
     for target, script in enumerate(MIGRATIONS[version:], start=version + 1):
-        for statement in _statements(script):
-            conn.execute(statement)
+        if callable(script):
+            script(conn)
+        else:
+            for statement in _statements(script):
+                conn.execute(statement)
         conn.execute(f"PRAGMA user_version = {target}")
     return len(MIGRATIONS)
 

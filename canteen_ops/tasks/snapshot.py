@@ -551,6 +551,24 @@ def newest(log: "MaintenanceLog", device_id: str, n: int = 1) -> list[dict[str, 
     return log.query("SELECT * FROM snapshots WHERE device_id = ? ORDER BY seq DESC LIMIT ?", [device_id, n])
 
 
+def changes_since(log: "MaintenanceLog", devices: Iterable["Device"], since: str) -> list[dict[str, Any]]:
+    """Devices whose configuration changed since `since` (UTC ISO): the snapshot in effect then (the newest taken
+    before) against the newest; a device first snapshotted in the window has old None. Unchanged ones are left out."""
+    out = []
+    for d in devices:
+        rows = log.query("SELECT * FROM snapshots WHERE device_id = ? AND created_at >= ? ORDER BY seq", [d.id, since])
+        if not rows:
+            continue
+        before = log.query("SELECT * FROM snapshots WHERE device_id = ? AND created_at < ? ORDER BY seq DESC "
+                           "LIMIT 1", [d.id, since])
+        newest_row = rows[-1]
+        old = before[0] if before else None
+        out.append({"device_id": d.id, "school_id": d.school_id, "old": old["id"] if old else None,
+                    "new": newest_row["id"], "new_at": newest_row["created_at"], "snapshots": len(rows),
+                    "changes": diff(old["data"], newest_row["data"]) if old else []})
+    return out
+
+
 def baseline(log: "MaintenanceLog", device_id: str) -> dict[str, Any] | None:
     rows = log.query("SELECT * FROM snapshots WHERE device_id = ? AND accepted_at IS NOT NULL "
                      "ORDER BY accepted_at DESC, seq DESC LIMIT 1", [device_id])

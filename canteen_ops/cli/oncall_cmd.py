@@ -1,0 +1,99 @@
+"""`canteen-ops oncall`: who is on duty now and who is next (the roster, canteen_ops/roster.py)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from canteen_ops.cli.common import JsonOpt, SchoolOpt, env, print_json
+
+
+def oncall(
+    ctx: typer.Context,
+    school: SchoolOpt = None,
+    at: Annotated[Optional[str], typer.Option(
+        "--at", metavar="TIME", help="Ask for another time: local 2026-10-01T22:00 (settings.timezone) or "
+        "with an offset/Z [default: now]")] = None,
+    json: JsonOpt = False,
+) -> int:
+    """Show who is on duty (定岗值班) now and next, per role (technician → supervisor → manager), for the whole
+    district or for the given schools."""
+    import datetime as dt
+    from zoneinfo import ZoneInfo
+
+    from canteen_ops.errors import NotFound, UsageError
+    from canteen_ops.roster import ROLE_LABELS, ROLES
+    from canteen_ops.timeutil import utcnow
+
+    e = env(ctx)
+    inv = e.inventory()
+    roster = inv.roster
+    if roster is None or not roster.people:
+        raise NotFound(f"no duty roster in {inv.path}: add `roster:` or settings.roster_file (docs/inventory.md)")
+    tz = ZoneInfo(roster.timezone)
+    if at:
+        try:
+            t = dt.datetime.fromisoformat(at.strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise UsageError(f"--at {at!r}: expected a time such as 2026-10-01T22:00") from None
+        t = t.replace(tzinfo=tz) if t.tzinfo is None else t
+    else:
+        t = utcnow()
+    scopes = []
+    for s in school or [None]:
+        if s is None:
+            scopes.append(None)
+            continue
+        match = next((x for x in inv.schools if s in (x.id, x.name)), None)
+        if match is None:
+            raise NotFound(f"school {s!r} is not in the inventory {inv.path}")
+        scopes.append(match)
+
+    def person(p, *, until=None, start=None):
+        if p is None:
+            return None
+        d = p.to_dict()
+        if until is not None:
+            d["until"] = until.isoformat(timespec="minutes")
+        if start is not None:
+            d["from"] = start.isoformat(timespec="minutes")
+        return d
+
+    out = []
+    for sc in scopes:
+        rows = []
+        for role in ROLES:
+            nxt = roster.next_on_duty(role, t, sc)
+            rows.append({"role": role, "role_label": ROLE_LABELS[role],
+                         "now": person(roster.on_duty(role, t, sc), until=roster.duty_until(role, t, sc)),
+                         "next": person(nxt[0], start=nxt[1]) if nxt else None})
+        out.append({"school": sc.id if sc else None, "at": t.astimezone(tz).isoformat(timespec="minutes"),
+                    "roles": rows})
+    if json:
+        print_json(out if school else out[0])
+        return 0
+    from rich.table import Table
+    from rich.text import Text
+
+    from canteen_ops.redact import terminal_safe
+
+    for block in out:
+        title = f"值班 on duty at {block['at']}" + (f" — {block['school']}" if block["school"] else "")
+        table = Table(title=title, title_justify="left")
+        for col in ("role", "now", "until", "next", "from"):
+            table.add_column(col)
+        for r in block["roles"]:
+            now_p, next_p = r["now"], r["next"]
+            cells = (f"{r['role_label']} {r['role']}", _who(now_p),
+                     (now_p or {}).get("until", "")[5:16].replace("T", " "), _who(next_p),
+                     (next_p or {}).get("from", "")[:16].replace("T", " "))
+            table.add_row(*(Text(terminal_safe(c)) for c in cells))  # names and phones are inventory text: never markup
+        e.console.print(table, markup=False, highlight=False)
+    return 0
+
+
+def _who(p) -> str:
+    if p is None:
+        return "—"
+    return p["name"] + (f" {p['phone']}" if p.get("phone") else "")

@@ -1,0 +1,335 @@
+"""`canteen-ops watch`: round-the-clock monitoring (远程系统监测) for a district host.
+
+Every round runs the cheap checks on every selected device; a school's slow checks (recordings, stream,
+picture, coverage) run with it when its `policy.watch_slow_interval_min` has passed since their last run. Each
+device's results are recorded as they arrive (one `watch` run per process), then:
+
+- incidents: a critical result opens one (or re-opens it within the hold-down) and assigns it to the technician
+  on duty; an ok result resolves it automatically (incidents.track_result);
+- escalation: 50 % / 100 % of the on-site time without arrival goes one step up the roster (escalation.py);
+- notifications: queued in the outbox, then delivered with bounded time (notify/outbox.py);
+- metrics: `--metrics FILE` is rewritten atomically (metrics.py).
+
+Nothing ends the loop but its iterations or a signal: a device or network fault is a result, a log write that
+fails (a full disk) is reported and the next round tries again, a failed send waits in the outbox. Ctrl-C or
+SIGTERM lets the results being written land, skips the rest of the round, marks the run interrupted and exits
+130. One watch per inventory: a second one exits 75 (the lock is a filelock, portable to Windows).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import signal
+import sqlite3
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from canteen_ops.errors import CanteenOpsError, LockHeld
+from canteen_ops.redact import redact_text, terminal_safe
+from canteen_ops.timeutil import iso, utcnow
+
+CHEAP_CHECKS = ("reachable", "login", "clock", "storage", "channels")
+SLOW_CHECKS = ("retention", "gaps", "stream", "picture", "coverage")
+WRITE_ERRORS = (sqlite3.Error, OSError, CanteenOpsError)
+MAX_FAILED_ROUNDS = 10  # consecutive rounds ending in an internal error: then the error ends the watch (exit 70)
+
+
+@dataclass
+class RoundReport:
+    number: int
+    started: dt.datetime
+    seconds: float = 0.0
+    devices: int = 0
+    slow_schools: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
+    incidents: dict[str, int] = field(default_factory=dict)
+    notified: str = ""
+    problems: list[str] = field(default_factory=list)
+    interrupted: bool = False
+
+    @property
+    def worst_exit(self) -> int:
+        for status, code in (("crit", 2), ("warn", 1), ("unknown", 3)):
+            if self.counts.get(status):
+                return code
+        return 0
+
+
+def lock_path(inventory_path: Path) -> Path:
+    from canteen_ops import paths
+
+    digest = hashlib.sha256(str(Path(inventory_path).resolve()).encode()).hexdigest()[:16]
+    return paths.data_dir() / "locks" / f"watch-{digest}.lock"
+
+
+class Watch:
+    def __init__(self, env, devices, *, interval_s: float = 300.0, iterations: int | None = None,
+                 metrics: Path | None = None, skip: tuple[str, ...] = (), deadline_s: float = 90.0,
+                 clock: Callable[[], dt.datetime] = utcnow, out=None, sender=None):
+        self.env, self.devices = env, list(devices)
+        self.inventory = env.inventory()
+        self.interval_s, self.iterations, self.metrics = interval_s, iterations, metrics
+        self.skip, self.deadline_s, self.clock, self.sender = set(skip), deadline_s, clock, sender
+        self.out = out or (lambda line: print(line, flush=True))
+        self.slow_done: dict[str, float] = {}  # school id -> monotonic time of its last slow checks
+        self.stop = threading.Event()
+        self._phase = "idle"
+        self._writing = False
+        self._interrupt_after_write = False
+        self.last: RoundReport | None = None
+
+    # --- the loop --------------------------------------------------------------------------------------
+    def run(self) -> int:
+        from filelock import FileLock, Timeout
+
+        path = lock_path(self.env.inventory_path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(path), timeout=0)
+        try:
+            lock.acquire()
+        except Timeout:
+            raise LockHeld(f"another watch is running for the inventory {self.env.inventory_path} "
+                           f"(lock {path}); one watch per inventory") from None
+        previous = self._install_signals()
+        try:
+            return self._loop()
+        finally:
+            self._restore_signals(previous)
+            lock.release()
+
+    def _loop(self) -> int:
+        log = self.env.log()
+        code = 0
+        with log.run("watch", self.env.argv, self.env.operator) as handle:
+            n = failures = 0
+            while not self.stop.is_set():
+                n += 1
+                started = time.monotonic()
+                try:
+                    report = self.round(n, handle)
+                    failures = 0
+                except Exception as exc:  # a bug in one round must not end a service that runs for months
+                    failures += 1
+                    if failures >= MAX_FAILED_ROUNDS:
+                        raise
+                    report = RoundReport(n, self.clock(), problems=[f"round failed: internal error {_why(exc)}"])
+                    report.counts["unknown"] = 1
+                self.last = report
+                self._print(report)
+                code = report.worst_exit
+                if report.interrupted or self.stop.is_set():
+                    break
+                if self.iterations is not None and n >= self.iterations:
+                    break
+                self._phase = "sleeping"
+                self.stop.wait(max(0.0, self.interval_s - (time.monotonic() - started)))
+                self._phase = "idle"
+            if self.stop.is_set():
+                handle.set_outcome("interrupted", 130)
+                code = 130
+            else:
+                handle.set_outcome({0: "ok", 1: "warn", 2: "crit", 3: "unknown"}[code], code)
+        return code
+
+    def _install_signals(self):
+        if threading.current_thread() is not threading.main_thread():
+            return None
+        previous = {}
+        for sig in (signal.SIGINT, getattr(signal, "SIGTERM", None)):
+            if sig is not None:
+                previous[sig] = signal.signal(sig, self._on_signal)
+        return previous
+
+    def _restore_signals(self, previous) -> None:
+        for sig, handler in (previous or {}).items():
+            signal.signal(sig, handler)
+
+    def _on_signal(self, signum, frame) -> None:
+        self.stop.set()
+        if self._phase == "checking":
+            if self._writing:
+                self._interrupt_after_write = True  # let this device's results land first
+            else:
+                raise KeyboardInterrupt
+
+    # --- one round ---------------------------------------------------------------------------------------
+    def round(self, number: int, handle) -> RoundReport:
+        from canteen_ops.checks.run import run_checks
+
+        inv, log = self.inventory, self.env.log()
+        report = RoundReport(number, self.clock())
+        t0 = time.monotonic()
+        groups = self._plan(report, t0)
+        messages: list[tuple] = []
+
+        def on_results(results) -> None:
+            self._writing = True
+            try:
+                for r in results:
+                    report.counts[r.status.value] = report.counts.get(r.status.value, 0) + 1
+                try:
+                    ids = handle.record_all(results)
+                    for r, rid in zip(results, ids):
+                        if r.status.value in ("crit", "ok"):
+                            row = {"id": rid, "status": r.status.value, "check_name": r.check,
+                                   "device_id": r.device_id, "school_id": r.school_id, "summary": r.summary}
+                            self._track(log, row, report, messages)
+                except WRITE_ERRORS as exc:
+                    report.problems.append(f"cannot write the maintenance log ({_why(exc)}): "
+                                           f"{len(results)} result(s) of this round are not recorded")
+            finally:
+                self._writing = False
+                if self._interrupt_after_write:
+                    self._interrupt_after_write = False
+                    raise KeyboardInterrupt
+
+        self._phase = "checking"
+        try:
+            for names, devices in groups:
+                run_checks(devices, inv, names, log=log, deadline_s=self.deadline_s, on_results=on_results,
+                           progress=False)
+        except KeyboardInterrupt:
+            report.interrupted = True
+            self.stop.set()
+        finally:
+            self._phase = "finishing"
+        if not report.interrupted:
+            for names, devices in groups:
+                if "coverage" in names or "picture" in names or "retention" in names:
+                    for d in devices:
+                        self.slow_done[d.school_id] = t0
+        self._after_checks(log, report, messages)
+        report.seconds = time.monotonic() - t0
+        self._write_metrics(log, report)
+        return report
+
+    def _plan(self, report: RoundReport, t0: float) -> list[tuple[list[str], list]]:
+        slow_due = set()
+        for s in self.inventory.schools:
+            last = self.slow_done.get(s.id)
+            if last is None or t0 - last >= s.policy.watch_slow_interval_min * 60:
+                slow_due.add(s.id)
+        cheap = [c for c in CHEAP_CHECKS if c not in self.skip]
+        slow = [c for c in (*CHEAP_CHECKS, *SLOW_CHECKS) if c not in self.skip]
+        fast_devices = [d for d in self.devices if d.school_id not in slow_due]
+        slow_devices = [d for d in self.devices if d.school_id in slow_due]
+        report.devices = len(self.devices)
+        report.slow_schools = len({d.school_id for d in slow_devices})
+        return [(names, devs) for names, devs in ((slow, slow_devices), (cheap, fast_devices)) if devs and names]
+
+    def _track(self, log, row, report: RoundReport, messages: list) -> None:
+        from canteen_ops.escalation import assign
+        from canteen_ops.incidents import track_result
+        from canteen_ops.notify.messages import incident_message
+
+        now = self.clock()
+        action, inc = track_result(log, self.inventory, row, now=now, hold_down=self._hold_down(row))
+        if inc is None or action in (None, "updated"):
+            return
+        report.incidents[action] = report.incidents.get(action, 0) + 1
+        person = assign(log, self.inventory, inc, now) if action in ("opened", "reopened") else None
+        key = {"opened": f"opened:{inc['id']}", "resolved": f"resolved:{inc['id']}:{_reopens(inc)}",
+               "reopened": f"reopened:{inc['id']}:{_reopens(inc)}"}[action]
+        messages.append((incident_message(action, inc, self.inventory, assignee=person, now=now), key))
+
+    def _hold_down(self, row) -> dt.timedelta:
+        policy = self.inventory.policy
+        try:
+            if row.get("device_id"):
+                policy = self.inventory.device(row["device_id"]).policy
+            elif row.get("school_id"):
+                policy = self.inventory.school(row["school_id"]).policy
+        except KeyError:
+            pass
+        return dt.timedelta(minutes=policy.watch_hold_down_min)
+
+    def _after_checks(self, log, report: RoundReport, messages: list) -> None:
+        """Escalation, the outbox and delivery: each step on its own, so a failing one leaves the others."""
+        from canteen_ops.escalation import due_steps
+        from canteen_ops.incidents import escalate_overdue
+        from canteen_ops.notify.messages import incident_message
+        from canteen_ops.notify.outbox import deliver, enqueue
+
+        now = self.clock()
+        try:
+            self._adopt(log, report, messages, now)
+            for inc, step, person in due_steps(log, self.inventory, now):
+                report.incidents["escalated"] = report.incidents.get("escalated", 0) + 1
+                messages.append((incident_message("escalated", inc, self.inventory, step=step, escalated_to=person,
+                                                  now=now), f"escalated:{inc['id']}:{_reopens(inc)}:{step}"))
+            escalate_overdue(log, now)
+        except WRITE_ERRORS as exc:
+            report.problems.append(f"escalation not recorded ({_why(exc)}); tried again next round")
+        if not self.inventory.settings.notify:
+            return
+        try:
+            for msg, key in messages:
+                enqueue(log, self.inventory, msg, key, now=now)
+        except WRITE_ERRORS as exc:
+            report.problems.append(f"notifications not queued ({_why(exc)})")
+        if report.interrupted:
+            report.notified = "delivery left for the next start (interrupted)"
+            return
+        try:
+            d = deliver(log, self.inventory, now=now, sender=self.sender)
+            report.notified = str(d)
+            report.problems += [f"notify {e}" for e in d.errors]
+        except WRITE_ERRORS as exc:
+            report.problems.append(f"notifications not delivered ({_why(exc)}); tried again next round")
+
+    def _adopt(self, log, report: RoundReport, messages: list, now: dt.datetime) -> None:
+        """Incidents opened elsewhere (check --open-incidents, incident open, a drill) are assigned to the
+        technician on duty and announced here, at the next round."""
+        from canteen_ops.escalation import assign
+        from canteen_ops.notify.messages import incident_message
+
+        for inc in log.query("SELECT * FROM incidents WHERE state IN ('open', 'acked', 'arrived') "
+                             "AND json_type(data, '$.assignee') IS NULL ORDER BY seq"):
+            person = assign(log, self.inventory, inc, now)
+            report.incidents["assigned"] = report.incidents.get("assigned", 0) + 1
+            messages.append((incident_message("opened", inc, self.inventory, assignee=person, now=now),
+                             f"opened:{inc['id']}"))
+
+    def _write_metrics(self, log, report: RoundReport) -> None:
+        if self.metrics is None:
+            return
+        from canteen_ops.metrics import write_metrics
+
+        try:
+            ids = [d.id for d in self.devices]
+            latest = [r for r in log.latest_results() if r["device_id"] in ids or r["device_id"] is None]
+            open_incidents = log.query("SELECT level FROM incidents WHERE state IN ('open', 'acked', 'arrived')")
+            pending = log.query("SELECT COUNT(*) AS n FROM outbox WHERE state = 'pending'")[0]["n"]
+            write_metrics(str(self.metrics), self.inventory, latest, open_incidents,
+                          round_started=report.started.timestamp(), round_seconds=report.seconds,
+                          rounds=report.number, pending_notifications=pending)
+        except WRITE_ERRORS as exc:
+            report.problems.append(f"metrics file {self.metrics} not written ({_why(exc)})")
+
+    def _print(self, r: RoundReport) -> None:
+        from canteen_ops.timeutil import local
+
+        counts = ", ".join(f"{r.counts[s]} {s}" for s in ("crit", "warn", "unknown", "ok") if r.counts.get(s))
+        inc = ", ".join(f"{n} {a}" for a, n in r.incidents.items())
+        line = (f"round {r.number} {local(iso(r.started), self.inventory.settings.timezone)}: {r.devices} devices"
+                f"{f' ({r.slow_schools} schools with slow checks)' if r.slow_schools else ''}, "
+                f"{counts or 'no results'} in {r.seconds:.1f} s"
+                + (f"; incidents: {inc}" if inc else "") + (f"; notifications: {r.notified}" if r.notified else "")
+                + ("; interrupted" if r.interrupted else ""))
+        self.out(terminal_safe(redact_text(line)))
+        for p in r.problems:
+            sys.stderr.write(f"warning: round {r.number}: {terminal_safe(redact_text(p))}\n")
+            sys.stderr.flush()
+
+
+def _reopens(inc) -> int:
+    return int((inc.get("data") or {}).get("reopen_count", 0))
+
+
+def _why(exc: BaseException) -> str:
+    return redact_text(f"{type(exc).__name__}: {exc}")
