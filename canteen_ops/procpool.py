@@ -70,7 +70,9 @@ class WorkerProcesses:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        self.close(stop=exc_type is not None)
+        # Leaving the block ends the workers now: what a worker still runs then (a stream probe whose camera's
+        # deadline passed) has no one left to take its result.
+        self.close(stop=True)
 
 
 def send(message: Any) -> None:
