@@ -91,9 +91,9 @@ def test_two_concurrent_runs_on_one_device(cli, lab, lab_env, lab_faults, tmp_pa
 
     t = threading.Thread(target=first)
     t.start()
-    lock = bdir / ".locks" / f"{HIK}.lock"
+    owner = bdir / ".locks" / f"{HIK}.lock.owner"  # written once the first run holds the lock
     for _ in range(300):
-        if lock.exists() and lock.read_text().startswith("pid"):
+        if owner.exists() and owner.read_text().startswith("pid"):
             break
         time.sleep(0.01)
     r = cli("backup", "run", "-d", HIK, "--backup-dir", bdir)
