@@ -1,4 +1,4 @@
-"""Worker processes for CPU-bound work (stream decode and picture analysis, a big fleet's protocol parsing): one
+"""Worker processes for CPU-bound work (picture analysis, a big fleet's protocol parsing; `check --processes`): one
 Python process's threads share one core (the GIL), so work that computes rather than waits needs processes.
 
 A `concurrent.futures.ProcessPoolExecutor` started with `spawn` on every platform: the only start method Windows

@@ -72,7 +72,7 @@ class CheckContext:
     started: float = field(default_factory=time.monotonic)
     skip_reason: str | None = None  # set when the device cannot be checked further (offline, login refused)
     answered: bool = False  # the device has answered at least one driver request in this run
-    media: Any = None  # procpool.WorkerProcesses for stream decode and picture analysis; None: in this thread
+    media: Any = None  # procpool.WorkerProcesses for the picture analysis; None: in this thread
     _driver: Driver | None = field(default=None, repr=False)
     _spare: Any = field(default=None, repr=False)  # the reachable check's open connection, for the driver
     _memo: dict[Any, Any] = field(default_factory=dict, repr=False)

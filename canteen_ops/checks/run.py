@@ -129,16 +129,12 @@ def select_checks(only: list[str] | None = None, skip: list[str] | None = None) 
 
 
 def default_processes(devices: list["Device"], checks: list[str] | tuple[str, ...] = ()) -> int:
-    """Worker processes `check` uses when not told: one per core (at most 8) for stream / picture checks on 8 or
-    more cameras — decoding and the picture metrics (~70 ms of CPU a camera) go to worker processes
-    (media/work.py) — else 1: everything in this process. Protocol checks stay in this process however big the
-    fleet: on the 2-core reference machine, sharing 1,000 devices out between two spawned processes
-    (checks/shards.py, `--processes 2`) was slower than one process, the workers' start-up (imports, WSDLs)
-    costing more than the second core gave back (docs/benchmarks.md)."""
-    import os
-
-    if {"stream", "picture"} & set(checks) and sum(d.kind == "camera" for d in devices) >= 8:
-        return min(os.cpu_count() or 1, 8)
+    """Worker processes `check` uses when not told: none (1: everything in this process), for every fleet and
+    every check, because on the 2-core reference machine they did not pay (docs/benchmarks.md): 1,000 devices
+    shared out between two spawned workers (checks/shards.py) took longer than one process — each worker's
+    start-up (imports, WSDLs) costs more than the second core gives back — and 50 cameras' stream and picture
+    checks already use both cores from one process (PyAV decodes without the GIL). `--processes N` is there for
+    machines with idle cores."""
     return 1
 
 
@@ -176,8 +172,8 @@ def run_checks(devices: list["Device"], inventory: "Inventory", names: list[str]
     from worker processes — so a caller can record them in one transaction; Ctrl-C propagates
     (KeyboardInterrupt) after every finished device's results were delivered.
 
-    processes > 1: that many worker processes for the CPU-bound part (default_processes): stream decode and
-    picture analysis when stream/picture checks run, else a share of the fleet each. A driver_factory must then
+    processes > 1: that many worker processes for the CPU-bound part (default_processes): the picture
+    analysis when stream/picture checks run, else a share of the fleet each. A driver_factory must then
     be picklable (a top-level function) to reach a worker process."""
     import datetime as dt
 

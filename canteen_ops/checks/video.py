@@ -23,9 +23,9 @@ def _frames_needed(ctx: "CheckContext") -> int:
 
 
 def _run_probe(ctx: "CheckContext", uri: str, frames: int):
-    """(StreamProbe without its frames, PictureMetrics or None): in a worker process when the run has them
-    (decoding is CPU work, and one process's threads share one core), else in this thread."""
-    from canteen_ops.media.work import probe_and_measure, probe_and_measure_in
+    """(StreamProbe without its frames, PictureMetrics or None); the metrics in a worker process when the run
+    has them (media/work.py)."""
+    from canteen_ops.media.work import probe_and_measure
 
     creds = ctx.device.credentials
     timeout = ctx.policy.stream_timeout_s
@@ -34,9 +34,7 @@ def _run_probe(ctx: "CheckContext", uri: str, frames: int):
         timeout = max(0.5, min(timeout, left - 1.0))
     args = dict(username=creds.username if creds else None, password=creds.resolve() if creds else None,
                 timeout=timeout, frames=frames, frozen_similarity=ctx.policy.frozen_similarity)
-    if ctx.media is None:
-        return probe_and_measure(uri, **args)
-    return probe_and_measure_in(ctx.media, uri, wait_s=left, **args)
+    return probe_and_measure(uri, workers=ctx.media, wait_s=left, **args)
 
 
 def _main_probe(ctx: "CheckContext"):

@@ -1,7 +1,12 @@
-"""The CPU-bound part of the stream and picture checks as one call, so it can run in a worker process
-(procpool.py): probe the stream, decoding `frames` frames, and measure the picture. It returns the stream's facts
-and the picture's metrics, not the frames: a dozen decoded frames are megabytes to send back, the metrics a few
-numbers."""
+"""The stream and picture checks' probe: the stream's facts and, from the decoded frames, the picture's metrics.
+It returns the facts and the metrics, not the frames (a dozen decoded frames are megabytes; the metrics a few
+numbers).
+
+Receiving and decoding stay in the calling thread: they mostly wait on the camera, and PyAV decodes without
+the GIL, so the threads of one process already decode on every core. With worker processes (procpool.py,
+`check --processes N`), the picture metrics (numpy, ~20 ms a camera) are computed in one of them; a worker
+handles one call at a time, so handing it the whole probe would queue every camera's seconds of waiting for
+video behind one another."""
 
 from __future__ import annotations
 
@@ -15,41 +20,25 @@ if TYPE_CHECKING:
 
 
 def probe_and_measure(url: str, *, username: str | None, password: str | None, timeout: float, frames: int,
-                      frozen_similarity: float) -> "tuple[StreamProbe, PictureMetrics | None]":
-    """probe_stream, then the picture metrics of the decoded frames (None when no frame was decoded)."""
+                      frozen_similarity: float, workers: Any = None, wait_s: float | None = None
+                      ) -> "tuple[StreamProbe, PictureMetrics | None]":
+    """probe_stream, then the picture metrics of the decoded frames (None when no frame was decoded, or when the
+    worker process measuring them failed or did not answer within wait_s: the probe's message says so)."""
     from canteen_ops.media.probe import probe_stream
+    from canteen_ops.media.quality import measure
 
     probe = probe_stream(url, username=username, password=password, timeout=timeout, frames=frames)
     metrics = None
-    if probe.frames:
-        from canteen_ops.media.quality import measure
-
+    if probe.frames and workers is None:
         metrics = measure(probe.frames, frozen_similarity=frozen_similarity)
+    elif probe.frames:
+        future = workers.submit(measure, probe.frames, frozen_similarity=frozen_similarity)
+        try:
+            metrics = future.result(timeout=wait_s)
+        except FutureTimeout:
+            future.cancel()
+            probe.message = "the picture was not analysed within the device's deadline (every process was busy)"
+        except BrokenProcessPool:
+            probe.message = "the process analysing the picture ended abruptly"
     probe.frames, probe.frame_times = [], []
     return probe, metrics
-
-
-def probe_and_measure_in(workers: Any, url: str, *, wait_s: float | None, **kwargs: Any
-                         ) -> "tuple[StreamProbe, PictureMetrics | None]":
-    """probe_and_measure in a worker process (procpool.WorkerProcesses), waiting at most wait_s for it (the
-    device's deadline; the probe itself is bounded by its timeout, the wait includes the queue for a worker).
-    A worker that crashed (a decoder fault on a hostile stream) or did not answer in time is this camera's
-    failed probe; the next camera gets a fresh worker."""
-    future = workers.submit(probe_and_measure, url, **kwargs)
-    try:
-        return future.result(timeout=wait_s)
-    except FutureTimeout:
-        future.cancel()
-        return _failed(url, kwargs.get("password"), "timeout", "no stream facts within the device's deadline "
-                       "(every decoding process was busy)"), None
-    except BrokenProcessPool:
-        return _failed(url, kwargs.get("password"), "protocol", "the decoding process ended abruptly on this "
-                       "stream"), None
-
-
-def _failed(url: str, password: str | None, error: str, message: str) -> "StreamProbe":
-    from canteen_ops.media.probe import StreamProbe, _public_url
-    from canteen_ops.redact import redact_text
-
-    return StreamProbe(url=redact_text(_public_url(url), tuple(s for s in (password,) if s)), error=error,
-                       message=message)
