@@ -35,27 +35,28 @@ class Env:
     @property
     def console(self) -> "Console":
         if self._console is None:
-            from rich.console import Console
+            from canteen_ops.cli.render import make_console
 
-            self._console = Console(quiet=self.quiet)
+            self._console = make_console(quiet=self.quiet)
         return self._console
 
     @property
     def err(self) -> "Console":
         if self._err is None:
-            from rich.console import Console
+            from canteen_ops.cli.render import make_console
 
-            self._err = Console(stderr=True)
+            self._err = make_console(stderr=True)
         return self._err
 
     def inventory(self) -> "Inventory":
         if self._inventory is None:
+            from canteen_ops.i18n import _
             from canteen_ops.inventory.loader import load_inventory
 
             self._inventory = load_inventory(self.inventory_path)
             if not self.quiet:
                 for w in self._inventory.warnings:
-                    self.err.print(f"warning: {w}", style="yellow", markup=False, highlight=False, soft_wrap=True)
+                    self.err.print(f"{_('warning')}: {w}", style="yellow", soft_wrap=True)
         return self._inventory
 
     def timezone(self) -> str:
@@ -73,9 +74,17 @@ class Env:
             from canteen_ops.store.log import MaintenanceLog
 
             self._log = MaintenanceLog.open(self.db_path)
+            from canteen_ops.drivers.base import tls_pins
+            from canteen_ops.store.tlspins import accepted_pins
+
+            log = self._log
+            tls_pins.set_source(lambda: accepted_pins(log))  # drivers opened by this command check the pins
         return self._log
 
     def close(self) -> None:
         if self._log is not None:
+            from canteen_ops.drivers.base import tls_pins
+
+            tls_pins.set_source(None)
             self._log.close()
             self._log = None

@@ -73,13 +73,13 @@ def with_alerts(lab_inventory: Path, target: Path, hook_url: str) -> Path:
 def show_arrived(receiver, first: int, limit: int = 3) -> None:
     got = receiver.wait_for(first + 1, timeout=5.0)[first:]
     print(f"\n{len(got)} notification(s) arrived at the district group's webhook ({receiver.url}):", flush=True)
-    from canteen_ops.redact import terminal_safe
+    from canteen_ops.cli.render import clean
 
     for g in got[:limit]:
         body = g["body"]
-        print(f"  ┌ {terminal_safe(str(body.get('title')))}", flush=True)
+        print(f"  ┌ {clean(str(body.get('title')))}", flush=True)
         for line in str(body.get("message", "")).splitlines():
-            print(f"  │ {terminal_safe(line)}", flush=True)
+            print(f"  │ {clean(line)}", flush=True)
     if len(got) > limit:
         print(f"  … and {len(got) - limit} more", flush=True)
 
@@ -97,7 +97,8 @@ def main() -> int:
         "CANTEEN_OPS_LAB_DIR": str(lab),
         "CANTEEN_OPS_BACKUP_DIR": str(root / "backups"),
         "CANTEEN_OPS_OPERATOR": os.environ.get("CANTEEN_OPS_OPERATOR", "demo-technician"),
-        "COLUMNS": os.environ.get("COLUMNS", "120"),
+        # Tables follow the real terminal (rich falls back to 80 columns when output is piped).
+        "COLUMNS": os.environ.get("COLUMNS") or str(shutil.get_terminal_size((80, 24)).columns),
     })
     t0 = time.monotonic()
     from canteen_ops.lab.webhook import WebhookReceiver

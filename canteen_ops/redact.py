@@ -104,9 +104,3 @@ class RedactingStream:
 
     def __getattr__(self, name: str):
         return getattr(self._stream, name)
-
-
-def terminal_safe(s: str) -> str:
-    """Text from outside (device answers, server errors, the inventory) about to reach a terminal: every control
-    character (ESC of an escape sequence, BEL, a line break inside a field) becomes '?'."""
-    return s if s.isprintable() else "".join(c if c.isprintable() else "?" for c in s)

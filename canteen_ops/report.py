@@ -295,19 +295,22 @@ def _local(ts: str, tz: str) -> str:
 
 def render_markdown(rep: dict[str, Any]) -> str:
     tz = rep["period"]["timezone"]
+    from canteen_ops.i18n import _
+
     out = [f"# {rep['title']}", "",
-           f"Period: {_local(rep['period']['from'], tz)} – {_local(rep['period']['to'], tz)} ({tz}); "
-           f"generated {_local(rep['generated_at'], tz)}.", ""]
-    scopes = [("Overall", rep["overall"])] + [(f"{s['name']} ({s['id']})", s) for s in rep["schools"]]
-    out += ["## Key figures", "", "| | " + " | ".join(n for n, _ in scopes) + " |",
+           _("Period: {start} – {end} ({tz}); generated {at}.").format(
+               start=_local(rep['period']['from'], tz), end=_local(rep['period']['to'], tz), tz=tz,
+               at=_local(rep['generated_at'], tz)), ""]
+    scopes = [(_("Overall"), rep["overall"])] + [(f"{s['name']} ({s['id']})", s) for s in rep["schools"]]
+    out += [f"## {_('Key figures')}", "", "| | " + " | ".join(n for n, _m in scopes) + " |",
             "|---|" + "---|" * len(scopes)]
-    out.append("| Devices | " + " | ".join(str(m["devices"]) for _, m in scopes) + " |")
+    out.append(f"| {_('Devices')} | " + " | ".join(str(m["devices"]) for _n, m in scopes) + " |")
     for label, fn in KPI_ROWS:
-        out.append(f"| {label} | " + " | ".join(fn(m) for _, m in scopes) + " |")
+        out.append(f"| {_(label)} | " + " | ".join(fn(m) for _n, m in scopes) + " |")
     for name, m in scopes:
         out += ["", f"## {name}", ""]
         out += _md_sections(m)
-    out += ["", "## Notes", "", _NOTES]
+    out += ["", f"## {_('Notes')}", "", _NOTES]
     return "\n".join(out) + "\n"
 
 
@@ -431,11 +434,15 @@ def render_html(rep: dict[str, Any]) -> str:
     tz = rep["period"]["timezone"]
     o = rep["overall"]
     period = f"{_local(rep['period']['from'], tz)} – {_local(rep['period']['to'], tz)} ({tz})"
+    from canteen_ops.cli.render import plural
+    from canteen_ops.i18n import _
+
     body = [f"<h1>{_e(rep['title'])}</h1>",
-            f"<p>Period {_e(period)} · generated {_e(_local(rep['generated_at'], tz))} · "
-            f"{len(rep['schools'])} schools, {o['devices']} devices</p>", '<div class="kpis">']
+            f"<p>{_e(_('Period'))} {_e(period)} · {_e(_('generated'))} {_e(_local(rep['generated_at'], tz))} · "
+            f"{_e(plural(len(rep['schools']), 'school'))}, {_e(plural(o['devices'], 'device'))}</p>",
+            '<div class="kpis">']
     for label, fn in KPI_ROWS:
-        body.append(f'<div class="kpi">{_e(label)}<b>{_e(fn(o))}</b></div>')
+        body.append(f'<div class="kpi">{_e(_(label))}<b>{_e(fn(o))}</b></div>')
     body.append("</div>")
     schools = rep["schools"]
     body.append(_svg_hbars("Availability by school (在线率)",
@@ -452,18 +459,18 @@ def render_html(rep: dict[str, Any]) -> str:
         (f"{lvl} {'重大' if lvl == 'major' else '一般'}",
          [("met", v["arrive_met"], "#2e7d32"), ("breached", v["arrive_breached"], "#c62828"),
           ("pending", v["arrive_pending"], "#9e9e9e")]) for lvl, v in o["incidents"].items()]))
-    body.append("<h2>Key figures per school</h2><table><tr><th></th>" + "".join(
-        f"<th>{_e(s['name'])}</th>" for s in schools) + "<th>Overall</th></tr>")
-    body.append("<tr><td>Devices</td>" + "".join(f"<td>{s['devices']}</td>" for s in schools)
+    body.append(f"<h2>{_e(_('Key figures per school'))}</h2><table><tr><th></th>" + "".join(
+        f"<th>{_e(s['name'])}</th>" for s in schools) + f"<th>{_e(_('Overall'))}</th></tr>")
+    body.append(f"<tr><td>{_e(_('Devices'))}</td>" + "".join(f"<td>{s['devices']}</td>" for s in schools)
                 + f"<td>{o['devices']}</td></tr>")
     for label, fn in KPI_ROWS:
-        body.append(f"<tr><td>{_e(label)}</td>" + "".join(f"<td>{_e(fn(s))}</td>" for s in schools)
+        body.append(f"<tr><td>{_e(_(label))}</td>" + "".join(f"<td>{_e(fn(s))}</td>" for s in schools)
                     + f"<td>{_e(fn(o))}</td></tr>")
     body.append("</table>")
-    for name, m in [("Overall", o)] + [(f"{s['name']} ({s['id']})", s) for s in schools]:
+    for name, m in [(_("Overall"), o)] + [(f"{s['name']} ({s['id']})", s) for s in schools]:
         body.append(f"<h2>{_e(name)}</h2>")
         body.append(_html_sections(m))
-    body.append(f'<h2>Notes</h2><div class="notes">{_e(_NOTES)}</div>')
+    body.append(f'<h2>{_e(_("Notes"))}</h2><div class="notes">{_e(_NOTES)}</div>')
     return ("<!DOCTYPE html>\n<html lang=\"zh-CN\"><head><meta charset=\"utf-8\">"
             f"<title>{_e(rep['title'])} {_e(period)}</title><style>{_CSS}</style></head><body>"
             + "\n".join(body) + "</body></html>\n")

@@ -194,13 +194,15 @@ class _Progress:
     """A rich progress bar on stderr, only when a person is watching (never in cron or pipes)."""
 
     def __init__(self, total: int, label: str):
-        from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-        self._p = Progress(TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                           console=Console(stderr=True), transient=True)
+        from canteen_ops.cli.render import clean, make_console
+
+        self._p = Progress(TextColumn("{task.description}", style="bold", markup=False), BarColumn(),
+                           MofNCompleteColumn(), TimeElapsedColumn(), console=make_console(stderr=True),
+                           transient=True)
         self._p.start()
-        self._t = self._p.add_task(label, total=total)
+        self._t = self._p.add_task(clean(label, oneline=True), total=total)
 
     def advance(self) -> None:
         self._p.advance(self._t)

@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import Callable
 
 from canteen_ops.errors import CanteenOpsError, LockHeld
-from canteen_ops.redact import redact_text, terminal_safe
+from canteen_ops.cli.render import clean
+from canteen_ops.redact import redact_text
 from canteen_ops.timeutil import iso, utcnow
 
 CHEAP_CHECKS = ("reachable", "login", "clock", "storage", "channels")
@@ -321,9 +322,9 @@ class Watch:
                 f"{counts or 'no results'} in {r.seconds:.1f} s"
                 + (f"; incidents: {inc}" if inc else "") + (f"; notifications: {r.notified}" if r.notified else "")
                 + ("; interrupted" if r.interrupted else ""))
-        self.out(terminal_safe(redact_text(line)))
+        self.out(clean(redact_text(line)))
         for p in r.problems:
-            sys.stderr.write(f"warning: round {r.number}: {terminal_safe(redact_text(p))}\n")
+            sys.stderr.write(f"warning: round {r.number}: {clean(redact_text(p))}\n")
             sys.stderr.flush()
 
 

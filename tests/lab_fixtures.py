@@ -94,7 +94,7 @@ def lab(tmp_path_factory, request):
         thread.stop()
 
 
-SAVED_FIELDS = ("firmware", "name", "timezone", "ntp_server", "record_mode", "retention_days", "users", "channels",
+SAVED_FIELDS = ("firmware", "model", "name", "timezone", "ntp_server", "record_mode", "retention_days", "users", "channels",
                 "disks", "upgrade", "created", "auth")
 
 

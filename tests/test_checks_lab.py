@@ -349,8 +349,9 @@ def test_reachable_connection_is_handed_to_the_driver(lab, inv_path, vendor, mon
     monkeypatch.setattr(CheckContext, "close", lambda self: closed.append(self))  # inspect before closing
     out = check_device(ctx, ["reachable", "login", "facts"])
     assert [r.status for r in out] == [Status.OK] * 3 and len(kept) == 1 and ctx._spare is None
-    wire = ctx._driver._transport.wire if vendor == "onvif" else ctx._driver._http._wire
-    assert wire._conn.sock is kept[0]  # every vendor's requests went over the reachable check's connection
+    # every vendor's requests went over the reachable check's connection, and only over it
+    transport = ctx._driver.device_transport
+    assert transport.adopted_used is kept[0] and transport.requests >= 2 and not kept[0]._closed
     monkeypatch.undo()
     ctx.close()
 

@@ -199,7 +199,7 @@ def test_export_to_file(cli, db, tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--format", "xml"], "--format 'xml': expected csv or jsonl"),
+    (["--format", "xml"], "--format 'xml': expected one of csv, jsonl, xlsx"),
     (["--table", "sqlite_master"], "--table 'sqlite_master': expected one of runs"),
     (["--since", "soon"], "--since: invalid time"),
 ])

@@ -101,8 +101,18 @@ def test_check_mode_changes_nothing(cli, pb_env, tmp_path):
     assert lab_faults(pb_env) == {}
 
 
-def test_daily_inspection(cli, pb_env, tmp_path):
-    r = cli("playbook", "run", "daily-inspection", "--non-interactive")
+def test_daily_inspection(cli, pb_env, tmp_path, capsys, monkeypatch):
+    from rich.cells import cell_len
+
+    from canteen_ops.cli.app import run
+
+    # On an 80-column terminal: the steps' child processes get the width that is left beside the indent.
+    monkeypatch.setenv("COLUMNS", "80")
+    capsys.readouterr()
+    code = run(["playbook", "run", "daily-inspection", "--non-interactive"])
+    out = capsys.readouterr().out
+    r = type("R", (), {"code": code, "out": out})
+    assert "s001-nvr" in out and max(cell_len(line) for line in out.splitlines()) <= 80, out
     db = tmp_path / "log.db"
     steps = rows(db, "SELECT * FROM playbook_steps ORDER BY step_index")
     assert [s["task"] for s in steps] == ["check", "note", "report"]

@@ -234,7 +234,7 @@ def test_an_internal_error_in_one_round_does_not_end_the_watch(tmp_path, monkeyp
     code = Watch(env, env.inventory().devices, interval_s=0, iterations=2, out=lines.append,
                  skip=("stream", "picture", "coverage")).run()
     err = capsys.readouterr().err
-    assert "round 1: round failed: internal error RuntimeError: a bug ?[31m" in err  # no escape reaches the tty
+    assert "round 1: round failed: internal error RuntimeError: a bug ␛[31m" in err  # no escape reaches the tty
     assert len(lines) == 2 and "2 crit" in lines[1] and code == 2
     env.close()
 

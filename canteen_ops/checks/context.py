@@ -73,6 +73,7 @@ class CheckContext:
     skip_reason: str | None = None  # set when the device cannot be checked further (offline, login refused)
     answered: bool = False  # the device has answered at least one driver request in this run
     media: Any = None  # procpool.WorkerProcesses for the picture analysis; None: in this thread
+    tls_pins: dict[str, str] = field(default_factory=dict)  # device id → accepted certificate (tls: pin)
     _driver: Driver | None = field(default=None, repr=False)
     _spare: Any = field(default=None, repr=False)  # the reachable check's open connection, for the driver
     _memo: dict[Any, Any] = field(default_factory=dict, repr=False)
@@ -97,7 +98,8 @@ class CheckContext:
                 from canteen_ops.drivers.base import open_driver
 
                 try:
-                    self._driver = open_driver(self.device, timezone=self.inventory.settings.timezone)
+                    self._driver = open_driver(self.device, timezone=self.inventory.settings.timezone,
+                                               tls_pin=self.tls_pins.get(self.device.id))
                 except AuthFailed as exc:  # raised before any traffic: a credentials problem in the inventory
                     raise NoCredentials(str(exc)) from None
             if self.deadline_s is not None:

@@ -9,7 +9,16 @@ from typing import TYPE_CHECKING, Callable
 
 from canteen_ops.checks import CHECK_NAMES, DEVICE_CHECK_NAMES
 from canteen_ops.checks.context import CheckContext, DriverFactory, History, NoCredentials
-from canteen_ops.drivers.base import AuthFailed, DriverError, NotSupported, Offline, ProtocolError, Timeout
+from canteen_ops.drivers.base import (
+    AuthFailed,
+    DriverError,
+    NotSupported,
+    Offline,
+    ProtocolError,
+    Refused,
+    Timeout,
+)
+from canteen_ops.drivers.transport import CertChanged
 from canteen_ops.runner import RunOutcome, run_devices
 from canteen_ops.status import Result, Status
 
@@ -70,6 +79,7 @@ def check_device(ctx: CheckContext, names: list[str], checks: dict[str, Check] |
                     out[-1].summary += f" — {len(rest)} other check{'s' if len(rest) != 1 else ''} skipped"
                     out[-1].data["skipped"] = rest
                 break
+        results.extend(_first_use_pin(ctx))
     finally:
         ctx.close()
     return results
@@ -95,6 +105,12 @@ def _run_one(ctx: CheckContext, check: Check, rest: list[str]) -> tuple[list[Res
                            error="Timeout")], True
         return [result(ctx, name, Status.UNKNOWN, f"no answer within {ctx.device.timeout:g} s ({exc})",
                        error="Timeout")], False
+    except CertChanged as exc:  # a CRIT `tls` result until `device accept-cert`; nothing was sent
+        from canteen_ops.store.tlspins import changed
+
+        return [changed(ctx.device, exc.fingerprint, ctx.tls_pins.get(ctx.device.id, ""), str(exc))], True
+    except Refused as exc:  # Basic over plain HTTP: no password was sent
+        return [result(ctx, name, Status.CRIT, f"refused: {exc}", error=type(exc).__name__)], True
     except ProtocolError as exc:
         return [result(ctx, name, Status.UNKNOWN, f"unusable answer from the device: {exc}",
                        error="ProtocolError")], False
@@ -103,6 +119,16 @@ def _run_one(ctx: CheckContext, check: Check, rest: list[str]) -> tuple[list[Res
     except Exception as exc:  # a bug in a check must not cost the device its other results
         return [result(ctx, name, Status.UNKNOWN, f"internal error: {type(exc).__name__}: {exc}",
                        error="internal")], False
+
+
+def _first_use_pin(ctx: CheckContext) -> list[Result]:
+    """tls: pin and no certificate accepted yet: the one this run met is pinned (a `tls` result in the log)."""
+    transport = getattr(ctx._driver, "device_transport", None)
+    if transport is None or not transport.first_use or not transport.fingerprint:
+        return []
+    from canteen_ops.store.tlspins import pinned
+
+    return [pinned(ctx.device, transport.fingerprint, "on first use")]
 
 
 def _lock_data(exc: Exception) -> dict:
@@ -140,16 +166,18 @@ def default_processes(devices: list["Device"], checks: list[str] | tuple[str, ..
 
 def device_task(inventory: "Inventory", names: list[str], *, history: History | None = None,
                 driver_factory: DriverFactory | None = None, now: "dt.datetime", deadline_s: float | None,
-                media=None) -> Callable[["Device"], list[Result]]:
+                media=None, tls_pins: dict[str, str] | None = None) -> Callable[["Device"], list[Result]]:
     """The runner's task: a device's applicable checks among `names`, in order, with a context of its own."""
     schools = {s.id: s for s in inventory.schools}
     checks = _registry()
     device_names = [n for n in names if n in DEVICE_CHECK_NAMES]
     history = history or History()
+    pins = tls_pins or {}
 
     def task(device: "Device") -> list[Result]:
         ctx = CheckContext(device, schools[device.school_id], inventory, history=history,
-                           driver_factory=driver_factory, now=now, deadline_s=deadline_s, media=media)
+                           driver_factory=driver_factory, now=now, deadline_s=deadline_s, media=media,
+                           tls_pins=pins)
         return check_device(ctx, device_names, checks)
 
     return task
@@ -182,6 +210,11 @@ def run_checks(devices: list["Device"], inventory: "Inventory", names: list[str]
     device_names = [n for n in names if n in DEVICE_CHECK_NAMES]
     history = History.load(log, [d.id for d in devices if d.kind == "camera"]) if "picture" in names else History()
     now = dt.datetime.now(dt.timezone.utc)
+    pins: dict[str, str] = {}
+    if log is not None and any(d.https and d.tls == "pin" for d in devices):
+        from canteen_ops.store.tlspins import accepted_pins
+
+        pins = accepted_pins(log)
     processes = max(1, min(processes, len(devices)))
     media_work = bool({"stream", "picture"} & set(device_names))
     ordered = heaviest_first(devices)
@@ -190,7 +223,7 @@ def run_checks(devices: list["Device"], inventory: "Inventory", names: list[str]
 
         outcome = run_sharded(ordered, inventory, device_names, processes=processes, workers=workers,
                               deadline_s=deadline_s, on_results=on_results, progress=progress,
-                              driver_factory=driver_factory, now=now)
+                              driver_factory=driver_factory, now=now, tls_pins=pins)
     elif device_names:
         from contextlib import nullcontext
 
@@ -198,7 +231,7 @@ def run_checks(devices: list["Device"], inventory: "Inventory", names: list[str]
 
         with WorkerProcesses(processes) if media_work and processes > 1 else nullcontext() as media:
             task = device_task(inventory, device_names, history=history, driver_factory=driver_factory, now=now,
-                               deadline_s=deadline_s, media=media)
+                               deadline_s=deadline_s, media=media, tls_pins=pins)
             outcome = run_devices(ordered, task, workers=workers, deadline_s=deadline_s, progress=progress,
                                   on_device=(lambda _device, results: on_results(results)) if on_results else None,
                                   label="checking")

@@ -29,12 +29,14 @@ BATCH_MAX = 64  # results of this many devices, received together, are delivered
 
 
 def check_share(index: int, inventory: "Inventory", devices: list["Device"], names: list[str], workers: int,
-                deadline_s: float | None, driver_factory: "DriverFactory | None", now: dt.datetime) -> None:
+                deadline_s: float | None, driver_factory: "DriverFactory | None", now: dt.datetime,
+                tls_pins: dict[str, str]) -> None:
     """In a worker process: check `devices` with `workers` threads, sending each device's results as it ends."""
     from canteen_ops.checks.run import device_task
     from canteen_ops.procpool import send
 
-    task = device_task(inventory, names, driver_factory=driver_factory, now=now, deadline_s=deadline_s)
+    task = device_task(inventory, names, driver_factory=driver_factory, now=now, deadline_s=deadline_s,
+                       tls_pins=tls_pins)
     out = run_devices(devices, task, workers=workers, deadline_s=deadline_s, progress=False,
                       on_device=lambda device, results: send((_DEVICE, index, device.id, results)))
     send((_DONE, index, None, out.timed_out))
@@ -43,7 +45,8 @@ def check_share(index: int, inventory: "Inventory", devices: list["Device"], nam
 def run_sharded(devices: list["Device"], inventory: "Inventory", names: list[str], *, processes: int,
                 workers: int | None, deadline_s: float | None, on_results: Callable[[list[Result]], None] | None,
                 progress: bool | None, driver_factory: "DriverFactory | None" = None,
-                now: dt.datetime | None = None, label: str = "checking") -> RunOutcome:
+                now: dt.datetime | None = None, tls_pins: dict[str, str] | None = None,
+                label: str = "checking") -> RunOutcome:
     """Check `devices` in `processes` worker processes; `workers` devices in flight in all (split evenly). A
     worker that dies leaves one `unknown` line for each of its devices that had not reported."""
     import sys
@@ -86,7 +89,7 @@ def run_sharded(devices: list["Device"], inventory: "Inventory", names: list[str
     pool = WorkerProcesses(len(shares), messages=True)
     try:
         futures = {pool.submit(check_share, i, inventory, share, names, per_process, deadline_s, driver_factory,
-                               now): i for i, share in enumerate(shares)}
+                               now, tls_pins or {}): i for i, share in enumerate(shares)}
         while waiting:
             messages = _receive(pool.messages)
             deliver(messages)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -9,8 +10,11 @@ from typing import Annotated, Optional
 import typer
 
 from canteen_ops import __version__
-from canteen_ops.cli import lazy
+from canteen_ops.cli import helpfmt, lazy
 from canteen_ops.context import Env
+
+# Help is wrapped in terminal cells, so Chinese help text fits 80 columns (Click's public formatter hook).
+lazy.click.Context.formatter_class = helpfmt.CellHelpFormatter
 
 app = typer.Typer(
     name="canteen-ops",
@@ -36,6 +40,7 @@ GROUPS = [
     ("firmware", "canteen_ops.cli.firmware_cmd"),
     ("lab", "canteen_ops.cli.lab_cmd"),
     ("snapshot", "canteen_ops.cli.snapshot_cmd"),
+    ("device", "canteen_ops.cli.device_cmd"),
 ]
 # Single commands registered on the root (name, module, function).
 COMMANDS: list[tuple[str, str, str]] = [
@@ -63,11 +68,20 @@ def root(
     operator: Annotated[Optional[str], typer.Option(
         "--operator", envvar="CANTEEN_OPS_OPERATOR", metavar="NAME", help="Who is acting [default: the OS user]")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only problems (for cron)")] = False,
+    lang: Annotated[Optional[str], typer.Option(
+        "--lang", metavar="LANG",
+        help="Language of messages: en or zh [default: from LC_ALL, LC_MESSAGES, LANG]")] = None,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                           help="Show the version and exit")] = False,
 ) -> None:
-    from canteen_ops import paths
+    from canteen_ops import i18n, paths
+    from canteen_ops.errors import UsageError
 
+    if lang is not None:
+        try:
+            i18n.set_language(lang)
+        except ValueError as exc:
+            raise UsageError(f"--lang {lang!r}: {exc}") from None
     ctx.obj = Env(
         inventory_path=inventory or paths.default_inventory(),
         db_path=db or paths.default_db(),
@@ -87,9 +101,26 @@ def main(argv: list[str] | None = None) -> None:
     sys.exit(run(argv))
 
 
+class _LastResort(logging.Handler):
+    """Where a library's warning goes when nothing else handles it: stderr, with controls made visible (a
+    warning may quote what a device sent)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from canteen_ops.cli.common import echo
+
+        try:
+            echo(self.format(record), err=True)
+        except Exception:  # pragma: no cover - logging must never break the command
+            self.handleError(record)
+
+
 def run(argv: list[str] | None = None) -> int:
     from canteen_ops.redact import RedactingStream
 
+    from canteen_ops import i18n
+
+    i18n.set_language(None)  # each run reads the environment afresh (tests run many commands in one process)
+    logging.lastResort = _LastResort(logging.WARNING)
     out, err = sys.stdout, sys.stderr
     sys.stdout, sys.stderr = RedactingStream(out), RedactingStream(err)
     try:
@@ -105,6 +136,8 @@ def _run(argv: list[str] | None) -> int:
         from click import exceptions as cx
 
     from canteen_ops import errors
+    from canteen_ops.cli.common import echo  # (rich is imported only when something is printed)
+    from canteen_ops.i18n import _
 
     try:
         rv = app(args=argv, prog_name="canteen-ops", standalone_mode=False)
@@ -117,18 +150,19 @@ def _run(argv: list[str] | None) -> int:
         exc.show()
         return errors.EXIT_USAGE
     except typer.Abort:
-        print("interrupted", file=sys.stderr)
+        echo(_("interrupted"), err=True)
         return errors.EXIT_INTERRUPTED
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        echo(_("interrupted"), err=True)
         return errors.EXIT_INTERRUPTED
     except errors.InvalidFile as exc:
         for p in exc.problems:
-            print(f"error: {p}", file=sys.stderr)
-        n = len(exc.problems)
-        print(f"{n} problem{'s' if n != 1 else ''} found; nothing was run", file=sys.stderr)
+            echo(f"{_('error')}: {p}", err=True)
+        from canteen_ops.cli.render import plural
+
+        echo(_("{problems} found; nothing was run").format(problems=plural(len(exc.problems), "problem")), err=True)
         return exc.exit_code
     except errors.CanteenOpsError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        echo(f"{_('error')}: {_(str(exc))}", err=True)  # (fixed messages are in the catalog as they are)
         return exc.exit_code
     return rv if isinstance(rv, int) else 0

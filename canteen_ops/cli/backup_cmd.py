@@ -77,17 +77,16 @@ def run(ctx: typer.Context, school: SchoolOpt = None, device: DeviceOpt = None, 
         if report.all_skipped:
             e.err.print("nothing was backed up: other runs hold the lock of every selected device", markup=False)
         return report.exit_code
-    from rich.table import Table
+    from canteen_ops.cli.render import ID, Column, status_cell, table
+    from canteen_ops.i18n import _
 
     counts = {s: len(report.by_status(s)) for s in ("ok", "unsupported", "skipped", "failed")}
-    table = Table(title=f"backup into {target}", title_justify="left")
-    for col in ("school", "device", "status", "detail"):
-        table.add_column(col, overflow="fold")
-    for r in results:
-        bs = r.data.get("backup_status", "failed")
-        table.add_row(r.school_id or "", r.device_id or "", f"[{_STYLE.get(bs, '')}]{bs}[/]", r.summary)
-    e.console.print(table)
-    e.console.print(", ".join(f"{n} {s}" for s, n in counts.items() if n) or "nothing to do", highlight=False)
+    rows = [(r.school_id, r.device_id, status_cell(r.data.get("backup_status", "failed"), styles=_STYLE), r.summary)
+            for r in results]
+    cols = [Column("school", ID, optional=True), Column("device", ID), Column("status"),
+            Column("detail", main=True)]
+    e.console.print(table(_("backup into {dir}").format(dir=target), cols, rows, console=e.console))
+    e.console.print(", ".join(f"{n} {_(s)}" for s, n in counts.items() if n) or _("nothing to do"))
     if report.all_skipped:
         e.err.print("nothing was backed up: other runs hold the lock of every selected device", markup=False)
     return report.exit_code
@@ -116,16 +115,13 @@ def list_(ctx: typer.Context, school: SchoolOpt = None, device: DeviceOpt = None
         if json:
             print_json(rows)
             return 0
-        from rich.table import Table
+        from canteen_ops.cli.render import ID, NUM, TIME, Column, plural, status_cell, table
 
-        table = Table(title=f"{len(rows)} backup records", title_justify="left")
-        for col in ("when (local)", "id", "device", "status", "method", "size", "sha256", "reason"):
-            table.add_column(col, overflow="fold")
-        for r in rows:
-            table.add_row(local(r["created_at"]), r["id"][:8], r["device_id"],
-                          f"[{_STYLE.get(r['status'], '')}]{r['status']}[/]", r["method"] or "",
-                          str(r["size"] or ""), (r["sha256"] or "")[:12], r["reason"] or "")
-        e.console.print(table)
+        cols = [Column("when (local)", TIME), Column("id", ID), Column("device", ID), Column("status"),
+                Column("method"), Column("size", NUM), Column("sha256", ID, optional=True), Column("reason", main=True)]
+        cells = [(local(r["created_at"]), r["id"][:8], r["device_id"], status_cell(r["status"], styles=_STYLE),
+                  r["method"], r["size"], (r["sha256"] or "")[:12], r["reason"]) for r in rows]
+        e.console.print(table(plural(len(rows), "backup record"), cols, cells, console=e.console))
         return 0
     try:
         window = parse_duration(stale) if stale else None
@@ -138,21 +134,25 @@ def list_(ctx: typer.Context, school: SchoolOpt = None, device: DeviceOpt = None
     if json:
         print_json([s.to_dict() for s in states])
         return code
-    from rich.table import Table
+    from rich.text import Text
 
-    title = (f"{len(states)} device(s) with no successful backup in {stale}" if stale
-             else f"backups of {len(states)} device(s)")
-    table = Table(title=title, title_justify="left")
-    for col in ("school", "device", "last good backup (local)", "size", "sha256", "last attempt", "stale", "note"):
-        table.add_column(col, overflow="fold")
+    from canteen_ops.cli.render import ID, NUM, TIME, Column, plural, status_cell, table
+    from canteen_ops.i18n import _
+
+    title = (_("{devices} with no successful backup in {window}").format(devices=plural(len(states), "device"),
+                                                                         window=stale) if stale
+             else _("backups of {devices}").format(devices=plural(len(states), "device")))
+    cols = [Column("school", ID, optional=True), Column("device", ID), Column("last good backup (local)", TIME),
+            Column("size", NUM), Column("sha256", ID, optional=True), Column("last attempt"), Column("stale"),
+            Column("note", main=True)]
+    cells = []
     for s in states:
         lo, la = s.last_ok or {}, s.last_attempt or {}
-        table.add_row(s.school_id or "", s.device_id, local(lo.get("created_at")), str(lo.get("size") or ""),
-                      (lo.get("sha256") or "")[:12],
-                      f"[{_STYLE.get(la.get('status', ''), '')}]{la.get('status', '')}[/]" if la else "",
-                      "[red]yes[/]" if s.stale else "no", s.note)
+        cells.append((s.school_id, s.device_id, local(lo.get("created_at")), lo.get("size"),
+                      (lo.get("sha256") or "")[:12], status_cell(la.get("status"), styles=_STYLE) if la else "",
+                      Text(_("yes"), style="red") if s.stale else _("no"), s.note))
     if states or not e.quiet:
-        e.console.print(table)
+        e.console.print(table(title, cols, cells, console=e.console))
     if e.quiet and stale:  # cron alarm: one plain line per stale device on stderr
         for s in states:
             e.err.print(f"stale backup: {s.school_id}/{s.device_id}: {s.note}", markup=False, highlight=False)
@@ -247,9 +247,9 @@ def prune(ctx: typer.Context,
 def restore(ctx: typer.Context,
             device: Annotated[str, typer.Argument(metavar="DEVICE", help="Device id")],
             backup_id: Annotated[Optional[str], typer.Argument(
-                metavar="[BACKUP_ID]", help="Backup record id or prefix [default: the newest intact backup]")] = None,
+                metavar="[ID]", help="Backup record id or prefix [default: the newest intact backup]")] = None,
             change: Annotated[Optional[str], typer.Option(
-                "--change", metavar="CHANGE_ID", help="The started change (work permit) this restore belongs to")] = None,
+                "--change", metavar="ID", help="The started change (work permit) this restore belongs to")] = None,
             backup_dir: BackupDirOpt = None, json: JsonOpt = False) -> int:
     """Push a backup back to its device. Only under a started change covering the device (else exit 77)."""
     from canteen_ops.errors import UsageError

@@ -13,9 +13,9 @@ app = typer.Typer(help="Changes under work permits (工作许可): request → a
                        "→ complete | rollback.", no_args_is_help=True)
 
 IdArg = Annotated[str, typer.Argument(metavar="ID", help="Change id or unique prefix (≥ 6 characters)")]
-NoteOpt = Annotated[Optional[str], typer.Option("--note", "-n", help="Free text for the timeline")]
-WinStart = Annotated[Optional[str], typer.Option("--window-start", help="ISO time, local to the inventory zone")]
-WinEnd = Annotated[Optional[str], typer.Option("--window-end", help="ISO time, local to the inventory zone")]
+NoteOpt = Annotated[Optional[str], typer.Option("--note", "-n", metavar="TEXT", help="Free text for the timeline")]
+WinStart = Annotated[Optional[str], typer.Option("--window-start", metavar="TIME", help="ISO time, local to the inventory zone")]
+WinEnd = Annotated[Optional[str], typer.Option("--window-end", metavar="TIME", help="ISO time, local to the inventory zone")]
 
 
 def _say(ctx: typer.Context, ch: dict, extra: str = "") -> int:
@@ -25,9 +25,9 @@ def _say(ctx: typer.Context, ch: dict, extra: str = "") -> int:
 
 @app.command()
 def request(ctx: typer.Context,
-            title: Annotated[str, typer.Option("--title", "-t", help="What will be changed")],
-            device: Annotated[Optional[list[str]], typer.Option("--device", "-d", help="Affected device id (repeatable)")] = None,
-            description: Annotated[Optional[str], typer.Option("--description", help="Plan, risk, fallback")] = None,
+            title: Annotated[str, typer.Option("--title", "-t", metavar="TEXT", help="What will be changed")],
+            device: Annotated[Optional[list[str]], typer.Option("--device", "-d", metavar="DEVICE", help="Affected device id (repeatable)")] = None,
+            description: Annotated[Optional[str], typer.Option("--description", metavar="TEXT", help="Plan, risk, fallback")] = None,
             window_start: WinStart = None, window_end: WinEnd = None, json: JsonOpt = False) -> int:
     """Request a change (申请)."""
     from canteen_ops import changes
@@ -55,7 +55,7 @@ def approve(ctx: typer.Context, ident: IdArg, note: NoteOpt = None) -> int:
 
 @app.command()
 def notify(ctx: typer.Context, ident: IdArg,
-           to: Annotated[list[str], typer.Option("--to", help="Who was told (repeatable), e.g. '李梅 食堂经理'")],
+           to: Annotated[list[str], typer.Option("--to", metavar="NAME", help="Who was told (repeatable), e.g. '李梅 食堂经理'")],
            window_start: WinStart = None, window_end: WinEnd = None, note: NoteOpt = None) -> int:
     """Record the notice (预告): who was told, the window and the affected devices."""
     from canteen_ops import changes
@@ -90,7 +90,7 @@ def complete(ctx: typer.Context, ident: IdArg, note: NoteOpt = None) -> int:
 
 @app.command()
 def rollback(ctx: typer.Context, ident: IdArg,
-             reason: Annotated[str, typer.Option("--reason", "-r", help="Why it was rolled back")]) -> int:
+             reason: Annotated[str, typer.Option("--reason", "-r", metavar="TEXT", help="Why it was rolled back")]) -> int:
     """Close a started change as rolled back."""
     from canteen_ops import changes
 
@@ -101,7 +101,7 @@ def rollback(ctx: typer.Context, ident: IdArg,
 @app.command("list")
 def list_(ctx: typer.Context,
           all_: Annotated[bool, typer.Option("--all", help="Include completed and rolled-back changes")] = False,
-          state: Annotated[Optional[list[str]], typer.Option("--state", help="Only these states")] = None,
+          state: Annotated[Optional[list[str]], typer.Option("--state", metavar="STATE", help="Only these states")] = None,
           json: JsonOpt = False) -> int:
     """Open changes (or all)."""
     from canteen_ops import changes
@@ -116,18 +116,17 @@ def list_(ctx: typer.Context,
     if json:
         print_json(rows)
         return 0
-    from rich.table import Table
+    from canteen_ops.cli.render import ID, Column, first_of, plural, table
+    from canteen_ops.i18n import _
 
     tz = _tz(ctx)
-    table = Table(title=f"{len(rows)} change{'s' if len(rows) != 1 else ''}", title_justify="left")
-    for col in ("id", "state", "title", "devices", "window", "requested by", "approved by"):
-        table.add_column(col, overflow="fold")
-    for r in rows:
-        window = f"{local(r['window_start'], tz)} – {local(r['window_end'], tz)}" if r.get("window_start") else ""
-        table.add_row(r["id"][:8], r["state"], r["title"], ", ".join(r["device_ids"] or []), window,
-                      r.get("requested_by") or "", r.get("approved_by") or "",
-                      style="bold yellow" if r["state"] == "started" else None)
-    e.console.print(table)
+    cols = [Column("id", ID), Column("state", ID), Column("title", main=True), Column("devices", ID), Column("window"),
+            Column("requested by"), Column("approved by")]
+    cells = [(r["id"][:8], _(r["state"]), r["title"], first_of(r["device_ids"]),
+              f"{local(r['window_start'], tz)} – {local(r['window_end'], tz)}" if r.get("window_start") else "",
+              r.get("requested_by"), r.get("approved_by")) for r in rows]
+    styles = ["bold yellow" if r["state"] == "started" else None for r in rows]
+    e.console.print(table(plural(len(rows), "change"), cols, cells, console=e.console, row_styles=styles))
     return 0
 
 
@@ -143,18 +142,19 @@ def show(ctx: typer.Context, ident: IdArg, json: JsonOpt = False) -> int:
     if json:
         print_json({"change": ch, "events": evs})
         return 0
+    from canteen_ops.cli.render import fields, pad, styled
+    from canteen_ops.i18n import _
+
     tz = _tz(ctx)
     c = e.console
-    c.print(f"[bold]change {ch['id']}[/bold]  {ch['state']}", highlight=False)
-    for k, v in (("title", ch["title"]), ("description", ch.get("description") or ""),
-                 ("devices", ", ".join(ch.get("device_ids") or [])),
-                 ("window", f"{local(ch.get('window_start'), tz)} – {local(ch.get('window_end'), tz)}"),
-                 ("notice to", ", ".join(ch.get("notice_to") or [])),
-                 ("backups", ", ".join(f"{d}={str(b)[:8] if b else '?'}"
-                                       for d, b in ((ch.get("data") or {}).get("backups") or {}).items()))):
-        c.print(f"  {k:<12} {v}", highlight=False, markup=False)
-    c.print("  timeline:", highlight=False)
+    c.print(styled((f"{_('change')} {ch['id']}", "bold"), f"  {_(ch['state'])}"))
+    fields(c, [("title", ch["title"]), ("description", ch.get("description")), ("devices", ch.get("device_ids")),
+               ("window", f"{local(ch.get('window_start'), tz)} – {local(ch.get('window_end'), tz)}"),
+               ("notice to", ch.get("notice_to")),
+               ("backups", ", ".join(f"{d}={str(b)[:8] if b else '?'}"
+                                     for d, b in ((ch.get("data") or {}).get("backups") or {}).items()))])
+    c.print(f"  {_('timeline')}:")
     for ev in evs:
-        c.print(f"    {local(ev['at'], tz)}  {ev['action']:<14} {ev.get('actor') or '':<12} {ev.get('note') or ''}",
-                highlight=False, markup=False)
+        c.print(f"    {local(ev['at'], tz)}  {pad(_(ev['action']), 14)} {pad(ev.get('actor') or '', 12)} "
+                f"{ev.get('note') or ''}")
     return 0

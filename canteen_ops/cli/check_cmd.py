@@ -106,10 +106,10 @@ class _Output:
 
     def add(self, r, result_id: str, run_id: str) -> None:
         if self.json:
-            import json
+            from canteen_ops.cli.common import json_text
 
             obj = {"id": result_id, "run_id": run_id, **r.to_dict()}
-            sys.stdout.write(json.dumps(obj, ensure_ascii=False, default=str) + "\n")
+            sys.stdout.write(json_text(obj, indent=None) + "\n")
             sys.stdout.flush()
         else:
             self.rows.append(r)
@@ -120,11 +120,12 @@ class _Output:
         if self.quiet:
             self._render_quiet(interrupted)
             return
-        from rich.console import Console
-        from rich.table import Table
         from rich.text import Text
 
-        console = Console(highlight=False, soft_wrap=False)
+        from canteen_ops.cli.render import ID, Column, make_console, plural, status_cell, styled, table
+        from canteen_ops.i18n import _
+
+        console = make_console()
         names = {s.id: s.name for s in self.inv.schools}
         order = {s.id: i for i, s in enumerate(self.inv.schools)}
         labels = {d.id: d for d in self.inv.devices}
@@ -134,11 +135,8 @@ class _Output:
         for sid in sorted(by_school, key=lambda s: order.get(s, len(order))):
             rows = sorted(by_school[sid], key=lambda r: (ORDER[r.status.value], r.device_id or "", r.check))
             counts = _counts(rows)
-            title = Text.assemble((f"{names.get(sid, sid)} ", "bold"), (f"{sid}  ", "dim"), _counts_text(counts))
-            table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False, expand=False)
-            for col, kw in (("status", {}), ("device", {"no_wrap": True}), ("area", {}), ("check", {}),
-                            ("finding", {"overflow": "fold"})):
-                table.add_column(col, **kw)
+            title = styled((f"{names.get(sid, sid)} ", "bold"), (f"{sid}  ", "dim"), _counts_text(counts))
+            cells = []
             oks, listed = 0, 0
             for r in rows:
                 if r.status.value == "ok" and not self.show_ok:
@@ -146,33 +144,42 @@ class _Output:
                     continue
                 listed += 1
                 d = labels.get(r.device_id or "")
-                table.add_row(Text(r.status.value.upper(), style=STYLE[r.status.value]),
-                              r.device_id or "(school)", (d.area or "") if d else "", r.check, r.summary)
+                cells.append((status_cell(r.status.value, upper=True), r.device_id or _("(school)"),
+                              d.area if d else "", r.check, r.summary))
             if oks:
                 devs = len({r.device_id for r in rows if r.status.value == "ok" and r.device_id})
-                table.add_row(Text("OK", style="green"), "", "", "",
-                              Text(f"{oks} {'more ' if listed else ''}checks ok on {devs} device"
-                                   f"{'s' if devs != 1 else ''} (--all lists them)", style="dim"))
-            console.print(table)
+                more = _("{checks} ok on {devices}").format(
+                    checks=plural(oks, "more check") if listed else plural(oks, "check"),
+                    devices=plural(devs, "device"))
+                cells.append((status_cell("ok", upper=True), "", "", "",
+                              Text(f"{more} ({_('--all lists them')})", style="dim")))
+            cols = [Column("status", ID), Column("device", ID), Column("area"), Column("check", ID),
+                    Column("finding", main=True)]
+            console.print(table(title, cols, cells, console=console))
             console.print()
         counts = _counts(self.rows)
         worst = next((s for s in ("crit", "warn", "unknown") if counts.get(s)), "ok")
-        line = Text.assemble(
-            ("interrupted — " if interrupted else "", "bold red"),
-            f"{n_devices} device{'s' if n_devices != 1 else ''} in {len(by_school)} school"
-            f"{'s' if len(by_school) != 1 else ''}, {len(self.rows)} results: ",
-            _counts_text(counts), f" in {elapsed:.1f} s — worst ", (worst.upper(), STYLE[worst]))
+        line = styled(
+            (_("interrupted — ") if interrupted else "", "bold red"),
+            _("{devices} in {schools}, {results}: ").format(
+                devices=plural(n_devices, "device"), schools=plural(len(by_school), "school"),
+                results=plural(len(self.rows), "result")),
+            _counts_text(counts), _(" in {seconds} s — worst ").format(seconds=f"{elapsed:.1f}"),
+            status_cell(worst, upper=True))
         console.print(line)
 
     def _render_quiet(self, interrupted: bool) -> None:
+        from canteen_ops.cli.render import echo, pad
+        from canteen_ops.i18n import _, status_word
+
         names = {s.id: s.name for s in self.inv.schools}
         problems = sorted((r for r in self.rows if r.status.value != "ok"),
                           key=lambda r: (ORDER[r.status.value], r.school_id or "", r.device_id or "", r.check))
         for r in problems:
-            sys.stdout.write(f"{r.status.value.upper():7} {names.get(r.school_id, r.school_id or '')} "
-                             f"{r.device_id or '(school)'} {r.check}: {r.summary}\n")
+            echo(f"{pad(status_word(r.status.value, upper=True), 7)} {names.get(r.school_id, r.school_id or '')} "
+                 f"{r.device_id or _('(school)')} {r.check}: {r.summary}")
         if interrupted:
-            sys.stdout.write("interrupted: results so far are in the maintenance log\n")
+            echo(_("interrupted: results so far are in the maintenance log"))
 
 
 def _counts(rows) -> dict[str, int]:
@@ -185,10 +192,12 @@ def _counts(rows) -> dict[str, int]:
 def _counts_text(counts: dict[str, int]):
     from rich.text import Text
 
-    parts = [(f"{counts[s]} {s}", STYLE[s]) for s in ("crit", "warn", "unknown", "ok") if counts.get(s)]
+    from canteen_ops.i18n import _, status_word
+
+    parts = [(f"{counts[s]} {status_word(s)}", STYLE[s]) for s in ("crit", "warn", "unknown", "ok") if counts.get(s)]
     t = Text()
     for i, p in enumerate(parts):
         if i:
             t.append(", ")
         t.append(*p)
-    return t if parts else Text("nothing checked")
+    return t if parts else Text(_("nothing checked"))

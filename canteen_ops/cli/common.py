@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
@@ -21,6 +22,10 @@ VendorOpt = Annotated[Optional[list[str]], typer.Option("--vendor", metavar="VEN
 AreaOpt = Annotated[Optional[list[str]], typer.Option("--area", metavar="AREA", help="Canteen area, e.g. 烹饪区")]
 TagOpt = Annotated[Optional[list[str]], typer.Option("--tag", metavar="TAG", help="Device tag (repeatable)")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output")]
+ExportLangOpt = Annotated[str, typer.Option(
+    "--lang", metavar="LANG", help="Column headers: en, or zh (Chinese headers, local times, Excel-ready)")]
+OutputOpt = Annotated[Optional[Path], typer.Option(
+    "--output", "-o", metavar="FILE", help="Write here (atomically) instead of stdout")]
 
 
 def env(ctx: typer.Context) -> "Env":
@@ -48,6 +53,16 @@ def display_tz(ctx: typer.Context) -> str:
     return env(ctx).timezone()
 
 
+def export_lang(lang: str, fmt: str, formats: tuple[str, ...]) -> None:
+    """Check an export's --lang and --format before anything is read."""
+    from canteen_ops.errors import UsageError
+
+    if lang not in ("en", "zh"):
+        raise UsageError(f"--lang {lang!r}: expected en or zh")
+    if fmt not in formats:
+        raise UsageError(f"--format {fmt!r}: expected one of {', '.join(formats)}")
+
+
 def write_output(path, data: bytes) -> None:
     """Write a command's output file atomically; a failure is a clear error (exit 73), never a half file."""
     from canteen_ops.errors import CannotWrite
@@ -59,22 +74,33 @@ def write_output(path, data: bytes) -> None:
         raise CannotWrite(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
+def echo(message: Any = "", *, err: bool = False, nl: bool = True) -> None:
+    """A plain line, controls made visible (cli/render.py; imported late so `--help` stays fast)."""
+    from canteen_ops.cli.render import echo as _echo
+
+    _echo(message, err=err, nl=nl)
+
+
+# JSON escapes C0 controls itself; C1 controls and bidi overrides pass through with ensure_ascii=False.
+_JSON_TTY = {c: f"\\u{c:04x}" for c in (*range(0x7F, 0xA0), 0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F),
+                                        *range(0x2066, 0x206A))}
+
+
+def json_text(obj: Any, indent: int | None = 2) -> str:
+    """JSON for stdout: as is into a pipe; on a terminal, characters that act on it become \\u escapes (still
+    the same JSON)."""
+    text = json.dumps(obj, ensure_ascii=False, indent=indent, default=str)
+    return text.translate(_JSON_TTY) if sys.stdout.isatty() else text
+
+
 def print_json(obj: Any) -> None:
-    sys.stdout.write(json.dumps(obj, ensure_ascii=False, indent=2, default=str) + "\n")
-
-
-_CONTROL = None
+    sys.stdout.write(json_text(obj) + "\n")
 
 
 def cell(value: Any) -> "Text":
-    """Outside text (device answers, log records) as a table cell: never markup, and control characters (escape
-    sequences, line breaks) shown as '�' / a space instead of acting on the terminal."""
-    global _CONTROL
-    import re
-
+    """Outside text (device answers, log records) as one line of a table cell (cli/render.py)."""
     from rich.text import Text
 
-    if _CONTROL is None:
-        _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-    text = "" if value is None else str(value)
-    return Text(_CONTROL.sub("�", text.replace("\n", " ").replace("\t", " ")))
+    from canteen_ops.cli.render import clean
+
+    return Text(clean(value, oneline=True))

@@ -66,18 +66,16 @@ def check(ctx: typer.Context, school: SchoolOpt = None, device: DeviceOpt = None
             if f.status != "current":
                 e.err.print(f"{f.status}: {f.school_id}/{f.device_id}: {f.summary}", markup=False, highlight=False)
         return status.exit_code
-    from rich.table import Table
+    from canteen_ops.cli.render import ID, Column, status_cell, table
+    from canteen_ops.i18n import _
 
-    table = Table(title=f"firmware vs {path}", title_justify="left")
-    for col in ("school", "device", "model", "firmware", "status", "detail"):
-        table.add_column(col, overflow="fold")
-    for f in findings:
-        table.add_row(f.school_id or "", f.device_id, f.model or "", f.version or "",
-                      f"[{_STYLE[f.status]}]{f.status}[/]", f.summary)
-    e.console.print(table)
+    cols = [Column("school", ID, optional=True), Column("device", ID), Column("model"), Column("firmware"),
+            Column("status"), Column("detail", main=True)]
+    cells = [(f.school_id, f.device_id, f.model, f.version, status_cell(f.status, styles=_STYLE), f.summary)
+             for f in findings]
+    e.console.print(table(_("firmware vs {catalog}").format(catalog=path), cols, cells, console=e.console))
     counts: dict[str, int] = {}
     for f in findings:
         counts[f.status] = counts.get(f.status, 0) + 1
-    e.console.print(", ".join(f"{n} {s}" for s, n in sorted(counts.items(), key=lambda x: _ORDER[x[0]])),
-                    highlight=False)
+    e.console.print(", ".join(f"{n} {_(s)}" for s, n in sorted(counts.items(), key=lambda x: _ORDER[x[0]])))
     return status.exit_code

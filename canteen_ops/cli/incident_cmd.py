@@ -14,8 +14,8 @@ app = typer.Typer(help="Incidents (故障) with on-site SLA clocks: major 重大
 
 IdArg = Annotated[str, typer.Argument(metavar="ID", help="Incident id or unique prefix (≥ 6 characters)")]
 AtOpt = Annotated[Optional[str], typer.Option(
-    "--at", help="When it happened, if not now: ISO time, local to the inventory time zone unless it has an offset")]
-NoteOpt = Annotated[Optional[str], typer.Option("--note", "-n", help="Free text for the timeline")]
+    "--at", metavar="TIME", help="When it happened, if not now: ISO time, local to the inventory time zone unless it has an offset")]
+NoteOpt = Annotated[Optional[str], typer.Option("--note", "-n", metavar="TEXT", help="Free text for the timeline")]
 
 
 def _tz(ctx: typer.Context) -> str:
@@ -40,11 +40,11 @@ def _parse_at(at: str | None, tz: str, flag: str = "--at"):
 
 @app.command("open")
 def open_(ctx: typer.Context,
-          level: Annotated[str, typer.Option("--level", "-l", help="major (重大) or general (一般)")],
-          title: Annotated[str, typer.Option("--title", "-t", help="Short description of the fault")],
-          device: Annotated[Optional[list[str]], typer.Option("--device", "-d", help="Affected device id (repeatable)")] = None,
-          school: Annotated[Optional[str], typer.Option("--school", "-s", help="School id (if no device is named)")] = None,
-          description: Annotated[Optional[str], typer.Option("--description", help="Details")] = None,
+          level: Annotated[str, typer.Option("--level", "-l", metavar="LEVEL", help="major (重大) or general (一般)")],
+          title: Annotated[str, typer.Option("--title", "-t", metavar="TEXT", help="Short description of the fault")],
+          device: Annotated[Optional[list[str]], typer.Option("--device", "-d", metavar="DEVICE", help="Affected device id (repeatable)")] = None,
+          school: Annotated[Optional[str], typer.Option("--school", "-s", metavar="SCHOOL", help="School id (if no device is named)")] = None,
+          description: Annotated[Optional[str], typer.Option("--description", metavar="TEXT", help="Details")] = None,
           at: AtOpt = None, json: JsonOpt = False) -> int:
     """Open an incident; prints its on-site deadline."""
     from canteen_ops.incidents import open_incident
@@ -110,7 +110,7 @@ def arrive(ctx: typer.Context, ident: IdArg, note: NoteOpt = None, at: AtOpt = N
 
 @app.command()
 def resolve(ctx: typer.Context, ident: IdArg,
-            resolution: Annotated[str, typer.Option("--resolution", "-r", help="What fixed it")],
+            resolution: Annotated[str, typer.Option("--resolution", "-r", metavar="TEXT", help="What fixed it")],
             at: AtOpt = None) -> int:
     """Resolve: the fault is fixed."""
     return _act(ctx, "resolve", ident, at, resolution=resolution)
@@ -140,7 +140,7 @@ def note(ctx: typer.Context, ident: IdArg,
 
 @app.command()
 def assign(ctx: typer.Context, ident: IdArg,
-           who: Annotated[str, typer.Argument(metavar="WHO", help="The technician who takes it on")],
+           who: Annotated[str, typer.Argument(metavar="NAME", help="The technician who takes it on")],
            at: AtOpt = None) -> int:
     """Assign an active incident to a technician."""
     return _act(ctx, "assign", ident, at, who=who)
@@ -150,8 +150,8 @@ def assign(ctx: typer.Context, ident: IdArg,
 def list_(ctx: typer.Context,
           overdue: Annotated[bool, typer.Option("--overdue", help="Only SLA breaches (exit 2 if any)")] = False,
           all_: Annotated[bool, typer.Option("--all", help="Include resolved incidents")] = False,
-          school: Annotated[Optional[list[str]], typer.Option("--school", "-s", help="School id")] = None,
-          level: Annotated[Optional[list[str]], typer.Option("--level", "-l", help="major | general")] = None,
+          school: Annotated[Optional[list[str]], typer.Option("--school", "-s", metavar="SCHOOL", help="School id")] = None,
+          level: Annotated[Optional[list[str]], typer.Option("--level", "-l", metavar="LEVEL", help="major | general")] = None,
           device: Annotated[Optional[list[str]], typer.Option(
               "--device", "-d", metavar="GLOB", help="Only incidents on matching devices, e.g. 'xc-cam-*'")] = None,
           json: JsonOpt = False) -> int:
@@ -174,30 +174,28 @@ def list_(ctx: typer.Context,
     if json:
         print_json(rows)
         return code
-    from rich.table import Table
     from rich.text import Text
 
-    from canteen_ops.cli.common import cell
+    from canteen_ops.cli.render import ID, TIME, Column, first_of, plural, table
+    from canteen_ops.i18n import _
     from canteen_ops.incidents import ACTIVE_STATES
 
     tz = _tz(ctx)
-    title = f"{len(rows)} {'overdue ' if overdue else ''}incident{'s' if len(rows) != 1 else ''}"
-    table = Table(title=title, title_justify="left")
-    assigned = any(r.get("assigned_to") for r in rows)  # the column only when someone is assigned
-    for col in ("id", "level", "state", "school", "devices", "title", *(("assigned",) if assigned else ()), "opened",
-                "on site by", "SLA", ""):
-        table.add_column(col, overflow="fold")
+    title = plural(len(rows), "overdue incident") if overdue else plural(len(rows), "incident")
+    cols = [Column("id", ID), Column("level", ID), Column("state", ID), Column("school", ID, optional=True),
+            Column("devices", ID), Column("title", main=True), Column("assigned"),
+            Column("opened", TIME, optional=True), Column("on site by", TIME), Column("SLA"), Column("")]
+    cells, styles = [], []
     for r in rows:
         escalated = bool(r.get("escalated_at")) and r["state"] in ACTIVE_STATES and not r.get("arrived_at")
-        style = "bold red" if escalated else ("red" if r["sla"] == "breached" else None)
-        table.add_row(r["id"][:8], r["level"], r["state"], r["school_id"] or "", ", ".join(r["device_ids"] or []),
-                      cell(r["title"]), *((cell(r.get("assigned_to")),) if assigned else ()),
-                      local(r["opened_at"], tz), local(r["arrive_deadline"], tz), r["sla"],
-                      Text("ESCALATED", style="bold white on red") if escalated else "", style=style)
-    e.console.print(table)
+        styles.append("bold red" if escalated else ("red" if r["sla"] == "breached" else None))
+        cells.append((r["id"][:8], _(r["level"]), _(r["state"]), r["school_id"], first_of(r["device_ids"]),
+                      r["title"], r.get("assigned_to"), local(r["opened_at"], tz), local(r["arrive_deadline"], tz),
+                      _(r["sla"]), Text(_("ESCALATED"), style="bold white on red") if escalated else ""))
+    e.console.print(table(title, cols, cells, console=e.console, row_styles=styles))  # (empty columns go)
     if any(r.get("escalated_at") and not r.get("arrived_at") and r["state"] in ACTIVE_STATES for r in rows):
-        e.console.print("[bold red]escalated: on-site deadline passed without arrival — report to the leading "
-                        "group (领导小组)[/]")
+        e.console.print(_("escalated: on-site deadline passed without arrival — report to the leading "
+                          "group (领导小组)"), style="bold red")
     return code
 
 
@@ -217,28 +215,32 @@ def show(ctx: typer.Context, ident: IdArg, json: JsonOpt = False) -> int:
     if json:
         print_json({"incident": inc, "events": evs})
         return 0
+    from canteen_ops.cli.render import fields, pad, styled
+    from canteen_ops.i18n import _
+
     tz = _tz(ctx)
     c = e.console
-    c.print(f"[bold]incident {inc['id']}[/bold]  {inc['level']} / {inc['state']}", highlight=False)
+    from canteen_ops.incidents import ACTIVE_STATES
+
+    c.print(styled((f"{_('incident')} {inc['id']}", "bold"), f"  {_(inc['level'])} / {_(inc['state'])}"))
     if inc.get("escalated_at") and not inc.get("arrived_at") and inc["state"] in ACTIVE_STATES:
-        c.print(f"[bold white on red] ESCALATED at {local(inc['escalated_at'], tz)} [/]", highlight=False)
+        c.print(f" {_('ESCALATED at {time}').format(time=local(inc['escalated_at'], tz))} ", style="bold white on red")
+    hours = _("inside working hours") if inc.get("opened_in_hours") else _("outside working hours")
     lines = [
-        ("title", inc["title"]), ("description", inc.get("description") or ""),
-        ("school", inc.get("school_id") or ""), ("devices", ", ".join(inc.get("device_ids") or [])),
-        ("assigned to", inc.get("assigned_to") or ""),
-        ("opened", f"{local(inc['opened_at'], tz)} by {inc.get('opened_by') or ''}"
-                   f" ({'inside' if inc.get('opened_in_hours') else 'outside'} working hours)"),
-        ("on site by", f"{local(inc.get('arrive_deadline'), tz)}  SLA {inc['sla']}"),
-        ("restore by", f"{local(inc.get('resolve_deadline'), tz)}  SLA {inc['resolve_sla']}"),
-        ("resolution", inc.get("resolution") or ""),
+        ("title", inc["title"]), ("description", inc.get("description")),
+        ("school", inc.get("school_id")), ("devices", inc.get("device_ids")),
+        ("assigned to", inc.get("assigned_to")),
+        ("opened", f"{local(inc['opened_at'], tz)} {_('by')} {inc.get('opened_by') or ''} ({hours})"),
+        ("on site by", f"{local(inc.get('arrive_deadline'), tz)}  SLA {_(inc['sla'])}"),
+        ("restore by", f"{local(inc.get('resolve_deadline'), tz)}  SLA {_(inc['resolve_sla'])}"),
+        ("resolution", inc.get("resolution")),
     ]
     if inc["state"] == "cancelled":
-        lines.append(("cancelled", f"{local(inc.get('cancelled_at'), tz)} by {inc.get('cancelled_by') or ''}: "
+        lines.append(("cancelled", f"{local(inc.get('cancelled_at'), tz)} {_('by')} {inc.get('cancelled_by') or ''}: "
                                    f"{inc.get('cancel_reason') or ''}"))
-    for k, v in lines:
-        c.print(f"  {k:<12} {v}", highlight=False, markup=False)
-    c.print("  timeline:", highlight=False)
+    fields(c, lines)
+    c.print(f"  {_('timeline')}:")
     for ev in evs:
-        c.print(f"    {local(ev['at'], tz)}  {ev['action']:<16} {ev.get('actor') or '':<12} {ev.get('note') or ''}",
-                highlight=False, markup=False)
+        c.print(f"    {local(ev['at'], tz)}  {pad(_(ev['action']), 16)} {pad(ev.get('actor') or '', 12)} "
+                f"{ev.get('note') or ''}")
     return 0

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
-from canteen_ops.cli.common import AreaOpt, DeviceOpt, JsonOpt, KindOpt, SchoolOpt, TagOpt, VendorOpt, env, select
+from canteen_ops.cli.common import (AreaOpt, DeviceOpt, ExportLangOpt, JsonOpt, KindOpt, OutputOpt, SchoolOpt,
+                                    TagOpt, VendorOpt, env, select)
 
 app = typer.Typer(help="Read, check and list the inventory (设备台帐).", no_args_is_help=True)
 
@@ -15,12 +15,15 @@ app = typer.Typer(help="Read, check and list the inventory (设备台帐).", no_
 @app.command()
 def validate(ctx: typer.Context) -> int:
     """Validate the inventory: every problem with file:line:column; exit 65 if any."""
+    from canteen_ops.cli.render import plural
+
     inv = env(ctx).inventory()
     n = len(inv.devices)
-    extra = "".join([f", {len(inv.settings.notify)} notify targets" if inv.settings.notify else "",
-                     f", {len(inv.roster.people)} people on the duty roster" if inv.roster and inv.roster.people else ""])
-    env(ctx).console.print(f"{inv.path}: OK — {len(inv.schools)} schools, {n} devices{extra}", highlight=False,
-                           markup=False, soft_wrap=True)
+    extra = "".join([f", {plural(len(inv.settings.notify), 'notify target')}" if inv.settings.notify else "",
+                     f", {plural(len(inv.roster.people), 'person', 'people')} on the duty roster"
+                     if inv.roster and inv.roster.people else ""])
+    env(ctx).console.print(f"{inv.path}: OK — {plural(len(inv.schools), 'school')}, {plural(n, 'device')}{extra}",
+                           soft_wrap=True)
     return 0
 
 
@@ -35,27 +38,25 @@ def list_(ctx: typer.Context, school: SchoolOpt = None, device: DeviceOpt = None
 
         print_json([device_json(inv, d) for d in devices])
         return 0
-    from rich import box
-    from rich.table import Table
+    from canteen_ops.cli.render import ID, Column, plural, table
+    from canteen_ops.i18n import _
 
     # One table per school, titled with its name: the Chinese school name does not need a column, and
-    # ids, addresses and channels (what people copy) stay on one line; only names and models wrap.
+    # ids, addresses and channels (what people copy) stay whole; names and models are cut to fit.
     console = env(ctx).console
     by_school: dict[str, list] = {}
     for d in devices:
         by_school.setdefault(d.school_id, []).append(d)
+    cols = [Column("device", ID), Column("type"), Column("host", ID), Column("area"), Column("name"),
+            Column("nvr/ch", ID), Column("model")]
     for school_id, devs in by_school.items():
         s = inv.school(school_id)
-        title = f"{s.name} ({s.id}{', ' + s.district if s.district else ''}) — {len(devs)} devices"
-        table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
-        for col in ("device", "type", "host", "area", "name", "nvr/ch", "model"):
-            table.add_column(col, no_wrap=col in ("device", "host", "nvr/ch"), overflow="fold")
-        for d in devs:
-            nvr = f"{d.nvr}/{d.nvr_channel}" if d.nvr else ""
-            table.add_row(d.id, f"{d.vendor} {d.kind}", f"{d.host}:{d.port}", d.area or "", d.name or "", nvr,
-                          d.model or "")
-        console.print(table)
-    console.print(f"{len(devices)} devices in {len(by_school)} schools", highlight=False)
+        title = f"{s.name} ({s.id}{', ' + s.district if s.district else ''}) — {plural(len(devs), 'device')}"
+        rows = [(d.id, f"{d.vendor} {d.kind}", f"{d.host}:{d.port}", d.area, d.name,
+                 f"{d.nvr}/{d.nvr_channel}" if d.nvr else "", d.model) for d in devs]
+        console.print(table(title, cols, rows, console=console, pad_edge=False))
+    console.print(_("{devices} in {schools}").format(devices=plural(len(devices), "device"),
+                                                      schools=plural(len(by_school), "school")))
     return 0
 
 
@@ -93,29 +94,25 @@ def device_json(inv, d) -> dict:
 
 
 @app.command()
-def ledger(ctx: typer.Context, output: Annotated[Optional[Path], typer.Option(
-               "--output", "-o", metavar="FILE", help="Write the CSV here (atomically) instead of stdout")] = None,
+def ledger(ctx: typer.Context, output: OutputOpt = None,
+           fmt: Annotated[str, typer.Option("--format", "-f", metavar="FORMAT", help="csv or xlsx")] = "csv",
+           lang: ExportLangOpt = "en",
            school: SchoolOpt = None, device: DeviceOpt = None, kind: KindOpt = None, vendor: VendorOpt = None,
            area: AreaOpt = None, tag: TagOpt = None) -> int:
-    """设备台帐: the device ledger as CSV, with facts merged from the latest results in the log."""
-    import csv
-    import io
+    """设备台帐: the device ledger as CSV or xlsx, with facts merged from the latest results in the log."""
+    from canteen_ops.cli import export
+    from canteen_ops.cli.common import export_lang
+    from canteen_ops.cli.render import plural
 
+    export_lang(lang, fmt, ("csv", "xlsx"))
     devices = select(ctx, school, device, kind, vendor, area, tag)
     inv = env(ctx).inventory()
     observed = _observed_facts(env(ctx))
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=LEDGER_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    for d in devices:
-        writer.writerow({**device_row(inv, d), **observed.get(d.id, {})})
-    if output:
-        from canteen_ops.cli.common import write_output
-
-        write_output(output, buf.getvalue().encode("utf-8-sig"))  # BOM so Excel reads the Chinese names
-        env(ctx).err.print(f"ledger: {len(devices)} devices written to {output}")
-    else:
-        typer.echo(buf.getvalue(), nl=False)
+    rows = [{**device_row(inv, d), **observed.get(d.id, {})} for d in devices]
+    # A file gets a BOM so Excel reads the Chinese names (stdout only with --lang zh: it is usually a pipe).
+    data = export.encode(LEDGER_COLUMNS, rows, fmt=fmt, lang=lang, tz=inv.settings.timezone,
+                         sheet="设备台帐" if lang == "zh" else "ledger", bom=output is not None)
+    export.write(ctx, data, output, fmt=fmt, what=plural(len(devices), "device"))
     return 0
 
 

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from canteen_ops.cli.common import JsonOpt, env, print_json
+from canteen_ops.cli.common import JsonOpt, echo, env, print_json
 
 app = typer.Typer(help="Device lab: simulated Hikvision / Dahua / ONVIF cameras and NVRs on loopback, with faults.",
                   no_args_is_help=True)
@@ -23,7 +23,8 @@ def _usage(info: dict, directory: Path, schools: int) -> str:
     inv = info["inventory"]
     return (f"Lab running: {info['devices']} devices in {schools} schools (pid {info['pid']}, control "
             f"{info['control']}).\n"
-            f"  inventory: {inv}\n  passwords: {directory / 'secrets'} (mode 600, referenced by password_file)\n\n"
+            + (f"  replayed: {', '.join(info['replayed'])} (school replay)\n" if info.get("replayed") else "")
+            + f"  inventory: {inv}\n  passwords: {directory / 'secrets'} (mode 600, referenced by password_file)\n\n"
             "Next:\n"
             f"  export CANTEEN_OPS_INVENTORY={inv}\n"
             "  canteen-ops inventory list\n"
@@ -49,7 +50,10 @@ def up(ctx: typer.Context,
        rtsp_port: Annotated[int, typer.Option(metavar="PORT", help="RTSP port of every device")] = 8554,
        seed: Annotated[Optional[int], typer.Option(metavar="N", help="Random seed for serials and MACs")] = None,
        warm: Annotated[bool, typer.Option(help="Encode the stream pictures at start (once per machine; cached)")
-                       ] = True) -> int:
+                       ] = True,
+       replay: Annotated[Optional[str], typer.Option(
+           "--replay", metavar="FILES", help="Also serve recorded devices (comma list): capture files (device capture) "
+           "or corpus model folders; they join the inventory as school `replay`")] = None) -> int:
     """Start a fleet of simulated devices, write its inventory, and print how to use it."""
     import argparse
 
@@ -59,14 +63,16 @@ def up(ctx: typer.Context,
     from canteen_ops.lab.service import build_from_args
 
     d = control.lab_dir(directory)
+    replay_paths = _replay_paths(replay)
     e = env(ctx)
     if first_address is None:  # the default block may be taken (another lab, another user): move to a free one
         from canteen_ops.lab.fleet import FIRST_ADDRESS
 
-        first_address, taken = control.free_block(schools * (cameras_per_school + 1), (http_port, rtsp_port),
+        first_address, taken = control.free_block(schools * (cameras_per_school + 1) + len(replay_paths),
+                                                  (http_port, rtsp_port),
                                                   FIRST_ADDRESS)
         if taken:
-            typer.echo(f"The default address block is in use ({taken} is taken); using the free block from "
+            echo(f"The default address block is in use ({taken} is taken); using the free block from "
                        f"{first_address} instead.", err=True)
     args = argparse.Namespace(schools=schools, cameras_per_school=cameras_per_school, vendors=vendors, faults=faults,
                               first_address=first_address, http_port=http_port, rtsp_port=rtsp_port, seed=seed)
@@ -75,21 +81,41 @@ def up(ctx: typer.Context,
     except (FleetError, ValueError) as exc:
         raise UsageError(str(exc)) from None
     if foreground:
-        return _foreground(fleet, d, schools, e, warm)
+        return _foreground(fleet, d, schools, e, warm, replay_paths)
     argv = ["--schools", str(schools), "--cameras-per-school", str(cameras_per_school), "--vendors", vendors,
             "--faults", faults, "--first-address", first_address, "--http-port", str(http_port),
             "--rtsp-port", str(rtsp_port)] + (["--seed", str(seed)] if seed is not None else []) + (
-            [] if warm else ["--no-warm"])
+            [] if warm else ["--no-warm"]) + (["--replay", ",".join(replay_paths)] if replay_paths else [])
     if not e.quiet and warm:
-        typer.echo("Starting the lab (the first start on a machine encodes the stream pictures: up to a minute)...",
+        echo("Starting the lab (the first start on a machine encodes the stream pictures: up to a minute)...",
                    err=True)
     info = control.start_background(d, argv)
     if not e.quiet:
-        typer.echo(_usage(info, d, schools), nl=False)
+        echo(_usage(info, d, schools), nl=False)
     return 0
 
 
-def _foreground(fleet, directory: Path, schools: int, e, warm: bool) -> int:
+def _replay_paths(value: str | None) -> list[str]:
+    """The --replay list, each one read now so a bad file is a clear error before anything starts."""
+    from canteen_ops.errors import InvalidFile, NotFound, Problem
+    from canteen_ops.lab.replay import ReplayError, load
+
+    paths = []
+    for item in (value or "").split(","):
+        if not item.strip():
+            continue
+        p = Path(item.strip()).expanduser().resolve()
+        if not p.exists():
+            raise NotFound(f"--replay: {item.strip()}: no such capture file or model folder")
+        try:
+            load(p)
+        except ReplayError as exc:
+            raise InvalidFile([Problem(str(p), 1, 1, "", str(exc).removeprefix(f"{p}: "))]) from None
+        paths.append(str(p))
+    return paths
+
+
+def _foreground(fleet, directory: Path, schools: int, e, warm: bool, replay: list[str]) -> int:
     import asyncio
 
     from canteen_ops.errors import Unavailable
@@ -104,10 +130,10 @@ def _foreground(fleet, directory: Path, schools: int, e, warm: bool) -> int:
 
     def ready(info, _service):
         if not e.quiet:
-            typer.echo(_usage(info, directory, schools) + "\nPress Ctrl-C to stop.")
+            echo(_usage(info, directory, schools) + "\nPress Ctrl-C to stop.")
 
     try:
-        return asyncio.run(serve(fleet, directory, ready, warm))
+        return asyncio.run(serve(fleet, directory, ready, warm, replay))
     except LabError as exc:
         raise Unavailable(str(exc)) from None
     except KeyboardInterrupt:
@@ -124,18 +150,24 @@ def status(ctx: typer.Context, directory: DirOpt = None, json: JsonOpt = False) 
     if json:
         print_json(st)
         return 0
-    from rich.table import Table
+    from canteen_ops.cli.render import ID, Column, plural, table
 
-    table = Table(title=f"Lab {d} — pid {st['pid']}, {len(st['devices'])} devices, {st['requests']} requests served")
-    for col in ("device", "vendor", "kind", "address", "model", "faults"):
-        table.add_column(col)
+    rows = []
     for dev in st["devices"]:
         faults = ", ".join(k if v is None else f"{k}={v}" for k, v in dev["faults"].items())
         if dev["locked"]:
             faults = ", ".join(filter(None, [faults, "LOCKED"]))
-        table.add_row(dev["id"], dev["vendor"], dev["kind"], f"{dev['host']}:{dev['http_port']}", dev["model"],
-                      faults or "-")
-    env(ctx).console.print(table)
+        rows.append((dev["id"], dev["vendor"], dev["kind"], f"{dev['host']}:{dev['http_port']}", dev["model"],
+                     faults or "-"))
+    for dev in st.get("replayed", []):  # model names come from capture files: outside text (table() cleans it)
+        rows.append((dev["id"], dev["vendor"], dev["kind"], f"{dev['host']}:{dev['http_port']}", dev["model"],
+                     f"replay ({dev['answered']} answered, {dev['unrecorded']} not recorded)"))
+    title = (f"Lab {d} — pid {st['pid']}, {plural(len(st['devices']), 'device')}, "
+             f"{plural(st['requests'], 'request')} served")
+    cols = [Column("device", ID), Column("vendor"), Column("kind"), Column("address", ID), Column("model"),
+            Column("faults")]
+    console = env(ctx).console
+    console.print(table(title, cols, rows, console=console))
     return 0
 
 
@@ -172,7 +204,7 @@ def fault(ctx: typer.Context,
         ids = control.request(info, "POST", "/fault", {"device": device, "fault": name, "value": value})["devices"]
         what = f"set {name}" + (f"={value}" if value is not None else "")
     if not env(ctx).quiet:
-        typer.echo(f"{what} on {', '.join(ids)}")
+        echo(f"{what} on {', '.join(ids)}")
     return 0
 
 
@@ -192,7 +224,7 @@ def set_(ctx: typer.Context,
     info = control.running_info(control.lab_dir(directory))
     ids = control.request(info, "POST", "/set", {"device": device, "key": key.strip(), "value": value.strip()})
     if not env(ctx).quiet:
-        typer.echo(f"set {key.strip()}={value.strip()} on {', '.join(ids['devices'])}")
+        echo(f"set {key.strip()}={value.strip()} on {', '.join(ids['devices'])}")
     return 0
 
 
@@ -203,7 +235,7 @@ def faults(ctx: typer.Context) -> int:
 
     width = max(map(len, FAULTS))
     for name, meaning in FAULTS.items():
-        typer.echo(f"{name:<{width}}  {meaning}")
+        echo(f"{name:<{width}}  {meaning}")
     return 0
 
 
@@ -217,5 +249,5 @@ def down(ctx: typer.Context, directory: DirOpt = None) -> int:
     pid = control.stop(d)
     cleanup(d)
     if not env(ctx).quiet:
-        typer.echo(f"lab stopped (pid {pid}); removed its files from {d}")
+        echo(f"lab stopped (pid {pid}); removed its files from {d}")
     return 0

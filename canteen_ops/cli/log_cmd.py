@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from canteen_ops.cli.common import AreaOpt, DeviceOpt, JsonOpt, SchoolOpt, TagOpt, VendorOpt, env, print_json
+from canteen_ops.cli.common import (AreaOpt, DeviceOpt, ExportLangOpt, JsonOpt, OutputOpt, SchoolOpt, TagOpt,
+                                    VendorOpt, env, print_json)
 
 app = typer.Typer(help="The maintenance log: list, add technician notes, show, export.", no_args_is_help=True)
 
@@ -20,9 +20,9 @@ def list_(ctx: typer.Context,
           tag: TagOpt = None,
           kind: Annotated[Optional[list[str]], typer.Option(
               "--kind", metavar="KIND", help="Record kind: run, check, backup, snapshot, firmware, incident, change, note, step, notify")] = None,
-          since: Annotated[Optional[str], typer.Option(metavar="WHEN", help="From: e.g. 24h, 7d or 2026-11-01 (local time)")] = None,
+          since: Annotated[Optional[str], typer.Option(metavar="TIME", help="From: e.g. 24h, 7d or 2026-11-01 (local time)")] = None,
           until: Annotated[Optional[str], typer.Option(
-              metavar="WHEN", help="Before: e.g. 1h or 2026-11-30 (a date includes that day)")] = None,
+              metavar="TIME", help="Before: e.g. 1h or 2026-11-30 (a date includes that day)")] = None,
           grep: Annotated[Optional[str], typer.Option(
               metavar="TEXT", help="Only entries whose text contains TEXT (findings, notes, incidents, changes, ...)")] = None,
           limit: Annotated[int, typer.Option(metavar="N", help="At most this many entries (0 = all)")] = 50,
@@ -60,17 +60,13 @@ def list_(ctx: typer.Context,
     if json:
         print_json(rows)
         return 0
-    from rich.table import Table
+    from canteen_ops.cli.render import ID, TIME, Column, first_of, plural, status_cell, table
 
-    from canteen_ops.cli.common import cell
-
-    table = Table(title=f"{len(rows)} entr{'y' if len(rows) == 1 else 'ies'}", title_justify="left")
-    for col in ("when (local)", "kind", "id", "school", "device", "status", "summary", "by"):
-        table.add_column(col, overflow="fold")
-    for r in rows:
-        table.add_row(local(r["at"], tz), r["kind"], r["id"][:8], cell(r["school_id"]), cell(_devices(r["device_id"])),
-                      cell(r["status"]), cell(r["summary"]), cell(r["operator"]))
-    e.console.print(table)
+    cols = [Column("when (local)", TIME), Column("kind", ID), Column("id", ID), Column("school", ID, optional=True),
+            Column("device", ID), Column("status"), Column("summary", main=True), Column("by")]
+    cells = [(local(r["at"], tz), r["kind"], r["id"][:8], r["school_id"], first_of(_devices(r["device_id"])),
+              status_cell(r["status"]), r["summary"], r["operator"]) for r in rows]
+    e.console.print(table(plural(len(rows), "entry", "entries"), cols, cells, console=e.console))
     return 0
 
 
@@ -92,16 +88,16 @@ def _school_ids(inv, values) -> tuple[str, ...]:
     return tuple(names.get(v, v) for v in values)
 
 
-def _devices(value) -> str:
-    """A record's device: one id, or an incident's / change's list of ids (stored as JSON)."""
+def _devices(value):
+    """A record's device: one id, or an incident's / change's list of ids (stored as JSON text)."""
     import json as _json
 
     if isinstance(value, str) and value.startswith("["):
         try:
-            return ", ".join(map(str, _json.loads(value)))
+            return _json.loads(value)
         except ValueError:
             pass
-    return value or ""
+    return value
 
 
 @app.command()
@@ -113,6 +109,7 @@ def add(ctx: typer.Context,
         ) -> int:
     """Add a technician's note (inspection, lens cleaned, disk replaced, ...)."""
     from canteen_ops.errors import UsageError
+    from canteen_ops.i18n import _
     from canteen_ops.timeutil import iso
 
     if kind not in NOTE_KINDS:
@@ -138,7 +135,7 @@ def add(ctx: typer.Context,
             school_id = d.school_id
     note_id = e.log().insert("notes", {"at": iso(), "operator": e.operator, "school_id": school_id,
                                        "device_id": device, "kind": kind, "text": text.strip()})
-    e.console.print(f"note {note_id} added", highlight=False)
+    e.console.print(_("note {id} added").format(id=note_id))
     return 0
 
 
@@ -146,13 +143,16 @@ def add(ctx: typer.Context,
 def show(ctx: typer.Context, record_id: Annotated[str, typer.Argument(metavar="ID", help="Id or unique prefix (at least 6 characters)")],
          json: JsonOpt = False) -> int:
     """Show one log record in full."""
+    from canteen_ops.cli.render import show
     from canteen_ops.errors import NotFound
     from canteen_ops.store.entries import find_record
 
     e = env(ctx)
     found = find_record(e.log(), record_id)
     if not found:
-        raise NotFound(f"no unique log record with id {record_id!r}")
+        from canteen_ops.i18n import _
+
+        raise NotFound(_("no unique log record with id {id}").format(id=repr(record_id)))
     table, row = found
     related = []
     if table == "runs":
@@ -163,38 +163,38 @@ def show(ctx: typer.Context, record_id: Annotated[str, typer.Argument(metavar="I
         return 0
     import json as _json
 
-    e.console.print(f"[bold]{table}[/bold] {row['id']}")
+    from canteen_ops.cli.render import styled
+    from canteen_ops.i18n import status_word
+
+    e.console.print(styled((table, "bold"), " ", row["id"]))
     for k, v in row.items():
-        if isinstance(v, (dict, list)):
+        if isinstance(v, dict) or (isinstance(v, list) and any(isinstance(x, (dict, list)) for x in v)):
             v = _json.dumps(v, ensure_ascii=False, indent=2)
-        e.console.print(f"  {k}: {v}", highlight=False, markup=False)
+        e.console.print(f"  {k}: {show(v)}")
     for r in related:
-        e.console.print(f"  - [{r['status']}] {r['device_id'] or ''} {r['check_name']}: {r['summary']}",
-                        highlight=False, markup=False)
+        e.console.print(f"  - [{status_word(r['status'])}] {r['device_id'] or ''} {r['check_name']}: {r['summary']}")
     return 0
 
 
 @app.command()
 def export(ctx: typer.Context,
-           fmt: Annotated[str, typer.Option("--format", "-f", metavar="FORMAT", help="csv or jsonl")] = "jsonl",
+           fmt: Annotated[str, typer.Option("--format", "-f", metavar="FORMAT", help="jsonl, csv or xlsx")] = "jsonl",
            table: Annotated[Optional[str], typer.Option(
                metavar="TABLE", help="Export full rows of one table (runs, results, backups, ...) instead of the timeline")] = None,
-           since: Annotated[Optional[str], typer.Option(metavar="WHEN", help="e.g. 7d or 2026-11-01")] = None,
-           output: Annotated[Optional[Path], typer.Option("--output", "-o", metavar="FILE",
-                                                           help="File, written atomically (default stdout)")] = None,
+           since: Annotated[Optional[str], typer.Option(metavar="TIME", help="e.g. 7d or 2026-11-01")] = None,
+           lang: ExportLangOpt = "en",
+           output: OutputOpt = None,
            ) -> int:
-    """Export the log as CSV or JSON Lines."""
-    import csv
-    import io
-    import json as _json
-
+    """Export the log as JSON Lines, CSV or xlsx (--lang zh: Chinese headers and local times, for Excel)."""
+    from canteen_ops.cli import export as ex
+    from canteen_ops.cli.common import display_tz, export_lang
+    from canteen_ops.cli.render import plural
     from canteen_ops.errors import UsageError
-    from canteen_ops.store.entries import list_entries
+    from canteen_ops.store.entries import COLUMNS, list_entries
     from canteen_ops.store.schema import SYNCED_TABLES
     from canteen_ops.timeutil import iso, parse_since
 
-    if fmt not in ("csv", "jsonl"):
-        raise UsageError(f"--format {fmt!r}: expected csv or jsonl")
+    export_lang(lang, fmt, ex.FORMATS)
     if table and table not in SYNCED_TABLES:
         raise UsageError(f"--table {table!r}: expected one of {', '.join(SYNCED_TABLES)}")
     try:
@@ -205,23 +205,11 @@ def export(ctx: typer.Context,
     if table:
         rows = log.query(f"SELECT * FROM {table}" + (" WHERE created_at >= ?" if since_iso else "") + " ORDER BY seq",
                          [since_iso] if since_iso else [])
+        columns = list(rows[0]) if rows else []
     else:
-        rows = list(reversed(list_entries(log, since=since_iso)))
-    buf = io.StringIO()
-    if fmt == "jsonl":
-        for r in rows:
-            buf.write(_json.dumps(r, ensure_ascii=False, default=str) + "\n")
-    elif rows:
-        w = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
-        w.writeheader()
-        for r in rows:
-            w.writerow({k: _json.dumps(v, ensure_ascii=False) if isinstance(v, (dict, list)) else v
-                        for k, v in r.items()})
-    if output:
-        from canteen_ops.cli.common import write_output
-
-        write_output(output, buf.getvalue().encode("utf-8"))
-        env(ctx).err.print(f"exported {len(rows)} records to {output}")
-    else:
-        typer.echo(buf.getvalue(), nl=False)
+        rows = [{**r, "device_id": _devices(r["device_id"])} for r in reversed(list_entries(log, since=since_iso))]
+        columns = ["at", *(c for c in COLUMNS if c != "at")]
+    data = ex.encode(columns, rows, fmt=fmt, lang=lang, tz=display_tz(ctx), sheet=table or "log",
+                     bom=output is not None)
+    ex.write(ctx, data, output, fmt=fmt, what=plural(len(rows), "record"))
     return 0

@@ -73,23 +73,18 @@ def oncall(
     if json:
         print_json(out if school else out[0])
         return 0
-    from rich.table import Table
-    from rich.text import Text
-
-    from canteen_ops.redact import terminal_safe
+    from canteen_ops.cli.render import ID, TEXT, TIME, Column, table
 
     for block in out:
         title = f"值班 on duty at {block['at']}" + (f" — {block['school']}" if block["school"] else "")
-        table = Table(title=title, title_justify="left")
-        for col in ("role", "now", "until", "next", "from"):
-            table.add_column(col)
+        rows = []
         for r in block["roles"]:
             now_p, next_p = r["now"], r["next"]
-            cells = (f"{r['role_label']} {r['role']}", _who(now_p),
-                     (now_p or {}).get("until", "")[5:16].replace("T", " "), _who(next_p),
-                     (next_p or {}).get("from", "")[:16].replace("T", " "))
-            table.add_row(*(Text(terminal_safe(c)) for c in cells))  # names and phones are inventory text: never markup
-        e.console.print(table, markup=False, highlight=False)
+            rows.append((f"{r['role_label']} {r['role']}", _who(now_p),
+                         (now_p or {}).get("until", "")[5:16].replace("T", " "), _who(next_p),
+                         (next_p or {}).get("from", "")[:16].replace("T", " ")))
+        e.console.print(table(title, [Column("role", ID), Column("now", TEXT, main=True), Column("until", TIME),
+                                      Column("next", TEXT), Column("from", TIME)], rows, console=e.console))
     return 0
 
 

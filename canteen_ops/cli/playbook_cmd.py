@@ -38,11 +38,11 @@ def resolve(name: str) -> Path:
 
 @app.command()
 def run(ctx: typer.Context,
-        playbook: Annotated[str, typer.Argument(help="File, or name of a playbook in playbooks/")],
+        playbook: Annotated[str, typer.Argument(metavar="PLAYBOOK", help="File, or name of a playbook in playbooks/")],
         check: Annotated[bool, typer.Option("--check", help="Dry run: show what would run, touch nothing")] = False,
         non_interactive: Annotated[bool, typer.Option(
             "--non-interactive", help="Prompts take their defaults (or fail without one)")] = False,
-        var: Annotated[Optional[list[str]], typer.Option("--var", help="Set a variable: NAME=VALUE")] = None,
+        var: Annotated[Optional[list[str]], typer.Option("--var", metavar="NAME=VALUE", help="Set a variable (repeatable)")] = None,
         ) -> int:
     """Run a playbook. Exit status = the worst step status (0/1/2/3); 75 if it is already running."""
     from canteen_ops.errors import UsageError
@@ -61,14 +61,17 @@ def run(ctx: typer.Context,
     if not check:
         e = env(ctx)
         if not e.quiet or outcome.exit_code:
-            e.console.print(f"playbook {book.name}: {outcome.status.value} "
-                            f"({sum(1 for s in outcome.steps if s.raw)} of {len(book.steps)} steps run)",
-                            highlight=False)
+            from canteen_ops.cli.render import plural
+            from canteen_ops.i18n import _, status_word
+
+            e.console.print(_("playbook {name}: {status} ({run} of {steps} run)").format(
+                name=book.name, status=status_word(outcome.status.value), run=sum(1 for s in outcome.steps if s.raw),
+                steps=plural(len(book.steps), "step")))
     return outcome.exit_code
 
 
 @app.command()
-def validate(ctx: typer.Context, playbooks: Annotated[list[str], typer.Argument(help="Files or names")]) -> int:
+def validate(ctx: typer.Context, playbooks: Annotated[list[str], typer.Argument(metavar="PLAYBOOK...", help="Files or names")]) -> int:
     """Validate playbooks: every problem with file:line and the step; exit 65 if any."""
     from canteen_ops.errors import InvalidFile
     from canteen_ops.playbooks.model import load_playbook
@@ -88,14 +91,11 @@ def validate(ctx: typer.Context, playbooks: Annotated[list[str], typer.Argument(
 @app.command("list")
 def list_(ctx: typer.Context) -> int:
     """List the playbooks found in the playbook directories."""
-    from rich.table import Table
-
+    from canteen_ops.cli.render import ID, NUM, Column, plural, table
     from canteen_ops.errors import InvalidFile
     from canteen_ops.playbooks.model import load_playbook
 
-    table = Table(title="playbooks", title_justify="left")
-    for col in ("name", "kind", "steps", "file", "description"):
-        table.add_column(col, overflow="fold")
+    rows = []
     seen = set()
     for d in playbook_dirs():
         for path in sorted(d.glob("*.y*ml")) if d.is_dir() else ():
@@ -104,8 +104,10 @@ def list_(ctx: typer.Context) -> int:
             seen.add(path.name)
             try:
                 b = load_playbook(path)
-                table.add_row(b.name, b.kind, str(len(b.steps)), str(path), b.description)
+                rows.append((b.name, b.kind, len(b.steps), path, b.description))
             except InvalidFile as exc:
-                table.add_row(path.stem, "", "", str(path), f"INVALID: {exc.problems[0]}")
-    env(ctx).console.print(table)
+                rows.append((path.stem, "", "", path, f"INVALID: {exc.problems[0]}"))
+    console = env(ctx).console
+    cols = [Column("name", ID), Column("kind"), Column("steps", NUM), Column("file"), Column("description", main=True)]
+    console.print(table(plural(len(rows), "playbook"), cols, rows, console=console))
     return 0

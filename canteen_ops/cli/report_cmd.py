@@ -35,13 +35,13 @@ def _bound(value: str, tz: str, *, end: bool):
 
 
 def report(ctx: typer.Context,
-           from_: Annotated[Optional[str], typer.Option("--from", help="Start: date, ISO time or e.g. 30d "
+           from_: Annotated[Optional[str], typer.Option("--from", metavar="TIME", help="Start: date, ISO time or e.g. 30d "
                                                         "[default: 30 days before --to]")] = None,
-           to: Annotated[Optional[str], typer.Option("--to", help="End: a date is included whole [default: now]")] = None,
-           school: Annotated[Optional[list[str]], typer.Option("--school", "-s", help="School id or name (repeatable)")] = None,
-           fmt: Annotated[str, typer.Option("--format", "-f", help="md or html (html: one self-contained file "
+           to: Annotated[Optional[str], typer.Option("--to", metavar="TIME", help="End: a date is included whole [default: now]")] = None,
+           school: Annotated[Optional[list[str]], typer.Option("--school", "-s", metavar="SCHOOL", help="School id or name (repeatable)")] = None,
+           fmt: Annotated[str, typer.Option("--format", "-f", metavar="FORMAT", help="md or html (html: one self-contained file "
                                             "with charts)")] = "md",
-           output: Annotated[Optional[Path], typer.Option("--output", "-o", help="File (default stdout)")] = None,
+           output: Annotated[Optional[Path], typer.Option("--output", "-o", metavar="FILE", help="File (default stdout)")] = None,
            json: Annotated[bool, typer.Option("--json", help="The figures as JSON instead")] = False) -> int:
     """Operations report (运行分析报告): availability, failing checks, incidents and SLA, backups, firmware,
     retention, picture clarity and coverage, per school and overall."""
@@ -72,5 +72,7 @@ def report(ctx: typer.Context,
         atomic_write(output, text.encode("utf-8"))
         e.err.print(f"report written to {output}", highlight=False, markup=False)
     else:
-        typer.echo(text, nl=False)
+        from canteen_ops.cli.render import echo_data
+
+        echo_data(text)
     return 0

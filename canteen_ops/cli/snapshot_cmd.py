@@ -113,7 +113,7 @@ def diff_(ctx: typer.Context,
           new: Annotated[Optional[str], typer.Argument(metavar="[NEW]", help="Newer snapshot id [default: the "
                                                        "newest]")] = None,
           since: Annotated[Optional[str], typer.Option(
-              metavar="WHEN", help="What changed fleet-wide since then (24h, 7d, 2026-11-01), on the selection")] = None,
+              metavar="TIME", help="What changed fleet-wide since then (24h, 7d, 2026-11-01), on the selection")] = None,
           school: SchoolOpt = None, device_glob: Annotated[Optional[list[str]], typer.Option(
               "--device", "-d", metavar="GLOB", help="Device id glob (with --since)")] = None,
           kind: KindOpt = None, vendor: VendorOpt = None, area: AreaOpt = None, tag: TagOpt = None,
@@ -154,7 +154,9 @@ def diff_(ctx: typer.Context,
     for c in changes:
         e.console.print(c.render(), markup=False, highlight=False)
     if not changes:
-        e.console.print("no differences", highlight=False)
+        from canteen_ops.i18n import _
+
+        e.console.print(_("no differences"))
     return 1 if changes else 0
 
 
@@ -289,12 +291,15 @@ def drift(ctx: typer.Context, school: SchoolOpt = None, device: DeviceOpt = None
     if json:
         print_json([r.to_result().to_dict() for r in reports])
         return status.exit_code
+    from canteen_ops.cli.render import pad, styled
+    from canteen_ops.i18n import status_word
+
     for r in reports:
         if e.quiet and r.status.value == "ok":
             continue
-        line = f"[{_STYLE[r.status.value]}]{r.status.value:7}[/] {r.school_id}/{r.device_id}: "
-        (e.err if e.quiet else e.console).print(line, end="", markup=True, highlight=False)
-        (e.err if e.quiet else e.console).print(r.summary, markup=False, highlight=False)
+        word = status_word(r.status.value)
+        (e.err if e.quiet else e.console).print(styled(
+            (pad(word, 7), _STYLE[r.status.value]), f" {r.school_id}/{r.device_id}: {r.summary}"))
         if not e.quiet:
             for c in r.changes:
                 e.console.print(f"    {c.render()}", markup=False, highlight=False)

@@ -40,66 +40,59 @@ def status(
 
 def _render_quiet(report: dict) -> None:
     """--quiet (cron): one line per problem, nothing when all is well."""
-    import sys
-
-    from canteen_ops.cli.common import cell
+    from canteen_ops.cli.common import echo
     from canteen_ops.timeutil import age
 
     for s in report["schools"]:
-        name = cell(s["name"]).plain
+        name = s["name"]
         for p in s["problems"]:
-            sys.stdout.write(cell(f"{p['status'].upper():7} {name} {p['device_id'] or '(school)'} {p['check']}: "
-                                  f"{p['summary']} ({age(p['age_s'])} ago)").plain + "\n")
+            echo(f"{p['status'].upper():7} {name} {p['device_id'] or '(school)'} {p['check']}: "
+                 f"{p['summary']} ({age(p['age_s'])} ago)")
         for dev in s["never_checked"]:
-            sys.stdout.write(cell(f"UNKNOWN {name} {dev}: never checked").plain + "\n")
+            echo(f"UNKNOWN {name} {dev}: never checked")
         for i in s["incidents"]:
             if i["overdue"]:
-                sys.stdout.write(cell(f"OVERDUE {name} incident {i['id'][:8]} {i['level']}/{i['state']}: "
-                                      f"{i['title']}").plain + "\n")
+                echo(f"OVERDUE {name} incident {i['id'][:8]} {i['level']}/{i['state']}: {i['title']}")
 
 
 def _render(e, report: dict, *, show_ok: bool) -> None:
-    from rich.table import Table
     from rich.text import Text
 
     from canteen_ops.cli.check_cmd import STYLE
-    from canteen_ops.cli.common import cell
+    from canteen_ops.cli.render import ID, NUM, Column, first_of, plural, status_cell, styled, table
+    from canteen_ops.i18n import _
     from canteen_ops.timeutil import age, local
 
-    tz = e.inventory().settings.timezone
+    tz = e.timezone()
     c = e.console
     quiet_ok = 0
+    cols = [Column("status", ID), Column("device", ID), Column("area"), Column("check", ID),
+            Column("finding", main=True), Column("age", NUM)]
     for s in report["schools"]:
         if s["status"] == "ok" and not s["incidents"] and not show_ok:
             quiet_ok += 1
             continue
-        inc = f"{s['open_incidents']} open incident{'s' if s['open_incidents'] != 1 else ''}"
+        inc = plural(s["open_incidents"], "open incident")
         if s["overdue_incidents"]:
-            inc += f", {s['overdue_incidents']} overdue"
-        title = Text.assemble((s["status"].upper(), STYLE[s["status"]]), "  ", (cell(s['name']).plain + " ", "bold"),
-                              (f"{s['id']}  ", "dim"), inc)
-        table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
-        for col, kw in (("status", {}), ("device", {"no_wrap": True}), ("area", {}), ("check", {}),
-                        ("finding", {"overflow": "fold"}), ("age", {"no_wrap": True, "justify": "right"})):
-            table.add_column(col, **kw)
+            inc += ", " + _("{n} overdue").format(n=s["overdue_incidents"])
+        title = styled(status_cell(s["status"], upper=True), "  ", (s["name"] + " ", "bold"), (f"{s['id']}  ", "dim"),
+                       inc)
+        rows = []
         for p in s["problems"]:
-            table.add_row(Text(p["status"].upper(), style=STYLE[p["status"]]), cell(p["device_id"] or "(school)"),
-                          cell(p["area"]), cell(p["check"]), cell(p["summary"]), age(p["age_s"]))
+            rows.append((status_cell(p["status"], upper=True), p["device_id"] or _("(school)"), p["area"], p["check"],
+                         p["summary"], age(p["age_s"])))
         for dev in s["never_checked"]:
-            table.add_row(Text("UNKNOWN", style=STYLE["unknown"]), cell(dev), "", "",
-                          "no result in the log: never checked", "")
+            rows.append((status_cell("unknown", upper=True), dev, "", "", _("no result in the log: never checked"), ""))
         for i in s["incidents"]:
-            late = f"OVERDUE since {local(i['arrive_deadline'], tz)}" if i["overdue"] else \
-                f"on site by {local(i['arrive_deadline'], tz)}"
-            table.add_row(Text("INCIDENT", style="bold red" if i["overdue"] else "yellow"),
-                          cell(", ".join(i["device_ids"]) or "(school)"), "", i["id"][:8],
-                          cell(f"{i['level']}/{i['state']}: {i['title']} — {late}"), "")
-        if table.row_count:
-            c.print(table)
-        else:
-            c.print(title)
+            late = (_("OVERDUE since {time}") if i["overdue"] else _("on site by {time}")).format(
+                time=local(i["arrive_deadline"], tz))
+            rows.append((Text(_("INCIDENT"), style="bold red" if i["overdue"] else "yellow"),
+                         first_of(i["device_ids"]) or _("(school)"), "", i["id"][:8],
+                         f"{_(i['level'])}/{_(i['state'])}: {i['title']} — {late}", ""))
+        c.print(table(title, cols, rows, console=c) if rows else title)
         c.print()
     n = len(report["schools"])
-    tail = f"; {quiet_ok} with nothing wrong (--all lists them)" if quiet_ok else ""
-    c.print(Text.assemble(f"{n} school{'s' if n != 1 else ''}, from the log as of {local(report['generated_at'], tz)}"
-                          f"{tail} — worst ", (report["status"].upper(), STYLE[report["status"]])))
+    tail = ("; " + _("{n} with nothing wrong (--all lists them)").format(n=quiet_ok)) if quiet_ok else ""
+    c.print(styled(_("{schools}, from the log as of {time}").format(
+        schools=plural(n, "school"), time=local(report["generated_at"], tz)) + tail + _(" — worst "),
+        status_cell(report["status"], upper=True)))

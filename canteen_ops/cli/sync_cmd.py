@@ -13,7 +13,7 @@ app = typer.Typer(help="Push the maintenance log to the district's Datasette; `s
                   invoke_without_command=True)
 
 UpstreamOpt = Annotated[Optional[str], typer.Option(
-    "--upstream", help="Datasette database URL, e.g. http://district:8001/canteen "
+    "--upstream", metavar="URL", help="Datasette database URL, e.g. http://district:8001/canteen "
                        "[default: $CANTEEN_OPS_UPSTREAM, then settings.upstream_url]")]
 
 
@@ -26,10 +26,13 @@ def _settings(ctx: typer.Context):
 @app.callback()
 def sync(ctx: typer.Context, upstream: UpstreamOpt = None,
          dry_run: Annotated[bool, typer.Option("--dry-run", help="Only count what would be sent")] = False,
-         batch_size: Annotated[int, typer.Option("--batch-size", help="Rows per request (the server's "
+         batch_size: Annotated[int, typer.Option("--batch-size", metavar="N", help="Rows per request (the server's "
                                                  "max_insert_rows caps it)")] = 1000,
          json: JsonOpt = False) -> None:
     """Push every record the upstream has not confirmed yet, in batches; resumes after a failure."""
+    from canteen_ops.cli.render import plural
+    from canteen_ops.i18n import _
+
     if ctx.invoked_subcommand is not None:
         return
     from canteen_ops import upstream as up
@@ -46,28 +49,27 @@ def sync(ctx: typer.Context, upstream: UpstreamOpt = None,
         if json:
             print_json({"upstream": url, "dry_run": True, "pending": pending})
         else:
-            _print_counts(e.console, f"would send to {url or '(no upstream configured)'}", pending)
+            _print_counts(e.console, _("would send to {url}").format(url=url or _("(not configured)")), pending)
         return
     url = up.resolve_upstream(upstream, settings)
     token = up.resolve_token(settings)
     if (warning := up.token_file_warning(settings)) and not e.quiet:
-        e.err.print(f"warning: {warning}", highlight=False, markup=False)
+        e.err.print(f"{_('warning')}: {warning}")
     try:
         report = up.sync(log, url, token, batch_size=batch_size)
     except up.SyncFailed as exc:
         pending = up.pending_counts(log, url)
         if json:
             print_json({"upstream": url, "error": str(exc), "sent": _sent(exc.report), "pending": pending})
-        e.err.print(f"error: {exc}", highlight=False, markup=False)
-        _print_counts(e.err, "still pending (kept locally, sent on the next sync)", pending)
+        e.err.print(f"{_('error')}: {exc}")
+        _print_counts(e.err, _("still pending (kept locally, sent on the next sync)"), pending)
         raise typer.Exit(exc.exit_code)
     if json:
         print_json({"upstream": url, "sent": _sent(report), "pending": up.pending_counts(log, url)})
         return
     sent = _sent(report)
-    e.console.print(f"synced {report.sent} record{'s' if report.sent != 1 else ''} to {url}"
-                    + (": " + ", ".join(f"{t} {n}" for t, n in sent.items() if n) if report.sent else ""),
-                    highlight=False, markup=False)
+    e.console.print(_("synced {records} to {url}").format(records=plural(report.sent, "record"), url=url)
+                    + (": " + ", ".join(f"{t} {n}" for t, n in sent.items() if n) if report.sent else ""))
 
 
 def _sent(report) -> dict[str, int]:
@@ -75,10 +77,10 @@ def _sent(report) -> dict[str, int]:
 
 
 def _print_counts(console, title: str, counts: dict[str, int]) -> None:
-    total = sum(counts.values())
+    from canteen_ops.cli.render import plural
+
     parts = ", ".join(f"{t} {n}" for t, n in counts.items() if n)
-    console.print(f"{title}: {total} record{'s' if total != 1 else ''}" + (f" ({parts})" if parts else ""),
-                  highlight=False, markup=False)
+    console.print(f"{title}: {plural(sum(counts.values()), 'record')}" + (f" ({parts})" if parts else ""))
 
 
 @app.command()
@@ -101,14 +103,14 @@ def status(ctx: typer.Context, upstream: UpstreamOpt = None, json: JsonOpt = Fal
     if json:
         print_json({"upstream": url, "tables": rows})
         return 0
-    from rich.table import Table
+    from canteen_ops.cli.render import ID, NUM, TIME, Column, plural, table
+    from canteen_ops.i18n import _
 
-    table = Table(title=f"sync status — upstream {url or '(not configured)'}; "
-                        f"{sum(pending.values())} records pending", title_justify="left")
-    for col in ("table", "pending", "last seq", "last synced", "to"):
-        table.add_column(col)
-    for r in rows:
-        table.add_row(r["table"], str(r["pending"]), str(r["last_seq"]), local(r["synced_at"]), r["upstream"] or "",
-                      style="yellow" if r["pending"] else None)
-    e.console.print(table)
+    title = _("sync status — upstream {url}; {records} pending").format(
+        url=url or _("(not configured)"), records=plural(sum(pending.values()), "record"))
+    cols = [Column("table", ID), Column("pending", NUM), Column("last seq", NUM), Column("last synced", TIME),
+            Column("to")]
+    cells = [(r["table"], r["pending"], r["last_seq"], local(r["synced_at"]), r["upstream"]) for r in rows]
+    e.console.print(table(title, cols, cells, console=e.console,
+                          row_styles=["yellow" if r["pending"] else None for r in rows]))
     return 0

@@ -45,6 +45,11 @@ class Locked(AuthFailed):
         self.unlock_in_s = unlock_in_s
 
 
+class Refused(DriverError):
+    """We refused to go on with the device: it asked for something unsafe (Basic over plain HTTP, a TLS
+    certificate other than the pinned one). Nothing secret was sent."""
+
+
 class ProtocolError(DriverError):
     """The device answered with something we cannot use: malformed or hostile XML, a huge body, bad status."""
 
@@ -194,6 +199,32 @@ class _AuthGuard:
 auth_guard = _AuthGuard()
 
 
+class _TlsPins:
+    """The accepted certificate fingerprints of `tls: pin` devices, for every command that opens drivers (backup,
+    snapshot, firmware…, not only check): a command that opened the maintenance log sets `source` (a function
+    returning device id → fingerprint, store/tlspins.py), read once when the first pinned device is opened."""
+
+    def __init__(self) -> None:
+        self._source: Any = None
+        self._pins: dict[str, str] | None = None
+        self._lock = threading.Lock()
+
+    def set_source(self, source) -> None:
+        with self._lock:
+            self._source, self._pins = source, None
+
+    def get(self, device_id: str) -> str | None:
+        with self._lock:
+            if self._pins is None:
+                if self._source is None:
+                    return None
+                self._pins = dict(self._source())
+            return self._pins.get(device_id)
+
+
+tls_pins = _TlsPins()
+
+
 # --- the interface ---------------------------------------------------------------------------------------
 class Driver:
     """Base class. Subclasses implement the getters they can; the rest raise NotSupported."""
@@ -294,8 +325,10 @@ def driver_class(vendor: str) -> type[Driver]:
     return cls
 
 
-def open_driver(device: "Device", *, timeout: float | None = None, timezone: str | None = None) -> Driver:
-    """Build the right driver for a device, resolving its password from env/file (never printed)."""
+def open_driver(device: "Device", *, timeout: float | None = None, timezone: str | None = None,
+                tls_pin: str | None = None) -> Driver:
+    """Build the right driver for a device, resolving its password from env/file (never printed). tls_pin: the
+    accepted certificate fingerprint of a `tls: pin` device (None: the one tls_pins has, else first use)."""
     from canteen_ops.inventory.model import SecretUnavailable
 
     auth_guard.check(device.id)
@@ -305,7 +338,10 @@ def open_driver(device: "Device", *, timeout: float | None = None, timezone: str
         password = device.credentials.resolve()
     except SecretUnavailable as exc:
         raise AuthFailed(str(exc)) from None
-    driver = driver_class(device.vendor)(device, password, timeout=timeout)
+    if tls_pin is None and device.https and getattr(device, "tls", None) == "pin":
+        tls_pin = tls_pins.get(device.id)
+    driver = driver_class(device.vendor)(device, password, timeout=timeout, **({"tls_pin": tls_pin} if tls_pin
+                                                                              else {}))
     if timezone:  # set after construction so every driver's __init__ signature keeps working
         driver.timezone = timezone
     return driver

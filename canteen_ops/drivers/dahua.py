@@ -286,11 +286,12 @@ def strip_secrets(tree: Any) -> Any:
 class DahuaDriver(HttpDriver):
     vendor = "dahua"
 
-    def __init__(self, device, password: str, *, timeout: float | None = None, timezone: str | None = None):
+    def __init__(self, device, password: str, *, timeout: float | None = None, timezone: str | None = None,
+                 tls_pin: str | None = None):
         # Dahua sends a new nonce with every 401, and most firmware also takes a nonce again (with nc counting
         # up); some refuse it (403 or 401). Reuse it until the device refuses once (drivers/http.py).
         super().__init__(device, password, timeout=timeout, timezone=timezone, reuse_challenge=True,
-                         reuse_until_refused=True)
+                         reuse_until_refused=True, tls_pin=tls_pin)
         self._offset_known = False
         self._offset: dt.timedelta | None = None
         self._rtsp_port: int | None = None
@@ -387,7 +388,10 @@ class DahuaDriver(HttpDriver):
         # serial, firmware, type and MAC), and it cost every device one more CGI call. It stays available
         # where it is used, in settings() (General.MachineName, recorded by snapshots).
         info = self._get_system_info()
-        software = self._flat("magicBox.cgi", "getSoftwareVersion")
+        try:
+            software = self._flat("magicBox.cgi", "getSoftwareVersion")
+        except NotSupported:  # model and serial are still worth reporting; the firmware is then unknown
+            software = {}
         network = self._optional_config("Network")
         return parse_facts(info, software, None, kv.nest(network) if network else None, self.device.kind)
 
@@ -594,7 +598,7 @@ class DahuaDriver(HttpDriver):
     def export_config(self) -> ConfigExport:
         reply = self._http.request("GET", "/cgi-bin/Config.backup?action=All", max_bytes=EXPORT_MAX_BYTES)
         where = f"{self.device.id}: Config.backup"
-        if reply.status in (404, 501):
+        if reply.status in (400, 404, 501):  # 400 `Error Bad Request!`: the firmware has no such CGI
             raise NotSupported(f"{where} is not offered by this device (HTTP {reply.status})")
         if reply.status != 200:
             raise ProtocolError(f"{where}: HTTP {reply.status}")

@@ -280,7 +280,9 @@ def parse_streaming_channels(root: Element) -> list[dict[str, Any]]:
             continue
         video = X.find(el, "Video")
         fps = X.number(video, "maxFrameRate")
-        if fps is not None and fps >= 100:
+        if fps == 0:
+            fps = None  # "full frame rate" (the source's own): recorders say so for sub streams (corpus DS-7732NI-M4)
+        elif fps is not None and fps >= 100:
             fps = fps / 100  # ISAPI writes 25 fps as 2500
         control = (X.text(video, "videoQualityControlType") or "").upper()
         cbr, vbr = X.number(video, "constantBitRate"), X.number(video, "vbrUpperCap")
@@ -319,9 +321,10 @@ def parse_upgrade_status(root: Element) -> UpgradeStatus:
 class HikvisionDriver(HttpDriver):
     vendor = "hikvision"
 
-    def __init__(self, device, password: str, *, timeout: float | None = None, timezone: str | None = None):
+    def __init__(self, device, password: str, *, timeout: float | None = None, timezone: str | None = None,
+                 tls_pin: str | None = None):
         super().__init__(device, password, timeout=timeout, timezone=timezone, is_stale=_is_stale,
-                         reuse_challenge=True)
+                         reuse_challenge=True, tls_pin=tls_pin)
         self._info: Element | None = None
         self._offset: dt.timedelta | None = None
         self._ports: dict[str, int] | None = None

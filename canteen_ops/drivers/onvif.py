@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from canteen_ops.drivers import recorder
 from canteen_ops.drivers.base import (
     AuthFailed,
     Channel,
@@ -61,6 +62,7 @@ from canteen_ops.drivers.base import (
     reason,
 )
 from canteen_ops.drivers import xmlsafe as X
+from canteen_ops.drivers.transport import DeviceTransport, TlsPolicy, device_client, read_body
 from canteen_ops.drivers.spans import clipped
 from canteen_ops.timeutil import parse_xs_datetime
 
@@ -148,26 +150,35 @@ def check_wellformed(content: bytes):
 
 
 class _Transport:
-    """zeep transport: the device's connection (drivers/wire.py), its timeout and deadline, a body cap.
+    """zeep transport: the device's httpx client on its transport (drivers/transport.py: one keep-alive
+    connection, the timeout and deadline bounding each answer, a body cap, the device's TLS policy).
 
-    Duck-types zeep.transports.Transport (post_xml/post/load).
+    Duck-types zeep.transports.Transport (post_xml/post/load): zeep's own builds a requests.Session per
+    device and follows its settings; this one posts through httpx and refuses to load anything.
     """
 
-    def __init__(self, scheme: str, host: str, port: int, timeout: float, max_body: int = MAX_BODY):
-        from canteen_ops.drivers.wire import DeviceConnection
-
+    def __init__(self, base_url: str, timeout: float, max_body: int = MAX_BODY, tls: TlsPolicy | None = None):
         self.timeout = timeout
         self.max_body = max_body
         self.last_reply: _Reply | None = None
-        self.requests = 0  # authenticated or not, every POST this device received from us
-        self.deadline: float | None = None  # monotonic time after which nothing more is sent
-        self.wire = DeviceConnection(scheme, host, port)
+        self.host = urlsplit(base_url).hostname
+        self.https = base_url.startswith("https:")
+        self.transport = DeviceTransport(timeout, tls, https=self.https)
+        self.client = device_client(self.transport, base_url)
+        self.device_id = ""  # for the capture hook (drivers/recorder.py)
+
+    @property
+    def requests(self) -> int:  # authenticated or not, every POST this device received from us
+        return self.transport.requests
 
     def close(self) -> None:
-        self.wire.close()
+        self.client.close()
 
     def adopt(self, sock) -> bool:
-        return self.wire.adopt(sock)
+        return self.transport.adopt(sock, self.https)
+
+    def set_deadline(self, seconds: float | None) -> None:
+        self.transport.set_deadline(seconds)
 
     def load(self, url):  # zeep would fetch imported schemas; devices never get to make us load anything
         raise ProtocolError(f"refusing to load external resource {url!r}")
@@ -178,27 +189,21 @@ class _Transport:
         return self.post(address, etree.tostring(envelope, encoding="utf-8", xml_declaration=True), headers)
 
     def post(self, address, message, headers):
-        start = time.monotonic()
-        budget = self.timeout
-        if self.deadline is not None:
-            budget = min(budget, self.deadline - start)
-            if budget <= 0:
-                raise Timeout("device deadline passed before the request could be sent")
         parts = urlsplit(address)
-        if parts.hostname != self.wire.host:  # XAddrs are re-pointed already; this is the last line of defence
+        if parts.hostname != self.host:  # XAddrs are re-pointed already; this is the last line of defence
             raise ProtocolError(f"refusing to post to {parts.hostname!r}: not the inventory host")
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        self.requests += 1
-        lines = [("Host", self.wire.host_header), ("Accept-Encoding", "identity")]
-        lines += [(k, v) for k, v in headers.items() if k.lower() not in ("host", "content-length")]
-        lines.append(("Content-Length", str(len(message))))
-        resp = self.wire.exchange("POST", target, lines, message, budget)
-        content = self.wire.read_body(resp, self.max_body)
-        reply = _Reply(resp.status, content, resp.headers, None)
+        headers = {k: v for k, v in headers.items() if k.lower() not in ("host", "content-length")}
+        request = self.client.build_request("POST", target, content=message, headers=headers,
+                                            extensions={"max_bytes": self.max_body})
+        response = self.client.send(request, stream=True)
+        reply = _Reply(response.status_code, read_body(response), response.headers, None)
         ctype = reply.headers.get("content-type", "")
         if reply.content and "multipart/" not in ctype:
             reply.root = check_wellformed(reply.content)
         self.last_reply = reply
+        recorder.note(self.device_id, "POST", target, reply.status_code, reply.headers, reply.content,
+                      soap_request=message)
         return reply
 
 
@@ -390,10 +395,11 @@ def _getter(func):
 class OnvifDriver(Driver):
     vendor = "onvif"
 
-    def __init__(self, device, password: str, *, timeout: float | None = None):
+    def __init__(self, device, password: str, *, timeout: float | None = None, tls_pin: str | None = None):
         super().__init__(device, password, timeout=timeout)
         user = device.credentials.username if device.credentials is not None else ""
-        self._transport = _Transport("https" if device.https else "http", device.host, device.port, self.timeout)
+        self._transport = _Transport(device.base_url, self.timeout, tls=TlsPolicy.of(device, tls_pin))
+        self._transport.device_id = device.id
         self._token = _Token(user, password)
         self._services: dict[str, Any] = {}  # (service, authenticated) → bound ServiceProxy
         self._offset_known = False
@@ -411,9 +417,14 @@ class OnvifDriver(Driver):
     def adopt_connection(self, sock) -> bool:
         return self._transport.adopt(sock)
 
+    @property
+    def device_transport(self) -> DeviceTransport:
+        """The device's connection (its request count, the TLS certificate it showed)."""
+        return self._transport.transport
+
     def set_deadline(self, seconds: float | None) -> None:
         super().set_deadline(seconds)
-        self._transport.deadline = None if seconds is None else time.monotonic() + seconds
+        self._transport.set_deadline(seconds)
 
     # -- plumbing ----------------------------------------------------------------------------------------------
     @property

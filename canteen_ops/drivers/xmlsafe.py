@@ -116,7 +116,7 @@ def integer(el: Element | None, path: str | None = None, default: int | None = N
         return default
     try:
         return int(float(value))
-    except ValueError:
+    except (ValueError, OverflowError):  # not a number, or 1e999 (inf)
         return default
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import os
 import re
 from dataclasses import fields
 from pathlib import Path
@@ -44,7 +45,10 @@ ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 TIME_RE = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
 
 # Settings that may appear at defaults, group, school and device level and are inherited downwards.
-INHERITED = {"credentials", "port", "rtsp_port", "https", "timeout", "policy", "tags"}
+INHERITED = {"credentials", "port", "rtsp_port", "https", "timeout", "policy", "tags", "auth", "tls", "tls_ca",
+             "tls_legacy"}
+AUTH_CHOICES = ("digest", "basic")  # basic: Basic authentication may go out over plain HTTP to these devices
+TLS_CHOICES = ("insecure", "verify", "pin")
 SCHOOL_INHERITED = INHERITED | {"working_hours"}
 TOP_KEYS = {"version", "settings", "defaults", "credentials", "groups", "schools", "roster"}
 SETTINGS_KEYS = {f.name for f in fields(Settings)}
@@ -203,6 +207,22 @@ class _Validator:
                     out["credentials"] = c
         if m.get("tags") is not None and (v := self.str_list(m["tags"], path + ("tags",))) is not None:
             out["tags"] = v
+        for key, choices in (("auth", AUTH_CHOICES), ("tls", TLS_CHOICES)):
+            if m.get(key) is not None and (v := self.string(m, key, path)) is not None:
+                if v not in choices:
+                    self.problem(path + (key,), f"{key} must be one of {', '.join(choices)}, got {v!r}")
+                else:
+                    out[key] = v
+        if m.get("tls_legacy") is not None and (v := self.boolean(m["tls_legacy"], path + ("tls_legacy",))) \
+                is not None:
+            out["tls_legacy"] = v
+        if m.get("tls_ca") is not None and (v := self.string(m, "tls_ca", path)) is not None:
+            ca = os.path.join(os.path.dirname(os.path.abspath(self.file)), os.path.expanduser(v))
+            if not os.path.isfile(ca):
+                self.problem(path + ("tls_ca",), f"CA bundle {v!r} not found (a path relative to the inventory "
+                                                 f"file, or absolute)")
+            else:
+                out["tls_ca"] = ca
         if m.get("policy") is not None:
             out["policy"] = self.policy(m["policy"], path + ("policy",))
         if m.get("working_hours") is not None:
@@ -595,13 +615,19 @@ def _build(v: _Validator, data: Any) -> Inventory | None:
                 nvr=dm.get("nvr"), nvr_channel=dm.get("nvr_channel"), model=_s(dm.get("model")),
                 serial=_s(dm.get("serial")), installed=v.date(dm, "installed", dp),
                 warranty_until=v.date(dm, "warranty_until", dp), tags=eff["tags"],
-                line=v.positions.at(dp).line,
+                line=v.positions.at(dp).line, auth=eff.get("auth"), tls=eff.get("tls", "insecure"),
+                tls_ca=eff.get("tls_ca"), tls_legacy=eff.get("tls_legacy", False),
             ))
         schools.append(School(
             id=sid, name=str(sm["name"]), district=_s(sm.get("district")), address=_s(sm.get("address")),
             contacts=contacts, working_hours=wh, policy=Policy(**school_settings["policy"]),
             devices=tuple(devices), group=group, tags=school_settings["tags"],
         ))
+    insecure = [d.id for s in schools for d in s.devices if d.https and d.tls == "insecure"]
+    if insecure:  # today's default, said once per run: an impostor with any certificate would be believed
+        v.warnings.append(f"{len(insecure)} HTTPS device(s) accept any TLS certificate (tls: insecure): "
+                          f"{', '.join(insecure[:3])}{', …' if len(insecure) > 3 else ''}; set tls: pin or "
+                          f"tls: verify (docs/inventory.md)")
     return Inventory(
         path=v.file, version=version, settings=settings, policy=default_policy, credentials=creds,
         groups=tuple(groups), schools=tuple(schools), warnings=tuple(v.warnings),

@@ -157,6 +157,10 @@ class Device:
     warranty_until: dt.date | None = None
     tags: tuple[str, ...] = ()
     line: int = 0  # where the device is defined in the inventory file
+    auth: str | None = None  # "basic": Basic authentication may go out over plain HTTP (docs/inventory.md)
+    tls: str = "insecure"  # https: "verify" (CA bundle), "pin" (trust on first use) or "insecure"
+    tls_ca: str | None = None  # tls: verify — a CA bundle instead of the system's
+    tls_legacy: bool = False  # older TLS versions and cipher suites, legacy renegotiation
 
     @property
     def base_url(self) -> str:

@@ -9,7 +9,9 @@ live at the transport level, so every protocol gets them the same way:
 - blackhole: connections are accepted and requests read, but nothing is ever answered,
 - slow: answers are delayed (without blocking the loop),
 - malformed-xml / xml-bomb / oversized-body: a successful answer's body is corrupted, replaced by an
-  entity-expansion bomb with the same root element, or padded to 64 MiB and streamed in small chunks.
+  entity-expansion bomb with the same root element, or padded to 64 MiB and streamed in small chunks,
+- cut-head: the answer stops in the middle of its headers and the connection closes (a device rebooting or a
+  flaky link mid-answer), for every request or those whose path contains the fault's value.
 
 Handlers are plain functions `handle(state, req) -> Response`: synchronous, fast, and working only on the
 DeviceState they are given.
@@ -366,6 +368,8 @@ class _Connection(asyncio.Protocol):
 
     def _answer(self, state: DeviceState, req: Request) -> bool:
         """Route and write one answer; False when the connection ends or the answer is still being streamed."""
+        if _cut_head(state, req):
+            return self._cut(state, req)
         head, body, pad, kind, keep = self._prepare(state, req)
         if pad:
             self._later(self._stream(head, body, pad, kind, keep, state))
@@ -380,6 +384,14 @@ class _Connection(asyncio.Protocol):
                 and resp.headers.get("Connection", "").lower() != "close")
         self.http.requests += 1
         return (*_render(state, resp, keep, hostile=True), keep)
+
+    def _cut(self, state: DeviceState, req: Request) -> bool:
+        """cut-head: the status line and half of the header lines, then the connection closes."""
+        head = self._prepare(state, req)[0]
+        status_end = head.index(b"\r\n") + 2
+        self.transport.write(head[:status_end + (len(head) - status_end) // 2])
+        self.transport.close()
+        return False
 
     def _after(self, keep: bool, state: DeviceState) -> bool:
         if not keep or state.has("offline") or self.eof:
@@ -419,6 +431,8 @@ class _Connection(asyncio.Protocol):
 
     async def _slow(self, state: DeviceState, req: Request) -> bool:
         await asyncio.sleep(state.fault_value("slow", 2000.0) / 1000.0)
+        if _cut_head(state, req):
+            return self._cut(state, req)
         head, body, pad, kind, keep = self._prepare(state, req)
         if pad:
             return await self._stream(head, body, pad, kind, keep, state)
@@ -446,6 +460,13 @@ class _Connection(asyncio.Protocol):
                 await self._writable
         self.transport.write(fill_close + suffix)
         return self._after(keep, state)
+
+
+def _cut_head(state: DeviceState, req: Request) -> bool:
+    if not state.has("cut-head"):
+        return False
+    only = state.faults.get("cut-head")
+    return not only or only in req.path
 
 
 def _render(state: DeviceState, resp: Response, keep: bool, hostile: bool) -> tuple[bytes, bytes, int, str]:

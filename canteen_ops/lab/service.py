@@ -33,6 +33,7 @@ from typing import Any
 
 from canteen_ops.lab.fleet import Fleet, FleetError
 from canteen_ops.fdlimit import raise_open_files
+from canteen_ops.lab.replay import ReplayError
 from canteen_ops.lab.http import LabHTTP, Request, read_request, BadRequest
 from canteen_ops.lab.state import STREAM_FAULTS, DeviceState, UnknownFault
 
@@ -63,6 +64,7 @@ class LabService:
         self._reconciler: asyncio.Task | None = None
         self._streams: dict[tuple[str, int], Any] = {}  # (device id, channel id) → rtsp.Stream
         self.devices: dict[str, DeviceState] = {d.id: d for d in fleet.devices}
+        self.replayed: list = []  # [(device id, lab.replay.ReplayServer)] from `lab up --replay`
         self._by_host: dict[str, DeviceState] = {d.host: d for d in fleet.devices}
         self.http = LabHTTP()
         self.token = token or secrets.token_urlsafe(24)
@@ -281,6 +283,10 @@ class LabService:
         return {
             "pid": os.getpid(), "started": self.started, "control_port": self.control_port,
             "requests": self.http.requests,
+            "replayed": [{"id": dev_id, "vendor": s.device.vendor, "kind": s.device.kind, "host": s.host,
+                          "http_port": s.port, "model": s.device.model, "source": s.device.source,
+                          "answered": len(s.replayer.served), "unrecorded": len(s.replayer.unanswered)}
+                         for dev_id, s in self.replayed],
             "devices": [{
                 "id": d.id, "kind": d.kind, "vendor": d.vendor, "host": d.host, "http_port": d.http_port,
                 "rtsp_port": d.rtsp_port, "model": d.model, "serial": d.serial, "firmware": d.effective_firmware,
@@ -452,19 +458,36 @@ def arg_parser() -> argparse.ArgumentParser:
     p.add_argument("--rtsp-port", type=int, default=8554)
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--no-warm", action="store_true", help="do not pre-encode the stream pictures at start")
+    p.add_argument("--replay", default="", help="recorded devices to serve too: model folders or capture files, "
+                   "comma-separated")
     return p
 
 
-async def serve(fleet: Fleet, directory: Path, ready=None, warm: bool = True) -> int:
-    """Run until `lab down` or SIGTERM/SIGINT: write the inventory, start serving, then publish lab.json."""
+def replay_first_address(fleet: Fleet) -> str:
+    """The loopback address after the fleet's last device: where recorded devices go."""
+    import ipaddress
+
+    return str(max(ipaddress.ip_address(d.host) for d in fleet.devices) + 1)
+
+
+async def serve(fleet: Fleet, directory: Path, ready=None, warm: bool = True, replay: list[str] | None = None) -> int:
+    """Run until `lab down` or SIGTERM/SIGINT: write the inventory, start serving (the recorded devices of
+    `replay` too, lab/replay.py), then publish lab.json."""
+    from canteen_ops.lab import replay as rp
     from canteen_ops.lab.fleet import write_inventory
     from canteen_ops.store.files import atomic_write
 
     from platformdirs import user_cache_dir
 
     service = LabService(fleet, rtsp_cache_dir=Path(user_cache_dir("canteen-ops")) / "rtsp-loops")
+    replayed: list = []
     try:
+        recorded = rp.load_all(replay or [])
         inventory = write_inventory(fleet, directory)
+        if recorded:
+            replayed = rp.start_all(recorded, replay_first_address(fleet), fleet.devices[0].http_port)
+            rp.add_to_inventory(inventory, replayed)
+            service.replayed = replayed
         await service.start()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -479,7 +502,8 @@ async def serve(fleet: Fleet, directory: Path, ready=None, warm: bool = True) ->
         # full collection (~10 % of the lab's CPU while a 1,000-device check runs).
         gc.freeze()
         info = {"pid": os.getpid(), "control": f"127.0.0.1:{service.control_port}", "token": service.token,
-                "inventory": str(inventory), "devices": len(service.devices), "started": service.started}
+                "inventory": str(inventory), "devices": len(service.devices) + len(replayed),
+                "replayed": [dev_id for dev_id, _ in replayed], "started": service.started}
         atomic_write(lab_files(directory)["json"], json.dumps(info, indent=2).encode(), mode=0o600)
         if ready is not None:
             ready(info, service)
@@ -490,6 +514,8 @@ async def serve(fleet: Fleet, directory: Path, ready=None, warm: bool = True) ->
         if warm and "background" in locals() and background is not None:
             background.cancel()
         await service.stop()
+        for _, server in replayed:
+            server.stop()
         cleanup(directory, keep_log=True)
     return 0
 
@@ -499,10 +525,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         fleet = build_from_args(a)
-        return asyncio.run(serve(fleet, a.dir.resolve(), warm=not a.no_warm))
-    except (FleetError, LabError) as exc:
+        replay = [p for p in a.replay.split(",") if p.strip()]
+        return asyncio.run(serve(fleet, a.dir.resolve(), warm=not a.no_warm, replay=replay))
+    except (FleetError, LabError, ReplayError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 65 if isinstance(exc, FleetError) else 69
+        return 65 if isinstance(exc, (FleetError, ReplayError)) else 69
 
 
 if __name__ == "__main__":

@@ -46,6 +46,8 @@ FAULTS: dict[str, str] = {
     "malformed-xml": "XML answers are truncated and invalid",
     "oversized-body": "answers carry a huge body (64 MiB)",
     "xml-bomb": "XML answers contain an entity-expansion bomb",
+    "cut-head": "answers stop in the middle of their headers and the connection closes; value = only for request "
+                "paths containing this text",
 }
 
 STREAM_FAULTS = ("black", "frozen", "blurred", "covered", "colour-cast", "no-stream", "low-res")
@@ -341,12 +343,12 @@ class DeviceState:
     def set_setting(self, key: str, value: str) -> None:
         """Change one setting, as a technician would on the device (used by `lab set` to make config drift).
 
-        Keys: name, ntp_server (empty = none), timezone, record_mode, retention_days, firmware, auth (digest |
+        Keys: name, model, ntp_server (empty = none), timezone, record_mode, retention_days, firmware, auth (digest |
         basic), channel.N.{width,height,fps,bitrate_kbps,codec,name}. Raises ValueError for bad keys or values.
         """
         parts = key.split(".")
         with self._lock:
-            if key in ("name", "timezone", "firmware"):
+            if key in ("name", "model", "timezone", "firmware"):
                 setattr(self, key, value)
             elif key == "ntp_server":
                 self.ntp_server = value or None
@@ -372,7 +374,7 @@ class DeviceState:
                 else:
                     raise ValueError(f"unknown channel setting {attr!r}")
             else:
-                raise ValueError(f"unknown setting {key!r}; known: name, ntp_server, timezone, record_mode, "
+                raise ValueError(f"unknown setting {key!r}; known: name, model, ntp_server, timezone, record_mode, "
                                  "retention_days, firmware, auth, channel.N.(width|height|fps|bitrate_kbps|codec|name)")
 
     def config_blob(self) -> bytes:

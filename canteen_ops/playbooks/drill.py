@@ -41,8 +41,8 @@ def drill_summary(log: "MaintenanceLog", outcome: "PlaybookOutcome") -> dict[str
 
 
 def print_drill_report(env: "Env", log: "MaintenanceLog", book: "Playbook", outcome: "PlaybookOutcome") -> None:
-    from rich.markup import escape
-    from rich.table import Table
+    from canteen_ops.cli.render import NUM, TIME, Column, status_cell, styled, table
+    from canteen_ops.i18n import _
 
     summary = drill_summary(log, outcome)
     status = outcome.status if summary["detected"] else Status.CRIT
@@ -52,18 +52,16 @@ def print_drill_report(env: "Env", log: "MaintenanceLog", book: "Playbook", outc
     if env.quiet:
         return
     tz = env.timezone()
-    table = Table(title=f"演练报告 drill report: {book.name}", title_justify="left")
-    for col in ("#", "step", "start (local)", "seconds", "by", "status"):
-        table.add_column(col)
-    for s in outcome.steps:
-        table.add_row(str(s.step.index), s.step.name, local(iso(s.started), tz) if s.started else "",
-                      f"{s.seconds:.1f}", env.operator, s.status.value if s.raw else "skipped")
-    env.console.print(table)
+    cols = [Column("#", NUM), Column("step", main=True), Column("start (local)", TIME), Column("seconds", NUM), Column("by"),
+            Column("status")]
+    cells = [(s.step.index, s.step.name, local(iso(s.started), tz) if s.started else "", f"{s.seconds:.1f}",
+              env.operator, status_cell(s.status.value) if s.raw else _("skipped")) for s in outcome.steps]
+    env.console.print(table(f"演练报告 drill report: {book.name}", cols, cells, console=env.console))
     if not summary["incidents"]:
-        env.console.print("[red]no incident was opened: the fault was not detected[/]")
+        env.console.print(_("no incident was opened: the fault was not detected"), style="red")
     for r in summary["incidents"]:
-        verdict = "[green]within deadline[/]" if r["within_deadline"] else "[red]deadline missed[/]"
+        verdict = (_("within deadline"), "green") if r["within_deadline"] else (_("deadline missed"), "red")
         arrived = f"on site after {r['arrived_after_s']:.0f} s" if r["arrived_after_s"] is not None else "no arrival"
-        env.console.print(f"incident {r['id'][:8]} \\[{r['level']}] {escape(', '.join(r['devices']))}: {escape(r['title'])} — "
-                          f"detected {r['detected_after_s']:.0f} s into the drill, {arrived}, deadline "
-                          f"{local(r['arrive_deadline'], tz)}: {verdict}", highlight=False)
+        env.console.print(styled(f"incident {r['id'][:8]} [{r['level']}] {', '.join(r['devices'])}: {r['title']} — "
+                                 f"detected {r['detected_after_s']:.0f} s into the drill, {arrived}, deadline "
+                                 f"{local(r['arrive_deadline'], tz)}: ", verdict))

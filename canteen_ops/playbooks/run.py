@@ -105,7 +105,11 @@ class PlaybookRunner:
 
     def _plan(self) -> PlaybookOutcome:
         """--check: say what would run; touch nothing (no log, no lock, no device)."""
-        self.out.print(f"[bold]{self.book.name}[/] — {len(self.book.steps)} steps (check mode: nothing is run)")
+        from canteen_ops.cli.render import plural, styled
+        from canteen_ops.i18n import _
+
+        self.out.print(styled((self.book.name, "bold"), f" — {plural(len(self.book.steps), 'step')} ",
+                              _("(check mode: nothing is run)")))
         outcome = PlaybookOutcome()
         for step in self.book.steps:
             args = substitute(step.args, self.vars)
@@ -116,6 +120,8 @@ class PlaybookRunner:
 
     # --- execution -----------------------------------------------------------------------------------
     def _execute(self, log: "MaintenanceLog", outcome: PlaybookOutcome) -> None:
+        from canteen_ops.cli.render import status_cell, styled
+
         stopped = False
         for step in self.book.steps:
             if stopped:
@@ -124,7 +130,7 @@ class PlaybookRunner:
                 continue
             started = utcnow()
             if not self.env.quiet:
-                self.out.print(f"[bold]▶ {step.index}. {step.name}[/] ({step.task})", highlight=False)
+                self.out.print(styled((f"▶ {step.index}. {step.name}", "bold"), f" ({step.task})"))
             raw, summary, argv = self._run_step(log, step, outcome)
             status = Status.OK if step.expect and raw.value in step.expect else raw
             if step.expect and raw.value not in step.expect:
@@ -134,8 +140,7 @@ class PlaybookRunner:
             outcome.steps.append(so)
             self._record(log, outcome, so)
             if not self.env.quiet or status not in (Status.OK,):
-                colour = {"ok": "green", "warn": "yellow", "crit": "red", "unknown": "magenta"}[status.value]
-                self.out.print(f"  [{colour}]{status.value}[/] {summary} ({so.seconds:.1f} s)", highlight=False)
+                self.out.print(styled("  ", status_cell(status.value), f" {summary} ({so.seconds:.1f} s)"))
             if status in (Status.CRIT, Status.UNKNOWN) and step.on_failure == "stop":
                 stopped = True
 
@@ -177,7 +182,8 @@ class PlaybookRunner:
             cmd.append("--quiet")
         # The child must import this very canteen_ops, even from a source checkout that is not installed.
         pkg_root = str(Path(__file__).resolve().parents[2])
-        env = {**os.environ, "COLUMNS": os.environ.get("COLUMNS", "120"),
+        # The child's output is shown indented by 4 under the step: it gets the width that leaves.
+        env = {**os.environ, "COLUMNS": str(max(40, self.out.width - 4)),
                "PYTHONPATH": os.pathsep.join(filter(None, [pkg_root, os.environ.get("PYTHONPATH")]))}
         try:
             proc = subprocess.run(cmd + argv, capture_output=True, text=True, timeout=timeout, env=env,

@@ -165,7 +165,9 @@ class MaintenanceLog:
                 return rows[0]
             if len(rows) > 1:
                 raise UsageError(f"{what} id prefix {ident!r} is ambiguous; give more characters")
-        raise NotFound(f"no {what} with id {ident!r}")
+        from canteen_ops.i18n import _
+
+        raise NotFound(_("no {what} with id {id}").format(what=_(what), id=repr(ident)))
 
     def query(self, sql: str, params: list | tuple = ()) -> list[dict[str, Any]]:
         return [decode_row(r) for r in self.conn.execute(sql, params).fetchall()]

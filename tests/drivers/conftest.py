@@ -29,8 +29,11 @@ def cam(lab, request):
 def connect(inv, request):
     opened = []
 
-    def make(state, timeout=None):
-        drv = open_driver(inv.device(state.id), timeout=timeout, timezone=inv.settings.timezone)
+    def make(state, timeout=None, **device_changes):
+        import dataclasses
+
+        device = dataclasses.replace(inv.device(state.id), **device_changes)
+        drv = open_driver(device, timeout=timeout, timezone=inv.settings.timezone)
         assert isinstance(drv, request.module.DRIVER)
         opened.append(drv)
         return drv

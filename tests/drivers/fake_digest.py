@@ -22,15 +22,24 @@ REALM = "DS-6e392e44"
 TLS_DIR = Path(__file__).resolve().parent.parent / "fixtures" / "tls"
 
 
+def cert_fingerprint(cert: str = "device") -> str:
+    """The SHA-256 fingerprint of a fixture certificate, as drivers/transport.py writes it."""
+    der = ssl.PEM_cert_to_DER_cert((TLS_DIR / f"{cert}-cert.pem").read_text(encoding="ascii"))
+    return ":".join(f"{b:02X}" for b in hashlib.sha256(der).digest())
+
+
 def _md5(s: str) -> str:
     return hashlib.md5(s.encode()).hexdigest()
 
 
 class FakeDevice:
     def __init__(self, *, password="secret", user="admin", scheme="digest", stale_after=None, rotate=False,
-                 stale_style="header", locked=False, routes=None, tls=False, challenge=None):
+                 stale_style="header", locked=False, routes=None, tls=False, challenge=None, cert="device",
+                 legacy_only=False, port=0):
         self.user, self.password, self.scheme = user, password, scheme
-        self.challenge = challenge  # a fixed WWW-Authenticate value instead of ours
+        # WWW-Authenticate headers instead of ours: one value or a list (one header each); "{nonce}" in them is
+        # replaced by a nonce of ours, which the device then accepts.
+        self.challenge = challenge
         self.stale_after, self.rotate, self.stale_style, self.locked = stale_after, rotate, stale_style, locked
         self.routes = routes or {}
         self.nonces: dict[str, int] = {}
@@ -39,6 +48,7 @@ class FakeDevice:
         self.requests = 0
         self.auth_attempts = 0
         self.auth_failures = 0
+        self.authorizations: list[str | None] = []  # the Authorization header of every request, None if absent
         self.lock = threading.Lock()
         self.stop_event = threading.Event()
         dev = self
@@ -62,12 +72,15 @@ class FakeDevice:
             def do_PUT(self):
                 dev._handle(self)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.server.daemon_threads = True
         self.tls = tls
-        if tls:  # a self-signed certificate, as cameras ship (tests/fixtures/tls)
+        if tls:  # a self-signed certificate, as cameras ship (tests/fixtures/tls: "device", or "replaced")
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            ctx.load_cert_chain(TLS_DIR / "device-cert.pem", TLS_DIR / "device-key.pem")
+            ctx.load_cert_chain(TLS_DIR / f"{cert}-cert.pem", TLS_DIR / f"{cert}-key.pem")
+            if legacy_only:  # an old embedded web server: TLS 1.2 at most, RSA key exchange, SHA-1 MAC
+                ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+                ctx.set_ciphers("AES128-SHA:@SECLEVEL=0")
             self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
@@ -91,9 +104,11 @@ class FakeDevice:
         self.nonces[n] = 0
         return n
 
-    def _challenge(self, stale=False) -> str:
+    def _challenge(self, stale=False) -> str | list[str]:
         if self.challenge is not None:
-            return self.challenge
+            nonce = self._new_nonce()
+            given = [self.challenge] if isinstance(self.challenge, str) else self.challenge
+            return [c.replace("{nonce}", nonce) for c in given]
         if self.scheme == "basic":
             return 'Basic realm="Device_CGI"'
         return (f'Digest realm="{REALM}", qop="auth", nonce="{self._new_nonce()}", algorithm="MD5"'
@@ -102,7 +117,8 @@ class FakeDevice:
     def _reply(self, h, status, body=b"", headers=None):
         h.send_response(status)
         for k, v in (headers or {}).items():
-            h.send_header(k, v)
+            for one in [v] if isinstance(v, str) else v:
+                h.send_header(k, one)
         h.send_header("Content-Length", str(len(body)))
         h.end_headers()
         if h.command != "HEAD":
@@ -144,6 +160,8 @@ class FakeDevice:
             self.requests += 1
         length = int(h.headers.get("Content-Length") or 0)
         h.body = h.rfile.read(length) if length else b""
+        with self.lock:
+            self.authorizations.append(h.headers.get("Authorization"))
         if self.locked:
             self._unauthorized(h, LOCK_BODY)
             return

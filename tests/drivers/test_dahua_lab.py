@@ -20,6 +20,7 @@ from canteen_ops.drivers.base import (
     open_driver,
 )
 from canteen_ops.drivers.dahua import DahuaDriver
+from canteen_ops.drivers.httpauth import BasicOverHttp
 
 UTC = dt.timezone.utc
 VENDOR, DRIVER = "dahua", DahuaDriver  # for the fixtures in conftest.py
@@ -188,15 +189,22 @@ def test_hostile_answers_are_contained(connect, lab, cam, lab_faults, fault):
 
 
 def test_basic_only_device(connect, cam, lab_faults, lab):
-    # Some Dahua NVRs and old cameras accept Basic only: the scheme comes from the challenge, never guessed.
+    # Some Dahua NVRs and old cameras accept Basic only: the scheme comes from the challenge, never guessed. Over
+    # plain HTTP the password goes out only where the inventory says `auth: basic` for the device.
     lab_faults.touch(cam.id)
     cam.auth = "basic"
-    drv = connect(cam)
+    refused = connect(cam)
+    with pytest.raises(BasicOverHttp, match="no password was sent"):
+        refused.facts()
+    with pytest.raises(BasicOverHttp):
+        refused.clock()
+    assert cam.failed_logins == 0 and refused.requests_sent == 1  # the probe, then nothing more
+    drv = connect(cam, auth="basic")
     assert drv.facts().serial == cam.serial
     assert cam.failed_logins == 0
     lab_faults.set(cam.id, "wrong-password")
     auth_guard.reset()
-    bad = connect(cam)
+    bad = connect(cam, auth="basic")
     with pytest.raises(AuthFailed):
         bad.login()
     with pytest.raises(AuthFailed):

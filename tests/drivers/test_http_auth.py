@@ -29,10 +29,11 @@ from .fake_digest import (
 )
 
 
-def device(port: int, *, dev_id="cam-1", vendor="hikvision", kind="camera", timeout=2.0, https=False) -> Device:
+def device(port: int, *, dev_id="cam-1", vendor="hikvision", kind="camera", timeout=2.0, https=False,
+           **extra) -> Device:
     return Device(id=dev_id, kind=kind, vendor=vendor, host="127.0.0.1", port=port, rtsp_port=554, https=https,
                   school_id="s1", credentials=Credentials(name="c", username="admin", password="x"),
-                  timeout=timeout, policy=Policy())
+                  timeout=timeout, policy=Policy(), **extra)
 
 
 def hik(port, password="secret", **kw) -> HikvisionDriver:
@@ -178,13 +179,13 @@ def test_dahua_wrong_password_one_failure_and_message_mentions_connection_limit(
         assert (fake.auth_attempts, fake.auth_failures) == (1, 1)
 
 
-def test_basic_scheme_from_challenge():
+def test_basic_scheme_from_challenge_where_the_inventory_allows_it():
     with FakeDevice(scheme="basic") as fake:
-        with DahuaDriver(device(fake.port, vendor="dahua", dev_id="d-ok"), "secret") as drv:
+        with DahuaDriver(device(fake.port, vendor="dahua", dev_id="d-ok", auth="basic"), "secret") as drv:
             drv._http.request("GET", "/x")
             drv._http.request("GET", "/x")
         assert fake.auth_failures == 0 and fake.requests == 3
-        with DahuaDriver(device(fake.port, vendor="dahua", dev_id="d-bad"), "nope") as drv:
+        with DahuaDriver(device(fake.port, vendor="dahua", dev_id="d-bad", auth="basic"), "nope") as drv:
             with pytest.raises(AuthFailed):
                 drv._http.request("GET", "/x")
         assert fake.auth_failures == 1
@@ -275,7 +276,7 @@ def test_chunked_answer_is_read_whole_and_the_connection_kept():
         for _ in range(2):
             reply = drv._http.request("GET", "/ISAPI/System/deviceInfo")
             assert reply.body == b"<DeviceInfo><model>DS-2CD</model></DeviceInfo>"
-        assert drv._http._wire._conn is not None and fake.requests == 3  # probe + 2; the connection is kept
+        assert len(drv._http.transport._pool.connections) == 1 and fake.requests == 3  # probe + 2; kept open
 
 
 def test_declared_huge_length_refused_before_reading():
@@ -357,12 +358,13 @@ def test_https_device_with_a_self_signed_certificate():
     # Cameras ship self-signed certificates and a canteen LAN has no CA: accepted (still encrypted). The same
     # device refuses a client that insists on verification, and that is a TLS error, not "offline".
     from canteen_ops.drivers.http import DeviceHTTP
+    from canteen_ops.drivers.transport import TlsPolicy
 
     with FakeDevice(tls=True) as fake, hik(fake.port, https=True) as drv:
         drv.login()
         assert drv.facts().model == "X" and fake.auth_failures == 0 and drv.adopt_connection(socket.socket()) is False
         strict = DeviceHTTP(device_id="strict", base_url=fake.url, username="admin", password="secret", timeout=2,
-                            on_auth_failure=lambda reply, authenticated: None, verify_tls=True)
+                            on_auth_failure=lambda reply, authenticated: None, tls=TlsPolicy("verify"))
         with pytest.raises(ProtocolError, match="TLS handshake failed"):
             strict.request("GET", "/ISAPI/System/deviceInfo")
         strict.close()

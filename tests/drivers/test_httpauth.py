@@ -96,20 +96,36 @@ def test_first_digest_challenge_is_picked_among_several():
         first_digest(['Basic realm="x"'])
 
 
-@pytest.mark.parametrize("base_url", ["http://127.0.0.1:80", "http://127.0.0.1:8080", "https://127.0.0.1:443",
-                                      "http://[::1]:80", "http://[::1]:8000"])
 @pytest.mark.parametrize("method, content, headers", [
     ("GET", None, None),
     ("PUT", b"<Time/>", {"Content-Type": "application/xml"}),
     ("POST", None, None),
 ])
-def test_request_head_is_the_one_httpx_builds(base_url, method, content, headers):
-    http = DeviceHTTP(device_id="d", base_url=base_url, username="u", password="p", timeout=1,
-                      on_auth_failure=lambda r, a: None)
-    want = httpx.Request(method, base_url + "/ISAPI/System/time",
-                         headers={"Accept": "*/*", "Accept-Encoding": "identity", "User-Agent": "canteen-ops",
-                                  **(headers or {})}, content=content)
-    assert http._head(method, headers, content) == [(k.decode(), v.decode()) for k, v in want.headers.raw]
+def test_request_head_on_the_wire(method, content, headers):
+    """What a device receives: httpx's head (Host with the port, identity encoding asked for), no cookie, no
+    proxy header, the Authorization of the answered challenge."""
+    seen = []
+
+    def record(dev, h):
+        seen.append(dict(h.headers.items()))
+        dev._reply(h, 200, b"<Time/>", {"Content-Type": "application/xml", "Set-Cookie": "s=1"})
+
+    with FakeDevice(routes={"/ISAPI/System/time": record}) as fake:
+        http = DeviceHTTP(device_id="d", base_url=fake.url, username="admin", password="secret", timeout=1,
+                          on_auth_failure=lambda r, a: None)
+        for _ in range(2):
+            http.request(method, "/ISAPI/System/time", content=content, headers=headers)
+        http.close()
+    assert len(seen) == 2
+    for head in seen:
+        assert head["Host"] == f"127.0.0.1:{fake.port}"
+        assert (head["Accept"], head["Accept-Encoding"], head["User-Agent"]) == ("*/*", "identity", "canteen-ops")
+        assert head["Authorization"].startswith('Digest username="admin", realm=')
+        assert 'uri="/ISAPI/System/time"' in head["Authorization"]
+        assert "Cookie" not in head and "Proxy-Authorization" not in head
+        assert head.get("Content-Length") == (str(len(content)) if content else "0" if method != "GET" else None)
+        if headers:
+            assert head["Content-Type"] == headers["Content-Type"]
 
 
 @pytest.mark.parametrize("target", ["ISAPI/System/time", "/a b", "/caf\u00e9", "/a\r\nX: y"])
@@ -144,6 +160,7 @@ def test_a_line_break_never_reaches_the_wire_inside_a_header():
                           timeout=1, on_auth_failure=lambda r, a: None)
         with pytest.raises(ValueError, match="line break"):
             http.request("GET", "/ISAPI/System/time")
+        http.close()
         assert (fake.requests, fake.auth_attempts) == (1, 0)  # only the unauthenticated probe went out
 
 

@@ -1,0 +1,69 @@
+"""Messages in the technician's language: English by default, Chinese from a gettext catalog.
+
+The language is `--lang` if given, else the first of LC_ALL, LC_MESSAGES, LANG that is set (the POSIX order):
+`zh…` means Chinese. Only our own words are translated; data (school names, areas, device ids, what a device
+said) never is. The catalog is canteen_ops/locale/zh_CN/LC_MESSAGES/canteen_ops.po, compiled to the .mo
+next to it by `python -m canteen_ops.locale.msgfmt` (tests check the two agree).
+"""
+
+from __future__ import annotations
+
+import gettext
+import os
+from pathlib import Path
+
+DOMAIN = "canteen_ops"
+LOCALE_DIR = Path(__file__).resolve().parent / "locale"
+LANGS = ("en", "zh")
+
+_forced: str | None = None
+_cache: dict[str, gettext.NullTranslations] = {}
+
+
+def set_language(lang: str | None) -> None:
+    """Force a language for this process (`--lang`); None goes back to the environment."""
+    global _forced
+    if lang is not None and lang not in LANGS:
+        raise ValueError(f"expected one of {', '.join(LANGS)}")
+    _forced = lang
+
+
+def language() -> str:
+    if _forced:
+        return _forced
+    for var in ("LC_ALL", "LC_MESSAGES", "LANG"):
+        value = os.environ.get(var)
+        if value:
+            return "zh" if value.lower().startswith("zh") else "en"
+    return "en"
+
+
+def translations(lang: str | None = None) -> gettext.NullTranslations:
+    lang = lang or language()
+    if lang not in _cache:
+        if lang == "zh":
+            _cache[lang] = gettext.translation(DOMAIN, LOCALE_DIR, languages=["zh_CN"], fallback=True)
+        else:
+            _cache[lang] = gettext.NullTranslations()
+    return _cache[lang]
+
+
+def _(message: str) -> str:
+    return translations().gettext(message) if message else message  # ("" would give the catalog's header)
+
+
+def ngettext(singular: str, plural: str, n: int) -> str:
+    return translations().ngettext(singular, plural, n)
+
+
+def status_word(status: str, *, upper: bool = False) -> str:
+    """ok/warn/crit/unknown/n/a in the technician's language (CRIT in English tables, 严重 in Chinese)."""
+    word = _(f"status:{status}")
+    if word.startswith("status:"):
+        word = status
+    return word.upper() if upper and language() == "en" else word
+
+
+def zh(message: str) -> str:
+    """The Chinese form of a message whatever the current language (headers of `--lang zh` exports)."""
+    return translations("zh").gettext(message) if message else message

@@ -1,0 +1,148 @@
+"""Every command that prints a table, against the lab at COLUMNS=80: no line wider than 80 terminal cells, no id
+split or cut. Also `--help` of every command at 80 columns, and one metavar style."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from rich.cells import cell_len
+
+WIDTH = 80
+LONG = "更换镜头后复查：烹饪区摄像头画面偏暗，油烟较重，需要每周清洁一次并记录在案 " * 2
+
+
+@pytest.fixture
+def run80(capsys, monkeypatch):
+    """Run canteen-ops in-process at COLUMNS=80 → (exit code, stdout, stderr)."""
+    from canteen_ops.cli.app import run
+    from canteen_ops.drivers.base import auth_guard
+
+    monkeypatch.setenv("COLUMNS", str(WIDTH))
+
+    def invoke(*args):
+        capsys.readouterr()
+        auth_guard.reset()
+        code = run([str(a) for a in args])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return invoke
+
+
+def assert_fits(out: str, ids: set[str], expect: set[str] = frozenset(), what: str = "") -> None:
+    """No line wider than WIDTH cells; every expected id whole; no token that is a strict prefix of an id
+    (an id wrapped onto the next line, or cut with …)."""
+    assert out.strip(), what
+    for line in out.splitlines():
+        assert cell_len(line) <= WIDTH, f"{what}: {cell_len(line)} cells: {line!r}"
+    for i in expect:
+        assert i in out, f"{what}: {i} missing or split\n{out}"
+    for token in re.split(r"[\s│┃|,()]+", out):
+        token = token.rstrip("…")
+        if len(token) >= 4 and token not in ids:
+            clipped = [i for i in ids if i.startswith(token) and i != token]
+            assert not clipped, f"{what}: {token!r} is a piece of {clipped[0]!r}\n{out}"
+
+
+def test_every_table_fits_80_columns_and_keeps_ids_whole(lab, lab_env, lab_faults, run80, tmp_path):
+    devices = set(lab.devices)
+    schools = {d.split("-")[0] for d in devices}
+    ids = devices | schools
+
+    def show(*argv, expect=frozenset(), codes=(0,)):
+        code, out, err = run80(*argv)
+        assert code in codes, (argv, code, out, err)
+        assert_fits(out, ids, set(expect), " ".join(map(str, argv)))
+        return out
+
+    show("inventory", "list", expect=devices)
+    show("check", "--all", "--skip", "stream,picture", expect=devices, codes=(0, 1, 2, 3))
+    show("backup", "run", "-d", "s001-*", codes=(0, 1))
+    show("backup", "list", expect=devices, codes=(0,))
+    show("backup", "list", "--history", expect={"s001-nvr"})
+    lab_faults.setting("s001-cam01", "name", "烹饪区 " + LONG[:30])
+    show("snapshot", "take", "-d", "s001-cam01", codes=(0, 1, 2))
+    lab_faults.setting("s001-cam01", "channel.1.width", "1280")
+    show("snapshot", "take", "-d", "s001-cam01", codes=(0, 1, 2))
+    show("snapshot", "show", "s001-cam01")
+    show("snapshot", "diff", "s001-cam01", codes=(1,))
+    show("snapshot", "diff", "--since", "1h", codes=(0, 1))
+    show("firmware", "check", "--catalog", lab.directory / "firmware-catalog.yaml", expect=devices,
+         codes=(0, 1, 2, 3))
+    code, out, _err = run80("incident", "open", "--level", "major", "--title", LONG, "-d", "s002-nvr",
+                            "-d", "s002-cam01", "-d", "s002-cam02", "--json")
+    assert code == 0
+    inc = json.loads(out)["id"]
+    ids.add(inc[:8])
+    show("incident", "list", expect={inc[:8], "s002"})
+    show("incident", "assign", inc[:8], "王师傅")
+    show("incident", "list", "--device", "s002-*", expect={inc[:8]})
+    show("incident", "show", inc[:8])
+    show("status", "--all", expect={inc[:8], "s002-nvr"}, codes=(0, 1, 2, 3))
+    code, out, _err = run80("change", "request", "--title", LONG, "-d", "s003-nvr", "-d", "s003-cam01", "--json")
+    assert code == 0
+    ch = json.loads(out)["id"]
+    ids.add(ch[:8])
+    show("change", "list", expect={ch[:8]})
+    show("change", "show", ch[:8])
+    code, out, _err = run80("log", "add", LONG, "--device", "s003-cam02")
+    assert code == 0
+    code, out, _err = run80("log", "list", "--limit", "40", "--json")
+    entries = json.loads(out)
+    ids |= {e["id"][:8] for e in entries}
+    show("log", "list", "--limit", "40", expect={e["id"][:8] for e in entries})
+    show("sync", "status")
+    show("playbook", "list", expect={"daily-inspection"})
+
+
+def _commands():
+    import typer
+
+    from canteen_ops.cli.app import app
+
+    root = typer.main.get_command(app)
+    ctx_cls = type(root).context_class
+
+    def walk(cmd, path):
+        yield path, cmd
+        if hasattr(cmd, "list_commands"):
+            ctx = ctx_cls(cmd)
+            for name in cmd.list_commands(ctx):
+                yield from walk(cmd.get_command(ctx, name), [*path, name])
+
+    return list(walk(root, []))
+
+
+def test_every_help_fits_80_columns(run80):
+    for path, _cmd in _commands():
+        code, out, _err = run80(*path, "--help")
+        assert code == 0, path
+        for line in out.splitlines():
+            assert cell_len(line) <= WIDTH, f"canteen-ops {' '.join(path)} --help: {line!r}"
+
+
+METAVAR = re.compile(r"^\[?[A-Z][A-Z_]*(\[?=[A-Z_]+\]?)?\]?(\.\.\.)?$")
+
+
+def test_every_value_is_named_in_one_metavar_style():
+    for path, cmd in _commands():
+        for p in cmd.params:
+            if getattr(p, "is_flag", False) or p.name == "help":
+                continue
+            assert p.metavar and METAVAR.match(p.metavar), (path, p.opts, p.metavar)
+
+
+def test_chinese_text_keeps_the_columns_aligned(run80):
+    """Column starts are the same in every row, measured in terminal cells (区域 is 4 cells, not 2)."""
+    from tests.conftest import EXAMPLE
+
+    code, out, _err = run80("-i", EXAMPLE, "inventory", "list", "--school", "xc-shiyan-xx")
+    assert code == 0
+    rows = [line for line in out.splitlines() if line.startswith("xc-")]
+    assert len(rows) == 8
+    for marker in ("xc-nvr-01/", "DS-", "10.12.1."):
+        starts = {cell_len(line[:line.index(marker)]) for line in rows if marker in line}
+        assert len(starts) == 1, (marker, out)
+    assert len({cell_len(line) for line in rows}) == 1
