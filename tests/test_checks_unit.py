@@ -442,15 +442,21 @@ def test_ctrl_c_during_a_run_in_worker_processes_ends_them_and_keeps_what_arrive
     assert mp.active_children() == []
 
 
-def test_default_processes_is_one_whatever_the_run(monkeypatch):
-    """Worker processes did not pay on the reference machine (docs/benchmarks.md): opt-in with --processes."""
+def test_default_processes_for_big_fleets_only(monkeypatch):
+    """As measured (docs/benchmarks.md): a core each for a big fleet's protocol checks; one process for a small
+    fleet, and for stream and picture checks (decoding already uses every core from one process)."""
     from types import SimpleNamespace
 
     from canteen_ops.checks.run import default_processes
 
-    monkeypatch.setattr("os.cpu_count", lambda: 8)
-    for n, checks in ((1, ()), (1000, ()), (50, ("stream", "picture"))):
-        assert default_processes([SimpleNamespace(kind="camera")] * n, checks) == 1
+    def fleet(n):
+        return [SimpleNamespace(kind="camera")] * n
+
+    monkeypatch.setattr("os.cpu_count", lambda: 4)
+    assert [default_processes(fleet(n)) for n in (1, 199, 200, 5000)] == [1, 1, 4, 4]
+    assert default_processes(fleet(1000), ["reachable", "picture"]) == 1
+    monkeypatch.setattr("os.cpu_count", lambda: 64)
+    assert default_processes(fleet(1000)) == 8
 
 
 def test_worker_processes_run_masks_a_password_a_device_echoes(fleet, monkeypatch, tmp_path):

@@ -154,14 +154,23 @@ def select_checks(only: list[str] | None = None, skip: list[str] | None = None) 
     return [n for n in CHECK_NAMES if n in chosen]
 
 
+BIG_FLEET = 200  # devices from which protocol checks are shared out between worker processes by default
+
+
 def default_processes(devices: list["Device"], checks: list[str] | tuple[str, ...] = ()) -> int:
-    """Worker processes `check` uses when not told: none (1: everything in this process), for every fleet and
-    every check, because on the 2-core reference machine they did not pay (docs/benchmarks.md): 1,000 devices
-    shared out between two spawned workers (checks/shards.py) took longer than one process — each worker's
-    start-up (imports, WSDLs) costs more than the second core gives back — and 50 cameras' stream and picture
-    checks already use both cores from one process (PyAV decodes without the GIL). `--processes N` is there for
-    machines with idle cores."""
-    return 1
+    """Worker processes `check` uses when not told (docs/benchmarks.md, the 2-core reference machine):
+
+    - protocol checks on BIG_FLEET devices or more: one per core (at most 8). Parsing a big fleet's answers
+      (httpx, XML, zeep) is more than one core's work: 1,000 lab devices took 1.25× as long in one process as
+      shared out between two (checks/shards.py), each worker's start-up (imports, WSDLs) included;
+    - else 1 (everything in this process), stream and picture checks included: 50 cameras already use both
+      cores from one process (PyAV decodes without the GIL), and computing their picture metrics in two worker
+      processes was 1.23× slower."""
+    import os
+
+    if {"stream", "picture"} & set(checks) or len(devices) < BIG_FLEET:
+        return 1
+    return min(os.cpu_count() or 1, 8)
 
 
 def device_task(inventory: "Inventory", names: list[str], *, history: History | None = None,
