@@ -1,8 +1,7 @@
-"""`check --processes N` without stream checks: the fleet's protocol checks spread over worker processes, one
-share each (procpool.py: spawn, so it also runs where fork does not exist). Parsing the answers (HTTP, XML,
-zeep's SOAP) is CPU work, and one process's threads share one core; but the workers' start-up (imports, WSDLs)
-costs seconds, and on the 2-core reference machine two workers were slower than one process for 1,000 devices
-(docs/benchmarks.md), so this is not the default.
+"""A big fleet's protocol checks spread over worker processes, one share each (procpool.py: spawn, so it also
+runs where fork does not exist). Parsing the answers (httpx, XML, zeep's SOAP) is CPU work, and one process's
+threads share one core: on the 2-core reference machine 1,000 lab devices took 1.25× as long in one process,
+the workers' start-up included (docs/benchmarks.md).
 
 Each worker gets the inventory and its share (pickled once per share), runs the ordinary threaded runner over
 it, and sends each device's results back as the device finishes; the parent stays the only writer of the log:

@@ -34,9 +34,9 @@ def check(
         "--workers", min=1, metavar="N", help="Devices checked at once, one connection each [default: 256, or "
         "CANTEEN_OPS_WORKERS]")] = None,
     processes: Annotated[Optional[int], typer.Option(
-        "--processes", min=1, metavar="N", help="Worker processes for the CPU-bound work: the picture analysis "
-        "with stream/picture checks, else a share of the fleet each; for machines with idle cores [default: 1, "
-        "all in this process]")] = None,
+        "--processes", min=1, metavar="N", help="Worker processes for the CPU-bound work: a share of the fleet "
+        "each, or the picture analysis with stream/picture checks [default: one per core (at most 8) for 200 or "
+        "more devices without stream/picture checks; else 1, all in this process]")] = None,
     deadline: Annotated[float, typer.Option(
         "--deadline", min=0.1, metavar="SECONDS", help="Seconds allowed per device; a device past it gets an 'unknown'")] = 90.0,
     open_incidents: Annotated[bool, typer.Option(
