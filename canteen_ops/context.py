@@ -10,6 +10,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+# The global `--debug` flag, for any module (tracebacks of unexpected errors; later a device wire log). Set by the
+# CLI's root callback before a command runs; False outside the CLI.
+_debug = False
+
+
+def set_debug(on: bool) -> None:
+    global _debug
+    _debug = bool(on)
+
+
+def debug() -> bool:
+    return _debug
+
+
 if TYPE_CHECKING:
     from rich.console import Console
 

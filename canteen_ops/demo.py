@@ -122,6 +122,9 @@ def main() -> int:
         step("Morning inspection (每日巡检): every check incl. picture quality; incidents for critical faults",
              "playbook", "run", "daily-inspection", "--non-interactive")
         step("Open incidents and their on-site deadlines", "incident", "list")
+        step("Each failing check names its knowledge-base entry (知识库): the failing disk of 第二 school's NVR",
+             "check", "--only", "storage", "--device", "s002-nvr")
+        step("", "kb", "show", "KB-HDD-ERROR")
         step("Commissioning: take a config snapshot of every device and accept it as the baseline",
              "snapshot", "take")
         step("", "snapshot", "accept", "--all")

@@ -316,6 +316,9 @@ def open_or_update_for_result(log: MaintenanceLog, inventory: Inventory | None, 
     now = now or utcnow()
     key = dedup_key_for(result_row)
     check = result_row.get("check_name") or result_row.get("check")
+    from canteen_ops.kb.classify import kb_for_result
+
+    kb = kb_for_result(result_row)  # kept with the incident: alerts and `incident show` point at the entry
     summary = result_row.get("summary") or ""
     with log.transaction():  # BEGIN IMMEDIATE: two concurrent check runs cannot both open one
         active = log.query("SELECT * FROM incidents WHERE dedup_key = ? AND state IN ('open', 'acked', 'arrived') "
@@ -336,6 +339,8 @@ def open_or_update_for_result(log: MaintenanceLog, inventory: Inventory | None, 
             data = dict(inc.get("data") or {})
             data["occurrences"] = int(data.get("occurrences", 1)) + 1
             data["last_seen"] = iso(now)
+            if kb:
+                data["kb"] = kb
             changes: dict[str, Any] = {"description": summary, "source_result_id": result_row.get("id"),
                                        "data": data}
             if level == "major" and inc["level"] != "major":
@@ -361,7 +366,8 @@ def open_or_update_for_result(log: MaintenanceLog, inventory: Inventory | None, 
         return open_incident(log, inventory, level=level, title=title, description=summary, actor=actor,
                              device_ids=[device_id] if device_id else [], school_id=school_id,
                              opened_at=now, dedup_key=key, source_result_id=result_row.get("id"),
-                             data={"occurrences": 1, "check": check, "last_seen": iso(now)})
+                             data={"occurrences": 1, "check": check, "last_seen": iso(now),
+                                   **({"kb": kb} if kb else {})})
 
 
 def _in_inventory(inventory: Inventory, device_id: str | None, school_id: str | None) -> bool:

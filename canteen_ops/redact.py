@@ -9,9 +9,14 @@ from typing import Any
 # Keys whose values are secrets. Bare "pass" is left out on purpose: it would also hide "pass_rate", "passed".
 SECRET_KEYS = re.compile(r"password|passwd|passphrase|pwd|secret|token|authorization|cookie|api_?key|"
                          r"credential_value", re.I)
-URL_USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.\-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@/\s]*)@", re.I)
+# Every pattern here sees foreign text (device answers, notes, upstream replies) and must stay linear-time: a
+# regex that can start at every position of a long run and scan to its end is quadratic (`[a-z][a-z0-9+.-]*://`
+# on a 60,000-character model string took a minute). URLs are found from their "://" instead (_mask_urls).
+_SCHEME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+.-")
+# "://" user ":" password "@"; neither part can hold a "/", so a scan ends before the next "://".
+_URL_TAIL = re.compile(r"://[^:/@\s]*+:(?P<pw>[^@/\s]*+)@")
 # `password=hunter2`, `pwd: hunter2`, `"password": "hunter2"` inside free text (device error bodies, URLs).
-INLINE_SECRET = re.compile(r"(?P<key>\b(?:password|passwd|pwd)\"?\s*[=:]\s*\"?)(?P<value>[^\s\"&,;}]+)",
+INLINE_SECRET = re.compile(r"(?P<key>\b(?:password|passwd|pwd)\"?\s*+[=:]\s*+\"?)(?P<value>[^\s\"&,;}]++)",
                            re.I)
 MASK = "***"
 
@@ -31,9 +36,12 @@ def remember_secret(value: str | None) -> None:
 
 
 def redact_text(s: str, secrets: tuple[str, ...] = ()) -> str:
-    if not secrets:
+    if not secrets and len(s) <= _CACHED_LEN:
         return _redacted(s, id(_KNOWN), len(_KNOWN))
     return _redact_now(s, secrets)
+
+
+_CACHED_LEN = 512  # longer strings (a device's error body, a 1 MB note) are rare and would fill the cache's memory
 
 
 @functools.lru_cache(maxsize=8192)
@@ -51,12 +59,30 @@ def _redact_now(s: str, secrets: tuple[str, ...] = ()) -> str:
 def mask_known(s: str, secrets: tuple[str, ...] = ()) -> str:
     """Mask URL passwords and every known secret value, nothing else: safe on any output (JSON stays JSON,
     a fault named `wrong-password: true` stays readable)."""
-    s = URL_USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:{MASK}@", s)
+    s = _mask_urls(s)
     found = _known_in(s) if _KNOWN else []
     # longest first, so that a secret containing another is masked whole
     for secret in sorted({*found, *(x for x in secrets if x and len(x) >= 3)}, key=len, reverse=True):
         s = s.replace(secret, MASK)
     return s
+
+
+def _mask_urls(s: str) -> str:
+    """`scheme://user:password@` → `scheme://user:***@`, in time linear in len(s): the regex starts only at a
+    "://" and its userinfo holds no "/" (so no scan crosses the next "://"); the scheme is read backwards from
+    there, over a run of scheme characters that holds no ":"."""
+    parts: list[str] = []
+    done = 0  # s[:done] is in parts
+    for m in _URL_TAIL.finditer(s):
+        start = at = m.start()
+        while start > done and s[start - 1] in _SCHEME_CHARS:
+            start -= 1
+        while start < at and not s[start].isalpha():
+            start += 1  # a scheme starts with a letter: "1http://" is "http://"
+        if start < at:
+            parts += [s[done:m.start("pw")], MASK, "@"]
+            done = m.end()
+    return "".join(parts) + s[done:] if parts else s
 
 
 def _known_in(s: str) -> list[str]:
@@ -69,7 +95,11 @@ def _known_in(s: str) -> list[str]:
             index.setdefault(secret[:3], []).append(secret)
         _BY_PREFIX = ((id(_KNOWN), len(_KNOWN)), index)
     out: list[str] = []
-    for gram in {s[i:i + 3] for i in range(len(s) - 2)} & index.keys():
+    if len(index) * 64 < len(s):  # a long text and few secrets: a substring search per prefix is cheaper
+        grams = [g for g in index if g in s]
+    else:
+        grams = list({s[i:i + 3] for i in range(len(s) - 2)} & index.keys())
+    for gram in grams:
         out += index[gram]
     return out
 

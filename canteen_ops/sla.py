@@ -10,8 +10,11 @@ was opened inside or outside the school's working hours:
 The allowance is wall-clock time: a general incident opened on Friday at 17:30 is due on site at 19:30, not on
 Monday morning (the plan counts hours from the report, it does not pause the clock). Working hours are per school
 (inventory `working_hours`, default Mon–Fri 08:00–18:00 Asia/Shanghai); the start is inclusive, the end exclusive.
-Holidays and vacations (寒暑假) are declared per school or district as `working_hours.closed` (days or ranges: the
-canteen is closed, so outside working hours), make-up working days (调休) as `working_hours.open_days`. Every
+China's statutory holidays are outside working hours and their make-up working days (调休) inside, from the
+`chinese-calendar` package (cncalendar.py; `working_hours.statutory_holidays: false` turns it off). School
+closures and vacations (寒暑假) are declared per school or district as `working_hours.closed` (days, ranges or
+{from, to, reason}: the canteen is closed, so outside working hours), extra working days as
+`working_hours.open_days`. Every
 allowance is configurable per school through the policy fields `incident_<level>_inside_h` /
 `incident_<level>_outside_h`; the restore limit (`incident_resolve_h`, default 24 h from GB/T 29315) is wall-clock
 as well.

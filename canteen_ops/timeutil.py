@@ -30,23 +30,46 @@ def parse_xs_datetime(text: str) -> dt.datetime:
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+# What a person may type: durations up to a century, times between 1970 and 9000. Anything beyond is a typo, and
+# datetime arithmetic on it overflows (`--since 99999999d`, `--at 0001-01-01T00:00` in a zone east of UTC).
+MAX_DURATION = dt.timedelta(days=36_525)
+EARLIEST = dt.datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = dt.datetime(9000, 1, 1, tzinfo=UTC)
+
+
+def is_duration(s: str) -> bool:
+    return _DURATION.match(s) is not None
 
 
 def parse_duration(s: str) -> dt.timedelta:
-    """'90s', '15m', '24h', '7d', '2w' → timedelta. Raises ValueError with a readable message."""
+    """'90s', '15m', '24h', '7d', '2w' → timedelta (at most MAX_DURATION). Raises ValueError with a readable
+    message."""
     m = _DURATION.match(s)
     if not m:
         raise ValueError(f"invalid duration {s!r}: use a number and s/m/h/d/w, e.g. 24h or 7d")
-    return dt.timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2)])
+    seconds = float(m.group(1)) * _UNITS[m.group(2)]
+    if seconds > MAX_DURATION.total_seconds():
+        raise ValueError(f"duration {s.strip()!r} is out of range (at most {MAX_DURATION.days} days)")
+    return dt.timedelta(seconds=seconds)
+
+
+def in_range(t: dt.datetime, text: str) -> dt.datetime:
+    """t if it lies between EARLIEST and LATEST, else ValueError naming what was typed."""
+    try:
+        ok = EARLIEST <= t.astimezone(UTC) < LATEST if t.tzinfo else EARLIEST <= t.replace(tzinfo=UTC) < LATEST
+    except OverflowError:  # the offset takes it past year 1 or 9999
+        ok = False
+    if not ok:
+        raise ValueError(f"time {text.strip()!r} is out of range (between {EARLIEST.year} and {LATEST.year})")
+    return t
 
 
 def parse_since(s: str, now: dt.datetime | None = None, tz: str | None = None) -> dt.datetime:
     """A duration back from now ('24h', '7d') or an ISO date/time ('2026-11-01', '2026-11-01T08:00'); a time
-    without an offset is in `tz` (the inventory's zone), or UTC when none is given."""
-    try:
-        return (now or utcnow()) - parse_duration(s)
-    except ValueError:
-        pass
+    without an offset is in `tz` (the inventory's zone), or UTC when none is given. Raises ValueError, also for
+    a time out of range (in_range)."""
+    if is_duration(s):
+        return in_range((now or utcnow()) - parse_duration(s), s)
     try:
         t = dt.datetime.fromisoformat(s.strip().replace("Z", "+00:00"))
     except ValueError:
@@ -56,7 +79,7 @@ def parse_since(s: str, now: dt.datetime | None = None, tz: str | None = None) -
         from zoneinfo import ZoneInfo
 
         t = t.replace(tzinfo=ZoneInfo(tz) if tz else UTC)
-    return t
+    return in_range(t, s)
 
 
 def parse_until(s: str, now: dt.datetime | None = None, tz: str | None = None) -> dt.datetime:

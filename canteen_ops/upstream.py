@@ -110,10 +110,12 @@ def resolve_token(settings: "Settings | None") -> str:
         return token.strip()
     path = settings.upstream_token_file if settings else None
     if path:
+        from canteen_ops.secretfile import SecretFileError, read_secret_file
+
         try:
-            token = Path(path).expanduser().read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise UsageError(f"cannot read upstream token file {path}: {exc.strerror}") from None
+            token = read_secret_file(path).strip()
+        except SecretFileError as exc:
+            raise UsageError(f"cannot read upstream token file {path}: {exc}") from None
         if token:
             return token
         raise UsageError(f"upstream token file {path} is empty")
@@ -126,11 +128,9 @@ def token_file_warning(settings: "Settings | None") -> str | None:
     path = settings.upstream_token_file if settings else None
     if not path:
         return None
-    try:
-        mode = Path(path).expanduser().stat().st_mode
-    except OSError:
-        return None
-    if mode & 0o077:
+    from canteen_ops.secretfile import open_to_others
+
+    if open_to_others(path):
         return f"upstream token file {path} is readable by other users; chmod 600 it"
     return None
 

@@ -84,10 +84,11 @@ def test_json_lines_one_object_per_result(cli, fleet, tmp_path):
     assert r.code == 2
     objs = [json.loads(line) for line in r.out.splitlines()]
     assert len(objs) == 8
-    keys = {"id", "run_id", "school_id", "device_id", "check", "status", "summary", "data", "duration_ms"}
+    keys = {"id", "run_id", "school_id", "device_id", "check", "status", "summary", "data", "duration_ms", "kb"}
     assert all(set(o) == keys for o in objs)
     off = [o for o in objs if o["device_id"] == "cam-06"][0]
     assert off["status"] == "crit" and off["summary"].startswith("offline (connection refused")
+    assert off["kb"] == "KB-OFFLINE" and all(o["kb"] is None for o in objs if o["status"] == "ok")
     cov = [o for o in objs if o["check"] == "coverage"][0]
     assert cov["device_id"] is None and cov["data"]["uncovered"] == ["留样区"]
     ids = {x["id"] for x in db(tmp_path).query("SELECT id FROM results")}
@@ -118,7 +119,7 @@ def test_quiet_prints_only_problems(cli, fleet):
     fleet.states["cam-02"].drift_s = -20
     r = cli("check", "--quiet", "--skip", "stream,picture")
     assert r.code == 1
-    assert r.out == "WARN    测试小学 cam-02 clock: clock 20 s behind (> 5 s)\n"
+    assert r.out == "WARN    测试小学 cam-02 clock: clock 20 s behind (> 5 s)  (kb: KB-CLOCK-DRIFT)\n"
     r = cli("--quiet", "check", "--skip", "stream,picture")
     assert r.code == 1 and r.out.startswith("WARN")
 

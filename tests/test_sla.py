@@ -140,7 +140,7 @@ schools:
     devices: [{id: c1, kind: camera, vendor: onvif, host: 127.0.0.1}]
   - id: s2
     name: 二小
-    working_hours: {closed: [2026-10-01]}
+    working_hours: {closed: [2026-10-01], statutory_holidays: false}  # its own calendar only
     devices: [{id: c2, kind: camera, vendor: onvif, host: 127.0.0.1}]
 """)
     wh1, wh2 = inv.school("s1").working_hours, inv.school("s2").working_hours

@@ -65,6 +65,7 @@ def test_fault_opens_then_clearing_resolves_and_both_are_sent(lab, lab_faults, t
         assert field in opened["message"], opened["message"]
     assert "第一" in opened["message"] or "s001" in opened["message"]
     assert ("张伟" in opened["message"]) or ("王芳" in opened["message"])  # whoever is on duty now
+    assert "知识库：KB-OFFLINE" in opened["message"], opened["message"]  # the entry a technician opens on site
     assert resolved["title"].startswith("【故障恢复") and "恢复时间：" in resolved["message"]
     assert "自动恢复" in resolved["message"]
 

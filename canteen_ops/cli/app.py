@@ -2,29 +2,84 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
+import click
 import typer
+from typer.core import TyperGroup
 
-from canteen_ops import __version__
-from canteen_ops.cli import helpfmt, lazy
+from canteen_ops import __version__, context
+from canteen_ops.cli import helpfmt
 from canteen_ops.context import Env
 
 # Help is wrapped in terminal cells, so Chinese help text fits 80 columns (Click's public formatter hook).
-lazy.click.Context.formatter_class = helpfmt.CellHelpFormatter
+click.Context.formatter_class = helpfmt.CellHelpFormatter
+
+
+class LazyGroup(TyperGroup):
+    """The root group: a command's Click object is built only when it is invoked, so a run pays for one command,
+    not all of them (building reads every signature and annotation: ~70 ms for twelve of them). `--help` lists each
+    one from its module's HELP (a group) or docstring (a command) without building it. Each module imports only
+    typer at top level; heavy libraries are imported inside the commands that use them."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [*self.commands, *(n for n in LAZY if n not in self.commands)]
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in LAZY:
+            self.commands[cmd_name] = _build(cmd_name)
+        return self.commands.get(cmd_name)
+
+    def resolve_command(self, ctx: click.Context, args: list[str]):
+        if args and args[0] not in LAZY and args[0] not in self.commands:
+            for name in LAZY:  # an unknown name: build all so that "Did you mean ...?" sees every command
+                self.get_command(ctx, name)
+        return super().resolve_command(ctx, args)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        names = self.list_commands(ctx)
+        limit = formatter.width - 6 - max(map(len, names))
+        with formatter.section("Commands"):
+            formatter.write_dl([(n, click.Command(n, help=_help(n)).get_short_help_str(limit)) for n in names])
+
+
+def _target(name: str):
+    module, attr = LAZY[name]
+    return getattr(importlib.import_module(module), attr)
+
+
+def _help(name: str) -> str:
+    target = _target(name)
+    if isinstance(target, typer.Typer):
+        return importlib.import_module(LAZY[name][0]).HELP
+    return (target.__doc__ or "").strip()
+
+
+def _build(name: str) -> click.Command:
+    target = _target(name)
+    if isinstance(target, typer.Typer):
+        cmd = typer.main.get_group(target)  # a group even with one command, as add_typer makes it
+    else:
+        single = typer.Typer(rich_markup_mode=None, add_completion=False)
+        single.command(name)(target)
+        cmd = typer.main.get_command(single)
+    cmd.name = name
+    return cmd
+
 
 app = typer.Typer(
     name="canteen-ops",
     help="Field toolkit for school-canteen (明厨亮灶) video surveillance: inventory, diagnostics, backups, "
-    "snapshots, firmware, incidents, changes, sync and reports.",
+    "snapshots, firmware, incidents, changes, sync, reports and a knowledge base.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
-    cls=lazy.LazyGroup,
+    cls=LazyGroup,
 )
 
 # (command group name, module with a `app` Typer). Each module imports only typer at top level, so
@@ -41,6 +96,7 @@ GROUPS = [
     ("lab", "canteen_ops.cli.lab_cmd"),
     ("snapshot", "canteen_ops.cli.snapshot_cmd"),
     ("device", "canteen_ops.cli.device_cmd"),
+    ("kb", "canteen_ops.cli.kb_cmd"),
 ]
 # Single commands registered on the root (name, module, function).
 COMMANDS: list[tuple[str, str, str]] = [
@@ -71,12 +127,26 @@ def root(
     lang: Annotated[Optional[str], typer.Option(
         "--lang", metavar="LANG",
         help="Language of messages: en or zh [default: from LC_ALL, LC_MESSAGES, LANG]")] = None,
+    debug: Annotated[bool, typer.Option(
+        "--debug", help="Show the traceback of an unexpected error, and every device request and answer (heads and "
+        "the start of bodies, secrets masked) on stderr")] = False,
+    debug_file: Annotated[Optional[Path], typer.Option(
+        "--debug-file", metavar="FILE", help="With --debug: write the device requests and answers to FILE "
+        "(appended) instead of stderr")] = None,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                           help="Show the version and exit")] = False,
 ) -> None:
     from canteen_ops import i18n, paths
     from canteen_ops.errors import UsageError
 
+    context.set_debug(debug)
+    if debug:
+        from canteen_ops.drivers import wirelog
+
+        wirelog.enable(debug_file if debug_file is not None else sys.stderr)
+        ctx.call_on_close(wirelog.disable)
+    elif debug_file is not None:
+        raise UsageError("--debug-file goes with --debug")
     if lang is not None:
         try:
             i18n.set_language(lang)
@@ -91,9 +161,9 @@ def root(
     ctx.call_on_close(ctx.obj.close)
 
 
-# Groups and commands are imported and built only when used (cli/lazy.py), so start-up stays fast.
-lazy.LAZY.update({name: (module, "app", True) for name, module in GROUPS})
-lazy.LAZY.update({name: (module, func, False) for name, module, func in COMMANDS})
+# name → (module, attribute): a Typer group or a command function, imported and built only when used.
+LAZY: dict[str, tuple[str, str]] = {**{name: (module, "app") for name, module in GROUPS},
+                                    **{name: (module, func) for name, module, func in COMMANDS}}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -130,10 +200,7 @@ def run(argv: list[str] | None = None) -> int:
 
 
 def _run(argv: list[str] | None) -> int:
-    try:  # typer ≥ 0.29 vendors click
-        from typer._click import exceptions as cx
-    except ImportError:  # pragma: no cover
-        from click import exceptions as cx
+    from click import exceptions as cx
 
     from canteen_ops import errors
     from canteen_ops.cli.common import echo  # (rich is imported only when something is printed)
@@ -165,4 +232,12 @@ def _run(argv: list[str] | None) -> int:
     except errors.CanteenOpsError as exc:
         echo(f"{_('error')}: {_(str(exc))}", err=True)  # (fixed messages are in the catalog as they are)
         return exc.exit_code
+    except Exception as exc:  # a bug: one line (the traceback with --debug), and exit 70
+        if context.debug():
+            import traceback
+
+            traceback.print_exc()
+        first = (str(exc).strip().splitlines() or [""])[0][:300]
+        echo(f"internal error: {type(exc).__name__}: {first} (run with --debug for the traceback)", err=True)
+        return errors.EXIT_SOFTWARE
     return rv if isinstance(rv, int) else 0

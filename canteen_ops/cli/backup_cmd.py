@@ -7,14 +7,15 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
+from canteen_ops.cli.common import MAX_COUNT, MAX_DAYS, MAX_SECONDS, MAX_WORKERS
 from canteen_ops.cli.common import (AreaOpt, DeviceOpt, JsonOpt, KindOpt, SchoolOpt, TagOpt, VendorOpt, env,
                                     print_json, select)
 
 if TYPE_CHECKING:
     from canteen_ops.store.backups import BackupStore
 
-app = typer.Typer(help="Configuration backups: run, list (stale alarm), verify, prune, restore.",
-                  no_args_is_help=True)
+HELP = "Configuration backups: run, list (stale alarm), verify, prune, restore."
+app = typer.Typer(help=HELP, rich_markup_mode=None, add_completion=False, no_args_is_help=True)
 
 BackupDirOpt = Annotated[Optional[Path], typer.Option(
     "--backup-dir", envvar="CANTEEN_OPS_BACKUP_DIR", metavar="DIR",
@@ -42,9 +43,9 @@ def _filtered(ctx, school, device, kind, vendor, area, tag) -> list[str] | None:
 @app.command()
 def run(ctx: typer.Context, school: SchoolOpt = None, device: DeviceOpt = None, kind: KindOpt = None,
         vendor: VendorOpt = None, area: AreaOpt = None, tag: TagOpt = None, backup_dir: BackupDirOpt = None,
-        workers: Annotated[Optional[int], typer.Option(metavar="N", help="Devices in parallel [default: sized for a laptop]")
+        workers: Annotated[Optional[int], typer.Option(min=1, max=MAX_WORKERS, metavar="N", help="Devices in parallel [default: sized for a laptop]")
                            ] = None,
-        deadline: Annotated[float, typer.Option(metavar="SECONDS", help="Seconds allowed per device")] = 120.0,
+        deadline: Annotated[float, typer.Option(min=0.1, max=MAX_SECONDS, metavar="SECONDS", help="Seconds allowed per device")] = 120.0,
         quiet: QuietOpt = False, json: JsonOpt = False) -> int:
     """Export every selected device's configuration into the backup directory.
 
@@ -98,7 +99,7 @@ def list_(ctx: typer.Context, school: SchoolOpt = None, device: DeviceOpt = None
           stale: Annotated[Optional[str], typer.Option(
               metavar="DURATION", help="Only devices with no successful backup in this window, e.g. 24h (stale-backup alarm)")] = None,
           history: Annotated[bool, typer.Option("--history", help="Every backup record, newest first")] = False,
-          limit: Annotated[int, typer.Option(metavar="N", help="With --history: at most this many records (0 = all)")] = 50,
+          limit: Annotated[int, typer.Option(min=0, max=MAX_COUNT, metavar="N", help="With --history: at most this many records (0 = all)")] = 50,
           json: JsonOpt = False) -> int:
     """Newest backup per device and whether it is stale (policy.backup_stale_hours, or --stale).
 
@@ -131,8 +132,11 @@ def list_(ctx: typer.Context, school: SchoolOpt = None, device: DeviceOpt = None
     if stale:
         states = [s for s in states if s.stale]
     code = 1 if stale and states else 0
+    from canteen_ops.kb.classify import kb_for
+
+    stale_kb = kb_for("backup", "warn")
     if json:
-        print_json([s.to_dict() for s in states])
+        print_json([{**s.to_dict(), "kb": stale_kb if s.stale else None} for s in states])
         return code
     from rich.text import Text
 
@@ -140,7 +144,7 @@ def list_(ctx: typer.Context, school: SchoolOpt = None, device: DeviceOpt = None
     from canteen_ops.i18n import _
 
     title = (_("{devices} with no successful backup in {window}").format(devices=plural(len(states), "device"),
-                                                                         window=stale) if stale
+                                                                         window=stale) + f" (kb: {stale_kb})" if stale
              else _("backups of {devices}").format(devices=plural(len(states), "device")))
     cols = [Column("school", ID, optional=True), Column("device", ID), Column("last good backup (local)", TIME),
             Column("size", NUM), Column("sha256", ID, optional=True), Column("last attempt"), Column("stale"),
@@ -155,7 +159,8 @@ def list_(ctx: typer.Context, school: SchoolOpt = None, device: DeviceOpt = None
         e.console.print(table(title, cols, cells, console=e.console))
     if e.quiet and stale:  # cron alarm: one plain line per stale device on stderr
         for s in states:
-            e.err.print(f"stale backup: {s.school_id}/{s.device_id}: {s.note}", markup=False, highlight=False)
+            e.err.print(f"stale backup: {s.school_id}/{s.device_id}: {s.note}  (kb: {stale_kb})", markup=False,
+                        highlight=False)
     return code
 
 
@@ -199,9 +204,9 @@ def verify(ctx: typer.Context, school: SchoolOpt = None, device: DeviceOpt = Non
 
 @app.command()
 def prune(ctx: typer.Context,
-          keep_last: Annotated[int, typer.Option("--keep-last", metavar="N", help="Keep this many newest good backups per device")
+          keep_last: Annotated[int, typer.Option("--keep-last", max=MAX_COUNT, metavar="N", help="Keep this many newest good backups per device")
                                ] = 10,
-          keep_days: Annotated[float, typer.Option("--keep-days", metavar="DAYS", help="Keep every backup younger than this")] = 30,
+          keep_days: Annotated[float, typer.Option("--keep-days", max=MAX_DAYS, metavar="DAYS", help="Keep every backup younger than this")] = 30,
           dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would go; change nothing")] = False,
           school: SchoolOpt = None, device: DeviceOpt = None, kind: KindOpt = None, vendor: VendorOpt = None,
           area: AreaOpt = None, tag: TagOpt = None, backup_dir: BackupDirOpt = None, json: JsonOpt = False) -> int:

@@ -9,8 +9,9 @@ import typer
 from canteen_ops.cli.common import JsonOpt, env, print_json
 from canteen_ops.cli.incident_cmd import _parse_at, _tz
 
-app = typer.Typer(help="Changes under work permits (工作许可): request → approve → notify → start (after a backup) "
-                       "→ complete | rollback.", no_args_is_help=True)
+HELP = ("Changes under work permits (工作许可): request → approve → notify → start (after a backup) "
+        "→ complete | rollback.")
+app = typer.Typer(help=HELP, rich_markup_mode=None, add_completion=False, no_args_is_help=True)
 
 IdArg = Annotated[str, typer.Argument(metavar="ID", help="Change id or unique prefix (≥ 6 characters)")]
 NoteOpt = Annotated[Optional[str], typer.Option("--note", "-n", metavar="TEXT", help="Free text for the timeline")]

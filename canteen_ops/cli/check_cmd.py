@@ -12,6 +12,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from canteen_ops.cli.common import MAX_SECONDS, MAX_WORKERS
 from canteen_ops.cli.common import AreaOpt, DeviceOpt, KindOpt, SchoolOpt, TagOpt, VendorOpt, env, select
 
 ORDER = {"crit": 0, "warn": 1, "unknown": 2, "ok": 3}
@@ -31,14 +32,14 @@ def check(
         "--json", help="JSON Lines on stdout: one object per result, written as results arrive")] = False,
     all_: Annotated[bool, typer.Option("--all", help="List ok results too (default: a count per school)")] = False,
     workers: Annotated[Optional[int], typer.Option(
-        "--workers", min=1, metavar="N", help="Devices checked at once, one connection each [default: 256, or "
-        "CANTEEN_OPS_WORKERS]")] = None,
+        "--workers", min=1, max=MAX_WORKERS, metavar="N", help="Devices checked at once, one connection each "
+        "[default: 256, or CANTEEN_OPS_WORKERS]")] = None,
     processes: Annotated[Optional[int], typer.Option(
-        "--processes", min=1, metavar="N", help="Worker processes for the CPU-bound work: a share of the fleet "
-        "each, or the picture analysis with stream/picture checks [default: one per core (at most 8) for 200 or "
-        "more devices without stream/picture checks; else 1, all in this process]")] = None,
+        "--processes", min=1, max=64, metavar="N", help="Worker processes for the CPU-bound work: a share of the "
+        "fleet each, or the picture analysis with stream/picture checks [default: one per core (at most 8) for "
+        "200 or more devices without stream/picture checks; else 1, all in this process]")] = None,
     deadline: Annotated[float, typer.Option(
-        "--deadline", min=0.1, metavar="SECONDS", help="Seconds allowed per device; a device past it gets an 'unknown'")] = 90.0,
+        "--deadline", min=0.1, max=MAX_SECONDS, metavar="SECONDS", help="Seconds allowed per device; a device past it gets an 'unknown'")] = 90.0,
     open_incidents: Annotated[bool, typer.Option(
         "--open-incidents", help="Open (or update, never duplicate) an incident for every critical result")] = False,
     quiet: Annotated[bool, typer.Option(
@@ -108,7 +109,9 @@ class _Output:
         if self.json:
             from canteen_ops.cli.common import json_text
 
-            obj = {"id": result_id, "run_id": run_id, **r.to_dict()}
+            from canteen_ops.kb.classify import kb_for_result
+
+            obj = {"id": result_id, "run_id": run_id, **r.to_dict(), "kb": kb_for_result(r)}
             sys.stdout.write(json_text(obj, indent=None) + "\n")
             sys.stdout.flush()
         else:
@@ -145,7 +148,7 @@ class _Output:
                 listed += 1
                 d = labels.get(r.device_id or "")
                 cells.append((status_cell(r.status.value, upper=True), r.device_id or _("(school)"),
-                              d.area if d else "", r.check, r.summary))
+                              d.area if d else "", r.check, _with_kb(r)))
             if oks:
                 devs = len({r.device_id for r in rows if r.status.value == "ok" and r.device_id})
                 more = _("{checks} ok on {devices}").format(
@@ -177,9 +180,17 @@ class _Output:
                           key=lambda r: (ORDER[r.status.value], r.school_id or "", r.device_id or "", r.check))
         for r in problems:
             echo(f"{pad(status_word(r.status.value, upper=True), 7)} {names.get(r.school_id, r.school_id or '')} "
-                 f"{r.device_id or _('(school)')} {r.check}: {r.summary}")
+                 f"{r.device_id or _('(school)')} {r.check}: {_with_kb(r)}")
         if interrupted:
             echo(_("interrupted: results so far are in the maintenance log"))
+
+
+def _with_kb(r) -> str:
+    """The finding, with the knowledge-base entry to read (`kb show ID`) when there is one."""
+    from canteen_ops.kb.classify import kb_for_result
+
+    kb = kb_for_result(r)
+    return f"{r.summary}  (kb: {kb})" if kb else r.summary
 
 
 def _counts(rows) -> dict[str, int]:

@@ -26,6 +26,12 @@ ExportLangOpt = Annotated[str, typer.Option(
     "--lang", metavar="LANG", help="Column headers: en, or zh (Chinese headers, local times, Excel-ready)")]
 OutputOpt = Annotated[Optional[Path], typer.Option(
     "--output", "-o", metavar="FILE", help="Write here (atomically) instead of stdout")]
+# Upper bounds of numeric options: beyond them a value is a typo, and passing it on overflows (SQLite integers,
+# datetime arithmetic, thread counts). Click's range types report the option and the range (exit 64).
+MAX_COUNT = 1_000_000_000
+MAX_WORKERS = 1024
+MAX_SECONDS = 86_400.0
+MAX_DAYS = 36_525.0
 
 
 def env(ctx: typer.Context) -> "Env":

@@ -7,11 +7,13 @@ from typing import Annotated, Optional
 
 import typer
 
+from canteen_ops.cli.common import MAX_SECONDS
 from canteen_ops.cli.common import (AreaOpt, DeviceOpt, KindOpt, SchoolOpt, TagOpt, VendorOpt, echo, env, select,
                                     write_output)
 
-app = typer.Typer(help="Work on one device: capture its answers for a bug report or the lab, accept a changed TLS "
-                  "certificate.", no_args_is_help=True)
+HELP = ("Work on one device: capture its answers for a bug report or the lab, accept a changed TLS "
+        "certificate.")
+app = typer.Typer(help=HELP, rich_markup_mode=None, add_completion=False, no_args_is_help=True)
 
 
 @app.command()
@@ -25,7 +27,7 @@ def capture(
     area: AreaOpt = None, tag: TagOpt = None,
     only: Annotated[Optional[list[str]], typer.Option("--only", metavar="CHECKS", help="As `check --only`")] = None,
     skip: Annotated[Optional[list[str]], typer.Option("--skip", metavar="CHECKS", help="As `check --skip`")] = None,
-    deadline: Annotated[float, typer.Option("--deadline", min=0.1, metavar="SECONDS",
+    deadline: Annotated[float, typer.Option("--deadline", min=0.1, max=MAX_SECONDS, metavar="SECONDS",
                                             help="Seconds allowed per device")] = 90.0,
 ) -> int:
     """Run the check on a device while recording every answer its driver reads (no writes, nothing more than

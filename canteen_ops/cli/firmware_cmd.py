@@ -7,11 +7,12 @@ from typing import Annotated, Optional
 
 import typer
 
+from canteen_ops.cli.common import MAX_WORKERS
 from canteen_ops.cli.common import (AreaOpt, DeviceOpt, JsonOpt, KindOpt, SchoolOpt, TagOpt, VendorOpt, env,
                                     print_json, select)
 
-app = typer.Typer(help="Firmware compliance against a catalog of latest, minimum and vulnerable versions.",
-                  no_args_is_help=True)
+HELP = "Firmware compliance against a catalog of latest, minimum and vulnerable versions."
+app = typer.Typer(help=HELP, rich_markup_mode=None, add_completion=False, no_args_is_help=True)
 
 
 
@@ -31,7 +32,7 @@ def check(ctx: typer.Context, school: SchoolOpt = None, device: DeviceOpt = None
           vendor: VendorOpt = None, area: AreaOpt = None, tag: TagOpt = None,
           catalog: Annotated[Optional[Path], typer.Option(
               "--catalog", metavar="FILE", help="Firmware catalog YAML [default: the inventory's settings.firmware_catalog]")] = None,
-          workers: Annotated[Optional[int], typer.Option(metavar="N", help="Devices in parallel")] = None,
+          workers: Annotated[Optional[int], typer.Option(min=1, max=MAX_WORKERS, metavar="N", help="Devices in parallel")] = None,
           json: JsonOpt = False) -> int:
     """Report current / outdated / vulnerable / unknown-model per device and record the findings.
 

@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import unicodedata
 
-try:  # typer ≥ 0.29 vendors click
-    from typer._click.formatting import HelpFormatter, iter_rows, measure_table
-except ImportError:  # pragma: no cover
-    from click.formatting import HelpFormatter, iter_rows, measure_table
+from click.formatting import HelpFormatter, iter_rows, measure_table
 
 
 def cells(s: str) -> int:

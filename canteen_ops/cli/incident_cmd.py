@@ -9,8 +9,8 @@ import typer
 
 from canteen_ops.cli.common import JsonOpt, env, print_json
 
-app = typer.Typer(help="Incidents (故障) with on-site SLA clocks: major 重大 1 h / 2 h, general 一般 2 h / 4 h.",
-                  no_args_is_help=True)
+HELP = "Incidents (故障) with on-site SLA clocks: major 重大 1 h / 2 h, general 一般 2 h / 4 h."
+app = typer.Typer(help=HELP, rich_markup_mode=None, add_completion=False, no_args_is_help=True)
 
 IdArg = Annotated[str, typer.Argument(metavar="ID", help="Incident id or unique prefix (≥ 6 characters)")]
 AtOpt = Annotated[Optional[str], typer.Option(
@@ -30,12 +30,16 @@ def _parse_at(at: str | None, tz: str, flag: str = "--at"):
     from zoneinfo import ZoneInfo
 
     from canteen_ops.errors import UsageError
+    from canteen_ops.timeutil import in_range
 
     try:
         t = dt.datetime.fromisoformat(at.strip().replace("Z", "+00:00"))
     except ValueError:
         raise UsageError(f"{flag} {at!r}: expected an ISO time such as 2026-11-27T10:15") from None
-    return t if t.tzinfo else t.replace(tzinfo=ZoneInfo(tz))
+    try:
+        return in_range(t if t.tzinfo else t.replace(tzinfo=ZoneInfo(tz)), at)
+    except ValueError as exc:
+        raise UsageError(f"{flag}: {exc}") from None
 
 
 @app.command("open")
@@ -68,9 +72,36 @@ def open_(ctx: typer.Context,
 
     tz = _school_tz(inv, inc["school_id"])
     where = "inside" if inc["opened_in_hours"] else "outside"
-    e.console.print(f"incident {inc['id']} opened: {inc['level']} at {inc['school_id']}, {where} working hours; "
+    why = _day_kind(inv, inc)
+    e.console.print(f"incident {inc['id']} opened: {inc['level']} at {inc['school_id']}, {where} working hours"
+                    f"{f' ({why})' if why else ''}; "
                     f"on site by {local(inc['arrive_deadline'], tz)} ({tz})", highlight=False, markup=False)
     return 0
+
+
+def _day_kind(inv, inc) -> str | None:
+    """Why the opening day counts as it does, when the calendar decided it (a holiday, 调休, a closure)."""
+    from canteen_ops.timeutil import parse_iso
+
+    try:
+        wh = inv.school(inc["school_id"]).working_hours
+    except KeyError:
+        return None
+    from zoneinfo import ZoneInfo
+
+    _, why = wh.day_kind(parse_iso(inc["opened_at"]).astimezone(ZoneInfo(wh.timezone)).date())
+    return None if why in ("weekday", "day off") else why
+
+
+def _incident_kb(log, inc) -> str | None:
+    """The knowledge-base entry for an incident opened from a check result (the result it came from)."""
+    from canteen_ops.kb.classify import kb_for_result
+
+    if (inc.get("data") or {}).get("kb"):
+        return inc["data"]["kb"]
+    source = inc.get("source_result_id")  # an incident opened before the knowledge base kept its entry
+    row = log.get("results", source) if source else None
+    return kb_for_result(row) if row else None
 
 
 def _school_tz(inv, school_id: str | None) -> str:
@@ -211,6 +242,7 @@ def show(ctx: typer.Context, ident: IdArg, json: JsonOpt = False) -> int:
     escalate_overdue(e.log(), now)
     inc = find_incident(e.log(), ident)
     inc["sla"], inc["resolve_sla"] = arrive_sla(inc, now), resolve_sla(inc, now)
+    inc["kb"] = _incident_kb(e.log(), inc)
     evs = events(e.log(), inc["id"])
     if json:
         print_json({"incident": inc, "events": evs})
@@ -234,6 +266,7 @@ def show(ctx: typer.Context, ident: IdArg, json: JsonOpt = False) -> int:
         ("on site by", f"{local(inc.get('arrive_deadline'), tz)}  SLA {_(inc['sla'])}"),
         ("restore by", f"{local(inc.get('resolve_deadline'), tz)}  SLA {_(inc['resolve_sla'])}"),
         ("resolution", inc.get("resolution")),
+        ("kb", f"{inc['kb']}  (canteen-ops kb show {inc['kb']})" if inc["kb"] else None),
     ]
     if inc["state"] == "cancelled":
         lines.append(("cancelled", f"{local(inc.get('cancelled_at'), tz)} {_('by')} {inc.get('cancelled_by') or ''}: "

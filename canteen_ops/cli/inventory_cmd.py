@@ -9,7 +9,8 @@ import typer
 from canteen_ops.cli.common import (AreaOpt, DeviceOpt, ExportLangOpt, JsonOpt, KindOpt, OutputOpt, SchoolOpt,
                                     TagOpt, VendorOpt, env, select)
 
-app = typer.Typer(help="Read, check and list the inventory (设备台帐).", no_args_is_help=True)
+HELP = "Read, check and list the inventory (设备台帐)."
+app = typer.Typer(help=HELP, rich_markup_mode=None, add_completion=False, no_args_is_help=True)
 
 
 @app.command()

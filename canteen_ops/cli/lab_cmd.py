@@ -9,8 +9,8 @@ import typer
 
 from canteen_ops.cli.common import JsonOpt, echo, env, print_json
 
-app = typer.Typer(help="Device lab: simulated Hikvision / Dahua / ONVIF cameras and NVRs on loopback, with faults.",
-                  no_args_is_help=True)
+HELP = "Device lab: simulated Hikvision / Dahua / ONVIF cameras and NVRs on loopback, with faults."
+app = typer.Typer(help=HELP, rich_markup_mode=None, add_completion=False, no_args_is_help=True)
 
 DirOpt = Annotated[Optional[Path], typer.Option(
     "--dir", metavar="DIR", envvar="CANTEEN_OPS_LAB_DIR", help="Lab directory (inventory, secrets, lab.json) [default: ./lab-run]")]
@@ -37,8 +37,8 @@ def _usage(info: dict, directory: Path, schools: int) -> str:
 
 @app.command()
 def up(ctx: typer.Context,
-       schools: Annotated[int, typer.Option(metavar="N", help="Number of schools")] = 3,
-       cameras_per_school: Annotated[int, typer.Option(metavar="N", help="Cameras per school (each school also has an NVR)")] = 7,
+       schools: Annotated[int, typer.Option(min=1, max=10_000, metavar="N", help="Number of schools")] = 3,
+       cameras_per_school: Annotated[int, typer.Option(min=0, max=256, metavar="N", help="Cameras per school (each school also has an NVR)")] = 7,
        vendors: Annotated[str, typer.Option(metavar="LIST", help="Vendors, round robin per school")] = "hikvision,dahua,onvif",
        faults: Annotated[str, typer.Option(metavar="SPEC", help="Faults at start: DEVICE:FAULT[=VALUE][,...] (DEVICE may be a glob)")] = "",
        directory: DirOpt = None,
@@ -46,8 +46,8 @@ def up(ctx: typer.Context,
        first_address: Annotated[Optional[str], typer.Option(
            metavar="IP", help="First device address (then sequential) [default: 127.0.1.1, or the next free block "
            "when that one is taken]")] = None,
-       http_port: Annotated[int, typer.Option(metavar="PORT", help="HTTP port of every device")] = 8080,
-       rtsp_port: Annotated[int, typer.Option(metavar="PORT", help="RTSP port of every device")] = 8554,
+       http_port: Annotated[int, typer.Option(min=1, max=65535, metavar="PORT", help="HTTP port of every device")] = 8080,
+       rtsp_port: Annotated[int, typer.Option(min=1, max=65535, metavar="PORT", help="RTSP port of every device")] = 8554,
        seed: Annotated[Optional[int], typer.Option(metavar="N", help="Random seed for serials and MACs")] = None,
        warm: Annotated[bool, typer.Option(help="Encode the stream pictures at start (once per machine; cached)")
                        ] = True,

@@ -6,10 +6,12 @@ from typing import Annotated, Optional
 
 import typer
 
+from canteen_ops.cli.common import MAX_COUNT
 from canteen_ops.cli.common import (AreaOpt, DeviceOpt, ExportLangOpt, JsonOpt, OutputOpt, SchoolOpt, TagOpt,
                                     VendorOpt, env, print_json)
 
-app = typer.Typer(help="The maintenance log: list, add technician notes, show, export.", no_args_is_help=True)
+HELP = "The maintenance log: list, add technician notes, show, export."
+app = typer.Typer(help=HELP, rich_markup_mode=None, add_completion=False, no_args_is_help=True)
 
 NOTE_KINDS = ("inspection", "cleaning", "repair", "replacement", "config", "other")
 
@@ -19,13 +21,13 @@ def list_(ctx: typer.Context,
           school: SchoolOpt = None, device: DeviceOpt = None, vendor: VendorOpt = None, area: AreaOpt = None,
           tag: TagOpt = None,
           kind: Annotated[Optional[list[str]], typer.Option(
-              "--kind", metavar="KIND", help="Record kind: run, check, backup, snapshot, firmware, incident, change, note, step, notify")] = None,
+              "--kind", metavar="KIND", help="Record kind: run, check, backup, snapshot, firmware, incident, change, note, step, notify, kb")] = None,
           since: Annotated[Optional[str], typer.Option(metavar="TIME", help="From: e.g. 24h, 7d or 2026-11-01 (local time)")] = None,
           until: Annotated[Optional[str], typer.Option(
               metavar="TIME", help="Before: e.g. 1h or 2026-11-30 (a date includes that day)")] = None,
           grep: Annotated[Optional[str], typer.Option(
               metavar="TEXT", help="Only entries whose text contains TEXT (findings, notes, incidents, changes, ...)")] = None,
-          limit: Annotated[int, typer.Option(metavar="N", help="At most this many entries (0 = all)")] = 50,
+          limit: Annotated[int, typer.Option(min=0, max=MAX_COUNT, metavar="N", help="At most this many entries (0 = all)")] = 50,
           json: JsonOpt = False) -> int:
     """Newest log entries first. --vendor/--area/--tag pick devices through the inventory (--kind here is the
     record kind)."""

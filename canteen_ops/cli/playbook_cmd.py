@@ -10,8 +10,8 @@ import typer
 
 from canteen_ops.cli.common import env
 
-app = typer.Typer(help="Playbooks: nightly jobs, daily inspection (巡检) and emergency drills (演练).",
-                  no_args_is_help=True)
+HELP = "Playbooks: nightly jobs, daily inspection (巡检) and emergency drills (演练)."
+app = typer.Typer(help=HELP, rich_markup_mode=None, add_completion=False, no_args_is_help=True)
 
 
 def playbook_dirs() -> list[Path]:

@@ -14,24 +14,25 @@ def _bound(value: str, tz: str, *, end: bool):
     from zoneinfo import ZoneInfo
 
     from canteen_ops.errors import UsageError
-    from canteen_ops.timeutil import parse_duration, utcnow
+    from canteen_ops.timeutil import in_range, is_duration, parse_since
 
     v = value.strip()
+    flag = "--to" if end else "--from"
     try:
-        return utcnow() - parse_duration(v)
-    except ValueError:
-        pass
-    try:
-        if len(v) == 10:
-            day = dt.date.fromisoformat(v)
-            t = dt.datetime.combine(day, dt.time(0), tzinfo=ZoneInfo(tz))
-            return t + dt.timedelta(days=1) if end else t
-        t = dt.datetime.fromisoformat(v.replace("Z", "+00:00"))
-        return t if t.tzinfo else t.replace(tzinfo=ZoneInfo(tz))
-    except ValueError:
-        flag = "--to" if end else "--from"
-        raise UsageError(f"{flag} {value!r}: expected a date (2026-11-01), a time (2026-11-01T08:00) or a "
-                         "duration back from now (7d)") from None
+        if is_duration(v):
+            return parse_since(v)
+        try:
+            if len(v) == 10:
+                t = dt.datetime.combine(dt.date.fromisoformat(v), dt.time(0), tzinfo=ZoneInfo(tz))
+            else:
+                t = dt.datetime.fromisoformat(v.replace("Z", "+00:00"))
+        except ValueError:
+            raise UsageError(f"{flag} {value!r}: expected a date (2026-11-01), a time (2026-11-01T08:00) or a "
+                             "duration back from now (7d)") from None
+        t = in_range(t if t.tzinfo else t.replace(tzinfo=ZoneInfo(tz)), v)
+        return t + dt.timedelta(days=1) if end and len(v) == 10 else t
+    except ValueError as exc:  # out of range
+        raise UsageError(f"{flag}: {exc}") from None
 
 
 def report(ctx: typer.Context,

@@ -6,11 +6,13 @@ from typing import Annotated, Optional
 
 import typer
 
+from canteen_ops.cli.common import MAX_WORKERS
 from canteen_ops.cli.common import (AreaOpt, DeviceOpt, JsonOpt, KindOpt, SchoolOpt, TagOpt, VendorOpt, display_tz,
                                     env, print_json, select)
 
-app = typer.Typer(help="Config snapshots: take, show, diff, drift against the accepted baseline and policy, "
-                       "accept a baseline.", no_args_is_help=True)
+HELP = ("Config snapshots: take, show, diff, drift against the accepted baseline and policy, "
+        "accept a baseline.")
+app = typer.Typer(help=HELP, rich_markup_mode=None, add_completion=False, no_args_is_help=True)
 
 DeviceArg = Annotated[str, typer.Argument(metavar="DEVICE", help="Device id")]
 _STYLE = {"ok": "green", "warn": "yellow", "crit": "bold red", "unknown": "cyan"}
@@ -29,7 +31,7 @@ def _device(ctx: typer.Context, device_id: str):
 @app.command()
 def take(ctx: typer.Context, school: SchoolOpt = None, device: DeviceOpt = None, kind: KindOpt = None,
          vendor: VendorOpt = None, area: AreaOpt = None, tag: TagOpt = None,
-         workers: Annotated[Optional[int], typer.Option(metavar="N", help="Devices in parallel")] = None,
+         workers: Annotated[Optional[int], typer.Option(min=1, max=MAX_WORKERS, metavar="N", help="Devices in parallel")] = None,
          json: JsonOpt = False) -> int:
     """Read every selected device's settings and store a normalized snapshot (identical ones are not repeated).
 

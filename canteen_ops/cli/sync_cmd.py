@@ -6,11 +6,12 @@ from typing import Annotated, Optional
 
 import typer
 
+from canteen_ops.cli.common import MAX_COUNT
 from canteen_ops.cli.common import JsonOpt, env, print_json
 
-app = typer.Typer(help="Push the maintenance log to the district's Datasette; `sync status` shows what is pending. "
-                       "Exit 69: upstream unreachable (nothing lost, retry later); 77: token refused.",
-                  invoke_without_command=True)
+HELP = ("Push the maintenance log to the district's Datasette; `sync status` shows what is pending. "
+        "Exit 69: upstream unreachable (nothing lost, retry later); 77: token refused.")
+app = typer.Typer(help=HELP, rich_markup_mode=None, add_completion=False, invoke_without_command=True)
 
 UpstreamOpt = Annotated[Optional[str], typer.Option(
     "--upstream", metavar="URL", help="Datasette database URL, e.g. http://district:8001/canteen "
@@ -26,7 +27,7 @@ def _settings(ctx: typer.Context):
 @app.callback()
 def sync(ctx: typer.Context, upstream: UpstreamOpt = None,
          dry_run: Annotated[bool, typer.Option("--dry-run", help="Only count what would be sent")] = False,
-         batch_size: Annotated[int, typer.Option("--batch-size", metavar="N", help="Rows per request (the server's "
+         batch_size: Annotated[int, typer.Option("--batch-size", min=1, max=MAX_COUNT, metavar="N", help="Rows per request (the server's "
                                                  "max_insert_rows caps it)")] = 1000,
          json: JsonOpt = False) -> None:
     """Push every record the upstream has not confirmed yet, in batches; resumes after a failure."""

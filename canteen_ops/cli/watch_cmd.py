@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from canteen_ops.cli.common import MAX_COUNT, MAX_SECONDS
 from canteen_ops.cli.common import AreaOpt, DeviceOpt, KindOpt, SchoolOpt, TagOpt, VendorOpt, env, select
 
 
@@ -18,14 +19,14 @@ def watch(
         "--interval", metavar="DURATION", help="Time between rounds of the cheap checks (reachable, login, clock, "
         "storage, channels), e.g. 5m, 90s; the slow ones follow policy.watch_slow_interval_min")] = "5m",
     iterations: Annotated[Optional[int], typer.Option(
-        "--iterations", min=1, metavar="N", help="Stop after N rounds (tests, drills) [default: run until stopped]")] = None,
+        "--iterations", min=1, max=MAX_COUNT, metavar="N", help="Stop after N rounds (tests, drills) [default: run until stopped]")] = None,
     metrics: Annotated[Optional[Path], typer.Option(
         "--metrics", metavar="FILE", help="Write the latest state as OpenMetrics text for node_exporter's textfile "
         "collector (rewritten atomically every round)")] = None,
     skip: Annotated[Optional[list[str]], typer.Option(
         "--skip", metavar="CHECKS", help="Leave these checks out of every round (comma list or repeated)")] = None,
     deadline: Annotated[float, typer.Option(
-        "--deadline", min=0.1, metavar="SECONDS", help="Seconds allowed per device and round")] = 90.0,
+        "--deadline", min=0.1, max=MAX_SECONDS, metavar="SECONDS", help="Seconds allowed per device and round")] = 90.0,
 ) -> int:
     """Watch the selected devices around the clock: open incidents for critical faults, resolve them when the
     fault clears, escalate up the duty roster, notify (settings.notify) and export metrics. Stop with Ctrl-C or

@@ -39,6 +39,7 @@ from canteen_ops.drivers.base import (
     named_errors,
 )
 from canteen_ops.drivers.http import HttpDriver, Reply
+from canteen_ops.drivers.numbers import device_float, device_int
 from canteen_ops.drivers.spans import clipped
 
 UTC = dt.timezone.utc
@@ -182,17 +183,14 @@ def parse_storage(tree: dict[str, Any]) -> list[Disk]:
 
 
 def _float(value: Any) -> float | None:
-    try:
-        return float(value) if isinstance(value, str) else None
-    except ValueError:
-        return None
+    return device_float(value, "number") if isinstance(value, str) else None
 
 
 def parse_video_loss(tree: dict[str, Any]) -> set[int]:
     """getEventIndexes&code=VideoLoss → 0-based channel indexes with video loss."""
     out = set()
     for v in tree.get("channels", []) if isinstance(tree.get("channels"), list) else []:
-        if isinstance(v, str) and v.strip().isdigit():
+        if isinstance(v, str) and v.strip().isascii() and v.strip().isdigit() and len(v.strip()) < 6:
             out.add(int(v))
     return out
 
@@ -213,10 +211,9 @@ def parse_find_items(flat: dict[str, str]) -> tuple[int, list[tuple[dt.datetime,
     Works on the flat answer: only StartTime/EndTime of each item are needed, and building the nested tree of
     every item's eight fields was most of the parsing cost of an NVR's recording search."""
     found_raw = flat.get("found", "0")
-    try:
-        found = int(found_raw)
-    except ValueError:
-        raise ProtocolError(f"unreadable found={found_raw!r}") from None
+    found = device_int(found_raw, "found")
+    if found is None:
+        raise ProtocolError(f"unreadable found={found_raw[:40]!r}")
     rows: dict[int, dict[str, str]] = {}
     for key, value in flat.items():
         if key.endswith("Time"):
@@ -243,7 +240,7 @@ def parse_encode(tree: dict[str, Any]) -> list[dict[str, Any]]:
                 continue
             width, height = _int(video.get("Width")), _int(video.get("Height"))
             res = video.get("resolution") or ""
-            if (width is None or height is None) and re.fullmatch(r"\d+x\d+", res):
+            if (width is None or height is None) and re.fullmatch(r"\d++x\d++", res):
                 width, height = (int(x) for x in res.split("x"))
             out.append({"channel": idx + 1, "main": main, "subtype": subtype, "codec": video.get("Compression"),
                         "width": width, "height": height, "fps": _float(video.get("FPS")),
@@ -319,8 +316,8 @@ class DahuaDriver(HttpDriver):
         dev = self.device.id
         if re.search(r"\b(locked|lock)\b", low) or (low.lstrip().startswith("error")
                                                     and "authorization failed" in low):
-            m = re.search(r"(\d+)\s*(?:s|sec|seconds)\b", low)
-            unlock = int(m.group(1)) if m else None
+            m = re.search(r"(?<!\d)(\d++)\s*+(?:s|sec|seconds)\b", low)  # linear
+            unlock = min(int(m.group(1)[:9]), 86_400) if m else None
             return Locked(f"{dev}: device refuses logins from this address (login lock after failed logins; "
                           "Dahua locks for LoginFailLockTime, typically 30 min); wait before trying again",
                           unlock_in_s=unlock)

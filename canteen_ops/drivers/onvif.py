@@ -305,8 +305,8 @@ def parse_ntp_servers(answer) -> list[str]:
 
 def channel_number(token: str | None, position: int) -> int:
     """Channel number from a source/recording token ('VideoSource_3' → 3), else the 1-based position."""
-    m = re.search(r"(\d+)\D*$", token or "")
-    return int(m.group(1)) if m and int(m.group(1)) > 0 else position
+    m = re.search(r"(?<!\d)(\d++)\D*+$", token or "")  # starts only where a digit run does: linear
+    return int(m.group(1)) if m and len(m.group(1)) <= 6 and int(m.group(1)) > 0 else position
 
 
 def strip_credentials(uri: str) -> str:
@@ -488,9 +488,9 @@ class OnvifDriver(Driver):
         message = (fault.message or "").strip()
         if "NotAuthorized" in subs or "not authorized" in message.lower():
             if "lock" in message.lower():
-                m = re.search(r"(\d+)\s*s\b", message)
+                m = re.search(r"(?<!\d)(\d++)\s*+s\b", message)
                 err: AuthFailed = Locked(f"{operation}: device locked our login: {message}",
-                                         float(m.group(1)) if m else None)
+                                         min(float(m.group(1)[:9]), 86_400.0) if m else None)
             else:
                 err = AuthFailed(f"{operation}: login refused by the device ({message or 'NotAuthorized'})")
             auth_guard.record(self.device.id, err)

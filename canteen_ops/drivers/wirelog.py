@@ -16,6 +16,8 @@ import threading
 from pathlib import Path
 from typing import IO
 
+from canteen_ops.redact import redact_text
+
 WIRELOG_BODY = 2048  # body bytes shown per message
 MASK = "***"
 
@@ -76,9 +78,13 @@ def mask_body(text: str) -> str:
     return text
 
 
+def _visible(text: str, keep: str = "") -> str:
+    """Device text on a terminal: control characters (ESC of an escape sequence, C1 CSI) shown as \\xNN."""
+    return "".join(c if c.isprintable() or c in keep else f"\\x{ord(c):02x}" for c in text)
+
+
 def _excerpt(body: bytes, total: int | None = None) -> str:
-    shown = body[:WIRELOG_BODY].decode("utf-8", errors="replace")
-    shown = "".join(c if c.isprintable() or c in "\n\t" else f"\\x{ord(c):02x}" for c in mask_body(shown))
+    shown = _visible(mask_body(body[:WIRELOG_BODY].decode("utf-8", errors="replace")), keep="\n\t")
     size = len(body) if total is None else total
     return shown + (f"\n… ({size} bytes in all)" if size > WIRELOG_BODY else "")
 
@@ -87,7 +93,7 @@ def _write(lines: list[str]) -> None:
     with _lock:
         if _stream is None:
             return
-        _stream.write("\n".join(lines) + "\n\n")
+        _stream.write(redact_text("\n".join(lines)) + "\n\n")  # and any password the run knows, wherever it is
         _stream.flush()
 
 
@@ -104,8 +110,8 @@ def log_request(peer: str, method: str, target: str, headers: list[tuple[bytes, 
 def log_response(peer: str, status: int, headers: list[tuple[bytes, bytes]], body: bytes, total: int) -> None:
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%H:%M:%S.%f")[:-3]
     lines = [f"{stamp} {peer} << {status}"]
-    lines += [f"{peer} << {k.decode('latin-1')}: {mask_header(k.decode('latin-1'), v.decode('latin-1'))}"
-              for k, v in headers]
+    lines += [f"{peer} << {_visible(k.decode('latin-1'))}: "
+              f"{_visible(mask_header(k.decode('latin-1'), v.decode('latin-1')))}" for k, v in headers]
     if total:
         lines.append(_excerpt(body, total))
     _write(lines)

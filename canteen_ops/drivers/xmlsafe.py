@@ -16,6 +16,7 @@ from typing import Any
 from lxml import etree
 
 from canteen_ops.drivers.base import ProtocolError, reason
+from canteen_ops.drivers.numbers import device_float, device_int
 
 Element = etree._Element  # what parse() returns
 
@@ -111,23 +112,16 @@ def text(el: Element | None, path: str | None = None, default: str | None = None
 
 
 def integer(el: Element | None, path: str | None = None, default: int | None = None) -> int | None:
-    value = text(el, path)
-    if value is None:
-        return default
-    try:
-        return int(float(value))
-    except (ValueError, OverflowError):  # not a number, or 1e999 (inf)
-        return default
+    """The number at a path, truncated; default when absent or not a number; ProtocolError for a number that
+    cannot be used (1e999, ², a thousand digits: drivers/numbers.py)."""
+    value = device_int(text(el, path), path or "value")
+    return default if value is None else value
 
 
 def number(el: Element | None, path: str, default: float | None = None) -> float | None:
-    value = text(el, path)
-    if value is None:
-        return default
-    try:
-        return float(value)
-    except ValueError:
-        return default
+    value = device_float(text(el, path), path)
+    return default if value is None else value
+
 
 
 def boolean(el: Element | None, path: str, default: bool | None = None) -> bool | None:

@@ -16,6 +16,7 @@ from typing import Any
 
 from canteen_ops.checks import DEVICE_CHECK_NAMES
 from canteen_ops.errors import InvalidFile, Problem
+from canteen_ops.secretfile import open_to_others
 from canteen_ops.inventory.model import (
     KINDS,
     POLICY_FIELDS,
@@ -60,7 +61,9 @@ DEVICE_KEYS = INHERITED | {
     "installed", "warranty_until",
 }
 CONTACT_KEYS = {"name", "role", "phone", "email"}
-WH_KEYS = {"days", "start", "end", "timezone", "closed", "open_days"}
+WH_KEYS = {"days", "start", "end", "timezone", "closed", "open_days", "statutory_holidays"}
+CLOSURE_KEYS = {"from", "to", "reason"}
+MAX_NUMBER = 1e9  # any count, size, duration or threshold in an inventory; beyond it a typo that overflows later
 
 
 def _type_name(value: Any) -> str:
@@ -132,13 +135,20 @@ class _Validator:
             return None
         return v
 
-    def positive(self, v: Any, path: tuple) -> float | None:
-        if self.typed(v, path, (int, float), "a number") is None:
+    def positive(self, v: Any, path: tuple, limit: float = MAX_NUMBER) -> float | None:
+        if self.typed(v, path, (int, float), "a number") is None or not self.in_range(v, path, limit):
             return None
         if v <= 0:
             self.problem(path, f"must be greater than 0, got {v}")
             return None
         return float(v)
+
+    def in_range(self, v: float, path: tuple, limit: float = MAX_NUMBER) -> bool:
+        """A finite number of at most `limit`: YAML reads .inf, .nan and 1.0e+999, and they overflow later."""
+        if v != v or abs(v) > limit:
+            self.problem(path, f"out of range: {v} (at most {limit:g})")
+            return False
+        return True
 
     def boolean(self, v: Any, path: tuple) -> bool | None:
         return self.typed(v, path, bool, "true or false")
@@ -195,7 +205,7 @@ class _Validator:
                 out[key] = v
         if m.get("https") is not None and (v := self.boolean(m["https"], path + ("https",))) is not None:
             out["https"] = v
-        if m.get("timeout") is not None and (v := self.positive(m["timeout"], path + ("timeout",))) is not None:
+        if m.get("timeout") is not None and (v := self.positive(m["timeout"], path + ("timeout",), 86_400)) is not None:
             out["timeout"] = v
         if m.get("credentials") is not None:
             c = self.string(m, "credentials", path)
@@ -251,13 +261,14 @@ class _Validator:
                     else:
                         out[key] = value
             elif isinstance(default, int) and not isinstance(default, bool) and not isinstance(default, float):
-                if self.typed(value, p, int, "an integer") is not None:
+                if self.typed(value, p, int, "an integer") is not None and self.in_range(value, p):
                     if value < 1:
                         self.problem(p, f"must be at least 1, got {value}")
                     else:
                         out[key] = int(value)
             else:
-                if self.typed(value, p, (int, float), "a number") is not None:
+                if self.typed(value, p, (int, float), "a number") is not None and self.in_range(value, p,
+                                                                                        _policy_limit(key)):
                     if value < 0:
                         self.problem(p, f"must not be negative, got {value}")
                     elif key.startswith("incident_") and value == 0:
@@ -294,15 +305,35 @@ class _Validator:
             else:
                 self.problem(path + ("timezone",), f"unknown time zone {m['timezone']!r} (e.g. Asia/Shanghai)")
         if m.get("closed") is not None and self.typed(m["closed"], path + ("closed",), list, "a list") is not None:
-            ranges = [self.date_range(v, path + ("closed", i)) for i, v in enumerate(m["closed"])]
-            if all(r is not None for r in ranges):
-                out["closed"] = tuple(ranges)
+            entries = [self.closure(v, path + ("closed", i)) for i, v in enumerate(m["closed"])]
+            if all(e is not None for e in entries):
+                out["closed"] = tuple(r for r, _ in entries)
+                out["closed_reasons"] = tuple(reason for _, reason in entries)
+        if "statutory_holidays" in m and self.typed(m["statutory_holidays"], path + ("statutory_holidays",), bool,
+                                                    "true or false") is not None:
+            out["statutory"] = m["statutory_holidays"]
         if m.get("open_days") is not None and self.typed(m["open_days"], path + ("open_days",), list,
                                                          "a list of dates") is not None:
             days = [self.date_value(v, path + ("open_days", i)) for i, v in enumerate(m["open_days"])]
             if all(d is not None for d in days):
                 out["open_days"] = tuple(days)
         return out
+
+    def closure(self, v: Any, path: tuple) -> tuple[tuple[dt.date, dt.date], str | None] | None:
+        """A closed day or range, or {from, to, reason} (to defaults to from)."""
+        if not isinstance(v, dict):
+            r = self.date_range(v, path)
+            return None if r is None else (r, None)
+        m = self.mapping(v, path, CLOSURE_KEYS, required=("from",))
+        first = self.date_value(m["from"], path + ("from",)) if "from" in m else None
+        last = self.date_value(m["to"], path + ("to",)) if m.get("to") is not None else first
+        reason = self.string(m, "reason", path)
+        if first is None or last is None:
+            return None
+        if last < first:
+            self.problem(path + ("to",), f"range ends ({last}) before it starts ({first})")
+            return None
+        return (first, last), reason
 
     def date_range(self, v: Any, path: tuple) -> tuple[dt.date, dt.date] | None:
         """A day (2026-10-01) or an inclusive range of days ("2026-10-01..2026-10-07")."""
@@ -368,6 +399,15 @@ def _weekday(name: str) -> int | None:
 
 
 _WEEKDAY_NAMES = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
+# Durations in the policy at most a century, by unit suffix: a window or deadline beyond that is a typo, and date
+# arithmetic with it overflows.
+_CENTURY_IN = {"_days": 36_525, "_hours": 876_600, "_h": 876_600, "_minutes": 52_596_000, "_s": 3_155_760_000}
+
+
+def _policy_limit(key: str) -> float:
+    return next((limit for suffix, limit in _CENTURY_IN.items() if key.endswith(suffix)), MAX_NUMBER)
 
 
 def _parse_time(v: Any) -> dt.time | None:
@@ -471,9 +511,13 @@ def _build(v: _Validator, data: Any) -> Inventory | None:
             # Not echoed: people sometimes paste the password itself here.
             v.problem(p + ("password_env",), "expected the name of an environment variable (letters, digits, _), "
                                              "not a password")
+        password_file = v.string(m, "password_file", p)
+        if password_file and open_to_others(password_file):
+            v.warnings.append(f"{v.where(p + ('password_file',))}: password file {password_file} is readable by "
+                              "other users; chmod 600 it")
         creds[str(name)] = Credentials(
             name=str(name), username=username or "",
-            password_env=password_env, password_file=v.string(m, "password_file", p),
+            password_env=password_env, password_file=password_file,
             password=v.string(m, "password", p, secret=True),
         )
     cred_names = set(creds)
@@ -628,6 +672,14 @@ def _build(v: _Validator, data: Any) -> Inventory | None:
         v.warnings.append(f"{len(insecure)} HTTPS device(s) accept any TLS certificate (tls: insecure): "
                           f"{', '.join(insecure[:3])}{', …' if len(insecure) > 3 else ''}; set tls: pin or "
                           f"tls: verify (docs/inventory.md)")
+    if any(s.working_hours.statutory for s in schools):
+        from canteen_ops.cncalendar import knows_year
+
+        year = dt.date.today().year
+        if not knows_year(year):
+            v.warnings.append(f"{v.file}: the installed chinese-calendar has no statutory holidays for {year}: "
+                              "incident working hours use the weekdays and working_hours.closed / open_days only "
+                              "(upgrade chinesecalendar, or declare this year's holidays as closed days)")
     return Inventory(
         path=v.file, version=version, settings=settings, policy=default_policy, credentials=creds,
         groups=tuple(groups), schools=tuple(schools), warnings=tuple(v.warnings),

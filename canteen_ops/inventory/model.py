@@ -49,11 +49,13 @@ class Credentials:
                 )
             return value
         if self.password_file:
+            from canteen_ops.secretfile import SecretFileError, read_secret_file
+
             try:
-                return Path(self.password_file).expanduser().read_text(encoding="utf-8").rstrip("\r\n")
-            except OSError as exc:
+                return read_secret_file(self.password_file).rstrip("\r\n")
+            except SecretFileError as exc:
                 raise SecretUnavailable(
-                    f"credentials {self.name!r}: cannot read password_file {self.password_file}: {exc.strerror}"
+                    f"credentials {self.name!r}: cannot read password_file {self.password_file}: {exc}"
                 ) from None
         if self.password is not None:
             return self.password
@@ -66,13 +68,31 @@ class WorkingHours:
     start: dt.time = dt.time(8, 0)
     end: dt.time = dt.time(18, 0)
     timezone: str = "Asia/Shanghai"
-    closed: tuple[tuple[dt.date, dt.date], ...] = ()  # holidays and vacations, first and last day inclusive
-    open_days: tuple[dt.date, ...] = ()  # make-up working days (调休) on days that are normally off
+    closed: tuple[tuple[dt.date, dt.date], ...] = ()  # school closures and vacations, first and last day inclusive
+    open_days: tuple[dt.date, ...] = ()  # extra working days on days that are normally off
+    closed_reasons: tuple[str | None, ...] = ()  # why, per entry of `closed` (暑假, 停水检修): shown, never counted
+    statutory: bool = True  # China's statutory holidays are off and its make-up days (调休) on (cncalendar.py)
 
     def is_working_day(self, day: dt.date) -> bool:
-        if any(first <= day <= last for first, last in self.closed):
-            return False
-        return day.weekday() in self.days or day in self.open_days
+        return self.day_kind(day)[0]
+
+    def day_kind(self, day: dt.date) -> tuple[bool, str]:
+        """(working?, why): a closure declared in the inventory wins, then its open days, then the statutory
+        calendar, then the weekdays."""
+        for i, (first, last) in enumerate(self.closed):
+            if first <= day <= last:
+                reason = self.closed_reasons[i] if i < len(self.closed_reasons) else None
+                return False, f"school closed ({reason})" if reason else "school closed"
+        if day in self.open_days:
+            return True, "declared working day"
+        if self.statutory:
+            from canteen_ops.cncalendar import statutory_day
+
+            known = statutory_day(day)
+            if known is not None:
+                holiday, name = known
+                return (False, f"statutory holiday ({name})") if holiday else (True, f"make-up working day 调休 ({name})")
+        return day.weekday() in self.days, "weekday" if day.weekday() in self.days else "day off"
 
 
 @dataclass(frozen=True)

@@ -29,8 +29,8 @@ class Message:
 
 
 def kb_for(incident: Mapping[str, Any]) -> str | None:
-    """The knowledge-base entry for an incident's fault: the one place the kb id enters alerts. None until the
-    knowledge base (issue 18, `canteen-ops kb`) provides a lookup."""
+    """The knowledge-base entry for an incident's fault (set when a check result opened it): the one place the kb
+    id enters alerts."""
     return (incident.get("data") or {}).get("kb")
 
 

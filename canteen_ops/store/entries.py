@@ -31,6 +31,7 @@ _PARTS = {
     "notify": "SELECT 'notify', x.id, COALESCE(x.sent_at, x.last_attempt_at, x.created_at), NULL, NULL, "
               "x.state || CASE WHEN x.attempts > 1 THEN ' (' || x.attempts || ' attempts)' ELSE '' END, "
               "x.target || ' ' || x.event || ': ' || x.title || COALESCE(' — ' || x.last_error, ''), NULL FROM outbox x",
+    "kb": "SELECT 'kb', x.id, x.created_at, x.school_id, x.device_id, x.kb_id, x.title, x.author FROM kb_entries x",
 }
 KINDS = tuple(_PARTS)
 # kind → (table searched by --grep, its alias in the part above); runs and snapshots hold no free text.

@@ -116,12 +116,21 @@ CREATE UNIQUE INDEX outbox_target_dedup ON outbox (target, dedup_key);
 CREATE INDEX outbox_state ON outbox (state, target)
 """
 
+# v7 (knowledge base): technicians' own entries (`kb add`), synced upstream so a district's knowledge grows.
+# kb_id is what people type (KB-T-…); lists (causes, steps, keywords) are one item per line.
+_V7 = f"""
+CREATE TABLE kb_entries ({_COMMON},
+  kb_id TEXT NOT NULL UNIQUE, title TEXT NOT NULL, symptom TEXT, causes TEXT, steps TEXT, escalate TEXT,
+  keywords TEXT, author TEXT, extends TEXT, school_id TEXT, device_id TEXT);
+CREATE INDEX kb_entries_seq ON kb_entries (seq)
+"""
+
 # One entry per schema version, applied in order inside one transaction each.
-MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [_V1, _V2, _V3, _V4, search.enable, _V6]
+MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [_V1, _V2, _V3, _V4, search.enable, _V6, _V7]
 
 SYNCED_TABLES = (
     "runs", "results", "backups", "snapshots", "firmware_findings", "incidents", "incident_events",
-    "changes", "change_events", "notes", "playbook_steps",
+    "changes", "change_events", "notes", "playbook_steps", "kb_entries",
 )
 
 

@@ -65,12 +65,14 @@ class Version:
 
 
 _DOTTED = re.compile(r"(?<![\d.])(\d+(?:\.\d+)+)")
-_HIK = re.compile(r"^\s*V?(\d+(?:\.\d+)+)\s*(?:[_,]?\s*build\s*[:_]?\s*(\d{8}|\d{6})(?!\d))?", re.I)
-_DAHUA = re.compile(r"^\s*V?(\d+(?:\.\d+)+)(?:\.([A-Z]))?\s*(?:,?\s*build\s*(?:date)?\s*[:_]?\s*"
+# Possessive `*+`/`?+`: version strings come from devices, and `\s*[:_]?\s*` before a failing digit backtracks
+# quadratically over a long run of spaces.
+_HIK = re.compile(r"^\s*+V?(\d++(?:\.\d++)+)\s*+(?:[_,]?+\s*+build\s*+[:_]?+\s*+(\d{8}|\d{6})(?!\d))?", re.I)
+_DAHUA = re.compile(r"^\s*+V?(\d+(?:\.\d+)+)(?:\.([A-Z]))?\s*+(?:,?+\s*+build\s*+(?:date)?\s*+[:_]?+\s*+"
                     r"(\d{4})-?(\d{2})-?(\d{2}))?", re.I)
-_BUILD6 = re.compile(r"build\s*[:_]?\s*(\d{6})(?!\d)", re.I)
+_BUILD6 = re.compile(r"build\s*+[:_]?+\s*+(\d{6})(?!\d)", re.I)
 _ISO_DATE = re.compile(r"(?<!\d)(\d{4})-(\d{2})-(\d{2})(?!\d)")
-_BUILD8 = re.compile(r"build\s*[:_]?\s*(\d{8})(?!\d)", re.I)
+_BUILD8 = re.compile(r"build\s*+[:_]?+\s*+(\d{8})(?!\d)", re.I)
 
 
 def _date(y: int, m: int, d: int) -> dt.date | None:
