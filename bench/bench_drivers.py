@@ -30,7 +30,8 @@ def main() -> int:
     ap.add_argument("-n", "--runs", type=int, default=5)
     args = ap.parse_args()
 
-    from canteen_ops.drivers.base import DriverError, auth_guard, open_driver
+    from canteen_ops.drivers.base import DriverError, auth_guard
+    from canteen_ops.drivers.registry import open_driver
     from canteen_ops.inventory.loader import load_inventory
     from canteen_ops.lab.fleet import build_fleet, write_inventory
     from canteen_ops.lab.service import LabThread

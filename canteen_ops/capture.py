@@ -67,10 +67,11 @@ class Masker:
     masks: dict[str, str] = field(default_factory=dict)  # value → mask
     counts: dict[str, int] = field(default_factory=dict)
     local: set[str] = field(default_factory=set)  # values masked only in their own fields (names: "NVR", "1")
+    keep: set[str] = field(default_factory=set)  # never masked: what identifies the product (model, firmware)
 
     def mask(self, category: str, value: str) -> str:
         value = value.strip()
-        if not value or value in self.masks.values():
+        if not value or value in self.masks.values() or value in self.keep:
             return value
         if value not in self.masks:
             if category == "name" and len(value) < 4:
@@ -149,9 +150,10 @@ def build(device: "Device", recorder: Recorder, *, model: str | None, firmware: 
             masker.collect(t)
     for ch in recorder.challenges:
         masker.collect(ch)
-    for v in [model, firmware]:  # what identifies the product is not a secret of the site
-        if v and v in masker.masks:
-            del masker.masks[v]
+    for v in [model, firmware]:  # what identifies the product is not a secret of the site, in any field (a
+        if v:                      # Dahua NVR's hostname may be its model too)
+            masker.keep.add(v)
+            masker.masks.pop(v, None)
 
     def clean(text: str) -> str:
         text = masker.apply(text)

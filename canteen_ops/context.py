@@ -40,6 +40,8 @@ class Env:
     db_path: Path
     operator: str
     quiet: bool = False
+    force_login: bool = False  # --force-login: send credentials even to devices that refused them recently
+    command: str | None = None
     argv: list[str] = field(default_factory=lambda: list(sys.argv[1:]))
     _inventory: Any = None
     _log: Any = None
@@ -93,12 +95,22 @@ class Env:
 
             log = self._log
             tls_pins.set_source(lambda: accepted_pins(log))  # drivers opened by this command check the pins
+            self._remember_logins()
         return self._log
+
+    def _remember_logins(self) -> None:
+        """Device commands open the log before any driver: from then on a refused login is remembered in it, and
+        a device that refused one within its lockout window gets no credentials (store/logins.py)."""
+        from canteen_ops.drivers.base import auth_guard
+        from canteen_ops.store.logins import LoginMemory
+
+        auth_guard.use_memory(LoginMemory(self.db_path, command=self.command, force=self.force_login))
 
     def close(self) -> None:
         if self._log is not None:
-            from canteen_ops.drivers.base import tls_pins
+            from canteen_ops.drivers.base import auth_guard, tls_pins
 
+            auth_guard.use_memory(None)
             tls_pins.set_source(None)
             self._log.close()
             self._log = None

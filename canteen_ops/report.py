@@ -81,7 +81,7 @@ def _availability(d: _Data, devices: set[str]) -> dict[str, Any]:
     up = down = unknown = 0
     latest: dict[str, str] = {}
     for r in d.results:
-        if r["check_name"] != AVAILABILITY_CHECK or r["device_id"] not in devices:
+        if r["check_name"] != AVAILABILITY_CHECK or r["device_id"] not in devices or r["status"] == "n/a":
             continue
         if r["status"] in ("ok", "warn"):
             up += 1
@@ -101,7 +101,7 @@ def _failing(d: _Data, devices: set[str], schools: set[str]) -> dict[str, dict[s
     out: dict[str, dict[str, Any]] = {}
     for r in d.results:
         in_scope = r["device_id"] in devices if r["device_id"] else r["school_id"] in schools
-        if not in_scope:
+        if not in_scope or r["status"] == "n/a":  # a check that does not apply is not a result to rate
             continue
         k = out.setdefault(r["check_name"], {"results": 0, "warn": 0, "crit": 0, "_devices": set()})
         k["results"] += 1
@@ -185,8 +185,8 @@ def _firmware(d: _Data, devices: set[str]) -> dict[str, Any]:
 def _latest_status(d: _Data, check: str, devices: set[str]) -> dict[str, str]:
     latest: dict[str, str] = {}
     for r in d.results:
-        if r["check_name"] == check and r["device_id"] in devices:
-            latest[r["device_id"]] = r["status"]
+        if r["check_name"] == check and r["device_id"] in devices and r["status"] != "n/a":
+            latest[r["device_id"]] = r["status"]  # n/a: the check does not apply, it tells nothing
     return latest
 
 
@@ -199,7 +199,7 @@ def _retention(d: _Data, devices: set[str]) -> dict[str, Any]:
 
 def _picture(d: _Data, devices: set[str]) -> dict[str, Any]:
     rows = [r for r in d.results if r["check_name"] == PICTURE_CHECK and r["device_id"] in devices
-            and r["status"] != "unknown"]
+            and r["status"] not in ("unknown", "n/a")]
     passed = sum(1 for r in rows if r["status"] == "ok")
     return {"samples": len(rows), "passed": passed, "pct": pct(passed, len(rows)),
             "devices": len({r["device_id"] for r in rows})}

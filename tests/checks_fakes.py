@@ -31,6 +31,7 @@ class FakeState:
     ntp_enabled: bool | None = True
     disks: list[Disk] = field(default_factory=lambda: [Disk("1", "ok", "ok", 3815447.0, 1204.0)])
     channels: list[Channel] = field(default_factory=list)
+    video_inputs: list[Channel] | None = None  # a camera's sensors (None: the driver default, one input)
     retention_days: float = 45.0
     holes: dict[int, list[tuple[dt.datetime, dt.datetime]]] = field(default_factory=dict)
     errors: dict[str, Exception] = field(default_factory=dict)  # getter → exception to raise
@@ -87,6 +88,10 @@ class FakeDriver(Driver):
         spans = without([(now - dt.timedelta(days=self.state.retention_days), now)],
                         self.state.holes.get(channel, []))
         return [RecordingSpan(channel, max(s, start), min(e, end)) for s, e in spans if e > start and s < end]
+
+    def video_inputs(self) -> list[Channel]:
+        self._maybe_fail("video_inputs")
+        return list(self.state.video_inputs) if self.state.video_inputs is not None else super().video_inputs()
 
     def stream_uri(self, channel: int = 1, main: bool = True) -> str:
         self._maybe_fail("stream_uri")

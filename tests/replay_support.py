@@ -58,7 +58,8 @@ def _cell(getter: str, value) -> str:
 def corpus_table() -> str:
     """Markdown: every model of the corpus, what each getter reads from its recordings (n/s: not supported — the
     recording has no answer for it; ✗: a known misreading, see the getter suite's KNOWN)."""
-    from canteen_ops.drivers.base import NotSupported, driver_class
+    from canteen_ops.drivers.base import NotSupported
+    from canteen_ops.drivers.registry import driver_class
     from tests.drivers.test_getters_corpus import KNOWN
 
     rows = ["| vendor / model | kind | " + " | ".join(TABLE_GETTERS) + " |",

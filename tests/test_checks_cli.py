@@ -17,7 +17,9 @@ def fleet(tmp_path, monkeypatch):
     monkeypatch.setenv("FAKE_FLEET_PASSWORD", "pw")
     base.auth_guard.reset()
     f = FakeFleet(tmp_path)
-    monkeypatch.setattr(base, "open_driver", lambda device, **kw: f.factory(device))
+    from canteen_ops.drivers import registry
+
+    monkeypatch.setattr(registry, "open_driver", lambda device, **kw: f.factory(device))
     monkeypatch.setenv("CANTEEN_OPS_INVENTORY", str(f.path))
     yield f
     f.close()
@@ -32,7 +34,7 @@ def test_all_ok_exit_0_collapses_ok_rows_and_logs_the_run(cli, fleet, tmp_path):
     r = cli("check", "--skip", "stream,picture")
     assert r.code == 0, r
     assert "测试小学" in r.out
-    assert "40 checks ok on 7 devices (--all lists them)" in r.out
+    assert "46 checks ok on 7 devices (--all lists them)" in r.out
     assert "7 devices in 1 school" in r.out and "worst OK" in r.out
     assert "logged in as" not in r.out  # ok rows collapsed
     log = db(tmp_path)
@@ -40,7 +42,7 @@ def test_all_ok_exit_0_collapses_ok_rows_and_logs_the_run(cli, fleet, tmp_path):
     assert len(runs) == 1 and runs[0]["command"] == "check" and runs[0]["status"] == "ok"
     assert runs[0]["exit_code"] == 0 and runs[0]["operator"] == "tester"
     results = log.query("SELECT * FROM results")
-    assert len(results) == 7 * 5 + 4 + 1  # 5 common checks each, 4 NVR-only, 1 coverage
+    assert len(results) == 7 * 6 + 3 + 1  # 6 common checks each (storage too), 3 NVR-only, 1 coverage
     assert all(x["run_id"] == runs[0]["id"] for x in results)
     cov = [x for x in results if x["check_name"] == "coverage"]
     assert cov[0]["device_id"] is None and cov[0]["school_id"] == "sch-1"
@@ -70,12 +72,28 @@ def test_crit_first_then_warn_exit_2_and_run_status(cli, fleet, tmp_path):
 def test_exit_codes_warn_and_unknown(cli, fleet):
     fleet.states["cam-01"].ntp_enabled = False
     assert cli("check", "--only", "ntp").code == 1
-    from canteen_ops.drivers.base import NotSupported
+    from canteen_ops.drivers.base import ProtocolError
 
     fleet.states["cam-01"].ntp_enabled = True
+    fleet.states["cam-01"].errors["clock"] = ProtocolError("unreadable answer")
+    r = cli("check", "--only", "ntp", "--device", "cam-01")
+    assert r.code == 3 and "UNKNOWN" in r.out
+
+
+def test_na_is_shown_logged_and_in_json_but_never_counted(cli, fleet, tmp_path):
+    from canteen_ops.drivers.base import NotSupported
+
     fleet.states["cam-01"].errors["clock"] = NotSupported("clock")
     r = cli("check", "--only", "ntp", "--device", "cam-01")
-    assert r.code == 3 and "not supported" in r.out
+    assert r.code == 0 and "N/A" in r.out and "not applicable" in r.out and "1 n/a" in r.out
+    assert "worst OK" in r.out
+    r = cli("check", "--only", "ntp", "--device", "cam-01", "--json")
+    assert r.code == 0 and [json.loads(line)["status"] for line in r.out.splitlines()] == ["n/a"]
+    r = cli("check", "--only", "ntp", "--device", "cam-01", "--quiet")
+    assert r.code == 0 and r.out == ""  # not a problem
+    log = db(tmp_path)
+    assert {x["status"] for x in log.query("SELECT status FROM results WHERE check_name = 'ntp'")} == {"n/a"}
+    assert {(x["status"], x["exit_code"]) for x in log.query("SELECT status, exit_code FROM runs")} == {("ok", 0)}
 
 
 def test_json_lines_one_object_per_result(cli, fleet, tmp_path):

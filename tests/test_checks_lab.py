@@ -55,9 +55,13 @@ def test_healthy_school_is_ok(lab, inv_path, vendor):
     nvr = lab.first(vendor, "nvr")
     school = [d.id for d in lab.fleet.devices if d.id.split("-")[0] == nvr.id.split("-")[0]]
     out = check(inv_path, school, NO_MEDIA + ["coverage"])
-    bad = [(r.device_id, r.check, r.status.value, r.summary) for r in out.results if r.status is not Status.OK]
-    if vendor == "onvif":  # ONVIF has no standard disk status: unknown, never a failure
-        assert bad == [(nvr.id, "storage", "unknown", "not supported by this onvif device (storage)")]
+    bad = [(r.device_id, r.check, r.status.value, r.summary) for r in out.results
+           if r.status is not Status.OK and r.device_id == nvr.id or r.status not in (Status.OK, Status.NA)]
+    assert out.exit_code == 0
+    cams = [r for r in out.results if r.check == "storage" and r.device_id != nvr.id]
+    assert cams and all(r.status is Status.NA for r in cams)  # the lab's cameras have no SD card or NAS
+    if vendor == "onvif":  # ONVIF has no standard disk status: n/a, shown but never counted
+        assert bad == [(nvr.id, "storage", "n/a", "not applicable: this onvif device does not offer it (storage)")]
     else:
         assert bad == []
         assert one(out, nvr.id, "storage").summary.startswith("1 disk ok")
@@ -71,6 +75,34 @@ def test_healthy_school_is_ok(lab, inv_path, vendor):
         out, nvr.id, "clock").summary or "s ahead" in one(out, nvr.id, "clock").summary
     cov = one(out, None, "coverage")
     assert "重点点位覆盖率 100%" in cov.summary
+
+
+def test_a_healthy_estate_of_every_vendor_exits_0(lab, inv_path):
+    """Hikvision, Dahua and ONVIF schools together, every non-media check: a check that does not apply (storage on
+    the ONVIF NVR) is n/a and the run exits 0."""
+    out = check(inv_path, [d.id for d in lab.fleet.devices], NO_MEDIA + ["coverage"])
+    assert {d.vendor for d in lab.fleet.devices} == set(VENDORS)
+    counted = [(r.device_id, r.check, r.status.value, r.summary) for r in out.results
+               if r.status not in (Status.OK, Status.NA)]
+    assert counted == [] and out.exit_code == 0
+    na = {(r.device_id, r.check) for r in out.results if r.status is Status.NA}
+    assert na == {(lab.first("onvif", "nvr").id, "storage")} | {
+        (d.id, "storage") for d in lab.fleet.devices if d.kind == "camera"}  # no SD card or NAS on them
+
+
+@pytest.mark.parametrize("vendor", ["hikvision", "dahua"])
+@pytest.mark.parametrize("fault,status,text", [
+    (None, Status.OK, "1 SD card ok, 26.0 GB free of 119.1 GB"),
+    ("hdd-unformatted", Status.CRIT, "SD card 1: unformatted"),
+    ("hdd-error", Status.CRIT, "SD card 1: error"),
+])
+def test_camera_sd_card_is_checked_like_an_nvr_disk(lab, lab_faults, inv_path, vendor, fault, status, text):
+    cam = lab.first(vendor, "camera")
+    lab_faults.set(cam.id, "sd-card")
+    if fault:
+        lab_faults.set(cam.id, fault)
+    r = one(check(inv_path, [cam.id], ["storage"]), cam.id, "storage")
+    assert r.status is status and r.summary.startswith(text), r.summary
 
 
 def test_policy_skip_checks_keeps_a_healthy_onvif_estate_at_exit_0(lab, inv_path, tmp_path):
@@ -98,7 +130,7 @@ def test_offline(lab, lab_faults, inv_path, vendor):
     lab_faults.set(cam, "offline")
     r = one(check(inv_path, [cam]), cam, "reachable")
     assert r.status is Status.CRIT and r.summary.startswith("offline (connection refused on port")
-    assert r.summary.endswith("— 4 other checks skipped")
+    assert r.summary.endswith("— 5 other checks skipped")
 
 
 def test_blackhole_costs_one_timeout_and_one_line(lab, lab_faults, inv_path):
@@ -195,6 +227,23 @@ def test_storage_faults(lab, lab_faults, inv_path, vendor, fault, status, text):
     lab_faults.set(nvr, fault)
     r = one(check(inv_path, [nvr], ["storage"]), nvr, "storage")
     assert r.status is status and r.summary.startswith(text)
+
+
+def test_analog_dvr_channels_are_its_video_inputs_and_are_searched(lab, lab_faults, inv_path):
+    """A Hikvision analog DVR (iDS-72xx: no IP channels, its inputs in System/Video/inputs/channels with NO VIDEO
+    on video loss, as the recorded iDS-7204HUHI-M1 answers): channels, video loss and the recording search work
+    on those inputs."""
+    nvr = lab.first("hikvision", "nvr")
+    lab_faults.set(nvr.id, "analog-dvr")
+    out = check(inv_path, [nvr.id], ["login", "facts", "channels", "retention", "gaps"])
+    assert one(out, nvr.id, "facts").data["device_type"] == "DVR"
+    r = one(out, nvr.id, "channels")
+    assert r.status is Status.OK and r.summary.startswith("3 of 3 channels online")
+    assert one(out, nvr.id, "retention").summary.startswith("retention ≥ 31 days on all 3 channels")
+    assert one(out, nvr.id, "gaps").status is Status.OK
+    lab_faults.set(nvr.id, "channel-offline", "2")
+    r = one(check(inv_path, [nvr.id], ["channels"]), nvr.id, "channels")
+    assert r.status is Status.CRIT and r.summary.startswith("channel 2 offline (video loss (NO VIDEO))")
 
 
 @pytest.mark.parametrize("vendor", VENDORS)

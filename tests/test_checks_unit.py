@@ -49,11 +49,11 @@ def test_healthy_fleet_is_all_ok(fleet):
     bad = [(r.device_id, r.check, r.status, r.summary) for r in out.results if r.status is not Status.OK]
     assert bad == []
     assert out.exit_code == 0
-    # NVR gets every non-media check; cameras skip the NVR-only ones.
+    # NVR gets every non-media check; cameras skip the NVR-only ones but have their SD card checked.
     assert {r.check for r in out.results if r.device_id == "nvr-01"} == {
         "reachable", "login", "facts", "clock", "ntp", "storage", "channels", "retention", "gaps"}
     assert {r.check for r in out.results if r.device_id == "cam-01"} == {"reachable", "login", "facts", "clock",
-                                                                         "ntp"}
+                                                                         "ntp", "storage"}
     assert one(out, "nvr-01", "channels").summary == "7 of 8 channels online (1 unused channel without video)"
     assert one(out, "nvr-01", "retention").summary == "retention ≥ 31 days on all 6 channels (policy ≥ 30)"
     assert one(out, "nvr-01", "gaps").summary == "no gaps ≥ 5 min in the last 24 h on 6 channels"
@@ -76,7 +76,7 @@ def test_offline_device_gets_one_line_and_no_login(fleet):
     r = lines[0]
     assert r.check == "reachable" and r.status is Status.CRIT
     assert r.summary.startswith("offline (connection refused")
-    assert "4 other checks skipped" in r.summary and r.data["skipped"] == ["login", "facts", "clock", "ntp"]
+    assert "5 other checks skipped" in r.summary and r.data["skipped"] == ["login", "facts", "clock", "ntp", "storage"]
     assert fleet.states["cam-03"].calls == []
     cov = one(out, None, "coverage")
     assert cov.status is Status.CRIT and "专间 (no working camera: cam-03)" in cov.summary
@@ -115,7 +115,7 @@ def test_wrong_password_is_tried_once_and_skips_the_rest(fleet):
     assert [r.check for r in lines] == ["reachable", "login"]
     r = lines[1]
     assert r.status is Status.CRIT
-    assert r.summary == "auth failed: wrong username or password — not retried — 3 other checks skipped"
+    assert r.summary == "auth failed: wrong username or password — not retried — 4 other checks skipped"
     assert fleet.states["cam-02"].login_attempts == 1
     # A second run in the same process does not send another login (auth_guard).
     out2 = run(fleet, devices={"cam-02"})
@@ -241,6 +241,18 @@ def test_channel_offline_names_the_camera(fleet):
     assert cov.status is Status.CRIT and cov.data["uncovered"] == ["专间"]
 
 
+def test_a_channel_state_the_recorder_does_not_report_is_never_offline(fleet):
+    """'0 of 9 channels online', ok, was wrong twice: unreported is neither online nor offline."""
+    chans = fleet.states["nvr-01"].channels
+    chans[7].online = None  # channel 8: no camera mapped to it
+    r = one(run(fleet, ["channels"], devices={"nvr-01"}), "nvr-01", "channels")
+    assert r.status is Status.OK and r.summary == "7 of 7 channels online; 1 not reported"
+    for ch in chans:
+        ch.online = None
+    r = one(run(fleet, ["channels"], devices={"nvr-01"}), "nvr-01", "channels")
+    assert r.status is Status.UNKNOWN and "state not reported" in r.summary  # mapped channels: each named
+
+
 def test_channel_missing_on_nvr_is_warn(fleet):
     del fleet.states["nvr-01"].channels[5]  # channel 6 (cam-06) is not configured
     r = one(run(fleet, ["channels"], devices={"nvr-01"}), "nvr-01", "channels")
@@ -304,13 +316,23 @@ def test_find_gaps_merges_and_includes_edges():
     assert find_gaps([], t, t + h, dt.timedelta(minutes=5)) == [(t, t + h)]
 
 
-def test_not_supported_is_unknown_never_a_failure(fleet):
+def test_not_supported_is_na_never_a_failure_nor_counted(fleet):
     fleet.states["cam-01"].errors["clock"] = NotSupported("clock")
     out = run(fleet, ["clock", "ntp", "facts"], devices={"cam-01"})
     for check in ("clock", "ntp"):
         r = one(out, "cam-01", check)
-        assert r.status is Status.UNKNOWN and r.summary == "not supported by this hikvision device (clock)"
+        assert r.status is Status.NA and r.summary == "not applicable: this hikvision device does not offer it (clock)"
     assert one(out, "cam-01", "facts").status is Status.OK
+    assert out.status is Status.OK and out.exit_code == 0
+
+
+def test_forbidden_is_unknown_not_na(fleet):
+    from canteen_ops.drivers.base import Forbidden
+
+    fleet.states["cam-01"].errors["clock"] = Forbidden("clock refused (HTTP 403: too little privilege)")
+    out = run(fleet, ["clock"], devices={"cam-01"})
+    r = one(out, "cam-01", "clock")
+    assert r.status is Status.UNKNOWN and "refused" in r.summary and out.exit_code == 3
 
 
 def test_hostile_answer_is_contained_to_its_check(fleet):
@@ -480,6 +502,26 @@ def test_worker_processes_run_masks_a_password_a_device_echoes(fleet, monkeypatc
     assert not any("Echoed-Pw-731" in s for s in summaries)
 
 
+def test_ntp_servers_the_firmware_does_not_offer_are_not_missing_servers():
+    import datetime as dt
+    from types import SimpleNamespace
+
+    from canteen_ops.checks.device import ntp
+    from canteen_ops.drivers.base import Clock
+
+    now = dt.datetime.now(dt.timezone.utc)
+
+    def verdict(**kw):
+        clock = Clock(device_utc=now, host_utc=now, mode="NTP", ntp_enabled=True, **kw)
+        dev = SimpleNamespace(id="cam", school_id="s")
+        return ntp(SimpleNamespace(device=dev, get=lambda name: clock))[0]
+
+    r = verdict(ntp_servers=[], ntp_servers_offered=False)  # ntpServers answered 404 / notSupport
+    assert r.status is Status.OK and r.summary == "NTP on (this firmware does not list its NTP servers)"
+    r = verdict(ntp_servers=[])  # listed, and empty: a real configuration fault
+    assert r.status is Status.WARN and r.summary == "NTP enabled but no server configured"
+
+
 def test_coverage_camera_with_only_unknown_results_is_not_working(fleet):
     from canteen_ops.checks.coverage import SchoolContext, coverage
     from canteen_ops.status import Result
@@ -494,6 +536,9 @@ def test_coverage_camera_with_only_unknown_results_is_not_working(fleet):
     assert cov.status is Status.UNKNOWN
     assert cov.data["areas"][area] == {"working": [], "failing": [], "unknown": ["cam-06 (unknown)"]}
     assert cov.data["unchecked"] == [area] and cov.data["uncovered"] == []
+    # an n/a check (no SD card) next to the unknown ones is no evidence either
+    runs["cam-06"].append(Result("cam-06", "storage", Status.NA, "no SD card or NAS", school_id="sch-1"))
+    assert coverage(SchoolContext(school, inv, runs))[0].status is Status.UNKNOWN
     # one unknown check next to an ok one still counts as working
     runs["cam-06"].append(Result("cam-06", "facts", Status.OK, "model", school_id="sch-1"))
     assert coverage(SchoolContext(school, inv, runs))[0].status is Status.OK

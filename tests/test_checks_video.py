@@ -170,11 +170,54 @@ def test_picture_falls_back_to_the_main_stream_without_a_sub_stream(fleet):
     assert fleet.probe_calls[-1][0].endswith("/Channels/101") and fleet.probe_calls[-1][4] == 12
 
 
-def test_stream_uri_not_supported_is_unknown(fleet):
+def test_stream_uri_not_supported_is_na(fleet):
     from canteen_ops.drivers.base import NotSupported
 
     fleet.states["cam-01"].errors["stream_uri"] = NotSupported("stream_uri")
     out = run(fleet)
     for check in ("stream", "picture"):
         r = one(out, "cam-01", check)
-        assert r.status is Status.UNKNOWN and "not supported" in r.summary
+        assert r.status is Status.NA and "not applicable" in r.summary
+
+
+def test_every_sensor_of_a_thermal_bi_spectrum_camera_is_checked_against_its_own_minima(fleet, monkeypatch):
+    """The recorded DS-2TD1228-2-QA: input 1 visible 1920x1080, input 2 thermal 640x512. The thermal sensor is not
+    a low-resolution fault; a visible sensor at the thermal size would be."""
+    from pathlib import Path
+
+    from canteen_ops.drivers import hikvision as H
+    from canteen_ops.drivers import xmlsafe as X
+
+    real = Path(__file__).resolve().parent / "fixtures" / "devices" / "hikvision" / "DS-2TD1228-2-QA"
+    answers = {f"/ISAPI/{p.stem.replace('.', '/')}": X.parse(p.read_bytes()) for p in real.glob("*.xml")}
+
+    class Recorded(H.HikvisionDriver):  # the driver's own logic on the recorded answers, no socket
+        def __init__(self):
+            self._info = answers["/ISAPI/System/deviceInfo"]
+
+        def _get_xml(self, path):
+            return answers[path]
+
+        def _optional(self, path):
+            return answers.get(path)
+
+    inputs = Recorded().video_inputs()
+    assert [(c.id, c.kind) for c in inputs] == [(1, None), (2, "thermal")]
+    fleet.states["cam-01"].video_inputs = inputs
+    sizes = {"101": (1920, 1080), "102": (640, 360), "201": (640, 512), "202": (640, 512)}
+
+    def fake_probe(url, *, username=None, password=None, timeout=10.0, frames=12, **kw):
+        w, h = sizes[url.rsplit("/", 1)[1]]
+        return probe_mod.StreamProbe(url=url, ok=True, codec="h264", width=w, height=h, fps=25.0, bitrate_bps=2e6,
+                                     time_to_first_frame_s=0.3, message="", frames=live() if frames else [])
+
+    monkeypatch.setattr(probe_mod, "probe_stream", fake_probe)
+    out = run(fleet)
+    streams = [r for r in out.results if r.check == "stream"]
+    assert [(r.data["channel"], r.status, r.summary.split(":")[0]) for r in streams] == [
+        (1, Status.OK, "channel 1"), (2, Status.OK, "channel 2 (thermal)")]
+    assert "640x512" in streams[1].summary
+    assert [r.data["channel"] for r in out.results if r.check == "picture"] == [1, 2]
+    fleet.states["cam-01"].video_inputs = [inputs[0], H.Channel(id=2, online=None)]  # not thermal: 640x512 is low
+    streams = [r for r in run(fleet, ["stream"]).results if r.check == "stream"]
+    assert streams[1].status is Status.WARN and "below policy 1920x1080" in streams[1].summary

@@ -337,6 +337,8 @@ def test_grep_searches_check_findings_that_were_not_ok(db):
     try:
         ok = log.record_result(None, Result("c1", "picture", Status.OK, "画面清晰 sharp", school_id="s"))
         bad = log.record_result(None, Result("c2", "picture", Status.CRIT, "画面模糊 blurred", school_id="s"))
+        log.record_result(None, Result("c3", "picture", Status.NA, "画面不适用 not offered", school_id="s"))
+        assert list_entries(log, grep="画面不适用") == []  # n/a is boilerplate like ok
         assert [e["id"] for e in list_entries(log, grep="画面模糊")] == [bad]  # the index
         assert [e["id"] for e in list_entries(log, grep="画面")] == [bad]  # the LIKE fallback, same rows
         assert list_entries(log, grep="画面清晰") == []

@@ -13,6 +13,7 @@ import pytest
 pytest.importorskip("zeep")
 
 from canteen_ops.drivers import onvif as drv  # noqa: E402
+from canteen_ops.drivers.registry import open_driver  # noqa: E402
 from canteen_ops.drivers.base import (  # noqa: E402
     AuthFailed,
     Locked,
@@ -21,7 +22,6 @@ from canteen_ops.drivers.base import (  # noqa: E402
     ProtocolError,
     Timeout,
     auth_guard,
-    open_driver,
 )
 from canteen_ops.inventory.model import Credentials, Device, Policy  # noqa: E402
 from canteen_ops.lab.state import DeviceState  # noqa: E402
@@ -230,6 +230,33 @@ def test_wrong_password_costs_exactly_one_login_attempt(lab, camera):
     assert st.failed_logins == 1
 
 
+@pytest.mark.parametrize("value", [None, "401"])
+def test_a_device_that_wants_credentials_for_its_clock_is_asked_again_with_them(lab, camera, value):
+    """Unauthenticated GetSystemDateAndTime refused ('Sender not authorized' fault, or a bare 401): nothing was
+    refused since nothing was sent; the clock is asked once more with a token on this machine's clock."""
+    st, faults = camera
+    faults.set(st.id, "time-needs-auth", value)
+    d = driver(st)
+    d.login()
+    assert d.facts().serial == st.serial
+    assert abs(d.clock().drift_s) < 2.5
+    assert st.failed_logins == 0
+
+
+def test_a_device_that_wants_credentials_for_its_clock_and_refuses_ours_is_a_wrong_password(lab, camera):
+    st, faults = camera
+    faults.set(st.id, "time-needs-auth")
+    faults.set(st.id, "wrong-password")
+    d = driver(st)
+    with pytest.raises(AuthFailed, match="not authorized") as exc:
+        d.login()
+    assert not isinstance(exc.value, Locked)
+    assert d.requests_sent == 2 and st.failed_logins == 1  # the unauthenticated ask, then the one with the token
+    with pytest.raises(AuthFailed, match="not retried"):
+        d.facts()
+    assert d.requests_sent == 2
+
+
 def test_locked_device_is_reported_as_locked(camera):
     st, faults = camera
     faults.set(st.id, "locked")
@@ -267,6 +294,25 @@ def test_fault_mapping():
     assert type(d._fault("X", f)) is AuthFailed
     with pytest.raises(AuthFailed):
         auth_guard.check("fx")
+
+
+def test_the_faults_real_cameras_give_an_unauthenticated_clock_request_are_read_as_wanting_credentials():
+    """Vivotek (agsh/onvif#301) refuses GetSystemDateAndTime without a token with Sender/NotAuthorized and the
+    reason 'An error was discovered processing the <wsse:Security> header.'; other cameras (Quedale/
+    OnvifDeviceManager#19) say 'Sender not Authorized...'. Both read as NotAuthorized: without credentials sent, the
+    driver asks again with a token instead of calling it a wrong password."""
+    from lxml.etree import QName
+    from zeep.exceptions import Fault
+
+    ter = "http://www.onvif.org/ver10/error"
+    vivotek = Fault("An error was discovered processing the <wsse:Security> header.", code="env:Sender",
+                    subcodes=[QName(ter, "NotAuthorized")])
+    assert drv._is_not_authorized(vivotek)
+    other = Fault("Sender not Authorized. Invalid username or password! You still have 24 attempt(s).",
+                  code="s:Sender", subcodes=[QName(ter, "NotAuthorized")])
+    assert drv._is_not_authorized(other)
+    assert not drv._is_not_authorized(Fault("Optional Action Not Implemented", code="env:Receiver",
+                                            subcodes=[QName(ter, "ActionNotSupported")]))
 
 
 # --- shared WSDLs, logging --------------------------------------------------------------------------------------

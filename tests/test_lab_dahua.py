@@ -279,10 +279,14 @@ def test_wrong_password_then_lock(lab, lab_faults, cam):
         assert r.status_code == 401 and cam.failed_logins == 1 and r.text == ""
     with client(lab, cam, password="wrong") as c:
         r = c.get("/cgi-bin/magicBox.cgi", params={"action": "getSerialNo"})
-    assert r.status_code == 401 and r.text == "Error\r\nAuthorization Failed!\r\n" and cam.is_locked()
+    # The failed login that locks: 403 with the HasBeenLocked JSON (issue 15), RmLock = seconds left.
+    assert r.status_code == 403 and cam.is_locked()
+    assert r.json() == {"ErrorCode": 268632081, "Result": False, "RmLock": cam.unlock_in_s(), "RmLogin": 0}
     with client(lab, cam) as c:  # the right password no longer helps
         r = c.get("/cgi-bin/magicBox.cgi", params={"action": "getSerialNo"})
-    assert r.status_code == 401 and "Authorization Failed" in r.text
+    assert r.status_code == 403 and r.json()["ErrorCode"] == 268632081
+    r = httpx.get(lab.url(cam.id) + "/cgi-bin/magicBox.cgi?action=getSerialNo", timeout=5)
+    assert r.status_code == 401 and r.text == "" and "Digest" in r.headers["www-authenticate"]
     lab_faults.clear(cam.id, "lock-after")
     assert kv(cgi(lab, cam, "/cgi-bin/magicBox.cgi", action="getSerialNo")) == {"sn": cam.serial}
 

@@ -72,9 +72,12 @@ def seed(log, inv):
     res("a-cam2", "picture", "crit", t(6, 12))
     res("b-cam1", "picture", "ok", t(6, 12))
     res("b-cam1", "picture", "unknown", t(6, 13))     # could not tell: not counted
+    res("b-cam1", "picture", "n/a", t(6, 14))         # does not apply: not counted either
+    res("a-cam1", "reachable", "n/a", t(3, 14))       # (never happens, but) not a result to rate
     # retention
     res("a-nvr", "retention", "warn", t(3, 2))
     res("a-nvr", "retention", "ok", t(7, 2))
+    res("a-nvr", "retention", "n/a", t(7, 3))         # a later n/a does not hide the newest real verdict
     res("b-nvr", "retention", "crit", t(7, 2))
     # coverage (school-level)
     res(None, "coverage", "crit", t(3, 2), school="a", data={"required": ["加工区", "烹饪区"], "uncovered": ["烹饪区"]})

@@ -127,3 +127,13 @@ def test_status_quiet_prints_one_line_per_problem(cli, site, no_sockets):
     assert any(ln.startswith("UNKNOWN 三小 s3-cam: never checked") for ln in lines)
     assert not any("二小" in ln for ln in lines)
     assert cli("-q", "status", "--school", "二小").out == ""
+
+
+def test_status_takes_n_a_for_nothing_wrong(cli, site, no_sockets):
+    """A check that does not apply (storage on an ONVIF NVR, a camera without a card) is n/a: not a problem."""
+    site.record_result(None, Result("s2-nvr", "storage", Status.NA, "not applicable: this dahua device does not "
+                                    "offer it (storage)", school_id="s2"))
+    r = cli("status", "--school", "二小", "--json")
+    assert r.code == 0
+    (school,) = json.loads(r.out)["schools"]
+    assert school["status"] == "ok" and school["problems"] == []

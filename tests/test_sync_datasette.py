@@ -220,6 +220,20 @@ def test_cli_config_errors(cli, monkeypatch):
     assert r.code == 64 and "no upstream token" in r.err
 
 
+def test_na_results_and_local_login_memory(log, datasette_server):
+    """An n/a result syncs like any result; the local login memory (login_refusals) is not a synced table."""
+    from canteen_ops.status import Result, Status
+
+    with log.run("check", [], "tester") as run:
+        (rid,) = run.record_all([Result("s003-nvr", "storage", Status.NA, "not applicable: this onvif device "
+                                        "does not offer it (storage)", school_id="s003")])
+    log.conn.execute("INSERT INTO login_refusals (device_id, refused_at, until, kind) "
+                     "VALUES ('s001-cam01', '2026-01-01T00:00:00+00:00', '2026-01-01T00:30:00+00:00', 'refused')")
+    up.sync(log, datasette_server.url, datasette_server.token())
+    assert [r["status"] for r in datasette_server.rows("results") if r["id"] == rid] == ["n/a"]
+    assert "login_refusals" not in SYNCED_TABLES
+
+
 def test_cli_upstream_that_redirects_is_reported_with_its_target_exit_69(cli, seeded_cli_log, monkeypatch):
     import http.server
     import threading

@@ -52,6 +52,24 @@ def test_backup_every_vendor_the_vendor_way(cli, lab_env, tmp_path):
     assert cli("backup", "verify", "--backup-dir", bdir).code == 0
 
 
+@pytest.mark.parametrize("device", [HIK, DAHUA])
+def test_a_refused_export_is_a_failed_backup_and_counts_as_stale(cli, lab_env, lab_faults, tmp_path, device):
+    """HTTP 403 to the configuration export is our user's privilege, not a device without an export: a failed
+    backup with the reason, and `backup list --stale` lists the device (it was 'unsupported', ok, never stale)."""
+    bdir = tmp_path / "b"
+    lab_faults.set(device, "export-refused")
+    r = cli("backup", "run", "-d", device, "--backup-dir", bdir, "--json")
+    assert r.code != 0, r
+    (row,) = json.loads(r.out)
+    assert row["data"]["backup_status"] == "failed" and row["status"] == "crit"
+    assert row["data"]["reason"].startswith("refused: too little privilege")
+    assert "export refused (too little privilege)" in row["summary"]
+    assert _files(bdir) == []
+    r = cli("backup", "list", "-d", device, "--stale", "24h")
+    assert r.code == 1 and device in r.out
+    assert lab_env.device(device).failed_logins == 0  # a refusal of rights is not a refused login
+
+
 @pytest.mark.parametrize("device,fault,why", [
     (HIK, "oversized-body", "exceeds"),  # the driver stops reading at its cap, mid-body
     (DAHUA, "malformed-xml", "JSON"),  # a body cut off mid-way by flaky firmware

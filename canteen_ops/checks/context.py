@@ -95,7 +95,7 @@ class CheckContext:
             if self.driver_factory is not None:
                 self._driver = self.driver_factory(self.device)
             else:
-                from canteen_ops.drivers.base import open_driver
+                from canteen_ops.drivers.registry import open_driver
 
                 try:
                     self._driver = open_driver(self.device, timezone=self.inventory.settings.timezone,

@@ -57,8 +57,9 @@ def coverage(sctx: SchoolContext) -> list[Result]:
                 failing.append(cam.id)
             elif not statuses:
                 unknown.append(f"{cam.id} (not checked yet)")
-            elif all(s == "unknown" for _, s in statuses):
-                # Nothing could be found out about it: that is not evidence of a working camera.
+            elif all(s in ("unknown", "n/a") for _, s in statuses):
+                # Nothing could be found out about it (n/a: a check that does not apply says nothing either):
+                # that is not evidence of a working camera.
                 unknown.append(f"{cam.id} (unknown)")
             else:
                 working.append(cam.id)

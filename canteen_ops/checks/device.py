@@ -67,8 +67,12 @@ def facts(ctx: "CheckContext") -> list[Result]:
         return [result(ctx, "facts", Status.CRIT, f"device replaced? serial {f.serial}, inventory says {d.serial}",
                        **data)]
     if d.model and f.model and _norm(f.model) != _norm(d.model):
-        return [result(ctx, "facts", Status.WARN, f"model {f.model}, inventory says {d.model}"
-                       + (f" (firmware {f.firmware})" if f.firmware else ""), **data)]
+        from canteen_ops.drivers.registry import driver_class
+
+        base = driver_class(d.vendor).base_model
+        if base(f.model) != base(d.model):  # a variant of the same model (DS-7608NXI-I2/8P/S) is that model
+            return [result(ctx, "facts", Status.WARN, f"model {f.model}, inventory says {d.model}"
+                           + (f" (firmware {f.firmware})" if f.firmware else ""), **data)]
     return [result(ctx, "facts", Status.OK, desc or "device answered without identity details", **data)]
 
 
@@ -121,6 +125,9 @@ def ntp(ctx: "CheckContext") -> list[Result]:
     if enabled is False:
         return [result(ctx, "ntp", Status.WARN, "NTP disabled (time set manually; it will drift)", **data)]
     if not servers:
+        if enabled and not getattr(c, "ntp_servers_offered", True):
+            # The firmware offers no server list (404/notSupport): nothing says the server is missing.
+            return [result(ctx, "ntp", Status.OK, "NTP on (this firmware does not list its NTP servers)", **data)]
         if enabled:
             return [result(ctx, "ntp", Status.WARN, "NTP enabled but no server configured", **data)]
         return [result(ctx, "ntp", Status.UNKNOWN, "device does not report its NTP settings", **data)]
@@ -133,8 +140,10 @@ def ntp(ctx: "CheckContext") -> list[Result]:
 def describe_login_failure(exc: Exception, timeout: float) -> str:
     """Wording for the one line a device gets when it cannot be logged into."""
     from canteen_ops.checks.context import NoCredentials
-    from canteen_ops.drivers.base import AuthFailed, Offline, Timeout
+    from canteen_ops.drivers.base import AuthFailed, Offline, Timeout, Withheld
 
+    if isinstance(exc, Withheld):  # nothing was sent: say why and until when
+        return str(exc).split(": ", 1)[-1]
     if isinstance(exc, Locked):
         when = f"; unlocks in ~{_human_wait(exc.unlock_in_s)}" if exc.unlock_in_s else ""
         return f"locked: the device refuses logins from us{when} — not retried"

@@ -16,13 +16,20 @@ _BAD_DISK = {"error": "error", "unformatted": "unformatted", "absent": "absent"}
 
 
 def storage(ctx: "CheckContext") -> list[Result]:
+    """An NVR's disks; a camera's SD card or NAS (a camera without either records only to its NVR: n/a). Both
+    are read the same way (ContentMgmt/Storage, getDeviceAllInfo) and judged alike: a full card or disk is ok
+    (both overwrite their oldest footage) unless policy.hdd_free_warn_pct asks for a warning."""
     disks = ctx.get("storage")
+    camera = ctx.device.kind == "camera"
+    if not disks and camera:
+        return [result(ctx, "storage", Status.NA, "no SD card or NAS on this camera (it records to its NVR)",
+                       disks=[])]
     if not disks:
         return [result(ctx, "storage", Status.CRIT, "no disk installed: nothing is being recorded", disks=[])]
     problems: list[tuple[Status, str]] = []
     rows = []
     for disk in disks:
-        label = f"disk {disk.id}"
+        label = f"{_storage_kind(disk) if camera else 'disk'} {disk.id}"
         rows.append({"id": disk.id, "status": disk.status, "raw_status": disk.raw_status,
                      "capacity_mb": disk.capacity_mb, "free_mb": disk.free_mb, "read_only": disk.read_only})
         if disk.status in _BAD_DISK:
@@ -33,6 +40,8 @@ def storage(ctx: "CheckContext") -> list[Result]:
             problems.append((Status.CRIT, f"{label}: read-only"))
         elif disk.status == "unknown":
             problems.append((Status.UNKNOWN, f"{label}: state not reported ({disk.raw_status or 'unknown'})"))
+        elif camera and not disk.capacity_mb:  # a card or share that reports no capacity is not usable
+            problems.append((Status.CRIT, f"{label}: capacity 0 ({disk.raw_status or disk.status})"))
         elif ctx.policy.hdd_free_warn_pct and disk.capacity_mb:
             pct = 100.0 * (disk.free_mb or 0) / disk.capacity_mb
             if pct < ctx.policy.hdd_free_warn_pct:
@@ -45,8 +54,15 @@ def storage(ctx: "CheckContext") -> list[Result]:
         return [result(ctx, "storage", status, "; ".join(m for _, m in ordered), disks=rows)]
     n = len(disks)
     space = f"{_size(free)} free of {_size(total)}" if total else "capacity not reported"
-    note = " (full: the NVR overwrites the oldest recordings)" if total and free <= 0 else ""
-    return [result(ctx, "storage", Status.OK, f"{n} disk{'s' if n != 1 else ''} ok, {space}{note}", disks=rows)]
+    who = "the camera" if camera else "the NVR"
+    note = f" (full: {who} overwrites the oldest recordings)" if total and free <= 0 else ""
+    what = ", ".join(sorted({_storage_kind(d) for d in disks})) if camera else "disk"
+    plural = "s" if n != 1 and not camera else ""
+    return [result(ctx, "storage", Status.OK, f"{n} {what}{plural} ok, {space}{note}", disks=rows)]
+
+
+def _storage_kind(disk) -> str:
+    return "NAS" if str(disk.id).startswith("nas") else "SD card"
 
 
 def _size(mb: float) -> str:
@@ -92,9 +108,17 @@ def channels(ctx: "CheckContext") -> list[Result]:
     if unknown:
         return [result(ctx, "channels", Status.UNKNOWN, "; ".join(unknown), **data)]
     online = sum(1 for c in chans if c.online)
+    # A channel whose state the recorder did not report is neither online nor offline: never "0 of 9 online".
+    unreported = sum(1 for c in chans if c.online is None)
+    if chans and unreported == len(chans):
+        return [result(ctx, "channels", Status.UNKNOWN,
+                       f"the recorder does not report its channels' state ({len(chans)} channels)", **data)]
     extra = f" ({len(unmapped_off)} unused channel{'s' if len(unmapped_off) != 1 else ''} without video)" \
         if unmapped_off else ""
-    return [result(ctx, "channels", Status.OK, f"{online} of {len(chans)} channels online{extra}", **data)]
+    if unreported:
+        extra += f"; {unreported} not reported"
+    return [result(ctx, "channels", Status.OK, f"{online} of {len(chans) - unreported} channels online{extra}",
+                   **data)]
 
 
 def _channels_to_search(ctx: "CheckContext") -> list[int]:

@@ -12,6 +12,7 @@ from canteen_ops.checks.context import CheckContext, DriverFactory, History, NoC
 from canteen_ops.drivers.base import (
     AuthFailed,
     DriverError,
+    Forbidden,
     NotSupported,
     Offline,
     ProtocolError,
@@ -48,7 +49,7 @@ def _registry() -> dict[str, Check]:
         Check("facts", device.facts, both),
         Check("clock", device.clock, both),
         Check("ntp", device.ntp, both),
-        Check("storage", nvr.storage, nvr_only),
+        Check("storage", nvr.storage, both),
         Check("channels", nvr.channels, nvr_only),
         Check("retention", nvr.retention, nvr_only),
         Check("gaps", nvr.gaps, nvr_only),
@@ -92,9 +93,13 @@ def _run_one(ctx: CheckContext, check: Check, rest: list[str]) -> tuple[list[Res
     name = check.name
     try:
         return check.fn(ctx), False
+    except Forbidden as exc:
+        return [result(ctx, name, Status.UNKNOWN, f"the device refused to tell us ({exc})",
+                       error="Forbidden")], False
     except NotSupported as exc:
-        return [result(ctx, name, Status.UNKNOWN, f"not supported by this {ctx.device.vendor} device ({exc})",
-                       error="NotSupported")], False
+        # Not a finding about the device: what this check reads is not offered by its firmware (n/a, not counted).
+        return [result(ctx, name, Status.NA, f"not applicable: this {ctx.device.vendor} device does not offer it "
+                       f"({exc})", error="NotSupported")], False
     except (Offline, AuthFailed, NoCredentials) as exc:
         stop_status = Status.UNKNOWN if isinstance(exc, NoCredentials) else Status.CRIT
         return [result(ctx, name, stop_status, describe_login_failure(exc, ctx.device.timeout),

@@ -29,11 +29,15 @@ BATCH_MAX = 64  # results of this many devices, received together, are delivered
 
 def check_share(index: int, inventory: "Inventory", devices: list["Device"], names: list[str], workers: int,
                 deadline_s: float | None, driver_factory: "DriverFactory | None", now: dt.datetime,
-                tls_pins: dict[str, str]) -> None:
-    """In a worker process: check `devices` with `workers` threads, sending each device's results as it ends."""
+                tls_pins: dict[str, str], login_memory: Any = None) -> None:
+    """In a worker process: check `devices` with `workers` threads, sending each device's results as it ends.
+    login_memory: the parent's store.logins.LoginMemory (refusals of earlier commands withhold credentials here
+    too, and refusals seen here are recorded)."""
     from canteen_ops.checks.run import device_task
+    from canteen_ops.drivers.base import auth_guard
     from canteen_ops.procpool import send
 
+    auth_guard.use_memory(login_memory)
     task = device_task(inventory, names, driver_factory=driver_factory, now=now, deadline_s=deadline_s,
                        tls_pins=tls_pins)
     out = run_devices(devices, task, workers=workers, deadline_s=deadline_s, progress=False,
@@ -50,6 +54,7 @@ def run_sharded(devices: list["Device"], inventory: "Inventory", names: list[str
     worker that dies leaves one `unknown` line for each of its devices that had not reported."""
     import sys
 
+    from canteen_ops.drivers.base import auth_guard
     from canteen_ops.procpool import WorkerProcesses
     from canteen_ops.runner import _Progress
 
@@ -88,7 +93,7 @@ def run_sharded(devices: list["Device"], inventory: "Inventory", names: list[str
     pool = WorkerProcesses(len(shares), messages=True)
     try:
         futures = {pool.submit(check_share, i, inventory, share, names, per_process, deadline_s, driver_factory,
-                               now, tls_pins or {}): i for i, share in enumerate(shares)}
+                               now, tls_pins or {}, auth_guard.memory): i for i, share in enumerate(shares)}
         while waiting:
             messages = _receive(pool.messages)
             deliver(messages)

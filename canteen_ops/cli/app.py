@@ -124,6 +124,10 @@ def root(
     operator: Annotated[Optional[str], typer.Option(
         "--operator", envvar="CANTEEN_OPS_OPERATOR", metavar="NAME", help="Who is acting [default: the OS user]")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only problems (for cron)")] = False,
+    force_login: Annotated[bool, typer.Option(
+        "--force-login", help="Send credentials even to devices that refused our login within their lockout "
+        "window (after fixing a password); by default such devices are not tried again until the window "
+        "passes")] = False,
     lang: Annotated[Optional[str], typer.Option(
         "--lang", metavar="LANG",
         help="Language of messages: en or zh [default: from LC_ALL, LC_MESSAGES, LANG]")] = None,
@@ -157,6 +161,8 @@ def root(
         db_path=db or paths.default_db(),
         operator=operator or paths.default_operator(),
         quiet=quiet,
+        force_login=force_login,
+        command=ctx.invoked_subcommand,
     )
     ctx.call_on_close(ctx.obj.close)
 

@@ -1,6 +1,7 @@
 """`canteen-ops check`: diagnostics across the selected devices, grouped by school, failing items first.
 
-Exit status is the worst result (0 ok, 1 warn, 2 crit, 3 unknown). Every result is recorded in the maintenance
+Exit status is the worst result (0 ok, 1 warn, 2 crit, 3 unknown); an n/a result (the check does not apply to that
+device) is listed and logged but never counted. Every result is recorded in the maintenance
 log as it arrives, inside one `check` run; Ctrl-C keeps what finished and marks the run interrupted (exit 130).
 """
 
@@ -15,8 +16,8 @@ import typer
 from canteen_ops.cli.common import MAX_SECONDS, MAX_WORKERS
 from canteen_ops.cli.common import AreaOpt, DeviceOpt, KindOpt, SchoolOpt, TagOpt, VendorOpt, env, select
 
-ORDER = {"crit": 0, "warn": 1, "unknown": 2, "ok": 3}
-STYLE = {"crit": "bold red", "warn": "yellow", "unknown": "magenta", "ok": "green"}
+ORDER = {"crit": 0, "warn": 1, "unknown": 2, "n/a": 3, "ok": 4}
+STYLE = {"crit": "bold red", "warn": "yellow", "unknown": "magenta", "n/a": "dim", "ok": "green"}
 
 
 def check(
@@ -176,7 +177,7 @@ class _Output:
         from canteen_ops.i18n import _, status_word
 
         names = {s.id: s.name for s in self.inv.schools}
-        problems = sorted((r for r in self.rows if r.status.value != "ok"),
+        problems = sorted((r for r in self.rows if r.status.value not in ("ok", "n/a")),
                           key=lambda r: (ORDER[r.status.value], r.school_id or "", r.device_id or "", r.check))
         for r in problems:
             echo(f"{pad(status_word(r.status.value, upper=True), 7)} {names.get(r.school_id, r.school_id or '')} "
@@ -205,7 +206,8 @@ def _counts_text(counts: dict[str, int]):
 
     from canteen_ops.i18n import _, status_word
 
-    parts = [(f"{counts[s]} {status_word(s)}", STYLE[s]) for s in ("crit", "warn", "unknown", "ok") if counts.get(s)]
+    parts = [(f"{counts[s]} {status_word(s)}", STYLE[s]) for s in ("crit", "warn", "unknown", "n/a", "ok")
+             if counts.get(s)]
     t = Text()
     for i, p in enumerate(parts):
         if i:

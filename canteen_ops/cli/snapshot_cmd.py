@@ -15,7 +15,7 @@ HELP = ("Config snapshots: take, show, diff, drift against the accepted baseline
 app = typer.Typer(help=HELP, rich_markup_mode=None, add_completion=False, no_args_is_help=True)
 
 DeviceArg = Annotated[str, typer.Argument(metavar="DEVICE", help="Device id")]
-_STYLE = {"ok": "green", "warn": "yellow", "crit": "bold red", "unknown": "cyan"}
+_STYLE = {"ok": "green", "warn": "yellow", "crit": "bold red", "unknown": "cyan", "n/a": "dim"}
 
 
 def _device(ctx: typer.Context, device_id: str):
@@ -288,7 +288,7 @@ def drift(ctx: typer.Context, school: SchoolOpt = None, device: DeviceOpt = None
             for rep in reports:
                 handle.record(rep.to_result())
         handle.set_outcome(status.value, status.exit_code)
-    order = {"crit": 0, "warn": 1, "unknown": 2, "ok": 3}
+    order = {"crit": 0, "warn": 1, "unknown": 2, "n/a": 3, "ok": 4}
     reports.sort(key=lambda r: (order[r.status.value], r.school_id or "", r.device_id))
     if json:
         print_json([r.to_result().to_dict() for r in reports])

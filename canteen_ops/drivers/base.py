@@ -1,7 +1,8 @@
 """The one driver interface (NAPALM-style getters with typed return models) and its error types.
 
 Every vendor driver implements the same getters. A getter a device cannot answer raises NotSupported, which
-checks report as "not supported", never as a failure. Drivers never retry a rejected login: the first
+checks report as n/a ("not applicable"), never as a failure; Forbidden (a NotSupported: HTTP 403) is a refusal to our
+user, reported as unknown. Drivers never retry a rejected login: the first
 AuthFailed for a device is remembered for the rest of the process and re-raised without network traffic.
 """
 
@@ -22,7 +23,13 @@ class DriverError(Exception):
 
 
 class NotSupported(DriverError):
-    """The device (or this driver) does not offer this operation."""
+    """The device (or this driver) does not offer this operation: checks report it as n/a."""
+
+
+class Forbidden(NotSupported):
+    """The device offers the operation but refuses it to our user (HTTP 403: too little privilege). A getter that
+    merely reads something optional may treat it like NotSupported (it is one); a check reports it as unknown
+    ("we could not find out") and a backup as failed, never as n/a."""
 
 
 class Offline(DriverError):
@@ -37,12 +44,27 @@ class AuthFailed(DriverError):
     """The device rejected our credentials. Never retried."""
 
 
+class CredentialsUnavailable(AuthFailed):
+    """The inventory gives no usable password for the device (none configured, env var unset, file missing):
+    nothing was sent, so nothing was refused."""
+
+
 class Locked(AuthFailed):
     """The device has locked our source address after failed logins."""
 
     def __init__(self, message: str, unlock_in_s: float | None = None):
         super().__init__(message)
         self.unlock_in_s = unlock_in_s
+
+
+class Withheld(AuthFailed):
+    """No credentials were sent: this device refused a login (or locked us out) recently, in this or an earlier
+    command, and its lockout window has not passed (store/logins.py). `--force-login` sends them anyway."""
+
+    def __init__(self, message: str, unlock_in_s: float | None = None, locked: bool = False):
+        super().__init__(message)
+        self.unlock_in_s = unlock_in_s
+        self.locked = locked
 
 
 class Refused(DriverError):
@@ -92,6 +114,7 @@ class Clock:
     mode: str | None = None  # "NTP" | "manual" | None if unknown
     ntp_servers: list[str] = field(default_factory=list)
     ntp_enabled: bool | None = None
+    ntp_servers_offered: bool = True  # False: the firmware has no server list to read (404/notSupport)
 
     @property
     def drift_s(self) -> float | None:
@@ -118,6 +141,7 @@ class Channel:
     name: str | None = None
     detail: str | None = None  # e.g. chanDetectResult / VideoLoss reason
     ip: str | None = None
+    kind: str | None = None  # "thermal" for a thermal sensor (its own policy minima); None: a visible-light one
 
 
 @dataclass
@@ -171,16 +195,38 @@ class _AuthGuard:
         self._failed: dict[str, AuthFailed] = {}
         self._no_reuse: set[str] = set()
         self._lock = threading.Lock()
+        self._memory = None  # store.logins.LoginMemory: refusals of earlier commands (installed by the CLI)
+
+    def use_memory(self, memory) -> None:
+        """Remember refusals across commands (None: this process only)."""
+        self._memory = memory
+
+    @property
+    def memory(self):
+        """The installed memory (check passes it on to its worker processes)."""
+        return self._memory
 
     def check(self, device_id: str) -> None:
         with self._lock:
             exc = self._failed.get(device_id)
         if exc is not None:
+            if isinstance(exc, Withheld):
+                raise exc
             raise type(exc)(f"{exc} (not retried: a device locks us out after repeated failures)")
+        memory = self._memory
+        withheld = memory.withheld(device_id) if memory is not None else None
+        if withheld is not None:
+            with self._lock:
+                self._failed.setdefault(device_id, withheld)
+            raise withheld
 
     def record(self, device_id: str, exc: AuthFailed) -> None:
         with self._lock:
+            first = device_id not in self._failed
             self._failed.setdefault(device_id, exc)
+        memory = self._memory
+        if first and memory is not None:
+            memory.record(device_id, exc)
 
     def refuses_reuse(self, device_id: str) -> bool:
         with self._lock:
@@ -265,6 +311,12 @@ class Driver:
         caller closes it."""
         return False
 
+    @staticmethod
+    def base_model(model: str) -> str:
+        """The model without the variant suffixes a device adds to what an inventory (or a catalog) calls it,
+        upper-cased; vendors override it (HikvisionDriver: `DS-7608NXI-I2/8P/S` is a `DS-7608NXI-I2`)."""
+        return model.strip().upper()
+
     # Getters -------------------------------------------------------------------------------------------
     def login(self) -> None:
         """Verify credentials with one cheap authenticated request."""
@@ -281,6 +333,11 @@ class Driver:
 
     def channels(self) -> list[Channel]:
         raise NotSupported("channels")
+
+    def video_inputs(self) -> list[Channel]:
+        """A camera's own video inputs (sensors): multi-sensor and thermal bi-spectrum cameras have several, and
+        each is a channel with its own stream and picture. Default, without a request: one input."""
+        return [Channel(id=1, online=None)]
 
     def recordings(self, channel: int, start: dt.datetime, end: dt.datetime) -> list[RecordingSpan]:
         """Recorded spans of one channel between start and end (UTC), oldest first."""
@@ -304,44 +361,14 @@ class Driver:
     def import_config(self, export: ConfigExport) -> None:
         raise NotSupported("import_config")
 
+    @staticmethod
+    def normalize_settings(raw: dict[str, Any]) -> dict[str, Any]:
+        """This vendor's settings() answer → the vendor-neutral snapshot (drivers/settings.py)."""
+        raise NotSupported("normalize_settings")
+
     def settings(self) -> dict[str, Any]:
         """Raw settings for a normalized snapshot: identity, network, time, streams, recording, users, ports."""
         raise NotSupported("settings")
 
     def upgrade_status(self) -> UpgradeStatus:
         raise NotSupported("upgrade_status")
-
-
-def driver_class(vendor: str) -> type[Driver]:
-    """A vendor's driver class, its module (and protocol stack) imported on first use."""
-    if vendor == "hikvision":
-        from canteen_ops.drivers.hikvision import HikvisionDriver as cls
-    elif vendor == "dahua":
-        from canteen_ops.drivers.dahua import DahuaDriver as cls
-    elif vendor == "onvif":
-        from canteen_ops.drivers.onvif import OnvifDriver as cls
-    else:  # pragma: no cover - the inventory validates vendors
-        raise NotSupported(f"vendor {vendor}")
-    return cls
-
-
-def open_driver(device: "Device", *, timeout: float | None = None, timezone: str | None = None,
-                tls_pin: str | None = None) -> Driver:
-    """Build the right driver for a device, resolving its password from env/file (never printed). tls_pin: the
-    accepted certificate fingerprint of a `tls: pin` device (None: the one tls_pins has, else first use)."""
-    from canteen_ops.inventory.model import SecretUnavailable
-
-    auth_guard.check(device.id)
-    if device.credentials is None:
-        raise AuthFailed(f"{device.id}: no credentials configured in the inventory")
-    try:
-        password = device.credentials.resolve()
-    except SecretUnavailable as exc:
-        raise AuthFailed(str(exc)) from None
-    if tls_pin is None and device.https and getattr(device, "tls", None) == "pin":
-        tls_pin = tls_pins.get(device.id)
-    driver = driver_class(device.vendor)(device, password, timeout=timeout, **({"tls_pin": tls_pin} if tls_pin
-                                                                              else {}))
-    if timezone:  # set after construction so every driver's __init__ signature keeps working
-        driver.timezone = timezone
-    return driver

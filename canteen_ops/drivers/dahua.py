@@ -21,6 +21,7 @@ from typing import Any
 from urllib.parse import quote
 
 from canteen_ops.drivers import kv
+from canteen_ops.drivers import settings as S
 from canteen_ops.drivers.base import (
     AuthFailed,
     Channel,
@@ -28,6 +29,7 @@ from canteen_ops.drivers.base import (
     ConfigExport,
     Disk,
     Facts,
+    Forbidden,
     Locked,
     NotSupported,
     Offline,
@@ -36,9 +38,11 @@ from canteen_ops.drivers.base import (
     StreamInfo,
     Timeout,
     UpgradeStatus,
+    auth_guard,
     named_errors,
 )
 from canteen_ops.drivers.http import HttpDriver, Reply
+from canteen_ops.drivers.httpauth import challenge_is_stale
 from canteen_ops.drivers.numbers import device_float, device_int
 from canteen_ops.drivers.spans import clipped
 
@@ -59,8 +63,41 @@ def query(action: str, *pairs: tuple[str, Any]) -> str:
     return "&".join(parts)
 
 
+def model_of(system_info: dict[str, str], device_type: dict[str, str] | None = None) -> str | None:
+    """The model from getSystemInfo, or from getDeviceType when getSystemInfo does not name it.
+
+    NVRs and XVRs answer `deviceType=31` (a class number, not a model) and put the model in `updateSerial=`
+    (rroller/dahua#9: `updateSerial=NVR2X-4KS3`; Lorex: rroller/dahua#79) or leave deviceType out
+    (rroller/dahua#59: XVR5108C-X, whose getDeviceType says `type=DH-XVR5108C-X`)."""
+    named = (device_type or {}).get("type", "").strip()
+    candidates = (system_info.get("deviceType", ""), named, system_info.get("updateSerial", ""))
+    for value in candidates:
+        value = value.strip()
+        if value and not value.isdigit() and value.lower() != "ip camera":
+            return value
+    return next((v.strip() for v in candidates if v.strip()), None)
+
+
+def needs_device_type(system_info: dict[str, str]) -> bool:
+    """Whether getSystemInfo leaves the model unnamed (so facts() asks getDeviceType)."""
+    value = system_info.get("deviceType", "").strip()
+    return not value or value.isdigit() or value.lower() == "ip camera"
+
+
+def firmware_of(software: dict[str, str]) -> str | None:
+    """getSoftwareVersion → one version string. Newer firmware writes `version=2.420.AC00.17.R,build:2017-03-22`
+    on one line; older answers `version=2.420.AC00.15.R` and `BuildDate=2016-09-08` on a second line
+    (python-amcrest#71, #168): the build date is joined on the way the newer firmware writes it."""
+    version = (software.get("version") or "").strip()
+    build = (software.get("BuildDate") or "").strip()
+    if version and build and "build" not in version.lower():
+        return f"{version},build:{build}"
+    return version or None
+
+
 def parse_facts(system_info: dict[str, str], software: dict[str, str], name: dict[str, str] | None = None,
-                network: dict[str, Any] | None = None, kind: str | None = None) -> Facts:
+                network: dict[str, Any] | None = None, kind: str | None = None,
+                device_type: dict[str, str] | None = None) -> Facts:
     mac = None
     if network:
         net = network.get("table", {}).get("Network", {})
@@ -74,9 +111,9 @@ def parse_facts(system_info: dict[str, str], software: dict[str, str], name: dic
                 break
     return Facts(
         vendor="dahua",
-        model=system_info.get("deviceType") or system_info.get("updateSerial"),
+        model=model_of(system_info, device_type),
         serial=system_info.get("serialNumber"),
-        firmware=software.get("version"),  # "2.800.0000016.0.R,build:2020-06-05"
+        firmware=firmware_of(software),
         device_type={"nvr": "NVR", "camera": "IPC"}.get(kind or "", kind),
         mac=mac,
         name=(name or {}).get("name"),
@@ -136,6 +173,36 @@ def parse_bool(value: Any) -> bool | None:
         return None
     low = value.strip().lower()
     return True if low in ("true", "1", "yes") else False if low in ("false", "0", "no") else None
+
+
+# Dahua's login-error codes (the RPC2 login's error.code; CGI firmware puts the same code in `ErrorCode` of a JSON
+# 403 body). 268632081 = "HasBeenLocked" in every client library that names them.
+LOGIN_LOCKED_CODE = 268632081
+DEFAULT_LOCK_S = 1800  # LoginFailLockTime default: 30 min
+
+
+def parse_lock(status: int, body: bytes) -> Locked | None:
+    """A 401/403 body that says the device locked us out, as Locked (with the seconds left when it says so).
+
+    Firmware with the newer web stack answers credentials it no longer accepts with HTTP 403 and
+    `{"ErrorCode":268632081,"Result":false,"RmLock":1800,"RmLogin":0}`: RmLock is the lock's remaining seconds,
+    RmLogin the logins left. Older firmware answers 401 `Error\r\nAuthorization Failed!` (see _auth_failure)."""
+    if status not in (401, 403) or not body.lstrip().startswith(b"{") or len(body) > 4096:
+        return None
+    try:
+        obj = json.loads(body.decode("utf-8", errors="replace"))
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(obj, dict):
+        return None
+    code, rm_lock = obj.get("ErrorCode"), obj.get("RmLock")
+    left = rm_lock if isinstance(rm_lock, int) and not isinstance(rm_lock, bool) and 0 < rm_lock <= 86400 else None
+    if code != LOGIN_LOCKED_CODE and left is None:
+        return None
+    return Locked("device has locked logins from this address after failed logins"
+                  + (f"; unlocks in {left // 60} min {left % 60} s" if left is not None else
+                     "; Dahua locks for LoginFailLockTime, typically 30 min")
+                  + "; no credentials are sent to it again in this run", unlock_in_s=left or DEFAULT_LOCK_S)
 
 
 # Storage State words → normalized Disk.status. Only Success/Failure are seen on real devices; the others come
@@ -280,15 +347,27 @@ def strip_secrets(tree: Any) -> Any:
 
 
 
+def _stale_or_lock(reply: Reply) -> bool:
+    """DeviceHTTP's is_stale hook. A lock answer (403 JSON) to a reused nonce is not a refused nonce: DeviceHTTP
+    must hand it back as it is (the driver raises Locked) instead of sending the credentials once more."""
+    if reply.status == 403 and parse_lock(reply.status, reply.body) is not None:
+        return True
+    return challenge_is_stale(reply.challenges)
+
+
 class DahuaDriver(HttpDriver):
     vendor = "dahua"
+
+    @staticmethod
+    def normalize_settings(raw: dict[str, Any]) -> dict[str, Any]:
+        return normalize_settings(raw)  # the module's function below: settings() → the neutral snapshot
 
     def __init__(self, device, password: str, *, timeout: float | None = None, timezone: str | None = None,
                  tls_pin: str | None = None):
         # Dahua sends a new nonce with every 401, and most firmware also takes a nonce again (with nc counting
         # up); some refuse it (403 or 401). Reuse it until the device refuses once (drivers/http.py).
         super().__init__(device, password, timeout=timeout, timezone=timezone, reuse_challenge=True,
-                         reuse_until_refused=True, tls_pin=tls_pin)
+                         reuse_until_refused=True, tls_pin=tls_pin, is_stale=_stale_or_lock)
         self._offset_known = False
         self._offset: dt.timedelta | None = None
         self._rtsp_port: int | None = None
@@ -296,6 +375,12 @@ class DahuaDriver(HttpDriver):
         self._finder: str | None = None  # the mediaFileFind object shared by all recording searches
         self._finder_actions: dict[str, str] = {}  # close/destroy spelling this device accepted
         self._unreachable = False  # a request timed out or could not connect: close() sends nothing more
+
+    @staticmethod
+    def base_model(model: str) -> str:
+        """getDeviceType names Dahua's own models with the brand prefix (`DH-XVR5108C-X`, `DHI-NVR5208-8P-4KSE`)
+        that getSystemInfo's updateSerial and most inventories leave out (rroller/dahua#59, #729)."""
+        return re.sub(r"^DHI?-", "", model.strip().upper())
 
     def close(self) -> None:
         """Destroy the recording finder (if a search made one), then drop the connection. Best-effort and bounded
@@ -311,9 +396,12 @@ class DahuaDriver(HttpDriver):
     def _auth_failure(self, reply: Reply, authenticated: bool) -> AuthFailed | None:
         # A plain challenge has an empty (or HTML) body. An `Error` body naming a lock, or `Authorization Failed!`
         # on a 401, is read as the login lock (assumption, see docs/drivers.md): never send credentials then.
+        dev = self.device.id
+        locked = parse_lock(reply.status, reply.body)
+        if locked is not None:
+            return Locked(f"{dev}: {locked}", unlock_in_s=locked.unlock_in_s)
         text = reply.text()[:2000]
         low = text.lower()
-        dev = self.device.id
         if re.search(r"\b(locked|lock)\b", low) or (low.lstrip().startswith("error")
                                                     and "authorization failed" in low):
             m = re.search(r"(?<!\d)(\d++)\s*+(?:s|sec|seconds)\b", low)  # linear
@@ -326,14 +414,28 @@ class DahuaDriver(HttpDriver):
         return AuthFailed(f"{dev}: credentials rejected (401). On Dahua this means a wrong user name or "
                           "password, or that the device's connection/user limit is exhausted; not retried")
 
-    def _cgi(self, cgi: str, action: str, *pairs: tuple[str, Any], max_bytes: int | None = None) -> Reply:
-        path = f"/cgi-bin/{cgi}?{query(action, *pairs)}"
+    def _request(self, target: str, max_bytes: int | None = None) -> Reply:
+        """One GET; a 403 that says the device locked us out raises Locked and is remembered for the run."""
         kwargs = {"max_bytes": max_bytes} if max_bytes else {}
         try:
-            reply = self._http.request("GET", path, **kwargs)
+            reply = self._http.request("GET", target, **kwargs)
         except (Offline, Timeout):
             self._unreachable = True
             raise
+        if reply.status == 403:
+            self._raise_if_lock(reply)
+        return reply
+
+    def _raise_if_lock(self, reply: Reply) -> None:
+        locked = parse_lock(reply.status, reply.body)
+        if locked is not None:
+            exc = Locked(f"{self.device.id}: {locked}", unlock_in_s=locked.unlock_in_s)
+            auth_guard.record(self.device.id, exc)  # nothing with credentials goes to this device again this run
+            raise exc
+
+    def _cgi(self, cgi: str, action: str, *pairs: tuple[str, Any], max_bytes: int | None = None) -> Reply:
+        path = f"/cgi-bin/{cgi}?{query(action, *pairs)}"
+        reply = self._request(path, max_bytes)
         where = f"{self.device.id}: {cgi} {action}"
         if reply.status == 200:
             return reply
@@ -343,7 +445,7 @@ class DahuaDriver(HttpDriver):
         if reply.status == 400:
             raise NotSupported(f"{where}: the device refuses this request (HTTP 400 {detail})".rstrip())
         if reply.status == 403:
-            raise NotSupported(f"{where}: refused (HTTP 403: too little privilege) {detail}".rstrip())
+            raise Forbidden(f"{where}: refused (HTTP 403: too little privilege) {detail}".rstrip())
         raise ProtocolError(f"{where}: HTTP {reply.status} {detail}".rstrip())
 
     def _flat(self, cgi: str, action: str, *pairs: tuple[str, Any]) -> dict[str, str]:
@@ -390,7 +492,14 @@ class DahuaDriver(HttpDriver):
         except NotSupported:  # model and serial are still worth reporting; the firmware is then unknown
             software = {}
         network = self._optional_config("Network")
-        return parse_facts(info, software, None, kv.nest(network) if network else None, self.device.kind)
+        device_type = None
+        if needs_device_type(info):
+            try:
+                device_type = self._flat("magicBox.cgi", "getDeviceType")
+            except NotSupported:
+                pass
+        return parse_facts(info, software, None, kv.nest(network) if network else None, self.device.kind,
+                           device_type)
 
     def _learn_offset(self, ntp: dict[str, str] | None = None) -> dt.timedelta | None:
         if not self._offset_known:
@@ -593,10 +702,12 @@ class DahuaDriver(HttpDriver):
 
     @named_errors
     def export_config(self) -> ConfigExport:
-        reply = self._http.request("GET", "/cgi-bin/Config.backup?action=All", max_bytes=EXPORT_MAX_BYTES)
+        reply = self._request("/cgi-bin/Config.backup?action=All", max_bytes=EXPORT_MAX_BYTES)
         where = f"{self.device.id}: Config.backup"
         if reply.status in (400, 404, 501):  # 400 `Error Bad Request!`: the firmware has no such CGI
             raise NotSupported(f"{where} is not offered by this device (HTTP {reply.status})")
+        if reply.status == 403:
+            raise Forbidden(f"{where}: refused (HTTP 403: too little privilege)")
         if reply.status != 200:
             raise ProtocolError(f"{where}: HTTP {reply.status}")
         text = kv.decode(reply.body)
@@ -619,7 +730,12 @@ class DahuaDriver(HttpDriver):
         users (names and groups; secrets dropped). A table the device does not offer is left out."""
         out: dict[str, Any] = {"vendor": "dahua"}
         out["systemInfo"] = dict(self._get_system_info())
-        out["softwareVersion"] = self._flat("magicBox.cgi", "getSoftwareVersion").get("version")
+        out["softwareVersion"] = firmware_of(self._flat("magicBox.cgi", "getSoftwareVersion"))
+        if needs_device_type(out["systemInfo"]):  # deviceType=31 or none: the model is in getDeviceType
+            try:
+                out["deviceType"] = self._flat("magicBox.cgi", "getDeviceType").get("type", "").strip() or None
+            except NotSupported:
+                pass
         for name in ("General", "NTP", "Encode", "RecordMode", "Record", "ChannelTitle", "Network", "RTSP"):
             flat = self._optional_config(name)
             if flat is not None:
@@ -636,3 +752,110 @@ class DahuaDriver(HttpDriver):
     @named_errors
     def upgrade_status(self) -> UpgradeStatus:
         return parse_upgrade_state(self._flat("upgrader.cgi", "getState"))
+
+
+# --- settings snapshot (tasks/snapshot.py) -------------------------------------------------------------------------------------------------
+_DAHUA_MODE = {"0": "schedule", "1": "continuous", "2": "off"}  # RecordMode: 0 auto/schedule, 1 manual, 2 stop
+_FULL_DAY = re.compile(r"^\s*(\d+)\s+00:00:00-2[34]:59:59|^\s*(\d+)\s+00:00:00-24:00:00")
+
+
+def normalize_settings(raw: dict[str, Any]) -> dict[str, Any]:
+    out = S.empty()
+    si = raw.get("systemInfo") or {}
+    gen = raw.get("General") or {}
+    net = raw.get("Network") or {}
+    default_if = S.to_str(net.get("DefaultInterface")) or "eth0"
+    eth = net.get(default_if) if isinstance(net.get(default_if), dict) else {}
+    device_type = {"type": raw["deviceType"]} if S.to_str(raw.get("deviceType")) else None
+    out["identity"] = {"vendor": "dahua", "model": model_of(si, device_type),
+                       "serial": S.to_str(si.get("serialNumber")), "firmware": S.to_str(raw.get("softwareVersion")),
+                       "name": S.to_str(gen.get("MachineName")),
+                       "mac": (S.to_str(eth.get("PhysicalAddress")) or "").lower() or None,
+                       "device_type": S.to_str(si.get("deviceType"))}
+    ntp = raw.get("NTP") or {}
+    enabled = S.to_bool(ntp.get("Enable"))
+    addr = S.to_str(ntp.get("Address"))
+    out["time"] = {"timezone": f"dahua-index:{S.to_str(ntp.get('TimeZone'))}" if S.to_str(ntp.get("TimeZone")) else None,
+                   "mode": ("NTP" if enabled else "manual") if enabled is not None else None,
+                   "ntp_enabled": enabled, "ntp_servers": [addr] if addr else []}
+    streams = []
+    for ch, enc in enumerate(S.seq(raw.get("Encode")), start=1):
+        if not isinstance(enc, dict):
+            continue
+        for main, key in ((True, "MainFormat"), (False, "ExtraFormat")):
+            fmts = S.seq(enc.get(key))
+            if not fmts or not isinstance(fmts[0], dict):
+                continue
+            v = fmts[0].get("Video") or {}
+            if S.to_bool(fmts[0].get("VideoEnable")) is False:
+                continue
+            w, h = S.to_int(v.get("Width")), S.to_int(v.get("Height"))
+            if (w is None or h is None) and S.to_str(v.get("resolution")) and "x" in v["resolution"]:
+                w, h = (S.to_int(x) for x in v["resolution"].lower().split("x", 1))
+            streams.append({"channel": ch, "main": main, "codec": S.codec(v.get("Compression")), "width": w,
+                            "height": h, "fps": S.num(v.get("FPS")), "bitrate_kbps": S.num(v.get("BitRate"))})
+    out["streams"] = streams
+    modes = {}
+    for ch, rm in enumerate(S.seq(raw.get("RecordMode")), start=1):
+        if isinstance(rm, dict):
+            modes[ch] = _DAHUA_MODE.get(S.to_str(rm.get("Mode")) or "", S.to_str(rm.get("Mode")))
+    schedule = {}
+    for ch, rec in enumerate(S.seq(raw.get("Record")), start=1):
+        if isinstance(rec, dict):
+            days = [[S.to_str(x) for x in S.seq(day)] for day in S.seq(rec.get("TimeSection"))]
+            schedule[str(ch)] = _dahua_schedule(days)
+            # "auto" mode with a regular-recording section covering the whole day every day is 24 h recording.
+            if modes.get(ch) == "schedule" and days:
+                masks = [int(x.split()[0]) for day in days for x in day if x and x.split()[0].isdigit()]
+                if all(any((m := _FULL_DAY.match(x or "")) and int(m.group(1) or m.group(2)) & 1 for x in day)
+                       for day in days):
+                    modes[ch] = "continuous"
+                elif masks and not any(m & 1 for m in masks) and any(masks):
+                    modes[ch] = "motion"  # only motion/alarm-triggered sections
+    if modes:
+        distinct = set(modes.values())
+        out["recording"] = {"mode": distinct.pop() if len(distinct) == 1 else "mixed",
+                            "schedule": schedule or {str(k): v for k, v in modes.items()}}
+    out["channels"] = [{"id": i, "name": S.to_str(t.get("Name")), "source": None, "protocol": None}
+                       for i, t in enumerate(S.seq(raw.get("ChannelTitle")), start=1) if isinstance(t, dict)]
+    out["users"] = [{"name": S.to_str(u.get("Name")), "level": S.to_str(u.get("Group"))}
+                    for u in S.seq(raw.get("users")) if isinstance(u, dict) and S.to_str(u.get("Name"))]
+    rtsp = raw.get("RTSP") or {}
+    ports = {}
+    if S.to_int(rtsp.get("Port")):
+        ports["rtsp"] = S.to_int(rtsp.get("Port"))
+    for k, name in (("HttpPort", "http"), ("HttpsPort", "https"), ("TCPPort", "tcp")):
+        if S.to_int(net.get(k)):
+            ports[name] = S.to_int(net.get(k))
+    out["ports"] = ports
+    nics = []
+    for name, n in sorted(net.items()):
+        if isinstance(n, dict) and ("IPAddress" in n or "PhysicalAddress" in n):
+            addr, mask = S.to_str(n.get("IPAddress")), S.to_str(n.get("SubnetMask"))
+            nics.append({"name": name, "mac": (S.to_str(n.get("PhysicalAddress")) or "").lower() or None,
+                         "ipv4": [f"{addr}/{S.prefix_len(mask)}" if mask else addr] if addr else [],
+                         "dhcp": S.to_bool(n.get("DhcpEnable"))})
+    out["network"] = {"interfaces": nics, "hostname": S.to_str(net.get("Hostname"))}
+    return out
+
+
+_MASK = ((1, "regular"), (2, "motion"), (4, "alarm"))
+_WEEK = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")  # Dahua TimeSection[0] is Sunday
+
+
+def _dahua_schedule(days: list[list[str | None]]) -> dict[str, list[str]]:
+    """TimeSection[weekday][n] = '<mask> hh:mm:ss-hh:mm:ss' → {'every day' | weekday: ['00:00-24:00 regular']}.
+    Empty sections (mask 0) are dropped; identical days are folded into one entry."""
+    readable = []
+    for day in days:
+        out = []
+        for sec in day:
+            m = re.match(r"^\s*(\d+)\s+(\d\d:\d\d):\d\d-(\d\d:\d\d):\d\d", sec or "")
+            if not m or not int(m.group(1)):
+                continue
+            kinds = "+".join(n for bit, n in _MASK if int(m.group(1)) & bit) or f"mask {m.group(1)}"
+            out.append(f"{m.group(2)}-{m.group(3)} {kinds}")
+        readable.append(out)
+    if readable and all(d == readable[0] for d in readable) and len(readable) == 7:
+        return {"every day": readable[0]}
+    return {(_WEEK[i] if i < 7 else str(i)): d for i, d in enumerate(readable)}

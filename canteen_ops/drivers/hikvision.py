@@ -13,6 +13,7 @@ import re
 import uuid
 from typing import Any
 
+from canteen_ops.drivers import settings as S
 from canteen_ops.drivers import xmlsafe as X
 from canteen_ops.drivers.xmlsafe import Element
 from canteen_ops.drivers.base import (
@@ -22,6 +23,7 @@ from canteen_ops.drivers.base import (
     ConfigExport,
     Disk,
     Facts,
+    Forbidden,
     Locked,
     NotSupported,
     ProtocolError,
@@ -179,6 +181,33 @@ def _disk(el: Element, disk_id: str, name: str | None) -> Disk:
                 read_only=(X.text(el, "property") or "").upper() == "RO", name=name)
 
 
+def parse_video_inputs(root: Element | None) -> list[Channel]:
+    """System/Video/inputs/channels → the device's own video inputs: a DVR's analog channels, a multi-sensor or
+    thermal camera's sensors. An analog DVR writes the signal it sees in resDesc (`2560*1440(4MP)P30`) and
+    `NO VIDEO` for video loss (iDS-7204HUHI-M1, maciej-or/hikvision_next fixtures); a camera writes no resDesc,
+    so its inputs' state is unknown (None) here. A disabled input is left out."""
+    chans = []
+    for el in X.findall(root, "//VideoInputChannel"):
+        cid = X.integer(el, "id")
+        if cid is None or X.boolean(el, "videoInputEnabled") is False:
+            continue
+        res = (X.text(el, "resDesc") or "").strip()
+        online = None if not res else res.upper() != "NO VIDEO"
+        chans.append(Channel(id=cid, online=online, name=X.text(el, "name"),
+                             detail="video loss (NO VIDEO)" if online is False else (res or None)))
+    return sorted(chans, key=lambda c: c.id)
+
+
+# Hikvision thermal lines (DS-2TD thermal/bi-spectrum, DS-2TP temperature screening, DS-2TB) and the sensor
+# sizes their thermal streams have: a stream of that size on such a model is a thermal sensor.
+_THERMAL_MODEL = re.compile(r"^DS-2T[DPB]", re.I)
+THERMAL_SIZES = {(160, 120), (256, 192), (320, 240), (384, 288), (640, 480), (640, 512), (1280, 1024)}
+
+
+def is_thermal_model(model: str) -> bool:
+    return bool(_THERMAL_MODEL.match(model.strip()))
+
+
 def parse_channels(config: Element | None, status: Element | None) -> list[Channel]:
     """InputProxy/channels (names, IPs) merged with channels/status (online, chanDetectResult) by id."""
     chans: dict[int, Channel] = {}
@@ -321,6 +350,10 @@ def parse_upgrade_status(root: Element) -> UpgradeStatus:
 class HikvisionDriver(HttpDriver):
     vendor = "hikvision"
 
+    @staticmethod
+    def normalize_settings(raw: dict[str, Any]) -> dict[str, Any]:
+        return normalize_settings(raw)  # the module's function below: settings() → the neutral snapshot
+
     def __init__(self, device, password: str, *, timeout: float | None = None, timezone: str | None = None,
                  tls_pin: str | None = None):
         super().__init__(device, password, timeout=timeout, timezone=timezone, is_stale=_is_stale,
@@ -330,6 +363,13 @@ class HikvisionDriver(HttpDriver):
         self._ports: dict[str, int] | None = None
 
     # --- HTTP helpers -------------------------------------------------------------------------------------
+    @staticmethod
+    def base_model(model: str) -> str:
+        """Hikvision models carry variant suffixes after a slash (PoE ports, audio, region: `DS-7608NXI-I2/8P/S`,
+        `DS-2CD2346G2-ISU/SL`, `iDS-7204HUHI-M1/E`) and board revisions in brackets (`iDS-7208HQHI-M1(A)/S(C)`);
+        the base model is what comes before them (real deviceInfo answers: tests/fixtures/devices/hikvision)."""
+        return re.sub(r"\([^()/]*\)$", "", model.strip().split("/", 1)[0]).strip().upper()
+
     def _auth_failure(self, reply: Reply, authenticated: bool) -> AuthFailed | None:
         root = _try_parse(reply.body)
         locked, unlock, left = parse_lock_info(root) if root is not None else (False, None, None)
@@ -344,7 +384,9 @@ class HikvisionDriver(HttpDriver):
         return AuthFailed(f"{dev}: wrong user name or password (401){hint}; not retried")
 
     def _call(self, method: str, path: str, *, body: bytes | None = None, content_type: str = "application/xml",
-              max_bytes: int = X.DEFAULT_MAX_BYTES) -> Reply:
+              max_bytes: int = X.DEFAULT_MAX_BYTES, forbidden: type[NotSupported] = NotSupported) -> Reply:
+        """One request; 404/405/501/notSupport raise NotSupported, 403 raises `forbidden` (ISAPI answers 403 both
+        for resources a model lacks and for too little privilege: callers that know which pass Forbidden)."""
         headers = {"Content-Type": content_type} if body is not None else None
         reply = self._http.request(method, path, content=body, headers=headers, max_bytes=max_bytes)
         if 200 <= reply.status < 300:
@@ -357,7 +399,7 @@ class HikvisionDriver(HttpDriver):
                                                in ("notSupport", "methodNotAllowed")):
             raise NotSupported(f"{self.device.id}: {path} is not offered by this device (HTTP {reply.status}){detail}")
         if reply.status == 403:
-            raise NotSupported(f"{self.device.id}: {path} refused (HTTP 403: no such resource or too little "
+            raise forbidden(f"{self.device.id}: {path} refused (HTTP 403: no such resource or too little "
                                f"privilege){detail}")
         raise ProtocolError(f"{self.device.id}: {method} {path} answered HTTP {reply.status}{detail}")
 
@@ -405,13 +447,15 @@ class HikvisionDriver(HttpDriver):
         device_utc, offset, tz, mode = parse_time(root, self._fallback_offset())
         if offset is not None:
             self._offset = offset
+        offered = True
         try:
             servers = parse_ntp_servers(self._get_xml("/ISAPI/System/time/ntpServers"))
         except NotSupported:
-            servers = []
+            servers, offered = [], False
         norm_mode = {"ntp": "NTP", "manual": "manual"}.get((mode or "").lower(), mode)
         return Clock(device_utc=device_utc, host_utc=reply.mid_utc, timezone=tz, mode=norm_mode,
-                     ntp_servers=servers, ntp_enabled=None if mode is None else (mode or "").lower() == "ntp")
+                     ntp_servers=servers, ntp_enabled=None if mode is None else (mode or "").lower() == "ntp",
+                     ntp_servers_offered=offered)
 
     @named_errors
     def utc_offset(self) -> dt.timedelta:
@@ -428,6 +472,9 @@ class HikvisionDriver(HttpDriver):
     def storage(self) -> list[Disk]:
         return parse_storage(self._get_xml("/ISAPI/ContentMgmt/Storage"))
 
+    def _is_dvr(self) -> bool:
+        return self._info is not None and (X.text(self._info, "deviceType") or "").upper() in ("DVR", "HVR")
+
     def _is_nvr(self) -> bool:
         if self.device.kind == "nvr":
             return True
@@ -438,19 +485,44 @@ class HikvisionDriver(HttpDriver):
     @named_errors
     def channels(self) -> list[Channel]:
         if not self._is_nvr():
-            # A camera is its own single channel; if it answers, its video input is there.
-            name = None
-            inputs = self._optional("/ISAPI/System/Video/inputs/channels")
-            if inputs is not None:
-                name = X.text(X.find(inputs, "//VideoInputChannel"), "name")
-            if name is None and self._info is not None:
-                name = X.text(self._info, "deviceName")
-            return [Channel(id=1, online=True, name=name, ip=self.device.host)]
+            # A camera's channels are its video inputs (a multi-sensor or thermal bi-spectrum camera has several,
+            # DS-2TD1228-2-QA two); if it answers, its inputs are there.
+            inputs = parse_video_inputs(self._optional("/ISAPI/System/Video/inputs/channels"))
+            if not inputs:
+                name = X.text(self._info, "deviceName") if self._info is not None else None
+                return [Channel(id=1, online=True, name=name, ip=self.device.host)]
+            return [Channel(id=c.id, online=True, name=c.name, ip=self.device.host) for c in inputs]
         config = self._optional("/ISAPI/ContentMgmt/InputProxy/channels")
         status = self._optional("/ISAPI/ContentMgmt/InputProxy/channels/status")
-        if config is None and status is None:
-            raise NotSupported(f"{self.device.id}: no InputProxy channels (analog-only recorder?)")
-        return parse_channels(config, status)
+        ip = parse_channels(config, status) if config is not None or status is not None else []
+        analog: list[Channel] = []
+        if self._is_dvr() or not ip:
+            # Analog/hybrid DVRs (iDS-72xx, DS-72xx HQHI/HUHI): InputProxy is empty, the channels are the video
+            # inputs. A hybrid's IP channels keep their own numbers after the analog ones.
+            analog = parse_video_inputs(self._optional("/ISAPI/System/Video/inputs/channels"))
+        if not ip and not analog:
+            if config is None and status is None:
+                raise NotSupported(f"{self.device.id}: the recorder lists neither IP channels nor video inputs")
+            return []
+        taken = {c.id for c in analog}
+        return analog + [c for c in ip if c.id not in taken]
+
+    @named_errors
+    def video_inputs(self) -> list[Channel]:
+        """The camera's sensors (System/Video/inputs/channels). On a thermal model the inputs whose main stream
+        has a thermal sensor's size are kind "thermal" (DS-2TD1228-2-QA: input 2 at 640x512)."""
+        inputs = parse_video_inputs(self._optional("/ISAPI/System/Video/inputs/channels"))
+        if not inputs:
+            return [Channel(id=1, online=None)]
+        if self._info is None:
+            self.login()
+        if is_thermal_model(X.text(self._info, "model") or ""):
+            sizes = {s["channel"]: (s["width"], s["height"])
+                     for s in parse_streaming_channels(self._get_xml("/ISAPI/Streaming/channels")) if s["main"]}
+            for ch in inputs:
+                if sizes.get(ch.id) in THERMAL_SIZES:
+                    ch.kind = "thermal"
+        return inputs
 
     @named_errors
     def recordings(self, channel: int, start: dt.datetime, end: dt.datetime) -> list[RecordingSpan]:
@@ -525,7 +597,8 @@ class HikvisionDriver(HttpDriver):
     @named_errors
     def export_config(self) -> ConfigExport:
         path = "/ISAPI/System/configurationData"
-        reply = self._call("GET", path, max_bytes=EXPORT_MAX_BYTES)
+        # Every firmware offers the export: a 403 here is our user's privilege, not a missing feature.
+        reply = self._call("GET", path, max_bytes=EXPORT_MAX_BYTES, forbidden=Forbidden)
         body = reply.body
         if not body:
             raise ProtocolError(f"{self.device.id}: configuration export is empty")
@@ -604,3 +677,77 @@ def _is_stale(reply: Reply) -> bool:
         return False
     locked, _, left = parse_lock_info(root)
     return not locked and left is None
+
+
+# --- settings snapshot (tasks/snapshot.py) ------------------------------------------------------------------------------------------
+def normalize_settings(raw: dict[str, Any]) -> dict[str, Any]:
+    out = S.empty()
+    di = raw.get("deviceInfo") or {}
+    fw = " ".join(x for x in (S.to_str(di.get("firmwareVersion")), S.to_str(di.get("firmwareReleasedDate"))) if x)
+    out["identity"] = {"vendor": "hikvision", "model": S.to_str(di.get("model")), "serial": S.to_str(di.get("serialNumber")),
+                       "firmware": fw or None, "name": S.to_str(di.get("deviceName")),
+                       "mac": (S.to_str(di.get("macAddress")) or "").lower() or None,
+                       "device_type": S.to_str(di.get("deviceType"))}
+    t = raw.get("time") or {}
+    mode = S.to_str(t.get("timeMode"))
+    servers = []
+    for s in S.seq(S.get(raw, "ntpServers", "NTPServer")):
+        addr = S.to_str(s.get("hostName")) if S.to_str(s.get("addressingFormatType")) == "hostname" else None
+        addr = addr or S.to_str(s.get("ipAddress")) or S.to_str(s.get("hostName")) or S.to_str(s.get("ipv6Address"))
+        if addr:
+            servers.append(addr)
+    out["time"] = {"timezone": S.to_str(t.get("timeZone")), "mode": "NTP" if (mode or "").upper() == "NTP" else mode,
+                   "ntp_enabled": (mode or "").upper() == "NTP" if mode else None, "ntp_servers": servers}
+    streams = []
+    for sc in S.seq(S.get(raw, "streamingChannels", "StreamingChannel")):
+        sid = S.to_int(sc.get("id"))
+        if sid is None or S.to_bool(sc.get("enabled")) is False:
+            continue
+        v = sc.get("Video") or {}
+        rate = S.num(v.get("maxFrameRate"))
+        bitrate = v.get("constantBitRate") if S.to_str(v.get("videoQualityControlType")) == "CBR" else \
+            v.get("vbrUpperCap") or v.get("constantBitRate")
+        streams.append({"channel": sid // 100, "main": sid % 100 == 1, "codec": S.codec(v.get("videoCodecType")),
+                        "width": S.to_int(v.get("videoResolutionWidth")), "height": S.to_int(v.get("videoResolutionHeight")),
+                        "fps": S.num(rate / 100) if rate and rate >= 100 else rate, "bitrate_kbps": S.num(bitrate)})
+    out["streams"] = streams
+    tracks = S.seq(S.get(raw, "recordTracks", "Track"))
+    if tracks:  # /ISAPI/ContentMgmt/record/tracks when a driver provides it
+        out["recording"] = _hik_recording(tracks)
+    chans = []
+    for c in S.seq(S.get(raw, "inputProxyChannels", "InputProxyChannel")):
+        src = c.get("sourceInputPortDescriptor") or {}
+        ip, port = S.to_str(src.get("ipAddress")), S.to_str(src.get("managePortNo"))
+        chans.append({"id": S.to_int(c.get("id")), "name": S.to_str(c.get("name")),
+                      "source": f"{ip}:{port}" if ip and port else ip, "protocol": S.to_str(src.get("proxyProtocol"))})
+    out["channels"] = chans
+    out["users"] = [{"name": S.to_str(u.get("userName")), "level": S.to_str(u.get("userLevel"))}
+                    for u in S.seq(S.get(raw, "users", "User")) if S.to_str(u.get("userName"))]
+    ports = {}
+    for p in S.seq(S.get(raw, "adminAccesses", "AdminAccessProtocol")):
+        proto = (S.to_str(p.get("protocol")) or "").lower()
+        if proto and S.to_bool(p.get("enabled")) is not False:
+            ports[proto] = S.to_int(p.get("portNo"))
+    out["ports"] = ports
+    nics = []
+    for n in S.seq(S.get(raw, "network", "NetworkInterface")):
+        ipa = n.get("IPAddress") or {}
+        addr, mask = S.to_str(ipa.get("ipAddress")), S.to_str(ipa.get("subnetMask"))
+        nics.append({"name": S.to_str(n.get("id")), "mac": (S.to_str(S.get(n, "Link", "MACAddress")) or "").lower() or None,
+                     "ipv4": [f"{addr}/{S.prefix_len(mask)}" if mask else addr] if addr else [],
+                     "dhcp": (S.to_str(ipa.get("addressingType")) or "").lower() == "dynamic" if ipa else None})
+    out["network"] = {"interfaces": nics, "hostname": None}
+    return out
+
+
+def _hik_recording(tracks: list[dict[str, Any]]) -> dict[str, Any]:
+    modes = set()
+    schedule = {}
+    for t in tracks:
+        actions = S.seq(S.get(t, "TrackSchedule", "ScheduleBlockList", "ScheduleBlock", "ScheduleAction"))
+        kinds = {(S.to_str(S.get(a, "Actions", "ActionRecordingMode")) or "").upper() for a in actions}
+        mode = "continuous" if kinds == {"CMR"} else "motion" if kinds and kinds <= {"MOTION", "ALARM"} else \
+            "schedule" if kinds else "off"
+        modes.add(mode)
+        schedule[str(S.to_int(t.get("Channel")) or S.to_int(t.get("id")))] = sorted(k.lower() for k in kinds if k)
+    return {"mode": modes.pop() if len(modes) == 1 else "mixed", "schedule": schedule}

@@ -61,6 +61,7 @@ from canteen_ops.drivers.base import (
     auth_guard,
     reason,
 )
+from canteen_ops.drivers import settings as S
 from canteen_ops.drivers import xmlsafe as X
 from canteen_ops.drivers.transport import DeviceTransport, TlsPolicy, device_client, read_body
 from canteen_ops.drivers.spans import clipped
@@ -205,6 +206,15 @@ class _Transport:
         recorder.note(self.device_id, "POST", target, reply.status_code, reply.headers, reply.content,
                       soap_request=message)
         return reply
+
+
+class _WantsAuth(DriverError):
+    """An unauthenticated call was refused: the device wants credentials for it (not a refused login)."""
+
+
+def _is_not_authorized(fault) -> bool:
+    subs = [getattr(q, "localname", str(q)) for q in (fault.subcodes or [])]
+    return "NotAuthorized" in subs or "not authorized" in (fault.message or "").lower()
 
 
 class _Token:
@@ -395,6 +405,10 @@ def _getter(func):
 class OnvifDriver(Driver):
     vendor = "onvif"
 
+    @staticmethod
+    def normalize_settings(raw: dict[str, Any]) -> dict[str, Any]:
+        return normalize_settings(raw)  # the module's function below: settings() → the neutral snapshot
+
     def __init__(self, device, password: str, *, timeout: float | None = None, tls_pin: str | None = None):
         super().__init__(device, password, timeout=timeout)
         user = device.credentials.username if device.credentials is not None else ""
@@ -452,7 +466,7 @@ class OnvifDriver(Driver):
             raise NotSupported(f"device offers no ONVIF {name} service")
         return xaddrs[ns]
 
-    def _call(self, service: str, operation: str, *, raw: bool = False, **kwargs):
+    def _call(self, service: str, operation: str, *, raw: bool = False, auth: bool | None = None, **kwargs):
         """One SOAP call → zeep's objects; raw=True → the answer element itself (lxml), read by our parse_*
         functions: for the search answers, whose deserializing by zeep cost ~20 times our own reading of the few
         fields we use (a third of an NVR check's CPU), and for the three answers of every device's check
@@ -460,10 +474,18 @@ class OnvifDriver(Driver):
         same either way."""
         from zeep.exceptions import Error as ZeepError, Fault, TransportError
 
-        auth = operation not in PRE_AUTH
+        if auth is None:
+            if operation in PRE_AUTH:
+                try:
+                    return self._call(service, operation, raw=raw, auth=False, **kwargs)
+                except _WantsAuth:  # this device wants credentials even for this: send them
+                    self._ensure_offset()
+                    return self._call(service, operation, raw=raw, auth=True, **kwargs)
+            auth = True
+            auth_guard.check(self.device.id)  # before the clock reading: a refused device gets nothing more
+            self._ensure_offset()
         if auth:
             auth_guard.check(self.device.id)
-            self._ensure_offset()
         svc = self._service(service, auth)
         try:
             if not raw:
@@ -473,8 +495,12 @@ class OnvifDriver(Driver):
                 reply = getattr(svc, operation)(**kwargs)
             return _answer_element(client, service, operation, reply)
         except Fault as fault:
+            if not auth and _is_not_authorized(fault):
+                raise _WantsAuth(operation) from None  # no credentials were sent: not a refused login
             raise self._fault(operation, fault) from None
         except TransportError as exc:
+            if exc.status_code == 401 and not auth:
+                raise _WantsAuth(operation) from None
             if exc.status_code == 401:
                 err = AuthFailed(f"{operation}: HTTP 401 (device wants HTTP authentication)")
                 auth_guard.record(self.device.id, err)
@@ -486,7 +512,7 @@ class OnvifDriver(Driver):
     def _fault(self, operation: str, fault) -> DriverError:
         subs = [getattr(q, "localname", str(q)) for q in (fault.subcodes or [])]
         message = (fault.message or "").strip()
-        if "NotAuthorized" in subs or "not authorized" in message.lower():
+        if _is_not_authorized(fault):
             if "lock" in message.lower():
                 m = re.search(r"(?<!\d)(\d++)\s*+s\b", message)
                 err: AuthFailed = Locked(f"{operation}: device locked our login: {message}",
@@ -500,9 +526,19 @@ class OnvifDriver(Driver):
         return ProtocolError(f"{operation}: device fault {'/'.join(subs) or fault.code}: {message}")
 
     def _read_clock(self) -> tuple[SystemDateAndTime, dt.datetime]:
-        """One unauthenticated GetSystemDateAndTime; also sets the WS-Security time offset."""
+        """One unauthenticated GetSystemDateAndTime; also sets the WS-Security time offset.
+
+        Some devices refuse it without credentials (401, or a `Sender not authorized` fault: agsh/onvif#178,
+        #301). Nothing was refused then, since nothing was sent: ask once more with a WS-Security token built on
+        this machine's clock (offset 0), and only that answer decides (a refusal of it is the AuthFailed)."""
         t0 = time.time()
-        sdt = parse_system_date_and_time(self._call("device", "GetSystemDateAndTime", raw=True))
+        try:
+            answer = self._call("device", "GetSystemDateAndTime", raw=True, auth=False)
+        except _WantsAuth:
+            self._token.offset = dt.timedelta(0)
+            t0 = time.time()
+            answer = self._call("device", "GetSystemDateAndTime", raw=True, auth=True)
+        sdt = parse_system_date_and_time(answer)
         t1 = time.time()
         host = dt.datetime.fromtimestamp((t0 + t1) / 2, dt.timezone.utc)
         if sdt.utc is not None:
@@ -921,4 +957,46 @@ def decode_backup(content: bytes, content_type: str) -> list[tuple[str | None, s
                 out.append((name, ctype, base64.b64decode(data_el.text.strip(), validate=True)))
             except ValueError:
                 raise ProtocolError("backup data is neither an XOP include nor base64") from None
+    return out
+
+
+# --- settings snapshot (tasks/snapshot.py) ------------------------------------------------------------------------------------------------------
+def normalize_settings(raw: dict[str, Any]) -> dict[str, Any]:
+    out = S.empty()
+    ident = raw.get("identity") or {}
+    out["identity"] = {"vendor": "onvif", "manufacturer": S.to_str(ident.get("manufacturer")),
+                       "model": S.to_str(ident.get("model")), "serial": S.to_str(ident.get("serial")),
+                       "firmware": S.to_str(ident.get("firmware")), "name": None, "mac": None,
+                       "device_type": None}
+    t = raw.get("time") or {}
+    out["time"] = {"timezone": S.to_str(t.get("timezone")), "mode": S.to_str(t.get("mode")),
+                   "ntp_enabled": t.get("ntp_enabled"), "ntp_servers": [s for s in (t.get("ntp_servers") or []) if s]}
+    streams = []
+    if raw.get("stream_info"):  # the driver's own profile → channel mapping (Driver.streams())
+        for s in raw["stream_info"]:
+            streams.append({"channel": S.to_int(s.get("channel")) or 1, "main": bool(s.get("main")),
+                            "codec": S.codec(s.get("codec")), "width": S.to_int(s.get("width")),
+                            "height": S.to_int(s.get("height")), "fps": S.num(s.get("fps")),
+                            "bitrate_kbps": S.num(s.get("bitrate_kbps"))})
+    else:  # encoder configurations only: best effort from names and tokens
+        for s in raw.get("streams") or []:
+            name = (S.to_str(s.get("name")) or "") + " " + (S.to_str(s.get("token")) or "")
+            main = not re.search(r"sub|second|minor|extra", name, re.I)
+            streams.append({"channel": 1, "main": main, "codec": S.codec(s.get("codec")),
+                            "width": S.to_int(s.get("width")), "height": S.to_int(s.get("height")),
+                            "fps": S.num(s.get("fps")), "bitrate_kbps": S.num(s.get("bitrate_kbps")),
+                            "token": S.to_str(s.get("token"))})
+    out["streams"] = streams
+    out["users"] = [{"name": S.to_str(u.get("name")), "level": S.to_str(u.get("level"))}
+                    for u in raw.get("users") or [] if S.to_str(u.get("name"))]
+    nics = []
+    for n in raw.get("network") or []:
+        nics.append({"name": S.to_str(n.get("name")) or S.to_str(n.get("token")), "mac": (S.to_str(n.get("mac")) or "").lower()
+                     or None, "ipv4": list(n.get("ipv4") or []), "dhcp": n.get("dhcp")})
+    out["network"] = {"interfaces": nics, "hostname": None}
+    out["ports"] = {k: S.to_int(v) for k, v in (raw.get("ports") or {}).items() if S.to_int(v)}
+    if raw.get("recording"):
+        out["recording"] = {"mode": S.to_str(S.get(raw, "recording", "mode")), "schedule": None}
+    if out["identity"]["mac"] is None and nics:
+        out["identity"]["mac"] = nics[0]["mac"]
     return out

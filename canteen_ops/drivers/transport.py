@@ -439,6 +439,8 @@ def read_body(response: httpx.Response) -> bytes:
     """The whole body of a streamed answer (capped by the transport); the connection stays open for the next
     request unless the device said close."""
     try:
+        if response.is_stream_consumed:  # the auth flow read it already (a 401/403 it looked into, then returned)
+            return response.content
         return b"".join(response.iter_raw())
     finally:
         response.close()

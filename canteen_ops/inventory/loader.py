@@ -256,7 +256,7 @@ class _Validator:
                         out[key] = lst
             elif isinstance(default, str):
                 if self.typed(value, p, str, "a string") is not None:
-                    if key == "min_resolution" and not re.fullmatch(r"\d+[xX]\d+", value):
+                    if key in ("min_resolution", "thermal_min_resolution") and not re.fullmatch(r"\d+[xX]\d+", value):
                         self.problem(p, f"expected WIDTHxHEIGHT such as 1920x1080, got {value!r}")
                     else:
                         out[key] = value

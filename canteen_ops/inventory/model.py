@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from canteen_ops.errors import CanteenOpsError
@@ -108,6 +108,9 @@ class Policy:
     hdd_free_warn_pct: float = 0.0  # NVRs overwrite when full; 0 disables the free-space warning
     min_resolution: str = "1920x1080"
     min_fps: float = 15.0
+    # A thermal sensor's own minima: 640x512 is a large one, and export versions run at 9 fps.
+    thermal_min_resolution: str = "160x120"
+    thermal_min_fps: float = 8.0
     stream_timeout_s: float = 10.0
     latency_warn_ms: float = 400.0
     dark_luma: float = 30.0
@@ -136,6 +139,12 @@ class Policy:
     # once, which then stays open until the device has been well for a whole hold-down (a flapping device).
     watch_slow_interval_min: float = 60.0
     watch_hold_down_min: float = 30.0
+
+    def for_channel(self, kind: str | None) -> "Policy":
+        """The policy for one camera channel: a thermal sensor is held to the thermal minima."""
+        if kind == "thermal":
+            return replace(self, min_resolution=self.thermal_min_resolution, min_fps=self.thermal_min_fps)
+        return self
 
     @property
     def min_width_height(self) -> tuple[int, int]:

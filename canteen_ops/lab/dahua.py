@@ -5,7 +5,7 @@ setConfig takes them without it; write actions answer `OK`; errors are `Error\\r
 unknown CGIs 404. Times are device-local without a zone. Lab conventions where the reference is silent
 (documented in docs/lab.md): mediaFileFind `condition.Channel` is 1-based while result `items[].Channel` is
 0-based (as in the sample); VideoLoss indexes are 0-based; an unformatted disk reports `State=Unformatted`;
-a locked device answers 401 with `Error\\r\\nAuthorization Failed!`.
+a locked device answers an unauthenticated request with a plain 401 challenge and a request with credentials 403 with `{"ErrorCode":268632081,"Result":false,"RmLock":<seconds>,"RmLogin":0}` (issue 15).
 """
 
 from __future__ import annotations
@@ -46,10 +46,16 @@ def ok() -> Response:
     return text("OK\r\n")
 
 
-def unauthorized(state: DeviceState, outcome: str) -> Response:
+def unauthorized(state: DeviceState, outcome: str, with_credentials: bool = True) -> Response:
     if outcome == digest.REUSED and state.faults.get("nonce-once") == "403":
         return text("Error\r\nForbidden!\r\n", 403)  # as one NVR answered a reused nonce (rroller/dahua#647)
-    body = "Error\r\nAuthorization Failed!\r\n" if outcome == digest.LOCKED else ""
+    if outcome == digest.LOCKED and with_credentials:
+        # Credentials while locked: HTTP 403 with the login-error JSON of the newer web stack (issue 15): the
+        # HasBeenLocked code, RmLock = seconds left, RmLogin = logins left.
+        body = json.dumps({"ErrorCode": 268632081, "Result": False, "RmLock": state.unlock_in_s(), "RmLogin": 0},
+                          separators=(",", ":"))
+        return Response(403, {"Content-Type": "application/json"}, body.encode())
+    body = ""  # locked or not, a request without credentials gets a plain challenge
     resp = text(body, 401)
     resp.headers.update(digest.challenge(state, stale=outcome == digest.STALE))
     return resp
@@ -207,6 +213,8 @@ def config_backup(state: DeviceState, req: Request) -> Response:
     """Config.backup?action=All: the whole configuration as plain, pretty-printed JSON (deterministic)."""
     if req.query.get("action") != "All":
         return bad_request()
+    if state.has("export-refused"):  # a user without the backup right (the 403 body one NVR gave, rroller/dahua#647)
+        return text("Error\r\nForbidden!\r\n", 403)
     body = json.dumps(tables(state), ensure_ascii=False, indent=4) + "\n"
     return Response(200, {"Content-Type": "application/json;charset=utf-8",
                           "Content-Disposition": f'attachment; filename="Config_{state.serial}.backup"'},
@@ -217,7 +225,10 @@ def config_backup(state: DeviceState, req: Request) -> Response:
 def magic_box(state: DeviceState, req: Request) -> Response:
     action = req.query.get("action")
     if action == "getSystemInfo":
-        return text(["appAutoStart=true", f"deviceType={state.model}", "hardwareVersion=1.00", "processor=S3LM",
+        # Recorders answer a class number, not their model (rroller/dahua#9: deviceType=31, the model in
+        # updateSerial; recorded in tests/fixtures/devices/dahua/NVR2X-4KS3); cameras name the model.
+        device_type = "31" if state.kind == "nvr" else state.model
+        return text(["appAutoStart=true", f"deviceType={device_type}", "hardwareVersion=1.00", "processor=S3LM",
                      f"serialNumber={state.serial}", f"updateSerial={state.model}",
                      f"updateSerialCloudUpgrade={state.model}:01:02:03:04:05:06"])
     values = {
@@ -401,9 +412,10 @@ CGIS = {
 
 
 def handle(state: DeviceState, req: Request) -> Response:
-    outcome = digest.check(state, req.method, req.path, req.headers.get("authorization"))
+    authorization = req.headers.get("authorization")
+    outcome = digest.check(state, req.method, req.path, authorization)
     if outcome != digest.OK:
-        return unauthorized(state, outcome)
+        return unauthorized(state, outcome, with_credentials=bool(authorization))
     fn = CGIS.get(req.path.lower())
     if fn is None:
         return text("Error\r\nBad Request!\r\n", 404)

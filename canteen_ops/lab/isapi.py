@@ -90,7 +90,7 @@ def _firmware(state: DeviceState) -> tuple[str, str]:
 
 def device_info(state: DeviceState, req: Request) -> Response:
     version, build = _firmware(state)
-    dev_type = "NVR" if state.kind == "nvr" else "IPCamera"
+    dev_type = ("DVR" if state.has("analog-dvr") else "NVR") if state.kind == "nvr" else "IPCamera"
     dev_id = uuid.uuid5(uuid.NAMESPACE_OID, state.serial)
     return ok_xml(
         f'<DeviceInfo version="2.0" xmlns="{ns(state)}">\n<deviceName>{e(state.name)}</deviceName>\n'
@@ -243,6 +243,8 @@ def _proxy_channel(state: DeviceState, c: ChannelState) -> str:
 
 
 def proxy_channels(state: DeviceState, req: Request) -> Response:
+    if state.has("analog-dvr"):  # an analog DVR lists no IP channels (iDS-7204HUHI-M1: an empty list, size="2")
+        return ok_xml(f'<InputProxyChannelList version="1.0" xmlns="{HIK20}" size="2">\n</InputProxyChannelList>')
     body = "\n".join(_proxy_channel(state, c) for c in state.channels)
     return ok_xml(f'<InputProxyChannelList version="2.0" xmlns="{ns(state)}" size="{len(state.channels)}">\n'
                   f"{body}\n</InputProxyChannelList>")
@@ -259,7 +261,8 @@ def _channel_status(state: DeviceState, c: ChannelState, root_attrs: str = "") -
 
 
 def proxy_channels_status(state: DeviceState, req: Request) -> Response:
-    body = "\n".join(_channel_status(state, c) for c in state.channels)
+    channels = [] if state.has("analog-dvr") else state.channels  # no IP channels, no IP channel states
+    body = "\n".join(_channel_status(state, c) for c in channels)
     return ok_xml(f'<InputProxyChannelStatusList version="2.0" xmlns="{ISAPI20}">\n{body}\n'
                   "</InputProxyChannelStatusList>")
 
@@ -272,12 +275,22 @@ def proxy_channel_status(state: DeviceState, req: Request, cid: int) -> Response
 
 
 def video_inputs(state: DeviceState, req: Request) -> Response:
-    if state.kind == "nvr":  # NVRs without analog inputs answer 403 (fixture)
+    """A camera lists its sensors without resDesc (DS-2TD1228-2-QA, DS-2CD2346G2-ISU); an analog DVR lists its
+    inputs with the signal it sees, `NO VIDEO` on video loss (iDS-7204HUHI-M1); an NVR answers 403
+    (DS-7608NXI-I2). Recorded answers: tests/fixtures/devices/hikvision/."""
+    if state.kind == "nvr" and not state.has("analog-dvr"):
         return response_status(state, req, 4, "notSupport", 403)
-    c = state.channels[0]
-    return ok_xml(f'<VideoInputChannelList version="2.0" xmlns="{ns(state)}">\n<VideoInputChannel>\n<id>1</id>\n'
-                  f"<inputPort>1</inputPort>\n<videoInputEnabled>true</videoInputEnabled>\n<name>{e(c.name)}</name>\n"
-                  "<videoFormat>PAL</videoFormat>\n<resDesc>NO VIDEO</resDesc>\n</VideoInputChannel>\n"
+    items = []
+    for c in state.channels:
+        res = ""
+        if state.has("analog-dvr"):
+            w, h = state.stream_size(c)
+            signal = f"{w}*{h}P{c.fps}" if state.channel_online(c) else "NO VIDEO"
+            res = f"<resDesc>{signal}</resDesc>\n"
+        items.append(f'<VideoInputChannel version="1.0" xmlns="{HIK20}">\n<id>{c.id}</id>\n'
+                     f"<inputPort>{c.id}</inputPort>\n<videoInputEnabled>true</videoInputEnabled>\n"
+                     f"<name>{e(c.name)}</name>\n<videoFormat>PAL</videoFormat>\n{res}</VideoInputChannel>\n")
+    return ok_xml(f'<VideoInputChannelList version="1.0" xmlns="{HIK20}">\n{"".join(items)}'
                   "</VideoInputChannelList>")
 
 
@@ -462,6 +475,8 @@ def config_import(data: bytes) -> dict:
 
 
 def configuration_data(state: DeviceState, req: Request) -> Response:
+    if state.has("export-refused"):  # a user without the maintenance right
+        return response_status(state, req, 4, "Invalid Operation", 403)
     if req.method == "GET":
         blob = config_export(state)
         return Response(200, {"Content-Type": "application/octet-stream",

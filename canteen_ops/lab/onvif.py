@@ -100,6 +100,10 @@ class SoapFault(Exception):
         return Response(400 if self.code == "Sender" else 500, {"Content-Type": SOAP_CT}, _envelope(body))
 
 
+class HttpRefusal(Exception):
+    """Answer a bare HTTP 401 (no SOAP fault), as some cameras answer an unauthenticated request."""
+
+
 def not_authorized(reason: str = "Sender not authorized") -> SoapFault:
     return SoapFault("Sender", ("NotAuthorized",), reason)
 
@@ -119,13 +123,15 @@ def password_digest(nonce: bytes, created: str, password: str) -> str:
 
 def _authenticate(state: DeviceState, header: etree._Element | None, action: str) -> None:
     """Raise NotAuthorized unless the request carries a valid UsernameToken (or needs none)."""
-    if action in PRE_AUTH:
-        # Answered to anyone; a token, if sent, is not even checked (this is what lets onvif-zeep's
-        # adjust_time read the clock of a drifted device through a client that already carries credentials).
-        return
     token = None
     if header is not None:
         token = header.find(f"{{{WSSE}}}Security/{{{WSSE}}}UsernameToken")
+    if action in PRE_AUTH and not (action == "GetSystemDateAndTime" and state.has("time-needs-auth")):
+        # Answered to anyone; a token, if sent, is not even checked (this is what lets onvif-zeep's
+        # adjust_time read the clock of a drifted device through a client that already carries credentials).
+        return
+    if token is None and action == "GetSystemDateAndTime" and state.fault_value("time-needs-auth", "") == "401":
+        raise HttpRefusal()
     if token is None:
         raise not_authorized("Sender not authorized: WS-Security UsernameToken required")
     if state.is_locked():
@@ -709,6 +715,8 @@ def dispatch(state: DeviceState, body: bytes) -> Response:
         return _ok(handler(state, op_el))
     except SoapFault as fault:
         return fault.response()
+    except HttpRefusal:
+        return Response(401, {"Content-Type": "text/plain"}, b"401 Unauthorized\n")
 
 
 def handle(state: DeviceState, req: Request) -> Response:

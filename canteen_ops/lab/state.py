@@ -24,10 +24,16 @@ FAULTS: dict[str, str] = {
     "nonce-once": "Dahua firmware that takes a digest nonce once: a reused one is refused with 401 (value 403: "
                   "with 403) and counted as a failed login",
     "locked": "the source address is locked now (illegal-login lock)",
+    "time-needs-auth": "ONVIF: GetSystemDateAndTime without a WS-Security token is refused with a "
+                       "'Sender not authorized' fault (value 401: with a bare HTTP 401), as some cameras do",
+    "analog-dvr": "Hikvision NVR answers as an analog DVR (iDS-72xx): deviceType DVR, no IP channels, its channels "
+                  "are the video inputs (resDesc, NO VIDEO on video loss)",
     "clock-drift": "device clock off by N seconds (+/-); value = seconds",
     "clock-reset": "device clock reset to 1970-01-01 (after power loss without RTC battery)",
     "old-firmware": "runs an outdated firmware version",
     "vulnerable-firmware": "runs a firmware version with a known advisory",
+    "export-refused": "the configuration export is refused with HTTP 403 (the user lacks the right)",
+    "sd-card": "a camera has an SD card (128 GB, ok); the hdd-* faults then apply to it",
     "hdd-error": "NVR disk 1 reports an error",
     "hdd-unformatted": "NVR disk 1 is unformatted",
     "hdd-full": "NVR disk 1 has no free space",
@@ -241,6 +247,8 @@ class DeviceState:
         if self.has("no-hdd"):
             return []
         disks = [Disk(d.id, d.capacity_mb, d.free_mb, d.status) for d in self.disks]
+        if not disks and self.kind == "camera" and self.has("sd-card"):
+            disks = [Disk(1, 121942, 26623, "ok")]  # as the recorded DS-2CD2346G2-ISU's card (hdde)
         if disks:
             if self.has("hdd-error"):
                 disks[0].status = "error"

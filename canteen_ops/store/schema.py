@@ -125,8 +125,16 @@ CREATE TABLE kb_entries ({_COMMON},
 CREATE INDEX kb_entries_seq ON kb_entries (seq)
 """
 
+# v8 (login memory): logins a device refused, remembered across commands (a nightly check, snapshot, backup and
+# firmware job add up toward a vendor's lockout). Local only, not synced: it steers this machine's next runs.
+_V8 = """
+CREATE TABLE login_refusals (device_id TEXT NOT NULL, refused_at TEXT NOT NULL, until TEXT NOT NULL,
+  kind TEXT NOT NULL, detail TEXT, command TEXT);
+CREATE INDEX login_refusals_device ON login_refusals (device_id, until)
+"""
+
 # One entry per schema version, applied in order inside one transaction each.
-MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [_V1, _V2, _V3, _V4, search.enable, _V6, _V7]
+MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [_V1, _V2, _V3, _V4, search.enable, _V6, _V7, _V8]
 
 SYNCED_TABLES = (
     "runs", "results", "backups", "snapshots", "firmware_findings", "incidents", "incident_events",

@@ -41,7 +41,7 @@ def backup_dir_for(inventory: "Inventory | None") -> Path:
 
 
 def _default_factory(device: "Device") -> "Driver":
-    from canteen_ops.drivers.base import open_driver
+    from canteen_ops.drivers.registry import open_driver
 
     return open_driver(device)
 
@@ -103,7 +103,8 @@ def validate_export(export: "ConfigExport") -> str | None:
 def backup_device(device: "Device", store: BackupStore, factory: DriverFactory | None = None,
                   *, deadline_at: float | None = None) -> Result:
     """Back up one device; never raises for device trouble. Holds the device's lock throughout."""
-    from canteen_ops.drivers.base import AuthFailed, DriverError, Locked, NotSupported, Offline, Timeout
+    from canteen_ops.drivers.base import (AuthFailed, CredentialsUnavailable, DriverError, Forbidden, Locked,
+                                          NotSupported, Offline, Timeout, Withheld)
 
     factory = factory or _default_factory
 
@@ -116,8 +117,16 @@ def backup_device(device: "Device", store: BackupStore, factory: DriverFactory |
             try:
                 with factory(device) as driver:
                     export = driver.export_config()
+            except Forbidden as exc:  # 403: the user may not export, a failed backup (counts as stale)
+                return result("failed", f"export refused (too little privilege): {exc}",
+                              reason=f"refused: too little privilege: {exc}")
             except NotSupported:
                 return result("unsupported", UNSUPPORTED_REASON, reason=UNSUPPORTED_REASON)
+            except CredentialsUnavailable as exc:  # nothing was sent: not a rejected login
+                return result("failed", f"no usable credentials: {exc}", reason=f"no credentials: {exc}")
+            except Withheld as exc:
+                why = str(exc).split(": ", 1)[-1]
+                return result("failed", why, reason=f"login withheld: {why}")
             except Locked as exc:
                 return result("failed", f"device locked us out: {exc}", reason=f"locked: {exc}")
             except AuthFailed as exc:

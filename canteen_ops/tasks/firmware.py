@@ -104,8 +104,24 @@ def parse_hikvision(raw: str) -> Version | None:
     return Version(raw.strip(), _numbers(m.group(1)), build)
 
 
+# OEM firmware (Amcrest and other Dahua OEMs) writes a customer code where Dahua's own writes seven digits:
+# '2.420.AC00.15.R' (python-amcrest#168), 'V2.400.AC01.15.R.20170328' (python-amcrest#73), with the build date
+# on a second line, after a comma, or as a trailing '.YYYYMMDD'. The code names the OEM, it is not ordered: the
+# numbers are major, minor, 0, revision.
+_DAHUA_OEM = re.compile(r"^\s*V?(\d+)\.(\d+)\.([A-Z][A-Z0-9]*)\.(\d+)(?:\.([A-Z]))?(?:\.(\d{8})(?!\d))?", re.I)
+
+
 def parse_dahua(raw: str) -> Version | None:
-    """'2.800.0000016.0.R,build:2020-06-05', 'V2.820.0000000.5.R, Build Date: 2021-11-18'."""
+    """'2.800.0000016.0.R,build:2020-06-05', 'V2.820.0000000.5.R, Build Date: 2021-11-18',
+    '2.420.AC00.15.R' (OEM code, see _DAHUA_OEM)."""
+    oem = _DAHUA_OEM.match(raw or "")
+    if oem:
+        build = _yymmdd(oem.group(6)) if oem.group(6) else None
+        if build is None:
+            d = _ISO_DATE.search(raw)
+            build = _date(*map(int, d.groups())) if d else None
+        return Version(raw.strip(), (int(oem.group(1)), int(oem.group(2)), 0, int(oem.group(4))), build,
+                       (oem.group(5) or "").upper() or None)
     m = _DAHUA.match(raw or "")
     if not m:
         return None
@@ -388,7 +404,7 @@ def assess(device: "Device", facts: "Facts", catalog: Catalog) -> Finding:
 
 
 def _default_factory(device: "Device") -> "Driver":
-    from canteen_ops.drivers.base import open_driver
+    from canteen_ops.drivers.registry import open_driver
 
     return open_driver(device)
 

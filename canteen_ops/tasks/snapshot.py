@@ -1,16 +1,8 @@
 """Config snapshots: one normalized, vendor-neutral JSON of a device's settings, diffs and drift.
 
-The drivers return each vendor's settings raw (`Driver.settings()`); one normalizer per vendor maps them onto
-the same schema, so a diff or a policy rule never needs to know the vendor:
-
-    identity   vendor, model, firmware, serial, name, mac, device_type
-    network    interfaces [{name, mac, ipv4 [addr/prefix], dhcp}], hostname
-    time       timezone, mode (NTP | manual), ntp_enabled, ntp_servers
-    streams    [{channel, main, codec, width, height, fps, bitrate_kbps}]
-    recording  mode (continuous | schedule | motion | off | null = not reported), schedule
-    channels   [{id, name, source, protocol}]  (NVR inputs / channel titles)
-    users      [{name, level}]  (never passwords: the drivers drop them and so do we)
-    ports      {http, https, rtsp, ...}
+The drivers return each vendor's settings raw (`Driver.settings()`); each vendor's driver module maps them onto
+one schema (`normalize_settings`; the schema and its coercions are in drivers/settings.py), so a diff or a policy
+rule never needs to know the vendor.
 
 Volatile values (uptime, current time, free space, nonces) are left out, lists are sorted by identity and
 JSON keys are sorted, so the same settings always give the same sha256.
@@ -31,69 +23,6 @@ if TYPE_CHECKING:
     from canteen_ops.inventory.model import Device
     from canteen_ops.store.log import MaintenanceLog
 
-SCHEMA = 1
-
-
-# --- small coercions ---------------------------------------------------------------------------------------
-def _seq(value: Any) -> list[Any]:
-    """A list from a list, a single item, a dict keyed by indexes, or nothing; None holes dropped."""
-    if value is None:
-        return []
-    if isinstance(value, dict) and value and all(str(k).isdigit() for k in value):
-        return [value[k] for k in sorted(value, key=lambda k: int(k))]
-    if not isinstance(value, list):
-        return [value]
-    return [v for v in value if v is not None]
-
-
-def _int(value: Any) -> int | None:
-    try:
-        return int(str(value).strip())
-    except (TypeError, ValueError):
-        try:
-            return int(float(str(value).strip()))
-        except (TypeError, ValueError):
-            return None
-
-
-def _num(value: Any) -> float | int | None:
-    try:
-        f = float(str(value).strip())
-    except (TypeError, ValueError):
-        return None
-    return int(f) if f.is_integer() else round(f, 3)
-
-
-def _bool(value: Any) -> bool | None:
-    if isinstance(value, bool):
-        return value
-    if value is None:
-        return None
-    s = str(value).strip().lower()
-    return True if s in ("true", "1", "yes", "on", "enable", "enabled") else \
-        False if s in ("false", "0", "no", "off", "disable", "disabled") else None
-
-
-def _str(value: Any) -> str | None:
-    if value is None or isinstance(value, (dict, list)):
-        return None
-    s = str(value).strip()
-    return s or None
-
-
-def _get(d: Any, *path: str) -> Any:
-    for p in path:
-        if not isinstance(d, dict):
-            return None
-        d = d.get(p)
-    return d
-
-
-def _codec(value: Any) -> str | None:
-    s = (_str(value) or "").upper().replace("H264", "H.264").replace("H265", "H.265")
-    return {"H.264": "H.264", "H.265": "H.265", "MJPEG": "MJPEG", "JPEG": "MJPEG", "": None}.get(s, s or None)
-
-
 # Keys whose values are secrets. Not redact.SECRET_KEYS: that one matches "token", which in ONVIF names a
 # configuration, not a credential.
 _SECRET_KEYS = re.compile(r"pass(word|wd)?|pwd|secret|authorization|cookie|private|credential", re.I)
@@ -107,246 +36,6 @@ def _without_secrets(value: Any) -> Any:
     return value
 
 
-def _empty() -> dict[str, Any]:
-    return {"schema": SCHEMA, "identity": {}, "network": {"interfaces": [], "hostname": None},
-            "time": {"timezone": None, "mode": None, "ntp_enabled": None, "ntp_servers": []},
-            "streams": [], "recording": {"mode": None, "schedule": None}, "channels": [], "users": [],
-            "ports": {}}
-
-
-# --- Hikvision ISAPI ------------------------------------------------------------------------------------------
-def normalize_hikvision(raw: dict[str, Any]) -> dict[str, Any]:
-    out = _empty()
-    di = raw.get("deviceInfo") or {}
-    fw = " ".join(x for x in (_str(di.get("firmwareVersion")), _str(di.get("firmwareReleasedDate"))) if x)
-    out["identity"] = {"vendor": "hikvision", "model": _str(di.get("model")), "serial": _str(di.get("serialNumber")),
-                       "firmware": fw or None, "name": _str(di.get("deviceName")),
-                       "mac": (_str(di.get("macAddress")) or "").lower() or None,
-                       "device_type": _str(di.get("deviceType"))}
-    t = raw.get("time") or {}
-    mode = _str(t.get("timeMode"))
-    servers = []
-    for s in _seq(_get(raw, "ntpServers", "NTPServer")):
-        addr = _str(s.get("hostName")) if _str(s.get("addressingFormatType")) == "hostname" else None
-        addr = addr or _str(s.get("ipAddress")) or _str(s.get("hostName")) or _str(s.get("ipv6Address"))
-        if addr:
-            servers.append(addr)
-    out["time"] = {"timezone": _str(t.get("timeZone")), "mode": "NTP" if (mode or "").upper() == "NTP" else mode,
-                   "ntp_enabled": (mode or "").upper() == "NTP" if mode else None, "ntp_servers": servers}
-    streams = []
-    for sc in _seq(_get(raw, "streamingChannels", "StreamingChannel")):
-        sid = _int(sc.get("id"))
-        if sid is None or _bool(sc.get("enabled")) is False:
-            continue
-        v = sc.get("Video") or {}
-        rate = _num(v.get("maxFrameRate"))
-        bitrate = v.get("constantBitRate") if _str(v.get("videoQualityControlType")) == "CBR" else \
-            v.get("vbrUpperCap") or v.get("constantBitRate")
-        streams.append({"channel": sid // 100, "main": sid % 100 == 1, "codec": _codec(v.get("videoCodecType")),
-                        "width": _int(v.get("videoResolutionWidth")), "height": _int(v.get("videoResolutionHeight")),
-                        "fps": _num(rate / 100) if rate and rate >= 100 else rate, "bitrate_kbps": _num(bitrate)})
-    out["streams"] = streams
-    tracks = _seq(_get(raw, "recordTracks", "Track"))
-    if tracks:  # /ISAPI/ContentMgmt/record/tracks when a driver provides it
-        out["recording"] = _hik_recording(tracks)
-    chans = []
-    for c in _seq(_get(raw, "inputProxyChannels", "InputProxyChannel")):
-        src = c.get("sourceInputPortDescriptor") or {}
-        ip, port = _str(src.get("ipAddress")), _str(src.get("managePortNo"))
-        chans.append({"id": _int(c.get("id")), "name": _str(c.get("name")),
-                      "source": f"{ip}:{port}" if ip and port else ip, "protocol": _str(src.get("proxyProtocol"))})
-    out["channels"] = chans
-    out["users"] = [{"name": _str(u.get("userName")), "level": _str(u.get("userLevel"))}
-                    for u in _seq(_get(raw, "users", "User")) if _str(u.get("userName"))]
-    ports = {}
-    for p in _seq(_get(raw, "adminAccesses", "AdminAccessProtocol")):
-        proto = (_str(p.get("protocol")) or "").lower()
-        if proto and _bool(p.get("enabled")) is not False:
-            ports[proto] = _int(p.get("portNo"))
-    out["ports"] = ports
-    nics = []
-    for n in _seq(_get(raw, "network", "NetworkInterface")):
-        ipa = n.get("IPAddress") or {}
-        addr, mask = _str(ipa.get("ipAddress")), _str(ipa.get("subnetMask"))
-        nics.append({"name": _str(n.get("id")), "mac": (_str(_get(n, "Link", "MACAddress")) or "").lower() or None,
-                     "ipv4": [f"{addr}/{_prefix(mask)}" if mask else addr] if addr else [],
-                     "dhcp": (_str(ipa.get("addressingType")) or "").lower() == "dynamic" if ipa else None})
-    out["network"] = {"interfaces": nics, "hostname": None}
-    return out
-
-
-def _hik_recording(tracks: list[dict[str, Any]]) -> dict[str, Any]:
-    modes = set()
-    schedule = {}
-    for t in tracks:
-        actions = _seq(_get(t, "TrackSchedule", "ScheduleBlockList", "ScheduleBlock", "ScheduleAction"))
-        kinds = {(_str(_get(a, "Actions", "ActionRecordingMode")) or "").upper() for a in actions}
-        mode = "continuous" if kinds == {"CMR"} else "motion" if kinds and kinds <= {"MOTION", "ALARM"} else \
-            "schedule" if kinds else "off"
-        modes.add(mode)
-        schedule[str(_int(t.get("Channel")) or _int(t.get("id")))] = sorted(k.lower() for k in kinds if k)
-    return {"mode": modes.pop() if len(modes) == 1 else "mixed", "schedule": schedule}
-
-
-def _prefix(mask: str) -> int | str:
-    try:
-        return sum(bin(int(x)).count("1") for x in mask.split("."))
-    except ValueError:
-        return mask
-
-
-# --- Dahua CGI -------------------------------------------------------------------------------------------------
-_DAHUA_MODE = {"0": "schedule", "1": "continuous", "2": "off"}  # RecordMode: 0 auto/schedule, 1 manual, 2 stop
-_FULL_DAY = re.compile(r"^\s*(\d+)\s+00:00:00-2[34]:59:59|^\s*(\d+)\s+00:00:00-24:00:00")
-
-
-def normalize_dahua(raw: dict[str, Any]) -> dict[str, Any]:
-    out = _empty()
-    si = raw.get("systemInfo") or {}
-    gen = raw.get("General") or {}
-    net = raw.get("Network") or {}
-    default_if = _str(net.get("DefaultInterface")) or "eth0"
-    eth = net.get(default_if) if isinstance(net.get(default_if), dict) else {}
-    out["identity"] = {"vendor": "dahua", "model": _str(si.get("deviceType")) or _str(raw.get("deviceType")),
-                       "serial": _str(si.get("serialNumber")), "firmware": _str(raw.get("softwareVersion")),
-                       "name": _str(gen.get("MachineName")),
-                       "mac": (_str(eth.get("PhysicalAddress")) or "").lower() or None,
-                       "device_type": _str(si.get("deviceType"))}
-    ntp = raw.get("NTP") or {}
-    enabled = _bool(ntp.get("Enable"))
-    addr = _str(ntp.get("Address"))
-    out["time"] = {"timezone": f"dahua-index:{_str(ntp.get('TimeZone'))}" if _str(ntp.get("TimeZone")) else None,
-                   "mode": ("NTP" if enabled else "manual") if enabled is not None else None,
-                   "ntp_enabled": enabled, "ntp_servers": [addr] if addr else []}
-    streams = []
-    for ch, enc in enumerate(_seq(raw.get("Encode")), start=1):
-        if not isinstance(enc, dict):
-            continue
-        for main, key in ((True, "MainFormat"), (False, "ExtraFormat")):
-            fmts = _seq(enc.get(key))
-            if not fmts or not isinstance(fmts[0], dict):
-                continue
-            v = fmts[0].get("Video") or {}
-            if _bool(fmts[0].get("VideoEnable")) is False:
-                continue
-            w, h = _int(v.get("Width")), _int(v.get("Height"))
-            if (w is None or h is None) and _str(v.get("resolution")) and "x" in v["resolution"]:
-                w, h = (_int(x) for x in v["resolution"].lower().split("x", 1))
-            streams.append({"channel": ch, "main": main, "codec": _codec(v.get("Compression")), "width": w,
-                            "height": h, "fps": _num(v.get("FPS")), "bitrate_kbps": _num(v.get("BitRate"))})
-    out["streams"] = streams
-    modes = {}
-    for ch, rm in enumerate(_seq(raw.get("RecordMode")), start=1):
-        if isinstance(rm, dict):
-            modes[ch] = _DAHUA_MODE.get(_str(rm.get("Mode")) or "", _str(rm.get("Mode")))
-    schedule = {}
-    for ch, rec in enumerate(_seq(raw.get("Record")), start=1):
-        if isinstance(rec, dict):
-            days = [[_str(x) for x in _seq(day)] for day in _seq(rec.get("TimeSection"))]
-            schedule[str(ch)] = _dahua_schedule(days)
-            # "auto" mode with a regular-recording section covering the whole day every day is 24 h recording.
-            if modes.get(ch) == "schedule" and days:
-                masks = [int(x.split()[0]) for day in days for x in day if x and x.split()[0].isdigit()]
-                if all(any((m := _FULL_DAY.match(x or "")) and int(m.group(1) or m.group(2)) & 1 for x in day)
-                       for day in days):
-                    modes[ch] = "continuous"
-                elif masks and not any(m & 1 for m in masks) and any(masks):
-                    modes[ch] = "motion"  # only motion/alarm-triggered sections
-    if modes:
-        distinct = set(modes.values())
-        out["recording"] = {"mode": distinct.pop() if len(distinct) == 1 else "mixed",
-                            "schedule": schedule or {str(k): v for k, v in modes.items()}}
-    out["channels"] = [{"id": i, "name": _str(t.get("Name")), "source": None, "protocol": None}
-                       for i, t in enumerate(_seq(raw.get("ChannelTitle")), start=1) if isinstance(t, dict)]
-    out["users"] = [{"name": _str(u.get("Name")), "level": _str(u.get("Group"))}
-                    for u in _seq(raw.get("users")) if isinstance(u, dict) and _str(u.get("Name"))]
-    rtsp = raw.get("RTSP") or {}
-    ports = {}
-    if _int(rtsp.get("Port")):
-        ports["rtsp"] = _int(rtsp.get("Port"))
-    for k, name in (("HttpPort", "http"), ("HttpsPort", "https"), ("TCPPort", "tcp")):
-        if _int(net.get(k)):
-            ports[name] = _int(net.get(k))
-    out["ports"] = ports
-    nics = []
-    for name, n in sorted(net.items()):
-        if isinstance(n, dict) and ("IPAddress" in n or "PhysicalAddress" in n):
-            addr, mask = _str(n.get("IPAddress")), _str(n.get("SubnetMask"))
-            nics.append({"name": name, "mac": (_str(n.get("PhysicalAddress")) or "").lower() or None,
-                         "ipv4": [f"{addr}/{_prefix(mask)}" if mask else addr] if addr else [],
-                         "dhcp": _bool(n.get("DhcpEnable"))})
-    out["network"] = {"interfaces": nics, "hostname": _str(net.get("Hostname"))}
-    return out
-
-
-_MASK = ((1, "regular"), (2, "motion"), (4, "alarm"))
-_WEEK = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")  # Dahua TimeSection[0] is Sunday
-
-
-def _dahua_schedule(days: list[list[str | None]]) -> dict[str, list[str]]:
-    """TimeSection[weekday][n] = '<mask> hh:mm:ss-hh:mm:ss' → {'every day' | weekday: ['00:00-24:00 regular']}.
-    Empty sections (mask 0) are dropped; identical days are folded into one entry."""
-    readable = []
-    for day in days:
-        out = []
-        for sec in day:
-            m = re.match(r"^\s*(\d+)\s+(\d\d:\d\d):\d\d-(\d\d:\d\d):\d\d", sec or "")
-            if not m or not int(m.group(1)):
-                continue
-            kinds = "+".join(n for bit, n in _MASK if int(m.group(1)) & bit) or f"mask {m.group(1)}"
-            out.append(f"{m.group(2)}-{m.group(3)} {kinds}")
-        readable.append(out)
-    if readable and all(d == readable[0] for d in readable) and len(readable) == 7:
-        return {"every day": readable[0]}
-    return {(_WEEK[i] if i < 7 else str(i)): d for i, d in enumerate(readable)}
-
-
-# --- ONVIF ------------------------------------------------------------------------------------------------------
-def normalize_onvif(raw: dict[str, Any]) -> dict[str, Any]:
-    out = _empty()
-    ident = raw.get("identity") or {}
-    out["identity"] = {"vendor": "onvif", "manufacturer": _str(ident.get("manufacturer")),
-                       "model": _str(ident.get("model")), "serial": _str(ident.get("serial")),
-                       "firmware": _str(ident.get("firmware")), "name": None, "mac": None,
-                       "device_type": None}
-    t = raw.get("time") or {}
-    out["time"] = {"timezone": _str(t.get("timezone")), "mode": _str(t.get("mode")),
-                   "ntp_enabled": t.get("ntp_enabled"), "ntp_servers": [s for s in (t.get("ntp_servers") or []) if s]}
-    streams = []
-    if raw.get("stream_info"):  # the driver's own profile → channel mapping (Driver.streams())
-        for s in raw["stream_info"]:
-            streams.append({"channel": _int(s.get("channel")) or 1, "main": bool(s.get("main")),
-                            "codec": _codec(s.get("codec")), "width": _int(s.get("width")),
-                            "height": _int(s.get("height")), "fps": _num(s.get("fps")),
-                            "bitrate_kbps": _num(s.get("bitrate_kbps"))})
-    else:  # encoder configurations only: best effort from names and tokens
-        for s in raw.get("streams") or []:
-            name = (_str(s.get("name")) or "") + " " + (_str(s.get("token")) or "")
-            main = not re.search(r"sub|second|minor|extra", name, re.I)
-            streams.append({"channel": 1, "main": main, "codec": _codec(s.get("codec")),
-                            "width": _int(s.get("width")), "height": _int(s.get("height")),
-                            "fps": _num(s.get("fps")), "bitrate_kbps": _num(s.get("bitrate_kbps")),
-                            "token": _str(s.get("token"))})
-    out["streams"] = streams
-    out["users"] = [{"name": _str(u.get("name")), "level": _str(u.get("level"))}
-                    for u in raw.get("users") or [] if _str(u.get("name"))]
-    nics = []
-    for n in raw.get("network") or []:
-        nics.append({"name": _str(n.get("name")) or _str(n.get("token")), "mac": (_str(n.get("mac")) or "").lower()
-                     or None, "ipv4": list(n.get("ipv4") or []), "dhcp": n.get("dhcp")})
-    out["network"] = {"interfaces": nics, "hostname": None}
-    out["ports"] = {k: _int(v) for k, v in (raw.get("ports") or {}).items() if _int(v)}
-    if raw.get("recording"):
-        out["recording"] = {"mode": _str(_get(raw, "recording", "mode")), "schedule": None}
-    if out["identity"]["mac"] is None and nics:
-        out["identity"]["mac"] = nics[0]["mac"]
-    return out
-
-
-NORMALIZERS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
-    "hikvision": normalize_hikvision, "dahua": normalize_dahua, "onvif": normalize_onvif}
-
-
 def _sort_lists(snap: dict[str, Any]) -> dict[str, Any]:
     snap["streams"].sort(key=lambda s: (s.get("channel") or 0, not s.get("main"), s.get("token") or ""))
     snap["users"].sort(key=lambda u: u.get("name") or "")
@@ -358,9 +47,13 @@ def _sort_lists(snap: dict[str, Any]) -> dict[str, Any]:
 
 
 def normalize(vendor: str, raw: dict[str, Any]) -> dict[str, Any]:
-    """The vendor-neutral snapshot of raw driver settings (secret-looking keys dropped on the way in)."""
-    fn = NORMALIZERS.get(raw.get("vendor") or vendor) or NORMALIZERS[vendor]
-    return _sort_lists(fn(_without_secrets(raw)))
+    """The vendor-neutral snapshot of raw driver settings (secret-looking keys dropped on the way in); each vendor's
+    driver module knows its own settings (`normalize_settings`)."""
+    from canteen_ops.drivers.registry import VENDORS, driver_class
+
+    named = raw.get("vendor")
+    cls = driver_class(named if named in VENDORS else vendor)
+    return _sort_lists(cls.normalize_settings(_without_secrets(raw)))
 
 
 def canonical(snap: dict[str, Any]) -> bytes:
@@ -511,7 +204,7 @@ def assess_drift(device: "Device", snapshot: dict[str, Any] | None, baseline: di
 
 # --- taking and storing -------------------------------------------------------------------------------------------
 def _default_factory(device: "Device") -> "Driver":
-    from canteen_ops.drivers.base import open_driver
+    from canteen_ops.drivers.registry import open_driver
 
     return open_driver(device)
 

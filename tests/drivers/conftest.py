@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from canteen_ops.drivers.base import open_driver
+from canteen_ops.drivers.registry import open_driver
 
 
 @pytest.fixture(scope="module")

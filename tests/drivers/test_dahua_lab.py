@@ -17,10 +17,10 @@ from canteen_ops.drivers.base import (
     ProtocolError,
     Timeout,
     auth_guard,
-    open_driver,
 )
 from canteen_ops.drivers.dahua import DahuaDriver
 from canteen_ops.drivers.httpauth import BasicOverHttp
+from canteen_ops.drivers.registry import open_driver
 
 UTC = dt.timezone.utc
 VENDOR, DRIVER = "dahua", DahuaDriver  # for the fixtures in conftest.py
@@ -126,11 +126,36 @@ def test_wrong_password_one_failed_attempt_on_the_wire(connect, cam, lab_faults)
     assert drv.requests_sent == sent and cam.failed_logins == 1
 
 
-def test_locked_device_gets_no_credentials(connect, cam, lab_faults):
+def test_locked_device_answers_403_json_once_and_gets_nothing_more(connect, cam, lab_faults):
+    """A locked device gives an unauthenticated request a plain challenge and credentials a 403 with the
+    HasBeenLocked JSON (issue 15): that is Locked with the time left, after one credentialed request, and every
+    later getter raises without touching the network."""
     lab_faults.set(cam.id, "locked")
-    with pytest.raises(Locked, match="30 min"):
-        connect(cam).login()
+    drv = connect(cam)
+    with pytest.raises(Locked, match="unlocks in 30 min") as exc:
+        drv.login()
+    assert exc.value.unlock_in_s == 1800
+    assert drv.requests_sent == 2  # the probe, then one request with credentials
+    for getter in ("facts", "clock", "storage", "channels"):
+        with pytest.raises(Locked):
+            getattr(drv, getter)()
+    assert drv.requests_sent == 2
+    with pytest.raises(Locked):  # another driver of the same run: not even a probe
+        connect(cam).facts()
     assert cam.failed_logins == 0
+
+
+def test_a_lock_that_arrives_mid_run_is_not_taken_for_a_refused_nonce(connect, cam, lab_faults):
+    drv = connect(cam)
+    drv.login()
+    sent = drv.requests_sent
+    lab_faults.set(cam.id, "locked")
+    with pytest.raises(Locked):
+        drv.clock()
+    assert drv.requests_sent == sent + 1  # the reused nonce got the 403: no fresh challenge, no second try
+    with pytest.raises(Locked):
+        drv.storage()
+    assert drv.requests_sent == sent + 1
 
 
 def test_clock_drift_and_reset(connect, cam, lab_faults):

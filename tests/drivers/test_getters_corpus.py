@@ -28,8 +28,9 @@ from canteen_ops.drivers.base import (
     NotSupported,
     StreamInfo,
     UpgradeStatus,
-    driver_class,
+
 )
+from canteen_ops.drivers.registry import driver_class
 from canteen_ops.lab.replay import REPLAY_PASSWORD
 from tests.replay_support import corpus, folder_id, replayed
 
@@ -37,26 +38,8 @@ GETTERS = ("facts", "clock", "storage", "channels", "streams", "settings", "expo
 DISK_STATUSES = {"ok", "error", "unformatted", "full", "absent", "unknown"}
 
 # (model folder, getter) → what the driver misreads, naming the corpus file. Found by this suite.
-KNOWN = {
-    ("dahua/NVR2X-4KS3", "facts"):
-        "model: getSystemInfo (dahua/NVR2X-4KS3/magicBox.getSystemInfo.txt) says deviceType=31 on NVRs; the driver "
-        "takes 31 as the model instead of updateSerial=NVR2X-4KS3 (issue 15, devices helper)",
-    ("dahua/DHI-NVR4108HS-8P-4KS2", "facts"):
-        "model: the Lorex NVR's getSystemInfo (dahua/DHI-NVR4108HS-8P-4KS2/magicBox.getSystemInfo.txt) says "
-        "deviceType=31; the driver takes 31 as the model instead of updateSerial (issue 15, devices helper)",
-    ("hikvision/DS-2TD1228-2-QA", "channels"):
-        "thermal bi-spectrum camera: System.Video.inputs.channels.xml lists 2 video inputs (visible and 640x512 "
-        "thermal, streams 101/201); the driver reports a camera as one channel (issue 15, devices helper)",
-    ("hikvision/DS-2SE4C425MWG-E-26", "channels"):
-        "System.Video.inputs.channels.xml lists 2 video inputs; the driver reports a camera as one channel "
-        "(issue 15 multi-sensor, devices helper)",
-    ("hikvision/iDS-7204HUHI-M1", "channels"):
-        "hybrid DVR: ContentMgmt.InputProxy.channels.xml is empty; the 4 analog channels (2 with resDesc NO VIDEO) "
-        "are in System.Video.inputs.channels.xml, which the driver does not read (issue 15, devices helper)",
-    ("hikvision/iDS-7208HQHI-M1", "channels"):
-        "hybrid DVR: ContentMgmt.InputProxy.channels.xml is empty; the 8 analog channels (channel 8 NO VIDEO) are in "
-        "System.Video.inputs.channels.xml, which the driver does not read (issue 15, devices helper)",
-}
+KNOWN: dict[tuple[str, str], str] = {}  # the six found at first (Dahua deviceType=31, hybrid DVR and multi-sensor
+# channels) were fixed with issue 15
 
 
 def _cases():

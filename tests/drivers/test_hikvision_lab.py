@@ -12,6 +12,7 @@ import pytest
 from canteen_ops.drivers.base import (
     AuthFailed,
     Locked,
+    NotSupported,
     Offline,
     ProtocolError,
     Timeout,
@@ -288,3 +289,18 @@ def test_recorded_any_asks_for_one_file(connect, nvr, lab_faults):
     assert drv.requests_sent - sent == 1
     assert not drv.recorded_any(2, now - dt.timedelta(days=12), now - dt.timedelta(days=11))  # before the oldest
     assert drv.requests_sent - sent == 2
+
+
+def test_ntp_servers_not_offered_is_not_an_empty_list(connect, cam, monkeypatch):
+    from canteen_ops.drivers import hikvision as H
+
+    real = H.HikvisionDriver._get_xml
+
+    def get_xml(self, path):
+        if path.endswith("/ntpServers"):  # as firmware without the resource answers: 404 → NotSupported
+            raise NotSupported(f"{path} is not offered by this device (HTTP 404)")
+        return real(self, path)
+
+    monkeypatch.setattr(H.HikvisionDriver, "_get_xml", get_xml)
+    c = connect(cam).clock()
+    assert (c.ntp_servers, c.ntp_servers_offered, c.ntp_enabled) == ([], False, True)

@@ -151,7 +151,8 @@ def test_accept_cert_refuses_a_device_that_is_not_pinned(cli, tmp_path, monkeypa
 
 def test_every_command_that_opens_a_driver_checks_the_pin():
     # backup, snapshot, firmware open drivers with open_driver(device): the pins of the command's log apply
-    from canteen_ops.drivers.base import open_driver, tls_pins
+    from canteen_ops.drivers.base import tls_pins
+    from canteen_ops.drivers.registry import open_driver
 
     with FakeDevice(tls=True, cert="replaced", password="x") as fake:  # device()'s credentials say "x"
         dev = device(fake.port, https=True, tls="pin", dev_id="pinned-cam")
