@@ -1,8 +1,9 @@
-"""Run one task per device with bounded concurrency, a per-device deadline, progress and clean Ctrl-C.
+"""Run one task per device on a pool of threads, with a per-device deadline, progress and clean Ctrl-C.
 
-Modelled on Nornir's threaded runner: each device is handled by exactly one worker (so one connection at a
+Modelled on Nornir's threaded runner: each device is handled by exactly one thread (so one connection at a
 time per device), results come back to the calling thread (so the log is written from one place), and the
-worst status decides the exit code.
+worst status decides the exit code. Threads, because checking a device is mostly waiting for its answers;
+hundreds of devices are in flight at once (default_workers).
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ import os
 import sys
 import time
 from collections.abc import Sized
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from queue import Empty, SimpleQueue
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Iterable
 
@@ -23,9 +26,14 @@ if TYPE_CHECKING:
 DeviceTask = Callable[["Device"], Iterable[Result]]
 
 
+DEFAULT_WORKERS = 256
+
+
 def default_workers() -> int:
-    """Sized for a technician's laptop: I/O bound work, but be gentle with fragile site networks."""
-    return int(os.environ.get("CANTEEN_OPS_WORKERS", "0")) or min(32, (os.cpu_count() or 2) * 8)
+    """Devices in flight at once. Real devices take 10–100 ms per answer, so a device's thread mostly waits: many
+    devices in flight is what makes a fleet fast (docs/benchmarks.md: 1,000 devices with 40 ms per answer). Each
+    device still gets one connection at a time, so a school's network sees at most its own devices' connections."""
+    return int(os.environ.get("CANTEEN_OPS_WORKERS", "0")) or DEFAULT_WORKERS
 
 
 @dataclass
@@ -62,17 +70,16 @@ def run_devices(
     re-raises KeyboardInterrupt after `on_result` has seen every finished result. `on_device(device, results)`
     follows the device's last `on_result`, in the calling thread (check --processes sends one message per device).
 
-    devices may be an iterator: the next device is taken only when a worker is free for it (a forked child
-    takes its devices from a feed shared with the others, checks/fanout.py); no progress bar then.
+    At most `workers` devices are in flight (default_workers(), fewer for a smaller fleet, and fewer where the
+    open-files limit cannot be raised to fit them). devices may be an iterator: the next device is taken only
+    when a worker is free for it; no progress bar then.
     """
     outcome = RunOutcome()
     total = len(devices) if isinstance(devices, Sized) else None
     if total == 0:
         return outcome
     source = iter(devices)
-    ceiling = max(1, min(workers or default_workers(), total or sys.maxsize))
-    # An explicit worker count is kept; the default one is reached only while devices keep us waiting.
-    concurrency = _Concurrency(ceiling, start=ceiling if workers else _Concurrency.START)
+    ceiling = fit_open_files(max(1, min(workers or default_workers(), total or sys.maxsize)))
     show = sys.stderr.isatty() if progress is None else progress
 
     def emit(result: Result) -> None:
@@ -102,41 +109,56 @@ def run_devices(
     bar = _Progress(total, label) if show and total else None
     pool = ThreadPoolExecutor(max_workers=ceiling, thread_name_prefix="device")
     pending: dict[Future, tuple["Device", float]] = {}
+    started: deque[Future] = deque()  # pending futures, oldest first (a device starts when it is submitted)
+    finished: SimpleQueue[Future] = SimpleQueue()  # each future puts itself here when it ends: O(1) a device
+    # Devices past their deadline whose task still runs (a driver call has its own, later, timeout): they keep
+    # their thread, so they count against the in-flight bound until they end; their results are dropped.
+    overdue: set[Future] = set()
     more = True
     try:
         while more or pending:
-            while more and len(pending) < concurrency.limit:
+            while more and len(pending) + len(overdue) < ceiling:
                 device = next(source, None)
                 if device is None:
                     more = False
                 else:
-                    pending[pool.submit(guarded, device)] = (device, time.monotonic())
-            if not pending:
-                break
-            timeout = concurrency.tick()
-            if deadline_s:
-                oldest = min(started for _, started in pending.values())
-                left = max(0.0, oldest + deadline_s - time.monotonic())
-                timeout = left if timeout is None else min(timeout, left)
-            done, _ = wait(pending, timeout=timeout, return_when=FIRST_COMPLETED)
-            concurrency.update()
-            for fut in done:
-                device, _ = pending.pop(fut)
-                finish(device, fut.result())
-                if bar:
-                    bar.advance()
-            if deadline_s:
-                now = time.monotonic()
-                for fut, (device, started) in list(pending.items()):
-                    if now - started >= deadline_s:
-                        pending.pop(fut)
-                        fut.cancel()
-                        outcome.timed_out.append(device.id)
-                        finish(device, [Result(device.id, "deadline", Status.UNKNOWN,
-                                               f"no answer within the {deadline_s:g} s per-device deadline",
-                                               school_id=device.school_id)])
+                    fut = pool.submit(guarded, device)
+                    pending[fut] = (device, time.monotonic())
+                    started.append(fut)
+                    fut.add_done_callback(finished.put)
+            if not pending and not more:
+                break  # (threads still held by overdue devices end on their own)
+            while started and started[0] not in pending:
+                started.popleft()
+            timeout = None
+            if deadline_s and started:
+                timeout = max(0.0, pending[started[0]][1] + deadline_s - time.monotonic())
+            try:
+                fut = finished.get(timeout=timeout)
+                while True:
+                    overdue.discard(fut)
+                    if fut in pending:
+                        device, _ = pending.pop(fut)
+                        finish(device, fut.result())
                         if bar:
                             bar.advance()
+                    fut = finished.get_nowait()
+            except Empty:
+                pass
+            now = time.monotonic()
+            while deadline_s and started and (started[0] not in pending or now - pending[started[0]][1] >= deadline_s):
+                fut = started.popleft()
+                if fut not in pending:
+                    continue
+                device, _ = pending.pop(fut)
+                if not fut.cancel():
+                    overdue.add(fut)
+                outcome.timed_out.append(device.id)
+                finish(device, [Result(device.id, "deadline", Status.UNKNOWN,
+                                       f"no answer within the {deadline_s:g} s per-device deadline",
+                                       school_id=device.school_id)])
+                if bar:
+                    bar.advance()
     except KeyboardInterrupt:
         outcome.interrupted = True
         for fut in pending:
@@ -153,62 +175,19 @@ def run_devices(
     return outcome
 
 
-class _Concurrency:
-    """How many devices run at once. Threads only pay while devices keep us waiting: against devices that answer
-    in a millisecond the work is CPU (XML, HTTP, digests), and every thread beyond a few per process only adds
-    GIL hand-offs — on the 1,000-device lab, 16 threads cost a third more CPU than 2 (docs/benchmarks.md). Real
-    cameras often take tens of milliseconds per answer, and then many threads are what makes a fleet fast. So
-    the limit starts at START and doubles, up to the ceiling, whenever this process wanted less than GROW_BELOW of
-    a core over the last tick: it waits on devices, so more of them at once will help.
-
-    "Wanted" counts the time its threads were ready but waiting for a core (demand_s): with check's worker
-    processes sharing the cores, each gets less than a core however much it wants, and judging by CPU time alone
-    took that for waiting on devices and doubled every worker to the ceiling (the 1,000-device lab: median 2.84 s
-    instead of 2.60 s at 4 a process)."""
-
-    START = 4
-    TICK_S = 0.2
-    GROW_BELOW = 0.5
-
-    def __init__(self, ceiling: int, start: int):
-        self.ceiling = ceiling
-        self.limit = max(1, min(ceiling, start))
-        self._demand, self._at = demand_s(), time.monotonic()
-
-    def tick(self) -> float | None:
-        """How long the runner may wait before update() should look again (None: the limit is final)."""
-        return self.TICK_S if self.limit < self.ceiling else None
-
-    def update(self) -> None:
-        if self.limit >= self.ceiling:
-            return
-        now = time.monotonic()
-        if now - self._at < self.TICK_S:
-            return
-        demand = demand_s()
-        if (demand - self._demand) / (now - self._at) < self.GROW_BELOW:
-            self.limit = min(self.ceiling, self.limit * 2)
-        self._demand, self._at = demand, now
+FILES_PER_DEVICE = 3  # its connection, and a stream probe's or a backup's file and lock
+FILES_RESERVED = 64  # the log, the inventory, the interpreter's own
 
 
-def demand_s() -> float:
-    """Seconds this process's threads ran or were ready to run (Linux /proc/self/task/*/schedstat: time on a
-    core + time waiting in the run queue); CPU time alone where that is not available (macOS)."""
-    try:
-        tids = os.listdir("/proc/self/task")
-    except OSError:
-        return time.process_time()
-    total = 0
-    for tid in tids:
-        try:
-            with open(f"/proc/self/task/{tid}/schedstat", "rb") as f:
-                on_cpu, queued, _ = f.read().split()
-        except FileNotFoundError:  # the thread ended meanwhile
-            continue
-        except (OSError, ValueError):
-            return time.process_time()
-        total += int(on_cpu) + int(queued)
-    return total / 1e9
+def fit_open_files(workers: int) -> int:
+    """How many devices can be in flight under the open-files limit: the soft limit is raised to fit `workers`
+    (up to the hard limit) where there is one (not on Windows, where sockets are not limited this way)."""
+    from canteen_ops.fdlimit import raise_open_files
+
+    limit = raise_open_files(workers * FILES_PER_DEVICE + FILES_RESERVED)
+    if limit is None:
+        return workers
+    return max(1, min(workers, (limit - FILES_RESERVED) // FILES_PER_DEVICE))
 
 
 class _Progress:

@@ -101,6 +101,22 @@ class FakeDriver(Driver):
         self.closed = True
 
 
+@dataclass
+class ShareFactory:
+    """A driver factory that reaches check's worker processes (spawned, so it is pickled): copies of the
+    fleet's states, taken when it is made. exit_on: the device whose driver kills its worker process."""
+
+    states: dict[str, FakeState]
+    exit_on: str | None = None
+
+    def __call__(self, device) -> FakeDriver:
+        if device.id == self.exit_on:
+            import os
+
+            os._exit(9)  # the whole worker process disappears, as in a crash
+        return FakeDriver(device, "pw", state=self.states[device.id])
+
+
 class FakeFleet:
     """One school: an NVR with 6 channels and 6 cameras (one per required area), each on its own socket."""
 
@@ -146,6 +162,9 @@ class FakeFleet:
         d = FakeDriver(device, "pw", state=self.states[device.id])
         self.drivers.append(d)
         return d
+
+    def shareable(self, exit_on: str | None = None) -> ShareFactory:
+        return ShareFactory(self.states, exit_on)
 
     def offline(self, dev_id: str) -> None:
         """Close the device's socket: connections are refused from now on."""

@@ -32,7 +32,8 @@ def check(inv_path, devices, names=NO_MEDIA, **kw):
     inv = load_inventory(inv_path)
     devs = [d for d in inv.devices if d.id in set(devices)]
     assert len(devs) == len(set(devices))
-    return run_checks(devs, inv, list(names), progress=False, workers=4, deadline_s=60, **kw)
+    kw = {"workers": 4, "deadline_s": 60} | kw
+    return run_checks(devs, inv, list(names), progress=False, **kw)
 
 
 def one(out, device, name):
@@ -404,9 +405,9 @@ def test_reachable_connection_is_handed_to_the_driver(lab, inv_path, vendor, mon
     ctx.close()
 
 
-def test_a_forked_run_with_the_real_drivers_gives_what_one_process_gives(lab, inv_path):
-    """check's staged fork (the Hikvision/Dahua child forks first, the ONVIF one after the WSDLs load; devices
-    from a shared feed) against the lab with the real drivers: the same results as one process."""
+def test_a_run_in_worker_processes_with_the_real_drivers_gives_what_one_process_gives(lab, inv_path):
+    """check's worker processes (spawned, a share of the fleet each) against the lab with the real drivers: the
+    same results as one process."""
     devices = [d.id for d in lab.fleet.devices]
 
     def key(out):  # latencies differ from run to run, and a clock a second off reads "in sync" or "behind"
@@ -414,6 +415,74 @@ def test_a_forked_run_with_the_real_drivers_gives_what_one_process_gives(lab, in
                        "" if r.check == "clock" else re.sub(r"\d+(\.\d+)?", "#", r.summary)) for r in out.results)
 
     single = check(inv_path, devices)
-    forked = check(inv_path, devices, processes=2)
-    assert len(forked.results) == len(single.results) > len(devices)
-    assert key(forked) == key(single)
+    shared = check(inv_path, devices, processes=2)
+    assert len(shared.results) == len(single.results) > len(devices)
+    assert key(shared) == key(single)
+
+
+# --- concurrency against devices that are far away ----------------------------------------------------------------
+def _peak_connections(lab, run):
+    """Run `run()` while counting the connections the lab's devices hold open at once (sampled every 10 ms)."""
+    import threading
+    import time
+
+    endpoints = lab.thread.service.http.endpoints
+    peak, stop = [0], threading.Event()
+
+    def sample():
+        while not stop.is_set():
+            peak[0] = max(peak[0], sum(len(ep.conns) for ep in list(endpoints.values())))
+            time.sleep(0.01)
+
+    t = threading.Thread(target=sample, daemon=True)
+    t.start()
+    try:
+        out = run()
+    finally:
+        stop.set()
+        t.join()
+    return out, peak[0]
+
+
+def test_devices_in_flight_reach_the_bound_when_answers_take_long(lab, lab_faults, inv_path):
+    """With 300 ms added to every answer (the lab's slow fault), `workers` devices are in flight at once, never
+    more, each on one connection; without a bound every device of the fleet is."""
+    ids = [d.id for d in lab.fleet.devices if d.kind == "camera"]
+    lab_faults.set("*", "slow", "300")
+    out, peak = _peak_connections(lab, lambda: check(inv_path, ids, ["reachable", "login", "facts"], workers=3))
+    assert peak == 3 and len({r.device_id for r in out.results}) == len(ids)
+    inv = load_inventory(inv_path)
+    devs = [d for d in inv.devices if d.id in set(ids)]
+    out, peak = _peak_connections(lab, lambda: run_checks(devs, inv, ["reachable", "login", "facts"],
+                                                          progress=False, deadline_s=60))
+    assert peak == len(ids) and all(r.status is Status.OK for r in out.results)
+
+
+def test_a_black_hole_costs_its_own_deadline_not_the_runs(lab, lab_faults, inv_path):
+    """A device that accepts and never answers is given up on within its deadline (its driver's calls are bounded
+    by what is left of it) while the others finish meanwhile."""
+    import time
+
+    cams = [d.id for d in lab.fleet.devices if d.kind == "camera"][:4]
+    lab_faults.set(cams[0], "blackhole")
+    t0 = time.monotonic()
+    out = check(inv_path, cams, ["reachable", "login", "facts"], deadline_s=4.0)
+    assert time.monotonic() - t0 < 8
+    last = [r for r in out.results if r.device_id == cams[0]][-1]
+    assert last.status in (Status.CRIT, Status.UNKNOWN) and (last.check == "deadline" or "no answer" in last.summary)
+    assert all(r.status is Status.OK for r in out.results if r.device_id != cams[0]), [
+        (r.device_id, r.check, r.summary) for r in out.results if r.status is not Status.OK]
+
+
+def test_stream_and_picture_in_worker_processes_give_what_one_process_gives(lab, inv_path):
+    """Decoding and the picture metrics in spawned worker processes (media/work.py): the same findings."""
+    cams = [lab.first(v, "camera").id for v in ("hikvision", "dahua", "onvif")]
+
+    def key(out):
+        return sorted((r.device_id, r.check, r.status.value, r.data.get("source_resolution"),
+                       r.data.get("findings")) for r in out.results if r.device_id)
+
+    single = check(inv_path, cams, MEDIA, processes=1)
+    spawned = check(inv_path, cams, MEDIA, processes=2)
+    assert key(spawned) == key(single)
+    assert all(r.status is Status.OK for r in spawned.results if r.device_id), [r.summary for r in spawned.results]

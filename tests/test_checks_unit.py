@@ -389,34 +389,34 @@ def test_history_blur_baseline_is_median():
     assert h.blur_baseline("cam-02") is None
 
 
-def test_forked_processes_give_the_same_results(fleet):
+def test_worker_processes_give_the_same_results(fleet):
+    """A fleet shared out between spawned worker processes (checks/shards.py) gives what one process gives."""
     fleet.offline("cam-03")
     fleet.states["cam-02"].drift_s = 30
     single = run(fleet)
     auth_guard.reset()
-    forked = run(fleet, processes=3)
+    inv = load_inventory(fleet.path)
+    shared = run_checks(inv.devices, inv, NO_MEDIA, driver_factory=fleet.shareable(), progress=False, workers=4,
+                        processes=3)
+
     def key(out):  # latency figures differ from run to run
         return sorted((r.device_id or "", r.check, r.status.value, r.summary.split(" open in ")[0])
                       for r in out.results)
 
-    assert key(forked) == key(single)
-    assert one(forked, "cam-03", "reachable").status is Status.CRIT
-    assert one(forked, None, "coverage").data["uncovered"] == ["专间"]
-    assert forked.exit_code == 2
+    assert key(shared) == key(single)
+    assert one(shared, "cam-03", "reachable").status is Status.CRIT
+    assert one(shared, None, "coverage").data["uncovered"] == ["专间"]
+    assert shared.exit_code == 2
 
 
-def test_forked_run_starts_its_progress_bar_after_the_last_fork(fleet, monkeypatch):
-    """The bar draws from a thread of its own: a fork while it holds the console's lock would leave a child a
-    lock nobody releases. It starts once every child is running, and advances once per device."""
-    import multiprocessing as mp
-
+def test_worker_processes_run_advances_the_progress_bar_once_per_device(fleet, monkeypatch):
     from canteen_ops import runner
 
     seen = {}
 
     class Bar:
         def __init__(self, total, label):
-            seen.update(total=total, children=len(mp.active_children()), advanced=0)
+            seen.update(total=total, advanced=0)
 
         def advance(self):
             seen["advanced"] += 1
@@ -426,144 +426,80 @@ def test_forked_run_starts_its_progress_bar_after_the_last_fork(fleet, monkeypat
 
     monkeypatch.setattr(runner, "_Progress", Bar)
     inv = load_inventory(fleet.path)
-    run_checks(inv.devices, inv, ["reachable", "facts"], driver_factory=fleet.factory, progress=True, processes=2,
-               workers=2)
-    assert seen == {"total": len(inv.devices), "children": 2, "advanced": len(inv.devices), "closed": True}
+    run_checks(inv.devices, inv, ["reachable", "facts"], driver_factory=fleet.shareable(), progress=True,
+               processes=2, workers=2)
+    assert seen == {"total": len(inv.devices), "advanced": len(inv.devices), "closed": True}
 
 
-def test_forked_child_that_dies_reports_its_devices(fleet, monkeypatch):
-    import os
-
-    from canteen_ops.checks import device as device_checks
-
-    real = device_checks.facts
-
-    def facts(ctx):
-        if ctx.device.id == "cam-05":
-            os._exit(9)  # the whole child process disappears
-        return real(ctx)
-
-    monkeypatch.setattr(device_checks, "facts", facts)
-    out = run(fleet, ["reachable", "facts"], processes=2, workers=1)
+def test_worker_process_that_dies_reports_its_devices(fleet):
+    inv = load_inventory(fleet.path)
+    out = run_checks(inv.devices, inv, ["reachable", "facts"], driver_factory=fleet.shareable(exit_on="cam-05"),
+                     progress=False, processes=2, workers=1)
     lost = [r for r in out.results if r.check == "task"]
-    assert lost and all(r.status is Status.UNKNOWN and r.summary == "worker process died (exit 9)" for r in lost)
+    assert lost and all(r.status is Status.UNKNOWN and r.summary == "worker process died" for r in lost)
     assert "cam-05" in {r.device_id for r in lost}
-    # every device has at least one line
+    # every device has its lines, once
     assert {r.device_id for r in out.results if r.device_id} == {"nvr-01"} | {f"cam-0{i}" for i in range(1, 7)}
+    assert len({(r.device_id, r.check) for r in out.results}) == len(out.results)
 
 
-def test_feed_hands_out_each_device_once_own_stage_first_then_the_others():
-    """Children take devices one at a time from a shared feed: their own stage's first, then any other stage's,
-    so a child whose stage ran dry keeps working; the parent can tell which devices a (dead) child had taken."""
+def test_ctrl_c_during_a_run_in_worker_processes_ends_them_and_keeps_what_arrived(fleet):
+    """The workers ignore Ctrl-C (the terminal sends it to them too); the parent ends them at once, keeps the
+    results it already delivered, and re-raises."""
     import multiprocessing as mp
+    import time
+
+    inv = load_inventory(fleet.path)
+    got = []
+
+    def on_results(results):
+        got.extend(results)
+        raise KeyboardInterrupt
+
+    t0 = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        run_checks(inv.devices, inv, ["reachable", "facts"], driver_factory=fleet.shareable(), progress=False,
+                   processes=2, workers=1, on_results=on_results)
+    assert got and time.monotonic() - t0 < 30
+    assert mp.active_children() == []
+
+
+def test_default_processes_for_big_fleets_only(monkeypatch):
+    """As measured (docs/benchmarks.md): a core each for a big fleet's protocol checks; one process for a small
+    fleet, and for stream and picture checks (decoding already uses every core from one process)."""
     from types import SimpleNamespace
 
-    from canteen_ops.checks.fanout import _Feed
+    from canteen_ops.checks.run import default_processes
 
-    http = [SimpleNamespace(id=f"h{i}") for i in range(3)]
-    onvif = [SimpleNamespace(id=f"o{i}") for i in range(5)]
-    feed = _Feed(mp.get_context("fork"), [http, onvif])
-    early = [feed.take(0, 0).id for _ in range(4)]  # stage 0's child: its 3, then stage 1's
-    late = [d.id for d in feed.devices(1, 1)]  # stage 1's child: the rest
-    assert early == ["h0", "h1", "h2", "o0"] and late == ["o1", "o2", "o3", "o4"]
-    assert feed.take(0, 0) is None
-    assert [d.id for d in feed.taken_by(0)] == early and [d.id for d in feed.taken_by(1)] == late
-    assert feed.untaken() == []
-
-
-def test_feed_whose_lock_a_dead_child_kept_gives_up_instead_of_hanging(monkeypatch):
-    """A child killed while taking a device (SIGKILL, the OOM killer) keeps the feed's lock for ever; the others
-    stop taking devices after a while, and the parent reports what nobody took."""
-    import multiprocessing as mp
-    from types import SimpleNamespace
-
-    from canteen_ops.checks.fanout import _Feed
-
-    feed = _Feed(mp.get_context("fork"), [[SimpleNamespace(id="a"), SimpleNamespace(id="b")]])
-    monkeypatch.setattr(_Feed, "LOCK_WAIT_S", 0.1)
-    feed._lock.acquire()  # as a dead holder would leave it
-    assert feed.take(0, 0) is None
-    assert [d.id for d in feed.untaken()] == ["a", "b"]
-
-
-def test_check_stages_put_onvif_devices_last_nvrs_first_and_load_zeep_only_for_them(tmp_path):
-    """The Hikvision/Dahua stage's children fork before the ONVIF WSDLs load (zeep is not imported by its
-    preparation); NVRs lead each stage (the longest work starts first)."""
-    import subprocess
-    import sys
-    from types import SimpleNamespace
-
-    from canteen_ops.checks.fanout import check_stages
-
-    fleet = [SimpleNamespace(id=i, vendor=v, kind=k) for i, v, k in [
-        ("c1", "onvif", "camera"), ("c2", "hikvision", "camera"), ("n1", "onvif", "nvr"), ("n2", "dahua", "nvr")]]
-    stages = check_stages(fleet, ["reachable", "retention"])
-    assert [[d.id for d in st.devices] for st in stages] == [["n2", "c2"], ["n1", "c1"]]
-    code = ("import sys; from types import SimpleNamespace as S; from canteen_ops.checks.fanout import check_stages; "
-            "st = check_stages([S(id='a', vendor='dahua', kind='nvr'), S(id='b', vendor='onvif', kind='nvr')], "
-            "['retention']); st[0].prepare(); print('zeep' in sys.modules); st[1].prepare(); "
-            "from canteen_ops.drivers.onvif import transport; print('zeep' in sys.modules, sorted(transport._clients))")
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert p.returncode == 0, p.stderr
-    assert p.stdout.split("\n")[:2] == ["False", "True ['device', 'search']"]
-
-
-def test_default_processes_fork_for_big_fleets_and_for_a_few_streams(monkeypatch):
-    from canteen_ops.checks.fanout import default_processes
+    def fleet(n):
+        return [SimpleNamespace(kind="camera")] * n
 
     monkeypatch.setattr("os.cpu_count", lambda: 4)
-    assert [default_processes(n) for n in (1, 199, 200, 5000)] == [1, 1, 4, 4]  # a core each
-    assert [default_processes(n, ["reachable", "picture"]) for n in (1, 7, 8)] == [1, 1, 4]  # decode: a core each
+    assert [default_processes(fleet(n)) for n in (1, 199, 200, 5000)] == [1, 1, 4, 4]
+    assert default_processes(fleet(1000), ["reachable", "picture"]) == 1
     monkeypatch.setattr("os.cpu_count", lambda: 64)
-    assert default_processes(1000) == 8 and default_processes(50, ["stream"]) == 8
+    assert default_processes(fleet(1000)) == 8
 
 
-def test_forked_run_masks_a_password_a_device_echoes(fleet, monkeypatch, tmp_path):
-    """The children resolve the devices' passwords; the parent writes the log and the screen, so it has to know
-    them too, or a password a device echoes back in an error would reach the log unmasked."""
+def test_worker_processes_run_masks_a_password_a_device_echoes(fleet, monkeypatch, tmp_path):
+    """The workers log in with the devices' passwords; the parent writes the log and the screen, so it has to
+    know them too, or a password a device echoes back in an error would reach the log unmasked."""
     from canteen_ops import redact
     from canteen_ops.store.log import MaintenanceLog
 
     monkeypatch.setenv("FAKE_FLEET_PASSWORD", "Echoed-Pw-731")
     monkeypatch.setattr(redact, "_KNOWN", set())  # this process has resolved nothing yet
-
-    def factory(device):
-        password = device.credentials.resolve()  # what open_driver does, in the child
-        fleet.states[device.id].errors["facts"] = ProtocolError(f"device says: bad request from admin:{password}")
-        return fleet.factory(device)
-
+    for state in fleet.states.values():
+        state.errors["facts"] = ProtocolError("device says: bad request from admin:Echoed-Pw-731")
     inv = load_inventory(fleet.path)
     log = MaintenanceLog.open(tmp_path / "log.db")
     with log.run("check", [], "test") as handle:
-        run_checks(inv.devices, inv, ["reachable", "facts"], log=log, driver_factory=factory, progress=False,
-                   processes=2, workers=1, on_results=handle.record_all)
+        run_checks(inv.devices, inv, ["reachable", "facts"], log=log, driver_factory=fleet.shareable(),
+                   progress=False, processes=2, workers=1, on_results=handle.record_all)
     summaries = [r["summary"] for r in log.query("SELECT summary FROM results WHERE check_name = 'facts'")]
     log.close()
     assert len(summaries) == 7 and all("admin:***" in s for s in summaries), summaries
     assert not any("Echoed-Pw-731" in s for s in summaries)
-
-
-def test_forked_workers_run_as_batch_work(fleet, monkeypatch):
-    """check's worker processes ask for SCHED_BATCH (fanout.batch_scheduling); the parent keeps its policy."""
-    import os
-
-    from canteen_ops.checks import device as device_checks
-
-    if not hasattr(os, "SCHED_BATCH"):
-        pytest.skip("no SCHED_BATCH on this platform")
-    real = device_checks.facts
-
-    def facts(ctx):
-        out = real(ctx)
-        out[0].data["policy"] = os.sched_getscheduler(0)  # read in the child that checks this device
-        return out
-
-    monkeypatch.setattr(device_checks, "facts", facts)
-    before = os.sched_getscheduler(0)
-    out = run(fleet, ["reachable", "facts"], processes=2, workers=1)
-    policies = {r.data["policy"] for r in out.results if r.check == "facts"}
-    assert policies == {os.SCHED_BATCH}
-    assert os.sched_getscheduler(0) == before
 
 
 def test_ntp_servers_the_firmware_does_not_offer_are_not_missing_servers():

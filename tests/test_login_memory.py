@@ -65,3 +65,19 @@ def test_a_dahua_lock_is_remembered_for_the_time_the_device_said(lab, lab_faults
     r = cli("snapshot", "take", "--device", nvr.id)
     assert "not tried: the device locked us out at" in r.out + r.err
     assert lab.thread.service.http.requests == before
+
+
+def test_the_memory_reaches_checks_worker_processes(lab, lab_faults, lab_env, cli, tmp_path):
+    """`check --processes 2` (spawned workers, each with its share of the devices): a refusal seen in a worker is
+    remembered, and a remembered one withholds the credentials in a worker too."""
+    cam = lab.first("hikvision", "camera")
+    other = lab.first("dahua", "camera")
+    lab_faults.set(cam.id, "wrong-password")
+    devices = ["--device", cam.id, "--device", other.id]
+    r = cli("check", *devices, "--only", "reachable,login", "--processes", "2")
+    assert r.code == 2 and "auth failed: wrong username or password" in r.out
+    rows = MaintenanceLog.open(tmp_path / "log.db").query("SELECT device_id FROM login_refusals")
+    assert [x["device_id"] for x in rows] == [cam.id]
+    r = cli("check", *devices, "--only", "reachable,login", "--processes", "2")
+    assert "not tried: the device refused our login" in r.out
+    assert cam.failed_logins == 1

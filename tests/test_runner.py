@@ -80,7 +80,8 @@ def test_ctrl_c_keeps_finished_results(devices):
     assert [r.device_id for r in logged] == [d.id for d in devices[:3]]
 
 
-def _peak_concurrency(devices, work, **kwargs) -> int:
+def _counted(work):
+    """A task that runs work(device) and counts how many run at once (peak[0])."""
     lock, running, peak = threading.Lock(), [0], [0]
 
     def task(d):
@@ -88,76 +89,88 @@ def _peak_concurrency(devices, work, **kwargs) -> int:
             running[0] += 1
             peak[0] = max(peak[0], running[0])
         try:
-            work()
+            work(d)
         finally:
             with lock:
                 running[0] -= 1
         return [Result(d.id, "probe", Status.OK, "fine")]
 
+    return task, peak
+
+
+def _peak_concurrency(devices, work, **kwargs) -> int:
+    task, peak = _counted(lambda d: work())
     out = run_devices(devices, task, progress=False, **kwargs)
     assert len(out.results) == len(devices)
     return peak[0]
 
 
-def test_default_concurrency_grows_while_devices_keep_us_waiting(devices, monkeypatch):
-    monkeypatch.setenv("CANTEEN_OPS_WORKERS", "8")
+def test_default_workers_put_a_whole_small_fleet_in_flight(devices, monkeypatch):
+    monkeypatch.delenv("CANTEEN_OPS_WORKERS", raising=False)
     many = (devices * 20)[:60]
-    assert _peak_concurrency(many, lambda: time.sleep(0.05)) == 8  # slow answers: up to the ceiling
+    assert _peak_concurrency(many, lambda: time.sleep(0.3)) == 60  # bounded by the fleet, not by the CPUs
 
 
-def test_concurrency_doubles_only_while_the_process_waits(monkeypatch):
-    """The controller on a fake clock: a tick at 90 % of a core keeps the limit, ticks mostly waiting double it
-    up to the ceiling; an explicit start is final."""
-    import canteen_ops.runner as runner
-
-    clock = {"wall": 100.0, "demand": 10.0}
-    monkeypatch.setattr(runner.time, "monotonic", lambda: clock["wall"])
-    monkeypatch.setattr(runner, "demand_s", lambda: clock["demand"])
-    c = runner._Concurrency(32, start=runner._Concurrency.START)
-    assert (c.limit, c.tick()) == (4, runner._Concurrency.TICK_S)
-
-    def tick(busy: float) -> int:
-        clock["wall"] += 0.2
-        clock["demand"] += 0.2 * busy
-        c.update()
-        return c.limit
-
-    assert [tick(0.9), tick(0.95), tick(0.1), tick(0.2), tick(0.6), tick(0.0), tick(0.0)] == [4, 4, 8, 16, 16, 32, 32]
-    assert c.tick() is None
-    fixed = runner._Concurrency(6, start=6)
-    assert (fixed.limit, fixed.tick()) == (6, None)
+def test_workers_from_the_environment(devices, monkeypatch):
+    monkeypatch.setenv("CANTEEN_OPS_WORKERS", "8")
+    assert _peak_concurrency((devices * 20)[:30], lambda: time.sleep(0.05)) == 8
 
 
-def test_demand_counts_time_waiting_for_a_core():
-    """A process that gets half a core because another one takes the rest still wants a whole core: demand_s
-    counts its time in the run queue, so the runner does not mistake CPU contention for slow devices."""
-    import os
+def test_a_device_past_its_deadline_keeps_its_thread_counted(devices):
+    """A task the deadline gave up on still runs (its driver call has its own timeout): it holds a thread, so the
+    runner starts no more than `workers` at once, and no device waits for a thread while its deadline runs."""
+    release = threading.Event()
+    task, peak = _counted(lambda d: release.wait(1.0) if d.id == devices[0].id else time.sleep(0.05))
+    out = run_devices(devices[:8], task, workers=2, deadline_s=0.3, progress=False)
+    release.set()
+    assert peak[0] == 2
+    assert out.timed_out == [devices[0].id]
+    assert sorted(r.device_id for r in out.results if r.check == "probe") == sorted(d.id for d in devices[1:8])
 
-    from canteen_ops.runner import demand_s
 
-    if not os.path.exists("/proc/self/task"):
-        pytest.skip("no per-thread scheduler statistics here")
+def test_a_devices_results_arrive_together_in_its_order(devices):
+    """on_device gets each device once, with all its results in the order its task made them, and on_result has
+    seen them just before; devices arrive as they finish (the slow one last)."""
+    calls = []
 
-    def spin(seconds: float) -> None:
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            pass
+    def task(d):
+        if d.id == devices[0].id:
+            time.sleep(0.3)
+        return [Result(d.id, c, Status.OK, "fine") for c in ("reachable", "login", "facts")]
 
-    cores = os.sched_getaffinity(0)
-    os.sched_setaffinity(0, {min(cores)})  # this process and its rival share one core
-    try:
-        rival = os.fork()
-        if rival == 0:
-            spin(1.5)
-            os._exit(0)
-        d0, c0, t0 = demand_s(), time.process_time(), time.monotonic()
-        spin(0.8)
-        wall, cpu, demand = time.monotonic() - t0, time.process_time() - c0, demand_s() - d0
-        os.waitpid(rival, 0)
-    finally:
-        os.sched_setaffinity(0, cores)
-    assert cpu < 0.8 * wall  # the rival took part of the core ...
-    assert demand > 0.9 * wall  # ... and we were ready to run all along
+    seen = []
+    run_devices(devices[:5], task, workers=5, progress=False, on_result=lambda r: seen.append((r.device_id, r.check)),
+                on_device=lambda d, rs: calls.append((d.id, [r.check for r in rs], list(seen))))
+    assert [c[0] for c in calls][-1] == devices[0].id and len(calls) == 5
+    for i, (device_id, checks, before) in enumerate(calls):
+        assert checks == ["reachable", "login", "facts"]
+        assert before[-3:] == [(device_id, c) for c in checks] and len(before) == 3 * (i + 1)
+
+
+def test_workers_fit_the_open_files_limit(monkeypatch):
+    """Where the soft limit cannot be raised enough, fewer devices are in flight instead of failing with
+    'too many open files'; where there is no such limit (Windows), the workers asked for."""
+    from canteen_ops import fdlimit, runner
+
+    monkeypatch.setattr(fdlimit, "raise_open_files", lambda wanted: 256)
+    assert runner.fit_open_files(1000) == (256 - runner.FILES_RESERVED) // runner.FILES_PER_DEVICE
+    assert runner.fit_open_files(10) == 10
+    monkeypatch.setattr(fdlimit, "raise_open_files", lambda wanted: None)
+    assert runner.fit_open_files(1000) == 1000
+
+
+def test_raise_open_files_raises_the_soft_limit_only(tmp_path):
+    """In a child process (the limit is per process): raised to what is wanted, never above the hard limit, never
+    lowered."""
+    import subprocess
+    import sys
+
+    code = ("import resource; from canteen_ops.fdlimit import raise_open_files as r; "
+            "s, h = resource.getrlimit(resource.RLIMIT_NOFILE); resource.setrlimit(resource.RLIMIT_NOFILE, (64, h)); "
+            "print(r(100), r(50), resource.getrlimit(resource.RLIMIT_NOFILE)[0], r(10**9) <= h or h == resource.RLIM_INFINITY)")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split() == ["100", "100", "100", "True"]
 
 
 def test_explicit_workers_run_at_once(devices):

@@ -72,6 +72,7 @@ class CheckContext:
     started: float = field(default_factory=time.monotonic)
     skip_reason: str | None = None  # set when the device cannot be checked further (offline, login refused)
     answered: bool = False  # the device has answered at least one driver request in this run
+    media: Any = None  # procpool.WorkerProcesses for the picture analysis; None: in this thread
     tls_pins: dict[str, str] = field(default_factory=dict)  # device id → accepted certificate (tls: pin)
     _driver: Driver | None = field(default=None, repr=False)
     _spare: Any = field(default=None, repr=False)  # the reachable check's open connection, for the driver

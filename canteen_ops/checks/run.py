@@ -1,5 +1,5 @@
-"""Run the selected checks across devices: one CheckContext per device, the runner's bounded threads, then the
-per-school coverage check over what the run found."""
+"""Run the selected checks across devices: one CheckContext per device, the runner's threads (and worker
+processes for the CPU-bound part of big runs), then the per-school coverage check over what the run found."""
 
 from __future__ import annotations
 
@@ -24,6 +24,8 @@ from canteen_ops.runner import RunOutcome, run_devices
 from canteen_ops.status import Result, Status
 
 if TYPE_CHECKING:
+    import datetime as dt
+
     from canteen_ops.inventory.model import Device, Inventory
     from canteen_ops.store.log import MaintenanceLog
 
@@ -157,6 +159,50 @@ def select_checks(only: list[str] | None = None, skip: list[str] | None = None) 
     return [n for n in CHECK_NAMES if n in chosen]
 
 
+BIG_FLEET = 200  # devices from which protocol checks are shared out between worker processes by default
+
+
+def default_processes(devices: list["Device"], checks: list[str] | tuple[str, ...] = ()) -> int:
+    """Worker processes `check` uses when not told (docs/benchmarks.md, the 2-core reference machine):
+
+    - protocol checks on BIG_FLEET devices or more: one per core (at most 8). Parsing a big fleet's answers
+      (httpx, XML, zeep) is more than one core's work: 1,000 lab devices took 1.25× as long in one process as
+      shared out between two (checks/shards.py), each worker's start-up (imports, WSDLs) included;
+    - else 1 (everything in this process), stream and picture checks included: 50 cameras already use both
+      cores from one process (PyAV decodes without the GIL), and computing their picture metrics in two worker
+      processes was 1.23× slower."""
+    import os
+
+    if {"stream", "picture"} & set(checks) or len(devices) < BIG_FLEET:
+        return 1
+    return min(os.cpu_count() or 1, 8)
+
+
+def device_task(inventory: "Inventory", names: list[str], *, history: History | None = None,
+                driver_factory: DriverFactory | None = None, now: "dt.datetime", deadline_s: float | None,
+                media=None, tls_pins: dict[str, str] | None = None) -> Callable[["Device"], list[Result]]:
+    """The runner's task: a device's applicable checks among `names`, in order, with a context of its own."""
+    schools = {s.id: s for s in inventory.schools}
+    checks = _registry()
+    device_names = [n for n in names if n in DEVICE_CHECK_NAMES]
+    history = history or History()
+    pins = tls_pins or {}
+
+    def task(device: "Device") -> list[Result]:
+        ctx = CheckContext(device, schools[device.school_id], inventory, history=history,
+                           driver_factory=driver_factory, now=now, deadline_s=deadline_s, media=media,
+                           tls_pins=pins)
+        return check_device(ctx, device_names, checks)
+
+    return task
+
+
+def heaviest_first(devices: list["Device"]) -> list["Device"]:
+    """NVRs first (tens of requests each against a camera's few): the longest work starts first, so the run
+    does not end waiting on an NVR started last."""
+    return sorted(devices, key=lambda d: d.kind != "nvr")
+
+
 def run_checks(devices: list["Device"], inventory: "Inventory", names: list[str], *,
                log: "MaintenanceLog | None" = None, workers: int | None = None,
                deadline_s: float | None = DEFAULT_DEADLINE_S,
@@ -164,18 +210,18 @@ def run_checks(devices: list["Device"], inventory: "Inventory", names: list[str]
                progress: bool | None = None, driver_factory: DriverFactory | None = None,
                processes: int = 1) -> RunOutcome:
     """Check `devices`, then coverage of their schools. Results reach `on_results` in the calling thread as they
-    finish, a device's (or a school's coverage) together — several devices' at once when they arrived
-    together from forked children — so a caller can record them in one transaction; Ctrl-C
-    propagates (KeyboardInterrupt) after every finished device's results were delivered.
+    finish, a device's (or a school's coverage) together — several devices' at once when they arrived together
+    from worker processes — so a caller can record them in one transaction; Ctrl-C propagates
+    (KeyboardInterrupt) after every finished device's results were delivered.
 
-    processes > 1 forks that many children (checks/fanout.py) to use more than one core on big fleets."""
+    processes > 1: that many worker processes for the CPU-bound part (default_processes): the picture
+    analysis when stream/picture checks run, else a share of the fleet each. A driver_factory must then
+    be picklable (a top-level function) to reach a worker process."""
     import datetime as dt
 
     from canteen_ops.checks.coverage import SchoolContext, coverage
 
     device_names = [n for n in names if n in DEVICE_CHECK_NAMES]
-    schools = {s.id: s for s in inventory.schools}
-    checks = _registry()
     history = History.load(log, [d.id for d in devices if d.kind == "camera"]) if "picture" in names else History()
     now = dt.datetime.now(dt.timezone.utc)
     pins: dict[str, str] = {}
@@ -183,22 +229,26 @@ def run_checks(devices: list["Device"], inventory: "Inventory", names: list[str]
         from canteen_ops.store.tlspins import accepted_pins
 
         pins = accepted_pins(log)
-
-    def task(device: "Device") -> list[Result]:
-        ctx = CheckContext(device, schools[device.school_id], inventory, history=history,
-                           driver_factory=driver_factory, now=now, deadline_s=deadline_s, tls_pins=pins)
-        return check_device(ctx, device_names, checks)
-
     processes = max(1, min(processes, len(devices)))
-    if device_names and processes > 1:
-        from canteen_ops.checks.fanout import check_stages, run_forked
+    media_work = bool({"stream", "picture"} & set(device_names))
+    ordered = heaviest_first(devices)
+    if device_names and processes > 1 and not media_work:
+        from canteen_ops.checks.shards import run_sharded
 
-        outcome = run_forked(check_stages(devices, device_names), task, processes=processes, workers=workers,
-                             deadline_s=deadline_s, on_results=on_results, progress=progress, label="checking")
+        outcome = run_sharded(ordered, inventory, device_names, processes=processes, workers=workers,
+                              deadline_s=deadline_s, on_results=on_results, progress=progress,
+                              driver_factory=driver_factory, now=now, tls_pins=pins)
     elif device_names:
-        outcome = run_devices(devices, task, workers=workers, deadline_s=deadline_s, progress=progress,
-                              on_device=(lambda _device, results: on_results(results)) if on_results else None,
-                              label="checking")
+        from contextlib import nullcontext
+
+        from canteen_ops.procpool import WorkerProcesses
+
+        with WorkerProcesses(processes) if media_work and processes > 1 else nullcontext() as media:
+            task = device_task(inventory, device_names, history=history, driver_factory=driver_factory, now=now,
+                               deadline_s=deadline_s, media=media, tls_pins=pins)
+            outcome = run_devices(ordered, task, workers=workers, deadline_s=deadline_s, progress=progress,
+                                  on_device=(lambda _device, results: on_results(results)) if on_results else None,
+                                  label="checking")
     else:
         outcome = RunOutcome()
     if "coverage" in names:
@@ -207,6 +257,7 @@ def run_checks(devices: list["Device"], inventory: "Inventory", names: list[str]
             if r.device_id:
                 by_device.setdefault(r.device_id, []).append(r)
         seen = []
+        schools = {s.id: s for s in inventory.schools}
         for d in devices:
             if d.school_id not in seen:
                 seen.append(d.school_id)

@@ -22,16 +22,20 @@ def _frames_needed(ctx: "CheckContext") -> int:
     return max(12, ctx.policy.frozen_frames + 2)
 
 
-def _run_probe(ctx: "CheckContext", uri: str, frames: int):
-    from canteen_ops.media.probe import probe_stream
+def _run_probe(ctx: "CheckContext", uri: str, frames: int, frozen_similarity: float | None = None):
+    """(StreamProbe without its frames, PictureMetrics or None); the metrics in a worker process when the run
+    has them (media/work.py)."""
+    from canteen_ops.media.work import probe_and_measure
 
     creds = ctx.device.credentials
     timeout = ctx.policy.stream_timeout_s
     left = ctx.remaining()
     if left is not None:  # stay inside the device's deadline (a little margin for the picture metrics)
         timeout = max(0.5, min(timeout, left - 1.0))
-    return probe_stream(uri, username=creds.username if creds else None,
-                        password=creds.resolve() if creds else None, timeout=timeout, frames=frames)
+    args = dict(username=creds.username if creds else None, password=creds.resolve() if creds else None,
+                timeout=timeout, frames=frames,
+                frozen_similarity=ctx.policy.frozen_similarity if frozen_similarity is None else frozen_similarity)
+    return probe_and_measure(uri, workers=ctx.media, wait_s=left, **args)
 
 
 def _inputs(ctx: "CheckContext"):
@@ -48,7 +52,7 @@ def _main_probe(ctx: "CheckContext", channel: int = 1):
     return ctx.remember(f"probe-main-{channel}", lambda: _run_probe(ctx, ctx.get("stream_uri", channel, True), 0))
 
 
-def _picture_probe(ctx: "CheckContext", channel: int = 1):
+def _picture_probe(ctx: "CheckContext", channel: int = 1, frozen_similarity: float | None = None):
     """Decoded frames for the picture metrics, from the sub-stream when the camera has one: the metrics work on
     frames reduced to 640 px anyway, and decoding 1080p is most of a stream check's cost (50 cameras at once)."""
     def compute():
@@ -56,7 +60,7 @@ def _picture_probe(ctx: "CheckContext", channel: int = 1):
             uri = ctx.get("stream_uri", channel, False)
         except NotSupported:
             uri = ctx.get("stream_uri", channel, True)
-        return _run_probe(ctx, uri, _frames_needed(ctx))
+        return _run_probe(ctx, uri, _frames_needed(ctx), frozen_similarity)
 
     return ctx.remember(f"probe-picture-{channel}", compute)
 
@@ -85,7 +89,7 @@ def stream(ctx: "CheckContext") -> list[Result]:
 def _stream_one(ctx: "CheckContext", ch, label: str) -> Result:
     from canteen_ops.media.quality import assess_stream, overall
 
-    p = _main_probe(ctx, ch.id)
+    p, _ = _main_probe(ctx, ch.id)
     findings = assess_stream(p, ctx.policy.for_channel(ch.kind))
     status = overall(findings)
     data = p.to_dict() | {"findings": [f.code for f in findings], "channel": ch.id, "channel_kind": ch.kind}
@@ -105,15 +109,14 @@ def picture(ctx: "CheckContext") -> list[Result]:
 
 
 def _picture_one(ctx: "CheckContext", ch, label: str) -> Result:
-    from canteen_ops.media.quality import assess, measure, overall
+    from canteen_ops.media.quality import assess, overall
 
-    p = _picture_probe(ctx, ch.id)
-    if not p.frames:
+    pol = ctx.policy.for_channel(ch.kind)
+    p, m = _picture_probe(ctx, ch.id, pol.frozen_similarity)
+    if m is None:
         why = p.message or "no frames decoded"
         return result(ctx, "picture", Status.UNKNOWN, f"{label}no picture to assess ({why})", frames=0,
                       channel=ch.id)
-    pol = ctx.policy.for_channel(ch.kind)
-    m = measure(p.frames, frozen_similarity=pol.frozen_similarity)
     # The blur history in the log is the camera's first sensor's: other sensors are judged on the threshold only.
     baseline = ctx.history.blur_baseline(ctx.device.id) if ch.id == 1 else None
     findings = assess(m, pol, baseline)

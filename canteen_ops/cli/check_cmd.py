@@ -33,11 +33,12 @@ def check(
         "--json", help="JSON Lines on stdout: one object per result, written as results arrive")] = False,
     all_: Annotated[bool, typer.Option("--all", help="List ok results too (default: a count per school)")] = False,
     workers: Annotated[Optional[int], typer.Option(
-        "--workers", min=1, max=MAX_WORKERS, metavar="N", help="Devices checked at once [default: from 4 per process, doubling "
-        "while devices keep it waiting, up to 8 per CPU, at most 32]")] = None,
+        "--workers", min=1, max=MAX_WORKERS, metavar="N", help="Devices checked at once, one connection each "
+        "[default: 256, or CANTEEN_OPS_WORKERS]")] = None,
     processes: Annotated[Optional[int], typer.Option(
-        "--processes", min=1, max=64, metavar="N", help="Processes to spread the devices over [default: one per core for "
-        "200 or more devices, or for 8 or more with stream/picture checks, at most 8; else 1]")] = None,
+        "--processes", min=1, max=64, metavar="N", help="Worker processes for the CPU-bound work: a share of the "
+        "fleet each, or the picture analysis with stream/picture checks [default: one per core (at most 8) for "
+        "200 or more devices without stream/picture checks; else 1, all in this process]")] = None,
     deadline: Annotated[float, typer.Option(
         "--deadline", min=0.1, max=MAX_SECONDS, metavar="SECONDS", help="Seconds allowed per device; a device past it gets an 'unknown'")] = 90.0,
     open_incidents: Annotated[bool, typer.Option(
@@ -47,8 +48,7 @@ def check(
 ) -> int:
     """Diagnose the selected devices: reachability, login, identity, clock, NVR disks/channels/recordings,
     stream and picture quality, and coverage of the required canteen areas."""
-    from canteen_ops.checks.fanout import default_processes
-    from canteen_ops.checks.run import run_checks, select_checks
+    from canteen_ops.checks.run import default_processes, run_checks, select_checks
 
     e = env(ctx)
     quiet = quiet or e.quiet
@@ -75,7 +75,7 @@ def check(
         try:
             outcome = run_checks(devices, inv, names, log=log, workers=workers, deadline_s=deadline,
                                  on_results=on_results, progress=None if not (json or quiet) else False,
-                                 processes=processes or default_processes(len(devices), names))
+                                 processes=processes or default_processes(devices, names))
         except KeyboardInterrupt:
             out.render(interrupted=True, elapsed=time.monotonic() - t0, n_devices=len(devices))
             raise

@@ -201,6 +201,11 @@ class _AuthGuard:
         """Remember refusals across commands (None: this process only)."""
         self._memory = memory
 
+    @property
+    def memory(self):
+        """The installed memory (check passes it on to its worker processes)."""
+        return self._memory
+
     def check(self, device_id: str) -> None:
         with self._lock:
             exc = self._failed.get(device_id)

@@ -17,7 +17,6 @@ from typing import Any
 from canteen_ops.checks import DEVICE_CHECK_NAMES
 from canteen_ops.errors import InvalidFile, Problem
 from canteen_ops.secretfile import open_to_others
-from canteen_ops.gcpause import gc_paused
 from canteen_ops.inventory.model import (
     KINDS,
     POLICY_FIELDS,
@@ -452,10 +451,8 @@ def _merge(*layers: dict) -> dict:
 
 def load_inventory(path: str | Path) -> Inventory:
     """Read, validate and resolve an inventory. Raises InvalidFile listing every problem."""
-    with gc_paused():  # everything built here stays alive: nothing for the collector to find
-        data, positions, problems = read_input_file(path, "inventory file",
-                                                    "use --inventory or CANTEEN_OPS_INVENTORY")
-        return _validated(str(path), data, positions, problems)
+    data, positions, problems = read_input_file(path, "inventory file", "use --inventory or CANTEEN_OPS_INVENTORY")
+    return _validated(str(path), data, positions, problems)
 
 
 def parse_inventory(text: str, file: str = "<inventory>") -> Inventory:

@@ -25,6 +25,8 @@ def lab_dir(value: str | Path | None) -> Path:
 
 
 def pid_alive(pid: int) -> bool:
+    if os.name == "nt":  # os.kill(pid, 0) would terminate it there, and there is no waitpid(WNOHANG)
+        return _windows_pid_alive(pid)
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -37,6 +39,20 @@ def pid_alive(pid: int) -> bool:
         return done == 0
     except ChildProcessError:
         return True
+
+
+def _windows_pid_alive(pid: int) -> bool:
+    import ctypes
+
+    kernel32 = ctypes.windll.kernel32  # type: ignore[attr-defined]
+    handle = kernel32.OpenProcess(0x1000, False, pid)  # PROCESS_QUERY_LIMITED_INFORMATION
+    if not handle:
+        return ctypes.GetLastError() == 5  # ERROR_ACCESS_DENIED: it exists, it is not ours
+    try:
+        code = ctypes.c_ulong()
+        return bool(kernel32.GetExitCodeProcess(handle, ctypes.byref(code))) and code.value == 259  # STILL_ACTIVE
+    finally:
+        kernel32.CloseHandle(handle)
 
 
 def read_info(directory: Path) -> dict[str, Any] | None:
@@ -120,7 +136,8 @@ def stop(directory: Path, timeout: float = 15.0) -> int:
         request(info, "POST", "/down")
     except Unavailable:
         os.kill(pid, signal.SIGTERM)
-    for sig, wait in ((None, timeout), (signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
+    kill = getattr(signal, "SIGKILL", signal.SIGTERM)  # Windows: SIGTERM is TerminateProcess already
+    for sig, wait in ((None, timeout), (signal.SIGTERM, 5.0), (kill, 5.0)):
         if sig is not None and pid_alive(pid):
             os.kill(pid, sig)
         deadline = time.monotonic() + wait

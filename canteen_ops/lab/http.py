@@ -23,7 +23,6 @@ import asyncio
 import importlib
 import logging
 import re
-import resource
 import time
 from typing import Callable
 from urllib.parse import parse_qsl, urlsplit
@@ -52,20 +51,6 @@ class BadRequest(Exception):
     def __init__(self, status: int, message: str):
         super().__init__(message)
         self.status = status
-
-
-def raise_nofile_limit() -> int:
-    """Raise the soft open-files limit to the hard limit: each device holds a listening socket."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY:
-        hard = max(soft, 1 << 20)
-    if soft < hard:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-            soft = hard
-        except (ValueError, OSError):
-            pass
-    return soft
 
 
 # --- routing ----------------------------------------------------------------------------------------------

@@ -32,8 +32,9 @@ from pathlib import Path
 from typing import Any
 
 from canteen_ops.lab.fleet import Fleet, FleetError
+from canteen_ops.fdlimit import raise_open_files
 from canteen_ops.lab.replay import ReplayError
-from canteen_ops.lab.http import LabHTTP, Request, raise_nofile_limit, read_request, BadRequest
+from canteen_ops.lab.http import LabHTTP, Request, read_request, BadRequest
 from canteen_ops.lab.state import STREAM_FAULTS, DeviceState, UnknownFault
 
 log = logging.getLogger(__name__)
@@ -78,7 +79,8 @@ class LabService:
     async def start(self, control: bool = True) -> None:
         self.loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
-        raise_nofile_limit()
+        # Per device: HTTP and RTSP listeners, and a client connection or two to each while checks run.
+        raise_open_files(6 * len(self.devices) + 256)
         try:
             for d in self.devices.values():
                 await self.http.add(d)

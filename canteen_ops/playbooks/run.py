@@ -12,10 +12,9 @@ import os
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING
 
 from canteen_ops.errors import UsageError
 from canteen_ops.playbooks.model import Playbook, Step, substitute
@@ -64,16 +63,14 @@ class PlaybookOutcome:
         return self.status.exit_code
 
 
-@contextmanager
-def playbook_lock(lock_dir: Path, name: str) -> Iterator[None]:
-    """One run per playbook at a time (cron and a technician, or two crons)."""
+def playbook_lock(lock_dir: Path, name: str):
+    """One run per playbook at a time (cron and a technician, or two crons): LockHeld (exit 75) otherwise."""
     from canteen_ops.locks import exclusive
 
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
     path = lock_dir / f"playbook-{safe}.lock"
-    with exclusive(path, f"playbook {name!r} is already running{{holder}} (lock {path}); "
-                         "try again when it has finished"):
-        yield
+    return exclusive(path, f"playbook {name!r} is already running{{holder}} (lock {path}); "
+                           "try again when it has finished")
 
 
 class PlaybookRunner:

@@ -15,7 +15,6 @@ import hashlib
 import os
 import re
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -157,14 +156,13 @@ class BackupStore:
         return True
 
     # --- locking ---------------------------------------------------------------------------------------
-    @contextmanager
-    def lock(self, device_id: str) -> Iterator[None]:
+    def lock(self, device_id: str):
         """Exclusive, non-blocking per-device lock shared by every process using this backup directory
-        (canteen_ops/locks.py: dies with its process, portable to Windows)."""
+        (canteen_ops/locks.py: dies with its process, portable to Windows): LockHeld when another backup of the
+        device is running."""
         from canteen_ops.locks import exclusive
 
         locks = self.root / ".locks"
         locks.mkdir(parents=True, exist_ok=True, mode=0o700)
-        with exclusive(locks / f"{_component(device_id, 'device id')}.lock",
-                       f"{device_id}: another backup of this device is running{{holder}}; skipped"):
-            yield
+        return exclusive(locks / f"{_component(device_id, 'device id')}.lock",
+                         f"{device_id}: another backup of this device is running{{holder}}; skipped")

@@ -6,8 +6,9 @@ check, snapshot, backup and firmware one after the other: four refusals. So a re
 the window has passed no command sends credentials to that device again — it reports when it may be tried —
 unless the technician says `--force-login` (after fixing the password, say).
 
-Each write uses its own short connection, so forked check workers (checks/fanout.py) can record too; the
-refusals that block are read once, when the memory is installed.
+Each write uses its own short connection, so check's worker processes (checks/shards.py) can record too: a
+memory pickles as its log's path and settings, and a worker reopens it. The refusals that block are read once,
+when the memory is made.
 """
 
 from __future__ import annotations
@@ -51,6 +52,9 @@ class LoginMemory:
         conn.execute("PRAGMA busy_timeout=30000")
         return conn
 
+    def __reduce__(self):
+        return (_reopen, (self.path, self.command, self.force))
+
     def withheld(self, device_id: str) -> "AuthFailed | None":
         """The error to raise instead of sending credentials to a device inside its window (None: go ahead)."""
         from canteen_ops.drivers.base import Withheld
@@ -91,3 +95,8 @@ class LoginMemory:
             pass  # the in-process guard still stops this run; losing the memory only costs a later run a try
         with self._lock:
             self._active[device_id] = row
+
+
+def _reopen(path: str, command: str | None, force: bool) -> LoginMemory:
+    """A LoginMemory in a worker process: the same log, the refusals read again."""
+    return LoginMemory(path, command=command, force=force)
