@@ -213,13 +213,13 @@ def list_(ctx: typer.Context,
     out = e.err if e.quiet else e.console  # --quiet silences the console: problems go to stderr
     from rich.text import Text
 
-    from canteen_ops.cli.render import ID, TIME, Column, first_of, plural, table
+    from canteen_ops.cli.render import CODE, ID, TIME, Column, first_of, plural, table
     from canteen_ops.i18n import _
     from canteen_ops.incidents import ACTIVE_STATES
 
     tz = _tz(ctx)
     title = plural(len(rows), "overdue incident") if overdue else plural(len(rows), "incident")
-    cols = [Column("id", ID), Column("level", ID), Column("state", ID), Column("school", ID, optional=True),
+    cols = [Column("id", ID), Column("level", CODE), Column("state", CODE), Column("school", ID, optional=True),
             Column("devices", ID), Column("title", main=True), Column("assigned"),
             Column("opened", TIME, optional=True), Column("on site by", TIME), Column("SLA"), Column("")]
     cells, styles = [], []

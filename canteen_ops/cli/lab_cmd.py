@@ -150,7 +150,7 @@ def status(ctx: typer.Context, directory: DirOpt = None, json: JsonOpt = False) 
     if json:
         print_json(st)
         return 0
-    from canteen_ops.cli.render import ID, Column, plural, table
+    from canteen_ops.cli.render import CODE, ID, Column, plural, table
 
     rows = []
     for dev in st["devices"]:
@@ -164,7 +164,7 @@ def status(ctx: typer.Context, directory: DirOpt = None, json: JsonOpt = False) 
                      f"replay ({dev['answered']} answered, {dev['unrecorded']} not recorded)"))
     title = (f"Lab {d} — pid {st['pid']}, {plural(len(st['devices']), 'device')}, "
              f"{plural(st['requests'], 'request')} served")
-    cols = [Column("device", ID), Column("vendor"), Column("kind"), Column("address", ID), Column("model"),
+    cols = [Column("device", ID), Column("vendor", CODE), Column("kind", CODE), Column("address", ID), Column("model"),
             Column("faults")]
     console = env(ctx).console
     console.print(table(title, cols, rows, console=console))
