@@ -31,12 +31,37 @@ def run80(capsys, monkeypatch):
     return invoke
 
 
+def _codes() -> set[str]:
+    """Statuses, check names, kinds, levels and states: codes a table never cuts (in both languages)."""
+    from canteen_ops import changes, incidents, report, sla
+    from canteen_ops.checks import CHECK_NAMES
+    from canteen_ops.cli.log_cmd import NOTE_KINDS
+    from canteen_ops.i18n import _, status_word
+    from canteen_ops.inventory.model import KINDS as DEVICE_KINDS
+    from canteen_ops.store.entries import KINDS as ENTRY_KINDS
+    from canteen_ops.tasks.backup import STATUS as BACKUP_STATUS
+
+    words = {*CHECK_NAMES, *NOTE_KINDS, *DEVICE_KINDS, *ENTRY_KINDS, *BACKUP_STATUS, *changes.STATES,
+             *incidents.STATES, *sla.LEVELS, *report.FIRMWARE_STATES}
+    statuses = ("ok", "warn", "crit", "unknown", "n/a")
+    return ({_(w) for w in words} | {status_word(s) for s in statuses} | {status_word(s, upper=True) for s in statuses}
+            | words | set(statuses) | {s.upper() for s in statuses})
+
+
 def assert_fits(out: str, ids: set[str], expect: set[str] = frozenset(), what: str = "") -> None:
     """No line wider than WIDTH cells; every expected id whole; no token that is a strict prefix of an id
-    (an id wrapped onto the next line, or cut with …)."""
+    (an id wrapped onto the next line, or cut with …); no header cut; no status, check, kind, level or state
+    cut with …."""
     assert out.strip(), what
-    for line in out.splitlines():
+    lines = out.splitlines()
+    codes = _codes()
+    for n, line in enumerate(lines):
         assert cell_len(line) <= WIDTH, f"{what}: {cell_len(line)} cells: {line!r}"
+        if n + 1 < len(lines) and _is_rule(lines[n + 1]):
+            assert "…" not in line, f"{what}: a header is cut: {line!r}\n{out}"
+        for piece in re.findall(r"(?:^|\s\s)(\S+)…", line):  # a whole cell cut (free text has single spaces)
+            cut = sorted(c for c in codes if c.startswith(piece) and c != piece)
+            assert not cut, f"{what}: {piece!r}… is a cut {cut[0]!r}: {line!r}\n{out}"
     for i in expect:
         assert i in out, f"{what}: {i} missing or split\n{out}"
     for token in re.split(r"[\s│┃|,()]+", out):
@@ -46,7 +71,28 @@ def assert_fits(out: str, ids: set[str], expect: set[str] = frozenset(), what: s
             assert not clipped, f"{what}: {token!r} is a piece of {clipped[0]!r}\n{out}"
 
 
-def test_every_table_fits_80_columns_and_keeps_ids_whole(lab, lab_env, lab_faults, run80, tmp_path):
+def _is_rule(line: str) -> bool:
+    """The line rich draws under a table's header row."""
+    return bool(line.strip()) and set(line.strip()) <= set("─━ ╸╺")
+
+
+def assert_one_line(out: str, what: str) -> None:
+    """An empty list: one plain line, no header row."""
+    lines = [line for line in out.splitlines() if line.strip()]
+    assert len(lines) == 1 and not any(map(_is_rule, out.splitlines())), f"{what}: {out!r}"
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_every_table_fits_80_columns_and_keeps_ids_whole(lab, lab_env, lab_faults, run80, tmp_path, monkeypatch,
+                                                          lang):
+    if lang == "zh":
+        monkeypatch.setenv("LANG", "zh_CN.UTF-8")
+        for var in ("LC_ALL", "LC_MESSAGES"):
+            monkeypatch.delenv(var, raising=False)
+    for argv in (("incident", "list"), ("change", "list"), ("log", "list"), ("backup", "list", "--history")):
+        code, out, _err = run80(*argv)
+        assert code == 0, (argv, out, _err)
+        assert_one_line(out, " ".join(argv))
     devices = set(lab.devices)
     schools = {d.split("-")[0] for d in devices}
     ids = devices | schools

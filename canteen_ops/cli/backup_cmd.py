@@ -119,7 +119,7 @@ def list_(ctx: typer.Context, school: SchoolOpt = None, device: DeviceOpt = None
         from canteen_ops.cli.render import CODE, ID, NUM, TIME, Column, plural, status_cell, table
 
         cols = [Column("when (local)", TIME), Column("id", ID), Column("device", ID), Column("status", CODE),
-                Column("method", CODE), Column("size", NUM), Column("sha256", ID, optional=True), Column("reason", main=True)]
+                Column("method"), Column("size", NUM), Column("sha256", ID, optional=True), Column("reason", main=True)]
         cells = [(local(r["created_at"]), r["id"][:8], r["device_id"], status_cell(r["status"], styles=_STYLE),
                   r["method"], r["size"], (r["sha256"] or "")[:12], r["reason"]) for r in rows]
         e.console.print(table(plural(len(rows), "backup record"), cols, cells, console=e.console))

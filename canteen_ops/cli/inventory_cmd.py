@@ -49,7 +49,7 @@ def list_(ctx: typer.Context, school: SchoolOpt = None, device: DeviceOpt = None
     for d in devices:
         by_school.setdefault(d.school_id, []).append(d)
     cols = [Column("device", ID), Column("type", CODE), Column("host", ID), Column("area"), Column("name"),
-            Column("nvr/ch", ID), Column("model")]
+            Column("nvr/ch", ID), Column("model", optional=True)]
     for school_id, devs in by_school.items():
         s = inv.school(school_id)
         title = f"{s.name} ({s.id}{', ' + s.district if s.district else ''}) — {plural(len(devs), 'device')}"

@@ -171,6 +171,11 @@ def table(title: Any, columns: Sequence[Column | tuple[str, str] | str], rows: I
     values = [max([0] + [_widest(r[i]) for r in cells]) for i in range(len(cols))]
     heads = [cell_len(_(c.header)) for c in cols]
 
+    # Short free text (who did it) under a header longer than a cut column keeps is sized like a code, so its
+    # header stays whole ("requested by", not "request…").
+    cols = [Column(c.header, CODE, c.style, c.optional) if c.kind == TEXT and not c.main and cells
+            and values[i] <= _SIDE and heads[i] > _MIN_TEXT else c for i, c in enumerate(cols)]
+
     def need(idx: list[int], full_heads: bool, main_min: int = _MIN_MAIN) -> int:
         total = _chrome(table_kw, len(idx))
         for i in idx:
