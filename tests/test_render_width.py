@@ -125,7 +125,10 @@ def test_every_table_fits_80_columns_and_keeps_ids_whole(lab, lab_env, lab_fault
     show("incident", "list", expect={inc[:8], "s002"})
     show("incident", "assign", inc[:8], "王师傅")
     show("incident", "list", "--device", "s002-*", expect={inc[:8]})
-    show("incident", "show", inc[:8])
+    code, _out, _err = run80("incident", "note", inc[:8], LONG)
+    assert code == 0
+    out = show("incident", "show", inc[:8])
+    assert_no_line_wraps_to_the_margin(out, "incident show")
     show("status", "--all", expect={inc[:8], "s002-nvr"}, codes=(0, 1, 2, 3))
     code, out, _err = run80("change", "request", "--title", LONG, "-d", "s003-nvr", "-d", "s003-cam01", "--json")
     assert code == 0
@@ -141,6 +144,26 @@ def test_every_table_fits_80_columns_and_keeps_ids_whole(lab, lab_env, lab_fault
     show("log", "list", "--limit", "40", expect={e["id"][:8] for e in entries})
     show("sync", "status")
     show("playbook", "list", expect={"daily-inspection"})
+
+
+def assert_no_line_wraps_to_the_margin(out: str, what: str) -> None:
+    """Indented output (a timeline, a playbook's step output) wraps under itself: after its first indented line,
+    no line starts at the margin unless it is a heading the command prints there."""
+    lines = out.splitlines()
+    for prev, line in zip(lines, lines[1:]):
+        if prev.startswith("    ") and line.strip() and not line.startswith(" "):
+            assert line.startswith(("▶", "playbook", "incident", "演练", "drill")), f"{what}: {line!r}\n{out}"
+
+
+def test_playbook_output_fits_80_columns(lab, lab_env, run80, tmp_path):
+    """A playbook's step output and summaries stay indented under the step and within 80 cells, even when a
+    step fails with a long error (sync without an upstream)."""
+    code, out, err = run80("playbook", "run", "nightly-backup", "--non-interactive")
+    assert code in (0, 1, 2, 3), (out, err)
+    assert "▶ 1." in out, out
+    for line in out.splitlines():
+        assert cell_len(line) <= WIDTH, f"{cell_len(line)} cells: {line!r}"
+    assert_no_line_wraps_to_the_margin(out, "playbook run nightly-backup")
 
 
 def _commands():

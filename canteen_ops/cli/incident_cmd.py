@@ -253,7 +253,8 @@ def show(ctx: typer.Context, ident: IdArg, json: JsonOpt = False) -> int:
     if json:
         print_json({"incident": inc, "events": evs})
         return 0
-    from canteen_ops.cli.render import fields, pad, styled
+    from canteen_ops.cli.render import fields, styled
+    from canteen_ops.cli.render import lines as lines_
     from canteen_ops.i18n import _
 
     tz = _tz(ctx)
@@ -279,7 +280,5 @@ def show(ctx: typer.Context, ident: IdArg, json: JsonOpt = False) -> int:
                                    f"{inc.get('cancel_reason') or ''}"))
     fields(c, lines)
     c.print(f"  {_('timeline')}:")
-    for ev in evs:
-        c.print(f"    {local(ev['at'], tz)}  {pad(_(ev['action']), 16)} {pad(ev.get('actor') or '', 12)} "
-                f"{ev.get('note') or ''}")
+    lines_(c, [(local(ev["at"], tz), _(ev["action"]), ev.get("actor") or "", ev.get("note") or "") for ev in evs], 4)
     return 0

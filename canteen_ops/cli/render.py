@@ -303,16 +303,25 @@ def pad(value: Any, width: int) -> str:
 
 def fields(console: Console, pairs: Sequence[tuple[str, Any]], indent: int = 2) -> None:
     """`key  value` lines: keys (translated) aligned in terminal cells, long values wrapped under themselves."""
+    from canteen_ops.i18n import _
+
+    lines(console, [(Text(_(k)), v) for k, v in pairs], indent)
+
+
+def lines(console: Console, rows: Sequence[Sequence[Any]], indent: int = 2) -> None:
+    """Aligned lines without a header (a timeline): every cell but the last stays whole, the last is wrapped
+    under itself, so no line is wider than the console and nothing wraps back to the margin."""
     from rich.padding import Padding
     from rich.table import Table
 
-    from canteen_ops.i18n import _
-
+    if not rows:
+        return
     grid = Table.grid(padding=(0, 2))
-    grid.add_column(no_wrap=True)
+    for _i in range(len(rows[0]) - 1):
+        grid.add_column(no_wrap=True)
     grid.add_column(overflow="fold")
-    for k, v in pairs:
-        grid.add_row(Text(_(k)), text(v))
+    for row in rows:
+        grid.add_row(*(v if isinstance(v, Text) else Text(clean(v, oneline=True)) for v in row))
     console.print(Padding(grid, (0, 0, 0, indent)))
 
 
