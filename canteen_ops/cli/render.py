@@ -308,7 +308,7 @@ def fields(console: Console, pairs: Sequence[tuple[str, Any]], indent: int = 2) 
     lines(console, [(Text(_(k)), v) for k, v in pairs], indent)
 
 
-def lines(console: Console, rows: Sequence[Sequence[Any]], indent: int = 2) -> None:
+def lines(console: Console, rows: Sequence[Sequence[Any]], indent: int = 2, gap: int = 2) -> None:
     """Aligned lines without a header (a timeline): every cell but the last stays whole, the last is wrapped
     under itself, so no line is wider than the console and nothing wraps back to the margin."""
     from rich.padding import Padding
@@ -316,7 +316,7 @@ def lines(console: Console, rows: Sequence[Sequence[Any]], indent: int = 2) -> N
 
     if not rows:
         return
-    grid = Table.grid(padding=(0, 2))
+    grid = Table.grid(padding=(0, gap))
     for _i in range(len(rows[0]) - 1):
         grid.add_column(no_wrap=True)
     grid.add_column(overflow="fold")
