@@ -156,7 +156,7 @@ def main() -> int:
     say(f"\nDemo finished in {time.monotonic() - t0:.0f} s. Everything is in {root}:"
         f"\n  maintenance log  {root / 'maintenance-log.db'}\n  backups          {root / 'backups'}"
         f"\n  metrics          {root / 'canteen-ops.prom'}"
-        "\nTry:\n  CANTEEN_OPS_DB=demo-run/maintenance-log.db .venv/bin/canteen-ops log list --kind incident")
+        "\nTry:\n  CANTEEN_OPS_DB=demo-run/maintenance-log.db \\\n    .venv/bin/canteen-ops log list --kind incident")
     return 0
 
 

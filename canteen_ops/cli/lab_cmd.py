@@ -88,7 +88,7 @@ def up(ctx: typer.Context,
             "--rtsp-port", str(rtsp_port)] + (["--seed", str(seed)] if seed is not None else []) + (
             [] if warm else ["--no-warm"]) + (["--replay", ",".join(replay_paths)] if replay_paths else [])
     if not e.quiet and warm:
-        echo("Starting the lab (the first start on a machine encodes the stream pictures: up to a minute)...",
+        echo("Starting the lab (a first start encodes the stream pictures: up to a minute)…",
                    err=True)
     info = control.start_background(d, argv)
     if not e.quiet:
