@@ -64,6 +64,18 @@ def status_word(status: str, *, upper: bool = False) -> str:
     return word.upper() if upper and language() == "en" else word
 
 
+def word(key: str) -> str:
+    """A short word kept apart in the catalog by a `context:` prefix (`watch:opened` → 新开, while a table's
+    `opened` header is 报告时间); without a translation, the word after the prefix."""
+    text = _(key)
+    return key.split(":", 1)[1] if text == key else text
+
+
+def check_word(check: str) -> str:
+    """A check's name for a reader of the report (时钟偏差 for `clock`); the name itself where none is known."""
+    return word(f"check:{check}")
+
+
 def zh(message: str) -> str:
     """The Chinese form of a message whatever the current language (headers of `--lang zh` exports)."""
     return translations("zh").gettext(message) if message else message

@@ -31,6 +31,7 @@ import statistics
 from collections import Counter, defaultdict
 from typing import Any, Iterable
 
+from canteen_ops.i18n import _, check_word, language, status_word, word
 from canteen_ops.inventory.model import Device, Inventory, School
 from canteen_ops.sla import LEVELS, arrive_sla, resolve_sla
 from canteen_ops.store.log import MaintenanceLog
@@ -295,9 +296,7 @@ def _local(ts: str, tz: str) -> str:
 
 def render_markdown(rep: dict[str, Any]) -> str:
     tz = rep["period"]["timezone"]
-    from canteen_ops.i18n import _
-
-    out = [f"# {rep['title']}", "",
+    out = [f"# {_(rep['title'])}", "",
            _("Period: {start} – {end} ({tz}); generated {at}.").format(
                start=_local(rep['period']['from'], tz), end=_local(rep['period']['to'], tz), tz=tz,
                at=_local(rep['generated_at'], tz)), ""]
@@ -310,56 +309,96 @@ def render_markdown(rep: dict[str, Any]) -> str:
     for name, m in scopes:
         out += ["", f"## {name}", ""]
         out += _md_sections(m)
-    out += ["", f"## {_('Notes')}", "", _NOTES]
+    out += ["", f"## {_('Notes')}", "", _notes()]
     return "\n".join(out) + "\n"
 
 
 def _md_sections(m: dict[str, Any]) -> list[str]:
     a = m["availability"]
-    out = [f"**Availability**: {_p(a['pct'])} over {a['samples']} samples ({a['up']} up, {a['down']} down, "
-           f"{a['unknown']} could not tell); {a['devices_checked']} of {a['devices']} devices checked, "
-           f"{a['online_at_end']} online at the end."]
+    out = [_("**Availability**: {pct} over {samples} samples ({up} up, {down} down, {unknown} could not tell); "
+             "{checked} of {devices} devices checked, {online} online at the end.").format(
+        pct=_p(a['pct']), samples=a['samples'], up=a['up'], down=a['down'], unknown=a['unknown'],
+        checked=a['devices_checked'], devices=a['devices'], online=a['online_at_end'])]
     if a["unchecked"]:
-        out.append(f"Not checked in the period: {', '.join(a['unchecked'])}.")
-    out += ["", "**Failing checks by kind**", ""]
+        out.append(_("Not checked in the period: {devices}.").format(devices=", ".join(a['unchecked'])))
+    out += ["", f"**{_h('Failing checks by kind')}**", ""]
     if m["failing_checks"]:
-        out += ["| check | results | warn | crit | devices | failing |", "|---|---|---|---|---|---|"]
+        out += ["| " + " | ".join(_h(h) for h in ("check", "results", "warn", "crit", "devices", "failing")) + " |",
+                "|---|---|---|---|---|---|"]
         for k, v in m["failing_checks"].items():
-            out.append(f"| {k} | {v['results']} | {v['warn']} | {v['crit']} | {v['devices']} | {_p(v['fail_pct'])} |")
+            out.append(f"| {check_word(k)} | {v['results']} | {v['warn']} | {v['crit']} | {v['devices']} | {_p(v['fail_pct'])} |")
     else:
-        out.append("No check results in the period.")
-    out += ["", "**Incidents**", "", "| level | opened | resolved | open | escalated | on-site SLA met/breached/"
-            "pending | SLA | arrive median (min) | resolve median (h) | restore ≤ limit |",
+        out.append(_("No check results in the period."))
+    out += ["", f"**{_h('Incidents')}**", "", "| " + " | ".join(_h(h) for h in (
+        "level", "opened", "resolved", "open", "escalated", "on-site SLA met/breached/pending", "SLA",
+        "arrive median (min)", "resolve median (h)", "restore ≤ limit")) + " |",
             "|---|---|---|---|---|---|---|---|---|---|"]
     for level, v in m["incidents"].items():
-        out.append(f"| {level} | {v['opened']} | {v['resolved']} | {v['open']} | {v['escalated']} | "
+        out.append(f"| {_level(level)} | {v['opened']} | {v['resolved']} | {v['open']} | {v['escalated']} | "
                    f"{v['arrive_met']}/{v['arrive_breached']}/{v['arrive_pending']} | {_p(v['sla_pct'])} | "
                    f"{_n(v['arrive_min']['median'])} | {_n(v['resolve_h']['median'])} | {_p(v['restore_pct'])} |")
     b = m["backups"]
-    out += ["", f"**Backups**: {b['covered']} of {b['devices']} devices backed up in the period "
-            f"({_p(b['coverage_pct'])}); {b['attempts']} attempts, {b['failed']} failed."]
+    out += ["", _("**Backups**: {covered} of {devices} devices backed up in the period ({pct}); "
+                  "{attempts} attempts, {failed} failed.").format(
+        covered=b['covered'], devices=b['devices'], pct=_p(b['coverage_pct']), attempts=b['attempts'],
+        failed=b['failed'])]
     if b["stale"] or b["never"]:
-        out.append(f"Stale: {', '.join(b['stale']) or 'none'}; never backed up: {', '.join(b['never']) or 'none'}.")
+        out.append(_("Stale: {stale}; never backed up: {never}.").format(
+            stale=", ".join(b['stale']) or _h("none"), never=", ".join(b['never']) or _h("none")))
     if b["no_export"]:
-        out.append(f"No configuration export (snapshot only): {', '.join(b['no_export'])}.")
+        out.append(_("No configuration export (snapshot only): {devices}.").format(devices=", ".join(b['no_export'])))
     f = m["firmware"]
-    out += ["", f"**Firmware**: {f['current']} current, {f['outdated']} outdated, {f['vulnerable']} vulnerable, "
-            f"{f['unknown']} unknown model, {f['unchecked']} not checked — compliance {_p(f['compliance_pct'])}."]
+    out += ["", _("**Firmware**: {current} current, {outdated} outdated, {vulnerable} vulnerable, "
+                  "{unknown} unknown model, {unchecked} not checked — compliance {pct}.").format(
+        current=f['current'], outdated=f['outdated'], vulnerable=f['vulnerable'], unknown=f['unknown'],
+        unchecked=f['unchecked'], pct=_p(f['compliance_pct']))]
     if f["vulnerable_devices"]:
-        out.append(f"Vulnerable: {', '.join(f['vulnerable_devices'])}.")
+        out.append(_("Vulnerable: {devices}.").format(devices=", ".join(f['vulnerable_devices'])))
     r, p, c = m["retention"], m["picture"], m["coverage"]
-    out += ["", f"**Retention (存储达标率)**: {r['compliant']} of {r['devices']} recorders compliant "
-            f"({_p(r['pct'])})" + (f"; failing: {', '.join(r['failing'])}" if r["failing"] else "") + ".",
-            f"**Picture clarity (清晰度达标率)**: {p['passed']} of {p['samples']} checks passed ({_p(p['pct'])}) "
-            f"on {p['devices']} cameras.",
-            f"**Coverage (重点点位覆盖率)**: {c['covered']} of {c['required']} required areas covered "
-            f"({_p(c['pct'])})" + ("; uncovered: " + "; ".join(f"{s}: {', '.join(a)}"
-                                                            for s, a in c["uncovered"].items())
-                                  if c["uncovered"] else "") + "."]
+    failing = _("; failing: {devices}").format(devices=", ".join(r['failing'])) if r["failing"] else ""
+    uncovered = _("; uncovered: {areas}").format(areas="; ".join(
+        f"{s}: {', '.join(a)}" for s, a in c["uncovered"].items())) if c["uncovered"] else ""
+    out += ["", _("**Retention (存储达标率)**: {compliant} of {devices} recorders compliant ({pct}){failing}.").format(
+                compliant=r['compliant'], devices=r['devices'], pct=_p(r['pct']), failing=failing),
+            _("**Picture clarity (清晰度达标率)**: {passed} of {samples} checks passed ({pct}) on {devices} cameras.")
+            .format(passed=p['passed'], samples=p['samples'], pct=_p(p['pct']), devices=p['devices']),
+            _("**Coverage (重点点位覆盖率)**: {covered} of {required} required areas covered ({pct}){uncovered}.")
+            .format(covered=c['covered'], required=c['required'], pct=_p(c['pct']), uncovered=uncovered)]
     return out
 
 
 _NOTES = (__doc__ or "").split("check every figure):", 1)[-1].strip()  # the definitions above
+
+# The same definitions for a Chinese reader (kept here, next to the English, so the two are edited together).
+_NOTES_ZH = """\
+- **在线率**：周期内每条 `reachable` 结果是一台设备的一次采样：`正常` / `警告`（有应答，可能较慢）= 在线，`严重`（拒绝连接、
+  超时、不可达）= 离线，`未知`（无法判断：巡检中断、检测端离线）不计入。在线率 = 在线 / (在线 + 离线)。"期末在线"是已检查
+  设备中，周期内最后一次采样为在线的比例。
+- **按检查项统计的异常**：每个检查项在周期内 `警告` / `严重` 的结果数及涉及设备数。
+- **按级别统计的事件**：周期内报告的事件；到场、修复用时从报告时算起；到场时限达标 / 超时 / 未到期（sla.arrive_sla），
+  达标率 = 达标 / (达标 + 超时)；修复时限为 `incident_resolve_h`。
+- **配置备份**：周期内有成功备份（`ok`，或之后被清理的 `pruned`）的设备视为已覆盖；周期结束时最新成功备份早于策略的
+  `backup_stale_hours`，或从未备份，视为过期。每次尝试都为 `unsupported`（设备不提供配置导出，以配置快照代替）的设备单列，
+  不计入覆盖率分母。
+- **固件合规率**：截至周期结束每台设备最新的核对结果：最新 / 过旧 / 有漏洞 / 未知；合规率 = 最新 / (最新 + 过旧 + 有漏洞)。
+- **存储达标率**：周期内每台设备最新的 `retention`（录像保存天数）结果；正常即达标。
+- **清晰度达标率**：周期内的 `picture` 结果；正常为合格，分母为 正常 + 警告 + 严重。
+- **重点点位覆盖率**：周期内每所学校最新的 `coverage` 结果：有摄像机覆盖的必需区域 / 必需区域；总体为各校之和。
+已不在设备清单中的设备不计入；无可统计数据的百分比显示为"—"。"""
+
+
+def _notes() -> str:
+    return _NOTES_ZH if language() == "zh" else _NOTES
+
+
+def _level(level: str) -> str:
+    return level if language() == "en" else _(level)
+
+
+def _h(text: str) -> str:
+    """A short report word (table header, legend) in the reader's language: `report:` keeps it apart from the same
+    English word elsewhere in the catalog (an `opened` count here, an `opened` time in `incident list`)."""
+    return word("report:" + text)
 
 
 # --- HTML with inline SVG ------------------------------------------------------------------------------------
@@ -435,9 +474,8 @@ def render_html(rep: dict[str, Any]) -> str:
     o = rep["overall"]
     period = f"{_local(rep['period']['from'], tz)} – {_local(rep['period']['to'], tz)} ({tz})"
     from canteen_ops.cli.render import plural
-    from canteen_ops.i18n import _
 
-    body = [f"<h1>{_e(rep['title'])}</h1>",
+    body = [f"<h1>{_e(_(rep['title']))}</h1>",
             f"<p>{_e(_('Period'))} {_e(period)} · {_e(_('generated'))} {_e(_local(rep['generated_at'], tz))} · "
             f"{_e(plural(len(rep['schools']), 'school'))}, {_e(plural(o['devices'], 'device'))}</p>",
             '<div class="kpis">']
@@ -445,20 +483,20 @@ def render_html(rep: dict[str, Any]) -> str:
         body.append(f'<div class="kpi">{_e(_(label))}<b>{_e(fn(o))}</b></div>')
     body.append("</div>")
     schools = rep["schools"]
-    body.append(_svg_hbars("Availability by school (在线率)",
+    body.append(_svg_hbars(_("Availability by school (在线率)"),
                            [(s["name"], s["availability"]["pct"]) for s in schools]))
-    body.append(_svg_hbars("Picture clarity by school (清晰度达标率)", [(s["name"], s["picture"]["pct"]) for s in schools]))
-    body.append(_svg_hbars("Coverage of required areas (重点点位覆盖率)",
+    body.append(_svg_hbars(_("Picture clarity by school (清晰度达标率)"), [(s["name"], s["picture"]["pct"]) for s in schools]))
+    body.append(_svg_hbars(_("Coverage of required areas (重点点位覆盖率)"),
                            [(s["name"], s["coverage"]["pct"]) for s in schools], good_at=100.0))
     fc = o["failing_checks"]
     if fc:
-        body.append(_svg_stacked("Failing checks by kind (all schools)",
-                                 [(k, [("crit", v["crit"], "#c62828"), ("warn", v["warn"], "#f9a825")])
+        body.append(_svg_stacked(_("Failing checks by kind (all schools)"),
+                                 [(check_word(k), [(status_word("crit"), v["crit"], "#c62828"), (status_word("warn"), v["warn"], "#f9a825")])
                                   for k, v in fc.items()]))
-    body.append(_svg_stacked("Incidents: on-site SLA", [
-        (f"{lvl} {'重大' if lvl == 'major' else '一般'}",
-         [("met", v["arrive_met"], "#2e7d32"), ("breached", v["arrive_breached"], "#c62828"),
-          ("pending", v["arrive_pending"], "#9e9e9e")]) for lvl, v in o["incidents"].items()]))
+    body.append(_svg_stacked(_("Incidents: on-site SLA"), [
+        (f"{lvl} {'重大' if lvl == 'major' else '一般'}" if language() == "en" else _(lvl),
+         [(_h("met"), v["arrive_met"], "#2e7d32"), (_h("breached"), v["arrive_breached"], "#c62828"),
+          (_h("pending"), v["arrive_pending"], "#9e9e9e")]) for lvl, v in o["incidents"].items()]))
     body.append(f"<h2>{_e(_('Key figures per school'))}</h2><table><tr><th></th>" + "".join(
         f"<th>{_e(s['name'])}</th>" for s in schools) + f"<th>{_e(_('Overall'))}</th></tr>")
     body.append(f"<tr><td>{_e(_('Devices'))}</td>" + "".join(f"<td>{s['devices']}</td>" for s in schools)
@@ -470,52 +508,63 @@ def render_html(rep: dict[str, Any]) -> str:
     for name, m in [(_("Overall"), o)] + [(f"{s['name']} ({s['id']})", s) for s in schools]:
         body.append(f"<h2>{_e(name)}</h2>")
         body.append(_html_sections(m))
-    body.append(f'<h2>{_e(_("Notes"))}</h2><div class="notes">{_e(_NOTES)}</div>')
+    body.append(f'<h2>{_e(_("Notes"))}</h2><div class="notes">{_e(_notes())}</div>')
     return ("<!DOCTYPE html>\n<html lang=\"zh-CN\"><head><meta charset=\"utf-8\">"
-            f"<title>{_e(rep['title'])} {_e(period)}</title><style>{_CSS}</style></head><body>"
+            f"<title>{_e(_(rep['title']))} {_e(period)}</title><style>{_CSS}</style></head><body>"
             + "\n".join(body) + "</body></html>\n")
 
 
 def _html_sections(m: dict[str, Any]) -> str:
     a = m["availability"]
-    parts = [f"<p><b>Availability</b> {_e(_p(a['pct']))} over {a['samples']} samples ({a['up']} up, "
-             f"{a['down']} down, {a['unknown']} could not tell); {a['devices_checked']} of {a['devices']} devices "
-             f"checked, {a['online_at_end']} online at the end."
-             + (f' <span class="muted">Not checked: {_e(", ".join(a["unchecked"]))}</span>' if a["unchecked"] else "")
+    parts = ["<p>" + _("<b>Availability</b> {pct} over {samples} samples ({up} up, {down} down, {unknown} could not "
+                       "tell); {checked} of {devices} devices checked, {online} online at the end.").format(
+        pct=_e(_p(a['pct'])), samples=a['samples'], up=a['up'], down=a['down'], unknown=a['unknown'],
+        checked=a['devices_checked'], devices=a['devices'], online=a['online_at_end'])
+             + (' <span class="muted">' + _e(_("Not checked: {devices}").format(devices=", ".join(a["unchecked"])))
+                + "</span>" if a["unchecked"] else "")
              + "</p>"]
     if m["failing_checks"]:
-        parts.append("<table><tr><th>check</th><th>results</th><th>warn</th><th>crit</th><th>devices</th>"
-                     "<th>failing</th></tr>" + "".join(
-                         f"<tr><td>{_e(k)}</td><td>{v['results']}</td><td>{v['warn']}</td>"
+        parts.append("<table><tr>" + "".join(f"<th>{_e(_h(h))}</th>" for h in (
+            "check", "results", "warn", "crit", "devices", "failing")) + "</tr>" + "".join(
+                         f"<tr><td>{_e(check_word(k))}</td><td>{v['results']}</td><td>{v['warn']}</td>"
                          f"<td{' class=bad' if v['crit'] else ''}>{v['crit']}</td><td>{v['devices']}</td>"
                          f"<td>{_e(_p(v['fail_pct']))}</td></tr>" for k, v in m["failing_checks"].items())
                      + "</table>")
-    parts.append("<table><tr><th>incidents</th><th>opened</th><th>resolved</th><th>open</th><th>escalated</th>"
-                 "<th>SLA met/breached/pending</th><th>on-site SLA</th><th>arrive median (min)</th>"
-                 "<th>resolve median (h)</th><th>restore ≤ limit</th></tr>" + "".join(
-                     f"<tr><td>{_e(lvl)}</td><td>{v['opened']}</td><td>{v['resolved']}</td><td>{v['open']}</td>"
+    parts.append("<table><tr>" + "".join(f"<th>{_e(_h(h))}</th>" for h in (
+        "incidents", "opened", "resolved", "open", "escalated", "SLA met/breached/pending", "on-site SLA",
+        "arrive median (min)", "resolve median (h)", "restore ≤ limit")) + "</tr>" + "".join(
+                     f"<tr><td>{_e(_level(lvl))}</td><td>{v['opened']}</td><td>{v['resolved']}</td><td>{v['open']}</td>"
                      f"<td{' class=bad' if v['escalated'] else ''}>{v['escalated']}</td>"
                      f"<td>{v['arrive_met']}/{v['arrive_breached']}/{v['arrive_pending']}</td>"
                      f"<td>{_e(_p(v['sla_pct']))}</td><td>{_e(_n(v['arrive_min']['median']))}</td>"
                      f"<td>{_e(_n(v['resolve_h']['median']))}</td><td>{_e(_p(v['restore_pct']))}</td></tr>"
                      for lvl, v in m["incidents"].items()) + "</table>")
     b, f, r, p, c = m["backups"], m["firmware"], m["retention"], m["picture"], m["coverage"]
+
+    def bad(template: str, values: list[str]) -> str:
+        return '; <span class="bad">' + _e(_(template).format(devices=", ".join(values))) + "</span>"
+
     items = [
-        f"<b>Backups</b>: {b['covered']} of {b['devices']} devices backed up ({_e(_p(b['coverage_pct']))}); "
-        f"{b['attempts']} attempts, {b['failed']} failed"
-        + (f'; <span class="bad">stale: {_e(", ".join(b["stale"]))}</span>' if b["stale"] else "")
-        + (f'; <span class="bad">never: {_e(", ".join(b["never"]))}</span>' if b["never"] else "")
-        + (f"; no export: {_e(', '.join(b['no_export']))}" if b["no_export"] else ""),
-        f"<b>Firmware</b>: {f['current']} current, {f['outdated']} outdated, {f['vulnerable']} vulnerable, "
-        f"{f['unknown']} unknown, {f['unchecked']} not checked — compliance {_e(_p(f['compliance_pct']))}"
-        + (f'; <span class="bad">vulnerable: {_e(", ".join(f["vulnerable_devices"]))}</span>'
-           if f["vulnerable_devices"] else ""),
-        f"<b>Retention (存储达标率)</b>: {r['compliant']} of {r['devices']} compliant ({_e(_p(r['pct']))})"
-        + (f'; <span class="bad">failing: {_e(", ".join(r["failing"]))}</span>' if r["failing"] else ""),
-        f"<b>Picture clarity (清晰度达标率)</b>: {p['passed']} of {p['samples']} passed ({_e(_p(p['pct']))})",
-        f"<b>Coverage (重点点位覆盖率)</b>: {c['covered']} of {c['required']} areas ({_e(_p(c['pct']))})"
-        + ("; uncovered: " + _e("; ".join(f"{s}: {', '.join(a)}" for s, a in c["uncovered"].items()))
-           if c["uncovered"] else ""),
+        _("<b>Backups</b>: {covered} of {devices} devices backed up ({pct}); {attempts} attempts, {failed} failed")
+        .format(covered=b['covered'], devices=b['devices'], pct=_e(_p(b['coverage_pct'])), attempts=b['attempts'],
+                failed=b['failed'])
+        + (bad("stale: {devices}", b["stale"]) if b["stale"] else "")
+        + (bad("never: {devices}", b["never"]) if b["never"] else "")
+        + ("; " + _e(_("no export: {devices}").format(devices=", ".join(b['no_export']))) if b["no_export"] else ""),
+        _("<b>Firmware</b>: {current} current, {outdated} outdated, {vulnerable} vulnerable, {unknown} unknown, "
+          "{unchecked} not checked — compliance {pct}").format(
+            current=f['current'], outdated=f['outdated'], vulnerable=f['vulnerable'], unknown=f['unknown'],
+            unchecked=f['unchecked'], pct=_e(_p(f['compliance_pct'])))
+        + (bad("vulnerable: {devices}", f["vulnerable_devices"]) if f["vulnerable_devices"] else ""),
+        _("<b>Retention (存储达标率)</b>: {compliant} of {devices} compliant ({pct})").format(
+            compliant=r['compliant'], devices=r['devices'], pct=_e(_p(r['pct'])))
+        + (bad("failing: {devices}", r["failing"]) if r["failing"] else ""),
+        _("<b>Picture clarity (清晰度达标率)</b>: {passed} of {samples} passed ({pct})").format(
+            passed=p['passed'], samples=p['samples'], pct=_e(_p(p['pct']))),
+        _("<b>Coverage (重点点位覆盖率)</b>: {covered} of {required} areas ({pct})").format(
+            covered=c['covered'], required=c['required'], pct=_e(_p(c['pct'])))
+        + ("; " + _e(_("uncovered: {areas}").format(areas="; ".join(
+            f"{s}: {', '.join(a)}" for s, a in c["uncovered"].items()))) if c["uncovered"] else ""),
     ]
     parts.append("<ul>" + "".join(f"<li>{i}</li>" for i in items) + "</ul>")
     return "\n".join(parts)

@@ -307,13 +307,19 @@ class Watch:
     def _print(self, r: RoundReport) -> None:
         from canteen_ops.timeutil import local
 
-        counts = ", ".join(f"{r.counts[s]} {s}" for s in ("crit", "warn", "unknown", "ok") if r.counts.get(s))
-        inc = ", ".join(f"{n} {a}" for a, n in r.incidents.items())
-        line = (f"round {r.number} {local(iso(r.started), self.inventory.settings.timezone)}: {r.devices} devices"
-                f"{f' ({r.slow_schools} schools with slow checks)' if r.slow_schools else ''}, "
-                f"{counts or 'no results'} in {r.seconds:.1f} s"
-                + (f"; incidents: {inc}" if inc else "") + (f"; notifications: {r.notified}" if r.notified else "")
-                + ("; interrupted" if r.interrupted else ""))
+        from canteen_ops.i18n import _, status_word
+        from canteen_ops.i18n import word as _word
+
+        counts = ", ".join(f"{r.counts[s]} {status_word(s)}" for s in ("crit", "warn", "unknown", "ok")
+                           if r.counts.get(s))
+        inc = ", ".join(f"{n} {_word('watch:' + a)}" for a, n in r.incidents.items())
+        line = (_("round {n} {at}: {devices} devices").format(
+                    n=r.number, at=local(iso(r.started), self.inventory.settings.timezone), devices=r.devices)
+                + (_(" ({n} schools with slow checks)").format(n=r.slow_schools) if r.slow_schools else "")
+                + _(", {counts} in {s} s").format(counts=counts or _("no results"), s=f"{r.seconds:.1f}")
+                + (_("; incidents: {list}").format(list=inc) if inc else "")
+                + (_("; notifications: {n}").format(n=r.notified) if r.notified else "")
+                + (_("; interrupted") if r.interrupted else ""))
         self.out(clean(redact_text(line)))
         for p in r.problems:
             sys.stderr.write(f"warning: round {r.number}: {clean(redact_text(p))}\n")

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
+from canteen_ops.summaries import translate
 from canteen_ops.cli.common import MAX_COUNT, MAX_DAYS, MAX_SECONDS, MAX_WORKERS
 from canteen_ops.cli.common import (AreaOpt, DeviceOpt, JsonOpt, KindOpt, SchoolOpt, TagOpt, VendorOpt, env,
                                     print_json, select)
@@ -73,7 +74,7 @@ def run(ctx: typer.Context, school: SchoolOpt = None, device: DeviceOpt = None, 
     problems = [r for r in results if r.data.get("backup_status") in ("failed", "skipped")]
     if quiet:
         for r in problems:
-            e.err.print(f"{r.data['backup_status']}: {r.school_id}/{r.device_id}: {r.summary}", markup=False,
+            e.err.print(f"{r.data['backup_status']}: {r.school_id}/{r.device_id}: {translate(r.summary)}", markup=False,
                         highlight=False)
         if report.all_skipped:
             e.err.print("nothing was backed up: other runs hold the lock of every selected device", markup=False)
@@ -82,7 +83,7 @@ def run(ctx: typer.Context, school: SchoolOpt = None, device: DeviceOpt = None, 
     from canteen_ops.i18n import _
 
     counts = {s: len(report.by_status(s)) for s in ("ok", "unsupported", "skipped", "failed")}
-    rows = [(r.school_id, r.device_id, status_cell(r.data.get("backup_status", "failed"), styles=_STYLE), r.summary)
+    rows = [(r.school_id, r.device_id, status_cell(r.data.get("backup_status", "failed"), styles=_STYLE), translate(r.summary))
             for r in results]
     cols = [Column("school", ID, optional=True), Column("device", ID), Column("status", CODE),
             Column("detail", main=True)]
@@ -154,7 +155,7 @@ def list_(ctx: typer.Context, school: SchoolOpt = None, device: DeviceOpt = None
         lo, la = s.last_ok or {}, s.last_attempt or {}
         cells.append((s.school_id, s.device_id, local(lo.get("created_at")), lo.get("size"),
                       (lo.get("sha256") or "")[:12], status_cell(la.get("status"), styles=_STYLE) if la else "",
-                      Text(_("yes"), style="red") if s.stale else _("no"), s.note))
+                      Text(_("yes"), style="red") if s.stale else _("no"), translate(s.note)))
     if states or not e.quiet:
         e.console.print(table(title, cols, cells, console=e.console))
     if e.quiet and stale:  # cron alarm: one plain line per stale device on stderr

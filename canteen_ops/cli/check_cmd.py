@@ -194,8 +194,10 @@ def _with_kb(r) -> str:
     """The finding, with the knowledge-base entry to read (`kb show ID`) when there is one."""
     from canteen_ops.kb.classify import kb_for_result
 
+    from canteen_ops.summaries import translate
+
     kb = kb_for_result(r)
-    return f"{r.summary}  (kb: {kb})" if kb else r.summary
+    return f"{translate(r.summary)}  (kb: {kb})" if kb else translate(r.summary)
 
 
 def _counts(rows) -> dict[str, int]:

@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from canteen_ops.summaries import translate
 from canteen_ops.cli.common import JsonOpt, env, print_json
 
 HELP = "Incidents (故障) with on-site SLA clocks: major 重大 1 h / 2 h, general 一般 2 h / 4 h."
@@ -70,14 +71,19 @@ def open_(ctx: typer.Context,
     if json:
         print_json(inc)
     else:
+        from canteen_ops.i18n import _, language
         from canteen_ops.timeutil import local
 
         tz = _school_tz(inv, inc["school_id"])
-        where = "inside" if inc["opened_in_hours"] else "outside"
         why = _day_kind(inv, inc)
-        e.console.print(f"incident {inc['id']} opened: {inc['level']} at {inc['school_id']}, {where} working hours"
-                        f"{f' ({why})' if why else ''}; "
-                        f"on site by {local(inc['arrive_deadline'], tz)} ({tz})", highlight=False, markup=False)
+        template = ("incident {id} opened: {level} at {school}, inside working hours{why}; on site by {deadline} "
+                    "({tz})" if inc["opened_in_hours"] else
+                    "incident {id} opened: {level} at {school}, outside working hours{why}; on site by {deadline} "
+                    "({tz})")
+        e.console.print(_(template).format(
+            id=inc['id'], level=inc['level'] if language() == "en" else _(inc['level']), school=inc['school_id'],
+            why=f" ({why})" if why else "", deadline=local(inc['arrive_deadline'], tz), tz=tz),
+            highlight=False, markup=False)
     announce(e, e.log())  # assigned to the technician on duty and sent now, not at the next watch round
     return 0
 
@@ -123,10 +129,15 @@ def _act(ctx: typer.Context, verb: str, ident: str, at: str | None, **kw) -> int
     from canteen_ops.sla import arrive_sla
     from canteen_ops.timeutil import utcnow
 
+    from canteen_ops.i18n import _, language
+
     sla = arrive_sla(inc, utcnow())
-    extra = f"; on-site SLA {sla}" if verb in ("arrive", "resolve") else ""
-    done = {"add_note": "note added; ", "assign": f"assigned to {inc.get('assigned_to')}; "}.get(verb, "")
-    e.console.print(f"incident {inc['id'][:8]} {done}{inc['state']}{extra}", highlight=False, markup=False)
+    extra = _("; on-site SLA {sla}").format(sla=_sla(sla)) if verb in ("arrive", "resolve") else ""
+    done = {"add_note": _("note added; "),
+            "assign": _("assigned to {who}; ").format(who=inc.get('assigned_to'))}.get(verb, "")
+    state = inc['state'] if language() == "en" else _(inc['state'])
+    e.console.print(_("incident {id} {done}{state}{extra}").format(id=inc['id'][:8], done=done, state=state,
+                                                                   extra=extra), highlight=False, markup=False)
     return 0
 
 
@@ -227,8 +238,9 @@ def list_(ctx: typer.Context,
         escalated = bool(r.get("escalated_at")) and r["state"] in ACTIVE_STATES and not r.get("arrived_at")
         styles.append("bold red" if escalated else ("red" if r["sla"] == "breached" else None))
         cells.append((r["id"][:8], _(r["level"]), _(r["state"]), r["school_id"], first_of(r["device_ids"]),
-                      r["title"], r.get("assigned_to"), local(r["opened_at"], tz), local(r["arrive_deadline"], tz),
-                      _(r["sla"]), Text(_("ESCALATED"), style="bold white on red") if escalated else ""))
+                      translate(r["title"]), r.get("assigned_to"), local(r["opened_at"], tz),
+                      local(r["arrive_deadline"], tz), _sla(r["sla"]),
+                      Text(_("ESCALATED"), style="bold white on red") if escalated else ""))
     out.print(table(title, cols, cells, console=out, row_styles=styles))  # (empty columns go)
     if any(r.get("escalated_at") and not r.get("arrived_at") and r["state"] in ACTIVE_STATES for r in rows):
         out.print(_("escalated: on-site deadline passed without arrival — report to the leading "
@@ -266,12 +278,12 @@ def show(ctx: typer.Context, ident: IdArg, json: JsonOpt = False) -> int:
         c.print(f" {_('ESCALATED at {time}').format(time=local(inc['escalated_at'], tz))} ", style="bold white on red")
     hours = _("inside working hours") if inc.get("opened_in_hours") else _("outside working hours")
     lines = [
-        ("title", inc["title"]), ("description", inc.get("description")),
+        ("title", translate(inc["title"])), ("description", translate(inc.get("description"))),
         ("school", inc.get("school_id")), ("devices", inc.get("device_ids")),
         ("assigned to", inc.get("assigned_to")),
         ("opened", f"{local(inc['opened_at'], tz)} {_('by')} {inc.get('opened_by') or ''} ({hours})"),
-        ("on site by", f"{local(inc.get('arrive_deadline'), tz)}  SLA {_(inc['sla'])}"),
-        ("restore by", f"{local(inc.get('resolve_deadline'), tz)}  SLA {_(inc['resolve_sla'])}"),
+        ("on site by", f"{local(inc.get('arrive_deadline'), tz)}  SLA {_sla(inc['sla'])}"),
+        ("restore by", f"{local(inc.get('resolve_deadline'), tz)}  SLA {_sla(inc['resolve_sla'])}"),
         ("resolution", inc.get("resolution")),
         ("kb", f"{inc['kb']}  (canteen-ops kb show {inc['kb']})" if inc["kb"] else None),
     ]
@@ -280,5 +292,13 @@ def show(ctx: typer.Context, ident: IdArg, json: JsonOpt = False) -> int:
                                    f"{inc.get('cancel_reason') or ''}"))
     fields(c, lines)
     c.print(f"  {_('timeline')}:")
-    lines_(c, [(local(ev["at"], tz), _(ev["action"]), ev.get("actor") or "", ev.get("note") or "") for ev in evs], 4)
+    lines_(c, [(local(ev["at"], tz), _(ev["action"]), ev.get("actor") or "", translate(ev.get("note") or ""))
+               for ev in evs], 4)
     return 0
+
+
+def _sla(state: str) -> str:
+    """met / breached / pending of a deadline (`pending` here is "not due yet", not the sync queue's pending)."""
+    from canteen_ops.i18n import word
+
+    return word(f"sla:{state}")

@@ -6,6 +6,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from canteen_ops.i18n import _
+
 from canteen_ops.cli.common import JsonOpt, env, print_json
 
 HELP = "Knowledge base (知识库): symptoms, likely causes, steps and when to escalate; technicians add their own."
@@ -23,7 +25,8 @@ def _print_rows(ctx: typer.Context, entries, title: str) -> None:
 
     console = env(ctx).console
     cols = [Column("id", ID), Column("title", main=True), Column("source")]
-    rows = [(e.id, e.title, e.source if not e.extends else f"{e.source}, adds to {e.extends}") for e in entries]
+    rows = [(e.id, e.title, _h(e.source) if not e.extends else _("{source}, adds to {entry}").format(
+        source=_h(e.source), entry=e.extends)) for e in entries]
     console.print(table(title, cols, rows, console=console))
 
 
@@ -52,9 +55,13 @@ def search(ctx: typer.Context,
     if json:
         print_json([e.to_dict() for e in hits])
     elif hits:
-        _print_rows(ctx, hits, f"{len(hits)} match{'es' if len(hits) != 1 else ''} for {' '.join(query)}")
+        from canteen_ops.cli.render import plural
+
+        _print_rows(ctx, hits, _("{matches} for {query}").format(matches=plural(len(hits), "match", "matches"),
+                                                                   query=' '.join(query)))
     else:
-        env(ctx).err.print(f"no entry matches {' '.join(query)!r}", markup=False, highlight=False)
+        env(ctx).err.print(_("no entry matches {query}").format(query=repr(' '.join(query))), markup=False,
+                           highlight=False)
     return 0 if hits else EXIT_NOINPUT
 
 
@@ -135,3 +142,10 @@ def add(ctx: typer.Context,
         e.console.print(f"{entry.id} added (kb show {entry.id}; `sync` sends it upstream)", markup=False,
                         highlight=False)
     return 0
+
+
+def _h(source: str) -> str:
+    """Where an entry comes from (shipped / technician) in the reader's language."""
+    from canteen_ops.i18n import word
+
+    return word(f"kb:{source}")

@@ -6,6 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from canteen_ops.summaries import translate
 from canteen_ops.cli.common import MAX_COUNT
 from canteen_ops.cli.common import (AreaOpt, DeviceOpt, ExportLangOpt, JsonOpt, OutputOpt, SchoolOpt, TagOpt,
                                     VendorOpt, env, print_json)
@@ -67,7 +68,7 @@ def list_(ctx: typer.Context,
     cols = [Column("when (local)", TIME), Column("kind", CODE), Column("id", ID), Column("school", ID, optional=True),
             Column("device", ID), Column("status", CODE), Column("summary", main=True), Column("by")]
     cells = [(local(r["at"], tz), r["kind"], r["id"][:8], r["school_id"], first_of(_devices(r["device_id"])),
-              status_cell(r["status"]), r["summary"], r["operator"]) for r in rows]
+              status_cell(r["status"]), translate(r["summary"]), r["operator"]) for r in rows]
     e.console.print(table(plural(len(rows), "entry", "entries"), cols, cells, console=e.console))
     return 0
 
@@ -174,7 +175,7 @@ def show(ctx: typer.Context, record_id: Annotated[str, typer.Argument(metavar="I
             v = _json.dumps(v, ensure_ascii=False, indent=2)
         e.console.print(f"  {k}: {show(v)}")
     for r in related:
-        e.console.print(f"  - [{status_word(r['status'])}] {r['device_id'] or ''} {r['check_name']}: {r['summary']}")
+        e.console.print(f"  - [{status_word(r['status'])}] {r['device_id'] or ''} {r['check_name']}: {translate(r['summary'])}")
     return 0
 
 

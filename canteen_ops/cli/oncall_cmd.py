@@ -74,9 +74,10 @@ def oncall(
         print_json(out if school else out[0])
         return 0
     from canteen_ops.cli.render import ID, TEXT, TIME, Column, table
+    from canteen_ops.i18n import _
 
     for block in out:
-        title = f"值班 on duty at {block['at']}" + (f" — {block['school']}" if block["school"] else "")
+        title = _("值班 on duty at {at}").format(at=block['at']) + (f" — {block['school']}" if block["school"] else "")
         rows = []
         for r in block["roles"]:
             now_p, next_p = r["now"], r["next"]

@@ -6,6 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from canteen_ops.summaries import translate
 from canteen_ops.cli.common import MAX_WORKERS
 from canteen_ops.cli.common import (AreaOpt, DeviceOpt, JsonOpt, KindOpt, SchoolOpt, TagOpt, VendorOpt, display_tz,
                                     env, print_json, select)
@@ -61,9 +62,10 @@ def take(ctx: typer.Context, school: SchoolOpt = None, device: DeviceOpt = None,
         return status.exit_code
     for r in results:
         if r.status.value != "ok":
-            e.err.print(f"{r.status.value}: {r.school_id}/{r.device_id}: {r.summary}", markup=False, highlight=False)
+            e.err.print(f"{r.status.value}: {r.school_id}/{r.device_id}: {translate(r.summary)}", markup=False,
+                        highlight=False)
         else:
-            e.console.print(f"{r.school_id}/{r.device_id}: {r.summary}", markup=False, highlight=False)
+            e.console.print(f"{r.school_id}/{r.device_id}: {translate(r.summary)}", markup=False, highlight=False)
     return status.exit_code
 
 
@@ -169,6 +171,8 @@ def _changes_json(changes, absent) -> list[dict]:
 
 def _diff_since(ctx: typer.Context, since: str, device_ids: list[str] | None, selection: tuple, json: bool) -> int:
     from canteen_ops.errors import UsageError
+    from canteen_ops.cli.render import plural
+    from canteen_ops.i18n import _
     from canteen_ops.tasks.snapshot import _ABSENT, changes_since
     from canteen_ops.timeutil import iso, local, parse_since
 
@@ -191,18 +195,20 @@ def _diff_since(ctx: typer.Context, since: str, device_ids: list[str] | None, se
             for f in found]})
         return 1 if found else 0
     c = e.console
-    c.print(f"snapshot changes since {local(iso(start), tz)} on {len(devices)} device"
-            f"{'s' if len(devices) != 1 else ''}: {len(found)} changed", markup=False, highlight=False)
+    c.print(_("snapshot changes since {since} on {devices}: {n} changed").format(
+        since=local(iso(start), tz), devices=plural(len(devices), "device"), n=len(found)), markup=False,
+        highlight=False)
     for f in found:
         head = f"{f['school_id']}/{f['device_id']}: "
         if f["old"] is None:
-            c.print(head + f"first snapshot {f['new'][:8]} taken {local(f['new_at'], tz)}", markup=False,
-                    highlight=False)
+            c.print(head + _("first snapshot {id} taken {at}").format(id=f['new'][:8], at=local(f['new_at'], tz)),
+                    markup=False, highlight=False)
             continue
         n = len(f["changes"])
-        what = f"{n} field{'s' if n != 1 else ''} changed" if n else \
-            f"changed and changed back ({f['snapshots']} snapshots in the window)"
-        c.print(head + f"{what}, {f['old'][:8]} → {f['new'][:8]} (taken {local(f['new_at'], tz)})",
+        what = _("{fields} changed").format(fields=plural(n, "field")) if n else \
+            _("changed and changed back ({n} snapshots in the window)").format(n=f['snapshots'])
+        c.print(head + _("{what}, {old} → {new} (taken {at})").format(
+            what=what, old=f['old'][:8], new=f['new'][:8], at=local(f['new_at'], tz)),
                 markup=False, highlight=False)
         for ch in f["changes"]:
             c.print("  " + ch.render(), markup=False, highlight=False)
@@ -301,7 +307,7 @@ def drift(ctx: typer.Context, school: SchoolOpt = None, device: DeviceOpt = None
             continue
         word = status_word(r.status.value)
         (e.err if e.quiet else e.console).print(styled(
-            (pad(word, 7), _STYLE[r.status.value]), f" {r.school_id}/{r.device_id}: {r.summary}"))
+            (pad(word, 7), _STYLE[r.status.value]), f" {r.school_id}/{r.device_id}: {translate(r.summary)}"))
         if not e.quiet:
             for c in r.changes:
                 e.console.print(f"    {c.render()}", markup=False, highlight=False)

@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from canteen_ops.cli.common import AreaOpt, DeviceOpt, JsonOpt, KindOpt, SchoolOpt, TagOpt, VendorOpt, env, select
+from canteen_ops.summaries import translate
 
 
 def status(
@@ -89,7 +90,7 @@ def _render(e, report: dict, *, show_ok: bool) -> None:
         rows = []
         for p in s["problems"]:
             rows.append((status_cell(p["status"], upper=True), p["device_id"] or _("(school)"), p["area"], p["check"],
-                         p["summary"], age(p["age_s"])))
+                         translate(p["summary"]), age(p["age_s"])))
         for dev in s["never_checked"]:
             rows.append((status_cell("unknown", upper=True), dev, "", "", _("no result in the log: never checked"), ""))
         for i in s["incidents"]:
@@ -97,7 +98,7 @@ def _render(e, report: dict, *, show_ok: bool) -> None:
                 time=local(i["arrive_deadline"], tz))
             rows.append((Text(_("INCIDENT"), style="bold red" if i["overdue"] else "yellow"),
                          first_of(i["device_ids"]) or _("(school)"), "", i["id"][:8],
-                         f"{_(i['level'])}/{_(i['state'])}: {i['title']} — {late}", ""))
+                         f"{_(i['level'])}/{_(i['state'])}: {translate(i['title'])} — {late}", ""))
         c.print(table(title, cols, rows, console=c) if rows else title)
         c.print()
     n = len(report["schools"])

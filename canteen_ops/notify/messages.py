@@ -10,6 +10,8 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from canteen_ops.summaries import translate
+
 EVENT_LABELS = {"opened": "故障告警", "reopened": "故障复发", "escalated": "故障升级", "resolved": "故障恢复",
                 "drill": "演练结果", "job-failed": "任务失败"}
 LEVEL_LABELS = {"major": "重大", "general": "一般"}
@@ -81,7 +83,7 @@ def incident_message(event: str, inc: Mapping[str, Any], inventory, *, assignee=
     kb = kb_for(inc)
     label = EVENT_LABELS[event]
     lines = [f"学校：{school_name}", f"设备：{device_text}", f"区域：{area}",
-             f"级别：{LEVEL_LABELS.get(level, level or '—')}", f"故障：{inc.get('description') or inc.get('title')}",
+             f"级别：{LEVEL_LABELS.get(level, level or '—')}", f"故障：{translate(inc.get('description') or inc.get('title'), 'zh')}",
              f"到场时限：{_local(inc.get('arrive_deadline'), tz)}",
              f"值班人员：{_person(duty) if not isinstance(duty, dict) else _person_dict(duty)}"]
     if event == "escalated":

@@ -42,7 +42,8 @@ def drill_summary(log: "MaintenanceLog", outcome: "PlaybookOutcome") -> dict[str
 
 def print_drill_report(env: "Env", log: "MaintenanceLog", book: "Playbook", outcome: "PlaybookOutcome") -> None:
     from canteen_ops.cli.render import CODE, NUM, TIME, Column, status_cell, styled, table
-    from canteen_ops.i18n import _
+    from canteen_ops.i18n import _, language
+    from canteen_ops.summaries import translate
 
     summary = drill_summary(log, outcome)
     status = outcome.status if summary["detected"] else Status.CRIT
@@ -56,12 +57,15 @@ def print_drill_report(env: "Env", log: "MaintenanceLog", book: "Playbook", outc
             Column("status", CODE)]
     cells = [(s.step.index, s.step.name, local(iso(s.started), tz) if s.started else "", f"{s.seconds:.1f}",
               env.operator, status_cell(s.status.value) if s.raw else _("skipped")) for s in outcome.steps]
-    env.console.print(table(f"演练报告 drill report: {book.name}", cols, cells, console=env.console))
+    env.console.print(table(_("演练报告 drill report: {name}").format(name=book.name), cols, cells, console=env.console))
     if not summary["incidents"]:
         env.console.print(_("no incident was opened: the fault was not detected"), style="red")
     for r in summary["incidents"]:
         verdict = (_("within deadline"), "green") if r["within_deadline"] else (_("deadline missed"), "red")
-        arrived = f"on site after {r['arrived_after_s']:.0f} s" if r["arrived_after_s"] is not None else "no arrival"
-        env.console.print(styled(f"incident {r['id'][:8]} [{r['level']}] {', '.join(r['devices'])}: {r['title']} — "
-                                 f"detected {r['detected_after_s']:.0f} s into the drill, {arrived}, deadline "
-                                 f"{local(r['arrive_deadline'], tz)}: ", verdict))
+        arrived = _("on site after {s} s").format(s=f"{r['arrived_after_s']:.0f}") \
+            if r["arrived_after_s"] is not None else _("no arrival")
+        env.console.print(styled(_("incident {id} [{level}] {devices}: {title} — detected {s} s into the drill, "
+                                   "{arrived}, deadline {deadline}: ").format(
+            id=r['id'][:8], level=r['level'] if language() == "en" else _(r['level']), devices=', '.join(r['devices']),
+            title=translate(r['title']), s=f"{r['detected_after_s']:.0f}", arrived=arrived,
+            deadline=local(r['arrive_deadline'], tz)), verdict))

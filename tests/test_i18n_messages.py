@@ -1,0 +1,220 @@
+"""What a technician reads in Chinese (LANG=zh_CN.UTF-8): check summaries, incidents, backups, snapshots,
+firmware, watch, kb and the report, against the lab; the log keeps English; LANG=C stays English."""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+import time
+
+import pytest
+
+from canteen_ops.store.log import MaintenanceLog
+
+
+@pytest.fixture
+def zh(monkeypatch):
+    monkeypatch.delenv("LC_ALL", raising=False)
+    monkeypatch.delenv("LC_MESSAGES", raising=False)
+    monkeypatch.setenv("LANG", "zh_CN.UTF-8")
+
+
+def _lang(monkeypatch, value: str) -> None:
+    monkeypatch.setenv("LANG", value)
+
+
+# --- summaries.translate: our phrases rewritten, data kept --------------------------------------------------------
+CASES = [
+    ("clock 75 s ahead (> 60 s)", "时钟偏差：快 75 秒 (> 60 秒)"),
+    ("clock 3 min behind (> 60 s)", "时钟偏差：慢 3 分钟 (> 60 秒)"),
+    ("disk 1: error", "硬盘 1：故障"),
+    ("disk 2: 3.5% free (< 10%)", "硬盘 2：剩余空间 3.5% (< 10%)"),
+    ("retention channels 1–3: 3.0 days < 7", "录像保存天数 通道 1–3: 3.0 天 < 7 天"),
+    ("channel 1 offline (networkAbnormal): s001-cam01 粗加工间", "通道 1 视频丢失 (networkAbnormal): s001-cam01 粗加工间"),
+    ("offline (connection refused on port 80) — 6 other checks skipped", "离线 (端口 80 拒绝连接) — 另有 6 项检查跳过"),
+    ("NTP disabled (time set manually; it will drift)", "未启用 NTP (手动设置时间，时钟会逐渐偏差)"),
+    ("blurred (grease or steam on the lens? clean it): sharpness 3 < 100",
+     "画面模糊 (镜头有油污或水汽？请清洁)：清晰度 3 < 100"),
+    ("2 of 6 required areas not covered: 加工区 (no working camera: s001-cam01); 洗消间 (no camera in the inventory)"
+     " — 重点点位覆盖率 66.7%",
+     "6 个必需区域中 2 个未覆盖：加工区 (没有正常工作的摄像机：s001-cam01)；洗消间 (设备清单中没有摄像机) — 重点点位覆盖率 66.7%"),
+    ("s001-nvr: clock critical", "s001-nvr：时钟偏差 严重故障"),
+    ("major; outside working hours; on site within 2 h", "重大；工作时间外；2 小时内到场"),
+    ("V5.7.18 build 240826 (latest)", "V5.7.18 build 240826 (最新)"),
+]
+
+
+def test_summaries_are_translated_when_shown_and_data_is_kept(zh):
+    from canteen_ops.summaries import translate
+
+    for english, chinese in CASES:
+        assert translate(english) == chinese
+    assert translate("the device said: Hello World") == "the device said: Hello World"  # not ours: as it is
+    assert translate(None) is None and translate("") == ""
+
+
+def test_summaries_stay_english_by_default(monkeypatch):
+    from canteen_ops.summaries import translate
+
+    _lang(monkeypatch, "C")
+    for english, _chinese in CASES:
+        assert translate(english) == english
+
+
+def test_every_phrase_has_a_chinese_form_with_the_same_placeholders(zh):
+    from canteen_ops.i18n import _
+    from canteen_ops.summaries import PHRASES
+
+    for template in PHRASES:
+        target = _(template)
+        assert target != template, template
+        assert set(re.findall(r"\{(\w+)\}", target)) == set(re.findall(r"\{(\w+)\}", template)), template
+
+
+def test_hostile_summaries_cost_linear_time(zh):
+    from canteen_ops.summaries import MAX_LEN, translate
+
+    for text in ("clock " + "1" * (MAX_LEN - 10), "disk " + "a" * (MAX_LEN - 10), "(> " * (MAX_LEN // 3)):
+        t0 = time.perf_counter()
+        translate(text)
+        assert time.perf_counter() - t0 < 1.0
+    huge = "clock 1 s ahead " * 1000
+    assert translate(huge) == huge  # over the bound: shown as stored
+
+
+# --- commands against the lab -------------------------------------------------------------------------------------
+@pytest.fixture
+def faulty(lab, lab_env, lab_faults, tmp_path, monkeypatch):
+    monkeypatch.setenv("CANTEEN_OPS_DB", str(tmp_path / "log.db"))
+    lab_faults.set("s001-nvr", "clock-drift", "75")
+    lab_faults.set("s001-nvr", "hdd-error")
+    lab_faults.set("s001-nvr", "retention", "3")
+    lab_faults.set("s001-cam01", "offline")
+    return tmp_path / "log.db"
+
+
+def test_check_status_and_incidents_speak_chinese_while_the_log_keeps_english(faulty, cli, zh, monkeypatch):
+    r = cli("check", "-d", "s001-*", "--open-incidents")
+    assert r.code == 2, r
+    assert re.search(r"时钟偏差：快 7\d 秒 \(> 60 秒\)", r.out), r  # 75 s, give or take the second of the run
+    for phrase in ("硬盘 1：故障", "录像保存天数 通道", "天 < 7 天", "离线 (端口", "项检查跳过",
+                   "通道 1 视频丢失"):
+        assert phrase in r.out, phrase
+    assert "s001-cam01" in r.out  # data as it is
+    for english in ("s ahead", "disk 1: error", "connection refused", "other checks skipped"):
+        assert english not in r.out, english
+    rows = MaintenanceLog.open(faulty).query("SELECT summary FROM results WHERE check_name = 'clock' "
+                                        "AND device_id = 's001-nvr'")
+    assert rows and re.match(r"clock 7\d s ahead", rows[-1]["summary"])  # the log stays English (sync, --grep)
+
+    r = cli("status")
+    assert r.code == 2 and "时钟偏差：快" in r.out and "硬盘 1：故障" in r.out, r
+    r = cli("incident", "list")
+    assert r.code == 0 and "s001-nvr：时钟偏差 严重故障" in r.out and "未到期" in r.out and "待同步" not in r.out, r
+    ident = next(i["id"] for i in json.loads(cli("incident", "list", "--json").out)
+                 if i["title"] == "s001-nvr: clock critical")
+    r = cli("incident", "show", ident[:8])
+    assert r.code == 0 and "时钟偏差：快 7" in r.out and "工作时间" in r.out and "小时内到场" in r.out, r
+    r = cli("log", "list", "--grep", "s ahead")  # searching the stored English still works
+    assert r.code == 0 and "时钟偏差：快 7" in r.out, r
+
+    _lang(monkeypatch, "C")
+    r = cli("status")
+    assert re.search(r"clock 7\d s ahead \(> 60 s\)", r.out) and "disk 1: error" in r.out and "时钟偏差" not in r.out, r
+
+
+def test_backup_snapshot_firmware_watch_and_kb_speak_chinese(faulty, cli, zh, monkeypatch, tmp_path):
+    monkeypatch.setenv("CANTEEN_OPS_BACKUP_DIR", str(tmp_path / "backups"))
+    r = cli("backup", "run", "-d", "s001-*")
+    assert "字节，sha256" in r.out and "bytes" not in r.out, r
+    r = cli("backup", "list", "-d", "s001-*")
+    assert "尚无成功备份；上次尝试失败" in r.out, r
+    r = cli("snapshot", "take", "-d", "s001-*")
+    assert "配置快照" in r.out and "无法读取设置" in r.err, r
+    r = cli("snapshot", "diff", "--since", "24h", "-d", "s001-*")
+    assert "的配置快照有变化" in r.out and "首次配置快照" in r.out and "first snapshot" not in r.out, r
+    r = cli("snapshot", "drift", "-d", "s001-*")
+    assert "没有可比对的基线" in r.out or "尚未采集配置快照" in r.out, r
+    r = cli("firmware", "check", "-d", "s001-*")
+    assert "(最新)" in r.out and "无法读取固件版本" in r.out and "(latest)" not in r.out, r
+    r = cli("watch", "--iterations", "1", "-d", "s001-*")
+    assert re.search(r"第 1 轮 .*：\d+ 台设备.*严重.*用时 [\d.]+ 秒", r.out) and "round 1" not in r.out, r
+    r = cli("kb", "search", "时钟")
+    assert r.code == 0 and "条结果" in r.out and "内置" in r.out and "matches for" not in r.out, r
+
+    _lang(monkeypatch, "C")
+    r = cli("firmware", "check", "-d", "s001-*")
+    assert "(latest)" in r.out and "最新" not in r.out, r
+    r = cli("kb", "search", "时钟")
+    assert "2 matches for 时钟" in r.out and "shipped" in r.out, r
+
+
+# --- the report in Chinese has no English sentences ------------------------------------------------------------
+# Words that may stay: units, protocol and file-format names, and our ids (KB entries, commands).
+ALLOWED = {"sha256", "NTP", "OSD", "UTC", "SLA", "ok", "warn", "crit", "unknown", "pruned", "unsupported",
+           "reachable", "retention", "picture", "coverage", "backup_stale_hours", "incident_resolve_h",
+           "arrive_sla", "sla", "Asia", "Shanghai"}
+
+
+def _english_words(text: str, data: set[str]) -> set[str]:
+    words = set(re.findall(r"[A-Za-z][A-Za-z_]{2,}", text))
+    return {w for w in words if w not in ALLOWED and w.lower() not in data}
+
+
+def test_report_in_chinese_has_no_english_body_sentences(faulty, lab, cli, zh, tmp_path):
+    assert cli("check", "-d", "s001-*", "--open-incidents").code == 2
+    from canteen_ops.inventory import load_inventory
+
+    inv = load_inventory(lab.inventory)
+    data = set()
+    for s in inv.schools:
+        for value in [s.id, s.name, s.district or ""] + [x for d in s.devices for x in (d.id, d.model or "", d.area or "")]:
+            data.update(w.lower() for w in re.findall(r"[A-Za-z][A-Za-z_]{2,}", value))
+    md = cli("report", "--to", "2099-01-01", "--from", "2000-01-01")
+    assert md.code == 0, md
+    assert "**在线率**" in md.out and "**存储达标率**" in md.out and "| 时钟偏差 |" in md.out
+    assert _english_words(md.out, data) == set(), md.out
+    out = tmp_path / "r.html"
+    assert cli("report", "-f", "html", "-o", out, "--to", "2099-01-01", "--from", "2000-01-01").code == 0
+    page = out.read_text(encoding="utf-8")
+    page = re.sub(r"<style>.*?</style>", "", page, flags=re.S)
+    text = html.unescape(re.sub(r"<[^>]+>", " ", page))
+    assert "各校在线率" in text and "配置备份" in text
+    assert _english_words(text, data) == set(), text
+
+
+def test_report_in_english_is_unchanged_by_the_catalog(faulty, cli, monkeypatch):
+    _lang(monkeypatch, "C")
+    assert cli("check", "-d", "s001-nvr", "--only", "clock").code == 2
+    r = cli("report", "--to", "2099-01-01", "--from", "2000-01-01")
+    assert r.code == 0 and "**Availability**:" in r.out and "| check | results | warn |" in r.out, r
+    assert "| clock | 1 | 0 | 1 |" in r.out and "在线率：" not in r.out and "时钟偏差" not in r.out
+
+
+def test_drill_report_in_chinese(cli, zh, tmp_path):
+    from tests.conftest import EXAMPLE
+    from tests.test_playbooks import write
+
+    p = write(tmp_path, """\
+        {name: drill-manual, kind: drill, steps: [
+          {name: report fault, incident: {action: open, level: major, title: 录像机离线演练, device: xc-nvr-01}},
+          {name: on site, incident: {action: arrive, device: xc-nvr-01}}]}
+        """)
+    r = cli("-i", EXAMPLE, "playbook", "run", p)
+    assert r.code == 0, r
+    assert "演练报告：drill-manual" in r.out and "录像机离线演练" in r.out  # data as it is
+    assert re.search(r"事件 \w{8} \[重大\] xc-nvr-01：录像机离线演练 — 演练开始 \d+ 秒后发现，\d+ 秒后到场，到场时限", r.out), r
+    assert re.search(r"事件 [\w-]+ 已报告：重大，xc-shiyan-xx，工作时间[内外]", r.out), r
+    assert "事件 " in r.out and "已到场" in r.out
+    for english in ("detected", "drill report", "opened:", "working hours"):
+        assert english not in r.out, english
+
+
+def test_alerts_carry_the_finding_in_chinese_whatever_the_locale(monkeypatch):
+    from canteen_ops.summaries import translate
+
+    _lang(monkeypatch, "C")
+    assert translate("clock 75 s ahead (> 60 s)", "zh") == "时钟偏差：快 75 秒 (> 60 秒)"
+    assert translate("s001-nvr: clock critical", "zh") == "s001-nvr：时钟偏差 严重故障"
+    assert translate("clock 75 s ahead (> 60 s)") == "clock 75 s ahead (> 60 s)"
