@@ -235,3 +235,40 @@ def test_every_positional_argument_shows_its_help(run80):
             if getattr(p, "param_type_name", "") == "argument" and not getattr(p, "hidden", False):
                 code, out, _err = run80(*path, "--help")
                 assert code == 0 and p.help and " ".join(p.help.split()[:3]) in " ".join(out.split()), (path, p.name)
+
+
+def test_codes_and_their_headers_stay_whole_and_free_text_gives_way():
+    """A unit view of the rules the lab test checks: a CODE column is never cut, headers of ids, codes and
+    times stay whole, the free text is cut instead; short free text under a long header keeps the header."""
+    import io
+
+    from rich.console import Console
+
+    from canteen_ops.cli.render import CODE, ID, TIME, Column, table
+
+    console = Console(file=io.StringIO(), width=WIDTH)
+    cols = [Column("when (local)", TIME), Column("device", ID), Column("status", CODE),
+            Column("requested by"), Column("reason", main=True)]
+    rows = [("2026-12-05 03:59:00", "s001-cam07", "unsupported", "王师傅", LONG),
+            ("2026-12-05 04:00:00", "s001-nvr", "ok", "tester", "fine")]
+    console.print(table("2 records", cols, rows, console=console))
+    out = console.file.getvalue()
+    head = out.splitlines()[1]
+    assert all(h in head for h in ("when (local)", "device", "status", "requested by", "reason")), out
+    assert "unsupported" in out and "王师傅" in out and "…" in out, out
+    assert max(cell_len(line) for line in out.splitlines()) <= WIDTH, out
+
+
+def test_an_empty_list_is_one_line_without_a_header():
+    import io
+
+    from rich.console import Console
+
+    from canteen_ops.cli.render import ID, Column, table
+
+    console = Console(file=io.StringIO(), width=WIDTH)
+    console.print(table("0 incidents", [Column("id", ID), Column("title")], [], console=console))
+    assert console.file.getvalue() == "0 incidents\n"
+    console = Console(file=io.StringIO(), width=WIDTH)
+    console.print(table("0 incidents", [Column("id", ID)], [], console=console, empty="no incidents"))
+    assert console.file.getvalue() == "no incidents\n"
