@@ -27,13 +27,20 @@ FAULTS = ",".join([
 ])
 
 
+def say(message: str, style: str = "") -> None:
+    """A line of the tour, wrapped to the terminal's width (COLUMNS) in terminal cells."""
+    from canteen_ops.cli.render import make_console, text
+
+    make_console().print(text(message, style))
+
+
 def step(title: str, *argv: str) -> int:
     if title:
-        print(f"\n\033[1m== {title}\033[0m", flush=True)
-    print(f"$ canteen-ops {' '.join(argv)}", flush=True)
+        say(f"\n== {title}", "bold")
+    say(f"$ canteen-ops {' '.join(argv)}")
     t0 = time.monotonic()
     code = run(list(argv))
-    print(f"(exit {code}, {time.monotonic() - t0:.1f} s)", flush=True)
+    say(f"(exit {code}, {time.monotonic() - t0:.1f} s)")
     return code
 
 
@@ -46,11 +53,11 @@ def start_district(directory: Path):
         server = DatasetteServer(directory).start()
         os.environ["CANTEEN_OPS_UPSTREAM"] = server.url
         os.environ["CANTEEN_OPS_UPSTREAM_TOKEN"] = server.token()
-        print(f"district upstream (Datasette) at {server.url}", flush=True)
+        say(f"district upstream (Datasette) at {server.url}")
         return server
     except Exception as exc:  # datasette missing or not starting: the demo goes on offline
         os.environ.pop("CANTEEN_OPS_UPSTREAM", None)
-        print(f"no district upstream for this demo ({type(exc).__name__}); sync will report what waits", flush=True)
+        say(f"no district upstream for this demo ({type(exc).__name__}); sync will report what waits")
         return None
 
 
@@ -72,16 +79,15 @@ def with_alerts(lab_inventory: Path, target: Path, hook_url: str) -> Path:
 
 def show_arrived(receiver, first: int, limit: int = 3) -> None:
     got = receiver.wait_for(first + 1, timeout=5.0)[first:]
-    print(f"\n{len(got)} notification(s) arrived at the district group's webhook ({receiver.url}):", flush=True)
-    from canteen_ops.cli.render import clean
+    say(f"\n{len(got)} notification(s) arrived at the district group's webhook ({receiver.url}):")
+    from canteen_ops.cli.render import lines, make_console
 
     for g in got[:limit]:
         body = g["body"]
-        print(f"  ┌ {clean(str(body.get('title')))}", flush=True)
-        for line in str(body.get("message", "")).splitlines():
-            print(f"  │ {clean(line)}", flush=True)
+        lines(make_console(), [("┌", str(body.get("title")))]
+              + [("│", line) for line in str(body.get("message", "")).splitlines()], indent=2, gap=1)
     if len(got) > limit:
-        print(f"  … and {len(got) - limit} more", flush=True)
+        say(f"  … and {len(got) - limit} more")
 
 
 def main() -> int:
@@ -139,18 +145,18 @@ def main() -> int:
              "playbook", "run", "drill-nvr-offline", "--non-interactive")
         step("Operations report for today", "report", "--from", "1d", "--format", "md")
         step("The maintenance log, newest first", "log", "list", "--limit", "12")
-        print("\n\033[1m== Later notifications, each sent as its command ended: the drill's incident and verdict, "
-              "failed jobs\033[0m", flush=True)
+        say("\n== Later notifications, each sent as its command ended: the drill's incident and verdict, failed jobs",
+            "bold")
         show_arrived(receiver, seen)
     finally:
         receiver.stop()
         run(["lab", "down", "--dir", str(lab)])
         if upstream is not None:
             upstream.stop()
-    print(f"\nDemo finished in {time.monotonic() - t0:.0f} s. Everything is in {root}:"
-          f"\n  maintenance log  {root / 'maintenance-log.db'}\n  backups          {root / 'backups'}"
-          f"\n  metrics          {root / 'canteen-ops.prom'}"
-          "\nTry: CANTEEN_OPS_DB=demo-run/maintenance-log.db .venv/bin/canteen-ops log list --kind incident")
+    say(f"\nDemo finished in {time.monotonic() - t0:.0f} s. Everything is in {root}:"
+        f"\n  maintenance log  {root / 'maintenance-log.db'}\n  backups          {root / 'backups'}"
+        f"\n  metrics          {root / 'canteen-ops.prom'}"
+        "\nTry:\n  CANTEEN_OPS_DB=demo-run/maintenance-log.db \\\n    .venv/bin/canteen-ops log list --kind incident")
     return 0
 
 

@@ -31,12 +31,37 @@ def run80(capsys, monkeypatch):
     return invoke
 
 
+def _codes() -> set[str]:
+    """Statuses, check names, kinds, levels and states: codes a table never cuts (in both languages)."""
+    from canteen_ops import changes, incidents, report, sla
+    from canteen_ops.checks import CHECK_NAMES
+    from canteen_ops.cli.log_cmd import NOTE_KINDS
+    from canteen_ops.i18n import _, status_word
+    from canteen_ops.inventory.model import KINDS as DEVICE_KINDS
+    from canteen_ops.store.entries import KINDS as ENTRY_KINDS
+    from canteen_ops.tasks.backup import STATUS as BACKUP_STATUS
+
+    words = {*CHECK_NAMES, *NOTE_KINDS, *DEVICE_KINDS, *ENTRY_KINDS, *BACKUP_STATUS, *changes.STATES,
+             *incidents.STATES, *sla.LEVELS, *report.FIRMWARE_STATES}
+    statuses = ("ok", "warn", "crit", "unknown", "n/a")
+    return ({_(w) for w in words} | {status_word(s) for s in statuses} | {status_word(s, upper=True) for s in statuses}
+            | words | set(statuses) | {s.upper() for s in statuses})
+
+
 def assert_fits(out: str, ids: set[str], expect: set[str] = frozenset(), what: str = "") -> None:
     """No line wider than WIDTH cells; every expected id whole; no token that is a strict prefix of an id
-    (an id wrapped onto the next line, or cut with …)."""
+    (an id wrapped onto the next line, or cut with …); no header cut; no status, check, kind, level or state
+    cut with …."""
     assert out.strip(), what
-    for line in out.splitlines():
+    lines = out.splitlines()
+    codes = _codes()
+    for n, line in enumerate(lines):
         assert cell_len(line) <= WIDTH, f"{what}: {cell_len(line)} cells: {line!r}"
+        if n + 1 < len(lines) and _is_rule(lines[n + 1]):
+            assert "…" not in line, f"{what}: a header is cut: {line!r}\n{out}"
+        for piece in re.findall(r"(?:^|\s\s)(\S+)…", line):  # a whole cell cut (free text has single spaces)
+            cut = sorted(c for c in codes if c.startswith(piece) and c != piece)
+            assert not cut, f"{what}: {piece!r}… is a cut {cut[0]!r}: {line!r}\n{out}"
     for i in expect:
         assert i in out, f"{what}: {i} missing or split\n{out}"
     for token in re.split(r"[\s│┃|,()]+", out):
@@ -46,7 +71,28 @@ def assert_fits(out: str, ids: set[str], expect: set[str] = frozenset(), what: s
             assert not clipped, f"{what}: {token!r} is a piece of {clipped[0]!r}\n{out}"
 
 
-def test_every_table_fits_80_columns_and_keeps_ids_whole(lab, lab_env, lab_faults, run80, tmp_path):
+def _is_rule(line: str) -> bool:
+    """The line rich draws under a table's header row."""
+    return bool(line.strip()) and set(line.strip()) <= set("─━ ╸╺")
+
+
+def assert_one_line(out: str, what: str) -> None:
+    """An empty list: one plain line, no header row."""
+    lines = [line for line in out.splitlines() if line.strip()]
+    assert len(lines) == 1 and not any(map(_is_rule, out.splitlines())), f"{what}: {out!r}"
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_every_table_fits_80_columns_and_keeps_ids_whole(lab, lab_env, lab_faults, run80, tmp_path, monkeypatch,
+                                                          lang):
+    if lang == "zh":
+        monkeypatch.setenv("LANG", "zh_CN.UTF-8")
+        for var in ("LC_ALL", "LC_MESSAGES"):
+            monkeypatch.delenv(var, raising=False)
+    for argv in (("incident", "list"), ("change", "list"), ("log", "list"), ("backup", "list", "--history")):
+        code, out, _err = run80(*argv)
+        assert code == 0, (argv, out, _err)
+        assert_one_line(out, " ".join(argv))
     devices = set(lab.devices)
     schools = {d.split("-")[0] for d in devices}
     ids = devices | schools
@@ -79,7 +125,10 @@ def test_every_table_fits_80_columns_and_keeps_ids_whole(lab, lab_env, lab_fault
     show("incident", "list", expect={inc[:8], "s002"})
     show("incident", "assign", inc[:8], "王师傅")
     show("incident", "list", "--device", "s002-*", expect={inc[:8]})
-    show("incident", "show", inc[:8])
+    code, _out, _err = run80("incident", "note", inc[:8], LONG)
+    assert code == 0
+    out = show("incident", "show", inc[:8])
+    assert_no_line_wraps_to_the_margin(out, "incident show")
     show("status", "--all", expect={inc[:8], "s002-nvr"}, codes=(0, 1, 2, 3))
     code, out, _err = run80("change", "request", "--title", LONG, "-d", "s003-nvr", "-d", "s003-cam01", "--json")
     assert code == 0
@@ -95,6 +144,26 @@ def test_every_table_fits_80_columns_and_keeps_ids_whole(lab, lab_env, lab_fault
     show("log", "list", "--limit", "40", expect={e["id"][:8] for e in entries})
     show("sync", "status")
     show("playbook", "list", expect={"daily-inspection"})
+
+
+def assert_no_line_wraps_to_the_margin(out: str, what: str) -> None:
+    """Indented output (a timeline, a playbook's step output) wraps under itself: after its first indented line,
+    no line starts at the margin unless it is a heading the command prints there."""
+    lines = out.splitlines()
+    for prev, line in zip(lines, lines[1:]):
+        if prev.startswith("    ") and line.strip() and not line.startswith(" "):
+            assert line.startswith(("▶", "playbook", "incident", "演练", "drill")), f"{what}: {line!r}\n{out}"
+
+
+def test_playbook_output_fits_80_columns(lab, lab_env, run80, tmp_path):
+    """A playbook's step output and summaries stay indented under the step and within 80 cells, even when a
+    step fails with a long error (sync without an upstream)."""
+    code, out, err = run80("playbook", "run", "nightly-backup", "--non-interactive")
+    assert code in (0, 1, 2, 3), (out, err)
+    assert "▶ 1." in out, out
+    for line in out.splitlines():
+        assert cell_len(line) <= WIDTH, f"{cell_len(line)} cells: {line!r}"
+    assert_no_line_wraps_to_the_margin(out, "playbook run nightly-backup")
 
 
 def _commands():
@@ -166,3 +235,40 @@ def test_every_positional_argument_shows_its_help(run80):
             if getattr(p, "param_type_name", "") == "argument" and not getattr(p, "hidden", False):
                 code, out, _err = run80(*path, "--help")
                 assert code == 0 and p.help and " ".join(p.help.split()[:3]) in " ".join(out.split()), (path, p.name)
+
+
+def test_codes_and_their_headers_stay_whole_and_free_text_gives_way():
+    """A unit view of the rules the lab test checks: a CODE column is never cut, headers of ids, codes and
+    times stay whole, the free text is cut instead; short free text under a long header keeps the header."""
+    import io
+
+    from rich.console import Console
+
+    from canteen_ops.cli.render import CODE, ID, TIME, Column, table
+
+    console = Console(file=io.StringIO(), width=WIDTH)
+    cols = [Column("when (local)", TIME), Column("device", ID), Column("status", CODE),
+            Column("requested by"), Column("reason", main=True)]
+    rows = [("2026-12-05 03:59:00", "s001-cam07", "unsupported", "王师傅", LONG),
+            ("2026-12-05 04:00:00", "s001-nvr", "ok", "tester", "fine")]
+    console.print(table("2 records", cols, rows, console=console))
+    out = console.file.getvalue()
+    head = out.splitlines()[1]
+    assert all(h in head for h in ("when (local)", "device", "status", "requested by", "reason")), out
+    assert "unsupported" in out and "王师傅" in out and "…" in out, out
+    assert max(cell_len(line) for line in out.splitlines()) <= WIDTH, out
+
+
+def test_an_empty_list_is_one_line_without_a_header():
+    import io
+
+    from rich.console import Console
+
+    from canteen_ops.cli.render import ID, Column, table
+
+    console = Console(file=io.StringIO(), width=WIDTH)
+    console.print(table("0 incidents", [Column("id", ID), Column("title")], [], console=console))
+    assert console.file.getvalue() == "0 incidents\n"
+    console = Console(file=io.StringIO(), width=WIDTH)
+    console.print(table("0 incidents", [Column("id", ID)], [], console=console, empty="no incidents"))
+    assert console.file.getvalue() == "no incidents\n"

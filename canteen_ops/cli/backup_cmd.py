@@ -79,13 +79,13 @@ def run(ctx: typer.Context, school: SchoolOpt = None, device: DeviceOpt = None, 
         if report.all_skipped:
             e.err.print("nothing was backed up: other runs hold the lock of every selected device", markup=False)
         return report.exit_code
-    from canteen_ops.cli.render import ID, Column, status_cell, table
+    from canteen_ops.cli.render import CODE, ID, Column, status_cell, table
     from canteen_ops.i18n import _
 
     counts = {s: len(report.by_status(s)) for s in ("ok", "unsupported", "skipped", "failed")}
     rows = [(r.school_id, r.device_id, status_cell(r.data.get("backup_status", "failed"), styles=_STYLE), translate(r.summary))
             for r in results]
-    cols = [Column("school", ID, optional=True), Column("device", ID), Column("status"),
+    cols = [Column("school", ID, optional=True), Column("device", ID), Column("status", CODE),
             Column("detail", main=True)]
     e.console.print(table(_("backup into {dir}").format(dir=target), cols, rows, console=e.console))
     e.console.print(", ".join(f"{n} {_(s)}" for s, n in counts.items() if n) or _("nothing to do"))
@@ -117,9 +117,9 @@ def list_(ctx: typer.Context, school: SchoolOpt = None, device: DeviceOpt = None
         if json:
             print_json(rows)
             return 0
-        from canteen_ops.cli.render import ID, NUM, TIME, Column, plural, status_cell, table
+        from canteen_ops.cli.render import CODE, ID, NUM, TIME, Column, plural, status_cell, table
 
-        cols = [Column("when (local)", TIME), Column("id", ID), Column("device", ID), Column("status"),
+        cols = [Column("when (local)", TIME), Column("id", ID), Column("device", ID), Column("status", CODE),
                 Column("method"), Column("size", NUM), Column("sha256", ID, optional=True), Column("reason", main=True)]
         cells = [(local(r["created_at"]), r["id"][:8], r["device_id"], status_cell(r["status"], styles=_STYLE),
                   r["method"], r["size"], (r["sha256"] or "")[:12], r["reason"]) for r in rows]
@@ -141,14 +141,14 @@ def list_(ctx: typer.Context, school: SchoolOpt = None, device: DeviceOpt = None
         return code
     from rich.text import Text
 
-    from canteen_ops.cli.render import ID, NUM, TIME, Column, plural, status_cell, table
+    from canteen_ops.cli.render import CODE, ID, NUM, TIME, Column, plural, status_cell, table
     from canteen_ops.i18n import _
 
     title = (_("{devices} with no successful backup in {window}").format(devices=plural(len(states), "device"),
                                                                          window=stale) + f" (kb: {stale_kb})" if stale
              else _("backups of {devices}").format(devices=plural(len(states), "device")))
     cols = [Column("school", ID, optional=True), Column("device", ID), Column("last good backup (local)", TIME),
-            Column("size", NUM), Column("sha256", ID, optional=True), Column("last attempt"), Column("stale"),
+            Column("size", NUM), Column("sha256", ID, optional=True), Column("last attempt", CODE), Column("stale", CODE),
             Column("note", main=True)]
     cells = []
     for s in states:

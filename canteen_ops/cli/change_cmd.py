@@ -117,11 +117,11 @@ def list_(ctx: typer.Context,
     if json:
         print_json(rows)
         return 0
-    from canteen_ops.cli.render import ID, Column, first_of, plural, table
+    from canteen_ops.cli.render import CODE, ID, Column, first_of, plural, table
     from canteen_ops.i18n import _
 
     tz = _tz(ctx)
-    cols = [Column("id", ID), Column("state", ID), Column("title", main=True), Column("devices", ID), Column("window"),
+    cols = [Column("id", ID), Column("state", CODE), Column("title", main=True), Column("devices", ID), Column("window"),
             Column("requested by"), Column("approved by")]
     cells = [(r["id"][:8], _(r["state"]), r["title"], first_of(r["device_ids"]),
               f"{local(r['window_start'], tz)} – {local(r['window_end'], tz)}" if r.get("window_start") else "",

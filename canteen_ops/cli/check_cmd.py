@@ -130,7 +130,7 @@ class _Output:
             return
         from rich.text import Text
 
-        from canteen_ops.cli.render import ID, Column, make_console, plural, status_cell, styled, table
+        from canteen_ops.cli.render import CODE, ID, Column, make_console, plural, status_cell, styled, table
         from canteen_ops.i18n import _
 
         console = make_console()
@@ -161,7 +161,7 @@ class _Output:
                     devices=plural(devs, "device"))
                 cells.append((status_cell("ok", upper=True), "", "", "",
                               Text(f"{more} ({_('--all lists them')})", style="dim")))
-            cols = [Column("status", ID), Column("device", ID), Column("area"), Column("check", ID),
+            cols = [Column("status", CODE), Column("device", ID), Column("area"), Column("check", CODE),
                     Column("finding", main=True)]
             console.print(table(title, cols, cells, console=console))
             console.print()

@@ -68,11 +68,11 @@ def check(ctx: typer.Context, school: SchoolOpt = None, device: DeviceOpt = None
             if f.status != "current":
                 e.err.print(f"{f.status}: {f.school_id}/{f.device_id}: {translate(f.summary)}", markup=False, highlight=False)
         return status.exit_code
-    from canteen_ops.cli.render import ID, Column, status_cell, table
+    from canteen_ops.cli.render import CODE, ID, Column, status_cell, table
     from canteen_ops.i18n import _
 
     cols = [Column("school", ID, optional=True), Column("device", ID), Column("model"), Column("firmware"),
-            Column("status"), Column("detail", main=True)]
+            Column("status", CODE), Column("detail", main=True)]
     cells = [(f.school_id, f.device_id, f.model, f.version, status_cell(f.status, styles=_STYLE), translate(f.summary))
              for f in findings]
     e.console.print(table(_("firmware vs {catalog}").format(catalog=path), cols, cells, console=e.console))

@@ -224,13 +224,13 @@ def list_(ctx: typer.Context,
     out = e.err if e.quiet else e.console  # --quiet silences the console: problems go to stderr
     from rich.text import Text
 
-    from canteen_ops.cli.render import ID, TIME, Column, first_of, plural, table
+    from canteen_ops.cli.render import CODE, ID, TIME, Column, first_of, plural, table
     from canteen_ops.i18n import _
     from canteen_ops.incidents import ACTIVE_STATES
 
     tz = _tz(ctx)
     title = plural(len(rows), "overdue incident") if overdue else plural(len(rows), "incident")
-    cols = [Column("id", ID), Column("level", ID), Column("state", ID), Column("school", ID, optional=True),
+    cols = [Column("id", ID), Column("level", CODE), Column("state", CODE), Column("school", ID, optional=True),
             Column("devices", ID), Column("title", main=True), Column("assigned"),
             Column("opened", TIME, optional=True), Column("on site by", TIME), Column("SLA"), Column("")]
     cells, styles = [], []
@@ -265,7 +265,8 @@ def show(ctx: typer.Context, ident: IdArg, json: JsonOpt = False) -> int:
     if json:
         print_json({"incident": inc, "events": evs})
         return 0
-    from canteen_ops.cli.render import fields, pad, styled
+    from canteen_ops.cli.render import fields, styled
+    from canteen_ops.cli.render import lines as lines_
     from canteen_ops.i18n import _
 
     tz = _tz(ctx)
@@ -291,9 +292,8 @@ def show(ctx: typer.Context, ident: IdArg, json: JsonOpt = False) -> int:
                                    f"{inc.get('cancel_reason') or ''}"))
     fields(c, lines)
     c.print(f"  {_('timeline')}:")
-    for ev in evs:
-        c.print(f"    {local(ev['at'], tz)}  {pad(_(ev['action']), 16)} {pad(ev.get('actor') or '', 12)} "
-                f"{translate(ev.get('note') or '')}")
+    lines_(c, [(local(ev["at"], tz), _(ev["action"]), ev.get("actor") or "", translate(ev.get("note") or ""))
+               for ev in evs], 4)
     return 0
 
 

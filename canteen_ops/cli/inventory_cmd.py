@@ -39,7 +39,7 @@ def list_(ctx: typer.Context, school: SchoolOpt = None, device: DeviceOpt = None
 
         print_json([device_json(inv, d) for d in devices])
         return 0
-    from canteen_ops.cli.render import ID, Column, plural, table
+    from canteen_ops.cli.render import CODE, ID, Column, plural, table
     from canteen_ops.i18n import _
 
     # One table per school, titled with its name: the Chinese school name does not need a column, and
@@ -48,8 +48,8 @@ def list_(ctx: typer.Context, school: SchoolOpt = None, device: DeviceOpt = None
     by_school: dict[str, list] = {}
     for d in devices:
         by_school.setdefault(d.school_id, []).append(d)
-    cols = [Column("device", ID), Column("type"), Column("host", ID), Column("area"), Column("name"),
-            Column("nvr/ch", ID), Column("model")]
+    cols = [Column("device", ID), Column("type", CODE), Column("host", ID), Column("area"), Column("name"),
+            Column("nvr/ch", ID), Column("model", optional=True)]
     for school_id, devs in by_school.items():
         s = inv.school(school_id)
         title = f"{s.name} ({s.id}{', ' + s.district if s.district else ''}) — {plural(len(devs), 'device')}"

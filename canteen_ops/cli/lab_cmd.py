@@ -24,12 +24,13 @@ def _usage(info: dict, directory: Path, schools: int) -> str:
     return (f"Lab running: {info['devices']} devices in {schools} schools (pid {info['pid']}, control "
             f"{info['control']}).\n"
             + (f"  replayed: {', '.join(info['replayed'])} (school replay)\n" if info.get("replayed") else "")
-            + f"  inventory: {inv}\n  passwords: {directory / 'secrets'} (mode 600, referenced by password_file)\n\n"
+            + f"  inventory: {inv}\n  passwords: {directory / 'secrets'} (mode 600)\n\n"
             "Next:\n"
             f"  export CANTEEN_OPS_INVENTORY={inv}\n"
             "  canteen-ops inventory list\n"
             "  canteen-ops check\n"
-            f"  canteen-ops lab fault{dir_flag} s001-cam01 offline      # inject a fault (lab faults lists them)\n"
+            "  # inject a fault (`canteen-ops lab faults` lists them), then clear it:\n"
+            f"  canteen-ops lab fault{dir_flag} s001-cam01 offline\n"
             f"  canteen-ops lab fault{dir_flag} s001-cam01 --clear\n"
             f"  canteen-ops lab status{dir_flag}\n"
             f"  canteen-ops lab down{dir_flag}\n")
@@ -87,7 +88,7 @@ def up(ctx: typer.Context,
             "--rtsp-port", str(rtsp_port)] + (["--seed", str(seed)] if seed is not None else []) + (
             [] if warm else ["--no-warm"]) + (["--replay", ",".join(replay_paths)] if replay_paths else [])
     if not e.quiet and warm:
-        echo("Starting the lab (the first start on a machine encodes the stream pictures: up to a minute)...",
+        echo("Starting the lab (a first start encodes the stream pictures: up to a minute)…",
                    err=True)
     info = control.start_background(d, argv)
     if not e.quiet:
@@ -150,7 +151,7 @@ def status(ctx: typer.Context, directory: DirOpt = None, json: JsonOpt = False) 
     if json:
         print_json(st)
         return 0
-    from canteen_ops.cli.render import ID, Column, plural, table
+    from canteen_ops.cli.render import CODE, ID, Column, plural, table
 
     rows = []
     for dev in st["devices"]:
@@ -164,7 +165,7 @@ def status(ctx: typer.Context, directory: DirOpt = None, json: JsonOpt = False) 
                      f"replay ({dev['answered']} answered, {dev['unrecorded']} not recorded)"))
     title = (f"Lab {d} — pid {st['pid']}, {plural(len(st['devices']), 'device')}, "
              f"{plural(st['requests'], 'request')} served")
-    cols = [Column("device", ID), Column("vendor"), Column("kind"), Column("address", ID), Column("model"),
+    cols = [Column("device", ID), Column("vendor", CODE), Column("kind", CODE), Column("address", ID), Column("model"),
             Column("faults")]
     console = env(ctx).console
     console.print(table(title, cols, rows, console=console))
@@ -231,11 +232,10 @@ def set_(ctx: typer.Context,
 @app.command()
 def faults(ctx: typer.Context) -> int:
     """List the faults a lab device can be given."""
+    from canteen_ops.cli.render import lines
     from canteen_ops.lab.state import FAULTS
 
-    width = max(map(len, FAULTS))
-    for name, meaning in FAULTS.items():
-        echo(f"{name:<{width}}  {meaning}")
+    lines(env(ctx).console, list(FAULTS.items()), indent=0)  # meanings wrap under themselves
     return 0
 
 

@@ -63,10 +63,10 @@ def list_(ctx: typer.Context,
     if json:
         print_json(rows)
         return 0
-    from canteen_ops.cli.render import ID, TIME, Column, first_of, plural, status_cell, table
+    from canteen_ops.cli.render import CODE, ID, TIME, Column, first_of, plural, status_cell, table
 
-    cols = [Column("when (local)", TIME), Column("kind", ID), Column("id", ID), Column("school", ID, optional=True),
-            Column("device", ID), Column("status"), Column("summary", main=True), Column("by")]
+    cols = [Column("when (local)", TIME), Column("kind", CODE), Column("id", ID), Column("school", ID, optional=True),
+            Column("device", ID), Column("status", CODE), Column("summary", main=True), Column("by")]
     cells = [(local(r["at"], tz), r["kind"], r["id"][:8], r["school_id"], first_of(_devices(r["device_id"])),
               status_cell(r["status"]), translate(r["summary"]), r["operator"]) for r in rows]
     e.console.print(table(plural(len(rows), "entry", "entries"), cols, cells, console=e.console))

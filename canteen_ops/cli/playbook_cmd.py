@@ -91,7 +91,7 @@ def validate(ctx: typer.Context, playbooks: Annotated[list[str], typer.Argument(
 @app.command("list")
 def list_(ctx: typer.Context) -> int:
     """List the playbooks found in the playbook directories."""
-    from canteen_ops.cli.render import ID, NUM, Column, plural, table
+    from canteen_ops.cli.render import CODE, ID, NUM, Column, plural, table
     from canteen_ops.errors import InvalidFile
     from canteen_ops.playbooks.model import load_playbook
 
@@ -108,6 +108,6 @@ def list_(ctx: typer.Context) -> int:
             except InvalidFile as exc:
                 rows.append((path.stem, "", "", path, f"INVALID: {exc.problems[0]}"))
     console = env(ctx).console
-    cols = [Column("name", ID), Column("kind"), Column("steps", NUM), Column("file"), Column("description", main=True)]
+    cols = [Column("name", ID), Column("kind", CODE), Column("steps", NUM), Column("file"), Column("description", main=True)]
     console.print(table(plural(len(rows), "playbook"), cols, rows, console=console))
     return 0

@@ -118,7 +118,7 @@ def echo_data(data: str) -> None:
 
 # --- tables -------------------------------------------------------------------------------------------
 
-ID, TEXT, NUM, TIME = "id", "text", "num", "time"
+ID, CODE, TEXT, NUM, TIME = "id", "code", "text", "num", "time"
 _MIN_TEXT = 6  # a cut free-text column keeps at least this many cells
 _MIN_MAIN = 24  # what the main text column should keep before times are shortened and optional columns go
 _SIDE = 8  # what other free text keeps next to a main column when space is short
@@ -127,7 +127,7 @@ _SIDE = 8  # what other free text keeps next to a main column when space is shor
 @dataclass
 class Column:
     header: str
-    kind: str = TEXT  # ID: never cut or wrapped; TEXT: cut with … to fit; NUM: right-aligned, never cut;
+    kind: str = TEXT  # ID: never cut or wrapped; CODE: a status, check name, kind, level or state: never cut; TEXT: cut with … to fit; NUM: right-aligned, never cut;
     # TIME: a local time YYYY-MM-DD HH:MM:SS, shown without seconds, then without the year, when space is short
     style: str = ""
     optional: bool = False  # dropped (rightmost first) when the ids of a row would not fit otherwise
@@ -135,16 +135,18 @@ class Column:
 
 
 def table(title: Any, columns: Sequence[Column | tuple[str, str] | str], rows: Iterable[Sequence[Any]], *,
-          console: Console | None = None, keep_empty: bool = False, row_styles: Sequence[str | None] = (),
+          console: Console | None = None, keep_empty: bool = False, empty: Any = None,
+          row_styles: Sequence[str | None] = (),
           **table_kw: Any) -> "RenderableType":
     """A rich Table that fits `console`'s width, under its title (a line of its own: a narrow table does not
     squeeze its title).
 
     Cells are values (shown with `show()`, cleaned) or Text (already safe). Columns with no value in any row
-    are dropped unless `keep_empty`. Header strings are translated. Ids and numbers keep their full width (a
-    header wider than its values may be cut); free text shares what is left and is cut with …. When the
-    main text would get less than _MIN_MAIN cells (or the ids would not fit), times lose their seconds, then
-    their year, then optional columns go.
+    are dropped unless `keep_empty`. No rows: the title alone (or `empty`), one plain line. Header strings are
+    translated. Ids, codes, times and numbers keep their full width and whole headers; free text shares what
+    is left and is cut with …. When the main text would get less than _MIN_MAIN cells (or the ids would not
+    fit), times lose their seconds, then their year, then optional columns go; headers are cut only when the
+    table still does not fit.
     """
     from rich import box as _box
     from rich.cells import cell_len
@@ -156,6 +158,9 @@ def table(title: Any, columns: Sequence[Column | tuple[str, str] | str], rows: I
     cells: list[list[Text]] = []
     for row in rows:
         cells.append([v if isinstance(v, Text) else Text(clean(v, oneline=True)) for v in row])
+    if not cells and (empty is not None or title is not None):  # an empty list: one plain line, no header row
+        shown = empty if empty is not None else title
+        return shown if isinstance(shown, Text) else text(shown)
     keep = [i for i in range(len(cols)) if keep_empty or not cells or any(r[i].plain for r in cells)]
 
     table_kw.setdefault("box", _box.SIMPLE_HEAD)
@@ -166,14 +171,21 @@ def table(title: Any, columns: Sequence[Column | tuple[str, str] | str], rows: I
     values = [max([0] + [_widest(r[i]) for r in cells]) for i in range(len(cols))]
     heads = [cell_len(_(c.header)) for c in cols]
 
-    def need(idx: list[int], full_heads: bool) -> int:
+    # Short free text (who did it) under a header longer than a cut column keeps is sized like a code, so its
+    # header stays whole ("requested by", not "request…").
+    cols = [Column(c.header, CODE, c.style, c.optional) if c.kind == TEXT and not c.main and cells
+            and values[i] <= _SIDE and heads[i] > _MIN_TEXT else c for i, c in enumerate(cols)]
+
+    def need(idx: list[int], full_heads: bool, main_min: int = _MIN_MAIN) -> int:
         total = _chrome(table_kw, len(idx))
         for i in idx:
             w = max(values[i], heads[i] if full_heads else min(heads[i], max(values[i], 1)))
-            total += w if cols[i].kind != TEXT else min(w, _MIN_MAIN if cols[i].main else _MIN_TEXT)
+            total += w if cols[i].kind != TEXT else min(w, main_min if cols[i].main else _MIN_TEXT)
         return total
 
-    full_heads = need(keep, True) <= width
+    # Headers of ids, codes, times and numbers stay whole: times are shortened and optional columns go first,
+    # then the main text gives up its preferred width; only a table that still does not fit cuts headers.
+    full_heads = True
     times = [i for i in keep if cols[i].kind == TIME]
     for start, end in ((0, 16), (5, 16)):  # 2026-12-05 08:00:00 → 2026-12-05 08:00 → 12-05 08:00
         if not times or need(keep, full_heads) <= width:
@@ -186,6 +198,7 @@ def table(title: Any, columns: Sequence[Column | tuple[str, str] | str], rows: I
             values[i] = max([0] + [_widest(r[i]) for r in cells])
     while need(keep, full_heads) > width and any(cols[i].optional for i in keep):
         keep.remove(max(i for i in keep if cols[i].optional))
+    full_heads = need(keep, True, _MIN_TEXT) <= width
     natural = [max(values[i], heads[i]) if full_heads or cols[i].kind == TEXT else max(values[i], 1)
                for i in keep]
     cols = [cols[i] for i in keep]
@@ -290,16 +303,25 @@ def pad(value: Any, width: int) -> str:
 
 def fields(console: Console, pairs: Sequence[tuple[str, Any]], indent: int = 2) -> None:
     """`key  value` lines: keys (translated) aligned in terminal cells, long values wrapped under themselves."""
+    from canteen_ops.i18n import _
+
+    lines(console, [(Text(_(k)), v) for k, v in pairs], indent)
+
+
+def lines(console: Console, rows: Sequence[Sequence[Any]], indent: int = 2, gap: int = 2) -> None:
+    """Aligned lines without a header (a timeline): every cell but the last stays whole, the last is wrapped
+    under itself, so no line is wider than the console and nothing wraps back to the margin."""
     from rich.padding import Padding
     from rich.table import Table
 
-    from canteen_ops.i18n import _
-
-    grid = Table.grid(padding=(0, 2))
-    grid.add_column(no_wrap=True)
+    if not rows:
+        return
+    grid = Table.grid(padding=(0, gap))
+    for _i in range(len(rows[0]) - 1):
+        grid.add_column(no_wrap=True)
     grid.add_column(overflow="fold")
-    for k, v in pairs:
-        grid.add_row(Text(_(k)), text(v))
+    for row in rows:
+        grid.add_row(*(v if isinstance(v, Text) else Text(clean(v, oneline=True)) for v in row))
     console.print(Padding(grid, (0, 0, 0, indent)))
 
 

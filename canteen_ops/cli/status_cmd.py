@@ -69,14 +69,14 @@ def _render(e, report: dict, *, show_ok: bool) -> None:
     from rich.text import Text
 
     from canteen_ops.cli.check_cmd import STYLE
-    from canteen_ops.cli.render import ID, NUM, Column, first_of, plural, status_cell, styled, table
+    from canteen_ops.cli.render import CODE, ID, NUM, Column, first_of, plural, status_cell, styled, table
     from canteen_ops.i18n import _
     from canteen_ops.timeutil import age, local
 
     tz = e.timezone()
     c = e.console
     quiet_ok = 0
-    cols = [Column("status", ID), Column("device", ID), Column("area"), Column("check", ID),
+    cols = [Column("status", CODE), Column("device", ID), Column("area"), Column("check", CODE),
             Column("finding", main=True), Column("age", NUM)]
     for s in report["schools"]:
         if s["status"] == "ok" and not s["incidents"] and not show_ok:

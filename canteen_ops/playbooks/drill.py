@@ -41,7 +41,7 @@ def drill_summary(log: "MaintenanceLog", outcome: "PlaybookOutcome") -> dict[str
 
 
 def print_drill_report(env: "Env", log: "MaintenanceLog", book: "Playbook", outcome: "PlaybookOutcome") -> None:
-    from canteen_ops.cli.render import NUM, TIME, Column, status_cell, styled, table
+    from canteen_ops.cli.render import CODE, NUM, TIME, Column, status_cell, styled, table
     from canteen_ops.i18n import _, language
     from canteen_ops.summaries import translate
 
@@ -54,7 +54,7 @@ def print_drill_report(env: "Env", log: "MaintenanceLog", book: "Playbook", outc
         return
     tz = env.timezone()
     cols = [Column("#", NUM), Column("step", main=True), Column("start (local)", TIME), Column("seconds", NUM), Column("by"),
-            Column("status")]
+            Column("status", CODE)]
     cells = [(s.step.index, s.step.name, local(iso(s.started), tz) if s.started else "", f"{s.seconds:.1f}",
               env.operator, status_cell(s.status.value) if s.raw else _("skipped")) for s in outcome.steps]
     env.console.print(table(_("演练报告 drill report: {name}").format(name=book.name), cols, cells, console=env.console))

@@ -125,7 +125,7 @@ class PlaybookRunner:
 
     # --- execution -----------------------------------------------------------------------------------
     def _execute(self, log: "MaintenanceLog", outcome: PlaybookOutcome) -> None:
-        from canteen_ops.cli.render import status_cell, styled
+        from canteen_ops.cli.render import lines, status_cell, styled
 
         stopped = False
         for step in self.book.steps:
@@ -145,7 +145,7 @@ class PlaybookRunner:
             outcome.steps.append(so)
             self._record(log, outcome, so)
             if not self.env.quiet or status not in (Status.OK,):
-                self.out.print(styled("  ", status_cell(status.value), f" {summary} ({so.seconds:.1f} s)"))
+                lines(self.out, [(status_cell(status.value), f"{summary} ({so.seconds:.1f} s)")], indent=2)
             if status in (Status.CRIT, Status.UNKNOWN) and step.on_failure == "stop":
                 stopped = True
 
@@ -201,8 +201,12 @@ class PlaybookRunner:
             return Status.CRIT, f"timed out after {timeout:g} s: canteen-ops {' '.join(argv)}", True
         output = (proc.stdout + proc.stderr).rstrip()
         if output and (not self.env.quiet or proc.returncode):
-            for line in output.splitlines():
-                self.out.print(f"    {line}", highlight=False, markup=False)
+            from rich.padding import Padding
+
+            from canteen_ops.cli.render import text
+
+            # Indented as a block: a line longer than the terminal wraps under itself, not back to the margin.
+            self.out.print(Padding(text(output), (0, 0, 0, 4)))
         status = _BY_CODE.get(proc.returncode)
         last = next((ln.strip() for ln in reversed(output.splitlines()) if ln.strip()), "")
         if status is None:
