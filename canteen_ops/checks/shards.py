@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import queue
 import time
+from concurrent.futures import wait as futures_wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -123,6 +124,10 @@ def run_sharded(devices: list["Device"], inventory: "Inventory", names: list[str
                     exc = fut.exception()
                     lost(i, "worker process died" if isinstance(exc, BrokenProcessPool)
                          else f"worker process failed: {type(exc).__name__}: {exc}")
+        # Every share has reported, but a worker may still be writing its return value: ending it mid-write
+        # would leave half a message in the executor's result pipe, and its reader (and shutdown) would wait for
+        # ever. Stop the workers only once their futures are settled.
+        futures_wait(futures, timeout=30)
     except KeyboardInterrupt:
         outcome.interrupted = True
         deliver(_receive(pool.messages, wait_s=0))  # keep what already arrived
