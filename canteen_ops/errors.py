@@ -1,11 +1,15 @@
 """Error types and the exit statuses they map to (documented in the README).
 
-The core raises; only the CLI turns exceptions into exit codes (httpie-style).
+The core raises; only the CLI turns exceptions into exit codes (httpie-style). An error carries its message as
+an English template and its values (`UsageError("unknown check {name!r}", name=x)`): `str(exc)` is English, as
+anything that keeps it (the log, a change's refusal) needs; `localized()` is what the technician reads, the
+template looked up in the gettext catalog (canteen_ops/i18n.py) and filled with the same values. Values are data
+and are never translated.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 EXIT_OK = 0
 EXIT_WARN = 1
@@ -23,8 +27,22 @@ EXIT_INTERRUPTED = 130  # Ctrl-C
 EXIT_BROKEN_PIPE = 141  # the reader of our output went away (`| head`): 128 + SIGPIPE, as the shell reports it
 
 
+def _fill(template: str, values: dict) -> str:
+    return template.format(**values) if values else template
+
+
 class CanteenOpsError(Exception):
     exit_code = EXIT_SOFTWARE
+
+    def __init__(self, message: str = "", **values):
+        super().__init__(_fill(message, values))
+        self.template, self.values = message, values
+
+    def localized(self) -> str:
+        """The message in the reader's language (English when the catalog has no entry for the template)."""
+        from canteen_ops.i18n import _
+
+        return _fill(_(self.template), self.values)
 
 
 class UsageError(CanteenOpsError):
@@ -65,11 +83,20 @@ class Problem:
     line: int  # 1-based
     column: int  # 1-based
     path: str  # dotted field path, e.g. schools[0].devices[2].port
-    message: str
+    message: str  # an English template when `values` are given (as for CanteenOpsError)
+    values: dict = field(default_factory=dict, compare=False)
 
     def __str__(self) -> str:
+        return self._located(_fill(self.message, self.values))
+
+    def localized(self) -> str:
+        from canteen_ops.i18n import _
+
+        return self._located(_fill(_(self.message), self.values))
+
+    def _located(self, message: str) -> str:
         where = f"{self.file}:{self.line}:{self.column}"
-        return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+        return f"{where}: {self.path}: {message}" if self.path else f"{where}: {message}"
 
 
 class InvalidFile(CanteenOpsError):

@@ -230,13 +230,13 @@ def _run(argv: list[str] | None) -> int:
         return errors.EXIT_INTERRUPTED
     except errors.InvalidFile as exc:
         for p in exc.problems:
-            echo(f"{_('error')}: {p}", err=True)
+            echo(f"{_('error')}: {p.localized()}", err=True)
         from canteen_ops.cli.render import plural
 
         echo(_("{problems} found; nothing was run").format(problems=plural(len(exc.problems), "problem")), err=True)
         return exc.exit_code
     except errors.CanteenOpsError as exc:
-        echo(f"{_('error')}: {_(str(exc))}", err=True)  # (fixed messages are in the catalog as they are)
+        echo(f"{_('error')}: {exc.localized()}", err=True)
         return exc.exit_code
     except BrokenPipeError:  # `canteen-ops status | head`: the reader left; not a finding (1 would mean warn)
         import os
