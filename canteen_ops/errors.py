@@ -83,16 +83,21 @@ class Problem:
     line: int  # 1-based
     column: int  # 1-based
     path: str  # dotted field path, e.g. schools[0].devices[2].port
-    message: str  # an English template when `values` are given (as for CanteenOpsError)
+    message: str  # in English; given as a template filled with `values` (as for CanteenOpsError)
     values: dict = field(default_factory=dict, compare=False)
+    template: str = field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "template", self.message)
+        object.__setattr__(self, "message", _fill(self.message, self.values))
 
     def __str__(self) -> str:
-        return self._located(_fill(self.message, self.values))
+        return self._located(self.message)
 
     def localized(self) -> str:
         from canteen_ops.i18n import _
 
-        return self._located(_fill(_(self.message), self.values))
+        return self._located(_fill(_(self.template), self.values))
 
     def _located(self, message: str) -> str:
         where = f"{self.file}:{self.line}:{self.column}"

@@ -128,7 +128,7 @@ def list_(ctx: typer.Context, school: SchoolOpt = None, device: DeviceOpt = None
     try:
         window = parse_duration(stale) if stale else None
     except ValueError as exc:
-        raise UsageError(f"--stale: {exc}") from None
+        raise UsageError("--stale: {exc}", exc=exc) from None
     states = backup_states(e.log(), devices, window=window)
     if stale:
         states = [s for s in states if s.stale]
@@ -266,7 +266,7 @@ def restore(ctx: typer.Context,
     try:
         dev = inv.device(device)
     except KeyError:
-        raise UsageError(f"device {device!r} is not in {inv.path}") from None
+        raise UsageError("device {device!r} is not in {where}", device=device, where=inv.path) from None
     store = _store(ctx, backup_dir)
     log = e.log()
     with log.run("backup restore", e.argv, e.operator) as handle:

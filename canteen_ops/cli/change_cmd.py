@@ -111,7 +111,7 @@ def list_(ctx: typer.Context,
 
     for s in state or ():
         if s not in changes.STATES:
-            raise UsageError(f"--state {s!r}: expected one of {', '.join(changes.STATES)}")
+            raise UsageError("--state {s!r}: expected one of {states}", s=s, states=', '.join(changes.STATES))
     e = env(ctx)
     rows = changes.list_changes(e.log(), include_closed=all_, states=state or ())
     if json:

@@ -67,8 +67,8 @@ def capture(
     if empty:
         from canteen_ops.errors import Unavailable
 
-        raise Unavailable(f"no answers recorded from {', '.join(empty)}: the device did not answer or refused the "
-                          "login (see the message above)")
+        raise Unavailable("no answers recorded from {empty}: the device did not answer or refused the login (see the "
+                          "message above)", empty=', '.join(empty))
     return 0
 
 
@@ -93,14 +93,15 @@ def accept_cert(
     inv.school_ids_of([device])  # NotFound (66) when it is not in the inventory
     dev = inv.device(device)
     if not dev.https or dev.tls != "pin":
-        raise UsageError(f"device {dev.id}: accept-cert is for HTTPS devices with tls: pin (this one: "
-                         f"{'https' if dev.https else 'plain HTTP'}, tls: {dev.tls})")
+        raise UsageError("device {id}: accept-cert is for HTTPS devices with tls: pin (this one: {detail}, tls: "
+                         "{tls})", id=dev.id, detail='https' if dev.https else 'plain HTTP', tls=dev.tls)
     try:
         seen = device_certificate(dev)
     except DriverError as exc:
-        raise Unavailable(f"cannot read the certificate: {exc}") from None
+        raise Unavailable("cannot read the certificate: {exc}", exc=exc) from None
     if fingerprint is not None and _norm(fingerprint) != _norm(seen):
-        raise PermissionRefused(f"device {dev.id} shows SHA-256 {seen}, not the one given: nothing accepted")
+        raise PermissionRefused("device {id} shows SHA-256 {seen}, not the one given: nothing accepted", id=dev.id,
+                                seen=seen)
     log = e.log()
     before = accepted_pins(log).get(dev.id)
     if before == seen:

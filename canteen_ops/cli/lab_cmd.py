@@ -107,7 +107,7 @@ def _replay_paths(value: str | None) -> list[str]:
             continue
         p = Path(item.strip()).expanduser().resolve()
         if not p.exists():
-            raise NotFound(f"--replay: {item.strip()}: no such capture file or model folder")
+            raise NotFound("--replay: {strip}: no such capture file or model folder", strip=item.strip())
         try:
             load(p)
         except ReplayError as exc:
@@ -127,7 +127,7 @@ def _foreground(fleet, directory: Path, schools: int, e, warm: bool, replay: lis
     if info is not None and control.pid_alive(int(info.get("pid", 0))):
         from canteen_ops.errors import LockHeld
 
-        raise LockHeld(f"a lab is already running in {directory} (pid {info['pid']})")
+        raise LockHeld("a lab is already running in {directory} (pid {pid})", directory=directory, pid=info['pid'])
 
     def ready(info, _service):
         if not e.quiet:

@@ -30,13 +30,14 @@ def oncall(
     inv = e.inventory()
     roster = inv.roster
     if roster is None or not roster.people:
-        raise NotFound(f"no duty roster in {inv.path}: add `roster:` or settings.roster_file (docs/inventory.md)")
+        raise NotFound("no duty roster in {where}: add `roster:` or settings.roster_file (docs/inventory.md)",
+                       where=inv.path)
     tz = ZoneInfo(roster.timezone)
     if at:
         try:
             t = dt.datetime.fromisoformat(at.strip().replace("Z", "+00:00"))
         except ValueError:
-            raise UsageError(f"--at {at!r}: expected a time such as 2026-10-01T22:00") from None
+            raise UsageError("--at {at!r}: expected a time such as 2026-10-01T22:00", at=at) from None
         t = t.replace(tzinfo=tz) if t.tzinfo is None else t
     else:
         t = utcnow()
@@ -47,7 +48,7 @@ def oncall(
             continue
         match = next((x for x in inv.schools if s in (x.id, x.name)), None)
         if match is None:
-            raise NotFound(f"school {s!r} is not in the inventory {inv.path}")
+            raise NotFound("school {s!r} is not in the inventory {where}", s=s, where=inv.path)
         scopes.append(match)
 
     def person(p, *, until=None, start=None):

@@ -33,7 +33,7 @@ def resolve(name: str) -> Path:
             if candidate.is_file():
                 return candidate
     dirs = [str(d) for d in playbook_dirs() if d.is_dir()] or ["(no playbook directory exists)"]
-    raise NotFound(f"playbook {name!r} not found (looked in {', '.join(dirs)})")
+    raise NotFound("playbook {name!r} not found (looked in {dirs})", name=name, dirs=', '.join(dirs))
 
 
 @app.command()
@@ -53,7 +53,7 @@ def run(ctx: typer.Context,
     for item in var or ():
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise UsageError(f"--var {item!r}: expected NAME=VALUE")
+            raise UsageError("--var {item!r}: expected NAME=VALUE", item=item)
         variables[key] = value
     book = load_playbook(resolve(playbook))
     outcome = PlaybookRunner(book, env(ctx), check_mode=check, non_interactive=non_interactive,

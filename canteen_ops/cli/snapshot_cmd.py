@@ -26,7 +26,7 @@ def _device(ctx: typer.Context, device_id: str):
     try:
         return inv.device(device_id)
     except KeyError:
-        raise UsageError(f"device {device_id!r} is not in {inv.path}") from None
+        raise UsageError("device {device_id!r} is not in {where}", device_id=device_id, where=inv.path) from None
 
 
 @app.command()
@@ -95,7 +95,7 @@ def show(ctx: typer.Context, device: DeviceArg,
         return 0
     row = find_snapshot(log, device, snapshot_id) if snapshot_id else (newest(log, device) or [None])[0]
     if row is None:
-        raise NotFound(f"{device} has no snapshot yet (canteen-ops snapshot take --device {device})")
+        raise NotFound("{device} has no snapshot yet (canteen-ops snapshot take --device {device})", device=device)
     if json:
         print_json(row)
     else:
@@ -146,8 +146,8 @@ def diff_(ctx: typer.Context,
     else:
         two = newest(log, device, 2)
         if len(two) < 2:
-            raise NotFound(f"{device} has {len(two)} distinct snapshot(s); a diff needs two "
-                           "(identical snapshots are stored once)")
+            raise NotFound("{device} has {n} distinct snapshot(s); a diff needs two (identical snapshots are stored "
+                           "once)", device=device, n=len(two))
         b, a = two
     changes = diff(a["data"], b["data"])
     if json:
@@ -181,7 +181,7 @@ def _diff_since(ctx: typer.Context, since: str, device_ids: list[str] | None, se
     try:
         start = parse_since(since, tz=tz)
     except ValueError as exc:
-        raise UsageError(f"--since: {exc}") from None
+        raise UsageError("--since: {exc}", exc=exc) from None
     if device_ids:
         devices = [_device(ctx, d) for d in device_ids]
     else:
@@ -237,7 +237,8 @@ def accept(ctx: typer.Context,
         _device(ctx, device)
         row = find_snapshot(log, device, snapshot_id) if snapshot_id else (newest(log, device) or [None])[0]
         if row is None:
-            raise NotFound(f"{device} has no snapshot to accept (canteen-ops snapshot take --device {device})")
+            raise NotFound("{device} has no snapshot to accept (canteen-ops snapshot take --device {device})",
+                           device=device)
         rows = [row]
     elif all_:
         if snapshot_id:

@@ -28,11 +28,11 @@ def parse_assignments(items: Iterable[str]) -> list[tuple[tuple[str, ...], Any]]
         key, sep, raw = item.partition("=")
         path = tuple(k.strip() for k in key.split("."))
         if not sep or not all(path):
-            raise UsageError(f"{item.split('=')[0]!r}: expected KEY=VALUE, e.g. serial=DS-2CD2386G2-IU2024")
+            raise UsageError("{split!r}: expected KEY=VALUE, e.g. serial=DS-2CD2386G2-IU2024", split=item.split('=')[0])
         if any("password" in k.lower() for k in path):
             # The value is never echoed: it is a password.
-            raise UsageError(f"refusing to write {key.strip()!r} into the inventory: passwords come from the "
-                             "environment or a file (credentials: password_env / password_file)")
+            raise UsageError("refusing to write {strip!r} into the inventory: passwords come from the environment or "
+                             "a file (credentials: password_env / password_file)", strip=key.strip())
         out.append((path, _typed(path[-1], raw.strip())))
     if not out:
         raise UsageError("give at least one KEY=VALUE")
@@ -64,7 +64,7 @@ def set_device(path: Path, device_id: str, assignments: list[tuple[tuple[str, ..
     device = next((d for school in _schools(doc) for d in _devices(school) if _is_map(d)
                    and str(d.get("id")) == device_id), None)
     if device is None:
-        raise NotFound(f"device {device_id!r} is not in the inventory {path}")
+        raise NotFound("device {device_id!r} is not in the inventory {where}", device_id=device_id, where=path)
     changes = [_assign(device, p, v) for p, v in assignments]
     _write(path, yaml, doc, text)
     return changes
@@ -76,7 +76,7 @@ def add_device(path: Path, school: str, assignments: list[tuple[tuple[str, ...],
     entry = next((s for s in _schools(doc) if _is_map(s) and school in (str(s.get("id")), str(s.get("name")))),
                  None)
     if entry is None:
-        raise NotFound(f"school {school!r} is not in the inventory {path}")
+        raise NotFound("school {school!r} is not in the inventory {where}", school=school, where=path)
     from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
     devices = entry.get("devices")
@@ -110,7 +110,7 @@ def _load(path: Path):
     try:
         return yaml, yaml.load(text), text
     except YAMLError as exc:  # pragma: no cover - the loader accepted it
-        raise InvalidFile([Problem(str(path), 1, 1, "", f"cannot edit: {exc}")]) from None
+        raise InvalidFile([Problem(str(path), 1, 1, "", "cannot edit: {exc}", values=dict(exc=exc))]) from None
 
 
 def _indent(text: str) -> dict[str, int]:

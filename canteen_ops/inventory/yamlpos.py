@@ -173,14 +173,19 @@ def read_input_file(path, what: str, missing_hint: str = ""):
     from pathlib import Path
 
     from canteen_ops.errors import InvalidFile, NotFound, Problem
+    from canteen_ops.i18n import _
 
     name = str(path)
+    what = _(what)  # our word for the file, in the reader's language (these errors are shown, never stored)
     try:
         raw = Path(path).read_bytes()
     except FileNotFoundError:
-        raise NotFound(f"{name}: {what} not found" + (f" ({missing_hint})" if missing_hint else "")) from None
+        if missing_hint:
+            raise NotFound("{file}: {what} not found ({hint})", file=name, what=what, hint=_(missing_hint)) from None
+        raise NotFound("{file}: {what} not found", file=name, what=what) from None
     except OSError as exc:
-        raise InvalidFile([Problem(name, 1, 1, "", f"cannot read {what}: {exc.strerror or exc}")]) from None
+        raise InvalidFile([Problem(name, 1, 1, "", "cannot read {what}: {reason}",
+                                   dict(what=what, reason=exc.strerror or exc))]) from None
     return parse_input_text(decode_input(raw, name, what), name)
 
 
@@ -189,9 +194,9 @@ def decode_input(raw: bytes, name: str, what: str) -> str:
     so, and how to fix it, instead of a codec error."""
     from canteen_ops.errors import InvalidFile, Problem
 
-    save = "save it as UTF-8 (in Notepad: File → Save as → Encoding: UTF-8)"
     if raw.startswith((b"\xff\xfe", b"\xfe\xff")) or (len(raw) >= 4 and raw[:200].count(b"\x00") * 3 > min(len(raw), 200)):
-        raise InvalidFile([Problem(name, 1, 1, "", f"the {what} is saved as UTF-16 (\"Unicode\"): {save}")])
+        raise InvalidFile([Problem(name, 1, 1, "", "the {what} is saved as UTF-16 (\"Unicode\"): save it as UTF-8 (in "
+                                   "Notepad: File → Save as → Encoding: UTF-8)", dict(what=what))])
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -199,10 +204,11 @@ def decode_input(raw: bytes, name: str, what: str) -> str:
         column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
         try:
             raw.decode("gb18030")
-            guess = "saved as GBK/GB18030 (the Chinese Windows ANSI encoding), not UTF-8"
+            message = ("the {what} is saved as GBK/GB18030 (the Chinese Windows ANSI encoding), not UTF-8: save it "
+                       "as UTF-8 (in Notepad: File → Save as → Encoding: UTF-8)")
         except UnicodeDecodeError:
-            guess = "not UTF-8 text"
-        raise InvalidFile([Problem(name, line, column, "", f"the {what} is {guess}: {save}")]) from None
+            message = "the {what} is not UTF-8 text: save it as UTF-8 (in Notepad: File → Save as → Encoding: UTF-8)"
+        raise InvalidFile([Problem(name, line, column, "", message, dict(what=what))]) from None
 
 
 def parse_input_text(text: str, name: str):
@@ -215,9 +221,11 @@ def parse_input_text(text: str, name: str):
         tabbed = [i for i, line in enumerate(text.splitlines(), 1) if "\t" in line[:len(line) - len(line.lstrip())]]
         if tabbed:  # PyYAML's own message ("found character '\t' that cannot start any token") hides the cause
             line = tabbed[0]
-            raise InvalidFile([Problem(name, line, 1, "", "this line is indented with a tab: YAML indentation must "
-                                       f"use spaces ({len(tabbed)} line{'s' if len(tabbed) != 1 else ''} with tabs; "
-                                       "replace each tab with spaces)")]) from None
+            message = ("this line is indented with a tab: YAML indentation must use spaces (1 line with tabs; "
+                       "replace each tab with spaces)") if len(tabbed) == 1 else (
+                "this line is indented with a tab: YAML indentation must use spaces ({n} lines with tabs; replace "
+                "each tab with spaces)")
+            raise InvalidFile([Problem(name, line, 1, "", message, dict(n=len(tabbed)))]) from None
         raise InvalidFile([Problem(name, exc.mark.line, exc.mark.column, "", exc.message)]) from None
     problems = [Problem(name, mark.line, mark.column, format_path(p), msg) for p, mark, msg in duplicates]
     return data, positions, problems

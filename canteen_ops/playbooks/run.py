@@ -171,11 +171,12 @@ class PlaybookRunner:
             # Act on the open incident of the named device: drills cannot know incident ids in advance.
             device = args.pop("device", None)
             if not device:
-                raise UsageError(f"step {step.index}: incident {args.get('action')} needs device")
+                raise UsageError("step {index}: incident {action} needs device", index=step.index,
+                                 action=args.get("action"))
             rows = log.query("SELECT id FROM incidents WHERE state IN ('open', 'acked', 'arrived') AND device_ids LIKE ? "
                              "ORDER BY seq DESC LIMIT 1", [f'%"{device}"%'])
             if not rows:
-                raise UsageError(f"no open incident for device {device}")
+                raise UsageError("no open incident for device {device}", device=device)
             argv = spec.argv(args, None)
             return argv[:2] + [rows[0]["id"]] + argv[2:]
         return spec.argv(args, self._target(step))

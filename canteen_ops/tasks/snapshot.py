@@ -276,9 +276,10 @@ def find_snapshot(log: "MaintenanceLog", device_id: str, ident: str) -> dict[str
     exact = [r for r in rows if r["id"] == ident]
     rows = exact or rows
     if not rows:
-        raise NotFound(f"{device_id} has no snapshot {ident!r} (see: canteen-ops snapshot show {device_id})")
+        raise NotFound("{device_id} has no snapshot {ident!r} (see: canteen-ops snapshot show {device_id})",
+                       device_id=device_id, ident=ident)
     if len(rows) > 1:
-        raise UsageError(f"snapshot id prefix {ident!r} is ambiguous; give more characters")
+        raise UsageError("snapshot id prefix {ident!r} is ambiguous; give more characters", ident=ident)
     return rows[0]
 
 
