@@ -95,9 +95,13 @@ class Problem:
         return self._located(self.message)
 
     def localized(self) -> str:
+        return self._located(self.text())
+
+    def text(self) -> str:
+        """The message alone in the reader's language."""
         from canteen_ops.i18n import _
 
-        return self._located(_fill(_(self.template), self.values))
+        return _fill(_(self.template), self.values)
 
     def _located(self, message: str) -> str:
         where = f"{self.file}:{self.line}:{self.column}"

@@ -23,6 +23,7 @@ _SLOTS = {
     "size": _NUM + r" [KMGT]?i?B", "free": _NUM + r" [KMGT]?i?B",
     "ver": r"[^\s;]+", "res": r"\d+x\d+", "want": r"\d+x\d+",
     "env": r"[A-Za-z_][A-Za-z0-9_]*", "time": r"\d\d:\d\d",
+    "q": r"'[^'\n]{0,200}'", "codes": r"[a-z]+(?:/[a-z]+)*",
     "level": r"major|general", "check": r"[a-z][a-z-]*",  # shown as 重大 / 一般 and 时钟偏差 (i18n.check_word)
 }
 MAX_LEN = 4000  # longer text is shown as stored (each pattern is linear; this bounds the passes' cost too)
@@ -228,6 +229,7 @@ PHRASES = (
     "the device returned an empty export",
     "the device answered with an error (ResponseStatus) instead of its configuration",
     "export is not valid JSON (truncated?): ",
+    ": another backup of this device is running", "; skipped",
     "no config export offered; ",
     "snapshot is recent",
     "and no snapshot in the window",
@@ -255,6 +257,7 @@ PHRASES = (
     "the device offers no settings read-out: ",
     "no snapshot taken yet (canteen-ops snapshot take)",
     "no baseline to compare with",
+    " (fresh snapshot failed: ", "fresh snapshot failed: ", "; judged on the newest stored one",
     "matches the accepted baseline",
     "no accepted baseline (canteen-ops snapshot accept DEVICE)",
     "{n} setting(s) differ from the baseline: ",
@@ -275,6 +278,23 @@ PHRASES = (
     "general → major: ",
     "fault back within the hold-down period: ",
     "step {n}: {m} % of the on-site time without arrival",
+    # playbook steps (playbooks/run.py)
+    "drill {id}: ", "{n} incident(s), within deadline: True", "{n} incident(s), within deadline: False",
+    "skipped (an earlier step failed)",
+    " (expected {codes})",
+    "timed out after {n} s: ",
+    " failed (exit {n}): ",
+    " → exit {n}",
+    "waited {n} s",
+    " has no default and the run is non-interactive",
+    "step {q} did not run",
+    "step {q} was {id}, expected {codes}",
+    "no incident opened for {id} during this run",
+    "{n} incident(s) without arrival before the deadline",
+    "holds: ",
+    "incident for ",
+    "nothing to check",
+    "no open incident for device ",
     # any check (checks/run.py)
     " — {n} other checks skipped", " — {n} other check skipped",
     "no answer within {n} s",

@@ -103,12 +103,14 @@ def local(s: str | None, tz: str = "Asia/Shanghai") -> str:
 
 
 def age(seconds: float) -> str:
-    """How old something is, for people: '40 s', '12 min', '5 h', '3 d'."""
+    """How old something is, for people: '40 s', '12 min', '5 h', '3 d' (40 秒 … in Chinese)."""
+    from canteen_ops.i18n import _
+
     s = max(0.0, seconds)
     if s < 90:
-        return f"{s:.0f} s"
+        return _("{n} s").format(n=f"{s:.0f}")
     if s < 90 * 60:
-        return f"{s / 60:.0f} min"
+        return _("{n} min").format(n=f"{s / 60:.0f}")
     if s < 48 * 3600:
-        return f"{s / 3600:.0f} h"
-    return f"{s / 86400:.0f} d"
+        return _("{n} h").format(n=f"{s / 3600:.0f}")
+    return _("{n} d").format(n=f"{s / 86400:.0f}")

@@ -68,9 +68,9 @@ class SyncReport:
 class SyncFailed(CanteenOpsError):
     """A sync stopped early; carries the partial report (what was confirmed) and the exit code of the cause."""
 
-    def __init__(self, message: str, exit_code: int, report: SyncReport):
-        super().__init__(message)
-        self.exit_code = exit_code
+    def __init__(self, cause: CanteenOpsError, report: SyncReport):
+        super().__init__(cause.template, **cause.values)  # the cause's message, English and shown translated
+        self.exit_code = cause.exit_code
         self.report = report
 
 
@@ -132,7 +132,9 @@ def token_file_warning(settings: "Settings | None") -> str | None:
     from canteen_ops.secretfile import open_to_others
 
     if open_to_others(path):
-        return f"upstream token file {path} is readable by other users; chmod 600 it"
+        from canteen_ops.i18n import _
+
+        return _("upstream token file {file} is readable by other users; chmod 600 it").format(file=path)
     return None
 
 
@@ -219,19 +221,21 @@ class _Upstream:
         if resp.status_code >= 500:
             raise Unavailable("upstream {url} failed: HTTP {status_code}", url=self.url, status_code=resp.status_code)
         if 300 <= resp.status_code < 400:
-            raise Unavailable(self._redirected(path, resp))
+            raise self._redirected(path, resp)
         return resp.status_code, data
 
-    def _redirected(self, path: str, resp: "httpx.Response") -> str:
+    def _redirected(self, path: str, resp: "httpx.Response") -> Unavailable:
         """A redirect (typically http → https) is never followed: it could carry the bearer token elsewhere. Say
         where it points and which upstream URL to use instead."""
         target = urllib.parse.urljoin(f"{self.url}{path}", resp.headers.get("location", ""))
         target = re.sub(r"[\x00-\x1f\x7f-\x9f\s]", "", _public_url(target))[:300]  # outside text: printed
-        hint = ""
+        values = dict(url=self.url, status=resp.status_code, target=target or "-")
         if target.endswith(path) and len(target) > len(path):
-            hint = f"; use --upstream {target[:-len(path)]} (or settings.upstream_url)"
-        return (f"upstream {self.url} redirects (HTTP {resp.status_code}) to {target or '(no Location)'}; "
-                f"redirects are not followed, nothing was sent{hint}")
+            return Unavailable("upstream {url} redirects (HTTP {status}) to {target}; redirects are not followed, "
+                               "nothing was sent; use --upstream {use} (or settings.upstream_url)",
+                               use=target[:-len(path)], **values)
+        return Unavailable("upstream {url} redirects (HTTP {status}) to {target}; redirects are not followed, nothing "
+                           "was sent", **values)
 
 
 def _errors(data: dict[str, Any]) -> str:
@@ -286,7 +290,7 @@ def sync(log: "MaintenanceLog", upstream: str, token: str, *, batch_size: int = 
                     on_batch(table, len(rows), last)
     except CanteenOpsError as exc:
         report.error = str(exc)
-        raise SyncFailed(str(exc), exc.exit_code, report) from None
+        raise SyncFailed(exc, report) from None
     finally:
         if own:
             client.close()

@@ -139,7 +139,9 @@ def add(ctx: typer.Context,
     if json:
         print_json(entry.to_dict())
     else:
-        e.console.print(f"{entry.id} added (kb show {entry.id}; `sync` sends it upstream)", markup=False,
+        from canteen_ops.i18n import _
+
+        e.console.print(_("{id} added (kb show {id}; `sync` sends it upstream)").format(id=entry.id), markup=False,
                         highlight=False)
     return 0
 

@@ -75,14 +75,15 @@ def oncall(
         print_json(out if school else out[0])
         return 0
     from canteen_ops.cli.render import ID, TEXT, TIME, Column, table
-    from canteen_ops.i18n import _
+    from canteen_ops.i18n import _, language
 
     for block in out:
         title = _("值班 on duty at {at}").format(at=block['at']) + (f" — {block['school']}" if block["school"] else "")
         rows = []
         for r in block["roles"]:
             now_p, next_p = r["now"], r["next"]
-            rows.append((f"{r['role_label']} {r['role']}", _who(now_p),
+            role = r["role_label"] if language() == "zh" else f"{r['role_label']} {r['role']}"  # 技术员 technician
+            rows.append((role, _who(now_p),
                          (now_p or {}).get("until", "")[5:16].replace("T", " "), _who(next_p),
                          (next_p or {}).get("from", "")[:16].replace("T", " ")))
         e.console.print(table(title, [Column("role", ID), Column("now", TEXT, main=True), Column("until", TIME),

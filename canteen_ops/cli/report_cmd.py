@@ -71,7 +71,9 @@ def report(ctx: typer.Context,
         from canteen_ops.store.files import atomic_write
 
         atomic_write(output, text.encode("utf-8"))
-        e.err.print(f"report written to {output}", highlight=False, markup=False)
+        from canteen_ops.i18n import _
+
+        e.err.print(_("report written to {file}").format(file=output), highlight=False, markup=False)
     else:
         from canteen_ops.cli.render import echo_data
 

@@ -28,11 +28,12 @@ def parse_assignments(items: Iterable[str]) -> list[tuple[tuple[str, ...], Any]]
         key, sep, raw = item.partition("=")
         path = tuple(k.strip() for k in key.split("."))
         if not sep or not all(path):
-            raise UsageError("{split!r}: expected KEY=VALUE, e.g. serial=DS-2CD2386G2-IU2024", split=item.split('=')[0])
+            raise UsageError("{item!r}: expected KEY=VALUE, e.g. serial=DS-2CD2386G2-IU2024",
+                             item=item.split("=")[0])
         if any("password" in k.lower() for k in path):
             # The value is never echoed: it is a password.
-            raise UsageError("refusing to write {strip!r} into the inventory: passwords come from the environment or "
-                             "a file (credentials: password_env / password_file)", strip=key.strip())
+            raise UsageError("refusing to write {key!r} into the inventory: passwords come from the environment or "
+                             "a file (credentials: password_env / password_file)", key=key.strip())
         out.append((path, _typed(path[-1], raw.strip())))
     if not out:
         raise UsageError("give at least one KEY=VALUE")
@@ -164,13 +165,17 @@ def _assign(node, path: tuple[str, ...], value: Any) -> str:
             value = seq
         node[key] = value
     if _show(old) == _show(value):
-        return f"{'.'.join(path)}: {_show(old)} (unchanged)"
+        from canteen_ops.i18n import _
+
+        return _("{key}: {value} (unchanged)").format(key=".".join(path), value=_show(old))  # shown, never stored
     return f"{'.'.join(path)}: {_show(old)} → {_show(value)}"
 
 
 def _show(v: Any) -> str:
     if v is None:
-        return "(none)"
+        from canteen_ops.i18n import _
+
+        return _("(none)")
     if isinstance(v, list):
         return "[" + ", ".join(map(str, v)) + "]"
     return str(v)
@@ -180,16 +185,14 @@ def _write(path: Path, yaml, doc, before: str) -> None:
     from canteen_ops.inventory.loader import parse_inventory
     from canteen_ops.store.files import atomic_write
 
-    import dataclasses
-
     buf = io.StringIO()
     yaml.dump(doc, buf)
     text = buf.getvalue()
     try:
         parse_inventory(text, str(path))
     except InvalidFile as exc:  # exit 65, nothing written; lines are those the file would have had
-        raise InvalidFile([dataclasses.replace(p, message=f"{p.message} (after this change; the file is "
-                                                          "unchanged)") for p in exc.problems]) from None
+        raise InvalidFile([Problem(p.file, p.line, p.column, p.path, "{problem} (after this change; the file is "
+                                   "unchanged)", {"problem": p.text()}) for p in exc.problems]) from None
     if text == before:
         return
     target = path.resolve()  # a symlinked inventory stays a symlink

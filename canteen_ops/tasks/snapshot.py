@@ -99,7 +99,9 @@ class Change:
 
 def _show(v: Any) -> str:
     if v is _ABSENT:
-        return "(absent)"
+        from canteen_ops.i18n import _
+
+        return _("(absent)")  # shown only (a diff is rendered for the reader, never stored)
     return json.dumps(v, ensure_ascii=False, sort_keys=True)
 
 
