@@ -93,7 +93,9 @@ class _Validator:
     # --- generic shape checks -------------------------------------------------------------------------
     def mapping(self, value: Any, path: tuple, allowed: set[str], required: tuple[str, ...] = ()) -> dict:
         if not isinstance(value, dict):
-            self.problem(path, "expected a mapping, got {type}", type=_type_name(value))
+            from canteen_ops.i18n import word
+
+            self.problem(path, "expected a mapping, got {type}", type=word("type:" + _type_name(value)))
             return {}
         for key in value:
             if key not in allowed:
@@ -109,7 +111,11 @@ class _Validator:
         ok = isinstance(value, kind) and not (isinstance(value, bool) and bool not in _as_tuple(kind))
         if not ok:
             shown = "" if secret or isinstance(value, (dict, list)) else f" {value!r}"
-            self.problem(path, "expected {what}, got {type}{shown}", what=what, type=_type_name(value), shown=shown)
+            from canteen_ops.i18n import _, word
+
+            # our words for the kinds, in the reader's language where they are made (a Problem is never stored)
+            self.problem(path, "expected {what}, got {type}{shown}", what=_(what),
+                         type=word("type:" + _type_name(value)), shown=shown)
             return None
         return value
 
@@ -185,7 +191,7 @@ class _Validator:
             return None
         hint = _host_hint(v)
         if hint:
-            self.problem(path, hint)
+            self.problem(path, hint[0], **hint[1])
             return None
         try:
             ipaddress.ip_address(v)
@@ -355,9 +361,10 @@ class _Validator:
         return None if day is None else (day, day)
 
 
-def _host_hint(v: str) -> str | None:
-    """A `host` written as a URL, with a port, or with credentials: name the likely cause. Credentials are never
-    echoed (the password is remembered as a secret, so no later message shows it either)."""
+def _host_hint(v: str) -> tuple[str, dict] | None:
+    """A `host` written as a URL, with a port, or with credentials: name the likely cause (a message template and
+    its values). Credentials are never echoed (the password is remembered as a secret, so no later message shows
+    it either)."""
     rest = v.strip()
     scheme = re.match(r"^([A-Za-z][A-Za-z0-9+.-]{0,15})://", rest)
     if scheme:
@@ -370,7 +377,7 @@ def _host_hint(v: str) -> str | None:
         if ":" in userinfo:
             remember_secret(userinfo.split(":", 1)[1])
         return ("host contains a user name or password (user:password@…; not shown): write the address only, "
-                "and give credentials by name (credentials: password_env / password_file)")
+                "and give credentials by name (credentials: password_env / password_file)", {})
     port = None
     m = re.fullmatch(r"(\[[0-9A-Fa-f:.]+\]|[^:\[\]]+):(\d{1,5})", rest)
     if m:
@@ -380,8 +387,11 @@ def _host_hint(v: str) -> str | None:
     fix = [f"host: {rest}"] + ([f"port: {port}"] if port else [])
     if scheme and scheme.group(1).lower() == "https":
         fix.append("https: true")
-    what = "a URL" if scheme else "a port"
-    return f"host {v!r} contains {what}: the host is the address only; use `port:` for the port ({', '.join(fix)})"
+    if scheme:
+        return ("host {host!r} contains a URL: the host is the address only; use `port:` for the port ({fix})",
+                {"host": v, "fix": ", ".join(fix)})
+    return ("host {host!r} contains a port: the host is the address only; use `port:` for the port ({fix})",
+            {"host": v, "fix": ", ".join(fix)})
 
 
 def _as_tuple(kind: type | tuple) -> tuple:
