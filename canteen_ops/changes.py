@@ -19,7 +19,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from canteen_ops.errors import PermissionRefused, UsageError
+from canteen_ops.errors import PermissionRefused, UsageError, Word, Words
 from canteen_ops.inventory.model import Device, Inventory
 from canteen_ops.store.log import MaintenanceLog
 from canteen_ops.timeutil import iso, parse_iso, utcnow
@@ -84,7 +84,8 @@ def _event(log: MaintenanceLog, change_id: str, actor: str | None, action: str, 
 def _require_state(ch: Mapping[str, Any], allowed: tuple[str, ...], verb: str) -> None:
     if ch["state"] not in allowed:
         nxt = {"requested": "approve", "approved": "notify", "notified": "start", "started": "complete or rollback"}
-        values = dict(verb=verb, id=ch["id"][:8], title=ch["title"], state=ch["state"], allowed=" or ".join(allowed))
+        values = dict(verb=Word(verb, "verb"), id=ch["id"][:8], title=ch["title"], state=Word(ch["state"]),
+                      allowed=Words(allowed))  # the next step is a command name: as it is
         if ch["state"] in nxt:
             raise PermissionRefused("cannot {verb} change {id} ({title}): it is {state}, allowed only when {allowed}; "
                                     "next step: {next}", next=nxt[ch["state"]], **values)

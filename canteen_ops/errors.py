@@ -4,7 +4,8 @@ The core raises; only the CLI turns exceptions into exit codes (httpie-style). A
 an English template and its values (`UsageError("unknown check {name!r}", name=x)`): `str(exc)` is English, as
 anything that keeps it (the log, a change's refusal) needs; `localized()` is what the technician reads, the
 template looked up in the gettext catalog (canteen_ops/i18n.py) and filled with the same values. Values are data
-and are never translated.
+and are never translated, except our own words marked as such: `Word("cancelled")` (a state), `Word("resolve",
+"verb")` (looked up as `verb:resolve`), `Words(states)` (joined with "or").
 """
 
 from __future__ import annotations
@@ -27,8 +28,34 @@ EXIT_INTERRUPTED = 130  # Ctrl-C
 EXIT_BROKEN_PIPE = 141  # the reader of our output went away (`| head`): 128 + SIGPIPE, as the shell reports it
 
 
+class Word(str):
+    """One of our own words inside a message's values: English in str(), translated by localized()."""
+
+    def __new__(cls, text: str, context: str = "") -> "Word":
+        word = super().__new__(cls, text)
+        word.context = context  # a `context:` prefix in the catalog for a word with several meanings (i18n.word)
+        return word
+
+
+class Words(tuple):
+    """Several of our words as one value: `open or acked`."""
+
+    def __format__(self, spec: str) -> str:
+        return format(" or ".join(self), spec)
+
+
 def _fill(template: str, values: dict) -> str:
     return template.format(**values) if values else template
+
+
+def _ours(value):
+    from canteen_ops.i18n import _, word
+
+    if isinstance(value, Word):
+        return word(f"{value.context}:{value}") if value.context else _(value)
+    if isinstance(value, Words):
+        return _(" or ").join(_ours(Word(v)) for v in value)
+    return value
 
 
 class CanteenOpsError(Exception):
@@ -42,7 +69,7 @@ class CanteenOpsError(Exception):
         """The message in the reader's language (English when the catalog has no entry for the template)."""
         from canteen_ops.i18n import _
 
-        return _fill(_(self.template), self.values)
+        return _fill(_(self.template), {k: _ours(v) for k, v in self.values.items()})
 
 
 class UsageError(CanteenOpsError):
@@ -101,7 +128,7 @@ class Problem:
         """The message alone in the reader's language."""
         from canteen_ops.i18n import _
 
-        return _fill(_(self.template), self.values)
+        return _fill(_(self.template), {k: _ours(v) for k, v in self.values.items()})
 
     def _located(self, message: str) -> str:
         where = f"{self.file}:{self.line}:{self.column}"

@@ -17,7 +17,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Callable, Iterable, Mapping
 
-from canteen_ops.errors import NotFound, UsageError
+from canteen_ops.errors import NotFound, UsageError, Word, Words
 from canteen_ops.inventory.model import Inventory, Policy, WorkingHours
 from canteen_ops.sla import LEVELS, arrive_sla, deadlines
 from canteen_ops.store.log import MaintenanceLog
@@ -196,8 +196,9 @@ def assign(log: MaintenanceLog, ident: str, actor: str, *, who: str,
 
 def _require(inc: Mapping[str, Any], states: tuple[str, ...], verb: str) -> None:
     if inc["state"] not in states:
-        raise IncidentStateError("cannot {verb} incident {id}: it is {state} (allowed when {states})", verb=verb,
-                                 id=inc['id'][:8], state=inc['state'], states=' or '.join(states))
+        raise IncidentStateError("cannot {verb} incident {id}: it is {state} (allowed when {states})",
+                                 verb=Word(verb, "verb"), id=inc["id"][:8], state=Word(inc["state"]),
+                                 states=Words(states))
 
 
 def _when(inc: Mapping[str, Any], at: dt.datetime | None) -> dt.datetime:

@@ -218,3 +218,152 @@ def test_alerts_carry_the_finding_in_chinese_whatever_the_locale(monkeypatch):
     assert translate("clock 75 s ahead (> 60 s)", "zh") == "时钟偏差：快 75 秒 (> 60 秒)"
     assert translate("s001-nvr: clock critical", "zh") == "s001-nvr：时钟偏差 严重故障"
     assert translate("clock 75 s ahead (> 60 s)") == "clock 75 s ahead (> 60 s)"
+
+
+# --- every message in the code has its Chinese form --------------------------------------------------------------
+ROOT = __import__("pathlib").Path(__file__).resolve().parent.parent / "canteen_ops"
+
+
+def _error_classes(trees) -> set[str]:
+    """CanteenOpsError and every class derived from it anywhere in the code (their first argument is a template)."""
+    import ast
+
+    names = {"CanteenOpsError"}
+    while True:
+        more = {node.name for tree in trees for node in ast.walk(tree) if isinstance(node, ast.ClassDef)
+                and any(getattr(b, "id", getattr(b, "attr", None)) in names for b in node.bases)} - names
+        if not more:
+            return names
+        names |= more
+
+
+def _messages_in_the_code():
+    """(file:line, msgid or None, why) for every message our code shows: `_()`, `ngettext()`, `word()`, `zh()`,
+    error templates, input-file problems, lock messages, table headers, plural words. The lab (a simulator for
+    developers and demos) and the catalog tooling are not messages a technician reads."""
+    import ast
+
+    files = [f for f in sorted(ROOT.rglob("*.py")) if "lab" not in f.relative_to(ROOT).parts[:1]
+             and "locale" not in f.parts]
+    trees = {f: ast.parse(f.read_text(encoding="utf-8")) for f in files}
+    errors = _error_classes(trees.values()) | {"YamlSyntaxError"}
+    # name → (index of the message argument, whether an f-string there is a mistake)
+    calls = {"_": 0, "zh": 0, "word": 0, "problem": 1, "Problem": 4, "exclusive": 1, "typed": 3, "Column": 0,
+             **{e: 0 for e in errors}}
+    for f, tree in trees.items():
+        where = f.relative_to(ROOT.parent)
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Call):
+                continue
+            name = getattr(node.func, "id", getattr(node.func, "attr", None))
+            args = node.args
+            if name == "ngettext" and len(args) >= 2 and all(isinstance(a, ast.Constant) for a in args[:2]):
+                yield f"{where}:{node.lineno}", f"{args[0].value}\0{args[1].value}", name
+            elif name == "plural" and len(args) >= 2 and isinstance(args[1], ast.Constant):
+                many = args[2].value if len(args) > 2 and isinstance(args[2], ast.Constant) else args[1].value + "s"
+                yield f"{where}:{node.lineno}", f"{{n}} {args[1].value}\0{{n}} {many}", name
+            elif name in calls and len(args) > calls[name]:
+                arg = args[calls[name]]
+                if isinstance(arg, ast.Constant) and isinstance(arg.value, str) and arg.value:
+                    yield f"{where}:{node.lineno}", arg.value, name
+                elif isinstance(arg, ast.JoinedStr) and name not in ("_", "word"):
+                    yield f"{where}:{node.lineno}", None, f"{name}: an f-string (give a template and its values)"
+                elif isinstance(arg, ast.JoinedStr) and not any(
+                        isinstance(v, ast.Constant) and v.value.endswith(":") for v in arg.values):
+                    yield f"{where}:{node.lineno}", None, f"{name}: an f-string (only `context:` keys may be built)"
+
+
+def test_every_message_in_the_code_is_in_the_catalog_with_a_chinese_form():
+    from canteen_ops.locale.msgfmt import parse_po
+
+    catalog = parse_po((ROOT / "locale/zh_CN/LC_MESSAGES/canteen_ops.po").read_text(encoding="utf-8"))
+    found = list(_messages_in_the_code())
+    assert len(found) > 500  # the scan sees the code (not an empty walk that passes by finding nothing)
+    problems = [f"{where}: {why}" if msgid is None else f"{where}: {why}({msgid!r}) has no Chinese form"
+                for where, msgid, why in found if msgid is None or not catalog.get(msgid, "").strip("\0")]
+    assert problems == []
+    # and each Chinese form takes the same values as its English template
+    for _where, msgid, _why in found:
+        if msgid and "\0" not in msgid:
+            english, chinese = set(re.findall(r"\{(\w+)", msgid)), set(re.findall(r"\{(\w+)", catalog[msgid]))
+            assert chinese == english, (msgid, catalog[msgid])
+
+
+def test_errors_are_english_for_the_log_and_chinese_for_the_reader(zh):
+    from canteen_ops.errors import UsageError, Word, Words
+    from canteen_ops.incidents import IncidentStateError
+
+    exc = UsageError("{flag} {value!r}: expected one of {allowed}", flag="--kind", value="foo", allowed="camera, nvr")
+    assert str(exc) == "--kind 'foo': expected one of camera, nvr"  # what a log or a change's refusal keeps
+    assert exc.localized() == "--kind 'foo'：应为 camera, nvr 之一"
+    exc = IncidentStateError("cannot {verb} incident {id}: it is {state} (allowed when {states})", verb=Word("acknowledge", "verb"),
+               id="8a7d0611", state=Word("cancelled"), states=Words(("open", "acked")))
+    assert str(exc) == "cannot acknowledge incident 8a7d0611: it is cancelled (allowed when open or acked)"
+    assert exc.localized() == "无法对事件 8a7d0611 执行 受理：当前状态为 已取消 (仅在 待处理 或 已受理 时允许)"
+
+
+# --- check findings under every lab fault ------------------------------------------------------------------------
+# Words a Chinese finding may keep: protocol and format names, units, and what devices themselves write (NVR
+# channel details such as networkAbnormal, an ONVIF recording's status).
+KEEP = {"NTP", "UTC", "OSD", "RTSP", "HTTP", "TLS", "SHA", "XML", "GET", "ISAPI", "MiB", "fps", "Mbit", "Digest",
+        "Basic", "auth", "basic", "networkAbnormal", "Stopped", "VIDEO", "LAB", "cgi", "bin", "onvif", "sha", "NAS"}
+
+
+def _device_words(lab) -> set[str]:
+    """Data: school and device ids, names, models, firmware strings, serials and user names of the lab's devices
+    (never translated), and check names (ids: `--only` takes them, tables show them as they are)."""
+    from canteen_ops.checks import CHECK_NAMES
+    from canteen_ops.inventory import load_inventory
+
+    values = [s.id for s in load_inventory(lab.inventory).schools]
+    for d in lab.fleet.devices:
+        values += [d.id, d.name, d.model, d.firmware, d.serial, d.mac, d.username]
+    return {w for v in values for w in re.findall(r"[A-Za-z][A-Za-z_]{2,}", str(v or ""))} | set(CHECK_NAMES)
+
+
+def _english(text: str, data: set[str]) -> set[str]:
+    text = re.sub(r"XML 格式错误 \([^\n]*", "XML 格式错误", text)  # the XML parser's own words follow
+    text = re.sub(r"/[\w./-]+", " ", text)  # request paths (/ISAPI/System/time, /cgi-bin/magicBox.cgi)
+    text = re.sub(r"\b[0-9a-f]{8}\b", " ", text)  # record ids (incidents)
+    return {w for w in re.findall(r"[A-Za-z][A-Za-z_]{2,}", text) if w not in KEEP and w not in data}
+
+
+def test_check_findings_under_every_lab_fault_read_in_chinese(lab, lab_env, lab_faults, cli, zh, tmp_path):
+    from canteen_ops.summaries import translate
+
+    faults = [("s001-nvr", "clock-drift", "75"), ("s001-nvr", "hdd-error", None), ("s001-nvr", "retention", "3"),
+              ("s001-cam01", "offline", None), ("s001-cam02", "wrong-password", None), ("s001-cam03", "black", None),
+              ("s002-nvr", "ntp-off", None), ("s002-nvr", "gaps", "2"), ("s002-nvr", "channel-offline", "2"),
+              ("s002-cam01", "locked", None), ("s002-cam02", "oversized-body", None), ("s002-cam03", "frozen", None),
+              ("s003-nvr", "no-hdd", None), ("s003-cam01", "low-res", None), ("s003-cam02", "colour-cast", None),
+              ("s003-cam03", "blurred", None)]
+    for device, fault, value in faults:
+        lab_faults.set(device, fault, value)
+    assert cli("check", "--open-incidents").code == 2
+    for device in ("s001-*", "s002-*", "s003-*"):
+        lab_faults.clear(device)
+    lab_faults.setting("s001-cam01", "auth", "basic")  # asks for Basic over plain HTTP: refused, nothing sent
+    lab_faults.set("s001-cam02", "malformed-xml")
+    lab_faults.set("s002-cam01", "cut-head")
+    lab_faults.set("s002-cam02", "clock-reset")
+    lab_faults.set("s003-nvr", "channel-offline", "1")
+    lab_faults.set("s003-cam01", "no-stream")
+    lab_faults.set("s001-nvr", "hdd-unformatted")
+    assert cli("--force-login", "check", "-d", "s001-*", "-d", "s002-cam0[12]", "-d", "s003-nvr",
+               "-d", "s003-cam01").code == 2
+
+    log = MaintenanceLog.open(tmp_path / "log.db")
+    summaries = {r["summary"] for r in log.query("SELECT summary FROM results")} | \
+        {r["title"] for r in log.query("SELECT title FROM incidents")}
+    data = _device_words(lab)
+    left = {s: _english(translate(s), data) for s in summaries if s}
+    assert {s: w for s, w in left.items() if w} == {}
+    shown = "\n".join(translate(s) for s in summaries)
+    for chinese in ("认证失败：用户名或密码错误 — 不再重试", "已锁定：设备拒绝我们登录", "设备要求通过明文 HTTP 进行 Basic 认证",
+                    "应答 67108864 字节，超过 8 MiB 上限", "XML 格式错误", "分辨率 1280x720 低于要求的 1920x1080",
+                    "无视频流：设备应答 RTSP", "通道 2 视频丢失 (视频丢失)", "：通道 严重故障", "硬盘 1：未格式化",
+                    "录像保存天数", "时钟复位"):
+        assert chinese in shown, chinese
+    assert any(s.startswith("auth failed: wrong username or password") for s in summaries)  # the log keeps English
+    r = cli("status")
+    assert r.code == 2 and _english(r.out, data | {"all"}) == set(), r.out  # (--all)
