@@ -64,7 +64,7 @@ def _render_quiet(report: dict) -> None:
                 age=age(p["age_s"])))
         for dev in s["never_checked"]:
             echo(_("{status} {school} {device}: never checked").format(
-                status=status_word("unknown", upper=True), school=name, device=dev))
+                status=pad(status_word("unknown", upper=True), 7), school=name, device=dev))
         for i in s["incidents"]:
             if i["overdue"]:
                 echo(_("OVERDUE {school} incident {id} {level}/{state}: {title}").format(
