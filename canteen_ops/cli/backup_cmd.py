@@ -76,7 +76,7 @@ def run(ctx: typer.Context, school: SchoolOpt = None, device: DeviceOpt = None, 
 
     if quiet:
         for r in problems:
-            e.err.print(f"{r.data['backup_status']}: {r.school_id}/{r.device_id}: {translate(r.summary)}", markup=False,
+            e.err.print(f"{_(r.data['backup_status'])}: {r.school_id}/{r.device_id}: {translate(r.summary)}", markup=False,
                         highlight=False)
         if report.all_skipped:
             e.err.print(_("nothing was backed up: other runs hold the lock of every selected device"), markup=False)
