@@ -370,20 +370,11 @@ def test_check_findings_under_every_lab_fault_read_in_chinese(lab, lab_env, lab_
 
 
 # --- inventory errors, usage errors, locks, sync -----------------------------------------------------------------
-INVENTORY = """\
-version: 1
-credentials:
-  lab: {username: admin, password_env: LAB_PW}
-schools:
-  - id: s1
-    name: 第一实验小学
-    devices:
-      - id: s1-nvr
-        kind: nvr
-        vendor: hikvision
-        host: 127.0.9.1
-        credentials: lab
-"""
+def _inventory() -> str:
+    from tests.test_inventory_validation import HEAD
+
+    return HEAD + "      - id: s1-nvr\n        kind: nvr\n        vendor: hikvision\n        host: 127.0.9.1\n" \
+        "        credentials: hik\n"
 
 
 def _no_sentence(text: str) -> None:
@@ -404,11 +395,12 @@ def _no_sentence(text: str) -> None:
     ("typo", "未知的键 'hots' (是否应为 'host'？)"),
 ])
 def test_inventory_errors_speak_chinese(cli, zh, tmp_path, case, chinese):
-    text = {"tab": INVENTORY.replace("        host: 127.0.9.1", "\thost: 127.0.9.1"),
-            "scheme": INVENTORY.replace("host: 127.0.9.1", "host: 'http://127.0.9.1:8080'"),
-            "port": INVENTORY.replace("host: 127.0.9.1", "host: '127.0.9.1:8000'"),
-            "password": INVENTORY.replace("host: 127.0.9.1", "host: 'admin:Sekr1t-77@127.0.9.1'"),
-            "typo": INVENTORY.replace("host: 127.0.9.1", "hots: 127.0.9.1")}.get(case, INVENTORY)
+    inventory = _inventory()
+    text = {"tab": inventory.replace("        host: 127.0.9.1", "\thost: 127.0.9.1"),
+            "scheme": inventory.replace("host: 127.0.9.1", "host: 'http://127.0.9.1:8080'"),
+            "port": inventory.replace("host: 127.0.9.1", "host: '127.0.9.1:8000'"),
+            "password": inventory.replace("host: 127.0.9.1", "host: 'admin:Sekr1t-77@127.0.9.1'"),
+            "typo": inventory.replace("host: 127.0.9.1", "hots: 127.0.9.1")}.get(case, inventory)
     path = tmp_path / "inventory.yaml"
     path.write_bytes(text.encode({"gbk": "gbk", "utf16": "utf-16"}.get(case, "utf-8")))
     r = cli("-i", path, "inventory", "validate")
@@ -422,7 +414,7 @@ def test_usage_lock_and_sync_errors_speak_chinese(cli, zh, tmp_path, monkeypatch
     from tests.test_playbooks import write
 
     path = tmp_path / "inventory.yaml"
-    path.write_text(INVENTORY, encoding="utf-8")
+    path.write_text(_inventory(), encoding="utf-8")
     for args, code, chinese in [
         (("check", "--kind", "dvr"), 64, "错误: --kind 'dvr'：应为 camera, nvr 之一"),
         (("log", "list", "--since", "yesterday"), 64, "错误: --since：时间 'yesterday' 无效：请用时长"),
