@@ -56,6 +56,19 @@ def test_dahua_answers_unrecorded_requests_with_bad_request():
         assert s.replayer.unanswered == ["GET /cgi-bin/configManager.cgi"]
 
 
+def test_a_locked_replay_answers_credentials_with_the_recorded_lock_answer():
+    folder = CORPUS / "dahua" / "DH-NVR608H-128-4KS3-I"
+    with ReplayServer(load(folder), locked=True) as s:
+        url = f"http://{s.host}:{s.port}/cgi-bin/magicBox.cgi?action=getSystemInfo"
+        r = httpx.get(url)
+        assert r.status_code == 401 and r.headers["www-authenticate"].startswith("Digest ")  # no credentials
+        for password in (REPLAY_PASSWORD, "wrong"):  # right or wrong, the lock answer
+            r = httpx.get(url, auth=httpx.DigestAuth(REPLAY_USER, password))
+            assert r.status_code == 403 and r.content == (folder / "lockout.403.json").read_bytes()
+    with pytest.raises(ReplayError, match="locked"):  # a folder without a recorded lock answer cannot play one
+        ReplayServer(load(DAHUA), locked=True)
+
+
 def _soap(op: str, ns: str = "http://www.onvif.org/ver10/device/wsdl", inner: str = "") -> bytes:
     return (f'<s:Envelope xmlns:s="http://www.w3.org/2003/05/soap-envelope"><s:Body><x:{op} xmlns:x="{ns}">{inner}'
             f"</x:{op}></s:Body></s:Envelope>").encode()
