@@ -40,7 +40,7 @@ def test_hikvision_challenges_with_digest_and_answers_what_was_recorded():
         assert httpx.get(url + "/ISAPI/System/deviceInfo", auth=httpx.DigestAuth(REPLAY_USER, "wrong")
                          ).status_code == 401
         r = httpx.get(url + "/ISAPI/System/time", auth=httpx.DigestAuth(REPLAY_USER, REPLAY_PASSWORD))
-        assert r.status_code == 404 and b"<subStatusCode>notSupport</subStatusCode>" in r.content
+        assert r.status_code == 403 and b"<subStatusCode>notSupport</subStatusCode>" in r.content
         r = httpx.get(url + "/ISAPI/System/IO/inputs/1/status", auth=httpx.DigestAuth(REPLAY_USER, REPLAY_PASSWORD))
         assert r.status_code == 403  # recorded as the device answered it
 

@@ -6,7 +6,7 @@ A recorded device is served as that firmware behaves where the recording says no
   replay credentials, and never counts or locks (a replay has no login lock);
 - ONVIF answers need a WS-Security UsernameToken (PasswordDigest) except the PRE_AUTH operations
   (GetSystemDateAndTime, GetServices, GetCapabilities...), as devices do;
-- a request it has no recording for gets the vendor's own "not offered" answer: Hikvision 404 with an ISAPI
+- a request it has no recording for gets the vendor's own "not offered" answer: Hikvision 403 with an ISAPI
   ResponseStatus (subStatusCode notSupport), Dahua 400 `Error\\r\\nBad Request!`, ONVIF a SOAP fault
   ter:ActionNotSupported. A folder may record its own error answer instead (`unrecorded:` in exchanges.yaml);
 - a folder may also record what the firmware answers credentials once it has locked the account after failed logins
@@ -40,10 +40,11 @@ REPLAY_USER, REPLAY_PASSWORD = "admin", "replay-password"  # what a replayed dev
 MAX_REQUEST_BODY = 1024 * 1024
 
 SOAP_CT = "application/soap+xml; charset=utf-8"
-# The vendors' own "not offered" answers, as the protocol reference documents them (ISAPI ResponseStatus 4 "Invalid
-# Operation" / notSupport; Dahua HTTP 400 `Error\r\nBad Request!`; ONVIF env:Receiver ter:ActionNotSupported "Optional
-# Action Not Implemented"). None of the corpus sources recorded one for a request our drivers make; a model folder
-# that has one gives it in `unrecorded:` and it is used instead.
+# The vendors' own "not offered" answers: ISAPI HTTP 403 with ResponseStatus 4 "Invalid Operation" / notSupport (what
+# real recorders answered for absent resources: Key-Information-Solutions/DVRtool's discovery notes, a HiWatch NVR in
+# maciej-or/hikvision_next#176; that integration's dumps record 403 for most absent paths); Dahua HTTP 400
+# `Error\r\nBad Request!` (protocols.md §B); ONVIF env:Receiver ter:ActionNotSupported "Optional Action Not
+# Implemented". A model folder that recorded its own gives it in `unrecorded:` and it is used instead.
 _DEFAULT_CT = {"hikvision": "application/xml", "dahua": "text/plain;charset=utf-8", "onvif": SOAP_CT}
 _HIK_NOT_SUPPORTED = (
     '<?xml version="1.0" encoding="UTF-8"?>\n'
@@ -410,7 +411,7 @@ class Replayer:
         if dev.unrecorded is not None:
             return Answer(dev.unrecorded.status, dict(dev.unrecorded.headers), dev.unrecorded.body)
         if dev.vendor == "hikvision":
-            return Answer(404, {"Content-Type": "application/xml"},
+            return Answer(403, {"Content-Type": "application/xml"},
                           _HIK_NOT_SUPPORTED.format(url=_xml_escape(target.partition("?")[0])).encode())
         if dev.vendor == "dahua":
             return Answer(400, {"Content-Type": "text/plain;charset=utf-8"}, _DAHUA_BAD_REQUEST.encode())
