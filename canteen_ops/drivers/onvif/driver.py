@@ -242,7 +242,13 @@ class OnvifDriver(Driver):
 
     def _ensure_offset(self) -> None:
         if not self._offset_known:
-            self._read_clock()
+            try:
+                self._read_clock()
+            except NotSupported:
+                # Some firmware has no GetSystemDateAndTime at all (a HiKam A7 in agsh/onvif#65): the WS-Security
+                # token is then built on this machine's clock, and the device's answer to it decides.
+                self._token.offset = dt.timedelta(0)
+                self._offset_known = True
 
     def _discover(self) -> dict[str, str]:
         """Service XAddrs by namespace (GetServices; GetCapabilities on older firmware), re-pointed at the
