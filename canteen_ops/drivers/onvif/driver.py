@@ -214,7 +214,9 @@ class OnvifDriver(Driver):
                 err = AuthFailed(f"{operation}: login refused by the device ({message or 'NotAuthorized'})")
             auth_guard.record(self.device.id, err)
             return err
-        if {"ActionNotSupported", "NoSuchService", "InvalidOperation"} & set(subs):
+        if {"ActionNotSupported", "NoSuchService", "InvalidOperation"} & set(subs) or _GSOAP_UNKNOWN.search(message):
+            # gSOAP firmware answers an operation it lacks with a bare Sender fault "Method 'X' not implemented:
+            # method name or namespace not recognized" (corpus onvif/IPD-H4K8M05-BS)
             return NotSupported(f"{operation}: not supported by the device")
         return ProtocolError(f"{operation}: device fault {'/'.join(subs) or fault.code}: {message}")
 
@@ -538,6 +540,9 @@ class OnvifDriver(Driver):
                 "quality": c.Quality,
             })
         return out
+
+
+_GSOAP_UNKNOWN = re.compile(r"\bnot implemented: method name or namespace not recognized")
 
 
 def _answer_element(client, service: str, operation: str, reply):
