@@ -7,7 +7,9 @@
    against the slow fleet alone (target: at most one device timeout more, 5 s in the lab's inventory);
 3. naive loop: the loopback fleet's checks (inventory load + run_checks in a fresh process, as bench_check.py
    measures them) against the issue's naive loop (one onvif-zeep ONVIFCamera per device, sequentially), whose
-   20-device sample is run half just before and half just after the check and extrapolated (target ≥ 30×).
+   20-device sample is run half just before and half just after the check and extrapolated (target ≥ 30×);
+   beside it the ceiling: the same naive loop against the fleet's serial CPU (the checks with one worker, plus
+   the lab's CPU meanwhile) divided by the cores — what perfect concurrency with no overhead would reach.
 
     .venv/bin/python bench/bench_latency.py                 # 3 rounds (about 4 minutes on 2 cores)
     .venv/bin/python bench/bench_latency.py --rounds 1 --latency-ms 40 --blackholes 20
@@ -111,6 +113,7 @@ def main() -> None:
             after = measure(lab, "naive", a.naive_sample - half, offset=half)
             naive = _joined(before, after)
             other = measure(lab, "checks", len(ids), processes=_other(len(ids)))  # does the default pay?
+            serial = measure(lab, "checks", len(ids), workers=1)  # the work itself, without concurrency
             base = cli_check(lab, work, f"{r}-base")
             request(lab.info, "POST", "/fault", {"device": "*", "fault": "slow", "value": str(a.latency_ms)})
             slow = cli_check(lab, work, f"{r}-slow")
@@ -119,7 +122,7 @@ def main() -> None:
             holed = cli_check(lab, work, f"{r}-blackhole")
             request(lab.info, "POST", "/clear", {"device": "*", "fault": None})
             row = {"base": base, "slow": slow, "blackhole": holed, "checks": loop, "other_processes": other,
-                   "naive": naive}
+                   "serial": serial, "naive": naive}
             print(f"round {r + 1}: {row}", file=sys.stderr)
             rounds.append(row)
     finally:
@@ -155,9 +158,9 @@ def report(a, rounds: list[dict], n: int, lab_start_s: float, timeout_s: float) 
              f"(`canteen-ops`, fresh log), default workers and processes ({_default(n)}).", "",
              f"| round | no latency s | {a.latency_ms} ms per answer s | ratio | + {a.blackholes} black holes s | "
              f"added s | lab CPU s (slow run) | lab peak connections | naive ms/device | checks s | naive ratio | "
-             f"checks s, {_other(n)} process(es) |",
-             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    ratios, added, speedups, gains = [], [], [], []
+             f"checks s, {_other(n)} process(es) | serial CPU s (checks + lab) | ceiling |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    ratios, added, speedups, gains, ceilings = [], [], [], [], []
     for i, r in enumerate(rounds, 1):
         base, slow, holed, loop, nv = r["base"], r["slow"], r["blackhole"], r["checks"], r["naive"]
         ratio = slow["wall_s"] / base["wall_s"]
@@ -167,9 +170,14 @@ def report(a, rounds: list[dict], n: int, lab_start_s: float, timeout_s: float) 
         speedup = naive_wall / loop["wall_s"]
         ratios.append(ratio), added.append(extra), speedups.append(speedup)
         gains.append(r["other_processes"]["wall_s"] / loop["wall_s"])
+        # The best any concurrency could do: the fleet's CPU, run serially (ours and the lab's), spread over
+        # every core with no overhead at all.
+        work = r["serial"]["cpu_s"] + r["serial"]["lab_cpu_s"]
+        ceilings.append(naive_wall / (work / (os.cpu_count() or 1)))
         lines.append(f"| {i} | {base['wall_s']:.1f} | {slow['wall_s']:.1f} | **{ratio:.2f}×** | {holed['wall_s']:.1f} | "
                      f"**{extra:+.1f}** | {slow['lab_cpu_s']:.1f} | {slow['lab_peak_connections']} | {per * 1000:.0f} | "
-                     f"{loop['wall_s']:.1f} | **{speedup:.0f}×** | {r['other_processes']['wall_s']:.1f} |")
+                     f"{loop['wall_s']:.1f} | **{speedup:.0f}×** | {r['other_processes']['wall_s']:.1f} | "
+                     f"{r['serial']['cpu_s']:.1f} + {r['serial']['lab_cpu_s']:.1f} | {ceilings[-1]:.0f}× |")
     crit = rounds[-1]["blackhole"]["crit"]
     lines += ["", f"Median: latency ratio **{statistics.median(ratios):.2f}×** (target ≤ 1.5×), black holes "
               f"**{statistics.median(added):+.1f} s** (target ≤ one device timeout, {timeout_s:g} s; {crit} CRIT "
@@ -177,7 +185,9 @@ def report(a, rounds: list[dict], n: int, lab_start_s: float, timeout_s: float) 
               f"extrapolated from {rounds[-1]['naive']['devices']} devices, errors: "
               f"{sum(r['naive']['naive_errors'] for r in rounds)}); the default "
               f"({_default(n)} process(es)) against `--processes {_other(n)}`: **{statistics.median(gains):.2f}×** "
-              f"as fast (checks without the CLI)."]
+              f"as fast (checks without the CLI). Ceiling **{statistics.median(ceilings):.0f}×**: the naive loop against "
+              f"the checks' serial CPU and the lab's spread over {os.cpu_count()} cores with no overhead — no "
+              f"concurrency can beat it; only less work per device can."]
     return lines
 
 

@@ -8,24 +8,26 @@ counts as crit, as `incident list --overdue` exits 2. Schools come worst first.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 from canteen_ops.inventory.model import Device, Inventory
 from canteen_ops.sla import arrive_sla
 from canteen_ops.status import Status, worst
-from canteen_ops.store.log import MaintenanceLog
 from canteen_ops.timeutil import iso, parse_iso
+
+if TYPE_CHECKING:
+    from canteen_ops.store.log import MaintenanceLog
 
 PROBLEMS = ("crit", "warn", "unknown")
 
 
-def current_status(log: MaintenanceLog, inventory: Inventory, devices: Iterable[Device],
+def current_status(log: "MaintenanceLog | None", inventory: Inventory, devices: Iterable[Device],
                    now: dt.datetime) -> dict[str, Any]:
     devices = list(devices)
     school_ids = list(dict.fromkeys(d.school_id for d in devices))
     ids = {d.id for d in devices}
     # Device results by the (device_id, check_name, seq) index; school-level ones (device_id NULL) by school.
-    latest = log.query("""
+    latest = [] if log is None else log.query("""
         SELECT r.school_id, r.device_id, r.check_name, r.status, r.summary, r.observed_at FROM results r JOIN (
           SELECT MAX(seq) AS seq FROM results WHERE device_id IS NOT NULL GROUP BY device_id, check_name
           UNION ALL
@@ -38,8 +40,8 @@ def current_status(log: MaintenanceLog, inventory: Inventory, devices: Iterable[
             by_school.setdefault(r["school_id"], []).append(r)
         elif r["device_id"] in ids:
             by_device.setdefault(r["device_id"], []).append(r)
-    incidents = log.query("SELECT * FROM incidents WHERE state IN ('open', 'acked', 'arrived') "
-                          "ORDER BY opened_at DESC")
+    incidents = [] if log is None else log.query(
+        "SELECT * FROM incidents WHERE state IN ('open', 'acked', 'arrived') ORDER BY opened_at DESC")
     schools = []
     for sid in school_ids:
         school = inventory.school(sid)

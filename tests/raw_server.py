@@ -10,10 +10,11 @@ import threading
 class RawServer:
     """Answers `answers` requests per connection with `answer` (bytes, sent as is), then closes the connection;
     answers=0 reads a request and closes without answering, answers=-1 closes as soon as it accepts. `pause`:
-    seconds to wait before each answer. Counts connections and keeps the heads of the requests it read."""
+    seconds to wait before each answer; `drip`: send the answer a byte at a time, this many seconds apart. Counts
+    connections and keeps the heads of the requests it read."""
 
-    def __init__(self, answer: bytes, *, answers: int = 1, pause: float = 0.0):
-        self.answer, self.answers, self.pause = answer, answers, pause
+    def __init__(self, answer: bytes, *, answers: int = 1, pause: float = 0.0, drip: float = 0.0):
+        self.answer, self.answers, self.pause, self.drip = answer, answers, pause, drip
         self.connections = 0
         self.requests: list[bytes] = []
         self.sock = socket.socket()
@@ -51,7 +52,12 @@ class RawServer:
                         self.requests.append(self._read_request(conn))
                         if self.pause:
                             self._stop.wait(self.pause)
-                        conn.sendall(self.answer)
+                        if not self.drip:
+                            conn.sendall(self.answer)
+                        for i in range(len(self.answer)) if self.drip else ():
+                            if self._stop.wait(self.drip):
+                                break
+                            conn.sendall(self.answer[i:i + 1])
                     if self.answers == 0:
                         conn.recv(65536)
                 except OSError:

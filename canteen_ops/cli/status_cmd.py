@@ -29,16 +29,8 @@ def status(
         from canteen_ops.errors import UsageError
 
         raise UsageError("no devices match the selection")
-    if e.db_path.exists():
-        report = current_status(e.log(), e.inventory(), devices, utcnow())
-    else:  # no log on this laptop yet: every device is "never checked", and reading must not create the file
-        from canteen_ops.store.log import MaintenanceLog
-
-        empty = MaintenanceLog.open(":memory:")
-        try:
-            report = current_status(empty, e.inventory(), devices, utcnow())
-        finally:
-            empty.close()
+    # No log on this laptop yet: every device is "never checked", and reading must not create the file.
+    report = current_status(e.log() if e.db_path.exists() else None, e.inventory(), devices, utcnow())
     if json:
         print_json(report)
     elif e.quiet:

@@ -111,6 +111,39 @@ def test_a_slow_head_is_bounded_by_the_deadline():
         http.close()
 
 
+def test_a_device_dripping_its_answer_is_bounded_by_the_deadline():
+    """A byte every 50 ms keeps each receive short: the deadline bounds the whole answer, not each receive."""
+    with RawServer(b"HTTP/1.1 200 OK\r\nContent-Length: 200\r\n\r\n" + b"x" * 200, drip=0.05) as srv:
+        http = channel(srv.url, timeout=5)
+        http.set_deadline(0.6)
+        t0 = time.monotonic()
+        with pytest.raises(Timeout):
+            http.request("GET", "/x")
+        assert time.monotonic() - t0 < 1.3
+        http.close()
+
+
+def test_without_poll_the_plain_connection_waits_with_select(monkeypatch):
+    """Windows has no select.poll: the same waits go through select() (answers, keep-alive reuse, deadlines)."""
+    import select as real_select
+    import types
+
+    from canteen_ops.drivers import transport
+
+    monkeypatch.setattr(transport, "select", types.SimpleNamespace(select=real_select.select))
+    with RawServer(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", answers=2) as srv:
+        http = channel(srv.url)
+        assert [http.request("GET", "/a").body, http.request("GET", "/b").body] == [b"ok", b"ok"]
+        assert srv.connections == 1  # the kept-alive connection was checked (select) and reused
+        http.close()
+    with RawServer(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", pause=5) as srv:
+        http = channel(srv.url, timeout=5)
+        http.set_deadline(0.4)
+        with pytest.raises(Timeout):
+            http.request("GET", "/x")
+        http.close()
+
+
 # --- challenges ----------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("challenge", [
     [f'Digest realm="{REALM}", qop="auth", nonce="{{nonce}}", algorithm="MD5", Basic realm="other"'],
