@@ -37,12 +37,11 @@ def replayed(source: Path | RecordedDevice, host: str = "127.0.0.1") -> Iterator
         yield rec, server, device_for(rec, server)
 
 
-def run_replayed_checks(tmp_path: Path, served: list[tuple[RecordedDevice, ReplayServer]], checks: list[str]):
-    """`check` (run_checks) over replayed devices, through an inventory on disk as a technician writes it; device
-    ids r01, r02, ... in the order given. Returns the check results."""
+def replay_inventory(tmp_path: Path, served: list[tuple[RecordedDevice, ReplayServer]]):
+    """An inventory on disk, as a technician writes it, of the replayed devices: ids r01, r02, ... in the order
+    given."""
     import yaml
 
-    from canteen_ops.checks.run import run_checks
     from canteen_ops.inventory.loader import load_inventory
 
     secret = tmp_path / "replay.password"
@@ -56,7 +55,14 @@ def run_replayed_checks(tmp_path: Path, served: list[tuple[RecordedDevice, Repla
     inv_path.write_text(yaml.safe_dump({
         "version": 1, "credentials": {"replay": {"username": REPLAY_USER, "password_file": str(secret)}},
         "schools": [{"id": "corpus", "name": "corpus", "devices": devices}]}, allow_unicode=True))
-    inv = load_inventory(inv_path)
+    return load_inventory(inv_path)
+
+
+def run_replayed_checks(tmp_path: Path, served: list[tuple[RecordedDevice, ReplayServer]], checks: list[str]):
+    """`check` (run_checks) over replayed devices (see replay_inventory). Returns the check results."""
+    from canteen_ops.checks.run import run_checks
+
+    inv = replay_inventory(tmp_path, served)
     return run_checks(inv.devices, inv, checks, deadline_s=60, progress=False).results
 
 

@@ -120,6 +120,36 @@ def test_a_refused_config_read_is_forbidden_not_a_lock():
             driver.close()
 
 
+def test_a_refused_config_export_is_a_failed_backup_with_the_reason_and_stale(tmp_path):
+    """No device was recorded refusing Config.backup itself: the export is given the 403 this firmware gave a
+    request the account lacked the right for (its real body), which is what a user without the backup right
+    meets. A failed backup naming the privilege, never 'unsupported, ok'; `backup list --stale` counts it."""
+    import dataclasses
+    import datetime as dt
+
+    from canteen_ops.lab.replay import Exchange
+    from canteen_ops.store.log import MaintenanceLog
+    from canteen_ops.tasks.backup import run_backups
+    from canteen_ops.tasks.backup_retention import backup_states
+    from tests.replay_support import replay_inventory
+
+    rec = load(NVR608H)
+    refused = Exchange("GET", "/cgi-bin/Config.backup?action=All", None, 403,
+                       {"Content-Type": "application/json"}, FORBIDDEN_403)
+    rec = dataclasses.replace(rec, exchanges=[*rec.exchanges, refused])
+    log = MaintenanceLog.open(tmp_path / "log.db")
+    with ReplayServer(rec) as server:
+        inv = replay_inventory(tmp_path, [(rec, server)])
+        report = run_backups(log, inv.devices, inventory=inv, backup_dir=tmp_path / "b")
+    (row,) = report.results
+    assert row.status.value == "crit" and row.data["backup_status"] == "failed"
+    assert row.data["reason"].startswith("refused: too little privilege"), row.data
+    assert not any(p.is_file() for p in (tmp_path / "b").rglob("*") if ".locks" not in p.parts)
+    (state,) = backup_states(log, inv.devices, window=dt.timedelta(hours=24))
+    assert state.stale and "refused" in state.note
+    log.close()
+
+
 def test_the_real_ntp_table_names_no_offset_so_the_clock_is_read_in_the_inventory_zone():
     ntp = flat("DH-NVR608H-128-4KS3-I", "configManager.getConfig.NTP.txt")
     assert (ntp["table.NTP.TimeZone"], ntp["table.NTP.TimeZoneDesc"]) == ("25", "Easterntime")
