@@ -37,6 +37,35 @@ def replayed(source: Path | RecordedDevice, host: str = "127.0.0.1") -> Iterator
         yield rec, server, device_for(rec, server)
 
 
+def replay_inventory(tmp_path: Path, served: list[tuple[RecordedDevice, ReplayServer]]):
+    """An inventory on disk, as a technician writes it, of the replayed devices: ids r01, r02, ... in the order
+    given."""
+    import yaml
+
+    from canteen_ops.inventory.loader import load_inventory
+
+    secret = tmp_path / "replay.password"
+    secret.write_text(REPLAY_PASSWORD + "\n")
+    secret.chmod(0o600)
+    devices = [{"id": f"r{i:02d}", "kind": "camera" if rec.kind == "camera" else "nvr", "vendor": rec.vendor,
+                "host": server.host, "port": server.port, "credentials": "replay", "model": rec.model,
+                **({"auth": "basic"} if rec.auth == "basic" else {})}
+               for i, (rec, server) in enumerate(served, 1)]
+    inv_path = tmp_path / "inventory.yaml"
+    inv_path.write_text(yaml.safe_dump({
+        "version": 1, "credentials": {"replay": {"username": REPLAY_USER, "password_file": str(secret)}},
+        "schools": [{"id": "corpus", "name": "corpus", "devices": devices}]}, allow_unicode=True))
+    return load_inventory(inv_path)
+
+
+def run_replayed_checks(tmp_path: Path, served: list[tuple[RecordedDevice, ReplayServer]], checks: list[str]):
+    """`check` (run_checks) over replayed devices (see replay_inventory). Returns the check results."""
+    from canteen_ops.checks.run import run_checks
+
+    inv = replay_inventory(tmp_path, served)
+    return run_checks(inv.devices, inv, checks, deadline_s=60, progress=False).results
+
+
 # --- the corpus table in docs/drivers.md (regenerate: python -m tests.replay_support) --------------------------------
 TABLE_GETTERS = ("facts", "clock", "storage", "channels", "streams", "settings")
 

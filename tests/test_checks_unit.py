@@ -511,15 +511,18 @@ def test_ntp_servers_the_firmware_does_not_offer_are_not_missing_servers():
 
     now = dt.datetime.now(dt.timezone.utc)
 
-    def verdict(**kw):
-        clock = Clock(device_utc=now, host_utc=now, mode="NTP", ntp_enabled=True, **kw)
+    def verdict(mode="NTP", ntp_enabled=True, **kw):
+        clock = Clock(device_utc=now, host_utc=now, mode=mode, ntp_enabled=ntp_enabled, **kw)
         dev = SimpleNamespace(id="cam", school_id="s")
         return ntp(SimpleNamespace(device=dev, get=lambda name: clock))[0]
 
-    r = verdict(ntp_servers=[], ntp_servers_offered=False)  # ntpServers answered 404 / notSupport
+    r = verdict(ntp_servers=[], ntp_servers_offered=False)  # ntpServers answered 403/404 notSupport
     assert r.status is Status.OK and r.summary == "NTP on (this firmware does not list its NTP servers)"
     r = verdict(ntp_servers=[])  # listed, and empty: a real configuration fault
     assert r.status is Status.WARN and r.summary == "NTP enabled but no server configured"
+    r = verdict(None, None, ntp_servers=[], ntp_servers_offered=False)  # Dahua without the NTP table
+    assert r.status is Status.NA and r.summary == "not applicable: this firmware offers no NTP settings"
+    assert verdict(None, None, ntp_servers=[]).status is Status.UNKNOWN  # offered, but says nothing
 
 
 def test_coverage_camera_with_only_unknown_results_is_not_working(fleet):

@@ -276,7 +276,7 @@ def test_wrong_password_then_lock(lab, lab_faults, cam):
     lab_faults.set(cam.id, "lock-after", "2")
     with client(lab, cam, password="wrong") as c:
         r = c.get("/cgi-bin/magicBox.cgi", params={"action": "getSerialNo"})
-        assert r.status_code == 401 and cam.failed_logins == 1 and r.text == ""
+        assert r.status_code == 401 and cam.failed_logins == 1 and r.text == "Error\r\nInvalid Authority!\r\n"
     with client(lab, cam, password="wrong") as c:
         r = c.get("/cgi-bin/magicBox.cgi", params={"action": "getSerialNo"})
     # The failed login that locks: 403 with the HasBeenLocked JSON (issue 15), RmLock = seconds left.

@@ -110,16 +110,17 @@ def test_capabilities_tell_nvr_from_camera(lab, cam, nvr):
     assert text(croot, "issupIllegalLoginLock") == "true"
 
 
-def test_unknown_path_is_404_response_status(lab, cam):
+def test_unknown_path_is_403_not_support(lab, cam):
+    """As real firmware answers an ISAPI resource it does not offer (lab/isapi.py not_found)."""
     with client(lab, cam) as c:
         r = c.get("/ISAPI/No/Such/Thing")
-        assert r.status_code == 404
+        assert r.status_code == 403
         root = DET.fromstring(r.content)
         assert local(root) == "ResponseStatus" and root.tag.startswith(HIK20)
         assert (text(root, "requestURL"), text(root, "statusCode"), text(root, "statusString"),
                 text(root, "subStatusCode")) == ("/ISAPI/No/Such/Thing", "4", "Invalid Operation", "notSupport")
         # cameras have no InputProxy resource; NVRs have no analog inputs (403 as in the fixture)
-        assert c.get("/ISAPI/ContentMgmt/InputProxy/channels").status_code == 404
+        assert c.get("/ISAPI/ContentMgmt/InputProxy/channels").status_code == 403  # as DS-2CD2146G2-ISU
         assert c.delete("/ISAPI/System/deviceInfo").status_code == 405
 
 
@@ -314,7 +315,7 @@ def test_streaming_channels(lab, lab_faults, cam, nvr):
     root = get_xml(lab, nvr, "/ISAPI/Streaming/channels")
     assert [text(s, "id") for s in root] == [f"{c.id}01" for c in nvr.channels]
     with client(lab, cam) as c:
-        assert c.get("/ISAPI/Streaming/channels/103").status_code == 404
+        assert c.get("/ISAPI/Streaming/channels/103").status_code == 403
     lab_faults.set(cam.id, "low-res")
     main = get_xml(lab, cam, "/ISAPI/Streaming/channels/101")
     assert (text(main, "videoResolutionWidth"), text(main, "videoResolutionHeight")) == ("1280", "720")

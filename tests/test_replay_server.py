@@ -40,7 +40,7 @@ def test_hikvision_challenges_with_digest_and_answers_what_was_recorded():
         assert httpx.get(url + "/ISAPI/System/deviceInfo", auth=httpx.DigestAuth(REPLAY_USER, "wrong")
                          ).status_code == 401
         r = httpx.get(url + "/ISAPI/System/time", auth=httpx.DigestAuth(REPLAY_USER, REPLAY_PASSWORD))
-        assert r.status_code == 404 and b"<subStatusCode>notSupport</subStatusCode>" in r.content
+        assert r.status_code == 403 and b"<subStatusCode>notSupport</subStatusCode>" in r.content
         r = httpx.get(url + "/ISAPI/System/IO/inputs/1/status", auth=httpx.DigestAuth(REPLAY_USER, REPLAY_PASSWORD))
         assert r.status_code == 403  # recorded as the device answered it
 
@@ -54,6 +54,19 @@ def test_dahua_answers_unrecorded_requests_with_bad_request():
         r = httpx.get(base + "configManager.cgi?action=getConfig&name=NTP", auth=auth)
         assert r.status_code == 400 and r.text == "Error\r\nBad Request!\r\n"
         assert s.replayer.unanswered == ["GET /cgi-bin/configManager.cgi"]
+
+
+def test_a_locked_replay_answers_credentials_with_the_recorded_lock_answer():
+    folder = CORPUS / "dahua" / "DH-NVR608H-128-4KS3-I"
+    with ReplayServer(load(folder), locked=True) as s:
+        url = f"http://{s.host}:{s.port}/cgi-bin/magicBox.cgi?action=getSystemInfo"
+        r = httpx.get(url)
+        assert r.status_code == 401 and r.headers["www-authenticate"].startswith("Digest ")  # no credentials
+        for password in (REPLAY_PASSWORD, "wrong"):  # right or wrong, the lock answer
+            r = httpx.get(url, auth=httpx.DigestAuth(REPLAY_USER, password))
+            assert r.status_code == 403 and r.content == (folder / "lockout.403.json").read_bytes()
+    with pytest.raises(ReplayError, match="locked"):  # a folder without a recorded lock answer cannot play one
+        ReplayServer(load(DAHUA), locked=True)
 
 
 def _soap(op: str, ns: str = "http://www.onvif.org/ver10/device/wsdl", inner: str = "") -> bytes:

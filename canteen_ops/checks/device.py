@@ -130,6 +130,8 @@ def ntp(ctx: "CheckContext") -> list[Result]:
             return [result(ctx, "ntp", Status.OK, "NTP on (this firmware does not list its NTP servers)", **data)]
         if enabled:
             return [result(ctx, "ntp", Status.WARN, "NTP enabled but no server configured", **data)]
+        if not getattr(c, "ntp_servers_offered", True):  # e.g. Dahua firmware without the NTP table
+            return [result(ctx, "ntp", Status.NA, "not applicable: this firmware offers no NTP settings", **data)]
         return [result(ctx, "ntp", Status.UNKNOWN, "device does not report its NTP settings", **data)]
     if enabled is None:
         return [result(ctx, "ntp", Status.OK, f"NTP server {', '.join(servers)} (enabled state not reported)",

@@ -526,7 +526,8 @@ class DahuaDriver(HttpDriver):
         zone_note = tz_desc if offset is not None else f"{tz_desc or 'unknown'}; read as {self.timezone}"
         return Clock(device_utc=device_utc, host_utc=reply.mid_utc, timezone=zone_note,
                      mode=None if enabled is None else ("NTP" if enabled else "manual"),
-                     ntp_servers=[address] if address else [], ntp_enabled=enabled)
+                     ntp_servers=[address] if address else [], ntp_enabled=enabled,
+                     ntp_servers_offered=bool(ntp))  # no NTP table (400 `Bad Request!`): nothing to read
 
     @named_errors
     def storage(self) -> list[Disk]:

@@ -81,8 +81,8 @@ _POSIX_OFFSET = re.compile(r"([+-]?)(\d{1,2})(?::(\d{1,2}))?(?::(\d{1,2}))?")
 def posix_utc_offset(tz: str | None) -> dt.timedelta | None:
     """POSIX TZ → offset east of UTC, sign inverted as POSIX writes it: 'CST-8:00:00' → +8 h, 'CST+5' → −5 h.
 
-    A DST rule after the standard offset ('...DST01:00:00,M3.5.5/...') is ignored: China has no DST, and the
-    standard offset is what the device's recorded-file times use outside summer. Returns None if unreadable.
+    A DST rule after the standard offset ('...DST01:00:00,M3.5.5/...') is ignored here (posix_dst_offset reads it):
+    China has no DST. Returns None if unreadable.
     """
     if not tz:
         return None
@@ -98,6 +98,40 @@ def posix_utc_offset(tz: str | None) -> dt.timedelta | None:
     if hours > 24 or minutes > 59 or seconds > 59:
         return None
     return sign * dt.timedelta(hours=hours, minutes=minutes, seconds=seconds)
+
+
+# Hikvision's zone with a DST rule: 'CST+5:00:00DST01:00:00,M3.2.0/02:00:00,M11.1.0/02:00:00' — after the DST name
+# the *shift* (not a POSIX offset), then start and end as Mmonth.week.weekday/time (week 5 = last, weekday 0 = Sun).
+_DST_RULE = re.compile(r"[A-Za-z]{3,}(\d{1,2}):(\d{2})(?::\d{2})?,M(\d{1,2})\.([1-5])\.([0-6])(?:/(\d{1,2})(?::\d{2}){0,2})?"
+                       r",M(\d{1,2})\.([1-5])\.([0-6])(?:/(\d{1,2})(?::\d{2}){0,2})?\s*")
+
+
+def _rule_day(year: int, month: int, week: int, weekday: int, hour: int) -> dt.datetime:
+    first = dt.datetime(year, month, 1, hour)
+    day = first + dt.timedelta(days=(weekday - (first.weekday() + 1) % 7) % 7 + 7 * (week - 1))
+    while day.month != month:  # week 5: the last such weekday of the month
+        day -= dt.timedelta(days=7)
+    return day
+
+
+def posix_dst_offset(tz: str | None, wall: dt.datetime) -> dt.timedelta | None:
+    """The UTC offset a Hikvision zone with a DST rule gives the naive wall-clock time `wall` (standard offset, or
+    standard + shift inside the DST period); None if the zone has no readable DST rule."""
+    std = posix_utc_offset(tz)
+    if std is None or tz is None:
+        return None
+    head = _POSIX_TZ.match(tz)
+    m = _DST_RULE.fullmatch(tz, _POSIX_OFFSET.match(tz, head.end()).end()) if head else None  # anchored: linear
+    if m is None:
+        return None
+    g = [int(x) if x else 2 for x in m.groups()]  # a rule without /time switches at 02:00
+    shift = dt.timedelta(hours=g[0], minutes=g[1])
+    if not (1 <= g[2] <= 12 and 1 <= g[6] <= 12 and g[5] <= 24 and g[9] <= 24) or shift > dt.timedelta(hours=2):
+        return None
+    start = _rule_day(wall.year, g[2], g[3], g[4], min(g[5], 23))
+    end = _rule_day(wall.year, g[6], g[7], g[8], min(g[9], 23))
+    inside = start <= wall < end if start < end else not end <= wall < start  # southern zones wrap the year
+    return std + shift if inside else std
 
 
 def parse_iso_local(value: str) -> dt.datetime:
@@ -129,6 +163,13 @@ def parse_time(root: Element, fallback_offset: dt.timedelta | None = None) -> tu
     local = _wall(raw)
     if local.tzinfo is not None:
         offset = local.utcoffset()
+        summer = posix_dst_offset(tz, local.replace(tzinfo=None))
+        if summer is not None and offset == posix and summer != offset:
+            # The wall clock is right but the offset written beside it is the standard one although the zone's own
+            # DST rule is in effect: seen on 14 NVRs, V4.61.030 (Key-Information-Solutions/DVRtool, corpus
+            # hikvision/DS-7716NI-I4-16P-B). The zone's rule decides.
+            offset = summer
+            return (local.replace(tzinfo=None) - offset).replace(tzinfo=UTC), offset, tz, mode
         return local.astimezone(UTC), offset, tz, mode
     offset = posix if posix is not None else fallback_offset
     if offset is None:

@@ -5,7 +5,9 @@ setConfig takes them without it; write actions answer `OK`; errors are `Error\\r
 unknown CGIs 404. Times are device-local without a zone. Lab conventions where the reference is silent
 (documented in docs/lab.md): mediaFileFind `condition.Channel` is 1-based while result `items[].Channel` is
 0-based (as in the sample); VideoLoss indexes are 0-based; an unformatted disk reports `State=Unformatted`;
-a locked device answers an unauthenticated request with a plain 401 challenge and a request with credentials 403 with `{"ErrorCode":268632081,"Result":false,"RmLock":<seconds>,"RmLogin":0}` (issue 15).
+a locked device answers an unauthenticated request with a plain 401 challenge and a request with credentials 403 with
+`{"ErrorCode":268632081,"Result":false,"RmLock":<seconds>,"RmLogin":0}`, refused credentials 401
+`Error\r\nInvalid Authority!` (both as a real DH-NVR608H answered: tests/fixtures/devices/dahua/DH-NVR608H-128-4KS3-I).
 """
 
 from __future__ import annotations
@@ -55,7 +57,9 @@ def unauthorized(state: DeviceState, outcome: str, with_credentials: bool = True
         body = json.dumps({"ErrorCode": 268632081, "Result": False, "RmLock": state.unlock_in_s(), "RmLogin": 0},
                           separators=(",", ":"))
         return Response(403, {"Content-Type": "application/json"}, body.encode())
-    body = ""  # locked or not, a request without credentials gets a plain challenge
+    # Refused credentials: 401 "Invalid Authority!", as a DH-NVR608H answered a wrong password (corpus
+    # dahua/DH-NVR608H-128-4KS3-I). Locked or not, a request without credentials gets a plain challenge.
+    body = "Error\r\nInvalid Authority!\r\n" if outcome == digest.FAILED and with_credentials else ""
     resp = text(body, 401)
     resp.headers.update(digest.challenge(state, stale=outcome == digest.STALE))
     return resp

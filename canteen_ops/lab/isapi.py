@@ -59,7 +59,10 @@ def response_status(state: DeviceState, req: Request, code: int, sub: str, http:
 
 
 def not_found(state: DeviceState, req: Request) -> Response:
-    return response_status(state, req, 4, "notSupport", 404)
+    """What firmware answers for a resource it does not offer: 403 with ResponseStatus notSupport under /ISAPI/
+    (DS-7716NI-I4 and DS-9632NI-M8 in Key-Information-Solutions/DVRtool's docs, a HiWatch DS-N308(C) in
+    maciej-or/hikvision_next#176; the hikvision_next dumps record 403 for most absent paths), 404 elsewhere."""
+    return response_status(state, req, 4, "notSupport", 403 if req.path.startswith("/ISAPI/") else 404)
 
 
 def user_check(state: DeviceState, status: int) -> str:

@@ -6,9 +6,11 @@ A recorded device is served as that firmware behaves where the recording says no
   replay credentials, and never counts or locks (a replay has no login lock);
 - ONVIF answers need a WS-Security UsernameToken (PasswordDigest) except the PRE_AUTH operations
   (GetSystemDateAndTime, GetServices, GetCapabilities...), as devices do;
-- a request it has no recording for gets the vendor's own "not offered" answer: Hikvision 404 with an ISAPI
+- a request it has no recording for gets the vendor's own "not offered" answer: Hikvision 403 with an ISAPI
   ResponseStatus (subStatusCode notSupport), Dahua 400 `Error\\r\\nBad Request!`, ONVIF a SOAP fault
-  ter:ActionNotSupported. A folder may record its own error answer instead (`unrecorded:` in exchanges.yaml).
+  ter:ActionNotSupported. A folder may record its own error answer instead (`unrecorded:` in exchanges.yaml);
+- a folder may also record what the firmware answers credentials once it has locked the account after failed logins
+  (`locked:`): a server started with locked=True sends that to every request that carries credentials.
 
 Two on-disk forms, one model (RecordedDevice):
 - a model folder: device.yaml + exchanges.yaml + verbatim body files (tests/fixtures/README.md);
@@ -38,10 +40,11 @@ REPLAY_USER, REPLAY_PASSWORD = "admin", "replay-password"  # what a replayed dev
 MAX_REQUEST_BODY = 1024 * 1024
 
 SOAP_CT = "application/soap+xml; charset=utf-8"
-# The vendors' own "not offered" answers, as the protocol reference documents them (ISAPI ResponseStatus 4 "Invalid
-# Operation" / notSupport; Dahua HTTP 400 `Error\r\nBad Request!`; ONVIF env:Receiver ter:ActionNotSupported "Optional
-# Action Not Implemented"). None of the corpus sources recorded one for a request our drivers make; a model folder
-# that has one gives it in `unrecorded:` and it is used instead.
+# The vendors' own "not offered" answers: ISAPI HTTP 403 with ResponseStatus 4 "Invalid Operation" / notSupport (what
+# real recorders answered for absent resources: Key-Information-Solutions/DVRtool's discovery notes, a HiWatch NVR in
+# maciej-or/hikvision_next#176; that integration's dumps record 403 for most absent paths); Dahua HTTP 400
+# `Error\r\nBad Request!` (protocols.md §B); ONVIF env:Receiver ter:ActionNotSupported "Optional Action Not
+# Implemented". A model folder that recorded its own gives it in `unrecorded:` and it is used instead.
 _DEFAULT_CT = {"hikvision": "application/xml", "dahua": "text/plain;charset=utf-8", "onvif": SOAP_CT}
 _HIK_NOT_SUPPORTED = (
     '<?xml version="1.0" encoding="UTF-8"?>\n'
@@ -92,6 +95,7 @@ class RecordedDevice:
     expect: dict[str, Any] = field(default_factory=dict)
     exchanges: list[Exchange] = field(default_factory=list)
     unrecorded: Exchange | None = None  # the firmware's own answer to what it does not offer, where recorded
+    locked: Exchange | None = None  # its answer to credentials while it has locked the account, where recorded
     source: str = ""  # the folder or file it came from
 
     # --- matching -----------------------------------------------------------------------------------------
@@ -206,10 +210,10 @@ def _exchange(entry: Any, where: str, body: bytes) -> Exchange:
 def load_folder(folder: Path) -> RecordedDevice:
     meta = _device_meta(_yaml(folder / "device.yaml"), str(folder / "device.yaml"))
     entries = _yaml(folder / "exchanges.yaml")
-    if isinstance(entries, dict):  # the long form: {exchanges: [...], unrecorded: {...}}
-        unrecorded, entries = entries.get("unrecorded"), entries.get("exchanges")
+    if isinstance(entries, dict):  # the long form: {exchanges: [...], unrecorded: {...}, locked: {...}}
+        unrecorded, locked, entries = entries.get("unrecorded"), entries.get("locked"), entries.get("exchanges")
     else:
-        unrecorded = None
+        unrecorded = locked = None
     if not isinstance(entries, list):
         raise ReplayError(f"{folder / 'exchanges.yaml'}: expected a list of exchanges")
     dev = RecordedDevice(**meta, source=str(folder))
@@ -229,11 +233,12 @@ def load_folder(folder: Path) -> RecordedDevice:
     for i, entry in enumerate(entries, 1):
         where = f"{folder / 'exchanges.yaml'}: entry {i}"
         dev.exchanges.append(_exchange(entry, where, body_of(entry, where)))
-    if unrecorded is not None:
-        where = f"{folder / 'exchanges.yaml'}: unrecorded"
-        if isinstance(unrecorded, dict):
-            unrecorded = {"request": "ANY /", **unrecorded}
-        dev.unrecorded = _exchange(unrecorded, where, body_of(unrecorded, where))
+    for key, answer in (("unrecorded", unrecorded), ("locked", locked)):
+        if answer is not None:
+            where = f"{folder / 'exchanges.yaml'}: {key}"
+            if isinstance(answer, dict):
+                answer = {"request": "ANY /", **answer}
+            setattr(dev, key, _exchange(answer, where, body_of(answer, where)))
     return dev
 
 
@@ -284,9 +289,13 @@ class Answer:
 class Replayer:
     """Decides the answer to one request (no sockets here: the server below and tests use it)."""
 
-    def __init__(self, device: RecordedDevice, username: str = REPLAY_USER, password: str = REPLAY_PASSWORD):
+    def __init__(self, device: RecordedDevice, username: str = REPLAY_USER, password: str = REPLAY_PASSWORD,
+                 locked: bool = False):
+        if locked and (device.locked is None or device.vendor == "onvif"):
+            raise ReplayError(f"{device.source}: no recorded answer of a locked {device.vendor} device (`locked:`)")
         self.device = device
         self.username, self.password = username, password
+        self.locked = locked  # answer every request with credentials as the locked firmware did
         self.realm = device.realm or _default_realm(device)
         self._nonces: set[str] = set()
         self._turns: dict[int, int] = {}  # how often each request was answered (repeated requests, in turn)
@@ -370,10 +379,14 @@ class Replayer:
         if dev.vendor == "onvif":
             if operation not in _ONVIF_PRE_AUTH and not self._onvif_authorized(body):
                 return self._soap_fault("Sender", "NotAuthorized", "Sender not authorized", 400)
+        elif self.locked and headers.get("authorization") and dev.locked:
+            # Locked: right or wrong, credentials get the lock answer (nothing is served, nothing checked).
+            self.refused.append(" ".join((method, target.partition("?")[0])))
+            return Answer(dev.locked.status, dict(dev.locked.headers), dev.locked.body)
         elif not self._authorized(method, target, headers.get("authorization")):
             ct = _DEFAULT_CT[dev.vendor]
             text = (_HIK_UNAUTHORIZED.format(url=_xml_escape(target)) if dev.vendor == "hikvision"
-                    else "Error\r\nInvalid Authority!\r\n")
+                    else "Error\r\nInvalid Authority!\r\n")  # Dahua: as a DH-NVR608H refused a wrong password
             return Answer(401, {"WWW-Authenticate": self._challenge(), "Content-Type": ct}, text.encode())
         found = dev.find(method, target, operation, body)
         request = " ".join(filter(None, (method, target.partition("?")[0], operation)))
@@ -398,7 +411,7 @@ class Replayer:
         if dev.unrecorded is not None:
             return Answer(dev.unrecorded.status, dict(dev.unrecorded.headers), dev.unrecorded.body)
         if dev.vendor == "hikvision":
-            return Answer(404, {"Content-Type": "application/xml"},
+            return Answer(403, {"Content-Type": "application/xml"},
                           _HIK_NOT_SUPPORTED.format(url=_xml_escape(target.partition("?")[0])).encode())
         if dev.vendor == "dahua":
             return Answer(400, {"Content-Type": "text/plain;charset=utf-8"}, _DAHUA_BAD_REQUEST.encode())
@@ -467,11 +480,11 @@ class ReplayServer:
     """One recorded device on host:port (port 0: any free port), served from a background thread."""
 
     def __init__(self, device: RecordedDevice, host: str = "127.0.0.1", port: int = 0,
-                 username: str = REPLAY_USER, password: str = REPLAY_PASSWORD):
+                 username: str = REPLAY_USER, password: str = REPLAY_PASSWORD, locked: bool = False):
         if not host.startswith("127.") and host not in ("localhost", "::1"):
             raise ReplayError(f"{host}: a replay server listens on loopback only")
         self.device = device
-        self.replayer = Replayer(device, username, password)
+        self.replayer = Replayer(device, username, password, locked=locked)
         self._httpd = ThreadingHTTPServer((host, port), _Handler)
         self._httpd.daemon_threads = True
         self._httpd.replayer = self.replayer  # type: ignore[attr-defined]

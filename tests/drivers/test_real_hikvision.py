@@ -3,7 +3,10 @@ each SOURCE.md)."""
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
+
+import pytest
 
 from canteen_ops.drivers import hikvision as H
 from canteen_ops.drivers import xmlsafe as X
@@ -120,3 +123,36 @@ def test_a_full_camera_card_is_judged_like_a_full_nvr_disk():
     assert r.status.value == "ok" and "full: the camera overwrites the oldest recordings" in r.summary
     r = storage(SimpleNamespace(device=dev, get=lambda name: [full], policy=Policy(hdd_free_warn_pct=5)))[0]
     assert r.status.value == "warn" and r.summary.startswith("SD card 1: 0.0% free")
+
+
+def test_summer_wall_clock_with_the_standard_offset_is_read_by_the_zone_rule():
+    """DS-7716NI-I4/16P(B) V4.61.030 wrote 07:24:29-05:00 while it stood in -04:00 (its own zone's DST rule was in
+    effect; the source's workstation read 11:24:30 UTC at that moment): the clock is right, not an hour slow."""
+    utc, offset, tz, mode = H.parse_time(xml("DS-7716NI-I4-16P-B", "System/time"))
+    assert utc == dt.datetime(2026, 9, 9, 11, 24, 29, tzinfo=dt.timezone.utc)
+    assert offset == dt.timedelta(hours=-4) and mode == "NTP"
+    assert H.parse_ntp_servers(xml("DS-7716NI-I4-16P-B", "System/time/ntpServers")) == ["time.windows.com"]
+
+
+@pytest.mark.parametrize("wall,hours", [
+    (dt.datetime(2026, 3, 8, 1, 59), -5), (dt.datetime(2026, 3, 8, 2, 0), -4),  # 2nd Sunday of March, 02:00
+    (dt.datetime(2026, 11, 1, 1, 59), -4), (dt.datetime(2026, 11, 1, 2, 0), -5),  # 1st Sunday of November
+    (dt.datetime(2026, 1, 15), -5), (dt.datetime(2026, 7, 4), -4),
+])
+def test_dst_rule_of_the_recorded_zone(wall, hours):
+    tz = X.text(xml("DS-7716NI-I4-16P-B", "System/time"), "timeZone")
+    assert H.posix_dst_offset(tz, wall) == dt.timedelta(hours=hours)
+
+
+def test_dst_rule_last_week_southern_zone_and_none():
+    europe = "CST-1:00:00DST01:00:00,M3.5.0/02:00:00,M10.5.0/03:00:00"  # last Sundays of March and October
+    assert H.posix_dst_offset(europe, dt.datetime(2024, 3, 31, 2, 0)) == dt.timedelta(hours=2)
+    assert H.posix_dst_offset(europe, dt.datetime(2024, 10, 27, 3, 0)) == dt.timedelta(hours=1)
+    sydney = "CST-10:00:00DST01:00:00,M10.1.0/02:00:00,M4.1.0/03:00:00"
+    assert H.posix_dst_offset(sydney, dt.datetime(2026, 1, 1)) == dt.timedelta(hours=11)
+    assert H.posix_dst_offset(sydney, dt.datetime(2026, 6, 1)) == dt.timedelta(hours=10)
+    assert H.posix_dst_offset("CST-8:00:00", dt.datetime(2026, 6, 1)) is None  # China: no rule
+    # an offset that already is the summer one is kept (only the standard-offset quirk is corrected)
+    root = X.parse(b"<Time><timeMode>NTP</timeMode><localTime>2026-09-09T07:24:29-04:00</localTime><timeZone>"
+                   b"CST+5:00:00DST01:00:00,M3.2.0/02:00:00,M11.1.0/02:00:00</timeZone></Time>")
+    assert H.parse_time(root)[0] == dt.datetime(2026, 9, 9, 11, 24, 29, tzinfo=dt.timezone.utc)

@@ -104,7 +104,8 @@ def parse_device_information(answer) -> DeviceInformation:
 
 
 def parse_ntp_servers(answer) -> list[str]:
-    """GetNTP → the NTP servers in use: the manual ones, and those from DHCP when FromDHCP is set."""
+    """GetNTP → the NTP servers in use: the manual ones, and those from DHCP when FromDHCP is set. An unset server
+    is left out: firmware writes it as 0.0.0.0 (a SUNBA and a GX728MF-IR28 in the corpus)."""
     info = X.find(answer, "NTPInformation")
     hosts = X.findall(info, "NTPManual")
     if _truthy(X.text(info, "FromDHCP")):
@@ -112,7 +113,7 @@ def parse_ntp_servers(answer) -> list[str]:
     servers = []
     for h in hosts:
         addr = X.text(h, "IPv4Address") or X.text(h, "IPv6Address") or X.text(h, "DNSname")
-        if addr and addr.strip():
+        if addr and addr.strip() and addr.strip() not in ("0.0.0.0", "::"):
             servers.append(addr.strip())
     return servers
 
