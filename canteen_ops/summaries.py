@@ -140,6 +140,7 @@ PHRASES = (
     "device does not report its NTP settings",
     "(enabled state not reported)",
     "NTP on (this firmware does not list its NTP servers)",
+    "not applicable: this firmware offers no NTP settings",
     "NTP on, server ",
     "NTP server ",
     ", serial ", ", firmware ",
