@@ -19,7 +19,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from canteen_ops.errors import PermissionRefused, UsageError
+from canteen_ops.errors import PermissionRefused, UsageError, Word, Words
 from canteen_ops.inventory.model import Device, Inventory
 from canteen_ops.store.log import MaintenanceLog
 from canteen_ops.timeutil import iso, parse_iso, utcnow
@@ -84,14 +84,18 @@ def _event(log: MaintenanceLog, change_id: str, actor: str | None, action: str, 
 def _require_state(ch: Mapping[str, Any], allowed: tuple[str, ...], verb: str) -> None:
     if ch["state"] not in allowed:
         nxt = {"requested": "approve", "approved": "notify", "notified": "start", "started": "complete or rollback"}
-        hint = f"; next step: {nxt[ch['state']]}" if ch["state"] in nxt else ""
-        raise PermissionRefused(f"cannot {verb} change {ch['id'][:8]} ({ch['title']}): it is {ch['state']}, "
-                                f"allowed only when {' or '.join(allowed)}{hint}")
+        values = dict(verb=Word(verb, "verb"), id=ch["id"][:8], title=ch["title"], state=Word(ch["state"]),
+                      allowed=Words(allowed))  # the next step is a command name: as it is
+        if ch["state"] in nxt:
+            raise PermissionRefused("cannot {verb} change {id} ({title}): it is {state}, allowed only when {allowed}; "
+                                    "next step: {next}", next=nxt[ch["state"]], **values)
+        raise PermissionRefused("cannot {verb} change {id} ({title}): it is {state}, allowed only when {allowed}",
+                                **values)
 
 
 def _check_window(start: dt.datetime | None, end: dt.datetime | None) -> None:
     if start and end and end <= start:
-        raise UsageError(f"the window ends ({iso(end)}) before it starts ({iso(start)})")
+        raise UsageError("the window ends ({end}) before it starts ({start})", end=iso(end), start=iso(start))
 
 
 # --- the permit flow -----------------------------------------------------------------------------------------
@@ -121,8 +125,8 @@ def approve(log: MaintenanceLog, ident: str, actor: str, *, note: str | None = N
     ch = find_change(log, ident)
     _require_state(ch, ("requested",), "approve")
     if actor == ch.get("requested_by"):
-        raise PermissionRefused(f"cannot approve change {ch['id'][:8]}: {actor} requested it; another person "
-                                "(the responsible leader) must approve")
+        raise PermissionRefused("cannot approve change {id}: {actor} requested it; another person (the responsible "
+                                "leader) must approve", id=ch['id'][:8], actor=actor)
     with log.transaction():
         log.update("changes", ch["id"], {"state": "approved", "approved_at": iso(), "approved_by": actor})
         _event(log, ch["id"], actor, "approve", note)
@@ -145,7 +149,7 @@ def notify(log: MaintenanceLog, ident: str, actor: str, *, notice_to: Sequence[s
     _check_window(start, end)
     now = now or utcnow()
     if end <= now:
-        raise UsageError(f"the announced window already ended ({iso(end)})")
+        raise UsageError("the announced window already ended ({end})", end=iso(end))
     with log.transaction():
         log.update("changes", ch["id"], {"state": "notified", "notified_at": iso(now), "notified_by": actor,
                                          "notice_to": told, "window_start": iso(start), "window_end": iso(end)})
@@ -162,19 +166,24 @@ def start(log: MaintenanceLog, inventory: Inventory, ident: str, actor: str, *,
     now = now or utcnow()
     ws, we = parse_iso(ch["window_start"]), parse_iso(ch["window_end"])
     if not ws <= now <= we:
-        raise PermissionRefused(f"cannot start change {ch['id'][:8]}: now is outside the announced window "
-                                f"{ch['window_start']} – {ch['window_end']}")
+        raise PermissionRefused("cannot start change {id}: now is outside the announced window {window_start} – "
+                                "{window_end}", id=ch['id'][:8], window_start=ch['window_start'],
+                                window_end=ch['window_end'])
     devices = []
     for did in ch["device_ids"]:
         try:
             devices.append(inventory.device(did))
         except KeyError:
-            raise PermissionRefused(f"cannot start change {ch['id'][:8]}: device {did!r} is no longer in the "
-                                    "inventory") from None
+            raise PermissionRefused("cannot start change {id}: device {did!r} is no longer in the inventory",
+                                    id=ch['id'][:8], did=did) from None
     busy = _devices_in_started_changes(log, set(ch["device_ids"]), exclude=ch["id"])
     if busy:
-        raise PermissionRefused(f"cannot start change {ch['id'][:8]}: " + "; ".join(
-            f"{d} is under started change {c[:8]}" for d, c in sorted(busy.items())))
+        if len(busy) == 1:
+            (device, other), = busy.items()
+            raise PermissionRefused("cannot start change {id}: {device} is under started change {other}",
+                                    id=ch["id"][:8], device=device, other=other[:8])
+        raise PermissionRefused("cannot start change {id}: devices under other started changes: {devices}",
+                                id=ch["id"][:8], devices=", ".join(f"{d} ({c[:8]})" for d, c in sorted(busy.items())))
     hook = backup_devices or default_backup_hook(log, inventory, actor)
     try:
         outcomes = list(hook(devices, ch["id"]))
@@ -185,8 +194,8 @@ def start(log: MaintenanceLog, inventory: Inventory, ident: str, actor: str, *,
     if bad:
         msg = "; ".join(f"{d}: {why}" for d, why in bad.items())
         _event(log, ch["id"], actor, "start-refused", f"backup failed: {msg}", {"failed": bad})
-        raise PermissionRefused(f"cannot start change {ch['id'][:8]}: no good backup of every affected device "
-                                f"({msg})")
+        raise PermissionRefused("cannot start change {id}: no good backup of every affected device ({msg})",
+                                id=ch['id'][:8], msg=msg)
     with log.transaction():
         log.update("changes", ch["id"], {"state": "started", "started_at": iso(now), "started_by": actor,
                                          "data": {**(ch.get("data") or {}), "backups": good}})
@@ -276,7 +285,10 @@ def require_started_change(log: MaintenanceLog, device_ids: Iterable[str], chang
         else:
             return ch
     detail = "; ".join(reasons) if reasons else "no change is started"
-    raise PermissionRefused(
-        f"refused: altering {', '.join(wanted)} needs a started change (work permit) covering "
-        f"{'it' if len(wanted) == 1 else 'them'} ({detail}). Use: canteen-ops change request → approve → notify → "
-        "start")
+    if len(wanted) == 1:
+        raise PermissionRefused("refused: altering {devices} needs a started change (work permit) covering it "
+                                "({detail}). Use: canteen-ops change request → approve → notify → start",
+                                devices=wanted[0], detail=detail)
+    raise PermissionRefused("refused: altering {devices} needs a started change (work permit) covering them "
+                            "({detail}). Use: canteen-ops change request → approve → notify → start",
+                            devices=", ".join(wanted), detail=detail)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Callable, Iterable, Mapping
 
-from canteen_ops.errors import NotFound, UsageError
+from canteen_ops.errors import NotFound, UsageError, Word, Words
 from canteen_ops.inventory.model import Inventory, Policy, WorkingHours
 from canteen_ops.sla import LEVELS, arrive_sla, deadlines
 from canteen_ops.store.log import MaintenanceLog
@@ -45,7 +45,7 @@ def open_incident(log: MaintenanceLog, inventory: Inventory, *, level: str, titl
                   source_result_id: str | None = None, data: dict | None = None) -> dict[str, Any]:
     """Open an incident and compute its deadlines from the school's working hours and policy."""
     if level not in LEVELS:
-        raise UsageError(f"level {level!r}: expected one of {', '.join(LEVELS)}")
+        raise UsageError("level {level!r}: expected one of {levels}", level=level, levels=', '.join(LEVELS))
     if not title or not title.strip():
         raise UsageError("an incident needs a title")
     device_ids = list(dict.fromkeys(device_ids))
@@ -73,14 +73,16 @@ def _school_of(inventory: Inventory, device_ids: list[str], school_id: str | Non
         try:
             school = next(s for s in inventory.schools if school_id in (s.id, s.name))
         except StopIteration:
-            raise NotFound(f"school {school_id!r} is not in the inventory {inventory.path}") from None
+            raise NotFound("school {school_id!r} is not in the inventory {where}", school_id=school_id,
+                           where=inventory.path) from None
         school_id = school.id
         if schools - {school_id}:
-            raise UsageError(f"devices {', '.join(device_ids)} do not all belong to school {school_id}")
+            raise UsageError("devices {device_ids} do not all belong to school {school_id}",
+                             device_ids=', '.join(device_ids), school_id=school_id)
         return school_id
     if len(schools) > 1:
-        raise UsageError("an incident belongs to one school; these devices span "
-                         f"{', '.join(sorted(schools))} — open one incident per school")
+        raise UsageError("an incident belongs to one school; these devices span {schools} — open one incident per "
+                         "school", schools=', '.join(sorted(schools)))
     if not schools:
         raise UsageError("name the affected device(s) or the school")
     return schools.pop()
@@ -166,7 +168,7 @@ def reopen(log: MaintenanceLog, ident: str, actor: str, *, note: str | None = No
     furthest state it had reached: an arrival on site stays recorded."""
     def change(inc, t):
         if at is not None and at < parse_iso(inc.get("resolved_at") or inc.get("cancelled_at") or inc["opened_at"]):
-            raise UsageError(f"--at {at.isoformat()} is before the incident was closed")
+            raise UsageError("--at {isoformat} is before the incident was closed", isoformat=at.isoformat())
         state = "arrived" if inc.get("arrived_at") else ("acked" if inc.get("acked_at") else "open")
         return ({"state": state, "resolved_at": None, "resolved_by": None, "resolution": None, "cancelled_at": None,
                  "cancelled_by": None, "cancel_reason": None}, "reopen", note, {"was": inc["state"]})
@@ -194,8 +196,9 @@ def assign(log: MaintenanceLog, ident: str, actor: str, *, who: str,
 
 def _require(inc: Mapping[str, Any], states: tuple[str, ...], verb: str) -> None:
     if inc["state"] not in states:
-        raise IncidentStateError(f"cannot {verb} incident {inc['id'][:8]}: it is {inc['state']}"
-                                 f" (allowed when {' or '.join(states)})")
+        raise IncidentStateError("cannot {verb} incident {id}: it is {state} (allowed when {states})",
+                                 verb=Word(verb, "verb"), id=inc["id"][:8], state=Word(inc["state"]),
+                                 states=Words(states))
 
 
 def _when(inc: Mapping[str, Any], at: dt.datetime | None) -> dt.datetime:
@@ -204,12 +207,14 @@ def _when(inc: Mapping[str, Any], at: dt.datetime | None) -> dt.datetime:
     if at is None:
         return now
     if at > now + dt.timedelta(minutes=1):
-        raise UsageError(f"--at {at.isoformat()} is in the future")
+        raise UsageError("--at {isoformat} is in the future", isoformat=at.isoformat())
     if at < parse_iso(inc["opened_at"]):
-        raise UsageError(f"--at {at.isoformat()} is before the incident was opened ({inc['opened_at']})")
+        raise UsageError("--at {isoformat} is before the incident was opened ({opened_at})", isoformat=at.isoformat(),
+                         opened_at=inc['opened_at'])
     for step in ("acked_at", "arrived_at") if inc["state"] in ACTIVE_STATES else ():
         if inc.get(step) and at < parse_iso(inc[step]):
-            raise UsageError(f"--at {at.isoformat()} is before the recorded {step[:-3]} time ({inc[step]})")
+            raise UsageError("--at {isoformat} is before the recorded {step} time ({inc})", isoformat=at.isoformat(),
+                             step=step[:-3], inc=inc[step])
     return at
 
 

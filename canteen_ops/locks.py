@@ -17,8 +17,9 @@ from canteen_ops.errors import LockHeld
 
 
 @contextmanager
-def exclusive(path: Path, busy: str, holder: str | None = None) -> Iterator[None]:
-    """Hold `path` or raise LockHeld(`busy` + who holds it) at once; `holder` describes us (default: our pid)."""
+def exclusive(path: Path, busy: str, holder: str | None = None, **values) -> Iterator[None]:
+    """Hold `path` or raise LockHeld(`busy`) at once: an English template (errors.py) filled with `values` and
+    `{holder}`, who holds the lock; our own `holder` says who we are (default: our pid)."""
     from filelock import FileLock, Timeout
 
     path = Path(path)
@@ -28,7 +29,7 @@ def exclusive(path: Path, busy: str, holder: str | None = None) -> Iterator[None
     try:
         lock.acquire()
     except Timeout:
-        raise LockHeld(busy.replace("{holder}", _holder(side))) from None
+        raise LockHeld(busy, holder=_holder(side), **values) from None
     try:
         try:
             side.write_text(holder or f"pid {os.getpid()}\n", encoding="utf-8")

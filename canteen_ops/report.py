@@ -249,12 +249,13 @@ def build_report(log: MaintenanceLog, inventory: Inventory, start: dt.datetime, 
     from canteen_ops.errors import NotFound, UsageError
 
     if end <= start:
-        raise UsageError(f"the period is empty: --to ({iso(end)}) is not after --from ({iso(start)})")
+        raise UsageError("the period is empty: --to ({end}) is not after --from ({start})", end=iso(end),
+                         start=iso(start))
     wanted = list(schools)
     chosen = [s for s in inventory.schools if not wanted or s.id in wanted or s.name in wanted]
     unknown = [w for w in wanted if not any(w in (s.id, s.name) for s in inventory.schools)]
     if unknown:
-        raise NotFound(f"school(s) not in the inventory: {', '.join(unknown)}")
+        raise NotFound("school(s) not in the inventory: {unknown}", unknown=', '.join(unknown))
     now = now or utcnow()
     d = _Data(log, start, end)
     return {

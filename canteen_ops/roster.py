@@ -181,19 +181,20 @@ def parse_roster(v, raw: Any, path: tuple, timezone: str, notify_names: Iterable
         m = v.mapping(item, p, PERSON_KEYS, required=("name", "role", "shifts"))
         role = v.string(m, "role", p)
         if role is not None and role not in ROLES:
-            v.problem(p + ("role",), f"invalid role {role!r}: expected one of {', '.join(ROLES)}")
+            v.problem(p + ("role",), "invalid role {role!r}: expected one of {roles}", role=role,
+                      roles=', '.join(ROLES))
             role = None
         target = v.string(m, "notify", p)
         if target is not None and names is not None and target not in names:
-            v.problem(p + ("notify",), f"unknown notify target {target!r}"
-                      + (f" (defined in settings.notify: {', '.join(sorted(names))})" if names else
-                         " (settings.notify defines none)"))
+            v.problem(p + ("notify",), "unknown notify target {target!r} (defined in settings.notify: {defined})"
+                      if names else "unknown notify target {target!r} (settings.notify defines none)", target=target,
+                      defined=", ".join(sorted(names)))
         limits = {k: v.str_list(m[k], p + (k,)) or () for k in ("districts", "groups", "schools") if m.get(k)}
         for key, values in limits.items():
             unknown = [x for x in values if scope is not None and x not in scope[key]]
             if unknown:
-                v.problem(p + (key,), f"no {key[:-1]} "
-                          f"{', '.join(map(repr, unknown))} in the inventory")
+                v.problem(p + (key,), "no {key} {unknown} in the inventory", key=key[:-1],
+                          unknown=", ".join(map(repr, unknown)))
         shifts = []
         sraw = m.get("shifts")
         if sraw is not None and v.typed(sraw, p + ("shifts",), list, "a list of shifts") is not None:
@@ -209,7 +210,7 @@ def parse_roster(v, raw: Any, path: tuple, timezone: str, notify_names: Iterable
                     days = v.str_list(sm["days"], sp + ("days",)) or ()
                     bad = [d for d in days if _weekday(d) is None]
                     if bad:
-                        v.problem(sp + ("days",), f"unknown weekday(s) {', '.join(bad)}: use mon..sun")
+                        v.problem(sp + ("days",), "unknown weekday(s) {bad}: use mon..sun", bad=', '.join(bad))
                     kw["days"] = tuple(sorted({_weekday(d) for d in days if _weekday(d) is not None}))
                 if sm.get("dates") is not None:
                     items = sm["dates"] if isinstance(sm["dates"], list) else [sm["dates"]]
@@ -219,7 +220,7 @@ def parse_roster(v, raw: Any, path: tuple, timezone: str, notify_names: Iterable
                     if sm.get(key) is not None:
                         t = dt.time(0, 0) if sm[key] in ("24:00", 1440) else _parse_time(sm[key])
                         if t is None:
-                            v.problem(sp + (key,), f"expected a time HH:MM, got {sm[key]!r}")
+                            v.problem(sp + (key,), "expected a time HH:MM, got {sm!r}", sm=sm[key])
                         else:
                             kw[key] = t
                 shifts.append(Shift(**kw))

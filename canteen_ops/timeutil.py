@@ -43,13 +43,16 @@ def is_duration(s: str) -> bool:
 
 def parse_duration(s: str) -> dt.timedelta:
     """'90s', '15m', '24h', '7d', '2w' → timedelta (at most MAX_DURATION). Raises ValueError with a readable
-    message."""
+    message in the reader's language (these messages are shown with the option they belong to, never stored)."""
+    from canteen_ops.i18n import _
+
     m = _DURATION.match(s)
     if not m:
-        raise ValueError(f"invalid duration {s!r}: use a number and s/m/h/d/w, e.g. 24h or 7d")
+        raise ValueError(_("invalid duration {value!r}: use a number and s/m/h/d/w, e.g. 24h or 7d").format(value=s))
     seconds = float(m.group(1)) * _UNITS[m.group(2)]
     if seconds > MAX_DURATION.total_seconds():
-        raise ValueError(f"duration {s.strip()!r} is out of range (at most {MAX_DURATION.days} days)")
+        raise ValueError(_("duration {value!r} is out of range (at most {days} days)").format(
+            value=s.strip(), days=MAX_DURATION.days))
     return dt.timedelta(seconds=seconds)
 
 
@@ -60,7 +63,10 @@ def in_range(t: dt.datetime, text: str) -> dt.datetime:
     except OverflowError:  # the offset takes it past year 1 or 9999
         ok = False
     if not ok:
-        raise ValueError(f"time {text.strip()!r} is out of range (between {EARLIEST.year} and {LATEST.year})")
+        from canteen_ops.i18n import _
+
+        raise ValueError(_("time {value!r} is out of range (between {first} and {last})").format(
+            value=text.strip(), first=EARLIEST.year, last=LATEST.year))
     return t
 
 
@@ -73,8 +79,10 @@ def parse_since(s: str, now: dt.datetime | None = None, tz: str | None = None) -
     try:
         t = dt.datetime.fromisoformat(s.strip().replace("Z", "+00:00"))
     except ValueError:
-        raise ValueError(f"invalid time {s!r}: use a duration such as 24h / 7d or a date such as 2026-11-01") \
-            from None
+        from canteen_ops.i18n import _
+
+        raise ValueError(_("invalid time {value!r}: use a duration such as 24h / 7d or a date such as 2026-11-01")
+                         .format(value=s)) from None
     if t.tzinfo is None:
         from zoneinfo import ZoneInfo
 
@@ -103,12 +111,14 @@ def local(s: str | None, tz: str = "Asia/Shanghai") -> str:
 
 
 def age(seconds: float) -> str:
-    """How old something is, for people: '40 s', '12 min', '5 h', '3 d'."""
+    """How old something is, for people: '40 s', '12 min', '5 h', '3 d' (40 秒 … in Chinese)."""
+    from canteen_ops.i18n import _
+
     s = max(0.0, seconds)
     if s < 90:
-        return f"{s:.0f} s"
+        return _("{n} s").format(n=f"{s:.0f}")
     if s < 90 * 60:
-        return f"{s / 60:.0f} min"
+        return _("{n} min").format(n=f"{s / 60:.0f}")
     if s < 48 * 3600:
-        return f"{s / 3600:.0f} h"
-    return f"{s / 86400:.0f} d"
+        return _("{n} h").format(n=f"{s / 3600:.0f}")
+    return _("{n} d").format(n=f"{s / 86400:.0f}")

@@ -68,9 +68,9 @@ class SyncReport:
 class SyncFailed(CanteenOpsError):
     """A sync stopped early; carries the partial report (what was confirmed) and the exit code of the cause."""
 
-    def __init__(self, message: str, exit_code: int, report: SyncReport):
-        super().__init__(message)
-        self.exit_code = exit_code
+    def __init__(self, cause: CanteenOpsError, report: SyncReport):
+        super().__init__(cause.template, **cause.values)  # the cause's message, English and shown translated
+        self.exit_code = cause.exit_code
         self.report = report
 
 
@@ -86,14 +86,15 @@ def resolve_upstream(flag: str | None, settings: "Settings | None") -> str:
     # in it (user:pass@, ?_token=) are refused, and the refusal shows the URL without them.
     shown = _public_url(url)
     if re.match(r"^[a-z][a-z0-9+.\-]*://[^/?#]*@", url, re.I) or "?" in url or "#" in url:
-        raise UsageError(f"upstream {shown!r}: the URL takes no user, password, query or fragment; give the API "
-                         "token in $CANTEEN_OPS_UPSTREAM_TOKEN or settings.upstream_token_file")
+        raise UsageError("upstream {shown!r}: the URL takes no user, password, query or fragment; give the API token "
+                         "in $CANTEEN_OPS_UPSTREAM_TOKEN or settings.upstream_token_file", shown=shown)
     if not re.match(r"^https?://[^/@?#\s]+/[^/?#\s]+$", url):
-        raise UsageError(f"upstream {shown!r}: expected the Datasette database URL, http(s)://HOST[:PORT]/DATABASE")
+        raise UsageError("upstream {shown!r}: expected the Datasette database URL, http(s)://HOST[:PORT]/DATABASE",
+                         shown=shown)
     try:
         urllib.parse.urlsplit(url).port  # noqa: B018 (raises on a bad port or IPv6 literal)
     except ValueError as exc:
-        raise UsageError(f"upstream {shown!r}: {exc}") from None
+        raise UsageError("upstream {shown!r}: {exc}", shown=shown, exc=exc) from None
     return url
 
 
@@ -115,12 +116,12 @@ def resolve_token(settings: "Settings | None") -> str:
         try:
             token = read_secret_file(path).strip()
         except SecretFileError as exc:
-            raise UsageError(f"cannot read upstream token file {path}: {exc}") from None
+            raise UsageError("cannot read upstream token file {where}: {exc}", where=path, exc=exc) from None
         if token:
             return token
-        raise UsageError(f"upstream token file {path} is empty")
-    raise UsageError(f"no upstream token: set {env_name} or settings.upstream_token_file "
-                     "(create one with `datasette create-token ACTOR --secret …`)")
+        raise UsageError("upstream token file {where} is empty", where=path)
+    raise UsageError("no upstream token: set {env_name} or settings.upstream_token_file (create one with `datasette "
+                     "create-token ACTOR --secret …`)", env_name=env_name)
 
 
 def token_file_warning(settings: "Settings | None") -> str | None:
@@ -131,7 +132,9 @@ def token_file_warning(settings: "Settings | None") -> str | None:
     from canteen_ops.secretfile import open_to_others
 
     if open_to_others(path):
-        return f"upstream token file {path} is readable by other users; chmod 600 it"
+        from canteen_ops.i18n import _
+
+        return _("upstream token file {file} is readable by other users; chmod 600 it").format(file=path)
     return None
 
 
@@ -199,9 +202,10 @@ class _Upstream:
         try:
             resp = self.client.post(f"{self.url}{path}", json=body, headers=self.headers)
         except httpx.TimeoutException:
-            raise Unavailable(f"upstream {self.url} did not answer in time") from None
+            raise Unavailable("upstream {url} did not answer in time", url=self.url) from None
         except httpx.TransportError as exc:
-            raise Unavailable(f"upstream {self.url} unreachable: {type(exc).__name__}: {exc}") from None
+            raise Unavailable("upstream {url} unreachable: {kind}: {exc}", url=self.url, kind=type(exc).__name__,
+                              exc=exc) from None
         try:
             data = resp.json()
         except ValueError:
@@ -211,25 +215,27 @@ class _Upstream:
         if resp.status_code in (401, 403):
             errs = "; ".join(map(str, data.get("errors") or [])) or resp.reason_phrase
             raise PermissionRefused(
-                f"upstream {self.url} refused the token ({resp.status_code}: {errs}); check the token and that its "
-                "actor has create-table, insert-row, update-row (and alter-table) on this database — nothing was "
-                "marked synced")
+                "upstream {url} refused the token ({status_code}: {errs}); check the token and that its actor has "
+                "create-table, insert-row, update-row (and alter-table) on this database — nothing was marked synced",
+                                    url=self.url, status_code=resp.status_code, errs=errs)
         if resp.status_code >= 500:
-            raise Unavailable(f"upstream {self.url} failed: HTTP {resp.status_code}")
+            raise Unavailable("upstream {url} failed: HTTP {status_code}", url=self.url, status_code=resp.status_code)
         if 300 <= resp.status_code < 400:
-            raise Unavailable(self._redirected(path, resp))
+            raise self._redirected(path, resp)
         return resp.status_code, data
 
-    def _redirected(self, path: str, resp: "httpx.Response") -> str:
+    def _redirected(self, path: str, resp: "httpx.Response") -> Unavailable:
         """A redirect (typically http → https) is never followed: it could carry the bearer token elsewhere. Say
         where it points and which upstream URL to use instead."""
         target = urllib.parse.urljoin(f"{self.url}{path}", resp.headers.get("location", ""))
         target = re.sub(r"[\x00-\x1f\x7f-\x9f\s]", "", _public_url(target))[:300]  # outside text: printed
-        hint = ""
+        values = dict(url=self.url, status=resp.status_code, target=target or "-")
         if target.endswith(path) and len(target) > len(path):
-            hint = f"; use --upstream {target[:-len(path)]} (or settings.upstream_url)"
-        return (f"upstream {self.url} redirects (HTTP {resp.status_code}) to {target or '(no Location)'}; "
-                f"redirects are not followed, nothing was sent{hint}")
+            return Unavailable("upstream {url} redirects (HTTP {status}) to {target}; redirects are not followed, "
+                               "nothing was sent; use --upstream {use} (or settings.upstream_url)",
+                               use=target[:-len(path)], **values)
+        return Unavailable("upstream {url} redirects (HTTP {status}) to {target}; redirects are not followed, nothing "
+                           "was sent", **values)
 
 
 def _errors(data: dict[str, Any]) -> str:
@@ -275,7 +281,8 @@ def sync(log: "MaintenanceLog", upstream: str, token: str, *, batch_size: int = 
                     batch_size = max(1, int(m.group(1)))
                     continue
                 if not 200 <= status < 300 or not data.get("ok"):
-                    raise CanteenOpsError(f"upstream rejected {table} rows (HTTP {status}): {_errors(data)}")
+                    raise CanteenOpsError("upstream rejected {table} rows (HTTP {status}): {errors}", table=table,
+                                          status=status, errors=_errors(data))
                 last = max(r["seq"] for r in rows)
                 _mark_synced(log, table, last, upstream)  # only now: the server confirmed this batch
                 ts.last_seq, ts.sent, ts.batches = last, ts.sent + len(rows), ts.batches + 1
@@ -283,7 +290,7 @@ def sync(log: "MaintenanceLog", upstream: str, token: str, *, batch_size: int = 
                     on_batch(table, len(rows), last)
     except CanteenOpsError as exc:
         report.error = str(exc)
-        raise SyncFailed(str(exc), exc.exit_code, report) from None
+        raise SyncFailed(exc, report) from None
     finally:
         if own:
             client.close()
@@ -299,6 +306,7 @@ def _create(api: _Upstream, log: "MaintenanceLog", table: str) -> None:
     if "already exists" in msg:  # created meanwhile by another client: fine
         return
     if status == 404:
-        raise CanteenOpsError(f"upstream database not found at {api.url} ({msg}); create it on the server "
-                              "(datasette serve canteen.db --create) or fix the URL")
-    raise CanteenOpsError(f"upstream could not create table {table} (HTTP {status}): {msg}")
+        raise CanteenOpsError("upstream database not found at {url} ({msg}); create it on the server (datasette "
+                              "serve canteen.db --create) or fix the URL", url=api.url, msg=msg)
+    raise CanteenOpsError("upstream could not create table {table} (HTTP {status}): {msg}", table=table,
+                          status=status, msg=msg)

@@ -31,6 +31,7 @@ from typing import Callable
 
 from canteen_ops.errors import CanteenOpsError
 from canteen_ops.cli.render import clean
+from canteen_ops.i18n import _
 from canteen_ops.redact import redact_text
 from canteen_ops.timeutil import iso, utcnow
 
@@ -89,8 +90,8 @@ class Watch:
         from canteen_ops.locks import exclusive
 
         path = lock_path(self.env.inventory_path)
-        with exclusive(path, f"another watch is running for the inventory {self.env.inventory_path}{{holder}} "
-                             f"(lock {path}); one watch per inventory"):
+        with exclusive(path, "another watch is running for the inventory {inventory}{holder} (lock {lock}); one "
+                             "watch per inventory", inventory=self.env.inventory_path, lock=path):
             previous = self._install_signals()
             try:
                 return self._loop()
@@ -176,8 +177,8 @@ class Watch:
                                    "data": r.data}  # the kb entry depends on it (disk error vs absent)
                             self._track(log, row, report, messages)
                 except WRITE_ERRORS as exc:
-                    report.problems.append(f"cannot write the maintenance log ({_why(exc)}): "
-                                           f"{len(results)} result(s) of this round are not recorded")
+                    report.problems.append(_("cannot write the maintenance log ({why}): {n} result(s) of this round "
+                                             "are not recorded").format(why=_why(exc), n=len(results)))
             finally:
                 self._writing = False
                 if self._interrupt_after_write:
@@ -260,14 +261,14 @@ class Watch:
                                                   now=now), f"escalated:{inc['id']}:{_reopens(inc)}:{step}"))
             escalate_overdue(log, now)
         except WRITE_ERRORS as exc:
-            report.problems.append(f"escalation not recorded ({_why(exc)}); tried again next round")
+            report.problems.append(_("escalation not recorded ({why}); tried again next round").format(why=_why(exc)))
         if not self.inventory.settings.notify:
             return
         try:
             for msg, key in messages:
                 enqueue(log, self.inventory, msg, key, now=now)
         except WRITE_ERRORS as exc:
-            report.problems.append(f"notifications not queued ({_why(exc)})")
+            report.problems.append(_("notifications not queued ({why})").format(why=_why(exc)))
         if report.interrupted:
             report.notified = "delivery left for the next start (interrupted)"
             return
@@ -276,7 +277,8 @@ class Watch:
             report.notified = str(d)
             report.problems += [f"notify {e}" for e in d.errors]
         except WRITE_ERRORS as exc:
-            report.problems.append(f"notifications not delivered ({_why(exc)}); tried again next round")
+            report.problems.append(_("notifications not delivered ({why}); tried again next round").format(
+                why=_why(exc)))
 
     def _adopt(self, log, report: RoundReport, messages: list, now: dt.datetime) -> None:
         """Incidents opened elsewhere and not announced there (no notify target then, or an older version) are
@@ -302,12 +304,13 @@ class Watch:
                           round_started=report.started.timestamp(), round_seconds=report.seconds,
                           rounds=report.number, pending_notifications=pending)
         except WRITE_ERRORS as exc:
-            report.problems.append(f"metrics file {self.metrics} not written ({_why(exc)})")
+            report.problems.append(_("metrics file {file} not written ({why})").format(file=self.metrics,
+                                                                                         why=_why(exc)))
 
     def _print(self, r: RoundReport) -> None:
         from canteen_ops.timeutil import local
 
-        from canteen_ops.i18n import _, status_word
+        from canteen_ops.i18n import status_word
         from canteen_ops.i18n import word as _word
 
         counts = ", ".join(f"{r.counts[s]} {status_word(s)}" for s in ("crit", "warn", "unknown", "ok")
@@ -322,7 +325,8 @@ class Watch:
                 + (_("; interrupted") if r.interrupted else ""))
         self.out(clean(redact_text(line)))
         for p in r.problems:
-            sys.stderr.write(f"warning: round {r.number}: {clean(redact_text(p))}\n")
+            sys.stderr.write(_("warning: round {n}: {problem}").format(n=r.number, problem=clean(redact_text(p)))
+                             + "\n")
             sys.stderr.flush()
 
 

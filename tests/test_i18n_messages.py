@@ -218,3 +218,313 @@ def test_alerts_carry_the_finding_in_chinese_whatever_the_locale(monkeypatch):
     assert translate("clock 75 s ahead (> 60 s)", "zh") == "时钟偏差：快 75 秒 (> 60 秒)"
     assert translate("s001-nvr: clock critical", "zh") == "s001-nvr：时钟偏差 严重故障"
     assert translate("clock 75 s ahead (> 60 s)") == "clock 75 s ahead (> 60 s)"
+
+
+# --- every message in the code has its Chinese form --------------------------------------------------------------
+ROOT = __import__("pathlib").Path(__file__).resolve().parent.parent / "canteen_ops"
+
+
+def _error_classes(trees) -> set[str]:
+    """CanteenOpsError and every class derived from it anywhere in the code (their first argument is a template)."""
+    import ast
+
+    names = {"CanteenOpsError"}
+    while True:
+        more = {node.name for tree in trees for node in ast.walk(tree) if isinstance(node, ast.ClassDef)
+                and any(getattr(b, "id", getattr(b, "attr", None)) in names for b in node.bases)} - names
+        if not more:
+            return names
+        names |= more
+
+
+def _messages_in_the_code():
+    """(file:line, msgid or None, why) for every message our code shows: `_()`, `ngettext()`, `word()`, `zh()`,
+    error templates, input-file problems, lock messages, table headers, plural words. The lab (a simulator for
+    developers and demos) and the catalog tooling are not messages a technician reads."""
+    import ast
+
+    files = [f for f in sorted(ROOT.rglob("*.py")) if "lab" not in f.relative_to(ROOT).parts[:1]
+             and "locale" not in f.parts]
+    trees = {f: ast.parse(f.read_text(encoding="utf-8")) for f in files}
+    errors = _error_classes(trees.values()) | {"YamlSyntaxError"}
+    # name → (index of the message argument, whether an f-string there is a mistake)
+    calls = {"_": 0, "zh": 0, "word": 0, "problem": 1, "Problem": 4, "exclusive": 1, "typed": 3, "Column": 0,
+             **{e: 0 for e in errors}}
+    for f, tree in trees.items():
+        where = f.relative_to(ROOT.parent)
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Call):
+                continue
+            name = getattr(node.func, "id", getattr(node.func, "attr", None))
+            args = node.args
+            if name == "ngettext" and len(args) >= 2 and all(isinstance(a, ast.Constant) for a in args[:2]):
+                yield f"{where}:{node.lineno}", f"{args[0].value}\0{args[1].value}", name
+            elif name == "plural" and len(args) >= 2 and isinstance(args[1], ast.Constant):
+                many = args[2].value if len(args) > 2 and isinstance(args[2], ast.Constant) else args[1].value + "s"
+                yield f"{where}:{node.lineno}", f"{{n}} {args[1].value}\0{{n}} {many}", name
+            elif name in calls and len(args) > calls[name]:
+                arg = args[calls[name]]
+                if isinstance(arg, ast.Constant) and isinstance(arg.value, str) and arg.value:
+                    yield f"{where}:{node.lineno}", arg.value, name
+                elif isinstance(arg, ast.JoinedStr) and name not in ("_", "word"):
+                    yield f"{where}:{node.lineno}", None, f"{name}: an f-string (give a template and its values)"
+                elif isinstance(arg, ast.JoinedStr) and not any(
+                        isinstance(v, ast.Constant) and v.value.endswith(":") for v in arg.values):
+                    yield f"{where}:{node.lineno}", None, f"{name}: an f-string (only `context:` keys may be built)"
+
+
+def test_every_message_in_the_code_is_in_the_catalog_with_a_chinese_form():
+    from canteen_ops.locale.msgfmt import parse_po
+
+    catalog = parse_po((ROOT / "locale/zh_CN/LC_MESSAGES/canteen_ops.po").read_text(encoding="utf-8"))
+    found = list(_messages_in_the_code())
+    assert len(found) > 500  # the scan sees the code (not an empty walk that passes by finding nothing)
+    problems = [f"{where}: {why}" if msgid is None else f"{where}: {why}({msgid!r}) has no Chinese form"
+                for where, msgid, why in found if msgid is None or not catalog.get(msgid, "").strip("\0")]
+    assert problems == []
+    # and each Chinese form takes the same values as its English template
+    for _where, msgid, _why in found:
+        if msgid and "\0" not in msgid:
+            english, chinese = set(re.findall(r"\{(\w+)", msgid)), set(re.findall(r"\{(\w+)", catalog[msgid]))
+            assert chinese == english, (msgid, catalog[msgid])
+
+
+def test_errors_are_english_for_the_log_and_chinese_for_the_reader(zh):
+    from canteen_ops.errors import UsageError, Word, Words
+    from canteen_ops.incidents import IncidentStateError
+
+    exc = UsageError("{flag} {value!r}: expected one of {allowed}", flag="--kind", value="foo", allowed="camera, nvr")
+    assert str(exc) == "--kind 'foo': expected one of camera, nvr"  # what a log or a change's refusal keeps
+    assert exc.localized() == "--kind 'foo'：应为 camera, nvr 之一"
+    exc = IncidentStateError("cannot {verb} incident {id}: it is {state} (allowed when {states})", verb=Word("acknowledge", "verb"),
+               id="8a7d0611", state=Word("cancelled"), states=Words(("open", "acked")))
+    assert str(exc) == "cannot acknowledge incident 8a7d0611: it is cancelled (allowed when open or acked)"
+    assert exc.localized() == "无法对事件 8a7d0611 执行 受理：当前状态为 已取消 (仅在 待处理 或 已受理 时允许)"
+
+
+# --- check findings under every lab fault ------------------------------------------------------------------------
+# Words a Chinese finding may keep: protocol and format names, units, and what devices themselves write (NVR
+# channel details such as networkAbnormal, an ONVIF recording's status).
+KEEP = {"NTP", "UTC", "OSD", "RTSP", "HTTP", "TLS", "SHA", "XML", "GET", "ISAPI", "MiB", "fps", "Mbit", "Digest",
+        "Basic", "auth", "basic", "networkAbnormal", "Stopped", "VIDEO", "LAB", "cgi", "bin", "onvif", "sha", "NAS"}
+
+
+def _device_words(lab) -> set[str]:
+    """Data: school and device ids, names, models, firmware strings, serials and user names of the lab's devices
+    (never translated), and check names (ids: `--only` takes them, tables show them as they are)."""
+    from canteen_ops.checks import CHECK_NAMES
+    from canteen_ops.inventory import load_inventory
+
+    values = [s.id for s in load_inventory(lab.inventory).schools]
+    for d in lab.fleet.devices:
+        values += [d.id, d.name, d.model, d.firmware, d.serial, d.mac, d.username]
+    return {w for v in values for w in re.findall(r"[A-Za-z][A-Za-z_]{2,}", str(v or ""))} | set(CHECK_NAMES)
+
+
+def _english(text: str, data: set[str]) -> set[str]:
+    text = re.sub(r"XML 格式错误 \([^\n]*", "XML 格式错误", text)  # the XML parser's own words follow
+    text = re.sub(r"/[\w./-]+", " ", text)  # request paths (/ISAPI/System/time, /cgi-bin/magicBox.cgi)
+    text = re.sub(r"\b[0-9a-f]{8}\b", " ", text)  # record ids (incidents)
+    return {w for w in re.findall(r"[A-Za-z][A-Za-z_]{2,}", text) if w not in KEEP and w not in data}
+
+
+def test_check_findings_under_every_lab_fault_read_in_chinese(lab, lab_env, lab_faults, cli, zh, tmp_path):
+    from canteen_ops.summaries import translate
+
+    faults = [("s001-nvr", "clock-drift", "75"), ("s001-nvr", "hdd-error", None), ("s001-nvr", "retention", "3"),
+              ("s001-cam01", "offline", None), ("s001-cam02", "wrong-password", None), ("s001-cam03", "black", None),
+              ("s002-nvr", "ntp-off", None), ("s002-nvr", "gaps", "2"), ("s002-nvr", "channel-offline", "2"),
+              ("s002-cam01", "locked", None), ("s002-cam02", "oversized-body", None), ("s002-cam03", "frozen", None),
+              ("s003-nvr", "no-hdd", None), ("s003-cam01", "low-res", None), ("s003-cam02", "colour-cast", None),
+              ("s003-cam03", "blurred", None)]
+    for device, fault, value in faults:
+        lab_faults.set(device, fault, value)
+    assert cli("check", "--open-incidents").code == 2
+    for device in ("s001-*", "s002-*", "s003-*"):
+        lab_faults.clear(device)
+    lab_faults.setting("s001-cam01", "auth", "basic")  # asks for Basic over plain HTTP: refused, nothing sent
+    lab_faults.set("s001-cam02", "malformed-xml")
+    lab_faults.set("s002-cam01", "cut-head")
+    lab_faults.set("s002-cam02", "clock-reset")
+    lab_faults.set("s003-nvr", "channel-offline", "1")
+    lab_faults.set("s003-cam01", "no-stream")
+    lab_faults.set("s001-nvr", "hdd-unformatted")
+    assert cli("--force-login", "check", "-d", "s001-*", "-d", "s002-cam0[12]", "-d", "s003-nvr",
+               "-d", "s003-cam01").code == 2
+
+    log = MaintenanceLog.open(tmp_path / "log.db")
+    summaries = {r["summary"] for r in log.query("SELECT summary FROM results")} | \
+        {r["title"] for r in log.query("SELECT title FROM incidents")}
+    data = _device_words(lab)
+    left = {s: _english(translate(s), data) for s in summaries if s}
+    assert {s: w for s, w in left.items() if w} == {}
+    shown = "\n".join(translate(s) for s in summaries)
+    for chinese in ("认证失败：用户名或密码错误 — 不再重试", "已锁定：设备拒绝我们登录", "设备要求通过明文 HTTP 进行 Basic 认证",
+                    "应答 67108864 字节，超过 8 MiB 上限", "XML 格式错误", "分辨率 1280x720 低于要求的 1920x1080",
+                    "无视频流：设备应答 RTSP", "通道 2 视频丢失 (视频丢失)", "：通道 严重故障", "硬盘 1：未格式化",
+                    "录像保存天数", "时钟复位"):
+        assert chinese in shown, chinese
+    assert any(s.startswith("auth failed: wrong username or password") for s in summaries)  # the log keeps English
+    r = cli("status")
+    assert r.code == 2 and _english(r.out, data | {"all"}) == set(), r.out  # (--all)
+
+
+# --- inventory errors, usage errors, locks, sync -----------------------------------------------------------------
+def _inventory() -> str:
+    from tests.test_inventory_validation import HEAD
+
+    return HEAD + "      - id: s1-nvr\n        kind: nvr\n        vendor: hikvision\n        host: 127.0.9.1\n" \
+        "        credentials: hik\n"
+
+
+def _no_sentence(text: str) -> None:
+    """No English sentence is left: names (files, flags, quoted values, commands in backquotes) may stay, but not
+    three English words in a row."""
+    prose = re.sub(r"[\w.:-]*[/\\][\w./\\:-]*|--[\w-]+|`[^`]*`|'[^']*'|\"[^\"]*\"", " ", text)
+    runs = re.findall(r"[A-Za-z]{2,}(?: +[A-Za-z]{2,}){2,}", prose)  # (a list "a, b, c" is names)
+    assert runs == [], (runs, text)
+
+
+@pytest.mark.parametrize("case, chinese", [
+    ("tab", "这一行用制表符 (Tab) 缩进：YAML 只能用空格缩进"),
+    ("gbk", "设备清单文件以 GBK/GB18030 (中文 Windows 的 ANSI 编码) 保存，不是 UTF-8：请另存为 UTF-8"),
+    ("utf16", "设备清单文件以 UTF-16 (\"Unicode\") 编码保存：请另存为 UTF-8"),
+    ("scheme", "含有网址：host 只写地址；端口请用 `port:` (host: 127.0.9.1, port: 8080)"),
+    ("port", "含有端口：host 只写地址；端口请用 `port:` (host: 127.0.9.1, port: 8000)"),
+    ("password", "host 中含有用户名或密码 (user:password@…；不予显示)"),
+    ("typo", "未知的键 'hots' (是否应为 'host'？)"),
+])
+def test_inventory_errors_speak_chinese(cli, zh, tmp_path, case, chinese):
+    inventory = _inventory()
+    text = {"tab": inventory.replace("        host: 127.0.9.1", "\thost: 127.0.9.1"),
+            "scheme": inventory.replace("host: 127.0.9.1", "host: 'http://127.0.9.1:8080'"),
+            "port": inventory.replace("host: 127.0.9.1", "host: '127.0.9.1:8000'"),
+            "password": inventory.replace("host: 127.0.9.1", "host: 'admin:Sekr1t-77@127.0.9.1'"),
+            "typo": inventory.replace("host: 127.0.9.1", "hots: 127.0.9.1")}.get(case, inventory)
+    path = tmp_path / "inventory.yaml"
+    path.write_bytes(text.encode({"gbk": "gbk", "utf16": "utf-16"}.get(case, "utf-8")))
+    r = cli("-i", path, "inventory", "validate")
+    assert r.code == 65 and chinese in r.err and "个问题；未执行任何操作" in r.err, r
+    assert "Sekr1t" not in r.out + r.err
+    _no_sentence(r.err)
+
+
+def test_usage_lock_and_sync_errors_speak_chinese(cli, zh, tmp_path, monkeypatch):
+    from canteen_ops.locks import exclusive
+    from tests.test_playbooks import write
+
+    path = tmp_path / "inventory.yaml"
+    path.write_text(_inventory(), encoding="utf-8")
+    for args, code, chinese in [
+        (("check", "--kind", "dvr"), 64, "错误: --kind 'dvr'：应为 camera, nvr 之一"),
+        (("log", "list", "--since", "yesterday"), 64, "错误: --since：时间 'yesterday' 无效：请用时长"),
+        (("check", "--only", "clok"), 64, "未知的检查项 clok；可用："),
+        (("backup", "prune", "--keep-last", "0"), 64, "--keep-last 至少为 1 (最新的成功备份总会保留)"),
+        (("inventory", "set", "s1-nvr", "password=x"), 64, "拒绝把 'password' 写入设备清单"),
+        (("incident", "ack", "deadbeef"), 66, "没有编号为"),
+        (("sync",), 64, "没有上级服务器：请使用 --upstream 地址"),
+        (("sync", "--upstream", "http://127.0.0.1:9/canteen"), 64, "没有上级服务器令牌：请设置 CANTEEN_OPS_UPSTREAM_TOKEN"),
+    ]:
+        r = cli("-i", path, *args)
+        assert r.code == code and chinese in r.err, (args, r)
+        _no_sentence(r.err)
+    monkeypatch.setenv("CANTEEN_OPS_UPSTREAM_TOKEN", "t0ken")
+    assert cli("-i", path, "log", "add", "镜头已清洁", "--device", "s1-nvr").code == 0  # something to send
+    r = cli("-i", path, "sync", "--upstream", "http://127.0.0.1:9/canteen")  # nothing listens on loopback port 9
+    assert r.code == 69 and "无法连接上级服务器 http://127.0.0.1:9/canteen" in r.err, r
+    assert "仍待同步（保存在本地，下次同步时发送）" in r.err
+
+    book = write(tmp_path, "{name: held, steps: [{name: 记录, note: 测试}]}")
+    with exclusive(tmp_path / "locks" / "playbook-held.lock", "busy{holder}"):
+        r = cli("-i", path, "playbook", "run", book)
+    assert r.code == 75 and "剧本 'held' 已在运行 (pid " in r.err and "请在其结束后重试" in r.err, r
+
+    _lang(monkeypatch, "C")  # English stays the default, word for word
+    r = cli("-i", path, "check", "--kind", "dvr")
+    assert r.code == 64 and "error: --kind 'dvr': expected one of camera, nvr" in r.err
+    with exclusive(tmp_path / "locks" / "playbook-held.lock", "busy{holder}"):
+        r = cli("-i", path, "playbook", "run", book)
+    assert r.code == 75 and "playbook 'held' is already running (pid " in r.err, r
+
+
+# --- confirmations and result lines ------------------------------------------------------------------------------
+def test_incident_backup_snapshot_and_playbook_lines_speak_chinese(lab, lab_env, lab_faults, cli, zh, tmp_path,
+                                                                     monkeypatch):
+    from tests.test_playbooks import rows, write
+
+    monkeypatch.setenv("CANTEEN_OPS_BACKUP_DIR", str(tmp_path / "backups"))
+    r = cli("incident", "open", "-t", "录像机离线", "-l", "major", "-d", "s001-nvr")
+    assert r.code == 0 and "已报告：重大，s001-" in r.out, r
+    ident = json.loads(cli("incident", "list", "--json").out)[0]["id"][:8]
+    for args, chinese in [(("ack",), "已受理"), (("note", "换了电源"), "已添加记录"), (("assign", "张三"), "已指派给 张三"),
+                          (("arrive",), "已到场"), (("resolve", "-r", "已修复"), "已解决"), (("reopen",), "事件"),
+                          (("cancel", "--reason", "误报"), "已取消")]:
+        r = cli("incident", args[0], ident, *args[1:])
+        assert r.code == 0 and chinese in r.out, (args, r)
+        _no_sentence(r.out)
+    r = cli("incident", "ack", ident)
+    assert r.code == 64 and "无法对事件" in r.err and "执行 受理：当前状态为 已取消 (仅在 待处理 时允许)" in r.err, r
+
+    lab_faults.set("s001-cam01", "offline")
+    r = cli("backup", "run", "-d", "s001-*")
+    assert r.code == 2 and "离线：s001-cam01" in r.out and "字节，sha256" in r.out, r
+    r = cli("backup", "verify")
+    assert r.code == 0 and "个备份文件：" in r.out and "个完好，0 个缺失，0 个损坏" in r.out, r
+    r = cli("backup", "prune", "--dry-run", "--keep-last", "1", "--keep-days", "0")
+    assert r.code == 0 and "将清理 0 条记录；将删除 0 个文件 (试运行：未做任何改动)" in r.out, r
+
+    assert cli("snapshot", "take", "-d", "s001-nvr").code == 0
+    r = cli("snapshot", "accept", "s001-nvr")
+    assert r.code == 0 and "s001-nvr：基线现为配置快照" in r.out, r
+    lab_faults.setting("s001-nvr", "ntp_server", "10.0.0.9")
+    assert cli("snapshot", "take", "-d", "s001-nvr").code == 0
+    r = cli("snapshot", "show", "s001-nvr", "--history")
+    assert r.code == 0 and "采集于" in r.out and "基线 (tester 于" in r.out, r
+    r = cli("snapshot", "diff", "s001-nvr")
+    assert r.code == 1 and r.out.startswith("--- ") and "采集于" in r.out and "10.0.0.9" in r.out, r
+    r = cli("snapshot", "drift", "-d", "s001-nvr")
+    assert "项设置与基线不同" in r.out or "与基线不同" in r.out, r
+    r = cli("-q", "status", "-s", "s001-*")
+    assert "项设置与基线不同" in r.out and "秒前)" in r.out and "：从未检查" in r.out and " ago)" not in r.out, r
+
+    book = write(tmp_path, """\
+        {name: 夜间, steps: [
+          {name: 记录, note: 测试记录},
+          {name: 等待, wait: {seconds: 0}},
+          {name: 核对, assert: {step: 记录, status: warn}},
+          {name: 之后, note: 不会执行}]}
+        """)
+    r = cli("playbook", "run", book)
+    assert r.code == 2, r
+    for chinese in ("已等待 0 秒", "步骤 '记录' 的结果为 ok，预期 warn", "秒)"):
+        assert chinese in r.out, (chinese, r.out)
+    assert "waited" not in r.out and "expected" not in r.out and "skipped" not in r.out
+    summaries = [row["summary"] for row in rows("playbook_steps", tmp_path / "log.db")]
+    assert "waited 0 s" in summaries and "skipped (an earlier step failed)" in summaries  # the log keeps English
+
+
+def test_driver_refusals_over_real_sockets_read_in_chinese(zh):
+    """The TLS pin check and the login lock of a real HTTPS/HTTP exchange (tests/drivers' fake device on
+    127.0.0.1), shown as `check` shows them."""
+    from canteen_ops.checks.device import describe_login_failure
+    from canteen_ops.drivers.base import AuthFailed
+    from canteen_ops.drivers.transport import CertChanged
+    from canteen_ops.store.tlspins import changed
+    from canteen_ops.summaries import translate
+    from tests.drivers.fake_digest import FakeDevice
+    from tests.drivers.test_http_auth import device, hik
+    from tests.drivers.test_tls_policy import DEVICE_FP, hik_tls
+
+    with FakeDevice(tls=True, cert="replaced") as fake, hik_tls(fake.port, DEVICE_FP, tls="pin") as drv:
+        with pytest.raises(CertChanged) as exc:
+            drv.login()
+    summary = changed(device(fake.port), exc.value.fingerprint, DEVICE_FP, str(exc.value)).summary
+    shown = translate(summary)
+    assert "cam-1: GET /ISAPI/System/deviceInfo: TLS 证书已变更：SHA-256 " in shown and "，已接受的为 " in shown
+    assert "；未发送任何数据 (如设备确实更换了证书：canteen-ops device accept-cert)" in shown, shown
+    with FakeDevice(locked=True) as fake, hik(fake.port) as drv:
+        with pytest.raises(AuthFailed) as exc:
+            drv.login()
+    shown = translate(describe_login_failure(exc.value, 5))
+    assert shown.startswith("已锁定：设备拒绝我们登录") and shown.endswith(" — 不再重试"), shown
+    assert "分钟后解锁" in shown or "秒后解锁" in shown or "；" not in shown

@@ -149,7 +149,8 @@ def select_checks(only: list[str] | None = None, skip: list[str] | None = None) 
         names = {n.strip() for v in values or () for n in v.split(",") if n.strip()}
         bad = sorted(names - set(CHECK_NAMES))
         if bad:
-            raise UsageError(f"{flag}: unknown check {', '.join(bad)}; known: {', '.join(CHECK_NAMES)}")
+            raise UsageError("{flag}: unknown check {bad}; known: {check_names}", flag=flag, bad=', '.join(bad),
+                             check_names=', '.join(CHECK_NAMES))
         return names
 
     chosen = parse(only, "--only") or set(CHECK_NAMES)

@@ -143,6 +143,11 @@ def root(
     from canteen_ops import i18n, paths
     from canteen_ops.errors import UsageError
 
+    if lang is not None:  # first: every later message is in this language
+        try:
+            i18n.set_language(lang)
+        except ValueError:
+            raise UsageError("--lang {lang!r}: expected en or zh", lang=lang) from None
     context.set_debug(debug)
     if debug:
         from canteen_ops.drivers import wirelog
@@ -151,11 +156,6 @@ def root(
         ctx.call_on_close(wirelog.disable)
     elif debug_file is not None:
         raise UsageError("--debug-file goes with --debug")
-    if lang is not None:
-        try:
-            i18n.set_language(lang)
-        except ValueError as exc:
-            raise UsageError(f"--lang {lang!r}: {exc}") from None
     ctx.obj = Env(
         inventory_path=inventory or paths.default_inventory(),
         db_path=db or paths.default_db(),
@@ -230,13 +230,13 @@ def _run(argv: list[str] | None) -> int:
         return errors.EXIT_INTERRUPTED
     except errors.InvalidFile as exc:
         for p in exc.problems:
-            echo(f"{_('error')}: {p}", err=True)
+            echo(f"{_('error')}: {p.localized()}", err=True)
         from canteen_ops.cli.render import plural
 
         echo(_("{problems} found; nothing was run").format(problems=plural(len(exc.problems), "problem")), err=True)
         return exc.exit_code
     except errors.CanteenOpsError as exc:
-        echo(f"{_('error')}: {_(str(exc))}", err=True)  # (fixed messages are in the catalog as they are)
+        echo(f"{_('error')}: {exc.localized()}", err=True)
         return exc.exit_code
     except BrokenPipeError:  # `canteen-ops status | head`: the reader left; not a finding (1 would mean warn)
         import os
@@ -249,6 +249,7 @@ def _run(argv: list[str] | None) -> int:
 
             traceback.print_exc()
         first = (str(exc).strip().splitlines() or [""])[0][:300]
-        echo(f"internal error: {type(exc).__name__}: {first} (run with --debug for the traceback)", err=True)
+        echo(_("internal error: {kind}: {message} (run with --debug for the traceback)").format(
+            kind=type(exc).__name__, message=first), err=True)
         return errors.EXIT_SOFTWARE
     return rv if isinstance(rv, int) else 0

@@ -72,15 +72,16 @@ def run(ctx: typer.Context, school: SchoolOpt = None, device: DeviceOpt = None, 
         print_json([{**r.to_dict(), "backup_id": report.record_ids.get(r.device_id)} for r in results])
         return report.exit_code
     problems = [r for r in results if r.data.get("backup_status") in ("failed", "skipped")]
+    from canteen_ops.i18n import _
+
     if quiet:
         for r in problems:
-            e.err.print(f"{r.data['backup_status']}: {r.school_id}/{r.device_id}: {translate(r.summary)}", markup=False,
+            e.err.print(f"{_(r.data['backup_status'])}: {r.school_id}/{r.device_id}: {translate(r.summary)}", markup=False,
                         highlight=False)
         if report.all_skipped:
-            e.err.print("nothing was backed up: other runs hold the lock of every selected device", markup=False)
+            e.err.print(_("nothing was backed up: other runs hold the lock of every selected device"), markup=False)
         return report.exit_code
     from canteen_ops.cli.render import CODE, ID, Column, status_cell, table
-    from canteen_ops.i18n import _
 
     counts = {s: len(report.by_status(s)) for s in ("ok", "unsupported", "skipped", "failed")}
     rows = [(r.school_id, r.device_id, status_cell(r.data.get("backup_status", "failed"), styles=_STYLE), translate(r.summary))
@@ -90,7 +91,7 @@ def run(ctx: typer.Context, school: SchoolOpt = None, device: DeviceOpt = None, 
     e.console.print(table(_("backup into {dir}").format(dir=target), cols, rows, console=e.console))
     e.console.print(", ".join(f"{n} {_(s)}" for s, n in counts.items() if n) or _("nothing to do"))
     if report.all_skipped:
-        e.err.print("nothing was backed up: other runs hold the lock of every selected device", markup=False)
+        e.err.print(_("nothing was backed up: other runs hold the lock of every selected device"), markup=False)
     return report.exit_code
 
 
@@ -128,7 +129,7 @@ def list_(ctx: typer.Context, school: SchoolOpt = None, device: DeviceOpt = None
     try:
         window = parse_duration(stale) if stale else None
     except ValueError as exc:
-        raise UsageError(f"--stale: {exc}") from None
+        raise UsageError("--stale: {exc}", exc=exc) from None
     states = backup_states(e.log(), devices, window=window)
     if stale:
         states = [s for s in states if s.stale]
@@ -160,8 +161,9 @@ def list_(ctx: typer.Context, school: SchoolOpt = None, device: DeviceOpt = None
         e.console.print(table(title, cols, cells, console=e.console))
     if e.quiet and stale:  # cron alarm: one plain line per stale device on stderr
         for s in states:
-            e.err.print(f"stale backup: {s.school_id}/{s.device_id}: {s.note}  (kb: {stale_kb})", markup=False,
-                        highlight=False)
+            e.err.print(_("stale backup: {school}/{device}: {note}  (kb: {kb})").format(
+                school=s.school_id, device=s.device_id, note=translate(s.note), kb=stale_kb), markup=False,
+                highlight=False)
     return code
 
 
@@ -186,20 +188,22 @@ def verify(ctx: typer.Context, school: SchoolOpt = None, device: DeviceOpt = Non
         print_json({"backup_dir": str(store.root), "files": [f.__dict__ for f in report.files],
                     "unreferenced": report.unreferenced, "temp_files": report.temp_files})
         return report.exit_code
+    from canteen_ops.i18n import _
+
     for f in report.problems:
-        e.err.print(f"{f.state}: {f.path} ({f.device_id}; sha256 {f.sha256[:12]}; referenced by "
-                    f"{len(f.record_ids)} record(s): {', '.join(i[:8] for i in f.record_ids)})",
-                    markup=False, highlight=False)
+        e.err.print(_("{state}: {path} ({device}; sha256 {sha256}; referenced by {n} record(s): {ids})").format(
+            state=_(f.state), path=f.path, device=f.device_id, sha256=f.sha256[:12], n=len(f.record_ids),
+            ids=", ".join(i[:8] for i in f.record_ids)), markup=False, highlight=False)
     ok = len(report.files) - len(report.problems)
-    e.console.print(f"{len(report.files)} backup file(s) in {store.root}: {ok} intact, "
-                    f"{sum(f.state == 'missing' for f in report.files)} missing, "
-                    f"{sum(f.state == 'corrupt' for f in report.files)} corrupt", highlight=False)
+    e.console.print(_("{n} backup file(s) in {dir}: {ok} intact, {missing} missing, {corrupt} corrupt").format(
+        n=len(report.files), dir=store.root, ok=ok, missing=sum(f.state == "missing" for f in report.files),
+        corrupt=sum(f.state == "corrupt" for f in report.files)), highlight=False)
     if report.unreferenced:
-        e.console.print(f"{len(report.unreferenced)} file(s) no backup record references "
-                        "(left by an interrupted run; `backup prune` removes them)", highlight=False)
+        e.console.print(_("{n} file(s) no backup record references (left by an interrupted run; `backup prune` "
+                          "removes them)").format(n=len(report.unreferenced)), highlight=False)
     if report.temp_files:
-        e.console.print(f"{len(report.temp_files)} stale temp file(s) from killed runs (`backup prune` removes "
-                        "them)", highlight=False)
+        e.console.print(_("{n} stale temp file(s) from killed runs (`backup prune` removes them)").format(
+            n=len(report.temp_files)), highlight=False)
     return report.exit_code
 
 
@@ -233,19 +237,23 @@ def prune(ctx: typer.Context,
         print_json({"dry_run": dry_run, "devices": [d.__dict__ for d in report.devices],
                     "orphans_deleted": report.orphans_deleted, "temp_deleted": report.temp_deleted})
         return 1 if skipped else 0
-    verb = "would prune" if dry_run else "pruned"
+    from canteen_ops.i18n import _
+
     for d in report.devices:
         if d.skipped:
-            e.err.print(f"skipped {d.device_id}: {d.skipped}", markup=False, highlight=False)
+            e.err.print(_("skipped {device}: {why}").format(device=d.device_id, why=translate(d.skipped)),
+                        markup=False, highlight=False)
         elif d.pruned:
-            e.console.print(f"{d.device_id}: {verb} {len(d.pruned)} record(s), "
-                            f"{'would delete' if dry_run else 'deleted'} {len(d.deleted_files)} file(s); "
-                            f"kept {len(d.kept)}", highlight=False)
+            line = _("{device}: would prune {n} record(s), would delete {files} file(s); kept {kept}") if dry_run \
+                else _("{device}: pruned {n} record(s), deleted {files} file(s); kept {kept}")
+            e.console.print(line.format(device=d.device_id, n=len(d.pruned), files=len(d.deleted_files),
+                                        kept=len(d.kept)), highlight=False)
     for p in report.orphans_deleted:
-        e.console.print(f"{'would delete' if dry_run else 'deleted'} unreferenced file {p}", highlight=False)
-    e.console.print(f"{verb} {report.pruned_count} record(s); {'would delete' if dry_run else 'deleted'} "
-                    f"{report.deleted_count} file(s)" + (" (dry run: nothing changed)" if dry_run else ""),
-                    highlight=False)
+        line = _("would delete unreferenced file {file}") if dry_run else _("deleted unreferenced file {file}")
+        e.console.print(line.format(file=p), highlight=False)
+    line = _("would prune {n} record(s); would delete {files} file(s) (dry run: nothing changed)") if dry_run \
+        else _("pruned {n} record(s); deleted {files} file(s)")
+    e.console.print(line.format(n=report.pruned_count, files=report.deleted_count), highlight=False)
     return 1 if skipped else 0
 
 
@@ -259,6 +267,7 @@ def restore(ctx: typer.Context,
             backup_dir: BackupDirOpt = None, json: JsonOpt = False) -> int:
     """Push a backup back to its device. Only under a started change covering the device (else exit 77)."""
     from canteen_ops.errors import UsageError
+    from canteen_ops.i18n import status_word
     from canteen_ops.tasks.restore import restore_backup
 
     e = env(ctx)
@@ -266,7 +275,7 @@ def restore(ctx: typer.Context,
     try:
         dev = inv.device(device)
     except KeyError:
-        raise UsageError(f"device {device!r} is not in {inv.path}") from None
+        raise UsageError("device {device!r} is not in {where}", device=device, where=inv.path) from None
     store = _store(ctx, backup_dir)
     log = e.log()
     with log.run("backup restore", e.argv, e.operator) as handle:
@@ -276,7 +285,7 @@ def restore(ctx: typer.Context,
     if json:
         print_json(result.to_dict())
     elif result.status.exit_code == 0:
-        e.console.print(result.summary, highlight=False, markup=False)
+        e.console.print(translate(result.summary), highlight=False, markup=False)
     else:
-        e.err.print(f"{result.status.value}: {result.summary}", highlight=False, markup=False)
+        e.err.print(f"{status_word(result.status.value)}: {translate(result.summary)}", highlight=False, markup=False)
     return result.status.exit_code

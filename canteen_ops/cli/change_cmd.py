@@ -20,7 +20,10 @@ WinEnd = Annotated[Optional[str], typer.Option("--window-end", metavar="TIME", h
 
 
 def _say(ctx: typer.Context, ch: dict, extra: str = "") -> int:
-    env(ctx).console.print(f"change {ch['id'][:8]} {ch['state']}{extra}", highlight=False, markup=False)
+    from canteen_ops.i18n import _
+
+    line = _("change {id} {state}").format(id=ch["id"][:8], state=_(ch["state"]))
+    env(ctx).console.print(line + extra, highlight=False, markup=False)
     return 0
 
 
@@ -42,7 +45,10 @@ def request(ctx: typer.Context,
     if json:
         print_json(ch)
         return 0
-    return _say(ctx, ch, f": {ch['id']} ({', '.join(ch['device_ids'])}); next: approval by another person")
+    from canteen_ops.i18n import _
+
+    return _say(ctx, ch, _(": {id} ({devices}); next: approval by another person").format(
+        id=ch["id"], devices=", ".join(ch["device_ids"])))
 
 
 @app.command()
@@ -67,7 +73,10 @@ def notify(ctx: typer.Context, ident: IdArg,
     ch = changes.notify(e.log(), ident, e.operator, notice_to=to,
                         window_start=_parse_at(window_start, tz, "--window-start"),
                         window_end=_parse_at(window_end, tz, "--window-end"), note=note)
-    return _say(ctx, ch, f": window {local(ch['window_start'], tz)} – {local(ch['window_end'], tz)}")
+    from canteen_ops.i18n import _
+
+    return _say(ctx, ch, _(": window {start} – {end}").format(start=local(ch["window_start"], tz),
+                                                              end=local(ch["window_end"], tz)))
 
 
 @app.command()
@@ -77,7 +86,9 @@ def start(ctx: typer.Context, ident: IdArg) -> int:
 
     e = env(ctx)
     ch = changes.start(e.log(), e.inventory(), ident, e.operator)
-    return _say(ctx, ch, f": {len(ch['device_ids'])} device(s) backed up")
+    from canteen_ops.i18n import _
+
+    return _say(ctx, ch, _(": {n} device(s) backed up").format(n=len(ch["device_ids"])))
 
 
 @app.command()
@@ -111,7 +122,7 @@ def list_(ctx: typer.Context,
 
     for s in state or ():
         if s not in changes.STATES:
-            raise UsageError(f"--state {s!r}: expected one of {', '.join(changes.STATES)}")
+            raise UsageError("--state {s!r}: expected one of {states}", s=s, states=', '.join(changes.STATES))
     e = env(ctx)
     rows = changes.list_changes(e.log(), include_closed=all_, states=state or ())
     if json:

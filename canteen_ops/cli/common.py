@@ -48,7 +48,8 @@ def select(ctx: typer.Context, school=None, device=None, kind=None, vendor=None,
     for values, allowed, flag in ((kind, KINDS, "--kind"), (vendor, VENDORS, "--vendor")):
         for v in values or ():
             if v not in allowed:
-                raise UsageError(f"{flag} {v!r}: expected one of {', '.join(allowed)}")
+                raise UsageError("{flag} {value!r}: expected one of {allowed}", flag=flag, value=v,
+                                 allowed=", ".join(allowed))
     sel = Selection(tuple(school or ()), tuple(device or ()), tuple(kind or ()), tuple(vendor or ()),
                     tuple(area or ()), tuple(tag or ()))
     return sel.apply(env(ctx).inventory())
@@ -68,16 +69,16 @@ def export_lang(lang: str, fmt: str | None, formats: tuple[str, ...], output=Non
     from canteen_ops.errors import UsageError
 
     if lang not in ("en", "zh"):
-        raise UsageError(f"--lang {lang!r}: expected en or zh")
+        raise UsageError("--lang {lang!r}: expected en or zh", lang=lang)
     suffix = Path(output).suffix.lower().lstrip(".") if output is not None else ""
     suffix = suffix if suffix in formats else ""
     if fmt is None:
         return suffix or default
     if fmt not in formats:
-        raise UsageError(f"--format {fmt!r}: expected one of {', '.join(formats)}")
+        raise UsageError("--format {format!r}: expected one of {formats}", format=fmt, formats=", ".join(formats))
     if suffix and suffix != fmt:
-        raise UsageError(f"--format {fmt} does not match the output file {output} (.{suffix}); "
-                         f"name it .{fmt} or leave --format out")
+        raise UsageError("--format {format} does not match the output file {output} (.{suffix}); name it .{format} "
+                         "or leave --format out", format=fmt, output=output, suffix=suffix)
     return fmt
 
 
@@ -89,7 +90,7 @@ def write_output(path, data: bytes) -> None:
     try:
         atomic_write(path, data)
     except OSError as exc:
-        raise CannotWrite(f"cannot write {path}: {exc.strerror or exc}") from None
+        raise CannotWrite("cannot write {path}: {reason}", path=path, reason=exc.strerror or exc) from None
 
 
 def echo(message: Any = "", *, err: bool = False, nl: bool = True) -> None:

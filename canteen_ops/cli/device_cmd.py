@@ -36,6 +36,8 @@ def capture(
     from canteen_ops.capture import capture as run_capture, dumps
     from canteen_ops.checks.run import select_checks
     from canteen_ops.errors import UsageError
+    from canteen_ops.i18n import _
+    from canteen_ops.summaries import translate
 
     e = env(ctx)
     names = select_checks(only, skip)
@@ -56,19 +58,22 @@ def capture(
         doc, results = run_capture(d, inv, names, deadline_s=deadline)
         if not doc["exchanges"]:
             why = next((r.summary for r in results if r.device_id == d.id and r.status.value != "ok"), "")
-            echo(f"{d.id}: nothing recorded, no file written" + (f" ({why})" if why else ""), err=True)
+            line = _("{device}: nothing recorded, no file written ({why})") if why else \
+                _("{device}: nothing recorded, no file written")
+            echo(line.format(device=d.id, why=translate(why)), err=True)
             empty.append(d.id)
             continue
         target = output / f"{d.id}.capture.json" if many else output
         write_output(target, dumps(doc))
         if not e.quiet:
-            echo(f"{d.id}: {len(doc['exchanges'])} answers recorded, masked "
-                       f"{', '.join(f'{n} {k}' for k, n in doc['masked'].items()) or 'nothing'} → {target}")
+            echo(_("{device}: {n} answers recorded, masked {masked} → {file}").format(
+                device=d.id, n=len(doc["exchanges"]), file=target,
+                masked=", ".join(f"{n} {k}" for k, n in doc["masked"].items()) or _("nothing")))
     if empty:
         from canteen_ops.errors import Unavailable
 
-        raise Unavailable(f"no answers recorded from {', '.join(empty)}: the device did not answer or refused the "
-                          "login (see the message above)")
+        raise Unavailable("no answers recorded from {empty}: the device did not answer or refused the login (see the "
+                          "message above)", empty=', '.join(empty))
     return 0
 
 
@@ -86,6 +91,7 @@ def accept_cert(
     from canteen_ops.drivers.base import DriverError
     from canteen_ops.drivers.transport import device_certificate
     from canteen_ops.errors import PermissionRefused, Unavailable, UsageError
+    from canteen_ops.i18n import _
     from canteen_ops.store.tlspins import accepted_pins, pinned
 
     e = env(ctx)
@@ -93,24 +99,27 @@ def accept_cert(
     inv.school_ids_of([device])  # NotFound (66) when it is not in the inventory
     dev = inv.device(device)
     if not dev.https or dev.tls != "pin":
-        raise UsageError(f"device {dev.id}: accept-cert is for HTTPS devices with tls: pin (this one: "
-                         f"{'https' if dev.https else 'plain HTTP'}, tls: {dev.tls})")
+        raise UsageError("device {id}: accept-cert is for HTTPS devices with tls: pin (this one: {detail}, tls: "
+                         "{tls})", id=dev.id, detail='https' if dev.https else 'plain HTTP', tls=dev.tls)
     try:
         seen = device_certificate(dev)
     except DriverError as exc:
-        raise Unavailable(f"cannot read the certificate: {exc}") from None
+        raise Unavailable("cannot read the certificate: {exc}", exc=exc) from None
     if fingerprint is not None and _norm(fingerprint) != _norm(seen):
-        raise PermissionRefused(f"device {dev.id} shows SHA-256 {seen}, not the one given: nothing accepted")
+        raise PermissionRefused("device {id} shows SHA-256 {seen}, not the one given: nothing accepted", id=dev.id,
+                                seen=seen)
     log = e.log()
     before = accepted_pins(log).get(dev.id)
     if before == seen:
-        e.console.print(f"{dev.id}: SHA-256 {seen} is already the accepted certificate", markup=False,
-                        highlight=False, soft_wrap=True)
+        e.console.print(_("{device}: SHA-256 {fingerprint} is already the accepted certificate").format(
+            device=dev.id, fingerprint=seen), markup=False, highlight=False, soft_wrap=True)
         return 0
     with log.run("device accept-cert", e.argv, e.operator) as run:
         run.record(pinned(dev, seen, f"accepted by {e.operator}", replaced=before, accepted_by=e.operator))
-    e.console.print(f"{dev.id}: accepted SHA-256 {seen}" + (f" (was {before})" if before else ""), markup=False,
-                    highlight=False, soft_wrap=True)
+    line = _("{device}: accepted SHA-256 {fingerprint} (was {before})") if before else \
+        _("{device}: accepted SHA-256 {fingerprint}")
+    e.console.print(line.format(device=dev.id, fingerprint=seen, before=before), markup=False, highlight=False,
+                    soft_wrap=True)
     return 0
 
 

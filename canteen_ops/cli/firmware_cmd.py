@@ -63,13 +63,15 @@ def check(ctx: typer.Context, school: SchoolOpt = None, device: DeviceOpt = None
     if json:
         print_json([f.__dict__ for f in findings])
         return status.exit_code
+    from canteen_ops.i18n import _
+
     if e.quiet:
         for f in findings:
             if f.status != "current":
-                e.err.print(f"{f.status}: {f.school_id}/{f.device_id}: {translate(f.summary)}", markup=False, highlight=False)
+                e.err.print(f"{_(f.status)}: {f.school_id}/{f.device_id}: {translate(f.summary)}", markup=False,
+                            highlight=False)
         return status.exit_code
     from canteen_ops.cli.render import CODE, ID, Column, status_cell, table
-    from canteen_ops.i18n import _
 
     cols = [Column("school", ID, optional=True), Column("device", ID), Column("model"), Column("firmware"),
             Column("status", CODE), Column("detail", main=True)]

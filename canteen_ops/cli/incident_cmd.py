@@ -36,11 +36,11 @@ def _parse_at(at: str | None, tz: str, flag: str = "--at"):
     try:
         t = dt.datetime.fromisoformat(at.strip().replace("Z", "+00:00"))
     except ValueError:
-        raise UsageError(f"{flag} {at!r}: expected an ISO time such as 2026-11-27T10:15") from None
+        raise UsageError("{flag} {at!r}: expected an ISO time such as 2026-11-27T10:15", flag=flag, at=at) from None
     try:
         return in_range(t if t.tzinfo else t.replace(tzinfo=ZoneInfo(tz)), at)
     except ValueError as exc:
-        raise UsageError(f"{flag}: {exc}") from None
+        raise UsageError("{flag}: {exc}", flag=flag, exc=exc) from None
 
 
 @app.command("open")
@@ -63,7 +63,7 @@ def open_(ctx: typer.Context,
         from canteen_ops.timeutil import utcnow
 
         if opened_at > utcnow():
-            raise UsageError(f"--at {at} is in the future")
+            raise UsageError("--at {at} is in the future", at=at)
     from canteen_ops.notify.hooks import announce
 
     inc = open_incident(e.log(), inv, level=level, title=title, actor=e.operator, device_ids=device or [],
@@ -209,7 +209,7 @@ def list_(ctx: typer.Context,
 
     for lv in level or ():
         if lv not in LEVELS:
-            raise UsageError(f"--level {lv!r}: expected one of {', '.join(LEVELS)}")
+            raise UsageError("--level {lv!r}: expected one of {levels}", lv=lv, levels=', '.join(LEVELS))
     e = env(ctx)
     now = utcnow()
     escalate_overdue(e.log(), now)

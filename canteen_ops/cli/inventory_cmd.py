@@ -17,14 +17,16 @@ app = typer.Typer(help=HELP, rich_markup_mode=None, add_completion=False, no_arg
 def validate(ctx: typer.Context) -> int:
     """Validate the inventory: every problem with file:line:column; exit 65 if any."""
     from canteen_ops.cli.render import plural
+    from canteen_ops.i18n import _
 
     inv = env(ctx).inventory()
     n = len(inv.devices)
-    extra = "".join([f", {plural(len(inv.settings.notify), 'notify target')}" if inv.settings.notify else "",
-                     f", {plural(len(inv.roster.people), 'person', 'people')} on the duty roster"
+    extra = "".join([", " + plural(len(inv.settings.notify), "notify target") if inv.settings.notify else "",
+                     ", " + _("{people} on the duty roster").format(people=plural(len(inv.roster.people), "person",
+                                                                                    "people"))
                      if inv.roster and inv.roster.people else ""])
-    env(ctx).console.print(f"{inv.path}: OK — {plural(len(inv.schools), 'school')}, {plural(n, 'device')}{extra}",
-                           soft_wrap=True)
+    env(ctx).console.print(_("{file}: OK — {schools}, {devices}").format(
+        file=inv.path, schools=plural(len(inv.schools), "school"), devices=plural(n, "device")) + extra, soft_wrap=True)
     return 0
 
 
@@ -160,9 +162,11 @@ def set_(ctx: typer.Context,
 
     e = env(ctx)
     changes = set_device(e.inventory_path, device, parse_assignments(assignments))
+    from canteen_ops.i18n import _
+
     for line in changes:
         e.console.print(f"{device}: {line}", highlight=False, markup=False)
-    e.console.print(f"{e.inventory_path} updated", highlight=False, markup=False)
+    e.console.print(_("{file} updated").format(file=e.inventory_path), highlight=False, markup=False)
     return 0
 
 
@@ -179,5 +183,8 @@ def add_device(ctx: typer.Context,
 
     e = env(ctx)
     new_id = add(e.inventory_path, school, parse_assignments(assignments))
-    e.console.print(f"device {new_id} added to {school} in {e.inventory_path}", highlight=False, markup=False)
+    from canteen_ops.i18n import _
+
+    e.console.print(_("device {device} added to {school} in {file}").format(
+        device=new_id, school=school, file=e.inventory_path), highlight=False, markup=False)
     return 0

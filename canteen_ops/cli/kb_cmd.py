@@ -76,7 +76,7 @@ def show(ctx: typer.Context,
     entries = _entries(ctx)
     entry = kb.find(entries, ident)
     if entry is None:
-        raise NotFound(f"no knowledge-base entry {ident!r} (kb search WORDS finds one)")
+        raise NotFound("no knowledge-base entry {ident!r} (kb search WORDS finds one)", ident=ident)
     additions = [e for e in entries if e.extends and e.extends.upper() == entry.id.upper()]
     if json:
         print_json({**entry.to_dict(), "additions": [e.to_dict() for e in additions]})
@@ -125,21 +125,23 @@ def add(ctx: typer.Context,
     if extends is not None:
         target = kb.find(kb.all_entries(e.log()), extends)
         if target is None:
-            raise UsageError(f"--extends {extends!r}: no such entry (kb list shows them)")
+            raise UsageError("--extends {extends!r}: no such entry (kb list shows them)", extends=extends)
         extends = target.id
     school_id = None
     if device is not None:
         try:
             school_id = e.inventory().device(device).school_id
         except KeyError:
-            raise UsageError(f"--device {device!r} is not in {e.inventory().path}") from None
+            raise UsageError("--device {device!r} is not in {where}", device=device, where=e.inventory().path) from None
     entry = kb.add(e.log(), title=title.strip(), symptom=symptom.strip(), causes=cause or [], steps=step or [],
                    escalate=escalate.strip(), keywords=keyword or [], author=e.operator, extends=extends,
                    school_id=school_id, device_id=device)
     if json:
         print_json(entry.to_dict())
     else:
-        e.console.print(f"{entry.id} added (kb show {entry.id}; `sync` sends it upstream)", markup=False,
+        from canteen_ops.i18n import _
+
+        e.console.print(_("{id} added (kb show {id}; `sync` sends it upstream)").format(id=entry.id), markup=False,
                         highlight=False)
     return 0
 

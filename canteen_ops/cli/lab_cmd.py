@@ -17,19 +17,22 @@ DirOpt = Annotated[Optional[Path], typer.Option(
 
 
 def _usage(info: dict, directory: Path, schools: int) -> str:
+    from canteen_ops.i18n import _
     from canteen_ops.lab.control import DEFAULT_DIR
 
     dir_flag = "" if directory == Path(DEFAULT_DIR).resolve() else f" --dir {directory}"
     inv = info["inventory"]
-    return (f"Lab running: {info['devices']} devices in {schools} schools (pid {info['pid']}, control "
-            f"{info['control']}).\n"
-            + (f"  replayed: {', '.join(info['replayed'])} (school replay)\n" if info.get("replayed") else "")
-            + f"  inventory: {inv}\n  passwords: {directory / 'secrets'} (mode 600)\n\n"
-            "Next:\n"
+    return (_("Lab running: {devices} devices in {schools} schools (pid {pid}, control {control}).").format(
+                devices=info["devices"], schools=schools, pid=info["pid"], control=info["control"]) + "\n"
+            + ("  " + _("replayed: {devices} (school replay)").format(devices=", ".join(info["replayed"])) + "\n"
+               if info.get("replayed") else "")
+            + "  " + _("inventory: {file}").format(file=inv) + "\n  "
+            + _("passwords: {dir} (mode 600)").format(dir=directory / "secrets") + "\n\n"
+            + _("Next:") + "\n"
             f"  export CANTEEN_OPS_INVENTORY={inv}\n"
             "  canteen-ops inventory list\n"
             "  canteen-ops check\n"
-            "  # inject a fault (`canteen-ops lab faults` lists them), then clear it:\n"
+            "  # " + _("inject a fault (`canteen-ops lab faults` lists them), then clear it:") + "\n"
             f"  canteen-ops lab fault{dir_flag} s001-cam01 offline\n"
             f"  canteen-ops lab fault{dir_flag} s001-cam01 --clear\n"
             f"  canteen-ops lab status{dir_flag}\n"
@@ -73,8 +76,10 @@ def up(ctx: typer.Context,
                                                   (http_port, rtsp_port),
                                                   FIRST_ADDRESS)
         if taken:
-            echo(f"The default address block is in use ({taken} is taken); using the free block from "
-                       f"{first_address} instead.", err=True)
+            from canteen_ops.i18n import _
+
+            echo(_("The default address block is in use ({taken} is taken); using the free block from {first} "
+                   "instead.").format(taken=taken, first=first_address), err=True)
     args = argparse.Namespace(schools=schools, cameras_per_school=cameras_per_school, vendors=vendors, faults=faults,
                               first_address=first_address, http_port=http_port, rtsp_port=rtsp_port, seed=seed)
     try:
@@ -88,8 +93,9 @@ def up(ctx: typer.Context,
             "--rtsp-port", str(rtsp_port)] + (["--seed", str(seed)] if seed is not None else []) + (
             [] if warm else ["--no-warm"]) + (["--replay", ",".join(replay_paths)] if replay_paths else [])
     if not e.quiet and warm:
-        echo("Starting the lab (a first start encodes the stream pictures: up to a minute)…",
-                   err=True)
+        from canteen_ops.i18n import _
+
+        echo(_("Starting the lab (a first start encodes the stream pictures: up to a minute)…"), err=True)
     info = control.start_background(d, argv)
     if not e.quiet:
         echo(_usage(info, d, schools), nl=False)
@@ -107,7 +113,7 @@ def _replay_paths(value: str | None) -> list[str]:
             continue
         p = Path(item.strip()).expanduser().resolve()
         if not p.exists():
-            raise NotFound(f"--replay: {item.strip()}: no such capture file or model folder")
+            raise NotFound("--replay: {strip}: no such capture file or model folder", strip=item.strip())
         try:
             load(p)
         except ReplayError as exc:
@@ -127,7 +133,7 @@ def _foreground(fleet, directory: Path, schools: int, e, warm: bool, replay: lis
     if info is not None and control.pid_alive(int(info.get("pid", 0))):
         from canteen_ops.errors import LockHeld
 
-        raise LockHeld(f"a lab is already running in {directory} (pid {info['pid']})")
+        raise LockHeld("a lab is already running in {directory} (pid {pid})", directory=directory, pid=info['pid'])
 
     def ready(info, _service):
         if not e.quiet:
@@ -152,6 +158,7 @@ def status(ctx: typer.Context, directory: DirOpt = None, json: JsonOpt = False) 
         print_json(st)
         return 0
     from canteen_ops.cli.render import CODE, ID, Column, plural, table
+    from canteen_ops.i18n import _
 
     rows = []
     for dev in st["devices"]:
@@ -162,9 +169,10 @@ def status(ctx: typer.Context, directory: DirOpt = None, json: JsonOpt = False) 
                      faults or "-"))
     for dev in st.get("replayed", []):  # model names come from capture files: outside text (table() cleans it)
         rows.append((dev["id"], dev["vendor"], dev["kind"], f"{dev['host']}:{dev['http_port']}", dev["model"],
-                     f"replay ({dev['answered']} answered, {dev['unrecorded']} not recorded)"))
-    title = (f"Lab {d} — pid {st['pid']}, {plural(len(st['devices']), 'device')}, "
-             f"{plural(st['requests'], 'request')} served")
+                     _("replay ({answered} answered, {unrecorded} not recorded)").format(
+                         answered=dev["answered"], unrecorded=dev["unrecorded"])))
+    title = _("Lab {dir} — pid {pid}, {devices}, {requests} served").format(
+        dir=d, pid=st["pid"], devices=plural(len(st["devices"]), "device"), requests=plural(st["requests"], "request"))
     cols = [Column("device", ID), Column("vendor", CODE), Column("kind", CODE), Column("address", ID), Column("model"),
             Column("faults")]
     console = env(ctx).console
@@ -183,6 +191,7 @@ def fault(ctx: typer.Context,
     """Inject a fault into a running lab device, or clear it."""
     from canteen_ops.errors import UsageError
     from canteen_ops.lab import control
+    from canteen_ops.i18n import _
     from canteen_ops.lab.state import UnknownFault, parse_fault
 
     info = control.running_info(control.lab_dir(directory))
@@ -194,7 +203,7 @@ def fault(ctx: typer.Context,
             except UnknownFault as exc:
                 raise UsageError(str(exc)) from None
         ids = control.request(info, "POST", "/clear", {"device": device, "fault": name})["devices"]
-        what = f"cleared {name}" if name else "cleared all faults"
+        what = _("cleared {fault} on {devices}") if name else _("cleared all faults on {devices}")
     else:
         if not fault_spec:
             raise UsageError("give a FAULT[=VALUE] (see `canteen-ops lab faults`) or --clear")
@@ -203,9 +212,10 @@ def fault(ctx: typer.Context,
         except UnknownFault as exc:
             raise UsageError(str(exc)) from None
         ids = control.request(info, "POST", "/fault", {"device": device, "fault": name, "value": value})["devices"]
-        what = f"set {name}" + (f"={value}" if value is not None else "")
+        what = _("set {fault} on {devices}")
+        name = name + (f"={value}" if value is not None else "")
     if not env(ctx).quiet:
-        echo(f"{what} on {', '.join(ids)}")
+        echo(what.format(fault=name, devices=", ".join(ids)))
     return 0
 
 
@@ -225,7 +235,9 @@ def set_(ctx: typer.Context,
     info = control.running_info(control.lab_dir(directory))
     ids = control.request(info, "POST", "/set", {"device": device, "key": key.strip(), "value": value.strip()})
     if not env(ctx).quiet:
-        echo(f"set {key.strip()}={value.strip()} on {', '.join(ids['devices'])}")
+        from canteen_ops.i18n import _
+
+        echo(_("set {fault} on {devices}").format(fault=f"{key.strip()}={value.strip()}", devices=", ".join(ids["devices"])))
     return 0
 
 
@@ -249,5 +261,7 @@ def down(ctx: typer.Context, directory: DirOpt = None) -> int:
     pid = control.stop(d)
     cleanup(d)
     if not env(ctx).quiet:
-        echo(f"lab stopped (pid {pid}); removed its files from {d}")
+        from canteen_ops.i18n import _
+
+        echo(_("lab stopped (pid {pid}); removed its files from {dir}").format(pid=pid, dir=d))
     return 0

@@ -38,7 +38,7 @@ def list_(ctx: typer.Context,
 
     for k in kind or ():
         if k not in KINDS:
-            raise UsageError(f"--kind {k!r}: expected one of {', '.join(KINDS)}")
+            raise UsageError("--kind {k!r}: expected one of {kinds}", k=k, kinds=', '.join(KINDS))
     if grep is not None and not grep.strip():
         raise UsageError("--grep: give the text to look for")
     e = env(ctx)
@@ -49,7 +49,7 @@ def list_(ctx: typer.Context,
         try:
             bounds[flag] = iso(parse(value, tz=tz)) if value else None
         except ValueError as exc:
-            raise UsageError(f"{flag}: {exc}") from None
+            raise UsageError("{flag}: {exc}", flag=flag, exc=exc) from None
     devices = tuple(device or ())
     if vendor or area or tag:  # device attributes live in the inventory, not in the log
         from canteen_ops.cli.common import select
@@ -116,7 +116,7 @@ def add(ctx: typer.Context,
     from canteen_ops.timeutil import iso
 
     if kind not in NOTE_KINDS:
-        raise UsageError(f"--kind {kind!r}: expected one of {', '.join(NOTE_KINDS)}")
+        raise UsageError("--kind {kind!r}: expected one of {note_kinds}", kind=kind, note_kinds=', '.join(NOTE_KINDS))
     if not text.strip():
         raise UsageError("the note text is empty")
     e = env(ctx)
@@ -126,15 +126,16 @@ def add(ctx: typer.Context,
         if school:
             matches = [s.id for s in inv.schools if school in (s.id, s.name)]
             if not matches:
-                raise UsageError(f"--school {school!r} is not in {inv.path}")
+                raise UsageError("--school {school!r} is not in {where}", school=school, where=inv.path)
             school_id = matches[0]
         if device:
             try:
                 d = inv.device(device)
             except KeyError:
-                raise UsageError(f"--device {device!r} is not in {inv.path}") from None
+                raise UsageError("--device {device!r} is not in {where}", device=device, where=inv.path) from None
             if school_id and school_id != d.school_id:
-                raise UsageError(f"device {device} belongs to school {d.school_id}, not {school}")
+                raise UsageError("device {device} belongs to school {school_id}, not {school}", device=device,
+                                 school_id=d.school_id, school=school)
             school_id = d.school_id
     note_id = e.log().insert("notes", {"at": iso(), "operator": e.operator, "school_id": school_id,
                                        "device_id": device, "kind": kind, "text": text.strip()})
@@ -200,11 +201,12 @@ def export(ctx: typer.Context,
 
     fmt = export_lang(lang, fmt, ex.FORMATS, output, default="jsonl")
     if table and table not in SYNCED_TABLES:
-        raise UsageError(f"--table {table!r}: expected one of {', '.join(SYNCED_TABLES)}")
+        raise UsageError("--table {table!r}: expected one of {synced_tables}", table=table,
+                         synced_tables=', '.join(SYNCED_TABLES))
     try:
         since_iso = iso(parse_since(since)) if since else None
     except ValueError as exc:
-        raise UsageError(f"--since: {exc}") from None
+        raise UsageError("--since: {exc}", exc=exc) from None
     log = env(ctx).log()
     if table:
         rows = log.query(f"SELECT * FROM {table}" + (" WHERE created_at >= ?" if since_iso else "") + " ORDER BY seq",

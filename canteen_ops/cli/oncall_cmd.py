@@ -30,13 +30,14 @@ def oncall(
     inv = e.inventory()
     roster = inv.roster
     if roster is None or not roster.people:
-        raise NotFound(f"no duty roster in {inv.path}: add `roster:` or settings.roster_file (docs/inventory.md)")
+        raise NotFound("no duty roster in {where}: add `roster:` or settings.roster_file (docs/inventory.md)",
+                       where=inv.path)
     tz = ZoneInfo(roster.timezone)
     if at:
         try:
             t = dt.datetime.fromisoformat(at.strip().replace("Z", "+00:00"))
         except ValueError:
-            raise UsageError(f"--at {at!r}: expected a time such as 2026-10-01T22:00") from None
+            raise UsageError("--at {at!r}: expected a time such as 2026-10-01T22:00", at=at) from None
         t = t.replace(tzinfo=tz) if t.tzinfo is None else t
     else:
         t = utcnow()
@@ -47,7 +48,7 @@ def oncall(
             continue
         match = next((x for x in inv.schools if s in (x.id, x.name)), None)
         if match is None:
-            raise NotFound(f"school {s!r} is not in the inventory {inv.path}")
+            raise NotFound("school {s!r} is not in the inventory {where}", s=s, where=inv.path)
         scopes.append(match)
 
     def person(p, *, until=None, start=None):
@@ -74,14 +75,15 @@ def oncall(
         print_json(out if school else out[0])
         return 0
     from canteen_ops.cli.render import ID, TEXT, TIME, Column, table
-    from canteen_ops.i18n import _
+    from canteen_ops.i18n import _, language
 
     for block in out:
         title = _("值班 on duty at {at}").format(at=block['at']) + (f" — {block['school']}" if block["school"] else "")
         rows = []
         for r in block["roles"]:
             now_p, next_p = r["now"], r["next"]
-            rows.append((f"{r['role_label']} {r['role']}", _who(now_p),
+            role = r["role_label"] if language() == "zh" else f"{r['role_label']} {r['role']}"  # 技术员 technician
+            rows.append((role, _who(now_p),
                          (now_p or {}).get("until", "")[5:16].replace("T", " "), _who(next_p),
                          (next_p or {}).get("from", "")[:16].replace("T", " ")))
         e.console.print(table(title, [Column("role", ID), Column("now", TEXT, main=True), Column("until", TIME),

@@ -32,8 +32,10 @@ def resolve(name: str) -> Path:
         for candidate in (d / name, d / f"{name}.yaml", d / f"{name}.yml"):
             if candidate.is_file():
                 return candidate
-    dirs = [str(d) for d in playbook_dirs() if d.is_dir()] or ["(no playbook directory exists)"]
-    raise NotFound(f"playbook {name!r} not found (looked in {', '.join(dirs)})")
+    from canteen_ops.i18n import _
+
+    dirs = [str(d) for d in playbook_dirs() if d.is_dir()] or [_("(no playbook directory exists)")]
+    raise NotFound("playbook {name!r} not found (looked in {dirs})", name=name, dirs=', '.join(dirs))
 
 
 @app.command()
@@ -53,7 +55,7 @@ def run(ctx: typer.Context,
     for item in var or ():
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise UsageError(f"--var {item!r}: expected NAME=VALUE")
+            raise UsageError("--var {item!r}: expected NAME=VALUE", item=item)
         variables[key] = value
     book = load_playbook(resolve(playbook))
     outcome = PlaybookRunner(book, env(ctx), check_mode=check, non_interactive=non_interactive,
@@ -73,14 +75,17 @@ def run(ctx: typer.Context,
 @app.command()
 def validate(ctx: typer.Context, playbooks: Annotated[list[str], typer.Argument(metavar="PLAYBOOK...", help="Files or names")]) -> int:
     """Validate playbooks: every problem with file:line and the step; exit 65 if any."""
+    from canteen_ops.cli.render import plural
     from canteen_ops.errors import InvalidFile
+    from canteen_ops.i18n import _
     from canteen_ops.playbooks.model import load_playbook
 
     problems = []
     for name in playbooks:
         try:
             book = load_playbook(resolve(name))
-            env(ctx).console.print(f"{book.path}: OK — {book.name}, {len(book.steps)} steps", highlight=False)
+            env(ctx).console.print(_("{file}: OK — {name}, {steps}").format(
+                file=book.path, name=book.name, steps=plural(len(book.steps), "step")), highlight=False)
         except InvalidFile as exc:
             problems += exc.problems
     if problems:

@@ -346,4 +346,6 @@ def status_cell(value: Any, *, upper: bool = False, styles: dict[str, str] | Non
     style = (styles or STATUS_STYLE).get(s, "")
     if s in STATUS_STYLE:
         return Text(status_word(s, upper=upper), style=style)
+    if "/" in s:  # an incident's or change's level/state (`major/open`)
+        return text("/".join(_(p) for p in s.split("/")), style)
     return text(_(s), style)  # our other state words (failed, current, inspection…) are in the catalog too

@@ -27,12 +27,12 @@ def _bound(value: str, tz: str, *, end: bool):
             else:
                 t = dt.datetime.fromisoformat(v.replace("Z", "+00:00"))
         except ValueError:
-            raise UsageError(f"{flag} {value!r}: expected a date (2026-11-01), a time (2026-11-01T08:00) or a "
-                             "duration back from now (7d)") from None
+            raise UsageError("{flag} {value!r}: expected a date (2026-11-01), a time (2026-11-01T08:00) or a "
+                             "duration back from now (7d)", flag=flag, value=value) from None
         t = in_range(t if t.tzinfo else t.replace(tzinfo=ZoneInfo(tz)), v)
         return t + dt.timedelta(days=1) if end and len(v) == 10 else t
     except ValueError as exc:  # out of range
-        raise UsageError(f"{flag}: {exc}") from None
+        raise UsageError("{flag}: {exc}", flag=flag, exc=exc) from None
 
 
 def report(ctx: typer.Context,
@@ -54,7 +54,7 @@ def report(ctx: typer.Context,
     from canteen_ops.timeutil import utcnow
 
     if fmt not in ("md", "html"):
-        raise UsageError(f"--format {fmt!r}: expected md or html")
+        raise UsageError("--format {fmt!r}: expected md or html", fmt=fmt)
     e = env(ctx)
     inv = e.inventory()
     tz = inv.settings.timezone
@@ -71,7 +71,9 @@ def report(ctx: typer.Context,
         from canteen_ops.store.files import atomic_write
 
         atomic_write(output, text.encode("utf-8"))
-        e.err.print(f"report written to {output}", highlight=False, markup=False)
+        from canteen_ops.i18n import _
+
+        e.err.print(_("report written to {file}").format(file=output), highlight=False, markup=False)
     else:
         from canteen_ops.cli.render import echo_data
 

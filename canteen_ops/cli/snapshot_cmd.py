@@ -26,7 +26,7 @@ def _device(ctx: typer.Context, device_id: str):
     try:
         return inv.device(device_id)
     except KeyError:
-        raise UsageError(f"device {device_id!r} is not in {inv.path}") from None
+        raise UsageError("device {device_id!r} is not in {where}", device_id=device_id, where=inv.path) from None
 
 
 @app.command()
@@ -60,10 +60,12 @@ def take(ctx: typer.Context, school: SchoolOpt = None, device: DeviceOpt = None,
     if json:
         print_json([r.to_dict() for r in results])
         return status.exit_code
+    from canteen_ops.i18n import status_word
+
     for r in results:
         if r.status.value != "ok":
-            e.err.print(f"{r.status.value}: {r.school_id}/{r.device_id}: {translate(r.summary)}", markup=False,
-                        highlight=False)
+            e.err.print(f"{status_word(r.status.value)}: {r.school_id}/{r.device_id}: {translate(r.summary)}",
+                        markup=False, highlight=False)
         else:
             e.console.print(f"{r.school_id}/{r.device_id}: {translate(r.summary)}", markup=False, highlight=False)
     return status.exit_code
@@ -76,6 +78,7 @@ def show(ctx: typer.Context, device: DeviceArg,
          json: JsonOpt = False) -> int:
     """Print a snapshot (default the newest) as JSON, or the device's snapshot history."""
     from canteen_ops.errors import NotFound
+    from canteen_ops.i18n import _
     from canteen_ops.tasks.snapshot import find_snapshot, newest
     from canteen_ops.timeutil import local
 
@@ -89,21 +92,24 @@ def show(ctx: typer.Context, device: DeviceArg,
             print_json(rows)
             return 0
         for r in rows:
-            mark = f"  baseline (accepted {local(r['accepted_at'], tz)} by {r['accepted_by']})" if r["accepted_at"] else ""
-            e.console.print(f"{r['id'][:8]}  taken {local(r['created_at'], tz)}  last seen {local(r['updated_at'], tz)}  "
-                            f"sha256 {r['sha256'][:12]}{mark}", markup=False, highlight=False)
+            mark = "  " + _("baseline (accepted {at} by {who})").format(
+                at=local(r["accepted_at"], tz), who=r["accepted_by"]) if r["accepted_at"] else ""
+            e.console.print(_("{id}  taken {taken}  last seen {seen}  sha256 {sha256}").format(
+                id=r["id"][:8], taken=local(r["created_at"], tz), seen=local(r["updated_at"], tz),
+                sha256=r["sha256"][:12]) + mark, markup=False, highlight=False)
         return 0
     row = find_snapshot(log, device, snapshot_id) if snapshot_id else (newest(log, device) or [None])[0]
     if row is None:
-        raise NotFound(f"{device} has no snapshot yet (canteen-ops snapshot take --device {device})")
+        raise NotFound("{device} has no snapshot yet (canteen-ops snapshot take --device {device})", device=device)
     if json:
         print_json(row)
     else:
         import json as _json
 
-        e.console.print(f"# snapshot {row['id']} of {device}, taken {local(row['created_at'], tz)}, sha256 "
-                        f"{row['sha256']}" + (" (baseline)" if row["accepted_at"] else ""), markup=False,
-                        highlight=False)
+        head = _("# snapshot {id} of {device}, taken {taken}, sha256 {sha256} (baseline)") if row["accepted_at"] \
+            else _("# snapshot {id} of {device}, taken {taken}, sha256 {sha256}")
+        e.console.print(head.format(id=row["id"], device=device, taken=local(row["created_at"], tz),
+                                    sha256=row["sha256"]), markup=False, highlight=False)
         e.console.print(_json.dumps(row["data"], ensure_ascii=False, indent=2, sort_keys=True), markup=False,
                         highlight=False)
     return 0
@@ -146,20 +152,21 @@ def diff_(ctx: typer.Context,
     else:
         two = newest(log, device, 2)
         if len(two) < 2:
-            raise NotFound(f"{device} has {len(two)} distinct snapshot(s); a diff needs two "
-                           "(identical snapshots are stored once)")
+            raise NotFound("{device} has {n} distinct snapshot(s); a diff needs two (identical snapshots are stored "
+                           "once)", device=device, n=len(two))
         b, a = two
     changes = diff(a["data"], b["data"])
     if json:
         print_json({"old": a["id"], "new": b["id"], "changes": _changes_json(changes, _ABSENT)})
         return 1 if changes else 0
-    e.console.print(f"--- {a['id'][:8]} taken {local(a['created_at'], tz)}\n+++ {b['id'][:8]} taken "
-                    f"{local(b['created_at'], tz)}", markup=False, highlight=False)
+    from canteen_ops.i18n import _
+
+    taken = _("{id} taken {at}")
+    e.console.print(f"--- {taken.format(id=a['id'][:8], at=local(a['created_at'], tz))}\n"
+                    f"+++ {taken.format(id=b['id'][:8], at=local(b['created_at'], tz))}", markup=False, highlight=False)
     for c in changes:
         e.console.print(c.render(), markup=False, highlight=False)
     if not changes:
-        from canteen_ops.i18n import _
-
         e.console.print(_("no differences"))
     return 1 if changes else 0
 
@@ -181,7 +188,7 @@ def _diff_since(ctx: typer.Context, since: str, device_ids: list[str] | None, se
     try:
         start = parse_since(since, tz=tz)
     except ValueError as exc:
-        raise UsageError(f"--since: {exc}") from None
+        raise UsageError("--since: {exc}", exc=exc) from None
     if device_ids:
         devices = [_device(ctx, d) for d in device_ids]
     else:
@@ -226,6 +233,7 @@ def accept(ctx: typer.Context,
            tag: TagOpt = None) -> int:
     """Mark a snapshot as the device's accepted baseline (what `drift` compares against)."""
     from canteen_ops.errors import NotFound, UsageError
+    from canteen_ops.i18n import _
     from canteen_ops.tasks.snapshot import find_snapshot, newest
     from canteen_ops.timeutil import iso
 
@@ -237,7 +245,8 @@ def accept(ctx: typer.Context,
         _device(ctx, device)
         row = find_snapshot(log, device, snapshot_id) if snapshot_id else (newest(log, device) or [None])[0]
         if row is None:
-            raise NotFound(f"{device} has no snapshot to accept (canteen-ops snapshot take --device {device})")
+            raise NotFound("{device} has no snapshot to accept (canteen-ops snapshot take --device {device})",
+                           device=device)
         rows = [row]
     elif all_:
         if snapshot_id:
@@ -247,7 +256,7 @@ def accept(ctx: typer.Context,
             last = newest(log, d.id)
             (rows.append(last[0]) if last else missing.append(d.id))
         for m in missing:
-            e.err.print(f"{m}: no snapshot to accept", markup=False, highlight=False)
+            e.err.print(_("{device}: no snapshot to accept").format(device=m), markup=False, highlight=False)
     else:
         raise UsageError("name a DEVICE, or use --all (with the selection flags) to accept every newest snapshot")
     now = iso()
@@ -256,8 +265,8 @@ def accept(ctx: typer.Context,
             for r in rows:
                 log.update("snapshots", r["id"], {"accepted_at": now, "accepted_by": e.operator})
     for r in rows:
-        e.console.print(f"{r['device_id']}: baseline is now snapshot {r['id'][:8]} (sha256 {r['sha256'][:12]})",
-                        markup=False, highlight=False)
+        e.console.print(_("{device}: baseline is now snapshot {id} (sha256 {sha256})").format(
+            device=r["device_id"], id=r["id"][:8], sha256=r["sha256"][:12]), markup=False, highlight=False)
     return 0
 
 

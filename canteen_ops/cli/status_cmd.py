@@ -43,18 +43,25 @@ def status(
 def _render_quiet(report: dict) -> None:
     """--quiet (cron): one line per problem, nothing when all is well."""
     from canteen_ops.cli.common import echo
+    from canteen_ops.cli.render import pad
+    from canteen_ops.i18n import _, status_word
     from canteen_ops.timeutil import age
 
     for s in report["schools"]:
         name = s["name"]
         for p in s["problems"]:
-            echo(f"{p['status'].upper():7} {name} {p['device_id'] or '(school)'} {p['check']}: "
-                 f"{p['summary']} ({age(p['age_s'])} ago)")
+            echo(_("{status} {school} {device} {check}: {finding} ({age} ago)").format(
+                status=pad(status_word(p["status"], upper=True), 7), school=name,
+                device=p["device_id"] or _("(school)"), check=p["check"], finding=translate(p["summary"]),
+                age=age(p["age_s"])))
         for dev in s["never_checked"]:
-            echo(f"UNKNOWN {name} {dev}: never checked")
+            echo(_("{status} {school} {device}: never checked").format(
+                status=pad(status_word("unknown", upper=True), 7), school=name, device=dev))
         for i in s["incidents"]:
             if i["overdue"]:
-                echo(f"OVERDUE {name} incident {i['id'][:8]} {i['level']}/{i['state']}: {i['title']}")
+                echo(_("OVERDUE {school} incident {id} {level}/{state}: {title}").format(
+                    school=name, id=i["id"][:8], level=_(i["level"]), state=_(i["state"]),
+                    title=translate(i["title"])))
 
 
 def _render(e, report: dict, *, show_ok: bool) -> None:

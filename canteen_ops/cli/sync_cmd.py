@@ -62,7 +62,7 @@ def sync(ctx: typer.Context, upstream: UpstreamOpt = None,
         pending = up.pending_counts(log, url)
         if json:
             print_json({"upstream": url, "error": str(exc), "sent": _sent(exc.report), "pending": pending})
-        e.err.print(f"{_('error')}: {exc}")
+        e.err.print(f"{_('error')}: {exc.localized()}")
         _print_counts(e.err, _("still pending (kept locally, sent on the next sync)"), pending)
         raise typer.Exit(exc.exit_code)
     if json:

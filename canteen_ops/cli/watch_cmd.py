@@ -39,7 +39,7 @@ def watch(
     try:
         interval_s = parse_duration(interval).total_seconds()
     except ValueError as exc:
-        raise UsageError(f"--interval: {exc}") from None
+        raise UsageError("--interval: {exc}", exc=exc) from None
     skipped = tuple(n for n in select_checks(None, None) if n not in select_checks(None, skip)) if skip else ()
     devices = select(ctx, school, device, kind, vendor, area, tag)
     if not devices:

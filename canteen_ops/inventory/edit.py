@@ -28,11 +28,12 @@ def parse_assignments(items: Iterable[str]) -> list[tuple[tuple[str, ...], Any]]
         key, sep, raw = item.partition("=")
         path = tuple(k.strip() for k in key.split("."))
         if not sep or not all(path):
-            raise UsageError(f"{item.split('=')[0]!r}: expected KEY=VALUE, e.g. serial=DS-2CD2386G2-IU2024")
+            raise UsageError("{item!r}: expected KEY=VALUE, e.g. serial=DS-2CD2386G2-IU2024",
+                             item=item.split("=")[0])
         if any("password" in k.lower() for k in path):
             # The value is never echoed: it is a password.
-            raise UsageError(f"refusing to write {key.strip()!r} into the inventory: passwords come from the "
-                             "environment or a file (credentials: password_env / password_file)")
+            raise UsageError("refusing to write {key!r} into the inventory: passwords come from the environment or "
+                             "a file (credentials: password_env / password_file)", key=key.strip())
         out.append((path, _typed(path[-1], raw.strip())))
     if not out:
         raise UsageError("give at least one KEY=VALUE")
@@ -64,7 +65,7 @@ def set_device(path: Path, device_id: str, assignments: list[tuple[tuple[str, ..
     device = next((d for school in _schools(doc) for d in _devices(school) if _is_map(d)
                    and str(d.get("id")) == device_id), None)
     if device is None:
-        raise NotFound(f"device {device_id!r} is not in the inventory {path}")
+        raise NotFound("device {device_id!r} is not in the inventory {where}", device_id=device_id, where=path)
     changes = [_assign(device, p, v) for p, v in assignments]
     _write(path, yaml, doc, text)
     return changes
@@ -76,7 +77,7 @@ def add_device(path: Path, school: str, assignments: list[tuple[tuple[str, ...],
     entry = next((s for s in _schools(doc) if _is_map(s) and school in (str(s.get("id")), str(s.get("name")))),
                  None)
     if entry is None:
-        raise NotFound(f"school {school!r} is not in the inventory {path}")
+        raise NotFound("school {school!r} is not in the inventory {where}", school=school, where=path)
     from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
     devices = entry.get("devices")
@@ -110,7 +111,7 @@ def _load(path: Path):
     try:
         return yaml, yaml.load(text), text
     except YAMLError as exc:  # pragma: no cover - the loader accepted it
-        raise InvalidFile([Problem(str(path), 1, 1, "", f"cannot edit: {exc}")]) from None
+        raise InvalidFile([Problem(str(path), 1, 1, "", "cannot edit: {exc}", values=dict(exc=exc))]) from None
 
 
 def _indent(text: str) -> dict[str, int]:
@@ -164,13 +165,17 @@ def _assign(node, path: tuple[str, ...], value: Any) -> str:
             value = seq
         node[key] = value
     if _show(old) == _show(value):
-        return f"{'.'.join(path)}: {_show(old)} (unchanged)"
+        from canteen_ops.i18n import _
+
+        return _("{key}: {value} (unchanged)").format(key=".".join(path), value=_show(old))  # shown, never stored
     return f"{'.'.join(path)}: {_show(old)} → {_show(value)}"
 
 
 def _show(v: Any) -> str:
     if v is None:
-        return "(none)"
+        from canteen_ops.i18n import _
+
+        return _("(none)")
     if isinstance(v, list):
         return "[" + ", ".join(map(str, v)) + "]"
     return str(v)
@@ -180,16 +185,14 @@ def _write(path: Path, yaml, doc, before: str) -> None:
     from canteen_ops.inventory.loader import parse_inventory
     from canteen_ops.store.files import atomic_write
 
-    import dataclasses
-
     buf = io.StringIO()
     yaml.dump(doc, buf)
     text = buf.getvalue()
     try:
         parse_inventory(text, str(path))
     except InvalidFile as exc:  # exit 65, nothing written; lines are those the file would have had
-        raise InvalidFile([dataclasses.replace(p, message=f"{p.message} (after this change; the file is "
-                                                          "unchanged)") for p in exc.problems]) from None
+        raise InvalidFile([Problem(p.file, p.line, p.column, p.path, "{problem} (after this change; the file is "
+                                   "unchanged)", {"problem": p.text()}) for p in exc.problems]) from None
     if text == before:
         return
     target = path.resolve()  # a symlinked inventory stays a symlink

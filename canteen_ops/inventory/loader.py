@@ -80,10 +80,11 @@ class _Validator:
         self.problems: list[Problem] = []
         self.warnings: list[str] = []
 
-    def problem(self, path: tuple, message: str, *, key: bool = False) -> None:
-        mark = self.positions.get(path + ("__key__",)) if key else None
+    def problem(self, path: tuple, message: str, *, on_key: bool = False, **values) -> None:
+        """`message` is an English template filled with `values` (errors.Problem: shown translated)."""
+        mark = self.positions.get(path + ("__key__",)) if on_key else None
         mark = mark or self.positions.at(path)
-        self.problems.append(Problem(self.file, mark.line, mark.column, format_path(path), message))
+        self.problems.append(Problem(self.file, mark.line, mark.column, format_path(path), message, values))
 
     def where(self, path: tuple) -> str:
         m = self.positions.at(path)
@@ -92,23 +93,29 @@ class _Validator:
     # --- generic shape checks -------------------------------------------------------------------------
     def mapping(self, value: Any, path: tuple, allowed: set[str], required: tuple[str, ...] = ()) -> dict:
         if not isinstance(value, dict):
-            self.problem(path, f"expected a mapping, got {_type_name(value)}")
+            from canteen_ops.i18n import word
+
+            self.problem(path, "expected a mapping, got {type}", type=word("type:" + _type_name(value)))
             return {}
         for key in value:
             if key not in allowed:
                 hint = _suggest(str(key), allowed)
-                self.problem(path + (key,), f"unknown key {key!r}" + (f" (did you mean {hint!r}?)" if hint else ""),
-                             key=True)
+                self.problem(path + (key,), "unknown key {key!r} (did you mean {hint!r}?)" if hint
+                             else "unknown key {key!r}", on_key=True, key=key, hint=hint)
         for key in required:
             if key not in value or value[key] is None:
-                self.problem(path, f"missing required key {key!r}")
+                self.problem(path, "missing required key {key!r}", key=key)
         return value
 
     def typed(self, value: Any, path: tuple, kind: type | tuple, what: str, *, secret: bool = False) -> Any:
         ok = isinstance(value, kind) and not (isinstance(value, bool) and bool not in _as_tuple(kind))
         if not ok:
             shown = "" if secret or isinstance(value, (dict, list)) else f" {value!r}"
-            self.problem(path, f"expected {what}, got {_type_name(value)}{shown}")
+            from canteen_ops.i18n import _, word
+
+            # our words for the kinds, in the reader's language where they are made (a Problem is never stored)
+            self.problem(path, "expected {what}, got {type}{shown}", what=_(what),
+                         type=word("type:" + _type_name(value)), shown=shown)
             return None
         return value
 
@@ -123,7 +130,7 @@ class _Validator:
     def ident(self, m: dict, key: str, path: tuple) -> str | None:
         v = self.string(m, key, path)
         if v is not None and not ID_RE.match(v):
-            self.problem(path + (key,), f"invalid id {v!r}: use letters, digits, '-', '_' and '.'")
+            self.problem(path + (key,), "invalid id {v!r}: use letters, digits, '-', '_' and '.'", v=v)
             return None
         return v
 
@@ -131,7 +138,7 @@ class _Validator:
         if self.typed(v, path, int, "a port number (integer)") is None:
             return None
         if not 1 <= v <= 65535:
-            self.problem(path, f"port {v} out of range 1-65535")
+            self.problem(path, "port {v} out of range 1-65535", v=v)
             return None
         return v
 
@@ -139,14 +146,14 @@ class _Validator:
         if self.typed(v, path, (int, float), "a number") is None or not self.in_range(v, path, limit):
             return None
         if v <= 0:
-            self.problem(path, f"must be greater than 0, got {v}")
+            self.problem(path, "must be greater than 0, got {v}", v=v)
             return None
         return float(v)
 
     def in_range(self, v: float, path: tuple, limit: float = MAX_NUMBER) -> bool:
         """A finite number of at most `limit`: YAML reads .inf, .nan and 1.0e+999, and they overflow later."""
         if v != v or abs(v) > limit:
-            self.problem(path, f"out of range: {v} (at most {limit:g})")
+            self.problem(path, "out of range: {v} (at most {limit:g})", v=v, limit=limit)
             return False
         return True
 
@@ -165,7 +172,7 @@ class _Validator:
                 return dt.date.fromisoformat(v.strip())
             except ValueError:
                 pass
-        self.problem(path, f"expected a date (YYYY-MM-DD), got {v!r}")
+        self.problem(path, "expected a date (YYYY-MM-DD), got {v!r}", v=v)
         return None
 
     def str_list(self, v: Any, path: tuple) -> tuple[str, ...] | None:
@@ -184,7 +191,7 @@ class _Validator:
             return None
         hint = _host_hint(v)
         if hint:
-            self.problem(path, hint)
+            self.problem(path, hint[0], **hint[1])
             return None
         try:
             ipaddress.ip_address(v)
@@ -192,7 +199,7 @@ class _Validator:
         except ValueError:
             pass
         if re.fullmatch(r"[0-9.]+", v) or not HOSTNAME_RE.match(v):
-            self.problem(path, f"invalid host {v!r}: expected an IPv4/IPv6 address or a DNS name")
+            self.problem(path, "invalid host {v!r}: expected an IPv4/IPv6 address or a DNS name", v=v)
             return None
         return v
 
@@ -211,8 +218,9 @@ class _Validator:
             c = self.string(m, "credentials", path)
             if c is not None:
                 if c not in cred_names:
-                    self.problem(path + ("credentials",), f"unknown credentials {c!r}"
-                                 + (f" (defined: {', '.join(sorted(cred_names))})" if cred_names else ""))
+                    self.problem(path + ("credentials",), "unknown credentials {name!r} (defined: {defined})"
+                                 if cred_names else "unknown credentials {name!r}", name=c,
+                                 defined=", ".join(sorted(cred_names)))
                 else:
                     out["credentials"] = c
         if m.get("tags") is not None and (v := self.str_list(m["tags"], path + ("tags",))) is not None:
@@ -220,7 +228,8 @@ class _Validator:
         for key, choices in (("auth", AUTH_CHOICES), ("tls", TLS_CHOICES)):
             if m.get(key) is not None and (v := self.string(m, key, path)) is not None:
                 if v not in choices:
-                    self.problem(path + (key,), f"{key} must be one of {', '.join(choices)}, got {v!r}")
+                    self.problem(path + (key,), "{key} must be one of {choices}, got {v!r}", key=key,
+                                 choices=', '.join(choices), v=v)
                 else:
                     out[key] = v
         if m.get("tls_legacy") is not None and (v := self.boolean(m["tls_legacy"], path + ("tls_legacy",))) \
@@ -229,8 +238,8 @@ class _Validator:
         if m.get("tls_ca") is not None and (v := self.string(m, "tls_ca", path)) is not None:
             ca = os.path.join(os.path.dirname(os.path.abspath(self.file)), os.path.expanduser(v))
             if not os.path.isfile(ca):
-                self.problem(path + ("tls_ca",), f"CA bundle {v!r} not found (a path relative to the inventory "
-                                                 f"file, or absolute)")
+                self.problem(path + ("tls_ca",), "CA bundle {v!r} not found (a path relative to the inventory file, "
+                                                 "or absolute)", v=v)
             else:
                 out["tls_ca"] = ca
         if m.get("policy") is not None:
@@ -250,27 +259,27 @@ class _Validator:
             if isinstance(default, tuple):
                 if (lst := self.str_list(value, p)) is not None:
                     if key == "skip_checks" and (bad := [n for n in lst if n not in DEVICE_CHECK_NAMES]):
-                        self.problem(p, f"unknown device check {', '.join(map(repr, bad))}; known: "
-                                        f"{', '.join(DEVICE_CHECK_NAMES)}")
+                        self.problem(p, "unknown device check {bad}; known: {device_check_names}",
+                                     bad=', '.join(map(repr, bad)), device_check_names=', '.join(DEVICE_CHECK_NAMES))
                     else:
                         out[key] = lst
             elif isinstance(default, str):
                 if self.typed(value, p, str, "a string") is not None:
                     if key in ("min_resolution", "thermal_min_resolution") and not re.fullmatch(r"\d+[xX]\d+", value):
-                        self.problem(p, f"expected WIDTHxHEIGHT such as 1920x1080, got {value!r}")
+                        self.problem(p, "expected WIDTHxHEIGHT such as 1920x1080, got {value!r}", value=value)
                     else:
                         out[key] = value
             elif isinstance(default, int) and not isinstance(default, bool) and not isinstance(default, float):
                 if self.typed(value, p, int, "an integer") is not None and self.in_range(value, p):
                     if value < 1:
-                        self.problem(p, f"must be at least 1, got {value}")
+                        self.problem(p, "must be at least 1, got {value}", value=value)
                     else:
                         out[key] = int(value)
             else:
                 if self.typed(value, p, (int, float), "a number") is not None and self.in_range(value, p,
                                                                                         _policy_limit(key)):
                     if value < 0:
-                        self.problem(p, f"must not be negative, got {value}")
+                        self.problem(p, "must not be negative, got {value}", value=value)
                     elif key.startswith("incident_") and value == 0:
                         self.problem(p, "an incident deadline must be greater than 0 hours")
                     else:
@@ -285,7 +294,7 @@ class _Validator:
             if days is not None:
                 bad = [d for d in days if _weekday(d) is None]
                 if bad:
-                    self.problem(path + ("days",), f"unknown weekday(s) {', '.join(bad)}: use mon..sun")
+                    self.problem(path + ("days",), "unknown weekday(s) {bad}: use mon..sun", bad=', '.join(bad))
                 else:
                     out["days"] = tuple(sorted({_weekday(d) for d in days}))
         for key in ("start", "end"):
@@ -293,17 +302,19 @@ class _Validator:
                 t = _parse_time(m[key])
                 if t is None:
                     hint = " (write hours as HH:MM, e.g. \"08:00\")" if type(m[key]) is int else ""
-                    self.problem(path + (key,), f"expected a time HH:MM, got {m[key]!r}{hint}")
+                    self.problem(path + (key,), "expected a time HH:MM, got {m!r}{hint}", m=m[key], hint=hint)
                 else:
                     out[key] = t
         if "start" in out and "end" in out and out["end"] <= out["start"]:
-            self.problem(path + ("end",), f"end {out['end']:%H:%M} must be after start {out['start']:%H:%M}")
+            self.problem(path + ("end",), "end {end:%H:%M} must be after start {start:%H:%M}", end=out['end'],
+                         start=out['start'])
             del out["end"]
         if "timezone" in m and self.typed(m["timezone"], path + ("timezone",), str, "a time zone name"):
             if _valid_tz(m["timezone"]):
                 out["timezone"] = m["timezone"]
             else:
-                self.problem(path + ("timezone",), f"unknown time zone {m['timezone']!r} (e.g. Asia/Shanghai)")
+                self.problem(path + ("timezone",), "unknown time zone {timezone!r} (e.g. Asia/Shanghai)",
+                             timezone=m['timezone'])
         if m.get("closed") is not None and self.typed(m["closed"], path + ("closed",), list, "a list") is not None:
             entries = [self.closure(v, path + ("closed", i)) for i, v in enumerate(m["closed"])]
             if all(e is not None for e in entries):
@@ -331,7 +342,7 @@ class _Validator:
         if first is None or last is None:
             return None
         if last < first:
-            self.problem(path + ("to",), f"range ends ({last}) before it starts ({first})")
+            self.problem(path + ("to",), "range ends ({last}) before it starts ({first})", last=last, first=first)
             return None
         return (first, last), reason
 
@@ -343,16 +354,17 @@ class _Validator:
             if a is None or b is None:
                 return None
             if b < a:
-                self.problem(path, f"range ends ({b}) before it starts ({a})")
+                self.problem(path, "range ends ({b}) before it starts ({a})", b=b, a=a)
                 return None
             return a, b
         day = self.date_value(v, path)
         return None if day is None else (day, day)
 
 
-def _host_hint(v: str) -> str | None:
-    """A `host` written as a URL, with a port, or with credentials: name the likely cause. Credentials are never
-    echoed (the password is remembered as a secret, so no later message shows it either)."""
+def _host_hint(v: str) -> tuple[str, dict] | None:
+    """A `host` written as a URL, with a port, or with credentials: name the likely cause (a message template and
+    its values). Credentials are never echoed (the password is remembered as a secret, so no later message shows
+    it either)."""
     rest = v.strip()
     scheme = re.match(r"^([A-Za-z][A-Za-z0-9+.-]{0,15})://", rest)
     if scheme:
@@ -365,7 +377,7 @@ def _host_hint(v: str) -> str | None:
         if ":" in userinfo:
             remember_secret(userinfo.split(":", 1)[1])
         return ("host contains a user name or password (user:password@…; not shown): write the address only, "
-                "and give credentials by name (credentials: password_env / password_file)")
+                "and give credentials by name (credentials: password_env / password_file)", {})
     port = None
     m = re.fullmatch(r"(\[[0-9A-Fa-f:.]+\]|[^:\[\]]+):(\d{1,5})", rest)
     if m:
@@ -375,8 +387,11 @@ def _host_hint(v: str) -> str | None:
     fix = [f"host: {rest}"] + ([f"port: {port}"] if port else [])
     if scheme and scheme.group(1).lower() == "https":
         fix.append("https: true")
-    what = "a URL" if scheme else "a port"
-    return f"host {v!r} contains {what}: the host is the address only; use `port:` for the port ({', '.join(fix)})"
+    if scheme:
+        return ("host {host!r} contains a URL: the host is the address only; use `port:` for the port ({fix})",
+                {"host": v, "fix": ", ".join(fix)})
+    return ("host {host!r} contains a port: the host is the address only; use `port:` for the port ({fix})",
+            {"host": v, "fix": ", ".join(fix)})
 
 
 def _as_tuple(kind: type | tuple) -> tuple:
@@ -473,7 +488,7 @@ def _build(v: _Validator, data: Any) -> Inventory | None:
     root = v.mapping(data, (), TOP_KEYS, required=("version", "schools"))
     version = root.get("version")
     if version is not None and (type(version) is not int or version not in SUPPORTED_VERSIONS):
-        v.problem(("version",), f"unsupported inventory version {version!r} (supported: 1)")
+        v.problem(("version",), "unsupported inventory version {version!r} (supported: 1)", version=version)
 
     # settings
     sraw = v.mapping(root.get("settings") or {}, ("settings",), SETTINGS_KEYS)
@@ -483,7 +498,7 @@ def _build(v: _Validator, data: Any) -> Inventory | None:
     settings = Settings(**{k: v.string(sraw, k, ("settings",)) for k in SETTINGS_KEYS - {"notify"}
                            if sraw.get(k) is not None}, notify=parse_targets(v, sraw.get("notify"), ("settings", "notify")))
     if sraw.get("timezone") and not _valid_tz(str(sraw["timezone"])):
-        v.problem(("settings", "timezone"), f"unknown time zone {sraw['timezone']!r}")
+        v.problem(("settings", "timezone"), "unknown time zone {timezone!r}", timezone=sraw['timezone'])
 
     # credentials
     creds: dict[str, Credentials] = {}
@@ -496,8 +511,8 @@ def _build(v: _Validator, data: Any) -> Inventory | None:
         sources = [k for k in ("password_env", "password_file", "password") if m.get(k) is not None]
         misspelt = any(k not in CRED_KEYS for k in m)  # already reported as an unknown key: say it once
         if len(sources) > 1 or (not sources and not misspelt):
-            v.problem(p, "give exactly one of password_env, password_file or password"
-                      + (f" (found {', '.join(sources)})" if sources else ""))
+            v.problem(p, "give exactly one of password_env, password_file or password (found {found})" if sources
+                      else "give exactly one of password_env, password_file or password", found=", ".join(sources))
         if "password" in m:
             v.warnings.append(f"{v.where(p + ('password',))}: credentials {name!r} has a plaintext password; "
                               "use password_env or password_file instead")
@@ -547,15 +562,16 @@ def _build(v: _Validator, data: Any) -> Inventory | None:
         sid = v.ident(sm, "id", sp)
         if sid is not None:
             if sid in school_ids:
-                v.problem(sp + ("id",), f"duplicate school id {sid!r} (first defined at {v.where(school_ids[sid])})")
+                v.problem(sp + ("id",), "duplicate school id {sid!r} (first defined at {where})", sid=sid,
+                          where=v.where(school_ids[sid]))
             else:
                 school_ids[sid] = sp + ("id",)
         for key in ("name", "district", "address"):
             v.string(sm, key, sp)
         group = v.string(sm, "group", sp)
         if group is not None and group not in groups:
-            v.problem(sp + ("group",), f"unknown group {group!r}" + (f" (defined: {', '.join(sorted(groups))})"
-                                                                      if groups else ""))
+            v.problem(sp + ("group",), "unknown group {group!r} (defined: {defined})" if groups
+                      else "unknown group {group!r}", group=group, defined=", ".join(sorted(groups)))
             group = None
         slayer = v.settings_layer(sm, sp, cred_names)
         devices_raw = sm.get("devices")
@@ -568,20 +584,21 @@ def _build(v: _Validator, data: Any) -> Inventory | None:
             did = v.ident(dm, "id", dp)
             if did is not None:
                 if did in device_ids:
-                    v.problem(dp + ("id",), f"duplicate device id {did!r} (first defined at "
-                                            f"{v.where(device_ids[did])})")
+                    v.problem(dp + ("id",), "duplicate device id {did!r} (first defined at {where})", did=did,
+                              where=v.where(device_ids[did]))
                 else:
                     device_ids[did] = dp + ("id",)
             for key, choices in (("kind", KINDS), ("vendor", VENDORS)):
                 val = dm.get(key)
                 if val is not None and val not in choices:
-                    v.problem(dp + (key,), f"invalid {key} {val!r}: expected one of {', '.join(choices)}")
+                    v.problem(dp + (key,), "invalid {key} {val!r}: expected one of {choices}", key=key, val=val,
+                              choices=', '.join(choices))
             if dm.get("host") is not None:
                 v.host(dm["host"], dp + ("host",))
             if dm.get("nvr_channel") is not None:
                 ch = v.typed(dm["nvr_channel"], dp + ("nvr_channel",), int, "a channel number (integer)")
                 if ch is not None and ch < 1:
-                    v.problem(dp + ("nvr_channel",), f"channel numbers start at 1, got {ch}")
+                    v.problem(dp + ("nvr_channel",), "channel numbers start at 1, got {ch}", ch=ch)
             for key in ("name", "area", "model", "serial", "nvr"):
                 v.string(dm, key, dp)
             for key in ("installed", "warranty_until"):
@@ -609,18 +626,18 @@ def _build(v: _Validator, data: Any) -> Inventory | None:
             nvr = dm.get("nvr")
             if nvr is not None and isinstance(nvr, str):
                 if nvr not in kinds:
-                    v.problem(dp + ("nvr",), f"unknown nvr {nvr!r}")
+                    v.problem(dp + ("nvr",), "unknown nvr {nvr!r}", nvr=nvr)
                 elif kinds[nvr][0] != "nvr":
-                    v.problem(dp + ("nvr",), f"device {nvr!r} is a {kinds[nvr][0]}, not an nvr")
+                    v.problem(dp + ("nvr",), "device {nvr!r} is a {kinds}, not an nvr", nvr=nvr, kinds=kinds[nvr][0])
                 elif kinds[nvr][1] != sp:
-                    v.problem(dp + ("nvr",), f"nvr {nvr!r} belongs to another school")
+                    v.problem(dp + ("nvr",), "nvr {nvr!r} belongs to another school", nvr=nvr)
                 if dm.get("kind") == "nvr":
                     v.problem(dp + ("nvr",), "an nvr cannot itself be attached to an nvr")
                 ch = dm.get("nvr_channel")
                 if isinstance(ch, int):
                     if (nvr, ch) in channels:
-                        v.problem(dp + ("nvr_channel",), f"channel {ch} of {nvr!r} is already used at "
-                                                         f"{v.where(channels[(nvr, ch)])}")
+                        v.problem(dp + ("nvr_channel",), "channel {ch} of {nvr!r} is already used at {where}", ch=ch,
+                                  nvr=nvr, where=v.where(channels[(nvr, ch)]))
                     else:
                         channels[(nvr, ch)] = dp + ("nvr_channel",)
             elif dm.get("nvr_channel") is not None:
@@ -644,8 +661,8 @@ def _build(v: _Validator, data: Any) -> Inventory | None:
         school_settings = _merge(defaults, groups.get(group, {}) if group else {}, slayer)
         wh = WorkingHours(**school_settings["working_hours"])
         if wh.end <= wh.start:  # each layer was fine alone, but e.g. a school's start is after the default end
-            v.problem(sp + ("working_hours",), f"working hours end {wh.end:%H:%M} must be after start "
-                                               f"{wh.start:%H:%M} (after inheriting from defaults/group)")
+            v.problem(sp + ("working_hours",), "working hours end {end:%H:%M} must be after start {start:%H:%M} "
+                                               "(after inheriting from defaults/group)", end=wh.end, start=wh.start)
         devices = []
         for dm, dp, dlayer in devs:
             eff = _merge(defaults, groups.get(group, {}) if group else {}, slayer, dlayer)

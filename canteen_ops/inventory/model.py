@@ -45,8 +45,8 @@ class Credentials:
             value = os.environ.get(self.password_env)
             if value is None:
                 raise SecretUnavailable(
-                    f"credentials {self.name!r}: environment variable {self.password_env} is not set"
-                )
+                    "credentials {name!r}: environment variable {password_env} is not set"
+                , name=self.name, password_env=self.password_env)
             return value
         if self.password_file:
             from canteen_ops.secretfile import SecretFileError, read_secret_file
@@ -55,11 +55,11 @@ class Credentials:
                 return read_secret_file(self.password_file).rstrip("\r\n")
             except SecretFileError as exc:
                 raise SecretUnavailable(
-                    f"credentials {self.name!r}: cannot read password_file {self.password_file}: {exc}"
-                ) from None
+                    "credentials {name!r}: cannot read password_file {password_file}: {exc}"
+                , name=self.name, password_file=self.password_file, exc=exc) from None
         if self.password is not None:
             return self.password
-        raise SecretUnavailable(f"credentials {self.name!r} has no password source")
+        raise SecretUnavailable("credentials {name!r} has no password source", name=self.name)
 
 
 @dataclass(frozen=True)
@@ -264,7 +264,7 @@ class Inventory:
             try:
                 schools.add(self.device(did).school_id)
             except KeyError:
-                raise NotFound(f"device {did!r} is not in the inventory {self.path}") from None
+                raise NotFound("device {did!r} is not in the inventory {where}", did=did, where=self.path) from None
         return schools
 
     def school(self, school_id: str) -> School:

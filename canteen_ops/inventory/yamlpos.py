@@ -63,16 +63,18 @@ MAX_NODES = 1_000_000
 
 
 class YamlSyntaxError(Exception):
-    def __init__(self, mark: Mark, message: str):
-        self.mark, self.message = mark, message
-        super().__init__(message)
+    """Where the YAML breaks, and why: an English template and its values (errors.Problem shows it translated)."""
+
+    def __init__(self, mark: Mark, message: str, **values):
+        self.mark, self.message, self.values = mark, message, values
+        super().__init__(message.format(**values) if values else message)
 
 
 def _mark(node: yaml.Node) -> Mark:
     return Mark(node.start_mark.line + 1, node.start_mark.column + 1)
 
 
-def load_with_positions(text: str) -> tuple[Any, PositionMap, list[tuple[tuple, Mark, str]]]:
+def load_with_positions(text: str) -> tuple[Any, PositionMap, list[tuple[tuple, Mark, tuple[str, dict]]]]:
     """Parse YAML text. Returns (data, positions, duplicate-key problems)."""
     try:
         loader = _Loader(text)
@@ -83,9 +85,9 @@ def load_with_positions(text: str) -> tuple[Any, PositionMap, list[tuple[tuple, 
     except yaml.MarkedYAMLError as exc:
         m = exc.problem_mark
         mark = Mark(m.line + 1, m.column + 1) if m else Mark(1, 1)
-        raise YamlSyntaxError(mark, f"YAML syntax error: {exc.problem or exc.context}") from None
+        raise YamlSyntaxError(mark, "YAML syntax error: {problem}", problem=exc.problem or exc.context) from None
     positions = PositionMap()
-    duplicates: list[tuple[tuple, Mark, str]] = []
+    duplicates: list[tuple[tuple, Mark, tuple[str, dict]]] = []  # (path, where, (message template, values))
     if root is None:
         return None, positions, duplicates
     constructor = yaml.SafeLoader("")  # only used to construct scalars with YAML's type rules
@@ -98,13 +100,14 @@ def load_with_positions(text: str) -> tuple[Any, PositionMap, list[tuple[tuple, 
         nonlocal count
         count += 1
         if count > MAX_NODES:
-            raise YamlSyntaxError(_mark(node), f"document too large after expanding aliases (> {MAX_NODES} nodes)")
+            raise YamlSyntaxError(_mark(node), "document too large after expanding aliases (> {n} nodes)",
+                                  n=MAX_NODES)
         positions[path] = node.start_mark
         if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)):
             if id(node) in active:
                 raise YamlSyntaxError(_mark(node), "YAML syntax error: recursive alias")
             if node.tag not in _PLAIN_TAGS:  # e.g. !!python/object/apply on a list: never honoured, so refuse
-                raise YamlSyntaxError(_mark(node), f"YAML syntax error: unsupported tag {node.tag!r}")
+                raise YamlSyntaxError(_mark(node), "YAML syntax error: unsupported tag {tag!r}", tag=node.tag)
             active.add(id(node))
             try:
                 return build_collection(node, path)
@@ -119,7 +122,7 @@ def load_with_positions(text: str) -> tuple[Any, PositionMap, list[tuple[tuple, 
                 try:
                     constructor.flatten_mapping(node)  # resolve `<<: *anchor` merges (they come first)
                 except yaml.MarkedYAMLError as exc:
-                    raise YamlSyntaxError(_mark(node), f"YAML syntax error: {exc.problem}") from None
+                    raise YamlSyntaxError(_mark(node), "YAML syntax error: {problem}", problem=exc.problem) from None
                 merged[id(node)] = len(node.value) - own
             out: dict = {}
             own_keys: set = set()
@@ -130,7 +133,7 @@ def load_with_positions(text: str) -> tuple[Any, PositionMap, list[tuple[tuple, 
                     key = yaml.serialize(key_node, default_flow_style=True).strip()
                 if i >= merged[id(node)]:  # a key written here, not merged in: overriding a merge is fine
                     if key in own_keys:
-                        duplicates.append((path + (key,), _mark(key_node), f"duplicate key {key!r}"))
+                        duplicates.append((path + (key,), _mark(key_node), ("duplicate key {key!r}", {"key": key})))
                     own_keys.add(key)
                 out[key] = build(value_node, path + (key,))
                 # A key's own position is more useful than its value's for "unknown key" errors.
@@ -145,7 +148,7 @@ def load_with_positions(text: str) -> tuple[Any, PositionMap, list[tuple[tuple, 
             value = constructor.construct_object(node, deep=True)
         except yaml.MarkedYAMLError as exc:  # e.g. a !!python/object tag: not allowed in a safe load
             constructor.recursive_objects.pop(node, None)
-            raise YamlSyntaxError(_mark(node), f"YAML syntax error: {exc.problem}") from None
+            raise YamlSyntaxError(_mark(node), "YAML syntax error: {problem}", problem=exc.problem) from None
         except ValueError:  # a timestamp-shaped value that is no date (2023-13-45): let validation name it
             constructor.recursive_objects.pop(node, None)
             return node.value
@@ -173,14 +176,19 @@ def read_input_file(path, what: str, missing_hint: str = ""):
     from pathlib import Path
 
     from canteen_ops.errors import InvalidFile, NotFound, Problem
+    from canteen_ops.i18n import _
 
     name = str(path)
+    what = _(what)  # our word for the file, in the reader's language (these errors are shown, never stored)
     try:
         raw = Path(path).read_bytes()
     except FileNotFoundError:
-        raise NotFound(f"{name}: {what} not found" + (f" ({missing_hint})" if missing_hint else "")) from None
+        if missing_hint:
+            raise NotFound("{file}: {what} not found ({hint})", file=name, what=what, hint=_(missing_hint)) from None
+        raise NotFound("{file}: {what} not found", file=name, what=what) from None
     except OSError as exc:
-        raise InvalidFile([Problem(name, 1, 1, "", f"cannot read {what}: {exc.strerror or exc}")]) from None
+        raise InvalidFile([Problem(name, 1, 1, "", "cannot read {what}: {reason}",
+                                   dict(what=what, reason=exc.strerror or exc))]) from None
     return parse_input_text(decode_input(raw, name, what), name)
 
 
@@ -189,9 +197,9 @@ def decode_input(raw: bytes, name: str, what: str) -> str:
     so, and how to fix it, instead of a codec error."""
     from canteen_ops.errors import InvalidFile, Problem
 
-    save = "save it as UTF-8 (in Notepad: File → Save as → Encoding: UTF-8)"
     if raw.startswith((b"\xff\xfe", b"\xfe\xff")) or (len(raw) >= 4 and raw[:200].count(b"\x00") * 3 > min(len(raw), 200)):
-        raise InvalidFile([Problem(name, 1, 1, "", f"the {what} is saved as UTF-16 (\"Unicode\"): {save}")])
+        raise InvalidFile([Problem(name, 1, 1, "", "the {what} is saved as UTF-16 (\"Unicode\"): save it as UTF-8 (in "
+                                   "Notepad: File → Save as → Encoding: UTF-8)", dict(what=what))])
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -199,10 +207,11 @@ def decode_input(raw: bytes, name: str, what: str) -> str:
         column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
         try:
             raw.decode("gb18030")
-            guess = "saved as GBK/GB18030 (the Chinese Windows ANSI encoding), not UTF-8"
+            message = ("the {what} is saved as GBK/GB18030 (the Chinese Windows ANSI encoding), not UTF-8: save it "
+                       "as UTF-8 (in Notepad: File → Save as → Encoding: UTF-8)")
         except UnicodeDecodeError:
-            guess = "not UTF-8 text"
-        raise InvalidFile([Problem(name, line, column, "", f"the {what} is {guess}: {save}")]) from None
+            message = "the {what} is not UTF-8 text: save it as UTF-8 (in Notepad: File → Save as → Encoding: UTF-8)"
+        raise InvalidFile([Problem(name, line, column, "", message, dict(what=what))]) from None
 
 
 def parse_input_text(text: str, name: str):
@@ -215,9 +224,11 @@ def parse_input_text(text: str, name: str):
         tabbed = [i for i, line in enumerate(text.splitlines(), 1) if "\t" in line[:len(line) - len(line.lstrip())]]
         if tabbed:  # PyYAML's own message ("found character '\t' that cannot start any token") hides the cause
             line = tabbed[0]
-            raise InvalidFile([Problem(name, line, 1, "", "this line is indented with a tab: YAML indentation must "
-                                       f"use spaces ({len(tabbed)} line{'s' if len(tabbed) != 1 else ''} with tabs; "
-                                       "replace each tab with spaces)")]) from None
-        raise InvalidFile([Problem(name, exc.mark.line, exc.mark.column, "", exc.message)]) from None
-    problems = [Problem(name, mark.line, mark.column, format_path(p), msg) for p, mark, msg in duplicates]
+            message = ("this line is indented with a tab: YAML indentation must use spaces (1 line with tabs; "
+                       "replace each tab with spaces)") if len(tabbed) == 1 else (
+                "this line is indented with a tab: YAML indentation must use spaces ({n} lines with tabs; replace "
+                "each tab with spaces)")
+            raise InvalidFile([Problem(name, line, 1, "", message, dict(n=len(tabbed)))]) from None
+        raise InvalidFile([Problem(name, exc.mark.line, exc.mark.column, "", exc.message, exc.values)]) from None
+    problems = [Problem(name, mark.line, mark.column, format_path(p), *msg) for p, mark, msg in duplicates]
     return data, positions, problems

@@ -79,14 +79,14 @@ class NotifyTarget:
         if self.url_env:
             value = os.environ.get(self.url_env)
             if not value:
-                raise NotifyUrlUnavailable(f"notify target {self.name!r}: environment variable {self.url_env} "
-                                           "is not set")
+                raise NotifyUrlUnavailable("notify target {name!r}: environment variable {url_env} is not set",
+                                           name=self.name, url_env=self.url_env)
         elif self.url_file:
             try:
                 value = Path(self.url_file).expanduser().read_text(encoding="utf-8").strip()
             except OSError as exc:
-                raise NotifyUrlUnavailable(f"notify target {self.name!r}: cannot read url_file {self.url_file}: "
-                                           f"{exc.strerror}") from None
+                raise NotifyUrlUnavailable("notify target {name!r}: cannot read url_file {url_file}: {strerror}",
+                                           name=self.name, url_file=self.url_file, strerror=exc.strerror) from None
         else:
             value = self.url or ""
         remember_url(value)
@@ -141,16 +141,17 @@ def parse_targets(v, raw: Any, path: tuple) -> tuple[NotifyTarget, ...]:
         m = v.mapping(item, p, TARGET_KEYS, required=("name",))
         name = v.string(m, "name", p)
         if name is not None and not NAME_RE.match(name):
-            v.problem(p + ("name",), f"invalid target name {name!r}: use letters, digits, '-', '_' and '.'")
+            v.problem(p + ("name",), "invalid target name {name!r}: use letters, digits, '-', '_' and '.'", name=name)
             name = None
         if name is not None:
             if name in seen:
-                v.problem(p + ("name",), f"duplicate notify target {name!r} (first defined at {v.where(seen[name])})")
+                v.problem(p + ("name",), "duplicate notify target {name!r} (first defined at {where})", name=name,
+                          where=v.where(seen[name]))
             seen[name] = p + ("name",)
         sources = [k for k in ("url_env", "url_file", "url") if m.get(k) is not None]
         if len(sources) != 1:
-            v.problem(p, "give exactly one of url_env, url_file or url"
-                      + (f" (found {', '.join(sources)})" if sources else ""))
+            v.problem(p, "give exactly one of url_env, url_file or url (found {found})" if sources
+                      else "give exactly one of url_env, url_file or url", found=", ".join(sources))
         url_env = v.string(m, "url_env", p, secret=True)
         if url_env is not None and not ENV_NAME_RE.match(url_env):
             v.problem(p + ("url_env",), "expected the name of an environment variable (letters, digits, _), "
@@ -170,14 +171,16 @@ def parse_targets(v, raw: Any, path: tuple) -> tuple[NotifyTarget, ...]:
                 if values is not None:
                     bad = [x for x in values if x not in choices]
                     if bad:
-                        v.problem(p + (key,), f"unknown {key[:-1]}(s) {', '.join(bad)}: expected {', '.join(choices)}")
+                        v.problem(p + (key,), "unknown {key}(s) {bad}: expected {choices}", key=key[:-1],
+                                  bad=', '.join(bad), choices=', '.join(choices))
                     else:
                         kw[key] = tuple(values)
         if m.get("quiet_hours") is not None:
             q = m["quiet_hours"]
             match = QUIET_RE.match(q) if isinstance(q, str) else None
             if not match:
-                v.problem(p + ("quiet_hours",), f"expected a time range HH:MM-HH:MM (e.g. \"22:00-07:00\"), got {q!r}")
+                v.problem(p + ("quiet_hours",), "expected a time range HH:MM-HH:MM (e.g. \"22:00-07:00\"), got {q!r}",
+                          q=q)
             else:
                 a, b = dt.time(int(match[1]), int(match[2])), dt.time(int(match[3]), int(match[4]))
                 if a == b:
@@ -187,7 +190,7 @@ def parse_targets(v, raw: Any, path: tuple) -> tuple[NotifyTarget, ...]:
         if m.get("max_per_hour") is not None:
             n = v.typed(m["max_per_hour"], p + ("max_per_hour",), int, "a whole number")
             if n is not None and n < 1:
-                v.problem(p + ("max_per_hour",), f"must be at least 1, got {n}")
+                v.problem(p + ("max_per_hour",), "must be at least 1, got {n}", n=n)
             elif n is not None:
                 kw["max_per_hour"] = n
         if name is not None:

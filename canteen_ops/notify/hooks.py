@@ -15,6 +15,7 @@ import sqlite3
 from typing import TYPE_CHECKING
 
 from canteen_ops.errors import CanteenOpsError
+from canteen_ops.i18n import _
 from canteen_ops.status import Status
 
 if TYPE_CHECKING:
@@ -57,13 +58,15 @@ def announce(env: "Env", log, extra: list[tuple["Message", str]] = ()) -> None:
             enqueue(log, inv, msg, key, now=now)
         d = deliver(log, inv, now=now, budget_s=ONE_SHOT_BUDGET_S)
         if (d.failed or d.errors) and not env.quiet:
-            env.err.print(f"warning: notification not delivered now ({d}); the next watch round retries",
+            env.err.print(_("warning: notification not delivered now ({report}); the next watch round retries")
+                          .format(report=d),
                           style="yellow", markup=False, highlight=False)
     except (CanteenOpsError, sqlite3.Error, OSError) as exc:
         from canteen_ops.redact import redact_text
 
-        env.err.print(f"warning: notification skipped: {redact_text(str(exc))}", style="yellow", markup=False,
-                      highlight=False)
+        why = exc.localized() if isinstance(exc, CanteenOpsError) else str(exc)
+        env.err.print(_("warning: notification skipped: {why}").format(why=redact_text(why)), style="yellow",
+                      markup=False, highlight=False)
 
 
 def notify_playbook(env: "Env", log, book, outcome) -> None:

@@ -42,8 +42,10 @@ class Delivery:
     errors: list[str] = field(default_factory=list)
 
     def __str__(self) -> str:
-        return (f"{self.sent} sent, {self.failed} failed (retried next round), {self.held} held (quiet hours), "
-                f"{self.limited} waiting (rate limit)")
+        from canteen_ops.i18n import _
+
+        return _("{sent} sent, {failed} failed (retried next round), {held} held (quiet hours), {limited} waiting "
+                 "(rate limit)").format(sent=self.sent, failed=self.failed, held=self.held, limited=self.limited)
 
 
 def targets_for(inventory, msg: Message) -> list[NotifyTarget]:

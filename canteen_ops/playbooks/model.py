@@ -80,7 +80,7 @@ def _build(v: _Validator, data: Any, stem: str) -> Playbook:
     name = v.string(root, "name", ()) or stem
     kind = v.string(root, "kind", ()) or "job"
     if kind not in ("job", "drill"):
-        v.problem(("kind",), f"invalid kind {kind!r}: expected job or drill")
+        v.problem(("kind",), "invalid kind {kind!r}: expected job or drill", kind=kind)
     targets = _selection(v, root.get("targets") or {}, ("targets",))
     variables: dict[str, str] = {}
     for key, value in v.mapping(root.get("variables") or {}, ("variables",), set(root.get("variables") or {})
@@ -100,17 +100,19 @@ def _build(v: _Validator, data: Any, stem: str) -> Playbook:
         tasks = [k for k in m if k in TASKS]
         label = f"step {i + 1}" + (f" ({m['name']})" if isinstance(m.get("name"), str) else "")
         if len(tasks) != 1:
-            v.problem(p, f"{label}: give exactly one task ({', '.join(TASKS)})"
-                      + (f", found {', '.join(tasks)}" if tasks else ""))
+            v.problem(p, "{label}: give exactly one task ({tasks}), found {found}" if tasks
+                      else "{label}: give exactly one task ({tasks})", label=label, tasks=", ".join(TASKS),
+                      found=", ".join(tasks))
             continue
         task = tasks[0]
         spec = TASKS[task]
         for problem_path, message in spec.validate(m[task], p + (task,)):
-            v.problem(problem_path, f"{label}: {message}")
+            v.problem(problem_path, "{label}: {text}", label=label, text=message)
         _check_vars(v, m[task], p + (task,), variables, label)
         on_failure = m.get("on_failure", "stop")
         if on_failure not in ("stop", "continue"):
-            v.problem(p + ("on_failure",), f"{label}: on_failure must be stop or continue, got {on_failure!r}")
+            v.problem(p + ("on_failure",), "{label}: on_failure must be stop or continue, got {on_failure!r}",
+                      label=label, on_failure=on_failure)
         timeout = 600.0
         if m.get("timeout") is not None:
             timeout = v.positive(m["timeout"], p + ("timeout",)) or timeout
@@ -119,12 +121,13 @@ def _build(v: _Validator, data: Any, stem: str) -> Playbook:
             expect = v.str_list(m["expect"], p + ("expect",)) or ()
             bad = [s for s in expect if s not in STATUSES]
             if bad:
-                v.problem(p + ("expect",), f"{label}: expect must be among {', '.join(STATUSES)}, got {bad}")
+                v.problem(p + ("expect",), "{label}: expect must be among {statuses}, got {bad}", label=label,
+                          statuses=', '.join(STATUSES), bad=bad)
         target = _selection(v, m["target"], p + ("target",)) if m.get("target") is not None else None
         if target:
             _check_vars(v, target, p + ("target",), variables, label)
         if target is not None and not spec.selects:
-            v.problem(p + ("target",), f"{label}: task {task!r} does not take a target")
+            v.problem(p + ("target",), "{label}: task {task!r} does not take a target", label=label, task=task)
         steps.append(Step(index=i + 1, name=str(m.get("name") or task), task=task, args=m[task],
                           target=target, on_failure=on_failure, timeout=timeout, expect=tuple(expect),
                           line=v.positions.at(p).line))
@@ -138,7 +141,7 @@ def _check_vars(v: _Validator, value: Any, path: tuple, variables: dict[str, str
     if isinstance(value, str):
         for var in VAR_RE.findall(value):
             if var not in variables and var not in BUILTIN_VARS:
-                v.problem(path, f"{label}: unknown variable {var!r} (define it under variables:)")
+                v.problem(path, "{label}: unknown variable {var!r} (define it under variables:)", label=label, var=var)
     elif isinstance(value, dict):
         for k, item in value.items():
             _check_vars(v, item, path + (k,), variables, label)

@@ -69,8 +69,8 @@ def playbook_lock(lock_dir: Path, name: str):
 
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
     path = lock_dir / f"playbook-{safe}.lock"
-    return exclusive(path, f"playbook {name!r} is already running{{holder}} (lock {path}); "
-                           "try again when it has finished")
+    return exclusive(path, "playbook {name!r} is already running{holder} (lock {lock}); try again when it has "
+                           "finished", name=name, lock=path)
 
 
 class PlaybookRunner:
@@ -114,7 +114,7 @@ class PlaybookRunner:
         from canteen_ops.i18n import _
 
         self.out.print(styled((self.book.name, "bold"), f" — {plural(len(self.book.steps), 'step')} ",
-                              _("(check mode: nothing is run)")))
+                              _("(check mode: nothing is run)")))  # (the plan's lines are shown, never stored)
         outcome = PlaybookOutcome()
         for step in self.book.steps:
             args = substitute(step.args, self.vars)
@@ -125,7 +125,10 @@ class PlaybookRunner:
 
     # --- execution -----------------------------------------------------------------------------------
     def _execute(self, log: "MaintenanceLog", outcome: PlaybookOutcome) -> None:
+        """Run the steps; each step's summary is recorded in English and shown translated (summaries.py)."""
         from canteen_ops.cli.render import lines, status_cell, styled
+        from canteen_ops.i18n import _
+        from canteen_ops.summaries import translate
 
         stopped = False
         for step in self.book.steps:
@@ -145,7 +148,8 @@ class PlaybookRunner:
             outcome.steps.append(so)
             self._record(log, outcome, so)
             if not self.env.quiet or status not in (Status.OK,):
-                lines(self.out, [(status_cell(status.value), f"{summary} ({so.seconds:.1f} s)")], indent=2)
+                took = _("({n} s)").format(n=f"{so.seconds:.1f}")
+                lines(self.out, [(status_cell(status.value), f"{translate(summary)} {took}")], indent=2)
             if status in (Status.CRIT, Status.UNKNOWN) and step.on_failure == "stop":
                 stopped = True
 
@@ -171,11 +175,12 @@ class PlaybookRunner:
             # Act on the open incident of the named device: drills cannot know incident ids in advance.
             device = args.pop("device", None)
             if not device:
-                raise UsageError(f"step {step.index}: incident {args.get('action')} needs device")
+                raise UsageError("step {index}: incident {action} needs device", index=step.index,
+                                 action=args.get("action"))
             rows = log.query("SELECT id FROM incidents WHERE state IN ('open', 'acked', 'arrived') AND device_ids LIKE ? "
                              "ORDER BY seq DESC LIMIT 1", [f'%"{device}"%'])
             if not rows:
-                raise UsageError(f"no open incident for device {device}")
+                raise UsageError("no open incident for device {device}", device=device)
             argv = spec.argv(args, None)
             return argv[:2] + [rows[0]["id"]] + argv[2:]
         return spec.argv(args, self._target(step))
@@ -281,5 +286,8 @@ class PlaybookRunner:
         if step.task in INTERNAL:
             return f"{step.task} {args}"
         if step.task == "incident" and isinstance(args, dict) and args.get("action", "open") != "open":
-            return f"canteen-ops incident {args['action']} <open incident of {args.get('device')}>"
+            from canteen_ops.i18n import _
+
+            return _("canteen-ops incident {action} <open incident of {device}>").format(
+                action=args["action"], device=args.get("device"))  # shown by --check, never stored
         return "canteen-ops " + " ".join(TASKS[step.task].argv(args, self._target(step)))

@@ -31,19 +31,23 @@ class TaskSpec:
         return dict(args)
 
     def validate(self, raw: Any, path: tuple) -> list[tuple[tuple, str]]:
+        """(path, message) for each problem, in the reader's language (problems are shown, never stored)."""
+        from canteen_ops.i18n import _
+
         args = self.normalize(raw)
         problems = []
         if "__invalid__" in args:
-            return [(path, f"task {self.name!r} takes a mapping of arguments")]
+            return [(path, _("task {name!r} takes a mapping of arguments").format(name=self.name))]
         allowed = set(self.options) | set(self.positional) | ({"action"} if len(self.actions) > 1 else set())
         for key, value in args.items():
             if key not in allowed:
-                problems.append((path + (key,), f"unknown argument {key!r} for task {self.name!r} "
-                                 f"(allowed: {', '.join(sorted(allowed)) or 'none'})"))
+                problems.append((path + (key,), _("unknown argument {key!r} for task {name!r} (allowed: {allowed})")
+                                 .format(key=key, name=self.name, allowed=", ".join(sorted(allowed)) or "-")))
                 continue
             if key == "action":
                 if value not in self.actions:
-                    problems.append((path + (key,), f"action must be one of {', '.join(self.actions)}"))
+                    problems.append((path + (key,), _("action must be one of {actions}").format(
+                        actions=", ".join(self.actions))))
                 continue
             kind = self.options.get(key, (str, int, float))
             if kind is list:
@@ -54,11 +58,11 @@ class TaskSpec:
             else:
                 ok = isinstance(value, kind) and not isinstance(value, bool)
             if not ok:
-                want = {list: "a list", bool: "true or false", str: "a string"}.get(kind, "a value")
-                problems.append((path + (key,), f"argument {key!r} must be {want}"))
+                want = {list: _("a list"), bool: _("true or false"), str: _("a string")}.get(kind, _("a value"))
+                problems.append((path + (key,), _("argument {key!r} must be {want}").format(key=key, want=want)))
         for key in self.required:
             if key not in args:
-                problems.append((path, f"task {self.name!r} needs argument {key!r}"))
+                problems.append((path, _("task {name!r} needs argument {key!r}").format(name=self.name, key=key)))
         return problems
 
     def argv(self, raw: Any, target: dict[str, list[str]] | None) -> list[str]:

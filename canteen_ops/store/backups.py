@@ -165,4 +165,4 @@ class BackupStore:
         locks = self.root / ".locks"
         locks.mkdir(parents=True, exist_ok=True, mode=0o700)
         return exclusive(locks / f"{_component(device_id, 'device id')}.lock",
-                         f"{device_id}: another backup of this device is running{{holder}}; skipped")
+                         "{device}: another backup of this device is running{holder}; skipped", device=device_id)

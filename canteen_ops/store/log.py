@@ -61,14 +61,15 @@ class MaintenanceLog:
             # isolation_level=None: we manage transactions explicitly with BEGIN IMMEDIATE (see `transaction`).
             conn = sqlite3.connect(str(path), timeout=30, isolation_level=None, check_same_thread=False)
         except (OSError, sqlite3.Error) as exc:
-            raise LogUnusable(f"cannot open the maintenance log {path}: {exc}") from None
+            raise LogUnusable("cannot open the maintenance log {where}: {exc}", where=path, exc=exc) from None
         try:
             conn.row_factory = sqlite3.Row
             conn.execute("PRAGMA busy_timeout=30000")
             # Refuse another program's database before touching it (switching to WAL would change its file).
             if (conn.execute("PRAGMA user_version").fetchone()[0] == 0
                     and conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone()):
-                raise LogUnusable(f"{path} is another program's SQLite database, not a canteen-ops maintenance log")
+                raise LogUnusable("{where} is another program's SQLite database, not a canteen-ops maintenance log",
+                                  where=path)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across app crashes, atomic always
             conn.execute("PRAGMA foreign_keys=ON")
@@ -78,7 +79,8 @@ class MaintenanceLog:
             log.recover_interrupted_runs()
         except sqlite3.DatabaseError as exc:  # not SQLite, or another program's database
             conn.close()
-            raise LogUnusable(f"{path} is not a usable canteen-ops maintenance log: {exc}") from None
+            raise LogUnusable("{where} is not a usable canteen-ops maintenance log: {exc}", where=path,
+                              exc=exc) from None
         except BaseException:
             conn.close()
             raise
@@ -164,7 +166,8 @@ class MaintenanceLog:
             if len(rows) == 1:
                 return rows[0]
             if len(rows) > 1:
-                raise UsageError(f"{what} id prefix {ident!r} is ambiguous; give more characters")
+                raise UsageError("{what} id prefix {ident!r} is ambiguous; give more characters", what=what,
+                                 ident=ident)
         from canteen_ops.i18n import _
 
         raise NotFound(_("no {what} with id {id}").format(what=_(what), id=repr(ident)))

@@ -148,8 +148,8 @@ def migrate(conn: sqlite3.Connection) -> int:
     if version > len(MIGRATIONS):
         from canteen_ops.errors import LogUnusable
 
-        raise LogUnusable(f"maintenance log schema v{version} is newer than this canteen-ops "
-                              f"(knows v{len(MIGRATIONS)}); upgrade canteen-ops")
+        raise LogUnusable("maintenance log schema v{version} is newer than this canteen-ops (knows v{n}); upgrade "
+                          "canteen-ops", version=version, n=len(MIGRATIONS))
     for target, script in enumerate(MIGRATIONS[version:], start=version + 1):
         if callable(script):
             script(conn)

@@ -232,35 +232,38 @@ def load_catalog(path: str | Path) -> Catalog:
     name = str(path)
     data, pos, problems = read_input_file(path, "firmware catalog", "start from firmware-catalog.example.yaml")
 
-    def problem(p: tuple, message: str, key: bool = False) -> None:
-        mark = (pos.get(p + ("__key__",)) if key else None) or pos.at(p)
-        problems.append(Problem(name, mark.line, mark.column, format_path(p), message))
+    def problem(p: tuple, message: str, on_key: bool = False, **values) -> None:
+        mark = (pos.get(p + ("__key__",)) if on_key else None) or pos.at(p)
+        problems.append(Problem(name, mark.line, mark.column, format_path(p), message, values))
 
     def mapping(value: Any, p: tuple, allowed: set[str]) -> dict:
         if not isinstance(value, dict):
-            problem(p, f"expected a mapping, got {type(value).__name__}")
+            problem(p, "expected a mapping, got {kind}", kind=type(value).__name__)
             return {}
         for k in value:
             if k not in allowed:
-                problem(p + (k,), f"unknown key {k!r}; expected one of {', '.join(sorted(allowed))}", key=True)
+                problem(p + (k,), "unknown key {k!r}; expected one of {allowed}", on_key=True, k=k,
+                        allowed=', '.join(sorted(allowed)))
         return value
 
     def version(vendor: str, value: Any, p: tuple) -> Version | None:
         if value is None:
             return None
         if not isinstance(value, (str, int, float)) or isinstance(value, bool):
-            problem(p, f"expected a version string, got {type(value).__name__}")
+            problem(p, "expected a version string, got {kind}", kind=type(value).__name__)
             return None
         v = parse_version(vendor, str(value))
         if v is None:
-            problem(p, f"cannot read {str(value)!r} as a {vendor} version "
-                       + {"hikvision": "(e.g. 'V5.7.18 build 240826')",
-                          "dahua": "(e.g. '2.800.0000016.0.R,build:2020-06-05')"}.get(vendor, "(no version number)"))
+            example = {"hikvision": "'V5.7.18 build 240826'", "dahua": "'2.800.0000016.0.R,build:2020-06-05'"}
+            problem(p, "cannot read {version!r} as a {vendor} version (e.g. {example})" if vendor in example
+                    else "cannot read {version!r} as a {vendor} version (no version number)", version=str(value),
+                    vendor=vendor, example=example.get(vendor))
         return v
 
     root = mapping(data if data is not None else {}, (), {"version", "entries"})
     if root.get("version", 1) != 1:
-        problem(("version",), f"unsupported catalog version {root.get('version')!r}; this canteen-ops reads 1")
+        problem(("version",), "unsupported catalog version {version!r}; this canteen-ops reads 1",
+                version=root.get("version"))
     raw_entries = root.get("entries")
     if not isinstance(raw_entries, list) or not raw_entries:
         problem(("entries",), "expected a non-empty list of catalog entries")
@@ -273,7 +276,8 @@ def load_catalog(path: str | Path) -> Catalog:
             continue
         vendor = m.get("vendor")
         if vendor not in CATALOG_VENDORS:
-            problem(p + ("vendor",), f"expected one of {', '.join(CATALOG_VENDORS)}, got {vendor!r}")
+            problem(p + ("vendor",), "expected one of {catalog_vendors}, got {vendor!r}",
+                    catalog_vendors=', '.join(CATALOG_VENDORS), vendor=vendor)
             vendor = None
         models = m.get("models")
         if isinstance(models, str):
@@ -288,7 +292,7 @@ def load_catalog(path: str | Path) -> Catalog:
         if latest is None and minimum is None and "latest" not in m and "minimum" not in m:
             problem(p, "an entry needs `latest` and/or `minimum`")
         if latest and minimum and latest < minimum:
-            problem(p + ("minimum",), f"minimum {minimum} is newer than latest {latest}")
+            problem(p + ("minimum",), "minimum {minimum} is newer than latest {latest}", minimum=minimum, latest=latest)
         advisories = []
         vulns = m.get("vulnerable") or []
         if not isinstance(vulns, list):

@@ -27,8 +27,8 @@ def require_change(log: "MaintenanceLog", device_id: str, change_id: str | None 
     try:
         from canteen_ops.changes import require_started_change
     except ImportError:
-        raise PermissionRefused(f"refused: restoring {device_id} needs a started change (work permit), and change "
-                                "permits are not available in this canteen-ops yet") from None
+        raise PermissionRefused("refused: restoring {device_id} needs a started change (work permit), and change "
+                                "permits are not available in this canteen-ops yet", device_id=device_id) from None
     return require_started_change(log, [device_id], change_id=change_id)
 
 
@@ -41,26 +41,28 @@ def pick_backup(log: "MaintenanceLog", store: BackupStore, device_id: str, backu
         exact = [r for r in rows if r["id"] == backup_id]
         rows = exact or rows
         if not rows:
-            raise NotFound(f"no backup with id {backup_id!r}")
+            raise NotFound("no backup with id {backup_id!r}", backup_id=backup_id)
         if len(rows) > 1:
-            raise UsageError(f"backup id prefix {backup_id!r} is ambiguous; give more characters")
+            raise UsageError("backup id prefix {backup_id!r} is ambiguous; give more characters", backup_id=backup_id)
         row = rows[0]
         if row["device_id"] != device_id:
-            raise UsageError(f"backup {row['id'][:8]} belongs to {row['device_id']}, not {device_id}")
+            raise UsageError("backup {id} belongs to {device_id}, not {device_id2}", id=row['id'][:8],
+                             device_id=row['device_id'], device_id2=device_id)
         if row["status"] != "ok" or not row["path"]:
-            raise NotFound(f"backup {row['id'][:8]} of {device_id} is {row['status']}: nothing to restore"
-                           + (f" ({row['reason']})" if row.get("reason") else ""))
+            raise NotFound("backup {id} of {device} is {status}: nothing to restore ({reason})" if row.get("reason")
+                           else "backup {id} of {device} is {status}: nothing to restore", id=row["id"][:8],
+                           device=device_id, status=row["status"], reason=row.get("reason"))
         state = store.check(row["path"], row["sha256"])
         if state != "ok":
-            raise BackupDamaged(f"backup {row['id'][:8]} of {device_id} is {state} ({store.root / row['path']}); "
-                                "refusing to push it")
+            raise BackupDamaged("backup {id} of {device_id} is {state} ({value}); refusing to push it",
+                                id=row['id'][:8], device_id=device_id, state=state, value=store.root / row['path'])
         return row
     for row in log.query("SELECT * FROM backups WHERE device_id = ? AND status = 'ok' AND path IS NOT NULL "
                          "ORDER BY seq DESC", [device_id]):
         if store.check(row["path"], row["sha256"]) == "ok":
             return row
-    raise NotFound(f"{device_id} has no intact backup to restore (see: canteen-ops backup list --device "
-                   f"{device_id} --history)")
+    raise NotFound("{device_id} has no intact backup to restore (see: canteen-ops backup list --device {device_id} "
+                   "--history)", device_id=device_id)
 
 
 def restore_backup(log: "MaintenanceLog", store: BackupStore, device: "Device", backup_id: str | None = None, *,

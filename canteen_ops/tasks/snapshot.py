@@ -99,7 +99,9 @@ class Change:
 
 def _show(v: Any) -> str:
     if v is _ABSENT:
-        return "(absent)"
+        from canteen_ops.i18n import _
+
+        return _("(absent)")  # shown only (a diff is rendered for the reader, never stored)
     return json.dumps(v, ensure_ascii=False, sort_keys=True)
 
 
@@ -276,9 +278,10 @@ def find_snapshot(log: "MaintenanceLog", device_id: str, ident: str) -> dict[str
     exact = [r for r in rows if r["id"] == ident]
     rows = exact or rows
     if not rows:
-        raise NotFound(f"{device_id} has no snapshot {ident!r} (see: canteen-ops snapshot show {device_id})")
+        raise NotFound("{device_id} has no snapshot {ident!r} (see: canteen-ops snapshot show {device_id})",
+                       device_id=device_id, ident=ident)
     if len(rows) > 1:
-        raise UsageError(f"snapshot id prefix {ident!r} is ambiguous; give more characters")
+        raise UsageError("snapshot id prefix {ident!r} is ambiguous; give more characters", ident=ident)
     return rows[0]
 
 
