@@ -38,6 +38,16 @@ def language() -> str:
     return "en"
 
 
+def speak_to_libraries() -> None:
+    """Messages that libraries write through the standard gettext functions (Click's usage errors: "No such
+    option", "Missing argument", "Usage:") come from our catalog, in our language: the process's text domain is
+    bound to the catalog, and LANGUAGE (GNU gettext's message-language variable, read before LC_ALL and LANG)
+    names the language. The caller restores LANGUAGE when the command ends."""
+    gettext.bindtextdomain(DOMAIN, str(LOCALE_DIR))
+    gettext.textdomain(DOMAIN)
+    os.environ["LANGUAGE"] = "zh_CN" if language() == "zh" else "en"
+
+
 def translations(lang: str | None = None) -> gettext.NullTranslations:
     lang = lang or language()
     if lang not in _cache:

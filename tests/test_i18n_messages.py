@@ -447,6 +447,33 @@ def test_usage_lock_and_sync_errors_speak_chinese(cli, zh, tmp_path, monkeypatch
     assert r.code == 75 and "playbook 'held' is already running (pid " in r.err, r
 
 
+def test_click_usage_errors_speak_the_technicians_language(cli, zh, tmp_path, monkeypatch):
+    """Click's own usage errors (an unknown option or command, a missing argument, a value of the wrong type)
+    come from the catalog: Chinese under LANG=zh_CN or --lang zh, English under LANG=C or --lang en; LANGUAGE,
+    which the command sets for them, is as it was afterwards."""
+    import os
+
+    monkeypatch.setenv("LANGUAGE", "fr")
+    path = tmp_path / "inventory.yaml"
+    path.write_text(_inventory(), encoding="utf-8")
+    for args, chinese in [
+        (("log", "list", "--nope"), "错误：没有选项 '--nope'。"),
+        (("nocmd",), "错误：没有命令 'nocmd'。"),
+        (("log", "list", "--limit", "abc"), "错误：'--limit' 的取值无效：'abc' 不是有效的数字"),
+        (("incident", "note"), "错误：缺少参数 'ID'"),
+    ]:
+        r = cli("-i", path, *args)
+        assert r.code == 64 and chinese in r.err and "用法：" in r.err and "查看帮助" in r.err, (args, r)
+    r = cli("-i", path, "--lang", "en", "incident", "note")
+    assert r.code == 64 and "Error: Missing argument 'ID'." in r.err and "Usage:" in r.err, r
+    _lang(monkeypatch, "C")
+    r = cli("-i", path, "log", "list", "--nope")
+    assert r.code == 64 and "Error: No such option '--nope'." in r.err, r
+    r = cli("-i", path, "--lang", "zh", "incident", "note")
+    assert r.code == 64 and "错误：缺少参数 'ID'" in r.err, r
+    assert os.environ["LANGUAGE"] == "fr"
+
+
 # --- confirmations and result lines ------------------------------------------------------------------------------
 def test_incident_backup_snapshot_and_playbook_lines_speak_chinese(lab, lab_env, lab_faults, cli, zh, tmp_path,
                                                                      monkeypatch):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -146,6 +147,7 @@ def root(
     if lang is not None:  # first: every later message is in this language
         try:
             i18n.set_language(lang)
+            i18n.speak_to_libraries()
         except ValueError:
             raise UsageError("--lang {lang!r}: expected en or zh", lang=lang) from None
     context.set_debug(debug)
@@ -196,6 +198,8 @@ def run(argv: list[str] | None = None) -> int:
     from canteen_ops import i18n
 
     i18n.set_language(None)  # each run reads the environment afresh (tests run many commands in one process)
+    language_before = os.environ.get("LANGUAGE")
+    i18n.speak_to_libraries()
     logging.lastResort = _LastResort(logging.WARNING)
     out, err = sys.stdout, sys.stderr
     sys.stdout, sys.stderr = RedactingStream(out), RedactingStream(err)
@@ -203,6 +207,10 @@ def run(argv: list[str] | None = None) -> int:
         return _run(argv)
     finally:
         sys.stdout, sys.stderr = out, err
+        if language_before is None:
+            os.environ.pop("LANGUAGE", None)
+        else:
+            os.environ["LANGUAGE"] = language_before
 
 
 def _run(argv: list[str] | None) -> int:
