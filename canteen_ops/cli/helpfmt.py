@@ -1,4 +1,4 @@
-"""`--help` that fits the terminal with Chinese text: wrapping measured in terminal cells (中 is 2), not characters.
+"""`--help` in the technician's language that fits the terminal: wrapping measured in terminal cells (中 is 2).
 
 Click's formatter wraps help by `len()`, so a line with Chinese ran past 80 columns. This formatter keeps Click's
 layout and replaces only the wrapping. Standard library only: `--help` must stay fast.
@@ -6,9 +6,14 @@ layout and replaces only the wrapping. Standard library only: `--help` must stay
 
 from __future__ import annotations
 
+import inspect
 import unicodedata
 
+import click
 from click.formatting import HelpFormatter, iter_rows, measure_table
+from click.utils import make_default_short_help
+
+from canteen_ops.i18n import _
 
 
 def cells(s: str) -> int:
@@ -83,3 +88,72 @@ class CellHelpFormatter(HelpFormatter):
             self.write(lines[0] + "\n")
             for line in lines[1:]:
                 self.write(f"{'':>{first_col + self.current_indent}}{line}\n" if line else "\n")
+
+
+# --- help in the technician's language ---------------------------------------------------------------------------
+def catalog_key(text: str) -> str:
+    """The catalog's key for a help text or docstring: Click's cleaned text up to a form feed, each paragraph's
+    whitespace made single (a docstring can be reflowed without losing its translation)."""
+    text = inspect.cleandoc(text).partition("\f")[0]
+    return "\n\n".join(" ".join(p.split()) for p in text.split("\n\n"))
+
+
+def help_text(text: str | None) -> str:
+    """A command's description or a parameter's help in the current language; English exactly as written."""
+    if not text:
+        return ""
+    key = catalog_key(text)
+    translated = _(key)
+    return inspect.cleandoc(text).partition("\f")[0] if translated == key else translated
+
+
+def short_help(text: str | None, limit: int) -> str:
+    """A command's line in its group's list: Click's (first sentence, cut with "...") in English; the first
+    sentence (up to 。) cut at `limit` terminal cells with … in Chinese."""
+    if not text:
+        return ""
+    translated = help_text(text)
+    if translated == inspect.cleandoc(text).partition("\f")[0]:
+        return make_default_short_help(translated, limit)
+    first = " ".join(translated.split("\n\n")[0].split()).split("。")[0]
+    if cells(first) <= limit:
+        return first
+    while cells(first) > limit - 1:
+        first = first[:-1]
+    return first.rstrip() + "…"
+
+
+class HelpInLanguage:
+    """Mixin for Typer's Click command and group classes: the help page speaks the technician's language. Texts are
+    translated when the page is rendered (the language may be set by `--lang` after the command was built); the
+    catalog key is the English text (`catalog_key`). Click's own words ("Usage:", "Options", "[default: …]") come
+    from the same catalog through gettext (i18n.speak_to_libraries)."""
+
+    def format_help_text(self, ctx: click.Context, formatter: HelpFormatter) -> None:
+        text = help_text(self.help)
+        if text:
+            formatter.write_paragraph()
+            with formatter.indentation():
+                formatter.write_text(text)
+
+    def get_short_help_str(self, limit: int = 45) -> str:
+        return short_help(self.short_help or self.help, limit)
+
+    def format_options(self, ctx: click.Context, formatter: HelpFormatter) -> None:
+        # Typer's layout (Arguments, then Options, then a group's Commands), with each param's own help translated;
+        # what Click appends after it ("  [default: 50; required]") is already in the language.
+        rows: dict[str, list[tuple[str, str]]] = {"argument": [], "option": []}
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx)
+            if record is None or param.param_type_name not in rows:
+                continue
+            name, text = record
+            if param.help and text.startswith(param.help):
+                text = help_text(param.help) + text[len(param.help):]
+            rows[param.param_type_name].append((name, text))
+        for kind, title in (("argument", "Arguments"), ("option", "Options")):
+            if rows[kind]:
+                with formatter.section(_(title)):
+                    formatter.write_dl(rows[kind])
+        if isinstance(self, click.Group):
+            self.format_commands(ctx, formatter)
