@@ -16,6 +16,7 @@ from typer.core import TyperCommand, TyperGroup
 from canteen_ops import __version__, context
 from canteen_ops.cli import helpfmt
 from canteen_ops.context import Env
+from canteen_ops.i18n import _
 
 # Help is wrapped in terminal cells, so Chinese help text fits 80 columns (Click's public formatter hook).
 click.Context.formatter_class = helpfmt.CellHelpFormatter
@@ -52,7 +53,7 @@ class LazyGroup(helpfmt.HelpInLanguage, TyperGroup):
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         names = self.list_commands(ctx)
         limit = formatter.width - 6 - max(map(len, names))
-        with formatter.section("Commands"):
+        with formatter.section(_("Commands")):
             formatter.write_dl([(n, helpfmt.short_help(_help(n), limit)) for n in names])
 
 
@@ -74,7 +75,8 @@ def _build(name: str) -> click.Command:
         # Typer's `cls=` for the group and each of its commands, given here once instead of in every module
         target.info.cls = Group
         for info in target.registered_commands:
-            info.cls = info.cls or Command
+            if info.cls in (None, TyperCommand):  # (Typer fills in its default)
+                info.cls = Command
         cmd = typer.main.get_group(target)  # a group even with one command, as add_typer makes it
     else:
         single = typer.Typer(rich_markup_mode=None, add_completion=False)
@@ -238,7 +240,6 @@ def _run(argv: list[str] | None) -> int:
 
     from canteen_ops import errors
     from canteen_ops.cli.common import echo  # (rich is imported only when something is printed)
-    from canteen_ops.i18n import _
 
     try:
         rv = app(args=argv, prog_name="canteen-ops", standalone_mode=False)

@@ -65,6 +65,10 @@ def wrap_paragraphs(text: str, width: int, indent: str = "") -> list[str]:
 
 
 class CellHelpFormatter(HelpFormatter):
+    def write_heading(self, heading: str) -> None:
+        colon = "：" if any(_wide(c) for c in heading) else ":"  # 选项： (Chinese punctuation after Chinese)
+        self.write(f"{'':>{self.current_indent}}{heading}{colon}\n")
+
     def write_text(self, text: str) -> None:
         indent = " " * self.current_indent
         for line in wrap_paragraphs(text, self.width, indent):
