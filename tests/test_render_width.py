@@ -1,5 +1,5 @@
 """Every command that prints a table, against the lab at COLUMNS=80: no line wider than 80 terminal cells, no id
-split or cut. Also `--help` of every command at 80 columns, and one metavar style."""
+split or cut. Also `--help` of every command at 80 columns (English and Chinese), and one metavar style."""
 
 from __future__ import annotations
 
@@ -184,10 +184,16 @@ def _commands():
     return list(walk(root, []))
 
 
-def test_every_help_fits_80_columns(run80):
+@pytest.mark.parametrize("lang", ["C", "zh_CN.UTF-8"])
+def test_every_help_fits_80_columns(run80, monkeypatch, lang):
+    """In English and in Chinese (a Chinese character takes two cells)."""
+    monkeypatch.delenv("LC_ALL", raising=False)
+    monkeypatch.delenv("LC_MESSAGES", raising=False)
+    monkeypatch.setenv("LANG", lang)
     for path, _cmd in _commands():
         code, out, _err = run80(*path, "--help")
         assert code == 0, path
+        assert ("选项：" in out) == (lang != "C"), (path, out)  # (the page is in the language under test)
         for line in out.splitlines():
             assert cell_len(line) <= WIDTH, f"canteen-ops {' '.join(path)} --help: {line!r}"
 
