@@ -278,3 +278,17 @@ def test_an_empty_list_is_one_line_without_a_header():
     console = Console(file=io.StringIO(), width=WIDTH)
     console.print(table("0 incidents", [Column("id", ID)], [], console=console, empty="no incidents"))
     assert console.file.getvalue() == "no incidents\n"
+
+
+def test_help_wrapping_keeps_punctuation_with_its_word():
+    """A help line never starts with closing punctuation (，：) or ends with an opening one, at any width; nothing
+    is lost or added but the breaks."""
+    from canteen_ops.cli.helpfmt import NO_BREAK_AFTER, NO_BREAK_BEFORE, cells, wrap
+
+    text = "启动时预先编码视频画面 (每台机器一次；有缓存) [默认：warm]。例如 'xc-cam-*'，或 (演练)."
+    for width in range(8, 60):
+        lines = wrap(text, width)
+        assert all(cells(line) <= width for line in lines), (width, lines)
+        assert all(line[0] not in NO_BREAK_BEFORE for line in lines), (width, lines)
+        assert all(line[-1] not in NO_BREAK_AFTER for line in lines), (width, lines)
+        assert "".join("".join(lines).split()) == "".join(text.split()), (width, lines)

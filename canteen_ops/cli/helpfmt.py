@@ -24,31 +24,54 @@ def _wide(c: str) -> bool:
     return unicodedata.east_asian_width(c) in "WF"
 
 
+NO_BREAK_BEFORE = set("，。、；：？！）》」』】)]},.;:!?")  # no line starts with closing punctuation (默认\n：warm)
+NO_BREAK_AFTER = set("（《「『【([{")  # and none ends with an opening one
+
+
+def _units(text: str) -> list[tuple[bool, str]]:
+    """(space before, text) of what a line may not split: a word between spaces, or one Chinese character with
+    the punctuation that must stay with it."""
+    units: list[tuple[bool, str]] = []
+    space = False
+    for c in text:
+        if c.isspace():
+            space = True
+            continue
+        last = units[-1][1] if units else ""
+        joins = last and not space and (c in NO_BREAK_BEFORE or last[-1] in NO_BREAK_AFTER
+                                        or not (_wide(c) or _wide(last[-1])))
+        if joins:
+            units[-1] = (units[-1][0], last + c)
+        else:
+            units.append((space, c))
+        space = False
+    return units
+
+
 def wrap(text: str, width: int) -> list[str]:
-    """Greedy wrap of one paragraph to `width` cells: breaks at spaces, and next to Chinese characters."""
-    words = " ".join(text.split())
+    """Greedy wrap of one paragraph to `width` cells: breaks at spaces, and next to Chinese characters (never
+    before closing or after opening punctuation); a word wider than a line is cut."""
     lines: list[str] = []
-    line, used, brk = "", 0, -1  # brk: index in `line` after which we may break
-    for c in words:
-        w = 2 if _wide(c) else 1
-        if used + w > width and line:
-            cut = brk if brk > 0 else len(line)
-            head, rest = line[:cut].rstrip(), line[cut:].lstrip()
-            lines.append(head)
-            line, used = rest, cells(rest)
-            brk = -1
-            if not line and c == " ":
-                continue
-        if c == " ":
-            brk = len(line) + 1
-        elif _wide(c) and line:
-            brk = len(line)  # before a Chinese character
-        line += c
-        used += w
-        if _wide(c):
-            brk = len(line)  # and after it
-    if line.strip():
-        lines.append(line.rstrip())
+    line = ""
+    units = _units(text)
+    for i, (space, unit) in enumerate(units):
+        joined = f"{line} {unit}" if line and space else line + unit
+        # a word is followed by its space (the layout English help always had); after 中 a line may end anyway
+        room = width - (i + 1 < len(units) and units[i + 1][0] and not _wide(unit[-1]))
+        if cells(joined) <= room:
+            line = joined
+            continue
+        if line:
+            lines.append(line)
+        while cells(unit) > width:  # (a long URL or path)
+            cut = 0
+            while cells(unit[:cut + 1]) <= width:
+                cut += 1
+            lines.append(unit[:cut])
+            unit = unit[cut:]
+        line = unit
+    if line:
+        lines.append(line)
     return lines
 
 
