@@ -1,7 +1,8 @@
 """`--help` in the technician's language that fits the terminal: wrapping measured in terminal cells (中 is 2).
 
 Click's formatter wraps help by `len()`, so a line with Chinese ran past 80 columns. This formatter keeps Click's
-layout and replaces only the wrapping. Standard library only: `--help` must stay fast.
+layout and replaces only the wrapping. `HelpInLanguage` looks each help text up in the catalog when a page is
+rendered. Standard library and Click only: `--help` must stay fast.
 """
 
 from __future__ import annotations
