@@ -158,6 +158,8 @@ class HelpInLanguage:
     from the same catalog through gettext (i18n.speak_to_libraries)."""
 
     def format_help_text(self, ctx: click.Context, formatter: HelpFormatter) -> None:
+        if self.deprecated:  # a deprecated command keeps Click's rendering (English, with its label)
+            return super().format_help_text(ctx, formatter)
         text = help_text(self.help)
         if text:
             formatter.write_paragraph()
@@ -165,6 +167,8 @@ class HelpInLanguage:
                 formatter.write_text(text)
 
     def get_short_help_str(self, limit: int = 45) -> str:
+        if self.deprecated:
+            return super().get_short_help_str(limit)
         return short_help(self.short_help or self.help, limit)
 
     def format_options(self, ctx: click.Context, formatter: HelpFormatter) -> None:
