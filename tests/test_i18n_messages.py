@@ -555,3 +555,117 @@ def test_driver_refusals_over_real_sockets_read_in_chinese(zh):
     shown = translate(describe_login_failure(exc.value, 5))
     assert shown.startswith("已锁定：设备拒绝我们登录") and shown.endswith(" — 不再重试"), shown
     assert "分钟后解锁" in shown or "秒后解锁" in shown or "；" not in shown
+
+
+# --- --help pages ------------------------------------------------------------------------------------------------
+CJK = re.compile(r"[\u4e00-\u9fff]")
+VALUES = re.compile(r"^[\w-]+(?: \| [\w-]+)+$")  # `camera | nvr`: a list of values, the same in every language
+
+
+def _help_texts():
+    """(where, text) for every help text of the CLI: each command's and group's description (and the line the
+    root's lazy list shows for it), and each parameter's help. Walks the Click tree the way `--help` does, so
+    lazily built commands are included."""
+    from canteen_ops.cli.app import LAZY, _help
+    from tests.test_render_width import _commands
+
+    for path, cmd in _commands():
+        where = " ".join(["canteen-ops", *path])
+        for text in (cmd.help, cmd.short_help):
+            if text:
+                yield where, text
+        for p in cmd.params:
+            if p.help:
+                yield f"{where} {p.name}", p.help
+    for name in LAZY:
+        yield f"canteen-ops {name} (root list)", _help(name)
+
+
+def test_every_help_text_is_in_the_catalog_with_a_chinese_form():
+    from canteen_ops.cli.helpfmt import catalog_key
+    from canteen_ops.locale.msgfmt import parse_po
+
+    catalog = parse_po((ROOT / "locale/zh_CN/LC_MESSAGES/canteen_ops.po").read_text(encoding="utf-8"))
+    found = list(_help_texts())
+    assert len({catalog_key(t) for _w, t in found}) > 200  # the walk sees every command (lazy ones too)
+    problems = []
+    for where, text in found:
+        key = catalog_key(text)
+        chinese = catalog.get(key, "")
+        if not chinese:
+            problems.append(f"{where}: {key!r} has no Chinese form")
+        elif not CJK.search(chinese) and not VALUES.match(key):
+            problems.append(f"{where}: {key!r} → {chinese!r} is not Chinese")
+        elif set(re.findall(r"\{(\w+)", key)) != set(re.findall(r"\{(\w+)", chinese)):
+            problems.append(f"{where}: {key!r} → {chinese!r} takes other values")
+    assert problems == []
+    # Click's own words on a help page (looked up through gettext)
+    for word in ("Usage:", "Options", "Arguments", "Commands", "default: {default}", "required", "env var: {var}",
+                 "Show this message and exit."):
+        assert CJK.search(catalog.get(word, "")), word
+
+
+def _squeeze(text: str) -> str:
+    return re.sub(r"\s+", "", text)
+
+
+@pytest.mark.parametrize("how", ["LANG", "--lang"])
+def test_every_help_page_speaks_chinese(cli, monkeypatch, how):
+    """Under LANG=zh_CN.UTF-8 (or `--lang zh` before the command): the description, every parameter's help and
+    Click's words are Chinese; names, metavars, defaults and examples that are data stay."""
+    from canteen_ops import i18n
+    from canteen_ops.cli.helpfmt import help_text
+    from tests.test_render_width import _commands
+
+    def in_chinese(text: str) -> str:
+        i18n.set_language("zh")
+        try:
+            return help_text(text)
+        finally:
+            i18n.set_language(None)
+
+    monkeypatch.delenv("LC_ALL", raising=False)
+    monkeypatch.delenv("LC_MESSAGES", raising=False)
+    monkeypatch.setenv("LANG", "zh_CN.UTF-8" if how == "LANG" else "C")
+    prefix = ("--lang", "zh") if how == "--lang" else ()
+    commands = _commands()
+    assert len(commands) > 60
+    for path, cmd in commands:
+        r = cli(*prefix, *path, "--help")
+        assert r.code == 0, (path, r)
+        lines = r.out.splitlines()
+        assert lines[0].startswith("用法： canteen-ops"), (path, r.out)
+        body = "\n".join(lines[1:])  # (the usage line is names)
+        _no_sentence(body)
+        assert "选项：" in body and "显示此帮助并退出。" in body and "Options" not in body, (path, r.out)
+        if cmd.help:
+            assert CJK.search(r.out.split("\n\n")[1]), (path, r.out)  # the description
+        for p in cmd.params:
+            if p.help and not getattr(p, "hidden", False):
+                chinese = in_chinese(p.help)
+                assert CJK.search(chinese) or VALUES.match(chinese), (path, p.name, chinese)
+                assert _squeeze(chinese) in _squeeze(r.out), (path, p.name, chinese, r.out)
+        if hasattr(cmd, "list_commands"):
+            assert "命令：" in body, (path, r.out)
+    r = cli(*prefix, "log", "list", "--help")
+    for data in ("--school SCHOOL", "--device GLOB", "'xc-cam-*'", "烹饪区", "--limit N", "[默认：50;"):
+        assert data in r.out, (data, r.out)
+    r = cli(*prefix, "inventory", "set", "--help")
+    assert "参数：" in r.out and "DEVICE" in r.out and "[必填]" in r.out, r.out
+
+
+def test_english_help_is_unchanged_under_lang_c(cli, monkeypatch):
+    """English stays the default, word for word: Click's words, and each help text as written."""
+    from tests.test_render_width import _commands
+
+    monkeypatch.setenv("LANG", "C")
+    for path, cmd in _commands():
+        r = cli(*path, "--help")
+        assert r.code == 0 and r.out.startswith("Usage: canteen-ops") and "Options:" in r.out, (path, r)
+        assert "选项" not in r.out and "显示此帮助" not in r.out, (path, r.out)
+        for p in cmd.params:
+            if p.help and not getattr(p, "hidden", False):
+                assert _squeeze(p.help) in _squeeze(r.out), (path, p.name, r.out)
+    r = cli("log", "list", "--help")
+    assert "  --limit N            At most this many entries (0 = all) [default: 50;\n" in r.out, r.out
+    assert cli("--help").out.splitlines()[2] == "  Field toolkit for school-canteen (明厨亮灶) video surveillance: inventory,"

@@ -1,5 +1,5 @@
 """Every command that prints a table, against the lab at COLUMNS=80: no line wider than 80 terminal cells, no id
-split or cut. Also `--help` of every command at 80 columns, and one metavar style."""
+split or cut. Also `--help` of every command at 80 columns (English and Chinese), and one metavar style."""
 
 from __future__ import annotations
 
@@ -184,10 +184,16 @@ def _commands():
     return list(walk(root, []))
 
 
-def test_every_help_fits_80_columns(run80):
+@pytest.mark.parametrize("lang", ["C", "zh_CN.UTF-8"])
+def test_every_help_fits_80_columns(run80, monkeypatch, lang):
+    """In English and in Chinese (a Chinese character takes two cells)."""
+    monkeypatch.delenv("LC_ALL", raising=False)
+    monkeypatch.delenv("LC_MESSAGES", raising=False)
+    monkeypatch.setenv("LANG", lang)
     for path, _cmd in _commands():
         code, out, _err = run80(*path, "--help")
         assert code == 0, path
+        assert ("选项：" in out) == (lang != "C"), (path, out)  # (the page is in the language under test)
         for line in out.splitlines():
             assert cell_len(line) <= WIDTH, f"canteen-ops {' '.join(path)} --help: {line!r}"
 
@@ -272,3 +278,17 @@ def test_an_empty_list_is_one_line_without_a_header():
     console = Console(file=io.StringIO(), width=WIDTH)
     console.print(table("0 incidents", [Column("id", ID)], [], console=console, empty="no incidents"))
     assert console.file.getvalue() == "no incidents\n"
+
+
+def test_help_wrapping_keeps_punctuation_with_its_word():
+    """A help line never starts with closing punctuation (，：) or ends with an opening one, at any width; nothing
+    is lost or added but the breaks."""
+    from canteen_ops.cli.helpfmt import NO_BREAK_AFTER, NO_BREAK_BEFORE, cells, wrap
+
+    text = "启动时预先编码视频画面 (每台机器一次；有缓存) [默认：warm]。例如 'xc-cam-*'，或 (演练)."
+    for width in range(12, 60):  # (12: the widest unbreakable piece, 'xc-cam-*'，)
+        lines = wrap(text, width)
+        assert all(cells(line) <= width for line in lines), (width, lines)
+        assert all(line[0] not in NO_BREAK_BEFORE for line in lines), (width, lines)
+        assert all(line[-1] not in NO_BREAK_AFTER for line in lines), (width, lines)
+        assert "".join("".join(lines).split()) == "".join(text.split()), (width, lines)

@@ -11,17 +11,26 @@ from typing import Annotated, Optional
 
 import click
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 from canteen_ops import __version__, context
 from canteen_ops.cli import helpfmt
 from canteen_ops.context import Env
+from canteen_ops.i18n import _
 
 # Help is wrapped in terminal cells, so Chinese help text fits 80 columns (Click's public formatter hook).
 click.Context.formatter_class = helpfmt.CellHelpFormatter
 
 
-class LazyGroup(TyperGroup):
+class Command(helpfmt.HelpInLanguage, TyperCommand):
+    """Every command: its help page in the technician's language."""
+
+
+class Group(helpfmt.HelpInLanguage, TyperGroup):
+    """Every command group: its help page in the technician's language."""
+
+
+class LazyGroup(helpfmt.HelpInLanguage, TyperGroup):
     """The root group: a command's Click object is built only when it is invoked, so a run pays for one command,
     not all of them (building reads every signature and annotation: ~70 ms for twelve of them). `--help` lists each
     one from its module's HELP (a group) or docstring (a command) without building it. Each module imports only
@@ -44,8 +53,8 @@ class LazyGroup(TyperGroup):
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         names = self.list_commands(ctx)
         limit = formatter.width - 6 - max(map(len, names))
-        with formatter.section("Commands"):
-            formatter.write_dl([(n, click.Command(n, help=_help(n)).get_short_help_str(limit)) for n in names])
+        with formatter.section(_("Commands")):
+            formatter.write_dl([(n, helpfmt.short_help(_help(n), limit)) for n in names])
 
 
 def _target(name: str):
@@ -63,10 +72,15 @@ def _help(name: str) -> str:
 def _build(name: str) -> click.Command:
     target = _target(name)
     if isinstance(target, typer.Typer):
+        # Typer's `cls=` for the group and each of its commands, given here once instead of in every module
+        target.info.cls = Group
+        for info in target.registered_commands:
+            if info.cls in (None, TyperCommand):  # (Typer fills in its default)
+                info.cls = Command
         cmd = typer.main.get_group(target)  # a group even with one command, as add_typer makes it
     else:
         single = typer.Typer(rich_markup_mode=None, add_completion=False)
-        single.command(name)(target)
+        single.command(name, cls=Command)(target)
         cmd = typer.main.get_command(single)
     cmd.name = name
     return cmd
@@ -115,6 +129,20 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+def _lang(value: Optional[str]) -> Optional[str]:
+    """`--lang`, taken first (eager): every later message, and a `--help` after it, is in this language."""
+    from canteen_ops import i18n
+    from canteen_ops.errors import UsageError
+
+    if value is not None:
+        try:
+            i18n.set_language(value)
+            i18n.speak_to_libraries()
+        except ValueError:
+            raise UsageError("--lang {lang!r}: expected en or zh", lang=value) from None
+    return value
+
+
 @app.callback()
 def root(
     ctx: typer.Context,
@@ -130,7 +158,7 @@ def root(
         "window (after fixing a password); by default such devices are not tried again until the window "
         "passes")] = False,
     lang: Annotated[Optional[str], typer.Option(
-        "--lang", metavar="LANG",
+        "--lang", metavar="LANG", callback=_lang, is_eager=True,
         help="Language of messages: en or zh [default: from LC_ALL, LC_MESSAGES, LANG]")] = None,
     debug: Annotated[bool, typer.Option(
         "--debug", help="Show the traceback of an unexpected error, and every device request and answer (heads and "
@@ -141,15 +169,9 @@ def root(
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                           help="Show the version and exit")] = False,
 ) -> None:
-    from canteen_ops import i18n, paths
+    from canteen_ops import paths
     from canteen_ops.errors import UsageError
 
-    if lang is not None:  # first: every later message is in this language
-        try:
-            i18n.set_language(lang)
-            i18n.speak_to_libraries()
-        except ValueError:
-            raise UsageError("--lang {lang!r}: expected en or zh", lang=lang) from None
     context.set_debug(debug)
     if debug:
         from canteen_ops.drivers import wirelog
@@ -218,7 +240,6 @@ def _run(argv: list[str] | None) -> int:
 
     from canteen_ops import errors
     from canteen_ops.cli.common import echo  # (rich is imported only when something is printed)
-    from canteen_ops.i18n import _
 
     try:
         rv = app(args=argv, prog_name="canteen-ops", standalone_mode=False)
