@@ -5,6 +5,10 @@ DeviceHTTP.request (Hikvision ISAPI, Dahua CGI) and the ONVIF zeep transport's p
 one device. What is kept: method, request target, the ONVIF operation and the token it asked for, status, the
 headers that matter and the body. Never the request's headers (Authorization) or an ONVIF request body (its
 WS-Security token): masking what is kept is capture.py's job.
+
+Not the same hook as drivers/wirelog.py (`--debug`): that one sits in the transport and shows every exchange on
+the wire, 401 probes and retries included, with capped bodies, as it happens; this one sits where a driver gets
+its answer, per device id, whole bodies and the ONVIF operation, in the corpus format a replay serves.
 """
 
 from __future__ import annotations
