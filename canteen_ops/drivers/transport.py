@@ -19,7 +19,8 @@ every vendor gets the same connection rules. httpx (h11 underneath) does the fra
 
 The transport is an httpx.BaseTransport over an httpcore.ConnectionPool of one connection with our network
 backend (both public APIs): the backend is where the deadline, the adopted socket and the certificate check
-live.
+live. Plain-TCP connections are our non-blocking stream (_PlainStream: one system call per send or receive, so
+a pool of hundreds of threads hands the GIL over less); TLS ones are httpcore's.
 """
 
 from __future__ import annotations
