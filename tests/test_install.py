@@ -71,3 +71,20 @@ def test_cron_line_finds_the_playbook_from_any_directory(installed, tmp_path):
         assert proc.returncode != 66, proc.stderr
         assert "not found" not in proc.stderr
         assert name in proc.stdout
+
+
+def test_the_installed_package_speaks_chinese(installed, tmp_path):
+    """The compiled catalog ships with the package: messages, Click's usage errors and --help in Chinese."""
+    assert (installed / "canteen_ops/locale/zh_CN/LC_MESSAGES/canteen_ops.mo").is_file()
+    env = {**os.environ, "PYTHONPATH": str(installed), "LANG": "zh_CN.UTF-8", "COLUMNS": "80"}
+    env.pop("LC_ALL", None), env.pop("LC_MESSAGES", None)
+    run = [sys.executable, "-m", "canteen_ops"]
+    proc = subprocess.run([*run, "playbook", "list"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0 and "个预案" in proc.stdout, proc.stdout + proc.stderr
+    proc = subprocess.run([*run, "log", "list", "--nope"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 64 and "错误：没有选项 '--nope'" in proc.stderr, proc.stderr
+    proc = subprocess.run([*run, "log", "list", "--help"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0 and "选项：" in proc.stdout, proc.stdout
