@@ -116,7 +116,6 @@ def test_status_reads_the_log_on_disk(cli, tmp_path, site, no_sockets):
 
 def test_status_without_a_log_opens_no_database(tmp_path, site):
     """No log yet: the report is built without opening (or importing) a database at all."""
-    import os
     import subprocess
     import sys
 
@@ -124,7 +123,7 @@ def test_status_without_a_log_opens_no_database(tmp_path, site):
             "try:\n    main(['--db', sys.argv[1], 'status', '--json'])\nexcept SystemExit as e:\n"
             "    print('sqlite_utils' in sys.modules, e.code, file=sys.stderr)")
     p = subprocess.run([sys.executable, "-c", code, str(tmp_path / "none.db")], capture_output=True, text=True,
-                       env={**os.environ}, timeout=60)
+                       timeout=60)
     assert p.stderr.split()[-2:] == ["False", "3"], p.stderr
     assert not (tmp_path / "none.db").exists()
 
