@@ -25,7 +25,7 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from canteen_ops.drivers.recorder import Recorded, Recorder
+from canteen_ops.drivers.recorder import Recorder
 
 if TYPE_CHECKING:
     from canteen_ops.inventory.model import Device, Inventory

@@ -21,7 +21,6 @@ import os
 import re
 import urllib.parse
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from canteen_ops.errors import CanteenOpsError, PermissionRefused, Unavailable, UsageError

@@ -17,7 +17,6 @@ from canteen_ops.cli.common import MAX_SECONDS, MAX_WORKERS
 from canteen_ops.cli.common import AreaOpt, DeviceOpt, KindOpt, SchoolOpt, TagOpt, VendorOpt, env, select
 
 ORDER = {"crit": 0, "warn": 1, "unknown": 2, "n/a": 3, "ok": 4}
-STYLE = {"crit": "bold red", "warn": "yellow", "unknown": "magenta", "n/a": "dim", "ok": "green"}
 
 
 def check(
@@ -210,9 +209,10 @@ def _counts(rows) -> dict[str, int]:
 def _counts_text(counts: dict[str, int]):
     from rich.text import Text
 
+    from canteen_ops.cli.render import STATUS_STYLE
     from canteen_ops.i18n import _, status_word
 
-    parts = [(f"{counts[s]} {status_word(s)}", STYLE[s]) for s in ("crit", "warn", "unknown", "n/a", "ok")
+    parts = [(f"{counts[s]} {status_word(s)}", STATUS_STYLE[s]) for s in ("crit", "warn", "unknown", "n/a", "ok")
              if counts.get(s)]
     t = Text()
     for i, p in enumerate(parts):

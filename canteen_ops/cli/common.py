@@ -114,12 +114,3 @@ def json_text(obj: Any, indent: int | None = 2) -> str:
 
 def print_json(obj: Any) -> None:
     sys.stdout.write(json_text(obj) + "\n")
-
-
-def cell(value: Any) -> "Text":
-    """Outside text (device answers, log records) as one line of a table cell (cli/render.py)."""
-    from rich.text import Text
-
-    from canteen_ops.cli.render import clean
-
-    return Text(clean(value, oneline=True))

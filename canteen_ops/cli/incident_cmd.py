@@ -271,8 +271,6 @@ def show(ctx: typer.Context, ident: IdArg, json: JsonOpt = False) -> int:
 
     tz = _tz(ctx)
     c = e.console
-    from canteen_ops.incidents import ACTIVE_STATES
-
     c.print(styled((f"{_('incident')} {inc['id']}", "bold"), f"  {_(inc['level'])} / {_(inc['state'])}"))
     if inc.get("escalated_at") and not inc.get("arrived_at") and inc["state"] in ACTIVE_STATES:
         c.print(f" {_('ESCALATED at {time}').format(time=local(inc['escalated_at'], tz))} ", style="bold white on red")

@@ -67,7 +67,6 @@ def _render_quiet(report: dict) -> None:
 def _render(e, report: dict, *, show_ok: bool) -> None:
     from rich.text import Text
 
-    from canteen_ops.cli.check_cmd import STYLE
     from canteen_ops.cli.render import CODE, ID, NUM, Column, first_of, plural, status_cell, styled, table
     from canteen_ops.i18n import _
     from canteen_ops.timeutil import age, local

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 from dataclasses import dataclass, field, fields, replace
-from pathlib import Path
 
 from canteen_ops.errors import CanteenOpsError
 

@@ -360,7 +360,7 @@ class RtspServer:
         if not value:
             return False, False
         scheme, _, rest = value.partition(" ")
-        ok, stale = False, False
+        ok = False
         if scheme.lower() == "basic" and stream.auth == "basic":
             try:
                 user, _, pw = base64.b64decode(rest.strip(), validate=True).decode("utf-8").partition(":")

@@ -22,7 +22,7 @@ from typing import Callable
 from canteen_ops.notify.config import NotifyTarget
 from canteen_ops.notify.messages import Message
 from canteen_ops.redact import redact_text
-from canteen_ops.timeutil import iso, parse_iso, utcnow
+from canteen_ops.timeutil import iso, utcnow
 
 SEND_TIMEOUT_S = 15.0  # one message to one target
 DELIVERY_BUDGET_S = 45.0  # one `deliver` call
