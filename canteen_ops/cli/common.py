@@ -79,6 +79,8 @@ def export_lang(lang: str, fmt: str | None, formats: tuple[str, ...], output=Non
     if suffix and suffix != fmt:
         raise UsageError("--format {format} does not match the output file {output} (.{suffix}); name it .{format} "
                          "or leave --format out", format=fmt, output=output, suffix=suffix)
+    if fmt == "xlsx" and output is None:  # a workbook is binary: it cannot go to stdout
+        raise UsageError("--format xlsx needs --output FILE")
     return fmt
 
 

@@ -217,5 +217,5 @@ def export(ctx: typer.Context,
         columns = ["at", *(c for c in COLUMNS if c != "at")]
     data = ex.encode(columns, rows, fmt=fmt, lang=lang, tz=display_tz(ctx), sheet=table or "log",
                      bom=output is not None)
-    ex.write(ctx, data, output, fmt=fmt, what=plural(len(rows), "record"))
+    ex.write(ctx, data, output, what=plural(len(rows), "record"))
     return 0
