@@ -6,8 +6,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from canteen_ops.cli.common import JsonOpt, env, print_json
-from canteen_ops.cli.incident_cmd import _parse_at, _tz
+from canteen_ops.cli.common import JsonOpt, env, parse_at, print_json
+from canteen_ops.cli.incident_cmd import _tz
 
 HELP = ("Changes under work permits (工作许可): request → approve → notify → start (after a backup) "
         "→ complete | rollback.")
@@ -40,8 +40,8 @@ def request(ctx: typer.Context,
     inv = e.inventory()
     tz = inv.settings.timezone
     ch = changes.request(e.log(), inv, title=title, device_ids=device or [], actor=e.operator,
-                         description=description, window_start=_parse_at(window_start, tz, "--window-start"),
-                         window_end=_parse_at(window_end, tz, "--window-end"))
+                         description=description, window_start=parse_at(window_start, tz, "--window-start"),
+                         window_end=parse_at(window_end, tz, "--window-end"))
     if json:
         print_json(ch)
         return 0
@@ -71,8 +71,8 @@ def notify(ctx: typer.Context, ident: IdArg,
     e = env(ctx)
     tz = _tz(ctx)
     ch = changes.notify(e.log(), ident, e.operator, notice_to=to,
-                        window_start=_parse_at(window_start, tz, "--window-start"),
-                        window_end=_parse_at(window_end, tz, "--window-end"), note=note)
+                        window_start=parse_at(window_start, tz, "--window-start"),
+                        window_end=parse_at(window_end, tz, "--window-end"), note=note)
     from canteen_ops.i18n import _
 
     return _say(ctx, ch, _(": window {start} – {end}").format(start=local(ch["window_start"], tz),

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from canteen_ops.summaries import translate
-from canteen_ops.cli.common import JsonOpt, env, print_json
+from canteen_ops.cli.common import JsonOpt, env, parse_at, print_json
 
 HELP = "Incidents (故障) with on-site SLA clocks: major 重大 1 h / 2 h, general 一般 2 h / 4 h."
 app = typer.Typer(help=HELP, rich_markup_mode=None, add_completion=False, no_args_is_help=True)
@@ -21,26 +21,6 @@ NoteOpt = Annotated[Optional[str], typer.Option("--note", "-n", metavar="TEXT", 
 
 def _tz(ctx: typer.Context) -> str:
     return env(ctx).timezone()
-
-
-def _parse_at(at: str | None, tz: str, flag: str = "--at"):
-    """An ISO time typed by a person: local to `tz` unless it carries an offset."""
-    if at is None:
-        return None
-    import datetime as dt
-    from zoneinfo import ZoneInfo
-
-    from canteen_ops.errors import UsageError
-    from canteen_ops.timeutil import in_range
-
-    try:
-        t = dt.datetime.fromisoformat(at.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise UsageError("{flag} {at!r}: expected an ISO time such as 2026-11-27T10:15", flag=flag, at=at) from None
-    try:
-        return in_range(t if t.tzinfo else t.replace(tzinfo=ZoneInfo(tz)), at)
-    except ValueError as exc:
-        raise UsageError("{flag}: {exc}", flag=flag, exc=exc) from None
 
 
 @app.command("open")
@@ -57,7 +37,7 @@ def open_(ctx: typer.Context,
     e = env(ctx)
     inv = e.inventory()
     level = {"重大": "major", "一般": "general"}.get(level, level)
-    opened_at = _parse_at(at, inv.settings.timezone)
+    opened_at = parse_at(at, inv.settings.timezone)
     if opened_at is not None:
         from canteen_ops.errors import UsageError
         from canteen_ops.timeutil import utcnow
@@ -125,7 +105,7 @@ def _act(ctx: typer.Context, verb: str, ident: str, at: str | None, **kw) -> int
 
     e = env(ctx)
     tz = _tz(ctx)
-    inc = getattr(incidents, verb)(e.log(), ident, e.operator, at=_parse_at(at, tz), **kw)
+    inc = getattr(incidents, verb)(e.log(), ident, e.operator, at=parse_at(at, tz), **kw)
     from canteen_ops.sla import arrive_sla
     from canteen_ops.timeutil import utcnow
 
