@@ -68,10 +68,10 @@ def report(ctx: typer.Context,
     else:
         text = render_html(rep) if fmt == "html" else render_markdown(rep)
     if output:
-        from canteen_ops.store.files import atomic_write
-
-        atomic_write(output, text.encode("utf-8"))
+        from canteen_ops.cli.common import write_output
         from canteen_ops.i18n import _
+
+        write_output(output, text.encode("utf-8"))
 
         e.err.print(_("report written to {file}").format(file=output), highlight=False, markup=False)
     else:
