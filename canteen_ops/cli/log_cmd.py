@@ -186,7 +186,7 @@ def export(ctx: typer.Context,
                                                       "[default: the output file's suffix, else jsonl]")] = None,
            table: Annotated[Optional[str], typer.Option(
                metavar="TABLE", help="Export full rows of one table (runs, results, backups, ...) instead of the timeline")] = None,
-           since: Annotated[Optional[str], typer.Option(metavar="TIME", help="e.g. 7d or 2026-11-01")] = None,
+           since: Annotated[Optional[str], typer.Option(metavar="TIME", help="From: e.g. 24h, 7d or 2026-11-01 (local time)")] = None,
            lang: ExportLangOpt = "en",
            output: OutputOpt = None,
            ) -> int:
@@ -203,8 +203,9 @@ def export(ctx: typer.Context,
     if table and table not in SYNCED_TABLES:
         raise UsageError("--table {table!r}: expected one of {synced_tables}", table=table,
                          synced_tables=', '.join(SYNCED_TABLES))
+    tz = display_tz(ctx)  # a date or time without an offset is local, as in `log list --since`
     try:
-        since_iso = iso(parse_since(since)) if since else None
+        since_iso = iso(parse_since(since, tz=tz)) if since else None
     except ValueError as exc:
         raise UsageError("--since: {exc}", exc=exc) from None
     log = env(ctx).log()
@@ -215,7 +216,7 @@ def export(ctx: typer.Context,
     else:
         rows = [{**r, "device_id": _devices(r["device_id"])} for r in reversed(list_entries(log, since=since_iso))]
         columns = ["at", *(c for c in COLUMNS if c != "at")]
-    data = ex.encode(columns, rows, fmt=fmt, lang=lang, tz=display_tz(ctx), sheet=table or "log",
+    data = ex.encode(columns, rows, fmt=fmt, lang=lang, tz=tz, sheet=table or "log",
                      bom=output is not None)
     ex.write(ctx, data, output, what=plural(len(rows), "record"))
     return 0
