@@ -42,8 +42,8 @@ def list_(ctx: typer.Context,
     if grep is not None and not grep.strip():
         raise UsageError("--grep: give the text to look for")
     e = env(ctx)
-    inv = _inventory_or_none(e)
-    tz = inv.settings.timezone if inv else "Asia/Shanghai"
+    inv = e.inventory_or_none()
+    tz = e.timezone()
     bounds = {}
     for flag, value, parse in (("--since", since, parse_since), ("--until", until, parse_until)):
         try:
@@ -71,18 +71,6 @@ def list_(ctx: typer.Context,
               status_cell(r["status"]), translate(r["summary"]), r["operator"]) for r in rows]
     e.console.print(table(plural(len(rows), "entry", "entries"), cols, cells, console=e.console))
     return 0
-
-
-def _inventory_or_none(e):
-    """The inventory when one is at hand (school names, time zone); the log is readable without it."""
-    from canteen_ops.errors import CanteenOpsError
-
-    if not e.inventory_path.exists():
-        return None
-    try:
-        return e.inventory()
-    except CanteenOpsError:
-        return None
 
 
 def _school_ids(inv, values) -> tuple[str, ...]:
