@@ -75,15 +75,21 @@ class Env:
                     self.err.print(f"{_('warning')}: {w}", style="yellow", soft_wrap=True)
         return self._inventory
 
-    def timezone(self) -> str:
-        """The zone people's dates and times are in: the inventory's, or Asia/Shanghai when no valid inventory is
-        at hand (the log is readable without one)."""
+    def inventory_or_none(self) -> "Inventory | None":
+        """The inventory when a valid one is at hand (school names, time zone); the log is readable without it."""
         from canteen_ops.errors import CanteenOpsError
 
+        if not self.inventory_path.exists():
+            return None
         try:
-            return self.inventory().settings.timezone if self.inventory_path.exists() else DEFAULT_TZ
+            return self.inventory()
         except CanteenOpsError:
-            return DEFAULT_TZ
+            return None
+
+    def timezone(self) -> str:
+        """The zone people's dates and times are in: the inventory's, or Asia/Shanghai without a valid one."""
+        inv = self.inventory_or_none()
+        return inv.settings.timezone if inv else DEFAULT_TZ
 
     def log(self) -> "MaintenanceLog":
         if self._log is None:

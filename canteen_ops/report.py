@@ -66,8 +66,10 @@ class _Data:
 
     def __init__(self, log: MaintenanceLog, start: dt.datetime, end: dt.datetime):
         s, e = iso(start), iso(end)
+        # n/a (the check does not apply) is no result to rate, count or take as a device's latest: left out here
         self.results = log.query("SELECT device_id, school_id, check_name, status, data, observed_at, seq "
-                                 "FROM results WHERE observed_at >= ? AND observed_at < ? ORDER BY seq", [s, e])
+                                 "FROM results WHERE observed_at >= ? AND observed_at < ? AND status != 'n/a' "
+                                 "ORDER BY seq", [s, e])
         self.incidents = log.query("SELECT * FROM incidents WHERE opened_at >= ? AND opened_at < ? "
                                    "ORDER BY opened_at", [s, e])
         # backups and firmware: everything up to the end (staleness and "newest finding" look further back)
@@ -82,7 +84,7 @@ def _availability(d: _Data, devices: set[str]) -> dict[str, Any]:
     up = down = unknown = 0
     latest: dict[str, str] = {}
     for r in d.results:
-        if r["check_name"] != AVAILABILITY_CHECK or r["device_id"] not in devices or r["status"] == "n/a":
+        if r["check_name"] != AVAILABILITY_CHECK or r["device_id"] not in devices:
             continue
         if r["status"] in ("ok", "warn"):
             up += 1
@@ -102,7 +104,7 @@ def _failing(d: _Data, devices: set[str], schools: set[str]) -> dict[str, dict[s
     out: dict[str, dict[str, Any]] = {}
     for r in d.results:
         in_scope = r["device_id"] in devices if r["device_id"] else r["school_id"] in schools
-        if not in_scope or r["status"] == "n/a":  # a check that does not apply is not a result to rate
+        if not in_scope:
             continue
         k = out.setdefault(r["check_name"], {"results": 0, "warn": 0, "crit": 0, "_devices": set()})
         k["results"] += 1
@@ -186,8 +188,8 @@ def _firmware(d: _Data, devices: set[str]) -> dict[str, Any]:
 def _latest_status(d: _Data, check: str, devices: set[str]) -> dict[str, str]:
     latest: dict[str, str] = {}
     for r in d.results:
-        if r["check_name"] == check and r["device_id"] in devices and r["status"] != "n/a":
-            latest[r["device_id"]] = r["status"]  # n/a: the check does not apply, it tells nothing
+        if r["check_name"] == check and r["device_id"] in devices:
+            latest[r["device_id"]] = r["status"]
     return latest
 
 
@@ -200,7 +202,7 @@ def _retention(d: _Data, devices: set[str]) -> dict[str, Any]:
 
 def _picture(d: _Data, devices: set[str]) -> dict[str, Any]:
     rows = [r for r in d.results if r["check_name"] == PICTURE_CHECK and r["device_id"] in devices
-            and r["status"] not in ("unknown", "n/a")]
+            and r["status"] != "unknown"]
     passed = sum(1 for r in rows if r["status"] == "ok")
     return {"samples": len(rows), "passed": passed, "pct": pct(passed, len(rows)),
             "devices": len({r["device_id"] for r in rows})}

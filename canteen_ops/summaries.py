@@ -340,9 +340,14 @@ def translate(summary: str | None, lang: str | None = None) -> str | None:
         return summary
     gettext = translations(lang).gettext
     text = summary
-    for rx, template in _compiled():
-        target = gettext(template)
-        if target == template:
-            continue
+    for rx, target in _targets(lang):
         text = rx.sub(lambda m, t=target: t.format(**_words(m.groupdict(), gettext)), text)
     return text.replace("; ", "；")
+
+
+@lru_cache(maxsize=None)
+def _targets(lang: str) -> list[tuple[re.Pattern[str], str]]:
+    """The phrases that `lang` words differently, with their wording: a language's catalog does not change
+    within a process, and looking every phrase up again cost half of translate's time (per row of a table)."""
+    gettext = translations(lang).gettext
+    return [(rx, target) for rx, template in _compiled() if (target := gettext(template)) != template]

@@ -189,6 +189,25 @@ def test_export_csv_table_and_since(cli, db):
     assert [json.loads(line)["args"] for line in r.out.splitlines()] == [["--school", "xc-shiyan-xx"]]
 
 
+def test_export_since_is_local_time_as_in_log_list(cli, db):
+    """`log export --since` read a time without an offset as UTC while `log list --since` reads it in the
+    inventory's zone (Asia/Shanghai): the old note is 2020-01-01 08:00 there (00:00 UTC)."""
+    _seed(db)
+
+    def exported(since):
+        r = cli("-i", EXAMPLE, "log", "export", "--since", since)
+        assert r.code == 0, r
+        return [json.loads(line)["summary"] for line in r.out.splitlines()]
+
+    def listed(since):
+        r = cli("-i", EXAMPLE, "log", "list", "--json", "--since", since)
+        assert r.code == 0, r
+        return [e["summary"] for e in json.loads(r.out)]
+
+    assert "very old note" in exported("2020-01-01T07:59") and "very old note" in listed("2020-01-01T07:59")
+    assert "very old note" not in exported("2020-01-01T08:01") and "very old note" not in listed("2020-01-01T08:01")
+
+
 def test_export_to_file(cli, db, tmp_path):
     _seed(db)
     out = tmp_path / "exports" / "log.jsonl"

@@ -213,3 +213,13 @@ def test_the_output_files_suffix_picks_the_format_and_a_contradiction_is_refused
     assert r.code == 64 and "--format csv" in r.err and not (tmp_path / "other.xlsx").exists(), r
     assert cli("-i", EXAMPLE, "inventory", "ledger", "-o", tmp_path / "ledger.txt").code == 0  # unknown: csv
     assert (tmp_path / "ledger.txt").read_text(encoding="utf-8-sig").startswith("school")
+
+
+def test_xlsx_without_a_file_is_refused_before_the_log_is_opened(cli, tmp_path):
+    """The refusal used to come after the log was created, read and encoded."""
+    db = tmp_path / "log.db"
+    assert not db.exists()
+    r = cli("log", "export", "--format", "xlsx")
+    assert r.code == 64 and "--output" in r.err and not db.exists(), r
+    r = cli("-i", EXAMPLE, "inventory", "ledger", "--format", "xlsx")
+    assert r.code == 64 and "--output" in r.err and not db.exists(), r

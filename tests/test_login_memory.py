@@ -81,3 +81,28 @@ def test_the_memory_reaches_checks_worker_processes(lab, lab_faults, lab_env, cl
     r = cli("check", *devices, "--only", "reachable,login", "--processes", "2")
     assert "not tried: the device refused our login" in r.out
     assert cam.failed_logins == 1
+
+
+def test_the_memory_reads_the_log_only_when_first_used(tmp_path, monkeypatch):
+    """Every command that opens the log makes a memory (log list, kb, report too): it opens no connection of its
+    own until a driver asks it or tells it something."""
+    import sqlite3
+
+    from canteen_ops.drivers.base import AuthFailed
+    from canteen_ops.store import logins
+
+    MaintenanceLog.open(tmp_path / "log.db").close()
+    opened = []
+    real = logins.LoginMemory._connect
+    monkeypatch.setattr(logins.LoginMemory, "_connect", lambda self: opened.append(1) or real(self))
+    memory = logins.LoginMemory(tmp_path / "log.db", command="check")
+    assert opened == []
+    assert memory.withheld("cam-1") is None and len(opened) == 1
+    memory.record("cam-1", AuthFailed("wrong username or password"))
+    assert "refused our login" in str(memory.withheld("cam-1")) and len(opened) == 2  # read once, written once
+    fresh = logins.LoginMemory(tmp_path / "log.db", command="backup")
+    assert "during `check`" in str(fresh.withheld("cam-1"))
+    assert logins.LoginMemory(tmp_path / "log.db", force=True).withheld("cam-1") is None
+    conn = sqlite3.connect(tmp_path / "log.db")
+    assert conn.execute("SELECT count(*) FROM login_refusals").fetchone() == (1,)
+    conn.close()

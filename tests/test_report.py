@@ -240,6 +240,14 @@ def test_cli_errors(cli, cli_inv):
     assert r.code == 66 and "nowhere" in r.err
 
 
+def test_report_to_a_directory_is_a_clear_error(cli, cli_inv, tmp_path):
+    """-o naming a directory used to end in IsADirectoryError (exit 70)."""
+    (tmp_path / "dir").mkdir()
+    r = cli("-i", cli_inv, "report", "-o", tmp_path / "dir")
+    assert r.code == 73 and "cannot write" in r.err and str(tmp_path / "dir") in r.err, r
+    assert list((tmp_path / "dir").iterdir()) == []
+
+
 def test_report_dates_in_the_inventory_time_zone(tmp_path):
     # A daily report made at 01:06 Shanghai time (17:06 UTC the day before) is dated the 5th.
     inv = parse_inventory("version: 1\nsettings: {timezone: Asia/Shanghai}\nschools:\n  - id: s\n    name: 一小\n"

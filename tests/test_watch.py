@@ -197,6 +197,16 @@ def test_oncall_now_and_next(tmp_path, cli):
     assert r.code == 66 and "no duty roster" in r.err
 
 
+def test_oncall_at_out_of_range_is_a_usage_error(tmp_path, cli):
+    """--at at the ends of the calendar used to crash (OverflowError, exit 70) in the roster's arithmetic."""
+    from tests.watch_fixtures import ROSTER
+
+    inv = _small_inventory(tmp_path, "roster: " + json.dumps(ROSTER, ensure_ascii=False))
+    for at in ("0001-01-01T00:00", "9999-12-31T23:59Z"):
+        r = cli("-i", inv, "oncall", "--at", at)
+        assert r.code == 64 and "--at" in r.err and "out of range" in r.err, r
+
+
 def test_incidents_opened_elsewhere_are_assigned_and_announced_by_the_next_round(tmp_path, cli, monkeypatch):
     """An incident its command could not announce (no notify target or roster in the inventory then) is adopted
     by the next round (`incident open` with targets announces it itself: test_notify_one_shot_lab.py)."""

@@ -6,8 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from canteen_ops.cli.common import JsonOpt, env, print_json
-from canteen_ops.cli.incident_cmd import _parse_at, _tz
+from canteen_ops.cli.common import JsonOpt, display_tz, env, parse_at, print_json
 
 HELP = ("Changes under work permits (工作许可): request → approve → notify → start (after a backup) "
         "→ complete | rollback.")
@@ -40,8 +39,8 @@ def request(ctx: typer.Context,
     inv = e.inventory()
     tz = inv.settings.timezone
     ch = changes.request(e.log(), inv, title=title, device_ids=device or [], actor=e.operator,
-                         description=description, window_start=_parse_at(window_start, tz, "--window-start"),
-                         window_end=_parse_at(window_end, tz, "--window-end"))
+                         description=description, window_start=parse_at(window_start, tz, "--window-start"),
+                         window_end=parse_at(window_end, tz, "--window-end"))
     if json:
         print_json(ch)
         return 0
@@ -69,10 +68,10 @@ def notify(ctx: typer.Context, ident: IdArg,
     from canteen_ops.timeutil import local
 
     e = env(ctx)
-    tz = _tz(ctx)
+    tz = display_tz(ctx)
     ch = changes.notify(e.log(), ident, e.operator, notice_to=to,
-                        window_start=_parse_at(window_start, tz, "--window-start"),
-                        window_end=_parse_at(window_end, tz, "--window-end"), note=note)
+                        window_start=parse_at(window_start, tz, "--window-start"),
+                        window_end=parse_at(window_end, tz, "--window-end"), note=note)
     from canteen_ops.i18n import _
 
     return _say(ctx, ch, _(": window {start} – {end}").format(start=local(ch["window_start"], tz),
@@ -131,7 +130,7 @@ def list_(ctx: typer.Context,
     from canteen_ops.cli.render import CODE, ID, Column, first_of, plural, table
     from canteen_ops.i18n import _
 
-    tz = _tz(ctx)
+    tz = display_tz(ctx)
     cols = [Column("id", ID), Column("state", CODE), Column("title", main=True), Column("devices", ID), Column("window"),
             Column("requested by"), Column("approved by")]
     cells = [(r["id"][:8], _(r["state"]), r["title"], first_of(r["device_ids"]),
@@ -157,7 +156,7 @@ def show(ctx: typer.Context, ident: IdArg, json: JsonOpt = False) -> int:
     from canteen_ops.cli.render import fields, pad, styled
     from canteen_ops.i18n import _
 
-    tz = _tz(ctx)
+    tz = display_tz(ctx)
     c = e.console
     c.print(styled((f"{_('change')} {ch['id']}", "bold"), f"  {_(ch['state'])}"))
     fields(c, [("title", ch["title"]), ("description", ch.get("description")), ("devices", ch.get("device_ids")),

@@ -60,6 +60,26 @@ def display_tz(ctx: typer.Context) -> str:
     return env(ctx).timezone()
 
 
+def parse_at(at: str | None, tz: str, flag: str = "--at"):
+    """An ISO time typed by a person: local to `tz` unless it carries an offset."""
+    if at is None:
+        return None
+    import datetime as dt
+    from zoneinfo import ZoneInfo
+
+    from canteen_ops.errors import UsageError
+    from canteen_ops.timeutil import in_range
+
+    try:
+        t = dt.datetime.fromisoformat(at.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageError("{flag} {at!r}: expected an ISO time such as 2026-11-27T10:15", flag=flag, at=at) from None
+    try:
+        return in_range(t if t.tzinfo else t.replace(tzinfo=ZoneInfo(tz)), at)
+    except ValueError as exc:
+        raise UsageError("{flag}: {exc}", flag=flag, exc=exc) from None
+
+
 def export_lang(lang: str, fmt: str | None, formats: tuple[str, ...], output=None, default: str = "csv") -> str:
     """Check an export's --lang and --format before anything is read; return the format. Without --format the
     output file's suffix decides (`-o ledger.xlsx` is xlsx), else `default`; a --format that
@@ -79,6 +99,8 @@ def export_lang(lang: str, fmt: str | None, formats: tuple[str, ...], output=Non
     if suffix and suffix != fmt:
         raise UsageError("--format {format} does not match the output file {output} (.{suffix}); name it .{format} "
                          "or leave --format out", format=fmt, output=output, suffix=suffix)
+    if fmt == "xlsx" and output is None:  # a workbook is binary: it cannot go to stdout
+        raise UsageError("--format xlsx needs --output FILE")
     return fmt
 
 

@@ -102,20 +102,18 @@ def _xlsx(head: list[str], body: list[list[Any]], sheet: str) -> bytes:
     return buf.getvalue()
 
 
-def write(ctx, data: bytes, output, *, fmt: str, what: str) -> None:
-    """Write an export to `output` atomically, or to stdout (xlsx needs a file)."""
+def write(ctx, data: bytes, output, *, what: str) -> None:
+    """Write an export to `output` atomically, or to stdout (xlsx needs a file: common.export_lang refused it
+    before anything was read)."""
     import sys
 
     from canteen_ops.cli.common import env, write_output
-    from canteen_ops.errors import UsageError
     from canteen_ops.i18n import _
 
     if output:
         write_output(output, data)
         env(ctx).err.print(_("exported {what} to {file}").format(what=what, file=output))
         return
-    if fmt == "xlsx":
-        raise UsageError("--format xlsx needs --output FILE")
     from canteen_ops.cli.render import echo_data
 
     sys.stdout.flush()

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from canteen_ops.summaries import translate
-from canteen_ops.cli.common import JsonOpt, env, print_json
+from canteen_ops.cli.common import JsonOpt, display_tz, env, parse_at, print_json
 
 HELP = "Incidents (故障) with on-site SLA clocks: major 重大 1 h / 2 h, general 一般 2 h / 4 h."
 app = typer.Typer(help=HELP, rich_markup_mode=None, add_completion=False, no_args_is_help=True)
@@ -17,30 +17,6 @@ IdArg = Annotated[str, typer.Argument(metavar="ID", help="Incident id or unique 
 AtOpt = Annotated[Optional[str], typer.Option(
     "--at", metavar="TIME", help="When it happened, if not now: ISO time, local to the inventory time zone unless it has an offset")]
 NoteOpt = Annotated[Optional[str], typer.Option("--note", "-n", metavar="TEXT", help="Free text for the timeline")]
-
-
-def _tz(ctx: typer.Context) -> str:
-    return env(ctx).timezone()
-
-
-def _parse_at(at: str | None, tz: str, flag: str = "--at"):
-    """An ISO time typed by a person: local to `tz` unless it carries an offset."""
-    if at is None:
-        return None
-    import datetime as dt
-    from zoneinfo import ZoneInfo
-
-    from canteen_ops.errors import UsageError
-    from canteen_ops.timeutil import in_range
-
-    try:
-        t = dt.datetime.fromisoformat(at.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise UsageError("{flag} {at!r}: expected an ISO time such as 2026-11-27T10:15", flag=flag, at=at) from None
-    try:
-        return in_range(t if t.tzinfo else t.replace(tzinfo=ZoneInfo(tz)), at)
-    except ValueError as exc:
-        raise UsageError("{flag}: {exc}", flag=flag, exc=exc) from None
 
 
 @app.command("open")
@@ -57,7 +33,7 @@ def open_(ctx: typer.Context,
     e = env(ctx)
     inv = e.inventory()
     level = {"重大": "major", "一般": "general"}.get(level, level)
-    opened_at = _parse_at(at, inv.settings.timezone)
+    opened_at = parse_at(at, inv.settings.timezone)
     if opened_at is not None:
         from canteen_ops.errors import UsageError
         from canteen_ops.timeutil import utcnow
@@ -124,8 +100,8 @@ def _act(ctx: typer.Context, verb: str, ident: str, at: str | None, **kw) -> int
     from canteen_ops import incidents
 
     e = env(ctx)
-    tz = _tz(ctx)
-    inc = getattr(incidents, verb)(e.log(), ident, e.operator, at=_parse_at(at, tz), **kw)
+    tz = display_tz(ctx)
+    inc = getattr(incidents, verb)(e.log(), ident, e.operator, at=parse_at(at, tz), **kw)
     from canteen_ops.sla import arrive_sla
     from canteen_ops.timeutil import utcnow
 
@@ -228,7 +204,7 @@ def list_(ctx: typer.Context,
     from canteen_ops.i18n import _
     from canteen_ops.incidents import ACTIVE_STATES
 
-    tz = _tz(ctx)
+    tz = display_tz(ctx)
     title = plural(len(rows), "overdue incident") if overdue else plural(len(rows), "incident")
     cols = [Column("id", ID), Column("level", CODE), Column("state", CODE), Column("school", ID, optional=True),
             Column("devices", ID), Column("title", main=True), Column("assigned"),
@@ -269,7 +245,7 @@ def show(ctx: typer.Context, ident: IdArg, json: JsonOpt = False) -> int:
     from canteen_ops.cli.render import lines as lines_
     from canteen_ops.i18n import _
 
-    tz = _tz(ctx)
+    tz = display_tz(ctx)
     c = e.console
     c.print(styled((f"{_('incident')} {inc['id']}", "bold"), f"  {_(inc['level'])} / {_(inc['state'])}"))
     if inc.get("escalated_at") and not inc.get("arrived_at") and inc["state"] in ACTIVE_STATES:

@@ -116,7 +116,7 @@ def ledger(ctx: typer.Context, output: OutputOpt = None,
     # A file gets a BOM so Excel reads the Chinese names (stdout only with --lang zh: it is usually a pipe).
     data = export.encode(LEDGER_COLUMNS, rows, fmt=fmt, lang=lang, tz=inv.settings.timezone,
                          sheet="设备台帐" if lang == "zh" else "ledger", bom=output is not None)
-    export.write(ctx, data, output, fmt=fmt, what=plural(len(devices), "device"))
+    export.write(ctx, data, output, what=plural(len(devices), "device"))
     return 0
 
 

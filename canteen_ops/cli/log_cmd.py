@@ -42,8 +42,8 @@ def list_(ctx: typer.Context,
     if grep is not None and not grep.strip():
         raise UsageError("--grep: give the text to look for")
     e = env(ctx)
-    inv = _inventory_or_none(e)
-    tz = inv.settings.timezone if inv else "Asia/Shanghai"
+    inv = e.inventory_or_none()
+    tz = e.timezone()
     bounds = {}
     for flag, value, parse in (("--since", since, parse_since), ("--until", until, parse_until)):
         try:
@@ -71,18 +71,6 @@ def list_(ctx: typer.Context,
               status_cell(r["status"]), translate(r["summary"]), r["operator"]) for r in rows]
     e.console.print(table(plural(len(rows), "entry", "entries"), cols, cells, console=e.console))
     return 0
-
-
-def _inventory_or_none(e):
-    """The inventory when one is at hand (school names, time zone); the log is readable without it."""
-    from canteen_ops.errors import CanteenOpsError
-
-    if not e.inventory_path.exists():
-        return None
-    try:
-        return e.inventory()
-    except CanteenOpsError:
-        return None
 
 
 def _school_ids(inv, values) -> tuple[str, ...]:
@@ -186,7 +174,7 @@ def export(ctx: typer.Context,
                                                       "[default: the output file's suffix, else jsonl]")] = None,
            table: Annotated[Optional[str], typer.Option(
                metavar="TABLE", help="Export full rows of one table (runs, results, backups, ...) instead of the timeline")] = None,
-           since: Annotated[Optional[str], typer.Option(metavar="TIME", help="e.g. 7d or 2026-11-01")] = None,
+           since: Annotated[Optional[str], typer.Option(metavar="TIME", help="From: e.g. 24h, 7d or 2026-11-01 (local time)")] = None,
            lang: ExportLangOpt = "en",
            output: OutputOpt = None,
            ) -> int:
@@ -203,8 +191,9 @@ def export(ctx: typer.Context,
     if table and table not in SYNCED_TABLES:
         raise UsageError("--table {table!r}: expected one of {synced_tables}", table=table,
                          synced_tables=', '.join(SYNCED_TABLES))
+    tz = display_tz(ctx)  # a date or time without an offset is local, as in `log list --since`
     try:
-        since_iso = iso(parse_since(since)) if since else None
+        since_iso = iso(parse_since(since, tz=tz)) if since else None
     except ValueError as exc:
         raise UsageError("--since: {exc}", exc=exc) from None
     log = env(ctx).log()
@@ -215,7 +204,7 @@ def export(ctx: typer.Context,
     else:
         rows = [{**r, "device_id": _devices(r["device_id"])} for r in reversed(list_entries(log, since=since_iso))]
         columns = ["at", *(c for c in COLUMNS if c != "at")]
-    data = ex.encode(columns, rows, fmt=fmt, lang=lang, tz=display_tz(ctx), sheet=table or "log",
+    data = ex.encode(columns, rows, fmt=fmt, lang=lang, tz=tz, sheet=table or "log",
                      bom=output is not None)
-    ex.write(ctx, data, output, fmt=fmt, what=plural(len(rows), "record"))
+    ex.write(ctx, data, output, what=plural(len(rows), "record"))
     return 0

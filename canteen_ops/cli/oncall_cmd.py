@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from canteen_ops.cli.common import JsonOpt, SchoolOpt, env, print_json
+from canteen_ops.cli.common import JsonOpt, SchoolOpt, env, parse_at, print_json
 
 
 def oncall(
@@ -19,10 +19,9 @@ def oncall(
 ) -> int:
     """Show who is on duty (定岗值班) now and next, per role (technician → supervisor → manager), for the whole
     district or for the given schools."""
-    import datetime as dt
     from zoneinfo import ZoneInfo
 
-    from canteen_ops.errors import NotFound, UsageError
+    from canteen_ops.errors import NotFound
     from canteen_ops.roster import ROLE_LABELS, ROLES
     from canteen_ops.timeutil import utcnow
 
@@ -33,14 +32,7 @@ def oncall(
         raise NotFound("no duty roster in {where}: add `roster:` or settings.roster_file (docs/inventory.md)",
                        where=inv.path)
     tz = ZoneInfo(roster.timezone)
-    if at:
-        try:
-            t = dt.datetime.fromisoformat(at.strip().replace("Z", "+00:00"))
-        except ValueError:
-            raise UsageError("--at {at!r}: expected a time such as 2026-10-01T22:00", at=at) from None
-        t = t.replace(tzinfo=tz) if t.tzinfo is None else t
-    else:
-        t = utcnow()
+    t = parse_at(at, roster.timezone) if at else utcnow()
     scopes = []
     for s in school or [None]:
         if s is None:

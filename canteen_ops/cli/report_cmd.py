@@ -10,29 +10,13 @@ import typer
 
 def _bound(value: str, tz: str, *, end: bool):
     """A date (whole day, local to tz; --to includes that day), an ISO time, or a duration back from now."""
-    import datetime as dt
-    from zoneinfo import ZoneInfo
-
     from canteen_ops.errors import UsageError
-    from canteen_ops.timeutil import in_range, is_duration, parse_since
+    from canteen_ops.timeutil import parse_since, parse_until
 
-    v = value.strip()
-    flag = "--to" if end else "--from"
     try:
-        if is_duration(v):
-            return parse_since(v)
-        try:
-            if len(v) == 10:
-                t = dt.datetime.combine(dt.date.fromisoformat(v), dt.time(0), tzinfo=ZoneInfo(tz))
-            else:
-                t = dt.datetime.fromisoformat(v.replace("Z", "+00:00"))
-        except ValueError:
-            raise UsageError("{flag} {value!r}: expected a date (2026-11-01), a time (2026-11-01T08:00) or a "
-                             "duration back from now (7d)", flag=flag, value=value) from None
-        t = in_range(t if t.tzinfo else t.replace(tzinfo=ZoneInfo(tz)), v)
-        return t + dt.timedelta(days=1) if end and len(v) == 10 else t
-    except ValueError as exc:  # out of range
-        raise UsageError("{flag}: {exc}", flag=flag, exc=exc) from None
+        return (parse_until if end else parse_since)(value, tz=tz)
+    except ValueError as exc:  # not a time, or out of range
+        raise UsageError("{flag}: {exc}", flag="--to" if end else "--from", exc=exc) from None
 
 
 def report(ctx: typer.Context,
@@ -68,11 +52,10 @@ def report(ctx: typer.Context,
     else:
         text = render_html(rep) if fmt == "html" else render_markdown(rep)
     if output:
-        from canteen_ops.store.files import atomic_write
-
-        atomic_write(output, text.encode("utf-8"))
+        from canteen_ops.cli.common import write_output
         from canteen_ops.i18n import _
 
+        write_output(output, text.encode("utf-8"))
         e.err.print(_("report written to {file}").format(file=output), highlight=False, markup=False)
     else:
         from canteen_ops.cli.render import echo_data

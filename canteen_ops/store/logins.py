@@ -8,7 +8,7 @@ unless the technician says `--force-login` (after fixing the password, say).
 
 Each write uses its own short connection, so check's worker processes (checks/shards.py) can record too: a
 memory pickles as its log's path and settings, and a worker reopens it. The refusals that block are read once,
-when the memory is made.
+when the memory is first asked or told (every command that opens the log makes one; most never use it).
 """
 
 from __future__ import annotations
@@ -39,13 +39,24 @@ class LoginMemory:
                  now=lambda: dt.datetime.now(UTC)):
         self.path, self.command, self.force, self._now = str(path), command, force, now
         self._lock = threading.Lock()
-        self._active: dict[str, dict] = {}
-        if not force:
-            with self._connect() as conn:
-                for row in conn.execute("SELECT device_id, refused_at, until, kind, detail, command "
-                                        "FROM login_refusals WHERE until > ? ORDER BY until", [_iso(now())]):
-                    self._active[row[0]] = dict(zip(("device_id", "refused_at", "until", "kind", "detail",
-                                                     "command"), row))
+        self._loaded: dict[str, dict] | None = None  # device id -> its refusal inside the window; read lazily
+
+    def _active(self) -> dict[str, dict]:
+        """The refusals still blocking, read from the log on first use (call with self._lock held)."""
+        if self._loaded is None:
+            loaded: dict[str, dict] = {}
+            if not self.force:
+                conn = self._connect()
+                try:
+                    for row in conn.execute("SELECT device_id, refused_at, until, kind, detail, command "
+                                            "FROM login_refusals WHERE until > ? ORDER BY until",
+                                            [_iso(self._now())]):
+                        loaded[row[0]] = dict(zip(("device_id", "refused_at", "until", "kind", "detail",
+                                                   "command"), row))
+                finally:
+                    conn.close()
+            self._loaded = loaded
+        return self._loaded
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
@@ -62,7 +73,7 @@ class LoginMemory:
         if self.force:
             return None
         with self._lock:
-            row = self._active.get(device_id)
+            row = self._active().get(device_id)
         if row is None:
             return None
         until = dt.datetime.fromisoformat(row["until"])
@@ -88,13 +99,16 @@ class LoginMemory:
                "kind": "locked" if isinstance(exc, Locked) else "refused", "detail": redact_text(str(exc))[:300],
                "command": self.command}
         try:
-            with self._connect() as conn:
+            conn = self._connect()
+            try:
                 conn.execute("INSERT INTO login_refusals (device_id, refused_at, until, kind, detail, command) "
                              "VALUES (:device_id, :refused_at, :until, :kind, :detail, :command)", row)
+            finally:
+                conn.close()  # `with conn` would only commit (autocommit anyway), not close
         except sqlite3.Error:
             pass  # the in-process guard still stops this run; losing the memory only costs a later run a try
         with self._lock:
-            self._active[device_id] = row
+            self._active()[device_id] = row
 
 
 def _reopen(path: str, command: str | None, force: bool) -> LoginMemory:
