@@ -111,11 +111,11 @@ class _Validator:
         ok = isinstance(value, kind) and not (isinstance(value, bool) and bool not in _as_tuple(kind))
         if not ok:
             shown = "" if secret or isinstance(value, (dict, list)) else f" {value!r}"
-            from canteen_ops.i18n import _, word
+            from canteen_ops.errors import Word
 
-            # our words for the kinds, in the reader's language where they are made (a Problem is never stored)
-            self.problem(path, "expected {what}, got {type}{shown}", what=_(what),
-                         type=word("type:" + _type_name(value)), shown=shown)
+            # our words for the kinds: English in str(), the reader's language when shown
+            self.problem(path, "expected {what}, got {type}{shown}", what=Word(what),
+                         type=Word(_type_name(value), "type"), shown=shown)
             return None
         return value
 

@@ -175,16 +175,15 @@ def read_input_file(path, what: str, missing_hint: str = ""):
     """
     from pathlib import Path
 
-    from canteen_ops.errors import InvalidFile, NotFound, Problem
-    from canteen_ops.i18n import _
+    from canteen_ops.errors import InvalidFile, NotFound, Problem, Word
 
     name = str(path)
-    what = _(what)  # our word for the file, in the reader's language (these errors are shown, never stored)
+    what = Word(what)  # our word for the file: English in str(), the reader's language when shown
     try:
         raw = Path(path).read_bytes()
     except FileNotFoundError:
         if missing_hint:
-            raise NotFound("{file}: {what} not found ({hint})", file=name, what=what, hint=_(missing_hint)) from None
+            raise NotFound("{file}: {what} not found ({hint})", file=name, what=what, hint=Word(missing_hint)) from None
         raise NotFound("{file}: {what} not found", file=name, what=what) from None
     except OSError as exc:
         raise InvalidFile([Problem(name, 1, 1, "", "cannot read {what}: {reason}",
