@@ -757,7 +757,8 @@ class DahuaDriver(HttpDriver):
 
 # --- settings snapshot (tasks/snapshot.py) -------------------------------------------------------------------------------------------------
 _DAHUA_MODE = {"0": "schedule", "1": "continuous", "2": "off"}  # RecordMode: 0 auto/schedule, 1 manual, 2 stop
-_FULL_DAY = re.compile(r"^\s*(\d+)\s+00:00:00-2[34]:59:59|^\s*(\d+)\s+00:00:00-24:00:00")
+_SECTION_MASK = re.compile(r"\s*([0-9]{1,9})(?:\s|$)")  # TimeSection "<mask> hh:mm:ss-hh:mm:ss"
+_FULL_DAY = re.compile(r"^\s*([0-9]{1,9})\s+00:00:00-2[34]:59:59|^\s*([0-9]{1,9})\s+00:00:00-24:00:00")
 
 
 def normalize_settings(raw: dict[str, Any]) -> dict[str, Any]:
@@ -807,7 +808,7 @@ def normalize_settings(raw: dict[str, Any]) -> dict[str, Any]:
             schedule[str(ch)] = _dahua_schedule(days)
             # "auto" mode with a regular-recording section covering the whole day every day is 24 h recording.
             if modes.get(ch) == "schedule" and days:
-                masks = [int(x.split()[0]) for day in days for x in day if x and x.split()[0].isdigit()]
+                masks = [int(m.group(1)) for day in days for x in day if (m := _SECTION_MASK.match(x or ""))]
                 if all(any((m := _FULL_DAY.match(x or "")) and int(m.group(1) or m.group(2)) & 1 for x in day)
                        for day in days):
                     modes[ch] = "continuous"
@@ -851,7 +852,7 @@ def _dahua_schedule(days: list[list[str | None]]) -> dict[str, list[str]]:
     for day in days:
         out = []
         for sec in day:
-            m = re.match(r"^\s*(\d+)\s+(\d\d:\d\d):\d\d-(\d\d:\d\d):\d\d", sec or "")
+            m = re.match(r"^\s*([0-9]{1,9})\s+([0-9]{2}:[0-9]{2}):[0-9]{2}-([0-9]{2}:[0-9]{2}):[0-9]{2}", sec or "")
             if not m or not int(m.group(1)):
                 continue
             kinds = "+".join(n for bit, n in _MASK if int(m.group(1)) & bit) or f"mask {m.group(1)}"
