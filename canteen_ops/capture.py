@@ -156,10 +156,9 @@ def build(device: "Device", recorder: Recorder, *, model: str | None, firmware: 
             masker.masks.pop(v, None)
 
     def clean(text: str) -> str:
-        text = masker.apply(text)
-        if password:
+        if password:  # first: masking a user name, address or serial inside the password would hide it
             text = text.replace(password, "MASKED-PASSWORD")
-        return text
+        return masker.apply(text)
 
     exchanges = []
     for ex, text in zip(recorder.exchanges, texts):
