@@ -25,6 +25,7 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from canteen_ops.drivers.httpauth import parse_challenges, pick_scheme
 from canteen_ops.drivers.recorder import Recorder
 
 if TYPE_CHECKING:
@@ -171,15 +172,9 @@ def build(device: "Device", recorder: Recorder, *, model: str | None, firmware: 
         elif ex.body:
             entry["body_base64"] = base64.b64encode(ex.body).decode("ascii")  # binary: kept as sent, see docs
         exchanges.append(entry)
-    scheme, realm = "digest", None
-    for ch in recorder.challenges:
-        m = re.match(r"\s*(\w+)", ch)
-        if m and m.group(1).lower() in ("digest", "basic"):
-            scheme = m.group(1).lower()
-            r = re.search(r'realm="([^"]*)"', ch)
-            realm = clean(r.group(1)) if r else None
-            if scheme == "digest":
-                break
+    scheme = pick_scheme(recorder.challenges) or "digest"  # as DeviceHTTP chose: Digest wins over Basic
+    params = next((p for s, p in parse_challenges(recorder.challenges) if s == scheme), {})
+    realm = clean(params["realm"]) if "realm" in params else None
     from canteen_ops import __version__
 
     return {

@@ -186,6 +186,21 @@ def test_a_password_containing_the_user_name_is_masked_whole():
         "pw=MASKED-PASSWORD"
 
 
+@pytest.mark.parametrize("challenges,auth", [
+    (['Basic realm="site-a", Digest realm="dig", nonce="n"'], {"scheme": "digest", "realm": "dig"}),
+    (['Basic realm="site-a"', 'Digest nonce="n", realm="d\\"q"'], {"scheme": "digest", "realm": 'd"q'}),
+    (['Basic realm="site-a"'], {"scheme": "basic", "realm": "site-a"}),
+    (['Negotiate abc'], {"scheme": "digest", "realm": None}),
+    ([], {"scheme": "digest", "realm": None}),
+])
+def test_capture_records_the_scheme_and_realm_the_driver_answered(challenges, auth):
+    """Challenges are read as DeviceHTTP reads them (httpauth): several in one header, Digest wins, the realm
+    is the chosen challenge's own."""
+    rec = Recorder()
+    rec.challenges = challenges
+    assert build(_device(), rec, model=None, firmware=None, password=None)["device"]["auth"] == auth
+
+
 def test_masker_dahua_lines_and_ipv4_limits():
     m = Masker()
     text = ("serialNumber=4F07335PAZEEA9B\r\ntable.Network.eth0.IPAddress=192.168.1.108\r\n"
