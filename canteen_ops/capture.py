@@ -25,13 +25,13 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from canteen_ops.capture_format import CAPTURE_FORMAT
 from canteen_ops.drivers.httpauth import parse_challenges, pick_scheme
 from canteen_ops.drivers.recorder import Recorder
 
 if TYPE_CHECKING:
     from canteen_ops.inventory.model import Device, Inventory
 
-CAPTURE_FORMAT = "canteen-ops-capture/1"  # the same constant as canteen_ops.lab.replay.CAPTURE_FORMAT
 
 # Field names (lower case, without namespace prefix or Dahua table path) → what their value is.
 _FIELDS = {

@@ -33,7 +33,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-CAPTURE_FORMAT = "canteen-ops-capture/1"
+from canteen_ops.capture_format import CAPTURE_FORMAT, soap_operation
+
 VENDORS = ("hikvision", "dahua", "onvif")
 KINDS = ("camera", "nvr", "dvr")
 REPLAY_USER, REPLAY_PASSWORD = "admin", "replay-password"  # what a replayed device accepts
@@ -126,15 +127,6 @@ class RecordedDevice:
 def _split(target: str) -> tuple[str, tuple[tuple[str, str], ...]]:
     parts = urlsplit(target)
     return parts.path, tuple(sorted(parse_qsl(parts.query, keep_blank_values=True)))
-
-
-_OPERATION = re.compile(rb"<(?:[\w.-]+:)?Body\b[^>]*>\s*<(?:[\w.-]+:)?([A-Za-z]\w*)", re.S)
-
-
-def soap_operation(body: bytes) -> str | None:
-    """The local name of the first element inside the SOAP Body (the ONVIF operation), read without parsing."""
-    m = _OPERATION.search(body[:65536])
-    return m.group(1).decode("ascii") if m else None
 
 
 # --- loading ---------------------------------------------------------------------------------------------------
