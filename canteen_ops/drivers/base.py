@@ -61,10 +61,9 @@ class Withheld(AuthFailed):
     """No credentials were sent: this device refused a login (or locked us out) recently, in this or an earlier
     command, and its lockout window has not passed (store/logins.py). `--force-login` sends them anyway."""
 
-    def __init__(self, message: str, unlock_in_s: float | None = None, locked: bool = False):
+    def __init__(self, message: str, unlock_in_s: float | None = None):
         super().__init__(message)
         self.unlock_in_s = unlock_in_s
-        self.locked = locked
 
 
 class Refused(DriverError):

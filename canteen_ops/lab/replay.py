@@ -80,10 +80,6 @@ class Exchange:
     body: bytes
     match: str | None = None  # a text the request body must contain (e.g. the ONVIF ProfileToken asked for)
 
-    @property
-    def request(self) -> str:
-        return " ".join(filter(None, (self.method, self.target, self.operation)))
-
 
 @dataclass
 class RecordedDevice:
@@ -119,9 +115,6 @@ class RecordedDevice:
             elif _split(ex.target) == (path, query):
                 loose.append(ex)
         return exact or loose
-
-    def paths(self) -> list[str]:
-        return [ex.request for ex in self.exchanges]
 
 
 def _split(target: str) -> tuple[str, tuple[tuple[str, str], ...]]:
