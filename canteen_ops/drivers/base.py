@@ -258,6 +258,15 @@ class _TlsPins:
         with self._lock:
             self._source, self._pins = source, None
 
+    def refresh(self) -> dict[str, str] | None:
+        """Every pin, read from the source now (a run starts: pins accepted since an earlier read count, as in
+        `watch`'s next round) and kept for get(); None without a source."""
+        with self._lock:
+            if self._source is None:
+                return None
+            self._pins = dict(self._source())
+            return dict(self._pins)
+
     def get(self, device_id: str) -> str | None:
         with self._lock:
             if self._pins is None:
