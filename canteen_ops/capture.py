@@ -25,12 +25,13 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from canteen_ops.capture_format import CAPTURE_FORMAT
+from canteen_ops.drivers.httpauth import parse_challenges, pick_scheme
 from canteen_ops.drivers.recorder import Recorder
 
 if TYPE_CHECKING:
     from canteen_ops.inventory.model import Device, Inventory
 
-CAPTURE_FORMAT = "canteen-ops-capture/1"  # the same constant as canteen_ops.lab.replay.CAPTURE_FORMAT
 
 # Field names (lower case, without namespace prefix or Dahua table path) → what their value is.
 _FIELDS = {
@@ -156,10 +157,9 @@ def build(device: "Device", recorder: Recorder, *, model: str | None, firmware: 
             masker.masks.pop(v, None)
 
     def clean(text: str) -> str:
-        text = masker.apply(text)
-        if password:
+        if password:  # first: masking a user name, address or serial inside the password would hide it
             text = text.replace(password, "MASKED-PASSWORD")
-        return text
+        return masker.apply(text)
 
     exchanges = []
     for ex, text in zip(recorder.exchanges, texts):
@@ -172,15 +172,9 @@ def build(device: "Device", recorder: Recorder, *, model: str | None, firmware: 
         elif ex.body:
             entry["body_base64"] = base64.b64encode(ex.body).decode("ascii")  # binary: kept as sent, see docs
         exchanges.append(entry)
-    scheme, realm = "digest", None
-    for ch in recorder.challenges:
-        m = re.match(r"\s*(\w+)", ch)
-        if m and m.group(1).lower() in ("digest", "basic"):
-            scheme = m.group(1).lower()
-            r = re.search(r'realm="([^"]*)"', ch)
-            realm = clean(r.group(1)) if r else None
-            if scheme == "digest":
-                break
+    scheme = pick_scheme(recorder.challenges) or "digest"  # as DeviceHTTP chose: Digest wins over Basic
+    params = next((p for s, p in parse_challenges(recorder.challenges) if s == scheme), {})
+    realm = clean(params["realm"]) if "realm" in params else None
     from canteen_ops import __version__
 
     return {

@@ -171,6 +171,36 @@ def test_masking_is_consistent_and_keeps_xml_readable():
         etree.fromstring(e["body"].encode())
 
 
+def test_a_password_containing_the_user_name_is_masked_whole():
+    """The password is replaced before the user name, address and serial are masked: masked first, 'admin' in
+    'admin.7' became 'MASKED-USER-1.7' and the password was never found again."""
+    rec = Recorder()
+    rec.add("GET", "/ISAPI/System/deviceInfo", 401, {}, b"login admin.7 failed from 10.1.2.3 (SER12345678x)")
+    dev = _device(credentials=Credentials("c", "admin", password="admin.7"))
+    doc = build(dev, rec, model=None, firmware=None, password="admin.7")
+    assert doc["exchanges"][0]["body"].startswith("login MASKED-PASSWORD failed from ")
+    dev = _device(credentials=Credentials("c", "admin", password="10.1.2.3:admin"))
+    rec = Recorder()
+    rec.add("GET", "/x", 200, {}, b"pw=10.1.2.3:admin")
+    assert build(dev, rec, model=None, firmware=None, password="10.1.2.3:admin")["exchanges"][0]["body"] == \
+        "pw=MASKED-PASSWORD"
+
+
+@pytest.mark.parametrize("challenges,auth", [
+    (['Basic realm="site-a", Digest realm="dig", nonce="n"'], {"scheme": "digest", "realm": "dig"}),
+    (['Basic realm="site-a"', 'Digest nonce="n", realm="d\\"q"'], {"scheme": "digest", "realm": 'd"q'}),
+    (['Basic realm="site-a"'], {"scheme": "basic", "realm": "site-a"}),
+    (['Negotiate abc'], {"scheme": "digest", "realm": None}),
+    ([], {"scheme": "digest", "realm": None}),
+])
+def test_capture_records_the_scheme_and_realm_the_driver_answered(challenges, auth):
+    """Challenges are read as DeviceHTTP reads them (httpauth): several in one header, Digest wins, the realm
+    is the chosen challenge's own."""
+    rec = Recorder()
+    rec.challenges = challenges
+    assert build(_device(), rec, model=None, firmware=None, password=None)["device"]["auth"] == auth
+
+
 def test_masker_dahua_lines_and_ipv4_limits():
     m = Masker()
     text = ("serialNumber=4F07335PAZEEA9B\r\ntable.Network.eth0.IPAddress=192.168.1.108\r\n"

@@ -115,6 +115,29 @@ def test_vendor_details():
     assert normalize("dahua", raw)["recording"]["mode"] == "mixed"
 
 
+def test_hostile_numbers_become_none_not_an_internal_error():
+    """Device text that Python's int()/float() would take or choke on ("1e999" overflows, "nan", Unicode
+    digits "١٢", "²" that isdigit() calls a digit) reads as "not given" (None); the snapshot is still made."""
+    from canteen_ops.drivers import settings as S
+    for hostile in ("1e999", "-1e999", "nan", "inf", "١٢", "²", "9" * 5000):
+        assert S.to_int(hostile) is None and S.num(hostile) is None, hostile
+    assert S.to_int(" 12 ") == 12 and S.num("12.3456") == 12.346 and S.num("25") == 25 and S.to_int("12.7") == 12
+    raw = copy.deepcopy(DAHUA_RAW)
+    raw["Encode"][0]["MainFormat"][0]["Video"].update(Width="1e999", Height="١٢", FPS="nan", BitRate="inf")
+    raw["Record"][0]["TimeSection"] = [["² 00:00:00-24:00:00", "1" * 5000 + " 00:00:00-24:00:00"]] * 7
+    raw["Network"]["HttpPort"] = "1e999"
+    d = normalize("dahua", raw)
+    main = [x for x in d["streams"] if x["main"]][0]
+    assert (main["width"], main["height"], main["fps"], main["bitrate_kbps"]) == (None, None, None, None)
+    assert d["recording"]["schedule"]["1"] == {"every day": []}  # no readable section on channel 1
+    assert d["recording"]["mode"] == "mixed"  # channel 1 is no longer "continuous"; channel 2 still is
+    assert "http" not in d["ports"] and d["ports"]["rtsp"] == 554
+    h = copy.deepcopy(HIK_RAW)
+    h["streamingChannels"]["StreamingChannel"][0]["Video"].update(videoResolutionWidth="1e999", maxFrameRate="nan")
+    main = normalize("hikvision", h)["streams"][0]
+    assert main["width"] is None and main["fps"] is None and main["height"] == 1080
+
+
 def test_digest_is_stable_and_ignores_volatile_fields():
     a = normalize("hikvision", copy.deepcopy(HIK_RAW))
     raw = copy.deepcopy(HIK_RAW)

@@ -227,9 +227,16 @@ def run_checks(devices: list["Device"], inventory: "Inventory", names: list[str]
     now = dt.datetime.now(dt.timezone.utc)
     pins: dict[str, str] = {}
     if log is not None and any(d.https and d.tls == "pin" for d in devices):
-        from canteen_ops.store.tlspins import accepted_pins
+        from canteen_ops.drivers.base import tls_pins
 
-        pins = accepted_pins(log)
+        # The command's log (context.py), read once for this run and for the drivers it opens; passed on
+        # explicitly too, since worker processes get them pickled. Without a command context: this log.
+        refreshed = tls_pins.refresh()
+        if refreshed is None:
+            from canteen_ops.store.tlspins import accepted_pins
+
+            refreshed = accepted_pins(log)
+        pins = refreshed
     processes = max(1, min(processes, len(devices)))
     media_work = bool({"stream", "picture"} & set(device_names))
     ordered = heaviest_first(devices)

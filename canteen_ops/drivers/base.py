@@ -61,10 +61,9 @@ class Withheld(AuthFailed):
     """No credentials were sent: this device refused a login (or locked us out) recently, in this or an earlier
     command, and its lockout window has not passed (store/logins.py). `--force-login` sends them anyway."""
 
-    def __init__(self, message: str, unlock_in_s: float | None = None, locked: bool = False):
+    def __init__(self, message: str, unlock_in_s: float | None = None):
         super().__init__(message)
         self.unlock_in_s = unlock_in_s
-        self.locked = locked
 
 
 class Refused(DriverError):
@@ -258,6 +257,15 @@ class _TlsPins:
     def set_source(self, source) -> None:
         with self._lock:
             self._source, self._pins = source, None
+
+    def refresh(self) -> dict[str, str] | None:
+        """Every pin, read from the source now (a run starts: pins accepted since an earlier read count, as in
+        `watch`'s next round) and kept for get(); None without a source."""
+        with self._lock:
+            if self._source is None:
+                return None
+            self._pins = dict(self._source())
+            return dict(self._pins)
 
     def get(self, device_id: str) -> str | None:
         with self._lock:

@@ -15,6 +15,7 @@ drift of whole hours, which is worth a technician's look anyway.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import re
 from typing import Any
@@ -72,16 +73,20 @@ def model_of(system_info: dict[str, str], device_type: dict[str, str] | None = N
     named = (device_type or {}).get("type", "").strip()
     candidates = (system_info.get("deviceType", ""), named, system_info.get("updateSerial", ""))
     for value in candidates:
-        value = value.strip()
-        if value and not value.isdigit() and value.lower() != "ip camera":
-            return value
+        if _names_a_model(value):
+            return value.strip()
     return next((v.strip() for v in candidates if v.strip()), None)
+
+
+def _names_a_model(value: str) -> bool:
+    """Not empty, not a class number (`31`), not the generic `IP Camera`."""
+    value = value.strip()
+    return bool(value) and not value.isdigit() and value.lower() != "ip camera"
 
 
 def needs_device_type(system_info: dict[str, str]) -> bool:
     """Whether getSystemInfo leaves the model unnamed (so facts() asks getDeviceType)."""
-    value = system_info.get("deviceType", "").strip()
-    return not value or value.isdigit() or value.lower() == "ip camera"
+    return not _names_a_model(system_info.get("deviceType", ""))
 
 
 def firmware_of(software: dict[str, str]) -> str | None:
@@ -189,6 +194,20 @@ def parse_lock(status: int, body: bytes) -> Locked | None:
     RmLogin the logins left. Older firmware answers 401 `Error\r\nAuthorization Failed!` (see _auth_failure)."""
     if status not in (401, 403) or not body.lstrip().startswith(b"{") or len(body) > 4096:
         return None
+    lock = _lock_in_json(body)
+    if lock is None:
+        return None
+    left = lock[0]
+    return Locked("device has locked logins from this address after failed logins"
+                  + (f"; unlocks in {left // 60} min {left % 60} s" if left is not None else
+                     "; Dahua locks for LoginFailLockTime, typically 30 min")
+                  + "; no credentials are sent to it again in this run", unlock_in_s=left or DEFAULT_LOCK_S)
+
+
+@functools.lru_cache(maxsize=8)
+def _lock_in_json(body: bytes) -> tuple[int | None] | None:
+    """(RmLock seconds or None,) when a (small) JSON body says the login is locked; None otherwise. Cached: one 403
+    is read by DeviceHTTP's stale hook, by _auth_failure and by _request, and parsed once."""
     try:
         obj = json.loads(body.decode("utf-8", errors="replace"))
     except (ValueError, RecursionError):
@@ -199,10 +218,7 @@ def parse_lock(status: int, body: bytes) -> Locked | None:
     left = rm_lock if isinstance(rm_lock, int) and not isinstance(rm_lock, bool) and 0 < rm_lock <= 86400 else None
     if code != LOGIN_LOCKED_CODE and left is None:
         return None
-    return Locked("device has locked logins from this address after failed logins"
-                  + (f"; unlocks in {left // 60} min {left % 60} s" if left is not None else
-                     "; Dahua locks for LoginFailLockTime, typically 30 min")
-                  + "; no credentials are sent to it again in this run", unlock_in_s=left or DEFAULT_LOCK_S)
+    return (left,)
 
 
 # Storage State words → normalized Disk.status. Only Success/Failure are seen on real devices; the others come
@@ -397,9 +413,9 @@ class DahuaDriver(HttpDriver):
         # A plain challenge has an empty (or HTML) body. An `Error` body naming a lock, or `Authorization Failed!`
         # on a 401, is read as the login lock (assumption, see docs/drivers.md): never send credentials then.
         dev = self.device.id
-        locked = parse_lock(reply.status, reply.body)
+        locked = self._lock_answer(reply)
         if locked is not None:
-            return Locked(f"{dev}: {locked}", unlock_in_s=locked.unlock_in_s)
+            return locked
         text = reply.text()[:2000]
         low = text.lower()
         if re.search(r"\b(locked|lock)\b", low) or (low.lstrip().startswith("error")
@@ -426,10 +442,14 @@ class DahuaDriver(HttpDriver):
             self._raise_if_lock(reply)
         return reply
 
-    def _raise_if_lock(self, reply: Reply) -> None:
+    def _lock_answer(self, reply: Reply) -> Locked | None:
+        """parse_lock's Locked, naming this device."""
         locked = parse_lock(reply.status, reply.body)
-        if locked is not None:
-            exc = Locked(f"{self.device.id}: {locked}", unlock_in_s=locked.unlock_in_s)
+        return None if locked is None else Locked(f"{self.device.id}: {locked}", unlock_in_s=locked.unlock_in_s)
+
+    def _raise_if_lock(self, reply: Reply) -> None:
+        exc = self._lock_answer(reply)
+        if exc is not None:
             auth_guard.record(self.device.id, exc)  # nothing with credentials goes to this device again this run
             raise exc
 
@@ -757,7 +777,8 @@ class DahuaDriver(HttpDriver):
 
 # --- settings snapshot (tasks/snapshot.py) -------------------------------------------------------------------------------------------------
 _DAHUA_MODE = {"0": "schedule", "1": "continuous", "2": "off"}  # RecordMode: 0 auto/schedule, 1 manual, 2 stop
-_FULL_DAY = re.compile(r"^\s*(\d+)\s+00:00:00-2[34]:59:59|^\s*(\d+)\s+00:00:00-24:00:00")
+_SECTION_MASK = re.compile(r"\s*([0-9]{1,9})(?:\s|$)")  # TimeSection "<mask> hh:mm:ss-hh:mm:ss"
+_FULL_DAY = re.compile(r"^\s*([0-9]{1,9})\s+00:00:00-2[34]:59:59|^\s*([0-9]{1,9})\s+00:00:00-24:00:00")
 
 
 def normalize_settings(raw: dict[str, Any]) -> dict[str, Any]:
@@ -807,7 +828,7 @@ def normalize_settings(raw: dict[str, Any]) -> dict[str, Any]:
             schedule[str(ch)] = _dahua_schedule(days)
             # "auto" mode with a regular-recording section covering the whole day every day is 24 h recording.
             if modes.get(ch) == "schedule" and days:
-                masks = [int(x.split()[0]) for day in days for x in day if x and x.split()[0].isdigit()]
+                masks = [int(m.group(1)) for day in days for x in day if (m := _SECTION_MASK.match(x or ""))]
                 if all(any((m := _FULL_DAY.match(x or "")) and int(m.group(1) or m.group(2)) & 1 for x in day)
                        for day in days):
                     modes[ch] = "continuous"
@@ -851,7 +872,7 @@ def _dahua_schedule(days: list[list[str | None]]) -> dict[str, list[str]]:
     for day in days:
         out = []
         for sec in day:
-            m = re.match(r"^\s*(\d+)\s+(\d\d:\d\d):\d\d-(\d\d:\d\d):\d\d", sec or "")
+            m = re.match(r"^\s*([0-9]{1,9})\s+([0-9]{2}:[0-9]{2}):[0-9]{2}-([0-9]{2}:[0-9]{2}):[0-9]{2}", sec or "")
             if not m or not int(m.group(1)):
                 continue
             kinds = "+".join(n for bit, n in _MASK if int(m.group(1)) & bit) or f"mask {m.group(1)}"

@@ -19,8 +19,9 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from canteen_ops.capture_format import SOAP_SCAN, soap_operation
+
 KEPT_HEADERS = ("content-type", "www-authenticate")
-_OPERATION = re.compile(rb"<(?:[\w.-]+:)?Body\b[^>]*>\s*<(?:[\w.-]+:)?([A-Za-z]\w*)", re.S)
 _TOKEN = re.compile(rb"<(?:[\w.-]+:)?(ProfileToken|ConfigurationToken|RecordingToken|VideoSourceToken)>([^<]{1,64})<")
 
 
@@ -44,9 +45,8 @@ class Recorder:
             soap_request: bytes | None = None) -> None:
         operation = match = None
         if soap_request is not None:
-            m = _OPERATION.search(soap_request[:65536])
-            operation = m.group(1).decode("ascii") if m else None
-            t = _TOKEN.search(soap_request[:65536])
+            operation = soap_operation(soap_request)
+            t = _TOKEN.search(soap_request[:SOAP_SCAN])
             if t:
                 match = f"{t.group(1).decode()}>{t.group(2).decode('utf-8', 'replace')}</"
         kept = {k: str(v) for k, v in headers.items() if k.lower() in KEPT_HEADERS}

@@ -18,6 +18,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from canteen_ops.drivers.base import ProtocolError
+from canteen_ops.drivers.numbers import device_float, device_int
+
 SCHEMA = 1
 
 
@@ -34,19 +37,20 @@ def seq(value: Any) -> list[Any]:
 
 
 def to_int(value: Any) -> int | None:
+    """An integer from a device's value (numbers.device_int: ASCII digits, finite, in range); None otherwise."""
     try:
-        return int(str(value).strip())
-    except (TypeError, ValueError):
-        try:
-            return int(float(str(value).strip()))
-        except (TypeError, ValueError):
-            return None
+        return device_int(None if value is None else str(value), "setting")
+    except ProtocolError:
+        return None
 
 
 def num(value: Any) -> float | int | None:
+    """A number from a device's value as to_int reads it: an int if whole, else rounded to 3 places."""
     try:
-        f = float(str(value).strip())
-    except (TypeError, ValueError):
+        f = device_float(None if value is None else str(value), "setting")
+    except ProtocolError:
+        return None
+    if f is None:
         return None
     return int(f) if f.is_integer() else round(f, 3)
 

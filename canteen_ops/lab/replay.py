@@ -32,8 +32,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
+from xml.sax.saxutils import escape as xml_escape
 
-CAPTURE_FORMAT = "canteen-ops-capture/1"
+from canteen_ops.capture_format import CAPTURE_FORMAT, soap_operation
+from canteen_ops.lab.wire import Response
+
 VENDORS = ("hikvision", "dahua", "onvif")
 KINDS = ("camera", "nvr", "dvr")
 REPLAY_USER, REPLAY_PASSWORD = "admin", "replay-password"  # what a replayed device accepts
@@ -79,10 +82,6 @@ class Exchange:
     body: bytes
     match: str | None = None  # a text the request body must contain (e.g. the ONVIF ProfileToken asked for)
 
-    @property
-    def request(self) -> str:
-        return " ".join(filter(None, (self.method, self.target, self.operation)))
-
 
 @dataclass
 class RecordedDevice:
@@ -119,22 +118,10 @@ class RecordedDevice:
                 loose.append(ex)
         return exact or loose
 
-    def paths(self) -> list[str]:
-        return [ex.request for ex in self.exchanges]
-
 
 def _split(target: str) -> tuple[str, tuple[tuple[str, str], ...]]:
     parts = urlsplit(target)
     return parts.path, tuple(sorted(parse_qsl(parts.query, keep_blank_values=True)))
-
-
-_OPERATION = re.compile(rb"<(?:[\w.-]+:)?Body\b[^>]*>\s*<(?:[\w.-]+:)?([A-Za-z]\w*)", re.S)
-
-
-def soap_operation(body: bytes) -> str | None:
-    """The local name of the first element inside the SOAP Body (the ONVIF operation), read without parsing."""
-    m = _OPERATION.search(body[:65536])
-    return m.group(1).decode("ascii") if m else None
 
 
 # --- loading ---------------------------------------------------------------------------------------------------
@@ -279,13 +266,6 @@ def corpus_folders(root: str | os.PathLike) -> list[Path]:
 
 
 # --- answering ---------------------------------------------------------------------------------------------------
-@dataclass
-class Answer:
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-
 class Replayer:
     """Decides the answer to one request (no sockets here: the server below and tests use it)."""
 
@@ -373,7 +353,7 @@ class Replayer:
         return hmac.compare_digest(expected, (pw.text or "").strip())
 
     # --- the answer -----------------------------------------------------------------------------------------
-    def answer(self, method: str, target: str, headers: dict[str, str], body: bytes) -> Answer:
+    def answer(self, method: str, target: str, headers: dict[str, str], body: bytes) -> Response:
         dev = self.device
         operation = soap_operation(body) if dev.vendor == "onvif" and method == "POST" else None
         if dev.vendor == "onvif":
@@ -382,12 +362,12 @@ class Replayer:
         elif self.locked and headers.get("authorization") and dev.locked:
             # Locked: right or wrong, credentials get the lock answer (nothing is served, nothing checked).
             self.refused.append(" ".join((method, target.partition("?")[0])))
-            return Answer(dev.locked.status, dict(dev.locked.headers), dev.locked.body)
+            return Response(dev.locked.status, dict(dev.locked.headers), dev.locked.body)
         elif not self._authorized(method, target, headers.get("authorization")):
             ct = _DEFAULT_CT[dev.vendor]
-            text = (_HIK_UNAUTHORIZED.format(url=_xml_escape(target)) if dev.vendor == "hikvision"
+            text = (_HIK_UNAUTHORIZED.format(url=xml_escape(target)) if dev.vendor == "hikvision"
                     else "Error\r\nInvalid Authority!\r\n")  # Dahua: as a DH-NVR608H refused a wrong password
-            return Answer(401, {"WWW-Authenticate": self._challenge(), "Content-Type": ct}, text.encode())
+            return Response(401, {"WWW-Authenticate": self._challenge(), "Content-Type": ct}, text.encode())
         found = dev.find(method, target, operation, body)
         request = " ".join(filter(None, (method, target.partition("?")[0], operation)))
         ex = None
@@ -404,24 +384,24 @@ class Replayer:
             self.refused.append(request)
         out = dict(ex.headers)
         out.setdefault("Content-Type", _DEFAULT_CT[dev.vendor])
-        return Answer(ex.status, out, ex.body)
+        return Response(ex.status, out, ex.body)
 
-    def _unrecorded(self, target: str, operation: str | None) -> Answer:
+    def _unrecorded(self, target: str, operation: str | None) -> Response:
         dev = self.device
         if dev.unrecorded is not None:
-            return Answer(dev.unrecorded.status, dict(dev.unrecorded.headers), dev.unrecorded.body)
+            return Response(dev.unrecorded.status, dict(dev.unrecorded.headers), dev.unrecorded.body)
         if dev.vendor == "hikvision":
-            return Answer(403, {"Content-Type": "application/xml"},
-                          _HIK_NOT_SUPPORTED.format(url=_xml_escape(target.partition("?")[0])).encode())
+            return Response(403, {"Content-Type": "application/xml"},
+                            _HIK_NOT_SUPPORTED.format(url=xml_escape(target.partition("?")[0])).encode())
         if dev.vendor == "dahua":
-            return Answer(400, {"Content-Type": "text/plain;charset=utf-8"}, _DAHUA_BAD_REQUEST.encode())
+            return Response(400, {"Content-Type": "text/plain;charset=utf-8"}, _DAHUA_BAD_REQUEST.encode())
         return self._soap_fault("Receiver", "ActionNotSupported",
                                 f"Optional Action Not Implemented: {operation or 'unknown'}", 500)
 
     @staticmethod
-    def _soap_fault(code: str, sub: str, reason: str, status: int) -> Answer:
-        text = _SOAP_HEAD + _SOAP_FAULT.format(code=code, sub=sub, reason=_xml_escape(reason))
-        return Answer(status, {"Content-Type": SOAP_CT}, text.encode())
+    def _soap_fault(code: str, sub: str, reason: str, status: int) -> Response:
+        text = _SOAP_HEAD + _SOAP_FAULT.format(code=code, sub=sub, reason=xml_escape(reason))
+        return Response(status, {"Content-Type": SOAP_CT}, text.encode())
 
 
 _HIK_UNAUTHORIZED = (
@@ -429,10 +409,6 @@ _HIK_UNAUTHORIZED = (
     '<ResponseStatus version="2.0" xmlns="http://www.hikvision.com/ver20/XMLSchema">\n'
     "<requestURL>{url}</requestURL>\n<statusCode>4</statusCode>\n<statusString>Invalid Operation</statusString>\n"
     "<subStatusCode>notAuthenticated</subStatusCode>\n</ResponseStatus>\n")
-
-
-def _xml_escape(s: str) -> str:
-    return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _default_realm(device: RecordedDevice) -> str:

@@ -85,7 +85,7 @@ class LoginMemory:
         what = "locked us out" if row["kind"] == "locked" else "refused our login"
         return Withheld(f"{device_id}: not tried: the device {what} at {_local(refused)}{by}; no credentials go "
                         f"to it again before {_local(until)} (its lockout window), or now with --force-login",
-                        unlock_in_s=left, locked=row["kind"] == "locked")
+                        unlock_in_s=left)
 
     def record(self, device_id: str, exc: "AuthFailed") -> None:
         from canteen_ops.drivers.base import Locked, Withheld

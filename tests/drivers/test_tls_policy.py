@@ -140,6 +140,27 @@ def test_check_pins_on_first_use_crit_when_changed_until_accepted(cli, tmp_path,
                                      ("ok", REPLACED_FP, 1)]
 
 
+def test_a_check_reads_the_pins_from_the_log_once(cli, tmp_path, monkeypatch):
+    """run_checks and the drivers it opens share one read of the pins per run (a device pinned on first use
+    made the driver read them a second time); each run reads them afresh."""
+    from canteen_ops.store import tlspins
+
+    reads = []
+    real = tlspins.accepted_pins
+    monkeypatch.setattr(tlspins, "accepted_pins", lambda log: reads.append(1) or real(log))
+    monkeypatch.setenv("TLS_TEST_PW", "secret")
+    with FakeDevice(tls=True) as fake:
+        inv = tmp_path / "inventory.yaml"
+        inv.write_text(textwrap.dedent(INVENTORY.format(port=fake.port)), encoding="utf-8")
+        monkeypatch.setenv("CANTEEN_OPS_INVENTORY", str(inv))
+        first = cli("check", "--only", "login", "--all")
+        assert first.code == 0 and "pinned on first use" in first.out, first
+        assert len(reads) == 1
+        assert cli("check", "--only", "login").code == 0
+        assert len(reads) == 2
+    assert tls_results(tmp_path) == [("ok", DEVICE_FP, 1)]
+
+
 def test_accept_cert_refuses_a_device_that_is_not_pinned(cli, tmp_path, monkeypatch):
     inv = tmp_path / "inventory.yaml"
     inv.write_text(textwrap.dedent(INVENTORY.format(port=443)).replace("tls: pin", "tls: verify"), encoding="utf-8")
