@@ -15,7 +15,6 @@ drift of whole hours, which is worth a technician's look anyway.
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import json
 import re
 from typing import Any
@@ -204,10 +203,8 @@ def parse_lock(status: int, body: bytes) -> Locked | None:
                   + "; no credentials are sent to it again in this run", unlock_in_s=left or DEFAULT_LOCK_S)
 
 
-@functools.lru_cache(maxsize=8)
 def _lock_in_json(body: bytes) -> tuple[int | None] | None:
-    """(RmLock seconds or None,) when a (small) JSON body says the login is locked; None otherwise. Cached: one 403
-    is read by DeviceHTTP's stale hook, by _auth_failure and by _request, and parsed once."""
+    """(RmLock seconds or None,) when a (small) JSON body says the login is locked; None otherwise."""
     try:
         obj = json.loads(body.decode("utf-8", errors="replace"))
     except (ValueError, RecursionError):
