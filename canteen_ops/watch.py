@@ -160,7 +160,7 @@ class Watch:
         inv, log = self.inventory, self.env.log()
         report = RoundReport(number, self.clock())
         t0 = time.monotonic()
-        groups = self._plan(report, t0)
+        groups, slow_devices = self._plan(report, t0)
         messages: list[tuple] = []
 
         def on_results(results) -> None:
@@ -196,16 +196,15 @@ class Watch:
         finally:
             self._phase = "finishing"
         if not report.interrupted:
-            for names, devices in groups:
-                if "coverage" in names or "picture" in names or "retention" in names:
-                    for d in devices:
-                        self.slow_done[d.school_id] = t0
+            for d in slow_devices:
+                self.slow_done[d.school_id] = t0
         self._after_checks(log, report, messages)
         report.seconds = time.monotonic() - t0
         self._write_metrics(log, report)
         return report
 
-    def _plan(self, report: RoundReport, t0: float) -> list[tuple[list[str], list]]:
+    def _plan(self, report: RoundReport, t0: float) -> tuple[list[tuple[list[str], list]], list]:
+        """The round's (check names, devices) groups, slow group first, and the devices of the slow group."""
         slow_due = set()
         for s in self.inventory.schools:
             last = self.slow_done.get(s.id)
@@ -217,7 +216,8 @@ class Watch:
         slow_devices = [d for d in self.devices if d.school_id in slow_due]
         report.devices = len(self.devices)
         report.slow_schools = len({d.school_id for d in slow_devices})
-        return [(names, devs) for names, devs in ((slow, slow_devices), (cheap, fast_devices)) if devs and names]
+        groups = [(names, devs) for names, devs in ((slow, slow_devices), (cheap, fast_devices)) if devs and names]
+        return groups, slow_devices
 
     def _track(self, log, row, report: RoundReport, messages: list) -> None:
         from canteen_ops.escalation import assign

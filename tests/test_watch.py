@@ -272,3 +272,18 @@ def test_watch_escalates_up_the_roster_on_an_injected_clock(tmp_path, monkeypatc
     assert all("值班人员：张伟" in g["message"] for g in got)
     assert all("升级至：李主管" in g["message"] for g in got[2:4])
     assert all("升级至：赵经理" in g["message"] for g in got[4:])
+
+
+@pytest.mark.parametrize("skip", [("retention", "picture", "coverage"), ("stream", "picture", "coverage")])
+def test_the_slow_group_runs_once_per_slow_interval_whatever_is_skipped(tmp_path, monkeypatch, skip):
+    import canteen_ops.checks.run as run_mod
+
+    inv = _small_inventory(tmp_path)
+    env = Env(inventory_path=inv, db_path=tmp_path / "log.db", operator="tester", argv=["watch"])
+    calls = []
+    monkeypatch.setattr(run_mod, "run_checks", lambda devices, inv, names, **kw: calls.append(list(names)))
+    Watch(env, env.inventory().devices, interval_s=0, iterations=3, out=lambda line: None, skip=skip).run()
+    env.close()
+    slow = [n for n in calls if "gaps" in n]
+    assert len(calls) == 3 and len(slow) == 1 and calls[0] is slow[0], calls  # round 1 only (interval 60 min)
+    assert not any(set(skip) & set(n) for n in calls)
