@@ -311,3 +311,67 @@ def test_the_outbox_shows_in_log_list(tmp_path, log, receiver, cli, monkeypatch)
     assert r.code == 0, r
     rows = json.loads(r.out)
     assert len(rows) == 1 and rows[0]["status"] == "pending" and rows[0]["summary"].startswith("group opened: 告警 1 — ")
+
+
+def _file_target_inventory(tmp_path, url_file) -> object:
+    p = tmp_path / "inv.yaml"
+    p.write_text(INVENTORY.format(extra="").replace("url_env: TEST_HOOK_URL", f"url_file: {url_file}"),
+                 encoding="utf-8")
+    return load_inventory(p)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "directory", "not-utf8"])
+def test_an_unusable_url_file_is_a_clear_error_without_a_hang_or_a_secret_byte(tmp_path, log, kind):
+    import os
+    import threading
+
+    path = tmp_path / "hook.url"
+    if kind == "fifo":
+        if not hasattr(os, "mkfifo"):
+            pytest.skip("no FIFOs here")
+        os.mkfifo(path)  # a plain open for reading blocks until a writer comes: nobody ever writes
+    elif kind == "directory":
+        path.mkdir()
+    else:
+        path.write_bytes(b"json://127.0.0.1:9/robot/\xe9\xff-Secr3t")
+        path.chmod(0o600)
+    inv = _file_target_inventory(tmp_path, path)
+    enqueue(log, inv, _msg(1), "opened:inc-1", now=MONDAY_10)
+    box = []
+
+    def send():  # in a thread of its own (with its own connection): a hang fails the test instead of blocking it
+        own = MaintenanceLog.open(tmp_path / "n.db")
+        try:
+            box.append(deliver(own, inv, now=MONDAY_10))
+        finally:
+            own.close()
+
+    worker = threading.Thread(target=send, daemon=True)
+    worker.start()
+    worker.join(10)
+    assert not worker.is_alive(), "delivery hangs on the url_file"
+    d = box[0]
+    assert (d.sent, d.failed) == (0, 1)
+    row = log.query("SELECT * FROM outbox")[0]
+    assert row["state"] == "pending" and row["attempts"] == 1
+    why = {"fifo": "not a regular file (a FIFO)", "directory": "not a regular file (a directory)",
+           "not-utf8": "not UTF-8 text"}[kind]
+    assert row["last_error"] == f"notify target 'group': cannot read url_file {path}: {why}", row["last_error"]
+    assert d.errors == [row["last_error"]]
+    for leak in ("0xe9", "0xff", "\\xff", "codec", "Secr3t"):
+        assert leak not in row["last_error"]
+
+
+def test_a_url_file_readable_by_others_is_warned_about(tmp_path):
+    import os
+
+    if os.name == "nt":
+        pytest.skip("Windows permissions are ACLs")
+    path = tmp_path / "hook.url"
+    path.write_text("json://127.0.0.1:9/hook\n", encoding="utf-8")
+    path.chmod(0o640)
+    inv = _file_target_inventory(tmp_path, path)
+    assert any("inv.yaml:6:" in w and f"notify URL file {path} is readable by other users; chmod 600 it" in w for w in inv.warnings), \
+        inv.warnings
+    path.chmod(0o600)
+    assert not any("notify URL file" in w for w in _file_target_inventory(tmp_path, path).warnings)
