@@ -139,6 +139,34 @@ def test_night_incident_goes_to_the_night_technician(tmp_path, log):
     assert assign(log, inv, inc, night).name == "王芳"
 
 
+@pytest.mark.parametrize("by_hand", [False, True])
+def test_a_reopened_incident_goes_to_whoever_is_on_duty_now_unless_a_person_assigned_it(tmp_path, log, by_hand):
+    from canteen_ops.incidents import assign as assign_by_hand
+
+    inv = _inventory(tmp_path)
+    hold = dt.timedelta(minutes=30)
+    day = dt.datetime(2026, 11, 30, 17, 50, tzinfo=SH)  # Monday: 张伟 until 18:00, then 王芳
+    action, inc = track_result(log, inv, _result("crit"), now=day, hold_down=hold)
+    assert action == "opened" and assign(log, inv, inc, day).name == "张伟"
+    assert log.get("incidents", inc["id"])["data"]["assignee"]["by"] == "roster"
+    if by_hand:
+        assign_by_hand(log, inc["id"], "李工", who="老刘")
+    assert track_result(log, inv, _result("ok"), now=day + dt.timedelta(minutes=5), hold_down=hold)[0] == "resolved"
+    later = day + dt.timedelta(minutes=15)  # 18:05, within the hold-down: the same incident again
+    action, inc = track_result(log, inv, _result("crit"), now=later, hold_down=hold)
+    assert action == "reopened"
+    person = assign(log, inv, inc, later)
+    row = log.get("incidents", inc["id"])
+    assigns = [e for e in events(log, inc["id"]) if e["action"] == "assign"]
+    if by_hand:  # a person's choice stands
+        assert person["name"] == "老刘" and row["assigned_to"] == "老刘"
+        assert [e["actor"] for e in assigns] == ["canteen-ops", "李工"]
+    else:  # the roster's own choice of 17:50 does not: the night technician gets it
+        assert person.name == "王芳" and row["assigned_to"] == "王芳"
+        assert row["data"]["assignee"]["name"] == "王芳" and row["data"]["assignee"]["by"] == "roster"
+        assert [e["note"] for e in assigns] == ["张伟", "王芳"]
+
+
 def test_flapping_device_reopens_once_per_hold_down(tmp_path, log):
     inv = _inventory(tmp_path)
     hold = dt.timedelta(minutes=30)
