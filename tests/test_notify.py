@@ -167,6 +167,21 @@ def test_a_reopened_incident_goes_to_whoever_is_on_duty_now_unless_a_person_assi
         assert [e["note"] for e in assigns] == ["张伟", "王芳"]
 
 
+def test_a_persistent_fault_is_one_recurrence_event_not_one_per_round(tmp_path, log):
+    inv = _inventory(tmp_path)
+    hold = dt.timedelta(minutes=30)
+    for n in range(12):  # an hour of a 5-minute watch with the camera still down
+        action, inc = track_result(log, inv, _result("crit"), now=MONDAY_10 + dt.timedelta(minutes=5 * n),
+                                   hold_down=hold)
+    assert [e["action"] for e in events(log, inc["id"])] == ["open", "recurrence"]
+    assert inc["data"]["occurrences"] == 12
+    later = MONDAY_10 + dt.timedelta(hours=1)
+    for summary in ("offline (no route to host)", "offline (no route to host)", "offline (connection refused)"):
+        track_result(log, inv, _result("crit", summary), now=later, hold_down=hold)
+    assert [e["note"] for e in events(log, inc["id"]) if e["action"] == "recurrence"] == [
+        "offline (connection refused)", "offline (no route to host)", "offline (connection refused)"]
+
+
 def test_flapping_device_reopens_once_per_hold_down(tmp_path, log):
     inv = _inventory(tmp_path)
     hold = dt.timedelta(minutes=30)
