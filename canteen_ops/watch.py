@@ -79,6 +79,14 @@ class Watch:
         self.skip, self.deadline_s, self.clock, self.sender = set(skip), deadline_s, clock, sender
         self.out = out or (lambda line: print(line, flush=True))
         self.slow_done: dict[str, float] = {}  # school id -> monotonic time of its last slow checks
+        self.device_ids = {d.id for d in self.devices}
+        inv = self.inventory
+        self.hold_downs = {("d", d.id): d.policy.watch_hold_down_min for d in inv.devices}
+        self.hold_downs.update({("s", s.id): s.policy.watch_hold_down_min for s in inv.schools})
+        # the metrics file's view of the results: the newest row per (device, check), kept up to date from the
+        # rows newer than `latest_seq` instead of a GROUP BY over the whole results table every round
+        self.latest: dict[tuple, dict] | None = None
+        self.latest_seq = 0
         self.stop = threading.Event()
         self._phase = "idle"
         self._writing = False
@@ -235,15 +243,8 @@ class Watch:
         messages.append((incident_message(action, inc, self.inventory, assignee=person, now=now), key))
 
     def _hold_down(self, row) -> dt.timedelta:
-        policy = self.inventory.policy
-        try:
-            if row.get("device_id"):
-                policy = self.inventory.device(row["device_id"]).policy
-            elif row.get("school_id"):
-                policy = self.inventory.school(row["school_id"]).policy
-        except KeyError:
-            pass
-        return dt.timedelta(minutes=policy.watch_hold_down_min)
+        key = ("d", row["device_id"]) if row.get("device_id") else ("s", row.get("school_id"))
+        return dt.timedelta(minutes=self.hold_downs.get(key, self.inventory.policy.watch_hold_down_min))
 
     def _after_checks(self, log, report: RoundReport, messages: list) -> None:
         """Escalation, the outbox and delivery: each step on its own, so a failing one leaves the others."""
@@ -296,8 +297,8 @@ class Watch:
         from canteen_ops.metrics import write_metrics
 
         try:
-            ids = [d.id for d in self.devices]
-            latest = [r for r in log.latest_results() if r["device_id"] in ids or r["device_id"] is None]
+            ids = self.device_ids
+            latest = [r for r in self._latest_results(log) if r["device_id"] in ids or r["device_id"] is None]
             open_incidents = log.query("SELECT level FROM incidents WHERE state IN ('open', 'acked', 'arrived')")
             pending = log.query("SELECT COUNT(*) AS n FROM outbox WHERE state = 'pending'")[0]["n"]
             write_metrics(str(self.metrics), self.inventory, latest, open_incidents,
@@ -306,6 +307,17 @@ class Watch:
         except WRITE_ERRORS as exc:
             report.problems.append(_("metrics file {file} not written ({why})").format(file=self.metrics,
                                                                                          why=_why(exc)))
+
+    def _latest_results(self, log) -> list[dict]:
+        """log.latest_results() (newest row per device and check, in its order), read in full only once."""
+        rows = log.latest_results() if self.latest is None else log.query(
+            "SELECT * FROM results WHERE seq > ? ORDER BY seq", [self.latest_seq])
+        latest = self.latest if self.latest is not None else {}
+        for r in rows:
+            latest[(r["device_id"], r["check_name"])] = r
+            self.latest_seq = max(self.latest_seq, r["seq"])
+        self.latest = latest
+        return [latest[k] for k in sorted(latest, key=lambda k: (k[0] is not None, k[0] or "", k[1]))]
 
     def _print(self, r: RoundReport) -> None:
         from canteen_ops.timeutil import local
