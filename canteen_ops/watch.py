@@ -33,6 +33,7 @@ from canteen_ops.errors import CanteenOpsError
 from canteen_ops.cli.render import clean
 from canteen_ops.i18n import _
 from canteen_ops.redact import redact_text
+from canteen_ops.status import Status, worst
 from canteen_ops.timeutil import iso, utcnow
 
 CHEAP_CHECKS = ("reachable", "login", "clock", "storage", "channels")
@@ -55,11 +56,8 @@ class RoundReport:
     interrupted: bool = False
 
     @property
-    def worst_exit(self) -> int:
-        for status, code in (("crit", 2), ("warn", 1), ("unknown", 3)):
-            if self.counts.get(status):
-                return code
-        return 0
+    def worst(self) -> Status:
+        return worst(Status(s) for s, n in self.counts.items() if n)
 
 
 def lock_path(inventory_path: Path) -> Path:
@@ -108,7 +106,7 @@ class Watch:
 
     def _loop(self) -> int:
         log = self.env.log()
-        code = 0
+        outcome = Status.OK
         with log.run("watch", self.env.argv, self.env.operator) as handle:
             n = failures = 0
             while not self.stop.is_set():
@@ -125,7 +123,7 @@ class Watch:
                     report.counts["unknown"] = 1
                 self.last = report
                 self._print(report)
-                code = report.worst_exit
+                outcome = report.worst
                 if report.interrupted or self.stop.is_set():
                     break
                 if self.iterations is not None and n >= self.iterations:
@@ -135,10 +133,9 @@ class Watch:
                 self._phase = "idle"
             if self.stop.is_set():
                 handle.set_outcome("interrupted", 130)
-                code = 130
-            else:
-                handle.set_outcome({0: "ok", 1: "warn", 2: "crit", 3: "unknown"}[code], code)
-        return code
+                return 130
+            handle.set_outcome(outcome.value, outcome.exit_code)
+        return outcome.exit_code
 
     def _install_signals(self):
         if threading.current_thread() is not threading.main_thread():
