@@ -62,17 +62,6 @@ class NotifyTarget:
         start, end = self.quiet_hours
         return start <= clock < end if start < end else (clock >= start or clock < end)
 
-    def quiet_end(self, t: dt.datetime, timezone: str) -> dt.datetime:
-        """When the quiet hours that contain `t` end (UTC)."""
-        from zoneinfo import ZoneInfo
-
-        tz = ZoneInfo(timezone)
-        local = t.astimezone(tz)
-        end = dt.datetime.combine(local.date(), self.quiet_hours[1], tz)
-        if end <= local:
-            end += dt.timedelta(days=1)
-        return end.astimezone(dt.timezone.utc)
-
     def resolve_url(self) -> str:
         """The apprise URL (registered for redaction with its secret parts). Never print the result."""
         if self.url_env:
