@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_check import FLEETS, NO_STREAM, Lab, _joined, measure  # noqa: E402
+from bench_check import FLEETS, NO_STREAM, Lab, _joined, default_processes, measure  # noqa: E402
 
 from canteen_ops.lab.control import request  # noqa: E402
 
@@ -131,11 +131,7 @@ def main() -> None:
 
 
 def _default(n: int) -> int:
-    from types import SimpleNamespace
-
-    from canteen_ops.checks.run import default_processes
-
-    return default_processes([SimpleNamespace(kind="camera")] * n, NO_STREAM)
+    return default_processes(n, NO_STREAM)
 
 
 def _other(n: int) -> int:

@@ -2,7 +2,7 @@
 
 The State Council publishes each year's schedule in the November before; chinese-calendar ships it as data
 (1.11 covers 2004–2026). For a year it does not know yet, `statutory_day` answers None and the working hours fall
-back to their weekdays plus the inventory's `closed` / `open_days`; `uncovered_years` lets the inventory warn.
+back to their weekdays plus the inventory's `closed` / `open_days`; `knows_year` lets the inventory warn.
 """
 
 from __future__ import annotations

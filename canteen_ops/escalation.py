@@ -27,17 +27,18 @@ def _school(inventory, school_id):
 
 def assign(log, inventory, inc: dict[str, Any], now: dt.datetime):
     """Assign a new (or re-opened) incident to the technician on duty for its school (`assigned_to`, and
-    `data.assignee` with role and phone for the messages); returns the Person, or None when nobody is on duty.
-    Someone a person already assigned (`incident assign`) stays: the roster does not overrule people."""
+    `data.assignee` with role and phone for the messages, `by: roster`); returns the Person, or None when nobody
+    is on duty. Someone a person assigned (`incident assign`) stays: the roster does not overrule people. Whom
+    the roster itself chose at the first opening does not: a re-opened incident goes to who is on duty now."""
     data = dict(inc.get("data") or {})
-    if inc.get("assigned_to"):
+    if _assigned_by_person(log, inc):
         data["assignee"] = {"name": inc["assigned_to"], "role": "technician"}
         log.update("incidents", inc["id"], {"data": data})
         inc["data"] = data
         return data["assignee"]
     roster = inventory.roster if inventory is not None else None
     person = roster.on_duty("technician", now, _school(inventory, inc.get("school_id"))) if roster else None
-    data["assignee"] = person.to_dict() if person else None
+    data["assignee"] = {**person.to_dict(), "by": "roster"} if person else None
     with log.transaction():
         log.update("incidents", inc["id"], {"data": data, **({"assigned_to": person.name} if person else {})})
         _event(log, inc["id"], now, SYSTEM_ACTOR, "assign",
@@ -45,6 +46,16 @@ def assign(log, inventory, inc: dict[str, Any], now: dt.datetime):
                {"assignee": data["assignee"], "by": "roster"})
     inc["data"] = data
     return person
+
+
+def _assigned_by_person(log, inc: dict[str, Any]) -> bool:
+    """Is `assigned_to` a person's choice? Yes unless the last `assign` event is the roster's own (`by: roster`):
+    `incident assign` records its event without it."""
+    if not inc.get("assigned_to"):
+        return False
+    last = log.query("SELECT data FROM incident_events WHERE incident_id = ? AND action = 'assign' "
+                     "ORDER BY seq DESC LIMIT 1", [inc["id"]])
+    return not last or (last[0].get("data") or {}).get("by") != "roster"
 
 
 def due_steps(log, inventory, now: dt.datetime) -> list[tuple[dict[str, Any], int, Any]]:

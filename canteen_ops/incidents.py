@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 from canteen_ops.errors import NotFound, UsageError, Word, Words
 from canteen_ops.inventory.model import Inventory, Policy, WorkingHours
+from canteen_ops.redact import redact
 from canteen_ops.sla import LEVELS, arrive_sla, deadlines
 from canteen_ops.store.log import MaintenanceLog
 from canteen_ops.timeutil import iso, parse_iso, utcnow
@@ -356,7 +357,11 @@ def open_or_update_for_result(log: MaintenanceLog, inventory: Inventory | None, 
                 _event(log, inc["id"], now, actor, "level-raised", f"general → major: {summary}",
                        {"arrive_deadline": iso(d.arrive_by)})
             log.update("incidents", inc["id"], changes)
-            _event(log, inc["id"], now, actor, "recurrence", summary, {"result_id": result_row.get("id")})
+            last = log.query("SELECT action, note FROM incident_events WHERE incident_id = ? ORDER BY seq DESC "
+                             "LIMIT 1", [inc["id"]])
+            if not last or (last[0]["action"], last[0]["note"]) != ("recurrence", redact(summary)):
+                # a fault that persists is one timeline entry (occurrences counts it), not one per watch round
+                _event(log, inc["id"], now, actor, "recurrence", summary, {"result_id": result_row.get("id")})
             return log.get("incidents", inc["id"])
         device_id = result_row.get("device_id")
         school_id = result_row.get("school_id")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-STATUS_VALUE = {"ok": 0, "warn": 1, "crit": 2, "unknown": 3}
+from canteen_ops.status import Status
 
 
 def write_metrics(path: str, inventory, latest: Iterable[dict[str, Any]], open_incidents: Iterable[dict[str, Any]],
@@ -34,25 +34,27 @@ def write_metrics(path: str, inventory, latest: Iterable[dict[str, Any]], open_i
                     "quiet hours, rate limit)", registry=reg)
 
     known = {d.id: d for d in inventory.devices}
-    worst: dict[str, int] = {}
+    worst: dict[str, Status] = {}
     up: dict[str, int] = {}
     for r in latest:
-        status = STATUS_VALUE.get(r["status"])
-        if status is None:  # n/a and anything else that is not counted
+        try:
+            status = Status(r["status"])
+        except ValueError:
+            continue
+        if not status.counted:  # n/a
             continue
         did = r.get("device_id")
         if did and did not in known:  # the device left the inventory
             continue
-        check_status.labels(did or "", r.get("school_id") or "", r["check_name"]).set(status)
+        check_status.labels(did or "", r.get("school_id") or "", r["check_name"]).set(status.exit_code)
         if did:
-            severity = {0: 0, 3: 1, 1: 2, 2: 3}  # unknown ranks between ok and warn, as in status.worst
-            if did not in worst or severity[status] > severity[worst[did]]:
+            if did not in worst or status.severity > worst[did].severity:
                 worst[did] = status
             if r["check_name"] in ("reachable", "login"):
-                up[did] = min(up.get(did, 1), 1 if status == 0 else 0)
+                up[did] = min(up.get(did, 1), 1 if status is Status.OK else 0)
     for did, status in worst.items():
         d = known[did]
-        device_status.labels(did, d.school_id, d.kind, d.vendor).set(status)
+        device_status.labels(did, d.school_id, d.kind, d.vendor).set(status.exit_code)
         device_up.labels(did, d.school_id).set(up.get(did, 0))
     counts = {"major": 0, "general": 0}
     for inc in open_incidents:

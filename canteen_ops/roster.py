@@ -61,7 +61,6 @@ class Person:
     groups: tuple[str, ...] = ()
     schools: tuple[str, ...] = ()
     shifts: tuple[Shift, ...] = ()
-    line: int = 0
 
     def covers(self, school) -> bool:
         """Is this school in the person's scope? (None: a district-wide question — everyone is in scope.)"""
@@ -103,7 +102,6 @@ class Person:
 class Roster:
     people: tuple[Person, ...] = ()
     timezone: str = "Asia/Shanghai"
-    source: str | None = None  # the file it came from
 
     @property
     def tz(self):
@@ -159,10 +157,6 @@ class Roster:
                     best = (p, start)
         return best
 
-    def chain(self, t: dt.datetime, school=None) -> list[Person | None]:
-        """The escalation chain at `t`: technician, supervisor, manager on duty (None where nobody is)."""
-        return [self.on_duty(role, t, school) for role in ROLES]
-
 
 # --- validation (called by the inventory loader with its validator, so problems carry file:line) ---------
 def parse_roster(v, raw: Any, path: tuple, timezone: str, notify_names: Iterable[str] | None = None,
@@ -172,9 +166,9 @@ def parse_roster(v, raw: Any, path: tuple, timezone: str, notify_names: Iterable
 
     people: list[Person] = []
     if raw is None:
-        return Roster(timezone=timezone, source=v.file)
+        return Roster(timezone=timezone)
     if v.typed(raw, path, list, "a list of people on duty") is None:
-        return Roster(timezone=timezone, source=v.file)
+        return Roster(timezone=timezone)
     names = set(notify_names) if notify_names is not None else None
     for i, item in enumerate(raw):
         p = path + (i,)
@@ -229,9 +223,8 @@ def parse_roster(v, raw: Any, path: tuple, timezone: str, notify_names: Iterable
                 v.string(m, "name", p)
             continue
         people.append(Person(name=m["name"], role=role, phone=v.string(m, "phone", p),
-                             email=v.string(m, "email", p), notify=target, shifts=tuple(shifts),
-                             line=v.positions.at(p).line, **limits))
-    return Roster(people=tuple(people), timezone=timezone, source=v.file)
+                             email=v.string(m, "email", p), notify=target, shifts=tuple(shifts), **limits))
+    return Roster(people=tuple(people), timezone=timezone)
 
 
 def load_roster_file(path: str, timezone: str, notify_names: Iterable[str] | None,

@@ -33,6 +33,7 @@ from canteen_ops.errors import CanteenOpsError
 from canteen_ops.cli.render import clean
 from canteen_ops.i18n import _
 from canteen_ops.redact import redact_text
+from canteen_ops.status import Status, worst
 from canteen_ops.timeutil import iso, utcnow
 
 CHEAP_CHECKS = ("reachable", "login", "clock", "storage", "channels")
@@ -55,11 +56,8 @@ class RoundReport:
     interrupted: bool = False
 
     @property
-    def worst_exit(self) -> int:
-        for status, code in (("crit", 2), ("warn", 1), ("unknown", 3)):
-            if self.counts.get(status):
-                return code
-        return 0
+    def worst(self) -> Status:
+        return worst(Status(s) for s, n in self.counts.items() if n)
 
 
 def lock_path(inventory_path: Path) -> Path:
@@ -79,6 +77,14 @@ class Watch:
         self.skip, self.deadline_s, self.clock, self.sender = set(skip), deadline_s, clock, sender
         self.out = out or (lambda line: print(line, flush=True))
         self.slow_done: dict[str, float] = {}  # school id -> monotonic time of its last slow checks
+        self.device_ids = {d.id for d in self.devices}
+        inv = self.inventory
+        self.hold_downs = {("d", d.id): d.policy.watch_hold_down_min for d in inv.devices}
+        self.hold_downs.update({("s", s.id): s.policy.watch_hold_down_min for s in inv.schools})
+        # the metrics file's view of the results: the newest row per (device, check), kept up to date from the
+        # rows newer than `latest_seq` instead of a GROUP BY over the whole results table every round
+        self.latest: dict[tuple, dict] | None = None
+        self.latest_seq = 0
         self.stop = threading.Event()
         self._phase = "idle"
         self._writing = False
@@ -100,7 +106,7 @@ class Watch:
 
     def _loop(self) -> int:
         log = self.env.log()
-        code = 0
+        outcome = Status.OK
         with log.run("watch", self.env.argv, self.env.operator) as handle:
             n = failures = 0
             while not self.stop.is_set():
@@ -117,7 +123,7 @@ class Watch:
                     report.counts["unknown"] = 1
                 self.last = report
                 self._print(report)
-                code = report.worst_exit
+                outcome = report.worst
                 if report.interrupted or self.stop.is_set():
                     break
                 if self.iterations is not None and n >= self.iterations:
@@ -127,10 +133,9 @@ class Watch:
                 self._phase = "idle"
             if self.stop.is_set():
                 handle.set_outcome("interrupted", 130)
-                code = 130
-            else:
-                handle.set_outcome({0: "ok", 1: "warn", 2: "crit", 3: "unknown"}[code], code)
-        return code
+                return 130
+            handle.set_outcome(outcome.value, outcome.exit_code)
+        return outcome.exit_code
 
     def _install_signals(self):
         if threading.current_thread() is not threading.main_thread():
@@ -160,7 +165,7 @@ class Watch:
         inv, log = self.inventory, self.env.log()
         report = RoundReport(number, self.clock())
         t0 = time.monotonic()
-        groups = self._plan(report, t0)
+        groups, slow_devices = self._plan(report, t0)
         messages: list[tuple] = []
 
         def on_results(results) -> None:
@@ -196,16 +201,15 @@ class Watch:
         finally:
             self._phase = "finishing"
         if not report.interrupted:
-            for names, devices in groups:
-                if "coverage" in names or "picture" in names or "retention" in names:
-                    for d in devices:
-                        self.slow_done[d.school_id] = t0
+            for d in slow_devices:
+                self.slow_done[d.school_id] = t0
         self._after_checks(log, report, messages)
         report.seconds = time.monotonic() - t0
         self._write_metrics(log, report)
         return report
 
-    def _plan(self, report: RoundReport, t0: float) -> list[tuple[list[str], list]]:
+    def _plan(self, report: RoundReport, t0: float) -> tuple[list[tuple[list[str], list]], list]:
+        """The round's (check names, devices) groups, slow group first, and the devices of the slow group."""
         slow_due = set()
         for s in self.inventory.schools:
             last = self.slow_done.get(s.id)
@@ -217,7 +221,8 @@ class Watch:
         slow_devices = [d for d in self.devices if d.school_id in slow_due]
         report.devices = len(self.devices)
         report.slow_schools = len({d.school_id for d in slow_devices})
-        return [(names, devs) for names, devs in ((slow, slow_devices), (cheap, fast_devices)) if devs and names]
+        groups = [(names, devs) for names, devs in ((slow, slow_devices), (cheap, fast_devices)) if devs and names]
+        return groups, slow_devices
 
     def _track(self, log, row, report: RoundReport, messages: list) -> None:
         from canteen_ops.escalation import assign
@@ -235,15 +240,8 @@ class Watch:
         messages.append((incident_message(action, inc, self.inventory, assignee=person, now=now), key))
 
     def _hold_down(self, row) -> dt.timedelta:
-        policy = self.inventory.policy
-        try:
-            if row.get("device_id"):
-                policy = self.inventory.device(row["device_id"]).policy
-            elif row.get("school_id"):
-                policy = self.inventory.school(row["school_id"]).policy
-        except KeyError:
-            pass
-        return dt.timedelta(minutes=policy.watch_hold_down_min)
+        key = ("d", row["device_id"]) if row.get("device_id") else ("s", row.get("school_id"))
+        return dt.timedelta(minutes=self.hold_downs.get(key, self.inventory.policy.watch_hold_down_min))
 
     def _after_checks(self, log, report: RoundReport, messages: list) -> None:
         """Escalation, the outbox and delivery: each step on its own, so a failing one leaves the others."""
@@ -296,8 +294,8 @@ class Watch:
         from canteen_ops.metrics import write_metrics
 
         try:
-            ids = [d.id for d in self.devices]
-            latest = [r for r in log.latest_results() if r["device_id"] in ids or r["device_id"] is None]
+            ids = self.device_ids
+            latest = [r for r in self._latest_results(log) if r["device_id"] in ids or r["device_id"] is None]
             open_incidents = log.query("SELECT level FROM incidents WHERE state IN ('open', 'acked', 'arrived')")
             pending = log.query("SELECT COUNT(*) AS n FROM outbox WHERE state = 'pending'")[0]["n"]
             write_metrics(str(self.metrics), self.inventory, latest, open_incidents,
@@ -306,6 +304,17 @@ class Watch:
         except WRITE_ERRORS as exc:
             report.problems.append(_("metrics file {file} not written ({why})").format(file=self.metrics,
                                                                                          why=_why(exc)))
+
+    def _latest_results(self, log) -> list[dict]:
+        """log.latest_results() (newest row per device and check, in its order), read in full only once."""
+        rows = log.latest_results() if self.latest is None else log.query(
+            "SELECT * FROM results WHERE seq > ? ORDER BY seq", [self.latest_seq])
+        latest = self.latest if self.latest is not None else {}
+        for r in rows:
+            latest[(r["device_id"], r["check_name"])] = r
+            self.latest_seq = max(self.latest_seq, r["seq"])
+        self.latest = latest
+        return [latest[k] for k in sorted(latest, key=lambda k: (k[0] is not None, k[0] or "", k[1]))]
 
     def _print(self, r: RoundReport) -> None:
         from canteen_ops.timeutil import local

@@ -139,6 +139,49 @@ def test_night_incident_goes_to_the_night_technician(tmp_path, log):
     assert assign(log, inv, inc, night).name == "王芳"
 
 
+@pytest.mark.parametrize("by_hand", [False, True])
+def test_a_reopened_incident_goes_to_whoever_is_on_duty_now_unless_a_person_assigned_it(tmp_path, log, by_hand):
+    from canteen_ops.incidents import assign as assign_by_hand
+
+    inv = _inventory(tmp_path)
+    hold = dt.timedelta(minutes=30)
+    day = dt.datetime(2026, 11, 30, 17, 50, tzinfo=SH)  # Monday: 张伟 until 18:00, then 王芳
+    action, inc = track_result(log, inv, _result("crit"), now=day, hold_down=hold)
+    assert action == "opened" and assign(log, inv, inc, day).name == "张伟"
+    assert log.get("incidents", inc["id"])["data"]["assignee"]["by"] == "roster"
+    if by_hand:
+        assign_by_hand(log, inc["id"], "李工", who="老刘")
+    assert track_result(log, inv, _result("ok"), now=day + dt.timedelta(minutes=5), hold_down=hold)[0] == "resolved"
+    later = day + dt.timedelta(minutes=15)  # 18:05, within the hold-down: the same incident again
+    action, inc = track_result(log, inv, _result("crit"), now=later, hold_down=hold)
+    assert action == "reopened"
+    person = assign(log, inv, inc, later)
+    row = log.get("incidents", inc["id"])
+    assigns = [e for e in events(log, inc["id"]) if e["action"] == "assign"]
+    if by_hand:  # a person's choice stands
+        assert person["name"] == "老刘" and row["assigned_to"] == "老刘"
+        assert [e["actor"] for e in assigns] == ["canteen-ops", "李工"]
+    else:  # the roster's own choice of 17:50 does not: the night technician gets it
+        assert person.name == "王芳" and row["assigned_to"] == "王芳"
+        assert row["data"]["assignee"]["name"] == "王芳" and row["data"]["assignee"]["by"] == "roster"
+        assert [e["note"] for e in assigns] == ["张伟", "王芳"]
+
+
+def test_a_persistent_fault_is_one_recurrence_event_not_one_per_round(tmp_path, log):
+    inv = _inventory(tmp_path)
+    hold = dt.timedelta(minutes=30)
+    for n in range(12):  # an hour of a 5-minute watch with the camera still down
+        action, inc = track_result(log, inv, _result("crit"), now=MONDAY_10 + dt.timedelta(minutes=5 * n),
+                                   hold_down=hold)
+    assert [e["action"] for e in events(log, inc["id"])] == ["open", "recurrence"]
+    assert inc["data"]["occurrences"] == 12
+    later = MONDAY_10 + dt.timedelta(hours=1)
+    for summary in ("offline (no route to host)", "offline (no route to host)", "offline (connection refused)"):
+        track_result(log, inv, _result("crit", summary), now=later, hold_down=hold)
+    assert [e["note"] for e in events(log, inc["id"]) if e["action"] == "recurrence"] == [
+        "offline (connection refused)", "offline (no route to host)", "offline (connection refused)"]
+
+
 def test_flapping_device_reopens_once_per_hold_down(tmp_path, log):
     inv = _inventory(tmp_path)
     hold = dt.timedelta(minutes=30)
@@ -311,3 +354,67 @@ def test_the_outbox_shows_in_log_list(tmp_path, log, receiver, cli, monkeypatch)
     assert r.code == 0, r
     rows = json.loads(r.out)
     assert len(rows) == 1 and rows[0]["status"] == "pending" and rows[0]["summary"].startswith("group opened: 告警 1 — ")
+
+
+def _file_target_inventory(tmp_path, url_file) -> object:
+    p = tmp_path / "inv.yaml"
+    p.write_text(INVENTORY.format(extra="").replace("url_env: TEST_HOOK_URL", f"url_file: {url_file}"),
+                 encoding="utf-8")
+    return load_inventory(p)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "directory", "not-utf8"])
+def test_an_unusable_url_file_is_a_clear_error_without_a_hang_or_a_secret_byte(tmp_path, log, kind):
+    import os
+    import threading
+
+    path = tmp_path / "hook.url"
+    if kind == "fifo":
+        if not hasattr(os, "mkfifo"):
+            pytest.skip("no FIFOs here")
+        os.mkfifo(path)  # a plain open for reading blocks until a writer comes: nobody ever writes
+    elif kind == "directory":
+        path.mkdir()
+    else:
+        path.write_bytes(b"json://127.0.0.1:9/robot/\xe9\xff-Secr3t")
+        path.chmod(0o600)
+    inv = _file_target_inventory(tmp_path, path)
+    enqueue(log, inv, _msg(1), "opened:inc-1", now=MONDAY_10)
+    box = []
+
+    def send():  # in a thread of its own (with its own connection): a hang fails the test instead of blocking it
+        own = MaintenanceLog.open(tmp_path / "n.db")
+        try:
+            box.append(deliver(own, inv, now=MONDAY_10))
+        finally:
+            own.close()
+
+    worker = threading.Thread(target=send, daemon=True)
+    worker.start()
+    worker.join(10)
+    assert not worker.is_alive(), "delivery hangs on the url_file"
+    d = box[0]
+    assert (d.sent, d.failed) == (0, 1)
+    row = log.query("SELECT * FROM outbox")[0]
+    assert row["state"] == "pending" and row["attempts"] == 1
+    why = {"fifo": "not a regular file (a FIFO)", "directory": "not a regular file (a directory)",
+           "not-utf8": "not UTF-8 text"}[kind]
+    assert row["last_error"] == f"notify target 'group': cannot read url_file {path}: {why}", row["last_error"]
+    assert d.errors == [row["last_error"]]
+    for leak in ("0xe9", "0xff", "\\xff", "codec", "Secr3t"):
+        assert leak not in row["last_error"]
+
+
+def test_a_url_file_readable_by_others_is_warned_about(tmp_path):
+    import os
+
+    if os.name == "nt":
+        pytest.skip("Windows permissions are ACLs")
+    path = tmp_path / "hook.url"
+    path.write_text("json://127.0.0.1:9/hook\n", encoding="utf-8")
+    path.chmod(0o640)
+    inv = _file_target_inventory(tmp_path, path)
+    assert any("inv.yaml:6:" in w and f"notify URL file {path} is readable by other users; chmod 600 it" in w for w in inv.warnings), \
+        inv.warnings
+    path.chmod(0o600)
+    assert not any("notify URL file" in w for w in _file_target_inventory(tmp_path, path).warnings)

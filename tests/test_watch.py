@@ -282,3 +282,64 @@ def test_watch_escalates_up_the_roster_on_an_injected_clock(tmp_path, monkeypatc
     assert all("值班人员：张伟" in g["message"] for g in got)
     assert all("升级至：李主管" in g["message"] for g in got[2:4])
     assert all("升级至：赵经理" in g["message"] for g in got[4:])
+
+
+@pytest.mark.parametrize("skip", [("retention", "picture", "coverage"), ("stream", "picture", "coverage")])
+def test_the_slow_group_runs_once_per_slow_interval_whatever_is_skipped(tmp_path, monkeypatch, skip):
+    import canteen_ops.checks.run as run_mod
+
+    inv = _small_inventory(tmp_path)
+    env = Env(inventory_path=inv, db_path=tmp_path / "log.db", operator="tester", argv=["watch"])
+    calls = []
+    monkeypatch.setattr(run_mod, "run_checks", lambda devices, inv, names, **kw: calls.append(list(names)))
+    Watch(env, env.inventory().devices, interval_s=0, iterations=3, out=lambda line: None, skip=skip).run()
+    env.close()
+    slow = [n for n in calls if "gaps" in n]
+    assert len(calls) == 3 and len(slow) == 1 and calls[0] is slow[0], calls  # round 1 only (interval 60 min)
+    assert not any(set(skip) & set(n) for n in calls)
+
+
+def test_the_metrics_file_follows_new_results_without_rescanning_the_table(tmp_path, monkeypatch):
+    import canteen_ops.checks.run as run_mod
+    from canteen_ops.status import Result, Status
+    from canteen_ops.store.log import MaintenanceLog
+
+    inv = _small_inventory(tmp_path)
+    env = Env(inventory_path=inv, db_path=tmp_path / "log.db", operator="tester", argv=["watch"])
+    plan = [  # per round: (device, check, status); s001-cam02 is not watched (its rows stay out of the file)
+        [("s001-cam01", "reachable", Status.OK), ("s001-cam01", "clock", Status.WARN), (None, "coverage", Status.OK),
+         ("s001-cam02", "reachable", Status.CRIT)],
+        [("s001-cam01", "clock", Status.OK), ("s001-cam01", "storage", Status.UNKNOWN)],
+        [("s001-cam01", "reachable", Status.CRIT), (None, "coverage", Status.WARN), ("s001-cam01", "gaps", Status.NA)],
+    ]
+    rounds = iter(plan)
+
+    def fake_run_checks(devices, inv, names, *, on_results, **kw):
+        on_results([Result(d, c, s, f"{c} {s.value}", school_id="s001") for d, c, s in next(rounds)])
+
+    scans = []
+    real_latest = MaintenanceLog.latest_results
+    monkeypatch.setattr(MaintenanceLog, "latest_results", lambda self, *a: scans.append(1) or real_latest(self, *a))
+    monkeypatch.setattr(run_mod, "run_checks", fake_run_checks)
+    prom = tmp_path / "m.prom"
+    seen = []
+
+    def after_round(line):  # the file of this round against one from a full scan of the table
+        from canteen_ops.metrics import write_metrics
+
+        log = MaintenanceLog.open(tmp_path / "log.db")
+        full = [r for r in real_latest(log) if r["device_id"] in ("s001-cam01", None)]
+        log.close()
+        write_metrics(str(tmp_path / "full.prom"), env.inventory(), full, [], round_started=0, round_seconds=0,
+                      rounds=0, pending_notifications=0)
+        fleet = lambda p: [ln for ln in p.read_text().splitlines() if "_status" in ln or "_up" in ln]  # noqa: E731
+        seen.append(fleet(prom))
+        assert fleet(prom) == fleet(tmp_path / "full.prom")
+
+    w = Watch(env, env.inventory().devices[:1], interval_s=0, iterations=3, out=after_round, metrics=prom)
+    w.run()
+    env.close()
+    assert len(seen) == 3 and len(scans) == 1  # the whole table once, at the first round
+    assert 'canteen_ops_check_status{check="reachable",device="s001-cam01",school="s001"} 2.0' in seen[2]
+    assert 'canteen_ops_check_status{check="coverage",device="",school="s001"} 1.0' in seen[2]
+    assert not any("s001-cam02" in ln for ln in seen[2])

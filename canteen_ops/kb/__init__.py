@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from canteen_ops.store.search import MIN_TRIGRAM, phrase
+
 if TYPE_CHECKING:
     from canteen_ops.store.log import MaintenanceLog
 
@@ -101,7 +103,7 @@ def search(entries: list[Entry], query: str, limit: int = 20) -> list[Entry]:
     if not terms:
         return []
     rows = [{"rowid": i, **_searchable(e)} for i, e in enumerate(entries)]
-    if all(len(t) >= 3 for t in terms):
+    if all(len(t) >= MIN_TRIGRAM for t in terms):
         hits = _fts(rows, terms, limit)
     else:
         hits = _like(rows, terms, limit)
@@ -121,7 +123,7 @@ def _fts(rows: list[dict[str, Any]], terms: list[str], limit: int) -> list[int]:
     db["kb"].insert_all(rows, pk="rowid")
     cols = list(WEIGHTS)
     db["kb"].enable_fts(cols, tokenize="trigram")
-    match = " AND ".join('"' + t.replace('"', '""') + '"' for t in terms)  # each term a literal phrase
+    match = " AND ".join(phrase(t) for t in terms)
     weights = ", ".join(str(WEIGHTS[c]) for c in cols)
     sql = (f"SELECT kb.rowid FROM kb JOIN kb_fts ON kb.rowid = kb_fts.rowid WHERE kb_fts MATCH ? "
            f"ORDER BY bm25(kb_fts, {weights}) LIMIT ?")

@@ -23,7 +23,6 @@ import datetime as dt
 import os
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from canteen_ops.errors import CanteenOpsError
@@ -63,17 +62,6 @@ class NotifyTarget:
         start, end = self.quiet_hours
         return start <= clock < end if start < end else (clock >= start or clock < end)
 
-    def quiet_end(self, t: dt.datetime, timezone: str) -> dt.datetime:
-        """When the quiet hours that contain `t` end (UTC)."""
-        from zoneinfo import ZoneInfo
-
-        tz = ZoneInfo(timezone)
-        local = t.astimezone(tz)
-        end = dt.datetime.combine(local.date(), self.quiet_hours[1], tz)
-        if end <= local:
-            end += dt.timedelta(days=1)
-        return end.astimezone(dt.timezone.utc)
-
     def resolve_url(self) -> str:
         """The apprise URL (registered for redaction with its secret parts). Never print the result."""
         if self.url_env:
@@ -82,11 +70,13 @@ class NotifyTarget:
                 raise NotifyUrlUnavailable("notify target {name!r}: environment variable {url_env} is not set",
                                            name=self.name, url_env=self.url_env)
         elif self.url_file:
-            try:
-                value = Path(self.url_file).expanduser().read_text(encoding="utf-8").strip()
-            except OSError as exc:
+            from canteen_ops.secretfile import SecretFileError, read_secret_file
+
+            try:  # not read_text: a FIFO would hang the caller, /dev/zero never ends, a decode error quotes bytes
+                value = read_secret_file(self.url_file).strip()
+            except SecretFileError as exc:
                 raise NotifyUrlUnavailable("notify target {name!r}: cannot read url_file {url_file}: {strerror}",
-                                           name=self.name, url_file=self.url_file, strerror=exc.strerror) from None
+                                           name=self.name, url_file=self.url_file, strerror=str(exc)) from None
         else:
             value = self.url or ""
         remember_url(value)
@@ -131,6 +121,7 @@ def _is_plain_host(host: str) -> bool:
 # --- validation (called by the inventory loader with its validator, so problems carry file:line) ---------
 def parse_targets(v, raw: Any, path: tuple) -> tuple[NotifyTarget, ...]:
     from canteen_ops.inventory.loader import ENV_NAME_RE
+    from canteen_ops.secretfile import open_to_others
 
     if raw is None or v.typed(raw, path, list, "a list of notification targets") is None:
         return ()
@@ -193,6 +184,10 @@ def parse_targets(v, raw: Any, path: tuple) -> tuple[NotifyTarget, ...]:
                 v.problem(p + ("max_per_hour",), "must be at least 1, got {n}", n=n)
             elif n is not None:
                 kw["max_per_hour"] = n
+        url_file = v.string(m, "url_file", p)
+        if url_file and open_to_others(url_file):
+            v.warnings.append(f"{v.where(p + ('url_file',))}: notify URL file {url_file} is readable by other users; "
+                              "chmod 600 it")
         if name is not None:
-            out.append(NotifyTarget(name=name, url_env=url_env, url_file=v.string(m, "url_file", p), url=url, **kw))
+            out.append(NotifyTarget(name=name, url_env=url_env, url_file=url_file, url=url, **kw))
     return tuple(out)

@@ -46,12 +46,18 @@ def _local(s: str | None, tz: str) -> str:
     return parse_iso(s).astimezone(ZoneInfo(tz)).strftime("%Y-%m-%d %H:%M")
 
 
-def _person(p) -> str:
-    if p is None:
+def _as_dict(person) -> Mapping[str, Any] | None:
+    """A roster Person, or the dict stored in an incident's `data.assignee`, as that dict (None stays None)."""
+    return person.to_dict() if hasattr(person, "to_dict") else person
+
+
+def _person(d: Mapping[str, Any] | None) -> str:
+    if d is None:
         return "（无人值班，请按值班表联系）"
     from canteen_ops.roster import ROLE_LABELS
 
-    return f"{p.name}（{ROLE_LABELS.get(p.role, p.role)}）" + (f" {p.phone}" if p.phone else "")
+    return f"{d.get('name')}（{ROLE_LABELS.get(d.get('role'), d.get('role'))}）" + (
+        f" {d['phone']}" if d.get("phone") else "")
 
 
 def incident_message(event: str, inc: Mapping[str, Any], inventory, *, assignee=None, step: int | None = None,
@@ -79,16 +85,16 @@ def incident_message(event: str, inc: Mapping[str, Any], inventory, *, assignee=
         device_text = "、".join(devices)
     level = inc.get("level")
     data = inc.get("data") or {}
-    duty = assignee if assignee is not None else data.get("assignee")
+    duty = _as_dict(assignee if assignee is not None else data.get("assignee"))
     kb = kb_for(inc)
     label = EVENT_LABELS[event]
     lines = [f"学校：{school_name}", f"设备：{device_text}", f"区域：{area}",
              f"级别：{LEVEL_LABELS.get(level, level or '—')}", f"故障：{translate(inc.get('description') or inc.get('title'), 'zh')}",
              f"到场时限：{_local(inc.get('arrive_deadline'), tz)}",
-             f"值班人员：{_person(duty) if not isinstance(duty, dict) else _person_dict(duty)}"]
+             f"值班人员：{_person(duty)}"]
     if event == "escalated":
         lines.insert(0, f"升级原因：{STEP_LABELS.get(step or 0, '到场时限未到场')}")
-        lines.append(f"升级至：{_person(escalated_to)}")
+        lines.append(f"升级至：{_person(_as_dict(escalated_to))}")
     if event == "resolved":
         lines.append(f"恢复时间：{_local(inc.get('resolved_at'), tz)}"
                      + ("（自动恢复）" if data.get("auto_resolved") else ""))
@@ -99,21 +105,8 @@ def incident_message(event: str, inc: Mapping[str, Any], inventory, *, assignee=
     lines.append(f"事件编号：{str(inc.get('id', ''))[:8]}")
     title = f"【{label}·{LEVEL_LABELS.get(level, '')}】{school_name} {device_text}"
     return Message(event=event, title=title, body="\n".join(lines), level=level, incident_id=inc.get("id"),
-                   to_person=getattr(escalated_to, "name", None) or _name(duty), kb=kb,
+                   to_person=getattr(escalated_to, "name", None) or (duty or {}).get("name"), kb=kb,
                    data={"step": step} if step else {})
-
-
-def _person_dict(d: Mapping[str, Any]) -> str:
-    from canteen_ops.roster import ROLE_LABELS
-
-    return f"{d.get('name')}（{ROLE_LABELS.get(d.get('role'), d.get('role'))}）" + (
-        f" {d['phone']}" if d.get("phone") else "")
-
-
-def _name(duty) -> str | None:
-    if duty is None:
-        return None
-    return duty.get("name") if isinstance(duty, dict) else getattr(duty, "name", None)
 
 
 def playbook_message(event: str, name: str, status: str, summary: str, run_id: str, *,

@@ -104,8 +104,7 @@ def deliver(log, inventory, *, now: dt.datetime | None = None, sender: Sender | 
         if quiet:
             for r in held:
                 if not (r.get("data") or {}).get("held"):
-                    log.update("outbox", r["id"], {"not_before": iso(target.quiet_end(now, tz)),
-                                                   "data": {**(r.get("data") or {}), "held": True}})
+                    log.update("outbox", r["id"], {"data": {**(r.get("data") or {}), "held": True}})
             out.held += len(held)
             held = []
         elif 0 < len(held) < SUMMARY_MIN:

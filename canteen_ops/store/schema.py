@@ -107,6 +107,7 @@ ALTER TABLE incidents ADD COLUMN cancel_reason TEXT
 # v6 (watch/notify): the notification outbox. One row per (target, dedup key): an event about an incident reaches
 # each target once. A send that fails stays `pending` with its error and is retried at the next watch round; the
 # row names the target, never its URL (the URL carries the token). Local only: not synced upstream.
+# not_before is unused (nothing reads it; kept because existing logs have it).
 _V6 = f"""
 CREATE TABLE outbox ({_COMMON},
   target TEXT NOT NULL, dedup_key TEXT NOT NULL, event TEXT NOT NULL, incident_id TEXT, level TEXT,

@@ -79,12 +79,16 @@ def _index_only(conn: sqlite3.Connection, table: str, columns: tuple[str, ...], 
     conn.execute(f"CREATE TRIGGER {table}_au AFTER UPDATE ON {table} BEGIN {delete} {insert} END")
 
 
+def phrase(text: str) -> str:
+    """`text` as one literal FTS5 phrase: no query syntax (AND, NEAR, column filters, *) from the user."""
+    return '"' + text.replace('"', '""') + '"'
+
+
 def match(table: str, alias: str, text: str) -> tuple[str, list[str]]:
     """A condition on `alias` (a row of `table`) that its indexed text contains `text`, and its parameters."""
     columns = FTS_COLUMNS[table]
     if len(text) >= MIN_TRIGRAM:
-        phrase = '"' + text.replace('"', '""') + '"'  # one literal phrase: no FTS query syntax from the user
-        return f"{alias}.rowid IN (SELECT rowid FROM {table}_fts WHERE {table}_fts MATCH ?)", [phrase]
+        return f"{alias}.rowid IN (SELECT rowid FROM {table}_fts WHERE {table}_fts MATCH ?)", [phrase(text)]
     pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
     like = "(" + " OR ".join(f"{alias}.{c} LIKE ? ESCAPE '\\'" for c in columns) + ")"
     if table in INDEXED_ROWS:
